@@ -1,0 +1,203 @@
+"""The engine end to end: real Ray local cluster, real SQLite files, user objectives."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import tuner
+from tuner.engine import _attrs
+from tests import objectives
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+SPACE_X = {"params": {"x": {"float": [-5.0, 5.0]}}}
+SPACE_XY = {"params": {"x": {"float": [-5.0, 5.0]}, "y": {"float": [-3.0, 3.0]}}}
+
+
+def _spec(**kw: Any) -> dict[str, Any]:
+    base = {"name": "s", "search_space": SPACE_X, "n_trials": 6, "concurrency": 2, "seed": 1, "pruner": "none"}
+    base.update(kw)
+    return base
+
+
+def _states(study: optuna.Study) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
+    study = tuner.run(_spec(search_space=SPACE_XY, n_trials=8), objectives.quadratic, storage=sqlite_url)
+    assert _states(study) == {"COMPLETE": 8}
+    # Read back through a fresh storage object: it is in the SQLite file, not in memory.
+    fresh = optuna.load_study(study_name="s", storage=sqlite_url)
+    trials = fresh.get_trials()
+    assert len(trials) == 8
+    for t in trials:
+        assert set(t.params) == {"x", "y"}
+        assert t.value == pytest.approx(objectives.quadratic(t.params, None))
+        worker = t.system_attrs[_attrs.WORKER]
+        assert worker["host"] and worker["pid"] > 0 and worker["node_id"]
+        assert t.datetime_start is not None and t.datetime_complete is not None
+    attrs = fresh._storage.get_study_system_attrs(fresh._study_id)
+    assert attrs[_attrs.SPEC]["name"] == "s"
+    assert attrs[_attrs.SPACE]["params"].keys() == {"x", "y"}
+    assert attrs[_attrs.DRIVER] is None  # lease released
+
+
+def test_parallel_trials_overlap_in_time(sqlite_url: str) -> None:
+    spec = _spec(n_trials=4, metric="value", concurrency=2)
+    study = tuner.run(spec, objectives.sleepy, storage=sqlite_url)
+    spans = sorted((t.system_attrs[_attrs.METRICS]["start"], t.system_attrs[_attrs.METRICS]["end"])
+                   for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert len(spans) == 4
+    overlaps = sum(1 for (s1, e1), (s2, e2) in zip(spans, spans[1:]) if s2 < e1)
+    assert overlaps >= 1, spans
+    pids = {t.system_attrs[_attrs.WORKER]["pid"] for t in study.get_trials()}
+    assert len(pids) == 2  # two reused actors, not one process per trial
+
+
+def test_pruned_trials_exist_and_carry_intermediate_values(sqlite_url: str) -> None:
+    spec = _spec(n_trials=14, concurrency=2, metric="loss", direction="minimize",
+                 pruner={"name": "median", "args": {"n_startup_trials": 3, "n_warmup_steps": 1}},
+                 sampler="random")
+    study = tuner.run(spec, objectives.curve, storage=sqlite_url)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert pruned, _states(study)
+    assert len(pruned) + len(complete) == 14
+    assert any(max(t.intermediate_values) < 8 for t in pruned)  # stopped early, not just relabelled
+    for t in pruned:
+        assert sorted(t.intermediate_values) == list(range(1, max(t.intermediate_values) + 1))
+        curve = t.system_attrs[_attrs.CURVE]
+        assert [c["step"] for c in curve] == sorted(t.intermediate_values)
+        assert {"loss", "acc"} <= set(curve[0])
+    for t in complete:
+        assert sorted(t.intermediate_values) == list(range(1, 9))
+
+
+def test_raising_and_nan_objectives_fail_with_error_stored(sqlite_url: str) -> None:
+    study = tuner.run(_spec(n_trials=4, max_failures=50), objectives.flaky, storage=sqlite_url)
+    states = _states(study)
+    assert states["COMPLETE"] == 4 and states["FAIL"] >= 2
+    errors = [t.system_attrs[_attrs.ERROR] for t in study.get_trials(states=(TrialState.FAIL,))]
+    raised = [e for e in errors if e["type"] == "RuntimeError"]
+    nans = [e for e in errors if e["type"] == "ValueError"]
+    assert raised and "boom in trial" in raised[0]["message"]
+    assert "Traceback" in raised[0]["traceback"] and "flaky" in raised[0]["traceback"]
+    assert nans and "nan" in nans[0]["message"]
+
+
+def test_max_failures_stops_the_run_cleanly(sqlite_url: str) -> None:
+    with pytest.raises(tuner.TooManyFailuresError) as info:
+        tuner.run(_spec(n_trials=20, max_failures=2), objectives.always_fails, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    states = _states(study)
+    assert states.get("FAIL", 0) >= 3 and "RUNNING" not in states and "COMPLETE" not in states
+    assert "max_failures=2" in str(info.value)
+
+
+def test_resume_continues_to_n_trials(sqlite_url: str) -> None:
+    tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
+    study = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url)
+    assert _states(study) == {"COMPLETE": 7}
+    again = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url)  # nothing left to do
+    assert len(again.get_trials()) == 7
+
+
+def test_changed_search_space_is_refused_then_forced(sqlite_url: str) -> None:
+    tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
+    changed = _spec(n_trials=2, search_space={"params": {"x": {"float": [-1.0, 1.0]}}})
+    with pytest.raises(tuner.UserInputError, match="different search space.*changed: x.*--force"):
+        tuner.run(changed, objectives.quadratic, storage=sqlite_url)
+    assert len(optuna.load_study(study_name="s", storage=sqlite_url).get_trials()) == 2  # untouched
+    study = tuner.run(changed, objectives.quadratic, storage=sqlite_url, force=True)
+    assert len(study.get_trials()) == 2
+    assert all(-1.0 <= t.params["x"] <= 1.0 for t in study.get_trials())
+
+
+def test_worker_killed_mid_trial_fails_that_trial_and_study_finishes(sqlite_url: str) -> None:
+    study = tuner.run(_spec(n_trials=4, concurrency=1), objectives.kills_worker, storage=sqlite_url)
+    states = _states(study)
+    assert states == {"COMPLETE": 4, "FAIL": 1}
+    failed = study.get_trials(states=(TrialState.FAIL,))[0]
+    assert failed.number == 1
+    assert failed.system_attrs[_attrs.ERROR]["type"] == "WorkerDied"
+
+
+def test_trial_timeout_fails_a_hanging_trial(sqlite_url: str) -> None:
+    study = tuner.run(_spec(n_trials=3, concurrency=1, trial_timeout=2), objectives.hangs, storage=sqlite_url)
+    assert _states(study) == {"COMPLETE": 3, "FAIL": 1}
+    failed = study.get_trials(states=(TrialState.FAIL,))[0]
+    assert failed.number == 0 and failed.system_attrs[_attrs.ERROR]["type"] == "TrialTimeout"
+
+
+def test_trial_dir_device_and_attrs(sqlite_url: str, tmp_path: Path) -> None:
+    study = tuner.run(_spec(n_trials=2, artifacts_dir=str(tmp_path / "art")), objectives.writes_checkpoint,
+                      storage=sqlite_url)
+    for t in study.get_trials():
+        trial_dir = Path(t.system_attrs[_attrs.WORKER]["trial_dir"])
+        assert trial_dir.parent == tmp_path / "art" / "s"
+        assert (trial_dir / "model.txt").read_text() == f"x={t.params['x']}\n"
+        note = t.system_attrs[_attrs.ATTR_PREFIX + "note"]
+        assert note["device"] == "cpu"
+        assert note["seed"] == 1 * 1_000_003 + t.number
+
+
+def test_objective_by_reference_from_spec_file(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "my_obj.py").write_text("def f(params, ctx):\n    return params['x'] ** 2\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: byref\nobjective: my_obj.py:f\nsearch_space: {params: {x: {float: [-1, 1]}}}\n"
+                    "n_trials: 3\nconcurrency: 2\npruner: none\n")
+    study = tuner.run(spec, storage=sqlite_url)
+    assert all(t.value == pytest.approx(t.params["x"] ** 2) for t in study.get_trials())
+    spec2 = tmp_path / "s2.yaml"
+    spec2.write_text("name: bymod\nobjective: tests.objectives:quadratic\nsearch_space: {params: {x: {float: [-1, 1]}}}\n"
+                     "n_trials: 2\npruner: none\n")
+    study2 = tuner.run(spec2, storage=sqlite_url)
+    assert len(study2.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+def test_multi_objective(sqlite_url: str) -> None:
+    spec = _spec(n_trials=6, metrics=["loss", "acc"], directions=["minimize", "maximize"], sampler="nsga2")
+    study = tuner.run(spec, objectives.curve, storage=sqlite_url)
+    assert len(study.directions) == 2
+    assert study.best_trials and all(len(t.values) == 2 for t in study.best_trials)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2", "grid"])
+def test_each_sampler_through_a_real_study(sqlite_url: str, sampler: str) -> None:
+    space = SPACE_XY if sampler != "grid" else {"params": {"x": {"float": [-1.0, 1.0], "step": 0.5},
+                                                           "y": {"choice": [0.0, 1.0]}}}
+    study = tuner.run(_spec(search_space=space, n_trials=12, sampler=sampler, concurrency=2),
+                      objectives.quadratic, storage=sqlite_url)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == (10 if sampler == "grid" else 12)
+    if sampler == "grid":
+        assert {(t.params["x"], t.params["y"]) for t in complete} == {
+            (x, y) for x in (-1.0, -0.5, 0.0, 0.5, 1.0) for y in (0.0, 1.0)}
+    assert math.isfinite(study.best_value)
+
+
+@pytest.mark.parametrize("pruner", ["median", "percentile", "asha", "hyperband"])
+def test_each_pruner_prunes(sqlite_url: str, pruner: str) -> None:
+    args = {"median": {"n_startup_trials": 2}, "percentile": {"n_startup_trials": 2, "percentile": 50.0},
+            "asha": {"min_resource": 1, "reduction_factor": 2}, "hyperband": {"min_resource": 1, "max_resource": 8}}[pruner]
+    spec = _spec(n_trials=16, sampler="random", metric="loss", pruner={"name": pruner, "args": args})
+    study = tuner.run(spec, objectives.curve, storage=sqlite_url)
+    assert study.get_trials(states=(TrialState.PRUNED,)), _states(study)
+
+
+def test_same_seed_same_trials(tmp_path: Path) -> None:
+    a = tuner.run(_spec(concurrency=1, n_trials=5, sampler="tpe"), objectives.quadratic,
+                  storage=f"sqlite:///{tmp_path / 'a.db'}")
+    b = tuner.run(_spec(concurrency=1, n_trials=5, sampler="tpe"), objectives.quadratic,
+                  storage=f"sqlite:///{tmp_path / 'b.db'}")
+    assert [t.params for t in a.get_trials()] == [t.params for t in b.get_trials()]

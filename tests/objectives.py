@@ -1,0 +1,72 @@
+"""Objectives used by the engine tests. Module-level so Ray workers import them by reference."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from typing import Any
+
+
+def quadratic(params: dict[str, Any], ctx: Any) -> float:
+    """Minimum 0 at x=2, y=-1; cheap."""
+    return (params["x"] - 2.0) ** 2 + (params.get("y", -1.0) + 1.0) ** 2
+
+
+def curve(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Reports a learning curve; bad x values plateau high so the pruner has something to cut."""
+    loss = 1.0
+    for step in range(1, 9):
+        loss = abs(params["x"] - 2.0) + 1.0 / step
+        ctx.report(step, {"loss": loss, "acc": 1.0 / (1.0 + loss)})
+    return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
+
+
+def sleepy(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Sleeps a little and records when it ran, where, and with which GPU visible."""
+    start = time.time()
+    time.sleep(0.6)
+    return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
+            "gpu": float(os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or -1)}
+
+
+def flaky(params: dict[str, Any], ctx: Any) -> float:
+    """Raises for some trials, returns NaN for others."""
+    if ctx.number % 3 == 1:
+        raise RuntimeError(f"boom in trial {ctx.number}")
+    if ctx.number % 3 == 2:
+        return math.nan
+    return params["x"]
+
+
+def always_fails(params: dict[str, Any], ctx: Any) -> float:
+    raise ValueError("this objective never works")
+
+
+def kills_worker(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 1 kills its own worker process mid-trial (SIGKILL), the others succeed."""
+    if ctx.number == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return params["x"]
+
+
+def hangs(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 hangs (until trial_timeout ends it)."""
+    if ctx.number == 0:
+        time.sleep(3600)
+    return params["x"]
+
+
+def slow_steps(params: dict[str, Any], ctx: Any) -> float:
+    """About 2 s per trial in small steps (for kill -9 tests)."""
+    for step in range(1, 6):
+        time.sleep(0.4)
+        ctx.report(step, params["x"] + 1.0 / step)
+    return params["x"]
+
+
+def writes_checkpoint(params: dict[str, Any], ctx: Any) -> float:
+    (ctx.trial_dir / "model.txt").write_text(f"x={params['x']}\n")
+    ctx.set_attr("note", {"device": ctx.device, "seed": ctx.seed})
+    return params["x"]

@@ -1,0 +1,209 @@
+"""The public Python API; the CLI is a thin layer over these functions.
+
+Heavy modules (Optuna, Ray, torch) are imported inside the functions, so ``import tuner``
+and ``tuner --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from tuner.engine import _attrs
+from tuner.exceptions import SpecError, UserInputError
+from tuner.spec import StudySpec, load_spec, spec_from_mapping
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.engine._progress import Progress
+
+__all__ = ["run", "validate", "load_study", "list_studies", "study_details", "best_trial", "StudyInfo"]
+
+
+def validate(spec: str | Path | Mapping[str, Any] | StudySpec, overrides: Mapping[str, Any] | None = None,
+             *, objective: Callable[..., Any] | None = None) -> StudySpec:
+    """Parse and check a spec (and its search spaces, task and sampler settings) without running it."""
+    if isinstance(spec, StudySpec):
+        if overrides:
+            return spec_from_mapping(spec.raw, source=spec.source, base_dir=spec.base_dir, overrides=overrides)
+        return spec
+    if isinstance(spec, Mapping):
+        data = dict(spec)
+        if objective is not None and "objective" not in data and "task" not in data:
+            data["objective"] = f"{getattr(objective, '__module__', 'python')}:{getattr(objective, '__name__', 'objective')}"
+        return spec_from_mapping(data, source="<python>", overrides=overrides)
+    return load_spec(spec, overrides=overrides)
+
+
+def run(
+    spec: str | Path | Mapping[str, Any] | StudySpec,
+    objective: Callable[..., Any] | None = None,
+    *,
+    storage: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    ray_address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    force: bool = False,
+    quiet: bool = True,
+    progress: "Progress | None" = None,
+) -> "optuna.Study":
+    """Run (or resume) a study and return it.
+
+    ``spec`` is a path to a study YAML, a mapping with the same keys, or a validated spec.
+    ``objective`` is ``fn(params, ctx) -> float | dict``; it replaces the spec's ``objective:``
+    (and may be given instead of one). The study ends when ``n_trials`` trials have finished
+    (complete or pruned), counting those of earlier runs.
+    """
+    from tuner.engine._driver import run_study
+    from tuner.engine._progress import Progress
+    from tuner.storage import resolve_url
+
+    checked = validate(spec, overrides, objective=objective)
+    if objective is not None and checked.task is not None:
+        raise SpecError(checked.source, "task", "the spec names a task and an objective function was passed",
+                        "drop `task:` from the spec or do not pass objective=")
+    if objective is not None and not callable(objective):
+        raise UserInputError(f"objective must be callable, got {type(objective).__name__}")
+    url = resolve_url(storage, checked.storage)
+    study, _summary = run_study(checked, url, objective=objective, ray_address=ray_address, num_cpus=num_cpus,
+                                num_gpus=num_gpus, force=force, progress=progress or Progress(quiet=quiet))
+    return study
+
+
+def load_study(name: str, storage: str | None = None) -> "optuna.Study":
+    """An existing study, read from the storage (any machine that reaches it can)."""
+    from tuner.engine._study import load_study as _load
+    from tuner.storage import open_storage
+
+    return _load(open_storage(storage, readonly=True), name)
+
+
+@dataclass
+class StudyInfo:
+    """One line of ``tuner ls``."""
+
+    name: str
+    directions: list[str]
+    metrics: list[str]
+    counts: dict[str, int]
+    n_trials_target: int | None
+    best: Any
+    last_activity: str | None
+    running: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def list_studies(storage: str | None = None) -> list[StudyInfo]:
+    """Every study in the storage with trial counts by state and its best value."""
+    from tuner.engine._study import _lease_alive
+    from tuner.storage import open_storage, study_overview
+
+    st = open_storage(storage, readonly=True)
+    out = []
+    for row in study_overview(st):
+        attrs = row["system_attrs"]
+        spec = attrs.get(_attrs.SPEC) or {}
+        out.append(StudyInfo(
+            name=row["name"], directions=row["directions"], metrics=list(spec.get("metrics") or row["metrics"] or []),
+            counts=row["counts"], n_trials_target=spec.get("n_trials"), best=row["best"],
+            last_activity=_iso(row["last_activity"]), running=_lease_alive(attrs.get(_attrs.DRIVER))))
+    return out
+
+
+def _iso(value: Any) -> str | None:
+    if isinstance(value, _dt.datetime):
+        return value.isoformat(timespec="seconds")
+    return None if value is None else str(value)
+
+
+def _trial_row(t: Any) -> dict[str, Any]:
+    duration = None
+    if t.datetime_start and t.datetime_complete:
+        duration = (t.datetime_complete - t.datetime_start).total_seconds()
+    worker = t.system_attrs.get(_attrs.WORKER) or {}
+    error = t.system_attrs.get(_attrs.ERROR)
+    return {
+        "number": t.number,
+        "state": t.state.name,
+        "values": t.values,
+        "params": dict(t.params),
+        "metrics": t.system_attrs.get(_attrs.METRICS),
+        "intermediate_steps": len(t.intermediate_values),
+        "started": _iso(t.datetime_start),
+        "completed": _iso(t.datetime_complete),
+        "duration_s": duration,
+        "host": worker.get("host"),
+        "gpu_ids": worker.get("gpu_ids"),
+        "error": (f"{error.get('type')}: {error.get('message')}" if error else None),
+    }
+
+
+def study_details(name: str, storage: str | None = None, *, top: int = 10) -> dict[str, Any]:
+    """What ``tuner show`` prints: the spec, counts, best and the top trials."""
+    from optuna.trial import TrialState
+
+    study = load_study(name, storage)
+    trials = study.get_trials(deepcopy=False)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    directions = [d.name.lower() for d in study.directions]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if len(directions) == 1:
+        sign = -1.0 if directions[0] == "maximize" else 1.0
+        ranked = sorted(complete, key=lambda t: sign * t.value)
+    else:
+        ranked = [t for t in study.best_trials]
+    failed = [t for t in trials if t.state == TrialState.FAIL][-5:]
+    return {
+        "name": name,
+        "directions": directions,
+        "metrics": study.metric_names,
+        "counts": counts,
+        "n_trials": len(trials),
+        "spec": attrs.get(_attrs.SPEC),
+        "best": best_trial(name, storage, study=study) if complete else None,
+        "top": [_trial_row(t) for t in ranked[:top]],
+        "recent_failures": [_trial_row(t) for t in failed],
+    }
+
+
+def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | None" = None) -> dict[str, Any]:
+    """The best trial (or the Pareto front for several objectives) with parameters and metrics."""
+    from tuner.exceptions import StudyNotFoundError
+
+    study = study or load_study(name, storage)
+    if len(study.directions) > 1:
+        front = study.best_trials
+        if not front:
+            raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first")
+        return {"name": name, "pareto_front": [_best_row(study, t) for t in front]}
+    try:
+        t = study.best_trial
+    except ValueError:
+        raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first (tuner run ...)") from None
+    return {"name": name, **_best_row(study, t)}
+
+
+def _best_row(study: "optuna.Study", t: Any) -> dict[str, Any]:
+    row = _trial_row(t)
+    row["params_user"] = _user_params(study, t)
+    return row
+
+
+def _user_params(study: "optuna.Study", t: Any) -> dict[str, Any] | None:
+    """The parameter dict the objective saw (fixed values included, per-layer lists rebuilt)."""
+    space = study._storage.get_study_system_attrs(study._study_id).get(_attrs.SPACE)
+    if not space:
+        return None
+    try:
+        from tuner.space import SearchSpace
+
+        return SearchSpace.from_mapping(space, source="<stored>").params_from_optuna(dict(t.params))
+    except Exception:  # noqa: BLE001 - a stored space from another version must not break `best`
+        return None

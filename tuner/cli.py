@@ -1,0 +1,246 @@
+"""The ``tuner`` command line: parse, call one public API function, format the result.
+
+Mistakes in user input (spec, flags, study names, storage URLs) print one line and exit 2;
+too many failed trials exit 3; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Callable
+
+import click
+
+from tuner.exceptions import TunerError, UserInputError
+
+_STORAGE_HELP = "Storage URL (default: $TUNER_STORAGE, the spec's storage:, or sqlite:///tuner.db)."
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn tuner's errors into one-line messages and exit codes."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TunerError as exc:
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; run the same command again to resume", 130)
+
+    return wrapper
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tuner")
+def main() -> None:
+    """tuner: hyperparameter tuning with Optuna, Ray Tune and SQL storage."""
+
+
+def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        if "=" not in item:
+            raise UserInputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set task_args.max_samples=500")
+        key, _, raw = item.partition("=")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    mapping = {"n_trials": "n_trials", "timeout": "timeout", "concurrency": "concurrency", "cpus": "resources.cpus",
+               "gpus": "resources.gpus", "sampler": "sampler", "pruner": "pruner", "seed": "seed",
+               "max_failures": "max_failures", "name": "name", "trial_timeout": "trial_timeout",
+               "artifacts_dir": "artifacts_dir"}
+    out = {mapping[k]: v for k, v in flags.items() if k in mapping and v is not None}
+    out.update(_parse_set(flags.get("set_", ()) or ()))
+    return out
+
+
+def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--name", help="Study name (overrides name:)."),
+        click.option("--n-trials", type=int, help="Finished trials to reach (overrides n_trials:)."),
+        click.option("--timeout", help="Stop starting trials after this long: 600, 90s, 10m, 2h."),
+        click.option("--trial-timeout", help="Stop and fail any single trial running longer than this."),
+        click.option("--concurrency", type=int, help="Trials running at once."),
+        click.option("--cpus", type=float, help="CPUs per trial (fractions allowed)."),
+        click.option("--gpus", type=float, help="GPUs per trial (fractions pack trials on one GPU)."),
+        click.option("--sampler", help="tpe, random, grid, cmaes, gp, qmc or nsga2."),
+        click.option("--pruner", help="none, median, percentile, asha or hyperband."),
+        click.option("--seed", type=int, help="Seed for the sampler and the trials."),
+        click.option("--max-failures", type=int, help="Stop after this many failed trials in a run."),
+        click.option("--artifacts-dir", help="Folder for trial checkpoints (default: tuner_runs/ next to the database)."),
+        click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="Override any spec key, e.g. task_args.max_samples=500."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_spec_options
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--ray-address", help="Join this Ray cluster (e.g. auto or 10.0.0.1:6379) instead of starting one.")
+@click.option("--num-cpus", type=float, help="CPUs the local Ray instance declares (default: all).")
+@click.option("--num-gpus", type=float, help="GPUs the local Ray instance declares (default: detected).")
+@click.option("--force", is_flag=True, help="Delete an existing study of this name that has another search space.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON at the end.")
+@_guard
+def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
+        force: bool, quiet: bool, as_json: bool, **flags: Any) -> None:
+    """Run (or resume) the study described by SPEC until n_trials trials have finished."""
+    from tuner._api import validate
+    from tuner.engine._driver import run_study
+    from tuner.engine._progress import Progress, format_summary
+    from tuner.exceptions import TooManyFailuresError
+    from tuner.storage import resolve_url
+
+    checked = validate(spec, _overrides(**flags))
+    url = resolve_url(storage, checked.storage)
+    progress = Progress(quiet=quiet or as_json)
+    try:
+        _study, summary = run_study(checked, url, ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
+                                    force=force, progress=progress)
+    except TooManyFailuresError as exc:
+        summary = exc.summary  # type: ignore[attr-defined]
+        if quiet and not as_json:
+            click.echo(format_summary(summary), err=True)
+        if as_json:
+            _echo_json(summary.__dict__)
+        raise
+    if as_json:
+        _echo_json({**summary.__dict__, "finished_total": summary.finished_total})
+    elif quiet:
+        click.echo(format_summary(summary))
+    if summary.stopped_reason == "interrupted":
+        sys.exit(130)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_spec_options
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved spec as JSON.")
+@_guard
+def validate(spec: str, as_json: bool, **flags: Any) -> None:
+    """Check SPEC and its search spaces without running anything."""
+    from tuner._api import validate as _validate
+
+    checked = _validate(spec, _overrides(**flags))
+    if as_json:
+        _echo_json(checked.to_dict())
+        return
+    space = checked.search_space
+    what = f"task {checked.task}" if checked.task else f"objective {checked.objective}"
+    metrics = ", ".join(f"{m} ({d})" for m, d in zip(checked.metrics, checked.directions))
+    click.echo(f"{spec}: ok: study {checked.name!r}, {what}, {len(space.names)} parameters, metric {metrics}, "
+               f"{checked.n_trials} trials, concurrency {checked.concurrency}, sampler {checked.sampler}, "
+               f"pruner {checked.pruner}")
+
+
+@main.command("ls")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def ls(storage: str | None, as_json: bool) -> None:
+    """List the studies in the storage."""
+    from tuner._api import list_studies
+
+    studies = list_studies(storage)
+    if as_json:
+        _echo_json([s.__dict__ for s in studies])
+        return
+    if not studies:
+        click.echo("no studies yet")
+        return
+    click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best':>12}  last activity")
+    for s in studies:
+        c = s.counts
+        finished = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
+        state = "running" if s.running else ("finished" if s.n_trials_target and finished >= s.n_trials_target else "stopped")
+        click.echo(f"{s.name[:30]:30} {state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} {c.get('FAIL', 0):>6} "
+                   f"{c.get('RUNNING', 0):>7} {_fmt(s.best):>12}  {s.last_activity or '-'}")
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--top", default=10, show_default=True, help="How many of the best trials to list.")
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
+    """Show a study: counts by state, best trial, top trials and recent failures."""
+    from tuner._api import study_details
+
+    if top < 0:
+        raise UserInputError("--top must be >= 0")
+    d = study_details(study, storage, top=top)
+    if as_json:
+        _echo_json(d)
+        return
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(d["counts"].items())) or "no trials"
+    metrics = d["metrics"] or ["value"] * len(d["directions"])
+    click.echo(f"study {d['name']}: {counts}; {', '.join(f'{m} ({x})' for m, x in zip(metrics, d['directions']))}")
+    if d["top"]:
+        click.echo(f"top {len(d['top'])}:")
+        click.echo(f"  {'#':>5} {'value':>12} {'duration':>9}  params")
+        for row in d["top"]:
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items())
+            click.echo(f"  {row['number']:>5} {_fmt(row['values']):>12} {_fmt(row['duration_s']):>9}  {params}")
+    for row in d["recent_failures"]:
+        click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def best(study: str, storage: str | None, as_json: bool) -> None:
+    """Print the best trial's parameters and metrics (the Pareto front when several objectives)."""
+    from tuner._api import best_trial
+
+    b = best_trial(study, storage)
+    if as_json:
+        _echo_json(b)
+        return
+    rows = b.get("pareto_front") or [b]
+    for row in rows:
+        click.echo(f"trial {row['number']}: value {_fmt(row['values'])}")
+        params = row.get("params_user") or row["params"]
+        for k, v in params.items():
+            click.echo(f"  {k}: {_fmt(v)}")
+        for k, v in sorted((row.get("metrics") or {}).items()):
+            click.echo(f"  [{k}] {_fmt(v)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,19 @@
+"""Names of the trial and study attributes tuner stores in Optuna's storage.
+
+One place for them, so the engine writes and the report/dashboard/export read the same keys.
+"""
+
+from __future__ import annotations
+
+# study system attrs
+SPEC = "tuner:spec"            # the validated spec (JSON) the study last ran with
+SPACE = "tuner:space"          # the canonical search space, to refuse an incompatible resume
+DRIVER = "tuner:driver"        # {host, pid, start, heartbeat} of the driver running the study
+RUN_LOG = "tuner:runs"         # list of {started, ended, finished, failed, exit} per `tuner run`
+
+# trial system attrs
+WORKER = "tuner:worker"        # {host, ip, node_id, pid, gpu_ids, cuda_visible_devices, trial_dir, started}
+CURVE = "tuner:curve"          # [{"step": n, metric: value, ...}, ...] every reported epoch
+METRICS = "tuner:metrics"      # final metrics {name: value}
+ERROR = "tuner:error"          # {type, message, traceback} of a failed trial
+ATTR_PREFIX = "tuner:attr:"    # ctx.set_attr(key, value) -> tuner:attr:key

@@ -1,0 +1,131 @@
+"""What an objective sees of its trial: ``ctx.report``, ``ctx.trial_dir``, ``ctx.device``.
+
+The context writes straight to the study's storage from the worker process, so learning
+curves are visible while a trial runs and the pruner decides on the latest values of every
+trial, also those running in parallel elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from tuner.engine import _attrs
+from tuner.exceptions import TrialPruned
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["TrialContext"]
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types (numpy scalars and arrays, tuples, NaN -> None)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+class TrialContext:
+    """Handed to ``objective(params, ctx)`` and to built-in tasks."""
+
+    def __init__(
+        self,
+        *,
+        study: "optuna.Study | None",
+        trial_id: int | None,
+        number: int,
+        params: dict[str, Any],
+        metrics: tuple[str, ...],
+        directions: tuple[str, ...],
+        trial_dir: Path,
+        device: str,
+        seed: int,
+        num_threads: int,
+        prune: bool,
+    ) -> None:
+        self._study = study
+        self._trial_id = trial_id
+        self._trial: "optuna.Trial | None" = None
+        self.number = number
+        self.params = params
+        self.metrics = metrics
+        self.directions = directions
+        self.trial_dir = trial_dir
+        self.device = device
+        self.seed = seed
+        self.num_threads = num_threads
+        self._prune = prune and len(metrics) == 1
+        self.curve: list[dict[str, Any]] = []
+        self.last_step: int | None = None
+
+    @property
+    def metric(self) -> str:
+        """The study's (first) metric, e.g. ``val_accuracy``."""
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    @property
+    def storage(self) -> "optuna.storages.BaseStorage | None":
+        return self._study._storage if self._study is not None else None
+
+    def report(self, step: int, value: float | Mapping[str, float]) -> None:
+        """Record the value(s) at ``step`` (an epoch) and raise :class:`TrialPruned` if told to stop.
+
+        ``value`` is the study metric itself, or a dict of metrics that contains it.
+        Steps must increase; a repeated step overwrites nothing and is ignored by Optuna.
+        """
+        if isinstance(value, Mapping):
+            metrics = {str(k): float(v) for k, v in value.items() if _is_number(v)}
+            if self.metric not in metrics and len(self.metrics) == 1:
+                raise KeyError(f"ctx.report: the metrics at step {step} have no {self.metric!r} (got {sorted(metrics)})")
+        elif _is_number(value):
+            metrics = {self.metric: float(value)}
+        else:
+            raise TypeError(f"ctx.report: value must be a number or a dict of numbers, got {type(value).__name__}")
+        step = int(step)
+        self.curve.append({"step": step, **{k: _jsonable(v) for k, v in metrics.items()}})
+        self.last_step = step
+        if self._study is None or self._trial_id is None:
+            return
+        storage = self._study._storage
+        storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
+        if len(self.metrics) == 1 and math.isfinite(metrics[self.metric]):
+            storage.set_trial_intermediate_value(self._trial_id, step, metrics[self.metric])
+            if self._prune and self._should_prune():
+                raise TrialPruned(f"pruned at step {step} ({self.metric}={metrics[self.metric]:.6g})")
+
+    def _should_prune(self) -> bool:
+        import optuna
+
+        if self._trial is None:
+            self._trial = optuna.Trial(self._study, self._trial_id)
+        return self._trial.should_prune()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
+        if self._study is not None and self._trial_id is not None:
+            self._study._storage.set_trial_system_attr(self._trial_id, _attrs.ATTR_PREFIX + key, _jsonable(value))
+
+    def __repr__(self) -> str:
+        return f"TrialContext(number={self.number}, device={self.device!r}, trial_dir={str(self.trial_dir)!r})"
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, (str, bytes))

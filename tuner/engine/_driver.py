@@ -1,0 +1,398 @@
+"""Drives one run of a study: Optuna asks, Ray Tune places and runs, the storage remembers.
+
+The Ray Tune side is a plain ``Tuner`` over a function trainable with reused actors. Two
+small adapters connect it to Optuna:
+
+* :class:`_OptunaSearcher` (a Tune ``Searcher``) asks the Optuna study for the next trial
+  whenever Tune has a free slot, until enough trials have finished;
+* :class:`_Recorder` (a Tune ``Callback``) tells the study how each trial ended, including
+  trials whose worker died, and drives the progress display.
+
+There is no polling: Tune's event loop calls both when something happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from tuner.engine import _attrs
+from tuner.engine._progress import Progress
+from tuner.engine._study import DriverLease, open_for_run
+from tuner.engine._worker import STATE_KEY, VALUES_KEY, JobInfo, trainable
+from tuner.exceptions import TooManyFailuresError, UserInputError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.spec import StudySpec
+
+_log = logging.getLogger("tuner")
+
+# Set before Ray Tune is imported: no TensorBoard/CSV/JSON loggers per trial (the storage is
+# the record), no per-trial working-directory change, quiet output.
+_TUNE_ENV = {
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",
+    "TUNE_WARN_THRESHOLD_S": "30",
+    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "1000000",
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DEDUP_LOGS": "0",
+    "TUNE_RESULT_BUFFER_LENGTH": "1",
+    "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+}
+
+
+@dataclass
+class RunSummary:
+    """What one ``tuner run`` did (the study itself holds the trials)."""
+
+    study_name: str
+    storage_url: str
+    resumed: bool
+    recovered: list[int]
+    finished_before: int
+    n_trials: int
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    elapsed_s: float = 0.0
+    stopped_reason: str | None = None
+    best_value: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished_total(self) -> int:
+        return self.finished_before + self.complete + self.pruned
+
+
+class _RunState:
+    """Counters shared by the searcher and the recorder (both run on Tune's driver thread)."""
+
+    def __init__(self, study: "optuna.Study", spec: "StudySpec", finished_before: int, deadline: float | None) -> None:
+        self.study = study
+        self.spec = spec
+        self.target = spec.n_trials
+        self.finished = finished_before
+        self.running: dict[str, "optuna.Trial"] = {}
+        self.failed = 0
+        self.complete = 0
+        self.pruned = 0
+        self.deadline = deadline
+        self.stop_reason: str | None = None
+        grid = getattr(study.sampler, "n_points", None)
+        if grid is not None and grid < self.target:
+            self.target = max(grid, finished_before)
+
+    def want_more(self) -> bool:
+        if self.stop_reason is not None:
+            return False
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.stop_reason = "timeout"
+            return False
+        return self.finished < self.target
+
+    def done(self) -> bool:
+        return not self.want_more() and not self.running
+
+
+for _key, _value in _TUNE_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+from ray import tune  # noqa: E402 - after the environment above
+from ray.tune.search import Searcher  # noqa: E402
+
+
+class _Unpicklable:
+    """Tune pickles its config for experiment restore, which tuner never uses (the storage is
+    the state); the live study, counters and streams must not travel."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class _OptunaSearcher(_Unpicklable, Searcher):
+    """Asks the Optuna study for a trial whenever Tune has a free slot."""
+
+    def __init__(self, state: _RunState) -> None:
+        super().__init__(metric=None, mode=None)
+        self._state = state
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        state = self._state
+        if not state.want_more():
+            return Searcher.FINISHED if not state.running else None
+        if state.finished + len(state.running) >= state.target:
+            return None  # wait: a running trial may still fail and need replacing
+        trial = state.study.ask()
+        params = state.spec.search_space.suggest(trial)
+        state.running[trial_id] = trial
+        return {"trial_id": trial._trial_id, "number": trial.number, "params": params}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # the recorder tells Optuna: it also sees why a trial errored
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text("state lives in the Optuna storage\n")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class _Recorder(_Unpicklable, tune.Callback):
+    """Tells the study how each trial ended (worker deaths included) and shows progress."""
+
+    def __init__(self, state: _RunState, progress: Progress) -> None:
+        self._state = state
+        self._progress = progress
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from optuna.trial import TrialState
+
+        result = trial.last_result or {}
+        if STATE_KEY not in result:
+            self._finish(trial, TrialState.FAIL, None,
+                         {"type": "NoResult", "message": "the trial ended without reporting a result", "traceback": ""})
+            return
+        values = result.get(VALUES_KEY)
+        st = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(result[STATE_KEY], TrialState.FAIL)
+        self._finish(trial, st, values, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from optuna.trial import TrialState
+
+        message = "the worker process running this trial died"
+        try:
+            err = trial.get_error()
+            if err is not None:
+                message = f"{message}: {str(err).strip().splitlines()[-1][:500]}"
+        except Exception:  # noqa: BLE001 - best effort: the cause is informative only
+            pass
+        self._finish(trial, TrialState.FAIL, None, {"type": "WorkerDied", "message": message, "traceback": ""})
+
+    def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None) -> None:
+        from optuna.trial import TrialState
+
+        state = self._state
+        trial = state.running.pop(tune_trial.trial_id, None)
+        if trial is None:
+            return
+        storage = state.study._storage
+        if error is not None:
+            existing = storage.get_trial_system_attrs(trial._trial_id).get(_attrs.ERROR)
+            if existing is None:  # keep the more precise error a worker may have written (timeout)
+                storage.set_trial_system_attr(trial._trial_id, _attrs.ERROR, error)
+        try:
+            if st == TrialState.COMPLETE:
+                state.study.tell(trial, values)
+            else:
+                state.study.tell(trial, state=st)
+        except RuntimeError:  # already finished (recovered by another process); count it as it is
+            pass
+        if st == TrialState.COMPLETE:
+            state.complete += 1
+            state.finished += 1
+        elif st == TrialState.PRUNED:
+            state.pruned += 1
+            state.finished += 1
+        else:
+            state.failed += 1
+            release = getattr(state.study.sampler, "release", None)
+            if release is not None:  # grid search: a failed point is tried again
+                idx = storage.get_trial_system_attrs(trial._trial_id).get("tuner:grid_index")
+                if idx is not None:
+                    release(int(idx))
+            if state.failed > state.spec.max_failures and state.stop_reason is None:
+                state.stop_reason = "max_failures"
+        self._progress.trial_done(trial.number, st.name, values, state)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._progress.tick(self._state)
+
+
+class _Stopper(_Unpicklable, tune.Stopper):
+    """Stops every running trial once ``max_failures`` is exceeded."""
+
+    def __init__(self, state: _RunState) -> None:
+        self._state = state
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self._state.stop_reason == "max_failures"
+
+
+def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
+    """Start or join Ray; returns True when this call started it (and so must shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": True,
+                              "logging_level": logging.WARNING}
+    if ray_address:
+        kwargs["address"] = ray_address
+    else:
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+        if num_gpus is not None:
+            kwargs["num_gpus"] = num_gpus
+    try:
+        ray.init(**kwargs)
+    except ConnectionError as exc:
+        raise UserInputError(f"cannot join the Ray cluster at {ray_address}: {str(exc).splitlines()[0]}; "
+                             f"check `ray status` there or drop --ray-address") from None
+    return True
+
+
+def run_study(
+    spec: "StudySpec",
+    storage_url: str,
+    *,
+    objective: Callable[..., Any] | None = None,
+    ray_address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> tuple["optuna.Study", RunSummary]:
+    """Run ``spec`` until ``n_trials`` trials have finished (complete or pruned) in the storage."""
+    from optuna.trial import TrialState
+
+    from tuner.storage import open_storage, sqlite_path
+
+    progress = progress or Progress(quiet=True)
+    started = time.monotonic()
+    storage = open_storage(storage_url)
+    study, resumed = open_for_run(storage, spec, force=force)
+    lease = DriverLease(study)
+    recovered = lease.acquire()
+    scratch = Path(tempfile.mkdtemp(prefix="tuner-ray-"))
+    owns_ray = False
+    try:
+        finished_before = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        deadline = started + spec.timeout if spec.timeout else None
+        state = _RunState(study, spec, finished_before, deadline)
+        summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
+        progress.start(spec, summary, state)
+        if state.want_more():
+            owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
+            _warn_capacity(spec, progress)
+            artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
+            job = JobInfo(
+                storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
+                pruner=spec.pruner, pruner_args=spec.pruner_args, task=spec.task, task_args=spec.task_args,
+                objective_ref=spec.objective, objective_fn=objective, artifacts_dir=str(Path(artifacts).resolve()),
+                source=spec.source, base_dir=spec.base_dir, driver_cwd=os.getcwd(),
+                driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
+                cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
+            )
+            fn = tune.with_resources(tune.with_parameters(trainable, job=job),
+                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+            tuner = tune.Tuner(
+                fn,
+                tune_config=tune.TuneConfig(
+                    search_alg=_OptunaSearcher(state),
+                    num_samples=-1,
+                    max_concurrent_trials=spec.concurrency,
+                    reuse_actors=True,
+                    trial_dirname_creator=lambda t: f"t{t.trial_id}",
+                    trial_name_creator=lambda t: f"t{t.trial_id}",
+                ),
+                run_config=tune.RunConfig(
+                    name="run",
+                    storage_path=str(scratch),
+                    verbose=0,
+                    stop=_Stopper(state),
+                    callbacks=[_Recorder(state, progress)],
+                    failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    log_to_file=False,
+                ),
+            )
+            # Tune's end-of-run analysis looks for per-trial result files, which tuner does not
+            # write (the storage is the record); its warning about them is noise.
+            logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+            tuner.fit()
+        interrupted = bool(state.running) or (state.stop_reason is None and state.want_more())
+        for trial in list(state.running.values()):
+            _fail_unfinished(study, trial, "the run was interrupted before this trial finished")
+            state.failed += 1
+        state.running.clear()
+        summary.complete, summary.pruned, summary.failed = state.complete, state.pruned, state.failed
+        summary.stopped_reason = state.stop_reason or ("interrupted" if interrupted else None)
+        summary.elapsed_s = time.monotonic() - started
+        summary.best_value = _best(study)
+        progress.end(summary)
+        if state.stop_reason == "max_failures":
+            err = TooManyFailuresError(
+                f"stopped: {state.failed} trials failed in this run (max_failures={spec.max_failures}); "
+                f"see `tuner show {spec.name}` for their errors, fix the objective and run again to resume")
+            err.study = study  # type: ignore[attr-defined]
+            err.summary = summary  # type: ignore[attr-defined]
+            raise err
+        return study, summary
+    finally:
+        lease.release()
+        shutil.rmtree(scratch, ignore_errors=True)
+        if owns_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _fail_unfinished(study: "optuna.Study", trial: "optuna.Trial", message: str) -> None:
+    from optuna.trial import TrialState
+
+    try:
+        study._storage.set_trial_system_attr(trial._trial_id, _attrs.ERROR, {"type": "Interrupted", "message": message, "traceback": ""})
+        study.tell(trial, state=TrialState.FAIL)
+    except RuntimeError:
+        pass
+
+
+def _best(study: "optuna.Study") -> Any:
+    try:
+        if len(study.directions) > 1:
+            return [t.values for t in study.best_trials]
+        return study.best_value
+    except ValueError:
+        return None
+
+
+def _default_artifacts_dir(storage_url: str, sqlite_path: Callable[[str], Path | None]) -> Path:
+    """Next to a SQLite file; ``./tuner_runs`` otherwise (override with ``artifacts_dir:``)."""
+    path = sqlite_path(storage_url)
+    return (path.parent if path is not None else Path.cwd()) / "tuner_runs"
+
+
+def _warn_capacity(spec: "StudySpec", progress: Progress) -> None:
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = res.get("CPU", 0.0), res.get("GPU", 0.0)
+    if spec.resources.gpus > 0 and gpus < spec.resources.gpus:
+        raise UserInputError(f"{spec.source}: resources.gpus: each trial asks for {spec.resources.gpus:g} GPU but the "
+                             f"Ray cluster has {gpus:g}; set resources.gpus: 0 or join a cluster with GPUs (--ray-address)")
+    if spec.resources.cpus > cpus:
+        raise UserInputError(f"{spec.source}: resources.cpus: each trial asks for {spec.resources.cpus:g} CPUs but the "
+                             f"Ray cluster has {cpus:g}; lower it or pass --num-cpus")
+    fit = math.floor(cpus / spec.resources.cpus + 1e-9)
+    if spec.resources.gpus > 0:
+        fit = min(fit, math.floor(gpus / spec.resources.gpus + 1e-9))
+    if fit < spec.concurrency:
+        progress.note(f"note: only {fit} trials fit at once in this Ray cluster ({cpus:g} CPUs, {gpus:g} GPUs); "
+                      f"concurrency {spec.concurrency} is capped by that (declare more with --num-cpus/--num-gpus)")

@@ -1,0 +1,115 @@
+"""Progress of a run: a live status line in a terminal, plain log lines otherwise.
+
+Updated only from Tune's callbacks (a trial ended, the event loop turned), never by polling.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tuner.spec import StudySpec
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+class Progress:
+    """Prints what a run is doing; ``quiet`` silences all but the final summary line."""
+
+    def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None, live: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.live = (self.stream.isatty() if live is None else live) and not quiet
+        self._t0 = time.monotonic()
+        self._last_tick = 0.0
+        self._best: Any = None
+        self._line_open = False
+        self._maximize: list[bool] = [False]
+
+    def _write(self, text: str) -> None:
+        if self._line_open:
+            self.stream.write("\r\033[K")
+            self._line_open = False
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            self._write(text)
+
+    def start(self, spec: "StudySpec", summary: Any, state: Any) -> None:
+        self._t0 = time.monotonic()
+        self._maximize = [d == "maximize" for d in spec.directions]
+        self._best = _initial_best(state.study)
+        if self.quiet:
+            return
+        verb = "resuming" if summary.resumed else "starting"
+        self._write(f"{verb} study {spec.name!r}: {summary.finished_before}/{spec.n_trials} trials finished, "
+                    f"concurrency {spec.concurrency}, sampler {spec.sampler}, pruner {spec.pruner}")
+        if summary.recovered:
+            self._write(f"marked {len(summary.recovered)} trial(s) left RUNNING by a stopped run as FAIL: "
+                        f"{', '.join(map(str, summary.recovered[:10]))}")
+
+    def _status(self, state: Any) -> str:
+        elapsed = time.monotonic() - self._t0
+        return (f"[{elapsed:6.1f}s] finished {state.finished}/{state.target}  running {len(state.running)}  "
+                f"complete {state.complete}  pruned {state.pruned}  failed {state.failed}  best {_fmt(self._best)}")
+
+    def trial_done(self, number: int, state_name: str, values: Any, state: Any) -> None:
+        if values is not None and len(values) == 1:
+            v = values[0]
+            if self._best is None or (v > self._best if self._maximize[0] else v < self._best):
+                self._best = v
+        if self.quiet:
+            return
+        if self.live:
+            self.stream.write("\r\033[K" + self._status(state))
+            self.stream.flush()
+            self._line_open = True
+        else:
+            shown = values[0] if values is not None and len(values) == 1 else values
+            self._write(f"trial {number} {state_name.lower()} value={_fmt(shown)} | " + self._status(state))
+
+    def tick(self, state: Any) -> None:
+        if not self.live:
+            return
+        now = time.monotonic()
+        if now - self._last_tick >= 0.5:
+            self._last_tick = now
+            self.stream.write("\r\033[K" + self._status(state))
+            self.stream.flush()
+            self._line_open = True
+
+    def end(self, summary: Any) -> None:
+        if not self.quiet:
+            self._write(format_summary(summary))
+
+
+def format_summary(summary: Any) -> str:
+    """One line saying how a run ended, and how to resume when it did not finish."""
+    best = summary.best_value
+    reason = {None: "done", "timeout": "stopped: timeout reached", "max_failures": "stopped: too many failures",
+              "interrupted": "interrupted"}.get(summary.stopped_reason, summary.stopped_reason)
+    line = (f"{reason}: study {summary.study_name!r} has {summary.finished_total}/{summary.n_trials} finished trials "
+            f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed) "
+            f"in {summary.elapsed_s:.1f}s; best {_fmt(best)}")
+    if summary.stopped_reason in ("interrupted", "timeout") and summary.finished_total < summary.n_trials:
+        line += "; run the same command again to resume"
+    return line
+
+
+def _initial_best(study: Any) -> Any:
+    try:
+        return study.best_value if len(study.directions) == 1 else None
+    except ValueError:
+        return None

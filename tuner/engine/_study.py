@@ -1,0 +1,193 @@
+"""Opening a study for a run: create or resume, refuse incompatible specs, recover stale trials.
+
+A study is run by one driver at a time. The driver holds a lease (a study attribute with its
+host, pid and a heartbeat); a new run on a study whose driver died turns the trials that
+driver left RUNNING into FAIL, so that they never count and are never lost silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from tuner.engine import _attrs
+from tuner.exceptions import StudyNotFoundError, UserInputError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from tuner.spec import StudySpec
+
+LEASE_HEARTBEAT_S = 10.0
+LEASE_STALE_S = 60.0
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (guards against pid reuse), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+        return data.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def load_study(storage: "optuna.storages.BaseStorage", name: str) -> "optuna.Study":
+    """An existing study by name, or :class:`StudyNotFoundError` listing what exists."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(s.study_name for s in storage.get_all_studies())
+        hint = f"existing studies: {', '.join(names[:20])}" if names else "the storage holds no studies yet"
+        raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
+
+
+def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> tuple["optuna.Study", bool]:
+    """Create the study, or load it for resuming; returns (study, resumed).
+
+    Refuses (exit 2, nothing touched) when the stored study ran with another search space,
+    other metrics or directions, unless ``force`` asks to delete it and start over.
+    """
+    import optuna
+
+    from tuner.engine._plugins import make_pruner, make_sampler
+
+    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    directions = list(spec.directions)
+    exists = any(s.study_name == spec.name for s in storage.get_all_studies())
+    if exists:
+        study_id = storage.get_study_id_from_name(spec.name)
+        attrs = storage.get_study_system_attrs(study_id)
+        problem = _incompatibility(attrs, spec, [d.name.lower() for d in storage.get_study_directions(study_id)])
+        if problem and not force:
+            raise UserInputError(f"{spec.source}: study {spec.name!r} already exists with {problem}; "
+                                 f"use a new `name:` (or --name), or --force to delete it and start over")
+        if problem and force:
+            _check_no_live_driver(attrs, spec.name)
+            optuna.delete_study(study_name=spec.name, storage=storage)
+            exists = False
+    if exists:
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+    else:
+        study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
+                                    directions=directions)
+        study.set_metric_names(list(spec.metrics))
+        storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
+    storage.set_study_system_attr(study._study_id, _attrs.SPEC, json.loads(json.dumps(spec.to_dict(), default=str)))
+    return study, exists
+
+
+def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[str]) -> str | None:
+    stored_space = attrs.get(_attrs.SPACE)
+    if stored_space is not None and stored_space != spec.search_space.to_dict():
+        changed = _diff_keys(stored_space.get("params", stored_space), spec.search_space.to_dict().get("params", {}))
+        return f"a different search space ({changed})"
+    if directions != list(spec.directions):
+        return f"directions {directions} (the spec says {list(spec.directions)})"
+    stored_spec = attrs.get(_attrs.SPEC) or {}
+    if stored_spec.get("metrics") and list(stored_spec["metrics"]) != list(spec.metrics):
+        return f"metrics {stored_spec['metrics']} (the spec says {list(spec.metrics)})"
+    return None
+
+
+def _diff_keys(old: Any, new: Any) -> str:
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "its structure changed"
+    added = sorted(set(new) - set(old))
+    removed = sorted(set(old) - set(new))
+    changed = sorted(k for k in set(old) & set(new) if old[k] != new[k])
+    parts = [f"{label}: {', '.join(names[:5])}" for label, names in
+             (("added", added), ("removed", removed), ("changed", changed)) if names]
+    return "; ".join(parts) or "settings changed"
+
+
+# ---------------------------------------------------------------------------- the driver lease
+
+
+def _lease_alive(lease: dict[str, Any] | None) -> bool:
+    if not lease:
+        return False
+    if lease.get("host") == socket.gethostname():
+        pid = int(lease.get("pid", -1))
+        return pid > 0 and _proc_start_time(pid) == lease.get("proc_start")
+    return time.time() - float(lease.get("heartbeat", 0)) < LEASE_STALE_S
+
+
+def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
+    lease = attrs.get(_attrs.DRIVER)
+    if _lease_alive(lease) and not (lease.get("host") == socket.gethostname() and lease.get("pid") == os.getpid()):
+        raise UserInputError(f"study {name!r} is being run right now by pid {lease.get('pid')} on {lease.get('host')}; "
+                             f"wait for it to end or stop it first")
+
+
+class DriverLease:
+    """Marks the study as run by this process and keeps a heartbeat while it runs."""
+
+    def __init__(self, study: "optuna.Study") -> None:
+        self._study = study
+        self._storage = study._storage
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._record = {"host": socket.gethostname(), "pid": os.getpid(),
+                        "proc_start": _proc_start_time(os.getpid()), "started": time.time(), "heartbeat": time.time()}
+
+    def acquire(self) -> list[int]:
+        """Take the lease; returns the numbers of stale RUNNING trials it turned into FAIL."""
+        attrs = self._storage.get_study_system_attrs(self._study._study_id)
+        _check_no_live_driver(attrs, self._study.study_name)
+        self._write()
+        recovered = recover_stale_trials(self._study, reason=_stale_reason(attrs.get(_attrs.DRIVER)))
+        self._thread = threading.Thread(target=self._beat, name="tuner-lease", daemon=True)
+        self._thread.start()
+        return recovered
+
+    def _write(self) -> None:
+        self._record["heartbeat"] = time.time()
+        self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, dict(self._record))
+
+    def _beat(self) -> None:
+        while not self._stop.wait(LEASE_HEARTBEAT_S):
+            try:
+                self._write()
+            except Exception:  # noqa: BLE001 - a missed heartbeat is retried; the run goes on
+                pass
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, None)
+        except Exception:  # noqa: BLE001 - a stale lease is detected by pid/heartbeat anyway
+            pass
+
+
+def _stale_reason(lease: dict[str, Any] | None) -> str:
+    if lease:
+        return (f"the run driving this trial (pid {lease.get('pid')} on {lease.get('host')}) stopped "
+                f"without finishing it (killed or crashed)")
+    return "the run driving this trial stopped without finishing it (killed or crashed)"
+
+
+def recover_stale_trials(study: "optuna.Study", *, reason: str) -> list[int]:
+    """Turn RUNNING trials left by a dead driver into FAIL with ``reason`` as their error."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        try:
+            if _attrs.ERROR not in t.system_attrs:
+                storage.set_trial_system_attr(t._trial_id, _attrs.ERROR,
+                                              {"type": "DriverLost", "message": reason, "traceback": ""})
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            recovered.append(t.number)
+        except RuntimeError:  # finished meanwhile
+            continue
+    return recovered

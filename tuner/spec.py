@@ -1,0 +1,478 @@
+"""The study spec: one validated, typed object that the rest of tuner reads.
+
+A spec comes from a YAML file (``studies/*.yaml``), a mapping given from Python, or either
+of those with command-line overrides applied. Validation is declarative: each field has a
+checker, and every problem is reported as ``file: key.path: problem; fix`` through
+:class:`~tuner.exceptions.SpecError`, so a typo never surfaces as a traceback deep inside a
+run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from tuner._yaml import load_yaml_file
+from tuner.exceptions import SpecError
+
+__all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "SAMPLERS", "PRUNERS"]
+
+SPEC_VERSION = 1
+
+#: Samplers by spec name; the engine maps each to an Optuna sampler class.
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "qmc", "nsga2")
+#: Samplers that can optimise several objectives at once.
+MULTI_OBJECTIVE_SAMPLERS = ("tpe", "random", "grid", "qmc", "nsga2", "gp")
+#: Pruners by spec name; ``asha`` and ``successive_halving`` are the same algorithm.
+PRUNERS = ("none", "median", "percentile", "asha", "successive_halving", "hyperband")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$")
+_DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
+_MAX_TRIALS = 10_000_000
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks Ray for; fractions of a GPU pack several trials on one device."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study spec. Paths are absolute; the search space is already loaded."""
+
+    name: str
+    search_space: Any  # tuner.space.SearchSpace (typed loosely to keep import light)
+    task: str | None = None
+    task_args: dict[str, Any] = field(default_factory=dict)
+    objective: str | None = None
+    metrics: tuple[str, ...] = ("value",)
+    directions: tuple[str, ...] = ("minimize",)
+    n_trials: int = 20
+    timeout: float | None = None
+    trial_timeout: float | None = None
+    concurrency: int = 1
+    resources: Resources = field(default_factory=Resources)
+    sampler: str = "tpe"
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    pruner: str = "median"
+    pruner_args: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    max_failures: int = 10
+    storage: str | None = None
+    artifacts_dir: str | None = None
+    description: str = ""
+    source: str = "<spec>"
+    base_dir: str = "."
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    @property
+    def direction(self) -> str:
+        return self.directions[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form stored with the study, so that anyone can see what ran."""
+        data = asdict(replace(self, search_space=None, raw={}))
+        data.pop("raw")
+        data["search_space"] = self.search_space.to_dict()
+        data["resources"] = asdict(self.resources)
+        data["metrics"] = list(self.metrics)
+        data["directions"] = list(self.directions)
+        data["version"] = SPEC_VERSION
+        return data
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
+    """Read, validate and return the spec in ``path``, with ``overrides`` (CLI flags) applied."""
+    p = Path(path)
+    source = str(path)
+    if not p.is_file():
+        raise SpecError(source, "<file>", "no such spec file", "check the path (specs live in studies/)")
+    data = load_yaml_file(p, source=source, error=SpecError)
+    if not isinstance(data, dict):
+        raise SpecError(source, "<root>", f"the spec must be a mapping, got {_kind(data)}", "write `key: value` lines")
+    return spec_from_mapping(data, source=source, base_dir=p.resolve().parent, overrides=overrides)
+
+
+def spec_from_mapping(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<spec>",
+    base_dir: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> StudySpec:
+    """Validate a spec given as a mapping (from Python or a parsed file)."""
+    if not isinstance(data, Mapping):
+        raise SpecError(source, "<root>", f"the spec must be a mapping, got {_kind(data)}", "pass a dict")
+    merged = dict(data)
+    if overrides:
+        merged = apply_overrides(merged, overrides, source=source)
+    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd()).build()
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """Apply ``key.path -> value`` overrides (flags and ``--set``) to a raw spec mapping."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        keys = dotted.split(".")
+        node = out
+        for key in keys[:-1]:
+            child = node.get(key)
+            if isinstance(child, str) and key in ("sampler", "pruner"):
+                child = {"name": child}
+            if not isinstance(child, Mapping):
+                child = {}
+            child = dict(child)
+            node[key] = child
+            node = child
+        node[keys[-1]] = value
+        if keys == ["metric"]:
+            out.pop("metrics", None)
+            out.pop("directions", None)
+    return out
+
+
+# --------------------------------------------------------------------------- validation
+
+_TOP_LEVEL = {
+    "version", "name", "description", "task", "task_args", "objective", "search_space", "metric",
+    "direction", "metrics", "directions", "n_trials", "timeout", "trial_timeout", "concurrency",
+    "resources", "sampler", "pruner", "seed", "max_failures", "storage", "artifacts_dir",
+}
+
+
+class _Validator:
+    """Turns a raw mapping into a :class:`StudySpec`, failing on the first problem with its location."""
+
+    def __init__(self, data: dict[str, Any], source: str, base_dir: Path) -> None:
+        self.data = data
+        self.source = source
+        self.base_dir = base_dir
+
+    def fail(self, path: str, problem: str, fix: str | None = None) -> SpecError:
+        return SpecError(self.source, path, problem, fix)
+
+    def build(self) -> StudySpec:
+        d = self.data
+        unknown = sorted(set(map(str, d)) - _TOP_LEVEL)
+        if unknown:
+            key = unknown[0]
+            raise self.fail(key, "unknown key", _suggest(key, _TOP_LEVEL))
+        version = d.get("version", SPEC_VERSION)
+        if version != SPEC_VERSION:
+            raise self.fail("version", f"unsupported spec version {version!r}", f"use version: {SPEC_VERSION}")
+        name = self._name()
+        task, objective = self._task_or_objective()
+        task_args = self._mapping("task_args", default={})
+        metrics, directions = self._metrics(task)
+        space = self._space()
+        sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
+        pruner, pruner_args = self._plugin("pruner", PRUNERS, "median")
+        if pruner == "successive_halving":
+            pruner = "asha"
+        if len(metrics) > 1:
+            if sampler not in MULTI_OBJECTIVE_SAMPLERS:
+                raise self.fail("sampler", f"{sampler} cannot optimise several metrics",
+                                f"use one of {', '.join(MULTI_OBJECTIVE_SAMPLERS)} (nsga2 is made for it)")
+            if pruner != "none" and "pruner" in d:
+                raise self.fail("pruner", "pruning is not supported for multi-objective studies", "set pruner: none")
+            pruner, pruner_args = "none", {}
+        if sampler == "grid":
+            space.grid()  # raises SpaceError with the fix when the space is not finite
+        n_trials = self._int("n_trials", default=20, low=1, high=_MAX_TRIALS)
+        concurrency = self._int("concurrency", default=1, low=1, high=100_000)
+        resources = self._resources()
+        spec = StudySpec(
+            name=name,
+            description=self._str("description", default=""),
+            task=task,
+            task_args=task_args,
+            objective=objective,
+            search_space=space,
+            metrics=metrics,
+            directions=directions,
+            n_trials=n_trials,
+            timeout=self._duration("timeout"),
+            trial_timeout=self._duration("trial_timeout"),
+            concurrency=concurrency,
+            resources=resources,
+            sampler=sampler,
+            sampler_args=sampler_args,
+            pruner=pruner,
+            pruner_args=pruner_args,
+            seed=self._seed(),
+            max_failures=self._int("max_failures", default=10, low=0, high=_MAX_TRIALS),
+            storage=self._str("storage", default=None),
+            artifacts_dir=self._str("artifacts_dir", default=None),
+            source=self.source,
+            base_dir=str(self.base_dir),
+            raw=dict(d),
+        )
+        return spec
+
+    # -- fields
+
+    def _name(self) -> str:
+        name = self.data.get("name")
+        if name is None:
+            raise self.fail("name", "missing", "give the study a name, e.g. `name: my_study`")
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise self.fail("name", f"invalid study name {_short(name)}",
+                            "use 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        return name
+
+    def _task_or_objective(self) -> tuple[str | None, str | None]:
+        task, objective = self.data.get("task"), self.data.get("objective")
+        if task is None and objective is None:
+            raise self.fail("task", "missing", "set `task:` to a built-in task or `objective:` to module:function")
+        if task is not None and objective is not None:
+            raise self.fail("objective", "both task and objective are set", "keep only one of them")
+        if task is not None:
+            if not isinstance(task, str):
+                raise self.fail("task", f"expected a task name, got {_kind(task)}", None)
+            from tuner.tasks import get_task
+
+            get_task(task, source=self.source, path="task")  # unknown name -> SpecError listing tasks
+            return task, None
+        if not isinstance(objective, str) or ":" not in objective:
+            raise self.fail("objective", f"expected 'package.module:function' or 'path/file.py:function', got {_short(objective)}",
+                            "write e.g. `objective: my_pkg.train:objective`")
+        module, _, func = objective.rpartition(":")
+        if not module or not func.isidentifier():
+            raise self.fail("objective", f"invalid objective reference {objective!r}",
+                            "write e.g. `objective: my_pkg.train:objective`")
+        if module.endswith(".py"):
+            path = Path(module)
+            if not path.is_absolute():
+                path = self.base_dir / path if (self.base_dir / path).exists() else Path.cwd() / path
+            if not path.is_file():
+                raise self.fail("objective", f"file {module} not found", "give a path relative to the spec file or the working directory")
+            objective = f"{path.resolve()}:{func}"
+        return None, objective
+
+    def _metrics(self, task: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        d = self.data
+        if "metrics" in d or "directions" in d:
+            if "metric" in d or "direction" in d:
+                raise self.fail("metrics", "both metric and metrics are set", "use `metric`+`direction` or `metrics`+`directions`")
+            metrics, directions = d.get("metrics"), d.get("directions")
+            if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
+                raise self.fail("metrics", "expected a non-empty list of metric names", "e.g. metrics: [val_accuracy, n_params]")
+            if len(set(metrics)) != len(metrics):
+                raise self.fail("metrics", "a metric is listed twice", "list each metric once")
+            if directions is None:
+                raise self.fail("directions", "missing", f"give one direction per metric, e.g. directions: [{', '.join(['maximize'] * len(metrics))}]")
+            if not isinstance(directions, list) or len(directions) != len(metrics):
+                raise self.fail("directions", "expected one direction per metric", f"give {len(metrics)} directions")
+            dirs = tuple(self._direction(f"directions[{i}]", x) for i, x in enumerate(directions))
+            names = tuple(metrics)
+        else:
+            default_metric, default_direction = "value", "minimize"
+            if task is not None:
+                from tuner.tasks import get_task
+
+                cls = get_task(task, source=self.source, path="task")
+                default_metric, default_direction = cls.default_metric, cls.default_direction
+            metric = d.get("metric", default_metric)
+            if not isinstance(metric, str) or not metric:
+                raise self.fail("metric", f"expected a metric name, got {_short(metric)}", "e.g. metric: val_accuracy")
+            names = (metric,)
+            dirs = (self._direction("direction", d.get("direction", default_direction)),)
+        if task is not None:
+            from tuner.tasks import get_task
+
+            known = get_task(task, source=self.source, path="task")().metric_names()
+            for i, m in enumerate(names):
+                if m not in known:
+                    key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
+                    raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
+        return names, dirs
+
+    def _direction(self, path: str, value: Any) -> str:
+        aliases = {"maximize": "maximize", "max": "maximize", "minimize": "minimize", "min": "minimize"}
+        if not isinstance(value, str) or value.lower() not in aliases:
+            raise self.fail(path, f"invalid direction {_short(value)}", "use maximize or minimize")
+        return aliases[value.lower()]
+
+    def _space(self) -> Any:
+        from tuner.space import SearchSpace
+
+        ref = self.data.get("search_space")
+        if ref is None:
+            raise self.fail("search_space", "missing", "give a path (search_spaces/x.yaml) or an inline mapping with `params:`")
+        if isinstance(ref, Mapping):
+            return SearchSpace.from_mapping(ref, source=f"{self.source}: search_space", base_dir=self.base_dir)
+        if not isinstance(ref, str):
+            raise self.fail("search_space", f"expected a path or a mapping, got {_kind(ref)}", None)
+        path = resolve_space_path(ref, self.base_dir)
+        if path is None:
+            raise self.fail("search_space", f"file {ref} not found",
+                            "give a path relative to the spec file, the working directory or search_spaces/")
+        return SearchSpace.load(path)
+
+    def _plugin(self, key: str, allowed: tuple[str, ...], default: str) -> tuple[str, dict[str, Any]]:
+        value = self.data.get(key, default)
+        args: dict[str, Any] = {}
+        if isinstance(value, Mapping):
+            extra = set(value) - {"name", "args"}
+            if extra:
+                bad = sorted(map(str, extra))[0]
+                raise self.fail(f"{key}.{bad}", "unknown key", f"write {key}: {{name: ..., args: {{...}}}}")
+            args = value.get("args") or {}
+            if not isinstance(args, Mapping):
+                raise self.fail(f"{key}.args", f"expected a mapping, got {_kind(args)}", None)
+            args = dict(args)
+            value = value.get("name", default)
+        if value is None and key == "pruner":
+            value = "none"
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise self.fail(key if not isinstance(self.data.get(key), Mapping) else f"{key}.name",
+                            f"unknown {key} {_short(value)}", f"use one of {', '.join(allowed)}")
+        name = value.lower()
+        bad_args = _check_plugin_args(key, name, args)
+        if bad_args:
+            arg, allowed_args = bad_args
+            raise self.fail(f"{key}.args.{arg}", f"{name} takes no argument {arg!r}",
+                            f"allowed: {', '.join(allowed_args) or 'none'}")
+        return name, args
+
+    def _resources(self) -> Resources:
+        raw = self.data.get("resources", {}) or {}
+        if not isinstance(raw, Mapping):
+            raise self.fail("resources", f"expected a mapping, got {_kind(raw)}", "e.g. resources: {cpus: 1, gpus: 0.25}")
+        unknown = set(raw) - {"cpus", "gpus"}
+        if unknown:
+            raise self.fail(f"resources.{sorted(map(str, unknown))[0]}", "unknown key", "allowed: cpus, gpus")
+        cpus = self._number(raw.get("cpus", 1), "resources.cpus", low=0.0, high=4096)
+        gpus = self._number(raw.get("gpus", 0), "resources.gpus", low=0.0, high=1024)
+        if cpus == 0 and gpus == 0:
+            raise self.fail("resources", "a trial must ask for some CPU or GPU", "set cpus > 0 (fractions allowed)")
+        if gpus > 1 and gpus != int(gpus):
+            raise self.fail("resources.gpus", f"{gpus} GPUs per trial", "use a fraction below 1 or a whole number")
+        return Resources(cpus=cpus, gpus=gpus)
+
+    def _seed(self) -> int | None:
+        seed = self.data.get("seed")
+        if seed is None:
+            return None
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise self.fail("seed", f"invalid seed {_short(seed)}", "use an integer in [0, 2**32)")
+        return seed
+
+    # -- primitives
+
+    def _mapping(self, key: str, default: dict[str, Any]) -> dict[str, Any]:
+        value = self.data.get(key, default)
+        if value is None:
+            return dict(default)
+        if not isinstance(value, Mapping):
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}", None)
+        return dict(value)
+
+    def _str(self, key: str, default: str | None) -> Any:
+        value = self.data.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise self.fail(key, f"expected a string, got {_kind(value)}", None)
+        return value
+
+    def _int(self, key: str, default: int, low: int, high: int) -> int:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected an integer, got {_short(value)}", f"use a whole number >= {low}")
+        if not low <= value <= high:
+            raise self.fail(key, f"{value} is out of range", f"use a value in [{low}, {high}]")
+        return value
+
+    def _number(self, value: Any, path: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(path, f"expected a number, got {_short(value)}", None)
+        if not low <= value <= high:
+            raise self.fail(path, f"{value} is out of range", f"use a value in [{low:g}, {high:g}]")
+        return float(value)
+
+    def _duration(self, key: str) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            return None
+        seconds = parse_duration(value)
+        if seconds is None or seconds <= 0:
+            raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+        return seconds
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``600``, ``"90s"``, ``"10m"``, ``"2h"``; None when unparseable."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m:
+            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return None
+
+
+def resolve_space_path(ref: str, base_dir: Path) -> Path | None:
+    """Find a search-space file: as given, next to the spec, in the cwd, then in search_spaces/."""
+    candidates = [Path(ref)] if Path(ref).is_absolute() else [
+        base_dir / ref,
+        Path.cwd() / ref,
+        Path(__file__).resolve().parent.parent / "search_spaces" / ref,
+        Path.cwd() / "search_spaces" / ref,
+    ]
+    return next((c.resolve() for c in candidates if c.is_file()), None)
+
+
+_PLUGIN_SIGNATURES: dict[tuple[str, str], Callable[[], Any]] = {}
+
+
+def _check_plugin_args(kind: str, name: str, args: Mapping[str, Any]) -> tuple[str, list[str]] | None:
+    """Return (bad_arg, allowed) when ``args`` has a key the sampler/pruner does not take."""
+    if not args:
+        return None
+    from tuner.engine._plugins import allowed_args
+
+    allowed = allowed_args(kind, name)
+    for arg in args:
+        if arg not in allowed:
+            return str(arg), allowed
+    return None
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "nothing"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _suggest(key: str, known: Any) -> str:
+    import difflib
+
+    known = sorted(map(str, known))
+    close = difflib.get_close_matches(str(key), known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}known: {', '.join(known)}"

@@ -1,0 +1,180 @@
+"""Storage URLs and database settings.
+
+All state lives in Optuna's RDB storage (SQLAlchemy): SQLite by default, PostgreSQL when
+several machines share a study. This module owns the URL rules and the engine settings
+(SQLite in WAL mode with a busy timeout, a bounded PostgreSQL pool) and turns every
+connection problem into a one-line :class:`~tuner.exceptions.StorageError`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.exceptions import StorageError
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact"]
+
+DEFAULT_STORAGE = "sqlite:///tuner.db"
+_SQLITE_BUSY_TIMEOUT_S = 60.0
+_CACHE: dict[tuple[str, bool], "optuna.storages.RDBStorage"] = {}
+
+
+def resolve_url(url: str | None = None, spec_url: str | None = None) -> str:
+    """The storage URL to use: flag, then ``TUNER_STORAGE``, then the spec, then ``sqlite:///tuner.db``."""
+    chosen = url or os.environ.get("TUNER_STORAGE") or spec_url or DEFAULT_STORAGE
+    chosen = chosen.strip()
+    if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
+        # psycopg (v3) is what tuner installs; SQLAlchemy's bare scheme would look for psycopg2.
+        chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
+    return chosen
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for other databases or in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        return None
+    return Path(path)
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a message helper must never fail
+        return url
+
+
+def _check_url(url: str) -> None:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage URL {url!r} is not valid; use sqlite:///path.db or postgresql+psycopg://user@host/db") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql", "mysql"):
+        raise StorageError(f"storage URL {redact(url)!r}: unsupported database {backend!r}; use sqlite:///path.db or postgresql+psycopg://user@host/db")
+    if backend == "postgresql" and parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+        raise StorageError(f"storage URL {redact(url)!r}: driver {parsed.get_driver_name()!r} is not installed; use postgresql+psycopg://...")
+
+
+def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        # WAL + NORMAL sync: readers never block the writer, and a killed process loses nothing
+        # committed (only an OS crash can lose the last transactions).
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    return {"creator": connect}
+
+
+def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool = False) -> "optuna.storages.RDBStorage":
+    """Open (and create, unless ``readonly``) the storage at ``url``; cached per process.
+
+    ``worker=True`` skips schema creation and version checks: the driver already did both,
+    and trial workers open the storage once per process.
+    """
+    url = resolve_url(url)
+    key = (url, readonly)
+    if key in _CACHE:
+        return _CACHE[key]
+    _check_url(url)
+    import optuna
+    import sqlalchemy.exc
+
+    engine_kwargs: dict[str, Any] = {}
+    path = sqlite_path(url)
+    if path is not None:
+        if readonly and not path.exists():
+            raise StorageError(f"no storage at {path}: run a study first, or pass --storage / TUNER_STORAGE")
+        if not path.parent.exists():
+            raise StorageError(f"storage {url}: folder {path.parent} does not exist; create it or choose another path")
+        if path.exists() and not readonly and not os.access(path, os.W_OK):
+            raise StorageError(f"storage {path} is read-only; make it writable or pass another --storage")
+        if not path.exists() and not os.access(path.parent, os.W_OK):
+            raise StorageError(f"cannot create {path}: folder {path.parent} is not writable; pass another --storage")
+        engine_kwargs = _sqlite_engine_kwargs(path)
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"pool_size": 4, "max_overflow": 4, "pool_pre_ping": True, "pool_recycle": 300,
+                         "connect_args": {"connect_timeout": 10}}
+    try:
+        storage = optuna.storages.RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            skip_compatibility_check=worker,
+            skip_table_creation=worker or readonly,
+        )
+    except sqlalchemy.exc.OperationalError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {redact(url)}: {reason}; check that the database is running and reachable") from None
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    except RuntimeError as exc:  # optuna's schema-version mismatch
+        raise StorageError(f"storage {redact(url)}: {str(exc).splitlines()[0]}") from None
+    _CACHE[key] = storage
+    return storage
+
+
+def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:
+    """All studies with trial counts by state, best first-objective value and last activity.
+
+    A fixed number of grouped queries whatever the number of studies and trials (``tuner ls``
+    and the dashboard's studies page must stay fast at 100,000 trials).
+    """
+    import json
+
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+    from optuna.study import StudyDirection
+
+    out: dict[int, dict[str, Any]] = {}
+    with storage.engine.connect() as conn:
+        for sid, name in conn.execute(sa.select(m.StudyModel.study_id, m.StudyModel.study_name).order_by(m.StudyModel.study_id)):
+            out[sid] = {"study_id": sid, "name": name, "directions": [], "counts": {}, "best": None,
+                        "last_activity": None, "system_attrs": {}, "metrics": None}
+        for sid, objective, direction in conn.execute(sa.select(
+                m.StudyDirectionModel.study_id, m.StudyDirectionModel.objective, m.StudyDirectionModel.direction)
+                .order_by(m.StudyDirectionModel.study_id, m.StudyDirectionModel.objective)):
+            if sid in out:
+                out[sid]["directions"].append(direction.name.lower())
+        for sid, key, value in conn.execute(sa.select(
+                m.StudySystemAttributeModel.study_id, m.StudySystemAttributeModel.key, m.StudySystemAttributeModel.value_json)):
+            if sid in out:
+                out[sid]["system_attrs"][key] = json.loads(value)
+        t = m.TrialModel
+        for sid, state, n, last_start, last_end in conn.execute(sa.select(
+                t.study_id, t.state, sa.func.count(), sa.func.max(t._datetime_start_utc), sa.func.max(t._datetime_complete_utc))
+                .group_by(t.study_id, t.state)):
+            if sid not in out:
+                continue
+            row = out[sid]
+            row["counts"][state.name] = n
+            for ts in (last_start, last_end):
+                if ts is not None and (row["last_activity"] is None or ts > row["last_activity"]):
+                    row["last_activity"] = ts
+        v = m.TrialValueModel
+        for sid, lo, hi in conn.execute(sa.select(t.study_id, sa.func.min(v.value), sa.func.max(v.value))
+                                        .join(v, v.trial_id == t.trial_id)
+                                        .where(v.objective == 0, t.state == m.TrialState.COMPLETE)
+                                        .group_by(t.study_id)):
+            if sid in out and out[sid]["directions"]:
+                maximize = out[sid]["directions"][0] == StudyDirection.MAXIMIZE.name.lower()
+                out[sid]["best"] = hi if maximize else lo
+    for row in out.values():
+        row["metrics"] = row["system_attrs"].get("study:metric_names")
+    return list(out.values())
