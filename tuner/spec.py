@@ -183,6 +183,13 @@ class _Validator:
         name = self._name()
         task, objective = self._task_or_objective()
         task_args = self._mapping("task_args", default={})
+        if task is not None:
+            from tuner.tasks import get_task
+
+            # Cheap (no data loading, no torch import): catches a bad task_arg before any trial runs.
+            get_task(task, source=self.source, path="task")(task_args, source=self.source)
+        elif task_args:
+            raise self.fail("task_args", "task_args is only for built-in tasks", "pass settings to your objective through the search space as fixed values")
         metrics, directions = self._metrics(task)
         space = self._space()
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
@@ -267,7 +274,25 @@ class _Validator:
             if not path.is_file():
                 raise self.fail("objective", f"file {module} not found", "give a path relative to the spec file or the working directory")
             objective = f"{path.resolve()}:{func}"
+        self._check_importable(objective)
         return None, objective
+
+    def _check_importable(self, ref: str) -> None:
+        """Import the objective now: a typo must fail here with exit 2, not in every trial."""
+        import os
+
+        from tuner.engine._worker import resolve_objective
+
+        try:
+            resolve_objective(ref, extra_paths=[os.getcwd(), str(self.base_dir)])
+        except SpecError:
+            raise
+        except (ImportError, AttributeError) as exc:
+            raise self.fail("objective", f"cannot import {ref}: {exc}",
+                            "check the module path (it is imported from the working directory and the spec's folder)") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
+            raise self.fail("objective", f"importing {ref} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                            "fix the error in that module") from None
 
     def _metrics(self, task: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         d = self.data

@@ -277,11 +277,23 @@ def run_study(
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
     storage = open_storage(storage_url)
-    study, resumed = open_for_run(storage, spec, force=force)
-    lease = DriverLease(study)
-    recovered = lease.acquire()
-    scratch = Path(tempfile.mkdtemp(prefix="tuner-ray-"))
     owns_ray = False
+    if _finished_count(storage, spec.name) < spec.n_trials or force:
+        # Start Ray and check that a trial fits before anything is written to the storage.
+        owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
+        try:
+            _warn_capacity(spec, progress)
+        except BaseException:
+            _shutdown_ray(owns_ray)
+            raise
+    try:
+        study, resumed = open_for_run(storage, spec, force=force)
+        lease = DriverLease(study)
+        recovered = lease.acquire()
+    except BaseException:
+        _shutdown_ray(owns_ray)
+        raise
+    scratch = Path(tempfile.mkdtemp(prefix="tuner-ray-"))
     try:
         finished_before = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         deadline = started + spec.timeout if spec.timeout else None
@@ -289,8 +301,8 @@ def run_study(
         summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
         progress.start(spec, summary, state)
         if state.want_more():
-            owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
-            _warn_capacity(spec, progress)
+            if not owns_ray:
+                owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
             artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
             job = JobInfo(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
@@ -348,10 +360,25 @@ def run_study(
     finally:
         lease.release()
         shutil.rmtree(scratch, ignore_errors=True)
-        if owns_ray:
-            import ray
+        _shutdown_ray(owns_ray)
 
-            ray.shutdown()
+
+def _shutdown_ray(owned: bool) -> None:
+    if owned:
+        import ray
+
+        ray.shutdown()
+
+
+def _finished_count(storage: Any, name: str) -> int:
+    """Finished (complete or pruned) trials of an existing study, 0 for a new one; read-only."""
+    from optuna.trial import TrialState
+
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return 0
+    return sum(1 for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
 def _fail_unfinished(study: "optuna.Study", trial: "optuna.Trial", message: str) -> None:

@@ -248,7 +248,9 @@ def trainable(config: dict[str, Any], job: JobInfo | None = None) -> dict[str, A
     assert job is not None  # bound with tune.with_parameters by the driver; not user input
     if job.driver_cwd and os.path.isdir(job.driver_cwd) and os.getcwd() != job.driver_cwd:
         os.chdir(job.driver_cwd)
-    for p in reversed(job.driver_sys_path):
+    # `objective: pkg.mod:fn` imports like `python -c` would in the user's folder: the driver's
+    # working directory and the spec's folder come first, then the driver's own sys.path.
+    for p in reversed([job.driver_cwd, job.base_dir, *job.driver_sys_path]):
         if p not in sys.path:
             sys.path.insert(0, p)
     return run_trial(job, config)

@@ -1,0 +1,132 @@
+"""Local .npz and .csv files: parsing, labels, errors, and the shared splitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tuner.data import check_dataset, load_dataset, load_tabular
+from tuner.exceptions import SpecError
+
+
+def _table(n: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    y = np.arange(n) % 3
+    return X, y
+
+
+@pytest.mark.parametrize("x_key", ["X", "x"])
+def test_npz_with_x_and_y(tmp_path: Path, x_key: str) -> None:
+    X, y = _table()
+    path = tmp_path / "d.npz"
+    np.savez(path, **{x_key: X, "y": y})
+    s = load_tabular(path, split_seed=1)
+    assert s.name == "d.npz" and s.n_features == 3 and s.n_classes == 3 and s.input_shape == (3,)
+    assert s.class_names == ("0", "1", "2")
+    assert (len(s.train), len(s.val), len(s.test)) == (84, 18, 18)
+    assert [np.bincount(p.y).tolist() for p in (s.train, s.val, s.test)] == [[28] * 3, [6] * 3, [6] * 3]
+    np.testing.assert_allclose(s.train.X.mean(axis=0), 0, atol=1e-5)
+    raw = load_tabular(path, split_seed=1, standardize=False)
+    np.testing.assert_allclose(s.mean, raw.train.X.mean(axis=0), atol=1e-5)  # train statistics
+    np.testing.assert_array_equal(load_tabular(path, split_seed=1).val.X, s.val.X)  # seeded
+
+
+def test_npz_images_and_sparse_integer_labels(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).random((40, 5, 5))
+    y = np.repeat([3, 7, 10, 20], 10)
+    np.savez(tmp_path / "img.npz", X=X, y=y)
+    s = load_tabular(tmp_path / "img.npz")
+    assert s.input_shape == (1, 5, 5) and s.n_features == 25
+    assert s.class_names == ("3", "7", "10", "20") and s.n_classes == 4
+    assert set(np.concatenate([s.train.y, s.val.y, s.test.y]).tolist()) == {0, 1, 2, 3}
+
+
+def test_npz_with_wrong_keys(tmp_path: Path) -> None:
+    np.savez(tmp_path / "bad.npz", features=np.zeros((4, 2)), y=np.zeros(4))
+    with pytest.raises(SpecError) as info:
+        load_tabular(tmp_path / "bad.npz", source="s.yaml", key="task_args.dataset")
+    assert info.value.path == "task_args.dataset"
+    assert "['features', 'y']" in str(info.value) and "save the features as X" in str(info.value)
+
+
+def _write_csv(path: Path, header: str | None, rows: list[str]) -> Path:
+    path.write_text("\n".join(([header] if header else []) + rows) + "\n")
+    return path
+
+
+def test_csv_with_header_uses_the_label_column(tmp_path: Path) -> None:
+    rows = [f"{i},{i % 2 and 'cat' or 'dog'},{i * 0.5}" for i in range(40)]
+    s = load_tabular(_write_csv(tmp_path / "t.csv", "a,label,b", rows), standardize=False)
+    assert s.n_features == 2 and s.class_names == ("cat", "dog")
+    X = np.concatenate([s.train.X, s.val.X, s.test.X])
+    y = np.concatenate([s.train.y, s.val.y, s.test.y])
+    assert np.all(X[:, 1] == X[:, 0] * 0.5)  # the label column was removed, features kept in order
+    assert np.all((X[:, 0] % 2 == 1) == (y == 0))  # odd rows are 'cat' (class 0)
+
+
+def test_csv_without_header_uses_the_last_column(tmp_path: Path) -> None:
+    rows = [f"{i},{-i},{i % 4}" for i in range(40)]
+    s = load_tabular(_write_csv(tmp_path / "t.csv", None, rows))
+    assert s.n_features == 2 and s.class_names == ("0", "1", "2", "3")
+    assert len(s.train) + len(s.val) + len(s.test) == 40
+
+
+def test_csv_label_by_name_or_index(tmp_path: Path) -> None:
+    rows = [f"{i % 2},{i},{i * 2}" for i in range(30)]
+    path = _write_csv(tmp_path / "t.csv", "target,a,b", rows)
+    by_name = load_tabular(path, label="target")
+    by_index = load_tabular(path, label=0)
+    assert by_name.class_names == by_index.class_names == ("0", "1")
+    np.testing.assert_array_equal(by_name.train.X, by_index.train.X)
+    assert load_tabular(path).n_classes == 30  # default: last column 'b'
+    with pytest.raises(SpecError) as info:
+        load_tabular(path, label="y", key="task_args.dataset")
+    assert info.value.path == "task_args.label" and "columns are ['target', 'a', 'b']" in str(info.value)
+    with pytest.raises(SpecError, match="out of range"):
+        load_tabular(path, label=5)
+
+
+def test_csv_numeric_labels_written_differently_are_one_class(tmp_path: Path) -> None:
+    rows = [f"{i},{'1.0' if i % 3 == 0 else '1' if i % 3 == 1 else '10'}" for i in range(30)]
+    s = load_tabular(_write_csv(tmp_path / "t.csv", "a,label", rows))
+    assert s.class_names == ("1", "10")
+
+
+@pytest.mark.parametrize("content, words", [
+    ("a,label\n1,x\nfoo,y\n", "line 3: feature 'foo' is not a number"),
+    ("a,b,label\n1,2,x\n1,y\n", "line 3: 2 fields, expected 3"),
+    ("a,b,label\n1,,x\n2,3,y\n", "feature '' is not a number"),
+    ("", "is empty"),
+    ("label\nx\n", "needs at least one feature column"),
+    ("a,label\n1,x\n2,x\n3,x\n", "single class"),
+])
+def test_bad_csv_is_a_spec_error(tmp_path: Path, content: str, words: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(SpecError) as info:
+        load_tabular(path, source="s.yaml", key="task_args.dataset")
+    assert info.value.path == "task_args.dataset" and words in str(info.value)
+
+
+def test_check_dataset_resolves_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_dir = tmp_path / "studies"
+    spec_dir.mkdir()
+    X, y = _table()
+    np.savez(spec_dir / "near_spec.npz", X=X, y=y)
+    np.savez(tmp_path / "in_cwd.npz", X=X, y=y)
+    monkeypatch.chdir(tmp_path)
+    assert check_dataset("digits") == "digits"
+    assert check_dataset("near_spec.npz", base_dir=spec_dir) == str((spec_dir / "near_spec.npz").resolve())
+    assert check_dataset("in_cwd.npz", base_dir=spec_dir) == str((tmp_path / "in_cwd.npz").resolve())
+    with pytest.raises(SpecError) as info:
+        check_dataset("nope.csv", base_dir=spec_dir, source="studies/x.yaml", key="task_args.dataset")
+    assert str(info.value).startswith("studies/x.yaml: task_args.dataset: file 'nope.csv' not found")
+    with pytest.raises(SpecError, match="unknown data set 'data.parquet'"):
+        check_dataset("data.parquet")
+    with pytest.raises(SpecError, match="expected a data set name"):
+        check_dataset(3)
+    s = load_dataset("in_cwd.npz", max_samples=60, split_seed=4)
+    assert len(s.train) + len(s.val) + len(s.test) == 60

@@ -1,0 +1,79 @@
+"""kill -9 of a running `tuner run`, then a re-run: exactly n_trials finished, nothing RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT
+from tuner.engine import _attrs
+
+SPEC = """\
+name: killme
+objective: tests.objectives:slow_steps
+search_space:
+  params:
+    x: {float: [0.0, 1.0]}
+n_trials: 6
+concurrency: 2
+pruner: none
+seed: 3
+"""
+
+
+def _tuner(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuner.cli", *args]
+
+
+def _counts(url: str) -> dict[str, int]:
+    try:
+        study = optuna.load_study(study_name="killme", storage=url)
+    except KeyError:
+        return {}
+    out: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def test_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path: Path) -> None:
+    spec = tmp_path / "killme.yaml"
+    spec.write_text(SPEC)
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    cmd = _tuner("run", str(spec), "--storage", url, "--num-cpus", "2")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    counts: dict[str, int] = {}
+    while time.monotonic() < deadline:  # wait until one trial finished and others are mid-flight
+        counts = _counts(url)
+        if counts.get("COMPLETE", 0) >= 1 and counts.get("RUNNING", 0) >= 1:
+            break
+        if proc.poll() is not None:
+            raise AssertionError(f"tuner run ended early: {proc.stdout.read().decode()[-2000:]}")
+        time.sleep(0.2)
+    assert counts.get("RUNNING", 0) >= 1, counts
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _counts(url)
+    assert before.get("RUNNING", 0) >= 1  # the kill really left trials behind
+
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    after = _counts(url)
+    assert after.get("COMPLETE", 0) + after.get("PRUNED", 0) == 6
+    assert "RUNNING" not in after
+    assert after.get("FAIL", 0) == before.get("RUNNING", 0)
+    study = optuna.load_study(study_name="killme", storage=url)
+    for t in study.get_trials(states=(TrialState.FAIL,)):
+        assert t.system_attrs[_attrs.ERROR]["type"] == "DriverLost"
+    numbers = [t.number for t in study.get_trials()]
+    assert len(numbers) == len(set(numbers))  # no duplicates
+    assert "marked" in rerun.stderr and "FAIL" in rerun.stderr

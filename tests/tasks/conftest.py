@@ -1,0 +1,50 @@
+"""A fake TrialContext (the engine's real one is tested elsewhere) and shared data for task tests."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import torch
+
+from tuner.exceptions import TrialPruned
+
+torch.set_num_threads(1)
+
+
+class FakeContext:
+    """Records reports and attributes; raises TrialPruned from ``report`` at ``prune_at``."""
+
+    def __init__(self, trial_dir: pathlib.Path, *, seed: int = 0, metric: str = "val_accuracy",
+                 direction: str = "maximize", prune_at: int | None = None) -> None:
+        self.trial_dir = trial_dir
+        self.device = "cpu"
+        self.seed = seed
+        self.metric = metric
+        self.direction = direction
+        self.num_threads = 1
+        self.prune_at = prune_at
+        self.reports: list[tuple[int, dict[str, float]]] = []
+        self.attrs: dict[str, Any] = {}
+
+    def report(self, step: int, metrics: dict[str, float]) -> None:
+        self.reports.append((step, dict(metrics)))
+        if self.prune_at is not None and step >= self.prune_at:
+            raise TrialPruned(f"pruned at step {step}")
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+    def series(self, name: str) -> list[float]:
+        return [m[name] for _, m in self.reports]
+
+
+@pytest.fixture
+def make_ctx(tmp_path: pathlib.Path):
+    counter = iter(range(10_000))
+
+    def make(**kwargs: Any) -> FakeContext:
+        return FakeContext(tmp_path / f"trial{next(counter)}", **kwargs)
+
+    return make

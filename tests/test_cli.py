@@ -1,0 +1,157 @@
+"""The command line: every command, --json, and one-line errors with exit code 2 for user mistakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import tuner
+from tests import objectives
+from tests.conftest import ROOT
+from tuner.cli import main
+
+GOOD = """\
+name: clidemo
+objective: tests.objectives:quadratic
+search_space:
+  params:
+    x: {float: [-5, 5]}
+    y: {float: [-3, 3]}
+n_trials: 4
+concurrency: 2
+pruner: none
+seed: 0
+"""
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin",
+                                            "HOME": str(Path.home())})
+
+
+@pytest.fixture(scope="module")
+def ran_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One study run through the real CLI (its own Ray), shared by the read-only command tests."""
+    folder = tmp_path_factory.mktemp("cli")
+    spec = folder / "demo.yaml"
+    spec.write_text(GOOD)
+    url = f"sqlite:///{folder / 'cli.db'}"
+    out = _cli("run", str(spec), "--storage", url, "--num-cpus", "2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "done: study 'clidemo' has 4/4 finished trials" in out.stderr
+    return spec, url
+
+
+def test_ls_show_best_text_and_json(ran_study: tuple[Path, str]) -> None:
+    _, url = ran_study
+    runner = CliRunner()
+    ls = runner.invoke(main, ["ls", "--storage", url])
+    assert ls.exit_code == 0 and "clidemo" in ls.output and "finished" in ls.output
+    ls_json = json.loads(runner.invoke(main, ["ls", "--storage", url, "--json"]).output)
+    assert ls_json[0]["name"] == "clidemo" and ls_json[0]["counts"] == {"COMPLETE": 4}
+    show = json.loads(runner.invoke(main, ["show", "clidemo", "--storage", url, "--json", "--top", "2"]).output)
+    assert show["counts"] == {"COMPLETE": 4} and len(show["top"]) == 2
+    assert show["top"][0]["values"][0] <= show["top"][1]["values"][0]  # minimize: best first
+    assert show["spec"]["n_trials"] == 4
+    best = json.loads(runner.invoke(main, ["best", "clidemo", "--storage", url, "--json"]).output)
+    assert best["values"][0] == pytest.approx(objectives.quadratic(best["params"], None))
+    assert best["values"][0] == show["top"][0]["values"][0]
+    text = runner.invoke(main, ["best", "clidemo", "--storage", url])
+    assert text.exit_code == 0 and f"trial {best['number']}" in text.output and "x:" in text.output
+
+
+def test_rerun_of_finished_study_does_nothing(ran_study: tuple[Path, str]) -> None:
+    spec, url = ran_study
+    out = _cli("run", str(spec), "--storage", url, "--quiet")
+    assert out.returncode == 0
+    assert "4/4 finished" in out.stdout and "this run: 0 complete" in out.stdout
+    assert len(tuner.load_study("clidemo", url).get_trials()) == 4
+
+
+def test_validate_ok_and_json(tmp_path: Path) -> None:
+    spec = tmp_path / "v.yaml"
+    spec.write_text(GOOD)
+    runner = CliRunner()
+    out = runner.invoke(main, ["validate", str(spec)])
+    assert out.exit_code == 0 and "ok: study 'clidemo'" in out.output and "2 parameters" in out.output
+    data = json.loads(runner.invoke(main, ["validate", str(spec), "--json", "--n-trials", "9"]).output)
+    assert data["n_trials"] == 9 and data["search_space"]["params"]["x"]
+
+
+@pytest.mark.parametrize("mutation,expected", [
+    (("n_trials: 4", "n_trials: -1"), "n_trials: -1 is out of range"),
+    (("n_trials: 4", "n_trials: many"), "n_trials: expected an integer"),
+    (("pruner: none", "pruner: sometimes"), "pruner: unknown pruner 'sometimes'"),
+    (("seed: 0", "seed: 0\nsampler: annealing"), "sampler: unknown sampler 'annealing'"),
+    (("seed: 0", "seed: 0\nsampler: {name: tpe, args: {n_startup: 3}}"), "sampler.args.n_startup: tpe takes no argument"),
+    (("x: {float: [-5, 5]}", "x: {float: [5, -5]}"), "search_space: params.x.float: low 5.0 > high -5.0"),
+    (("name: clidemo", "name: 'bad name!'"), "name: invalid study name"),
+    (("name: clidemo", "nmae: clidemo"), "nmae: unknown key; did you mean 'name'?"),
+    (("concurrency: 2", "concurrency: 2\nresources: {gpus: 1.5}"), "resources.gpus"),
+    (("concurrency: 2", "concurrency: 2\ntimeout: soon"), "timeout: invalid duration"),
+])
+def test_bad_specs_exit_2_with_one_line(tmp_path: Path, mutation: tuple[str, str], expected: str) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(GOOD.replace(*mutation))
+    out = CliRunner().invoke(main, ["validate", str(spec)])
+    assert out.exit_code == 2, out.output
+    lines = out.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {spec}: "), out.output
+    assert expected in lines[0]
+    assert "Traceback" not in out.output
+
+
+def test_run_with_bad_spec_touches_nothing(ran_study: tuple[Path, str], tmp_path: Path) -> None:
+    _, url = ran_study
+    db = Path(url[len("sqlite:///"):])
+    before = db.stat().st_mtime_ns
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(GOOD.replace("n_trials: 4", "n_trials: zero"))
+    out = _cli("run", str(spec), "--storage", url)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "n_trials" in out.stderr
+    assert db.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["show", "nope"], "no study named 'nope'"),
+    (["best", "nope"], "no study named 'nope'"),
+    (["run", "missing.yaml"], "missing.yaml: <file>: no such spec file"),
+    (["validate", "missing.yaml"], "no such spec file"),
+])
+def test_user_mistakes_exit_2(ran_study: tuple[Path, str], args: list[str], expected: str) -> None:
+    _, url = ran_study
+    extra = ["--storage", url] if args[0] in ("show", "best") else []
+    out = _cli(*args, *extra)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: ") and expected in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_objective_that_cannot_be_imported_is_refused_before_running(tmp_path: Path) -> None:
+    spec = tmp_path / "imp.yaml"
+    spec.write_text(GOOD.replace("tests.objectives:quadratic", "no_such_module_xyz:f"))
+    url = f"sqlite:///{tmp_path / 'i.db'}"
+    out = _cli("run", str(spec), "--storage", url)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "objective: cannot import no_such_module_xyz:f: No module named 'no_such_module_xyz'" in out.stderr
+    assert out.stderr.count("\n") == 1
+    assert not (tmp_path / "i.db").exists()
+    spec.write_text(GOOD.replace("tests.objectives:quadratic", "tests.objectives:no_such_fn"))
+    out = _cli("validate", str(spec))
+    assert out.returncode == 2 and "has no function 'no_such_fn'" in out.stderr
+
+
+def test_ls_on_empty_or_missing_storage(tmp_path: Path) -> None:
+    out = _cli("ls", "--storage", f"sqlite:///{tmp_path / 'nothing.db'}")
+    assert out.returncode == 2 and "no storage at" in out.stderr
+
+
+def test_help_lists_commands() -> None:
+    out = CliRunner().invoke(main, ["--help"])
+    for cmd in ("run", "validate", "ls", "show", "best"):
+        assert cmd in out.output

@@ -1,0 +1,99 @@
+"""Storage URLs and settings; PostgreSQL end to end on the real server."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import tuner
+from tests import objectives
+from tuner import storage as st
+from tuner.engine import _attrs
+
+
+def test_resolve_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    assert st.resolve_url() == "sqlite:///tuner.db"
+    assert st.resolve_url(None, "sqlite:///spec.db") == "sqlite:///spec.db"
+    monkeypatch.setenv("TUNER_STORAGE", "sqlite:///env.db")
+    assert st.resolve_url(None, "sqlite:///spec.db") == "sqlite:///env.db"
+    assert st.resolve_url("sqlite:///flag.db", "sqlite:///spec.db") == "sqlite:///flag.db"
+    assert st.resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+
+
+def test_sqlite_is_wal_with_busy_timeout(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    storage = st.open_storage(url)
+    optuna.create_study(storage=storage, study_name="x")
+    with sqlite3.connect(tmp_path / "w.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with storage.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+@pytest.mark.parametrize("url,match", [
+    ("not a url", "not valid"),
+    ("oracle://u@h/db", "unsupported database 'oracle'"),
+    ("postgresql+asyncpg://u@h/db", "driver 'asyncpg' is not installed"),
+    ("sqlite:////nonexistent-dir/x.db", "does not exist"),
+    ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot open storage"),
+])
+def test_bad_storage_urls_are_one_line_errors(url: str, match: str) -> None:
+    with pytest.raises(tuner.StorageError, match=match) as info:
+        st.open_storage(url)
+    assert "\n" not in str(info.value)
+
+
+def test_read_only_database_file(tmp_path: Path) -> None:
+    """A database file the user cannot write: a clear error, the file untouched.
+
+    Root writes any mode-0444 file, so under root the file is made immutable (chattr +i),
+    which binds root too.
+    """
+    import subprocess
+
+    path = tmp_path / "ro.db"
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="keep")
+    before = path.read_bytes()
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0
+    if immutable:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        st._CACHE.clear()
+        with pytest.raises(tuner.StorageError, match="read-only"):
+            st.open_storage(f"sqlite:///{path}")
+        assert path.read_bytes() == before
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def test_readonly_open_of_missing_file_says_run_first(tmp_path: Path) -> None:
+    with pytest.raises(tuner.StorageError, match="no storage at"):
+        st.open_storage(f"sqlite:///{tmp_path / 'none.db'}", readonly=True)
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_postgresql_end_to_end(postgres_url: str) -> None:
+    spec = {"name": "pg", "search_space": {"params": {"x": {"float": [-5.0, 5.0]}}}, "n_trials": 6,
+            "concurrency": 2, "metric": "loss", "pruner": {"name": "median", "args": {"n_startup_trials": 2}},
+            "seed": 0}
+    study = tuner.run(spec, objectives.curve, storage=postgres_url)
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 6
+    # A second process-independent read through a new engine sees the same data.
+    fresh = optuna.load_study(study_name="pg", storage=postgres_url)
+    trials = fresh.get_trials()
+    assert len(trials) == 6
+    assert all(t.system_attrs[_attrs.WORKER]["pid"] > 0 for t in trials)
+    assert all(t.intermediate_values for t in trials)
+    assert [s.name for s in tuner.list_studies(postgres_url)] == ["pg"]
+    resumed = tuner.run({**spec, "n_trials": 8}, objectives.curve, storage=postgres_url)
+    assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 8

@@ -1,0 +1,164 @@
+"""Tables from local files: NumPy ``.npz`` (arrays ``X``/``y`` or ``x``/``y``) and ``.csv``.
+
+CSV files may have a header row (detected: a first row that is not all numbers). The label
+column is ``label`` (a column name or a 0-based index, negative counts from the end); by
+default the column named ``label`` if the header has one, else the last column. Labels may be
+numbers or strings; they are mapped to 0..K-1 in sorted order and their text kept as class
+names. Features must be numbers with no missing values.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tuner.data._splits import DEFAULT_SPLIT, Splits, make_splits
+from tuner.exceptions import SpecError
+
+__all__ = ["load_tabular", "read_table", "TABULAR_SUFFIXES"]
+
+TABULAR_SUFFIXES = (".npz", ".csv")
+
+
+def load_tabular(
+    path: str | Path,
+    *,
+    label: str | int | None = None,
+    split: Sequence[float] = DEFAULT_SPLIT,
+    split_seed: int = 0,
+    max_samples: int | None = None,
+    standardize: bool = True,
+    source: str = "<spec>",
+    key: str = "dataset",
+) -> Splits:
+    """Read ``path`` (.npz or .csv) and split it like every other data set.
+
+    Problems with the file are reported as :class:`SpecError` at ``source: key``.
+    """
+    path = Path(path)
+    X, y, class_names, input_shape = read_table(path, label=label, source=source, key=key)
+    if len(class_names) < 2:
+        raise SpecError(source, key, f"{path} has a single class", "a classification data set needs at least 2 labels")
+    return make_splits(
+        X,
+        y,
+        name=path.name,
+        class_names=class_names,
+        input_shape=input_shape,
+        split=split,
+        split_seed=split_seed,
+        max_samples=max_samples,
+        standardize=standardize,
+    )
+
+
+def read_table(
+    path: Path, *, label: str | int | None = None, source: str = "<spec>", key: str = "dataset"
+) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]:
+    """``(X (n, n_features) float32, y (n,) int64 in 0..K-1, class names, input shape)``."""
+    if not path.is_file():
+        raise SpecError(source, key, f"file {path} not found", "give an existing .npz or .csv file")
+    if path.suffix.lower() == ".npz":
+        X, labels = _read_npz(path, source, key)
+    elif path.suffix.lower() == ".csv":
+        X, labels = _read_csv(path, label, source, key)
+    else:
+        raise SpecError(source, key, f"unsupported file type {path.suffix!r}", "use a .npz or .csv file")
+    if len(X) == 0:
+        raise SpecError(source, key, f"{path} holds no samples", None)
+    if len(X) != len(labels):
+        raise SpecError(source, key, f"{path}: {len(X)} rows of X but {len(labels)} labels", "give one label per row")
+    input_shape = tuple(int(d) for d in X.shape[1:]) or (1,)
+    if len(input_shape) == 2:  # (n, H, W) images: one channel
+        input_shape = (1, *input_shape)
+    X = X.reshape(len(X), -1).astype(np.float32)
+    if not np.isfinite(X).all():
+        raise SpecError(source, key, f"{path}: features contain NaN or infinite values", "fill or drop missing values")
+    class_names, y = _encode_labels(labels)
+    return X, y, class_names, input_shape
+
+
+def _read_npz(path: Path, source: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as f:
+        names = set(f.files)
+        x_key = "X" if "X" in names else "x" if "x" in names else None
+        if x_key is None or "y" not in names:
+            raise SpecError(source, key, f"{path} has arrays {sorted(names)}", "save the features as X (or x) and the labels as y")
+        X, y = f[x_key], f["y"]
+    if X.ndim < 2:
+        raise SpecError(source, key, f"{path}: X must have one row per sample, got shape {X.shape}", None)
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise SpecError(source, key, f"{path}: X must be numeric, got dtype {X.dtype}", None)
+    return X, np.asarray(y).reshape(-1)
+
+
+def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    with path.open(newline="") as f:
+        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise SpecError(source, key, f"{path} is empty", None)
+    header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
+    if header is not None:
+        header = [h.strip() for h in header]
+        rows = rows[1:]
+    n_cols = len(header) if header is not None else len(rows[0]) if rows else 0
+    if n_cols < 2:
+        raise SpecError(source, key, f"{path} needs at least one feature column and a label column", None)
+
+    if label is None:
+        col = header.index("label") if header is not None and "label" in header else n_cols - 1
+    elif isinstance(label, int) and not isinstance(label, bool):
+        if not -n_cols <= label < n_cols:
+            raise SpecError(source, _sibling(key, "label"), f"column {label} out of range for {n_cols} columns", None)
+        col = label % n_cols
+    elif header is not None and label in header:
+        col = header.index(label)
+    else:
+        known = f"columns are {header}" if header is not None else f"{path} has no header row; give a column index"
+        raise SpecError(source, _sibling(key, "label"), f"no column named {label!r}", known)
+
+    features = np.empty((len(rows), n_cols - 1), dtype=np.float32)
+    labels = []
+    for i, row in enumerate(rows):
+        line = i + 2 if header is not None else i + 1
+        if len(row) != n_cols:
+            raise SpecError(source, key, f"{path} line {line}: {len(row)} fields, expected {n_cols}", None)
+        labels.append(row[col].strip())
+        cells = row[:col] + row[col + 1:]
+        try:
+            features[i] = [float(c) for c in cells]
+        except ValueError:
+            bad = next(c for c in cells if not _is_number(c))
+            raise SpecError(source, key, f"{path} line {line}: feature {bad!r} is not a number",
+                            "encode categorical features as numbers") from None
+    return features, np.asarray(labels)
+
+
+def _sibling(key: str, name: str) -> str:
+    """``task_args.dataset`` -> ``task_args.label``: the key path of a neighbouring argument."""
+    return key.rsplit(".", 1)[0] + "." + name if "." in key else name
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _encode_labels(labels: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct labels as text and each sample's index among them."""
+    if labels.dtype.kind in "US" and all(_is_number(str(v)) for v in labels):
+        numbers = labels.astype(np.float64)
+        if np.all(numbers == np.round(numbers)):
+            labels = numbers.astype(np.int64)  # "1" and "1.0" are the same class; sort 2 before 10
+        else:
+            labels = numbers
+    if labels.dtype.kind == "f" and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    values, y = np.unique(labels, return_inverse=True)
+    return [str(v) for v in values], y.astype(np.int64).reshape(-1)

@@ -1,0 +1,104 @@
+"""The one base every built-in trainable implements, and the context a trial runs in.
+
+The engine, inside a worker process, does::
+
+    task = get_task("mlp")(task_args, source="studies/x.yaml")   # validate; cheap
+    final_metrics = task.run(params, ctx)                         # train, report, evaluate
+
+A task knows nothing of Optuna or Ray: it reads the trial's parameters, reports each epoch
+through ``ctx.report`` and returns its final metrics.
+"""
+
+from __future__ import annotations
+
+import abc
+import difflib
+import pathlib
+from typing import Any, ClassVar, Mapping, Protocol
+
+from tuner.exceptions import SpecError
+
+__all__ = ["Task", "TrialContext"]
+
+
+class TrialContext(Protocol):
+    """What a running trial offers its task (the engine provides the implementation)."""
+
+    #: Folder for this trial's files (checkpoints); may not exist yet.
+    trial_dir: pathlib.Path
+    #: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    device: str
+    #: Seed for everything random in this trial.
+    seed: int
+    #: The study's metric (e.g. ``"val_accuracy"``) and its direction (``"maximize"``/``"minimize"``).
+    metric: str
+    direction: str
+    #: CPU threads allotted to this trial.
+    num_threads: int
+
+    def report(self, step: int, metrics: dict[str, float]) -> None:
+        """Record ``metrics`` of ``step`` (an epoch, from 1). Raises ``TrialPruned`` when the pruner stops the trial."""
+
+    def set_attr(self, key: str, value: Any) -> None:
+        """Store a JSON-able extra result with the trial (e.g. a confusion matrix)."""
+
+
+class Task(abc.ABC):
+    """A built-in trainable: validates its ``task_args`` once, then runs trials.
+
+    Subclasses set :attr:`name`, list their arguments with defaults in :attr:`args_defaults`,
+    may check values in :meth:`check_args`, and implement :meth:`run` and :meth:`metric_names`.
+    Constructing a task must stay cheap (no data loading, no torch import): the spec
+    validator builds one to ask for :meth:`metric_names`.
+    """
+
+    #: Registry name, used as ``task:`` in a study spec.
+    name: ClassVar[str]
+    #: Metric and direction a study uses when its spec names none.
+    default_metric: ClassVar[str] = "val_accuracy"
+    default_direction: ClassVar[str] = "maximize"
+    #: Allowed ``task_args`` and their defaults; any other key is an error.
+    args_defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, task_args: Mapping[str, Any] | None = None, *, source: str = "<spec>") -> None:
+        self.source = source
+        if task_args is not None and not isinstance(task_args, Mapping):
+            raise SpecError(source, "task_args", f"expected a mapping, got {type(task_args).__name__}",
+                            "e.g. task_args: {dataset: digits}")
+        args = dict(task_args or {})
+        for key in args:
+            if key not in self.args_defaults:
+                raise self.arg_error(key, "unknown key", _allowed(key, self.args_defaults))
+        self.args: dict[str, Any] = {**self.args_defaults, **args}
+        self.check_args(self.args)
+
+    def check_args(self, args: dict[str, Any]) -> None:
+        """Validate (and normalise in place) the merged ``task_args``; raise with :meth:`arg_error`."""
+
+    @abc.abstractmethod
+    def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
+        """Train one trial with ``params``, calling ``ctx.report`` once per epoch.
+
+        Returns the final metrics: the best epoch's validation metrics plus the ``test_*``
+        metrics of that best model. ``TrialPruned`` raised by ``ctx.report`` must propagate.
+        """
+
+    @abc.abstractmethod
+    def metric_names(self) -> list[str]:
+        """Every metric name this task reports or returns (for validating a spec's ``metric``)."""
+
+    def arg_error(self, key: str, problem: str, fix: str | None = None) -> SpecError:
+        """A :class:`SpecError` located at ``task_args.<key>`` of this task's spec."""
+        return SpecError(self.source, f"task_args.{key}", problem, fix)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args!r})"
+
+
+def _allowed(key: str, allowed: Mapping[str, Any]) -> str:
+    names = sorted(allowed)
+    if not names:
+        return "this task takes no task_args"
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}allowed keys: {', '.join(names)}"

@@ -1,0 +1,356 @@
+"""The shared training loop of the torch classification tasks, readable top to bottom.
+
+:func:`train_classifier` does, in order: read the training parameters; set up (threads, seed,
+data as tensors on the device, model, optimizer, learning-rate schedule); loop over epochs
+(train on shuffled mini-batches, evaluate on the validation part, report, keep the best
+weights, stop early); then test the best weights and save them. There is no framework between
+the reader and PyTorch: the data sits in memory as tensors and is shuffled with ``randperm``
+(no DataLoader, no worker processes), so the loop runs as fast as a hand-written one.
+
+Training parameters (names shared with the search-space files; models read the others)::
+
+    name                     meaning                                              default
+    optimizer                sgd | adam | adamw                                   adam
+    lr                       learning rate (the peak for onecycle)                1e-3
+    momentum, nesterov       sgd only                                             0.9, false
+    weight_decay             sgd/adam: L2 through the gradient; adamw: decoupled  0
+    l1                       L1 penalty on weights (not biases) added to the loss 0
+    label_smoothing          of the training loss (val/test losses are plain CE)  0
+    grad_clip                max gradient norm; 0 or null: off                    null
+    schedule                 constant | step | cosine | onecycle                  constant
+    warmup_frac              linear warm-up over this fraction of all steps       0
+                             (onecycle: its rising phase, 0.3 when 0)
+    step_gamma, step_epochs  step: lr *= step_gamma every step_epochs epochs      0.1, epochs // 3
+    batch_size               samples per step                                     64
+    epochs                   at most this many epochs                             20
+    early_stopping_patience  stop after this many epochs without a better         5
+                             monitored metric; 0 or null: off
+    precision                fp32 | bf16 | fp16 (autocast; fp16 adds a GradScaler) fp32
+
+The monitored metric (best weights, early stopping) is the study's ``ctx.metric`` when it is
+reported every epoch, else ``val_loss`` (minimised). A parameter set to null takes its default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from dataclasses import dataclass, fields
+from typing import Any, Callable, ContextManager, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from tuner.data import Part, Splits
+from tuner.exceptions import SpaceError
+from tuner.tasks._base import TrialContext
+from tuner.tasks._metrics import EPOCH_METRICS, confusion_matrix, per_class, scores
+
+__all__ = ["TrainConfig", "train_classifier", "make_optimizer", "make_scheduler", "evaluate",
+           "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_EVAL_BATCH = 4096
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training parameters of one trial, validated (see the module docstring)."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    schedule: str = "constant"
+    warmup_frac: float = 0.0
+    step_gamma: float = 0.1
+    step_epochs: int | None = None
+    batch_size: int = 64
+    epochs: int = 20
+    early_stopping_patience: int | None = 5
+    precision: str = "fp32"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> "TrainConfig":
+        """Pick the training parameters out of a trial's ``params`` (others are ignored) and check them."""
+        names = {f.name for f in fields(cls)}
+        # None means "off"/"automatic" where the default is None, and "use the default" elsewhere.
+        none_allowed = {"grad_clip", "step_epochs", "early_stopping_patience"}
+        config = cls(**{k: v for k, v in params.items() if k in names and (v is not None or k in none_allowed)})
+        config._check()
+        return config
+
+    def _check(self) -> None:
+        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise _param_error(name, getattr(self, name), f"one of {', '.join(choices)}")
+        rules: list[tuple[str, Callable[[Any], bool], str]] = [
+            ("lr", lambda v: v >= 0, "a number >= 0"),
+            ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("weight_decay", lambda v: v >= 0, "a number >= 0"),
+            ("l1", lambda v: v >= 0, "a number >= 0"),
+            ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("grad_clip", lambda v: v >= 0, "a number >= 0 (0 or null: off)"),
+            ("warmup_frac", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+            ("step_gamma", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+        ]
+        for name, ok, expected in rules:
+            value = getattr(self, name)
+            if value is None and name == "grad_clip":
+                continue
+            if not _is_number(value) or not ok(value):
+                raise _param_error(name, value, expected)
+        for name in ("batch_size", "epochs", "step_epochs", "early_stopping_patience"):
+            value = getattr(self, name)
+            allow_zero = name == "early_stopping_patience"
+            if value is None and name in ("step_epochs", "early_stopping_patience"):
+                continue
+            if not _is_int(value) or value < (0 if allow_zero else 1):
+                raise _param_error(name, value, f"an integer >= {0 if allow_zero else 1}")
+        if not isinstance(self.nesterov, (bool, np.bool_)):
+            raise _param_error("nesterov", self.nesterov, "true or false")
+        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
+            raise _param_error("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum)")
+
+
+def train_classifier(
+    build_model: Callable[[], nn.Module],
+    data: Splits,
+    params: Mapping[str, Any],
+    ctx: TrialContext,
+    *,
+    checkpoint_extra: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Train ``build_model()`` on ``data`` with ``params``; report every epoch to ``ctx``.
+
+    Returns the best epoch's metrics plus ``test_*`` metrics of the best weights, ``n_params``,
+    ``best_epoch``, ``epochs_run`` and ``train_time_s``. The best weights are saved to
+    ``ctx.trial_dir / "best.pt"`` with ``params``, ``epoch``, ``metrics`` and ``checkpoint_extra``.
+    """
+    cfg = TrainConfig.from_params(params)
+
+    # ---- setup ---------------------------------------------------------------------------
+    if getattr(ctx, "num_threads", None):
+        torch.set_num_threads(int(ctx.num_threads))
+    device = torch.device(getattr(ctx, "device", None) or "cpu")
+    torch.manual_seed(ctx.seed)  # model init and dropout
+    shuffle_generator = torch.Generator().manual_seed(ctx.seed)  # batch order
+
+    X_train, y_train = _tensors(data.train, device)
+    X_val, y_val = _tensors(data.val, device)
+    n_train = len(y_train)
+
+    model = build_model().to(device)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    optimizer = make_optimizer(model, cfg)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    autocast = _autocast(device, cfg.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    l1_weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1] if cfg.l1 else []
+
+    monitor, direction = _monitored_metric(ctx)
+    best_score: float | None = None
+    best_epoch, best_metrics, best_state = 0, {}, None
+    start_time = time.perf_counter()
+
+    # ---- loop ----------------------------------------------------------------------------
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        order = torch.randperm(n_train, generator=shuffle_generator).to(device)
+        X_epoch, y_epoch = X_train[order], y_train[order]
+        loss_sum = torch.zeros((), device=device)
+        lr = optimizer.param_groups[0]["lr"]  # reported: the lr of the epoch's last step
+        for start in range(0, n_train, cfg.batch_size):
+            xb, yb = X_epoch[start:start + cfg.batch_size], y_epoch[start:start + cfg.batch_size]
+            with autocast():
+                data_loss = criterion(model(xb), yb)
+            loss = data_loss
+            if l1_weights:
+                loss = loss + cfg.l1 * sum(w.abs().sum() for w in l1_weights)
+
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            scaler.step(optimizer)
+            scaler.update()
+            if scheduler is not None:
+                scheduler.step()
+            loss_sum += data_loss.detach() * len(yb)
+
+        # ---- evaluate, report, keep the best ---------------------------------------------
+        val_loss, val_cm = evaluate(model, X_val, y_val, data.n_classes, autocast)
+        val = scores(val_cm)
+        metrics = {
+            "train_loss": float(loss_sum) / n_train,
+            "val_loss": val_loss,
+            "val_accuracy": val["accuracy"],
+            "val_f1": val["f1"],
+            "val_precision": val["precision"],
+            "val_recall": val["recall"],
+            "lr": float(lr),
+            "epoch_time_s": time.perf_counter() - epoch_start,
+        }
+        ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
+
+        score = metrics.get(monitor, math.nan)
+        if _improved(score, best_score, direction):
+            best_score, best_epoch, best_metrics = score, epoch, metrics
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
+            break
+    train_time = time.perf_counter() - start_time
+
+    # ---- test the best weights and save them ------------------------------------------------
+    assert best_state is not None  # at least one epoch ran; the first always counts as best
+    model.load_state_dict(best_state)
+    X_test, y_test = _tensors(data.test, device)
+    test_loss, test_cm = evaluate(model, X_test, y_test, data.n_classes, autocast)
+    test = scores(test_cm)
+    ctx.set_attr("confusion_matrix", test_cm.tolist())
+    ctx.set_attr("per_class", per_class(test_cm, data.class_names))
+
+    final = {
+        **best_metrics,
+        "test_loss": test_loss,
+        "test_accuracy": test["accuracy"],
+        "test_f1": test["f1"],
+        "test_precision": test["precision"],
+        "test_recall": test["recall"],
+        "n_params": float(n_params),
+        "best_epoch": float(best_epoch),
+        "epochs_run": float(epoch),
+        "train_time_s": train_time,
+    }
+    trial_dir = getattr(ctx, "trial_dir", None)
+    if trial_dir is not None:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({
+            "state_dict": {k: v.cpu() for k, v in best_state.items()},
+            "params": {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()},
+            "epoch": best_epoch,
+            "metrics": final,
+            "data": data.describe(),
+            "torch_version": str(torch.__version__),
+            **(checkpoint_extra or {}),
+        }, trial_dir / "best.pt")
+    return final
+
+
+# ---- pieces of the loop ------------------------------------------------------------------------
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam (L2 ``weight_decay``) or AdamW (decoupled ``weight_decay``)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=bool(cfg.nesterov),
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+                   ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule, or None for a constant lr without warm-up."""
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        # Momentum is left as the user set it (no momentum cycling).
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_frac or 0.3,
+            cycle_momentum=False)
+    warmup_steps = round(cfg.warmup_frac * total_steps)
+    if cfg.schedule == "constant" and warmup_steps == 0:
+        return None
+    step_epochs = cfg.step_epochs or max(1, cfg.epochs // 3)
+
+    def factor(step: int) -> float:  # multiplier of cfg.lr for optimizer step `step` (from 0)
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if cfg.schedule == "step":
+            return cfg.step_gamma ** ((step // steps_per_epoch) // step_epochs)
+        if cfg.schedule == "cosine":
+            progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int,
+             autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy (no label smoothing) and confusion matrix of ``model`` on ``(X, y)``."""
+    if len(y) == 0:
+        return math.nan, np.zeros((n_classes, n_classes), dtype=np.int64)
+    model.eval()
+    loss_sum = torch.zeros((), device=X.device)
+    predictions = []
+    with torch.inference_mode():
+        for start in range(0, len(y), _EVAL_BATCH):
+            xb, yb = X[start:start + _EVAL_BATCH], y[start:start + _EVAL_BATCH]
+            with autocast():
+                logits = model(xb)
+            loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+            predictions.append(logits.argmax(dim=1))
+    y_pred = torch.cat(predictions).cpu().numpy()
+    return float(loss_sum) / len(y), confusion_matrix(y.cpu().numpy(), y_pred, n_classes)
+
+
+def _tensors(part: Part, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(part.X).to(device), torch.from_numpy(part.y).to(device)
+
+
+def _autocast(device: torch.device, precision: str) -> Callable[[], ContextManager[Any]]:
+    """A factory of the mixed-precision context for the forward pass (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def _monitored_metric(ctx: TrialContext) -> tuple[str, str]:
+    """The study's metric if it is reported per epoch, else ``val_loss`` (minimised)."""
+    metric = getattr(ctx, "metric", None)
+    direction = getattr(ctx, "direction", None)
+    if metric in EPOCH_METRICS and direction in ("maximize", "minimize") and metric not in ("lr", "epoch_time_s"):
+        return metric, direction
+    return "val_loss", "minimize"
+
+
+def _improved(score: float, best: float | None, direction: str) -> bool:
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    if math.isnan(best):
+        return True
+    return score > best if direction == "maximize" else score < best
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _param_error(name: str, value: Any, expected: str) -> SpaceError:
+    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

@@ -1,0 +1,25 @@
+"""``task: mlp``: a multi-layer perceptron on flat features (digits, .npz, .csv)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+from tuner.data import Splits
+from tuner.tasks._classifier import TorchClassifierTask
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["MLPTask"]
+
+
+class MLPTask(TorchClassifierTask):
+    """An MLP classifier; model params ``n_layers``, ``width``, ``activation``, ``batch_norm``,
+    ``dropout``, ``init`` (see :func:`tuner.tasks._models.build_mlp`)."""
+
+    name = "mlp"
+
+    def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
+        from tuner.tasks._models import build_mlp
+
+        return build_mlp(data.n_features, data.n_classes, params)
