@@ -66,7 +66,7 @@ def test_parallel_trials_overlap_in_time(sqlite_url: str) -> None:
 
 def test_pruned_trials_exist_and_carry_intermediate_values(sqlite_url: str) -> None:
     spec = _spec(n_trials=14, concurrency=2, metric="loss", direction="minimize",
-                 pruner={"name": "median", "args": {"n_startup_trials": 3, "n_warmup_steps": 1}},
+                 pruner={"name": "median", "args": {"n_startup_trials": 3, "n_warmup_steps": 3}},
                  sampler="random")
     study = tuner.run(spec, objectives.curve, storage=sqlite_url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
@@ -74,6 +74,7 @@ def test_pruned_trials_exist_and_carry_intermediate_values(sqlite_url: str) -> N
     assert pruned, _states(study)
     assert len(pruned) + len(complete) == 14
     assert any(max(t.intermediate_values) < 8 for t in pruned)  # stopped early, not just relabelled
+    assert all(max(t.intermediate_values) >= 3 for t in pruned)  # the warm-up steps were respected
     for t in pruned:
         assert sorted(t.intermediate_values) == list(range(1, max(t.intermediate_values) + 1))
         curve = t.system_attrs[_attrs.CURVE]

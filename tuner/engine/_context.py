@@ -100,19 +100,20 @@ class TrialContext:
         self.last_step = step
         if self._study is None or self._trial_id is None:
             return
-        storage = self._study._storage
-        storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
+        self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
         if len(self.metrics) == 1 and math.isfinite(metrics[self.metric]):
-            storage.set_trial_intermediate_value(self._trial_id, step, metrics[self.metric])
-            if self._prune and self._should_prune():
+            # Through optuna.Trial, so that its cached view (which the pruner reads) sees every step.
+            trial = self._optuna_trial()
+            trial.report(metrics[self.metric], step)
+            if self._prune and trial.should_prune():
                 raise TrialPruned(f"pruned at step {step} ({self.metric}={metrics[self.metric]:.6g})")
 
-    def _should_prune(self) -> bool:
+    def _optuna_trial(self) -> "optuna.Trial":
         import optuna
 
         if self._trial is None:
             self._trial = optuna.Trial(self._study, self._trial_id)
-        return self._trial.should_prune()
+        return self._trial
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
