@@ -1,0 +1,176 @@
+"""Study specs: defaults, overrides, and one-line errors for every kind of mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tuner.exceptions import SpecError, UserInputError
+from tuner.spec import apply_overrides, load_spec, parse_duration, spec_from_mapping
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE: dict[str, Any] = {
+    "name": "s",
+    "objective": "tests.objectives:quadratic",
+    "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}},
+}
+
+
+def _spec(**kw: Any) -> Any:
+    return spec_from_mapping({**BASE, **kw}, source="t.yaml", base_dir=ROOT)
+
+
+def test_defaults() -> None:
+    s = _spec()
+    assert (s.n_trials, s.concurrency, s.sampler, s.pruner, s.max_failures) == (20, 1, "tpe", "median", 10)
+    assert s.metrics == ("value",) and s.directions == ("minimize",)
+    assert s.resources.cpus == 1.0 and s.resources.gpus == 0.0
+    assert s.timeout is None and s.seed is None
+
+
+def test_task_defaults_metric_from_the_task() -> None:
+    s = spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
+    assert s.metrics == ("val_accuracy",) and s.directions == ("maximize",)
+
+
+def test_every_shipped_study_validates() -> None:
+    for path in sorted((ROOT / "studies").glob("*.yaml")):
+        assert load_spec(path).name
+
+
+def test_multi_objective_and_plugin_args() -> None:
+    s = _spec(metrics=["a", "b"], directions=["min", "maximize"], sampler={"name": "nsga2", "args": {"population_size": 8}})
+    assert s.metrics == ("a", "b") and s.directions == ("minimize", "maximize")
+    assert s.sampler_args == {"population_size": 8} and s.pruner == "none"
+
+
+def test_overrides_beat_the_file() -> None:
+    s = spec_from_mapping({**BASE, "n_trials": 5, "sampler": "tpe"}, source="t.yaml", base_dir=ROOT,
+                          overrides={"n_trials": 9, "resources.gpus": 0.5, "sampler": "random", "pruner.name": "asha"})
+    assert (s.n_trials, s.resources.gpus, s.sampler, s.pruner) == (9, 0.5, "random", "asha")
+    raw = apply_overrides({"sampler": "tpe"}, {"sampler.args.n_startup_trials": 3}, source="x")
+    assert raw == {"sampler": {"name": "tpe", "args": {"n_startup_trials": 3}}}
+
+
+@pytest.mark.parametrize("value,seconds", [(600, 600.0), ("90s", 90.0), ("10m", 600.0), ("2h", 7200.0), ("1.5h", 5400.0),
+                                           ("soon", None), (True, None), (float("nan"), None)])
+def test_durations(value: Any, seconds: float | None) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("change,where,problem", [
+    ({"name": None}, "name", "missing"),
+    ({"name": "a b"}, "name", "invalid study name"),
+    ({"objective": None}, "task", "missing"),
+    ({"task": "mlp"}, "objective", "both task and objective"),
+    ({"task": "mlpp", "objective": None}, "task", "unknown task 'mlpp'"),
+    ({"objective": "nocolon"}, "objective", "expected 'package.module:function'"),
+    ({"objective": "missing_file.py:f"}, "objective", "file missing_file.py not found"),
+    ({"metric": 3}, "metric", "expected a metric name"),
+    ({"direction": "up"}, "direction", "invalid direction 'up'"),
+    ({"metrics": ["a", "a"], "directions": ["min", "min"]}, "metrics", "listed twice"),
+    ({"metrics": ["a", "b"], "directions": ["min"]}, "directions", "one direction per metric"),
+    ({"metrics": ["a", "b"], "directions": ["min", "max"], "sampler": "cmaes"}, "sampler", "cannot optimise several"),
+    ({"n_trials": 0}, "n_trials", "out of range"),
+    ({"n_trials": True}, "n_trials", "expected an integer"),
+    ({"concurrency": 1.5}, "concurrency", "expected an integer"),
+    ({"resources": {"cpus": 0, "gpus": 0}}, "resources", "some CPU or GPU"),
+    ({"resources": {"gpus": -1}}, "resources.gpus", "out of range"),
+    ({"resources": {"tpus": 1}}, "resources.tpus", "unknown key"),
+    ({"sampler": {"name": "tpe", "args": {"bogus": 1}}}, "sampler.args.bogus", "tpe takes no argument"),
+    ({"sampler": {"kind": "tpe"}}, "sampler.kind", "unknown key"),
+    ({"pruner": "sometimes"}, "pruner", "unknown pruner"),
+    ({"sampler": "grid", "search_space": {"params": {"x": {"float": [0.0, 1.0]}}}}, "params.x", "grid"),
+    ({"seed": -1}, "seed", "invalid seed"),
+    ({"timeout": "later"}, "timeout", "invalid duration"),
+    ({"version": 2}, "version", "unsupported spec version"),
+    ({"search_space": "nope.yaml"}, "search_space", "file nope.yaml not found"),
+    ({"search_space": 5}, "search_space", "expected a path or a mapping"),
+    ({"task_args": {"a": 1}}, "task_args", "only for built-in tasks"),
+    ({"storge": "x"}, "storge", "did you mean 'storage'"),
+])
+def test_spec_errors_name_key_and_problem(change: dict[str, Any], where: str, problem: str) -> None:
+    data = {**BASE, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(data, source="t.yaml", base_dir=ROOT)
+    message = str(info.value)
+    assert message.startswith("t.yaml: ") and "\n" not in message
+    assert where in message and problem in message, message
+
+
+def test_bad_task_args_fail_at_validation() -> None:
+    with pytest.raises(SpecError, match=r"task_args.datset.*did you mean 'dataset'"):
+        spec_from_mapping({"name": "q", "task": "mlp", "task_args": {"datset": "digits"}, "search_space": "mlp.yaml"},
+                          source="t.yaml", base_dir=ROOT)
+
+
+def test_metric_the_task_does_not_report() -> None:
+    with pytest.raises(SpecError, match=r"metric: task mlp does not report 'val_acuracy'.*did you mean 'val_accuracy'"):
+        spec_from_mapping({"name": "q", "task": "mlp", "metric": "val_acuracy", "search_space": "mlp.yaml"},
+                          source="t.yaml", base_dir=ROOT)
+
+
+def test_file_level_errors(tmp_path: Path) -> None:
+    cases = {
+        "missing.yaml": None,
+        "list.yaml": b"- a\n- b\n",
+        "syntax.yaml": b"name: [unclosed\n",
+        "latin1.yaml": "name: caf\xe9\n".encode("latin-1"),
+        "bomb.yaml": b"a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n",
+    }
+    expected = {"missing.yaml": "no such spec file", "list.yaml": "must be a mapping", "syntax.yaml": "invalid YAML",
+                "latin1.yaml": "not UTF-8", "bomb.yaml": "aliases"}
+    for name, content in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+        assert expected[name] in str(info.value) and str(path) in str(info.value)
+
+
+# --------------------------------------------------------------------------- property-based
+
+_junk = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=True),
+                  st.text(max_size=12), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+_keys = st.sampled_from(["name", "task", "objective", "search_space", "metric", "direction", "metrics", "directions",
+                         "n_trials", "timeout", "trial_timeout", "concurrency", "resources", "sampler", "pruner", "seed",
+                         "max_failures", "storage", "version", "task_args", "bogus_key"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_keys, _junk, min_size=1, max_size=4))
+def test_broken_specs_always_give_a_spec_error(mutation: dict[str, Any]) -> None:
+    """Whatever junk lands in a spec, the result is a valid spec or one SpecError line, never a crash."""
+    data = {**BASE, **mutation}
+    try:
+        spec_from_mapping(data, source="fuzz.yaml", base_dir=ROOT)
+    except UserInputError as exc:
+        assert str(exc).startswith("fuzz.yaml") and "\n" not in str(exc)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_as_a_spec_file(tmp_path_factory: pytest.TempPathFactory, content: bytes) -> None:
+    path = tmp_path_factory.mktemp("fz") / "f.yaml"
+    path.write_bytes(content)
+    try:
+        load_spec(path)
+    except UserInputError as exc:
+        assert "\n" not in str(exc)
+
+
+def test_spec_round_trips_to_json() -> None:
+    import json
+
+    s = _spec(sampler={"name": "tpe", "args": {"n_startup_trials": 4}}, timeout="5m")
+    data = json.loads(json.dumps(s.to_dict()))
+    assert data["sampler_args"] == {"n_startup_trials": 4} and data["timeout"] == 300.0
+    assert yaml.safe_dump(data)
