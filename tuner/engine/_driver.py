@@ -244,18 +244,52 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": True,
                               "logging_level": logging.WARNING}
     if ray_address:
+        _check_reachable(ray_address)
         kwargs["address"] = ray_address
+        # Ray 2.60 clusters use token auth by default, but ray.init(address=host:port) sends the
+        # token (from $RAY_AUTH_TOKEN or ~/.ray/auth_token) only once token mode is switched on,
+        # which ray.init does by itself for `auto` alone.
+        try:
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available,
+            )
+
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+        except ImportError:  # other Ray versions: nothing to do
+            pass
     else:
+        # A fresh local instance, even when `ray start` left one running on this machine:
+        # joining a cluster is what --ray-address (e.g. `auto`) is for.
+        kwargs["address"] = "local"
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
     try:
         ray.init(**kwargs)
+    except ray.exceptions.AuthenticationError:
+        raise UserInputError(f"the Ray cluster at {ray_address} refused this machine's auth token; copy the head "
+                             f"node's ~/.ray/auth_token here or set RAY_AUTH_TOKEN") from None
     except ConnectionError as exc:
         raise UserInputError(f"cannot join the Ray cluster at {ray_address}: {str(exc).splitlines()[0]}; "
                              f"check `ray status` there or drop --ray-address") from None
     return True
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on a wrong host:port (Ray itself retries for minutes before giving up)."""
+    import socket
+
+    if address == "auto" or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        raise UserInputError(f"cannot join the Ray cluster at {address}: {reason}; "
+                             f"check the address (`ray status` on the head node prints it) or drop --ray-address") from None
 
 
 def run_study(

@@ -1,0 +1,113 @@
+"""Joining an existing Ray cluster (`--ray-address`), and reproducibility in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SPEC = """\
+name: {name}
+objective: tests.objectives:quadratic
+search_space:
+  params:
+    x: {{float: [-5, 5]}}
+    y: {{float: [-3, 3]}}
+n_trials: 6
+concurrency: {concurrency}
+pruner: none
+seed: 11
+"""
+
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(spec: Path, url: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--quiet", *extra],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def _params(url: str, name: str) -> list[dict]:
+    out = subprocess.run([sys.executable, "-m", "tuner.cli", "show", name, "--storage", url, "--json", "--top", "100"],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    return sorted((row["number"], row["params"]) for row in json.loads(out.stdout)["top"])  # type: ignore[return-value]
+
+
+def test_same_seed_same_trials_in_fresh_processes(tmp_path: Path) -> None:
+    spec = tmp_path / "r.yaml"
+    spec.write_text(SPEC.format(name="repro", concurrency=1))
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    for url in (a, b):
+        out = _run(spec, url, "--num-cpus", "1")
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert _params(a, "repro") == _params(b, "repro")
+    assert len(_params(a, "repro")) == 6
+
+
+def test_join_an_existing_ray_cluster(tmp_path: Path) -> None:
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    start = subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                            "--disable-usage-stats"], env=ENV, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr[-2000:]
+    try:
+        spec = tmp_path / "c.yaml"
+        spec.write_text(SPEC.format(name="joined", concurrency=2))
+        url = f"sqlite:///{tmp_path / 'c.db'}"
+        out = _run(spec, url, "--ray-address", f"127.0.0.1:{port}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "6/6 finished" in out.stdout
+        # The cluster outlives the run: tuner did not shut down a cluster it merely joined.
+        status = subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env={**ENV, "RAY_AUTH_MODE": "token"}, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0, status.stderr[-2000:]
+    finally:
+        _stop_cluster(port)
+
+
+def _stop_cluster(port: int) -> None:
+    """Stop only the cluster this test started (`ray stop` would stop every Ray on the machine)."""
+    import signal
+    import time
+
+    def pids() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if re.search(rf"(gcs-address=[^ ]+:{port}|gcs_server_port={port}|--port={port}|127\.0\.0\.1:{port})\b", cmd):
+                    found.append(int(entry.name))
+        return [p for p in found if p != os.getpid()]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        time.sleep(2)
+
+
+def test_unreachable_ray_address_is_a_clear_error(tmp_path: Path) -> None:
+    spec = tmp_path / "u.yaml"
+    spec.write_text(SPEC.format(name="unreach", concurrency=1))
+    out = _run(spec, f"sqlite:///{tmp_path / 'u.db'}", "--ray-address", f"127.0.0.1:{_free_port()}")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith("error: cannot join the Ray cluster") and out.stderr.count("\n") == 1
