@@ -45,6 +45,8 @@ def _echo_json(data: Any) -> None:
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return _fmt(value[0])
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, (list, tuple)):

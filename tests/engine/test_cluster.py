@@ -96,6 +96,12 @@ def _stop_cluster(port: int) -> None:
                     found.append(int(entry.name))
         return [p for p in found if p != os.getpid()]
 
+    bootstrap = Path("/tmp/ray/ray_current_cluster")  # `ray start` leaves this; later ray.init() would follow it
+    try:
+        if bootstrap.read_text().strip().endswith(f":{port}"):
+            bootstrap.unlink()
+    except OSError:
+        pass
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids():
             try:

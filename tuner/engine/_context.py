@@ -42,7 +42,7 @@ class TrialContext:
         self,
         *,
         study: "optuna.Study | None",
-        trial_id: int | None,
+        trial: "optuna.Trial | None",
         number: int,
         params: dict[str, Any],
         metrics: tuple[str, ...],
@@ -54,8 +54,8 @@ class TrialContext:
         prune: bool,
     ) -> None:
         self._study = study
-        self._trial_id = trial_id
-        self._trial: "optuna.Trial | None" = None
+        self._trial = trial
+        self._trial_id = trial._trial_id if trial is not None else None
         self.number = number
         self.params = params
         self.metrics = metrics
@@ -103,17 +103,10 @@ class TrialContext:
         self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
         if len(self.metrics) == 1 and math.isfinite(metrics[self.metric]):
             # Through optuna.Trial, so that its cached view (which the pruner reads) sees every step.
-            trial = self._optuna_trial()
-            trial.report(metrics[self.metric], step)
-            if self._prune and trial.should_prune():
+            assert self._trial is not None
+            self._trial.report(metrics[self.metric], step)
+            if self._prune and self._trial.should_prune():
                 raise TrialPruned(f"pruned at step {step} ({self.metric}={metrics[self.metric]:.6g})")
-
-    def _optuna_trial(self) -> "optuna.Trial":
-        import optuna
-
-        if self._trial is None:
-            self._trial = optuna.Trial(self._study, self._trial_id)
-        return self._trial
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""

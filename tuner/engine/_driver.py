@@ -83,15 +83,42 @@ class _RunState:
         self.spec = spec
         self.target = spec.n_trials
         self.finished = finished_before
-        self.running: dict[str, "optuna.Trial"] = {}
+        self.running: dict[str, tuple[int, int]] = {}  # Tune trial id -> (Optuna trial id, number)
         self.failed = 0
         self.complete = 0
         self.pruned = 0
         self.deadline = deadline
         self.stop_reason: str | None = None
-        grid = getattr(study.sampler, "n_points", None)
-        if grid is not None and grid < self.target:
-            self.target = max(grid, finished_before)
+        self.grid = None
+        if spec.sampler == "grid":
+            from tuner.engine._plugins import make_sampler
+
+            self.grid = make_sampler("grid", spec.sampler_args, seed=spec.seed, space=spec.search_space)
+            self.target = min(self.target, max(self.grid.n_points, finished_before))
+
+    def new_trial(self) -> tuple[int, int]:
+        """Create the next trial row (the first half of Optuna's ask; workers do the sampling)."""
+        from tuner.engine._grid import GRID_INDEX_ATTR
+
+        storage = self.study._storage
+        trial_id = self.study._pop_waiting_trial_id()  # trials enqueued with study.enqueue_trial() go first
+        if trial_id is None:
+            trial_id = storage.create_new_trial(self.study._study_id)
+        if self.grid is not None:
+            storage.set_trial_system_attr(trial_id, GRID_INDEX_ATTR, self.grid.next_index(self.study))
+        return trial_id, storage.get_trial_number_from_id(trial_id)
+
+    def count(self, final_state: Any) -> None:
+        """Count a trial that ended in ``final_state`` (an Optuna TrialState)."""
+        name = final_state.name
+        if name in ("COMPLETE", "PRUNED"):
+            self.finished += 1
+            if name == "COMPLETE":
+                self.complete += 1
+            else:
+                self.pruned += 1
+        else:
+            self.failed += 1
 
     def want_more(self) -> bool:
         if self.stop_reason is not None:
@@ -136,10 +163,9 @@ class _OptunaSearcher(_Unpicklable, Searcher):
             return Searcher.FINISHED if not state.running else None
         if state.finished + len(state.running) >= state.target:
             return None  # wait: a running trial may still fail and need replacing
-        trial = state.study.ask()
-        params = state.spec.search_space.suggest(trial)
-        state.running[trial_id] = trial
-        return {"trial_id": trial._trial_id, "number": trial.number, "params": params}
+        optuna_id, number = state.new_trial()
+        state.running[trial_id] = (optuna_id, number)
+        return {"trial_id": optuna_id, "number": number}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         pass  # the recorder tells Optuna: it also sees why a trial errored
@@ -186,37 +212,21 @@ class _Recorder(_Unpicklable, tune.Callback):
         from optuna.trial import TrialState
 
         state = self._state
-        trial = state.running.pop(tune_trial.trial_id, None)
-        if trial is None:
+        entry = state.running.pop(tune_trial.trial_id, None)
+        if entry is None:
             return
-        storage = state.study._storage
-        if error is not None:
-            existing = storage.get_trial_system_attrs(trial._trial_id).get(_attrs.ERROR)
-            if existing is None:  # keep the more precise error a worker may have written (timeout)
-                storage.set_trial_system_attr(trial._trial_id, _attrs.ERROR, error)
-        try:
-            if st == TrialState.COMPLETE:
-                state.study.tell(trial, values)
-            else:
-                state.study.tell(trial, state=st)
-        except RuntimeError:  # already finished (recovered by another process); count it as it is
-            pass
-        if st == TrialState.COMPLETE:
-            state.complete += 1
-            state.finished += 1
-        elif st == TrialState.PRUNED:
-            state.pruned += 1
-            state.finished += 1
-        else:
-            state.failed += 1
-            release = getattr(state.study.sampler, "release", None)
-            if release is not None:  # grid search: a failed point is tried again
-                idx = storage.get_trial_system_attrs(trial._trial_id).get("tuner:grid_index")
+        trial_id, number = entry
+        if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
+            _mark_failed(state.study, trial_id, error)
+        state.count(st)
+        if st not in (TrialState.COMPLETE, TrialState.PRUNED):
+            if state.grid is not None:  # grid search: a failed point is tried again
+                idx = state.study._storage.get_trial_system_attrs(trial_id).get("tuner:grid_index")
                 if idx is not None:
-                    release(int(idx))
+                    state.grid.release(int(idx))
             if state.failed > state.spec.max_failures and state.stop_reason is None:
                 state.stop_reason = "max_failures"
-        self._progress.trial_done(trial.number, st.name, values, state)
+        self._progress.trial_done(number, st.name, values, state)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress.tick(self._state)
@@ -308,8 +318,11 @@ def run_study(
 
     from tuner.storage import open_storage, sqlite_path
 
+    import optuna
+
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
     owns_ray = False
     if _finished_count(storage, spec.name) < spec.n_trials or force:
@@ -340,8 +353,9 @@ def run_study(
             artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
             job = JobInfo(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
-                pruner=spec.pruner, pruner_args=spec.pruner_args, task=spec.task, task_args=spec.task_args,
-                objective_ref=spec.objective, objective_fn=objective, artifacts_dir=str(Path(artifacts).resolve()),
+                pruner=spec.pruner, pruner_args=spec.pruner_args, sampler=spec.sampler, sampler_args=spec.sampler_args,
+                space=spec.search_space, task=spec.task, task_args=spec.task_args,
+                objective_ref=spec.objective, objective_blob=_pickle_objective(objective), artifacts_dir=str(Path(artifacts).resolve()),
                 source=spec.source, base_dir=spec.base_dir, driver_cwd=os.getcwd(),
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
@@ -372,11 +386,16 @@ def run_study(
             # Tune's end-of-run analysis looks for per-trial result files, which tuner does not
             # write (the storage is the record); its warning about them is noise.
             logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+            # On Ctrl-C Tune suggests `Tuner.restore(...)`; with tuner, resuming is re-running the
+            # same command (the storage is the state), which the final summary says instead.
+            logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
             tuner.fit()
         interrupted = bool(state.running) or (state.stop_reason is None and state.want_more())
-        for trial in list(state.running.values()):
-            _fail_unfinished(study, trial, "the run was interrupted before this trial finished")
-            state.failed += 1
+        for trial_id, _number in list(state.running.values()):
+            # Tune stopped before reporting these; a worker may still have finished and told the study.
+            _mark_failed(study, trial_id, {"type": "Interrupted", "traceback": "",
+                                           "message": "the run was interrupted before this trial finished"})
+            state.count(study._storage.get_trial(trial_id).state)
         state.running.clear()
         summary.complete, summary.pruned, summary.failed = state.complete, state.pruned, state.failed
         summary.stopped_reason = state.stop_reason or ("interrupted" if interrupted else None)
@@ -415,13 +434,30 @@ def _finished_count(storage: Any, name: str) -> int:
     return sum(1 for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _fail_unfinished(study: "optuna.Study", trial: "optuna.Trial", message: str) -> None:
-    from optuna.trial import TrialState
+def _pickle_objective(objective: Callable[..., Any] | None) -> bytes | None:
+    if objective is None:
+        return None
+    import cloudpickle
 
     try:
-        study._storage.set_trial_system_attr(trial._trial_id, _attrs.ERROR, {"type": "Interrupted", "message": message, "traceback": ""})
-        study.tell(trial, state=TrialState.FAIL)
-    except RuntimeError:
+        return cloudpickle.dumps(objective)
+    except Exception as exc:  # noqa: BLE001 - e.g. a closure over a lock or an open file
+        raise UserInputError(f"the objective function cannot be sent to Ray workers ({type(exc).__name__}: {exc}); "
+                             f"define it at module level or pass it as `objective: module:function` in the spec") from None
+
+
+def _mark_failed(study: "optuna.Study", trial_id: int, error: dict[str, str]) -> None:
+    """FAIL a trial that is still RUNNING, keeping a more precise error a worker may have written."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return
+        if _attrs.ERROR not in storage.get_trial_system_attrs(trial_id):
+            storage.set_trial_system_attr(trial_id, _attrs.ERROR, error)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except RuntimeError:  # finished meanwhile
         pass
 
 

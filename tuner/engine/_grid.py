@@ -35,29 +35,32 @@ class SpaceGridSampler(BaseSampler):
     def n_points(self) -> int:
         return len(self._points)
 
-    def _used_indices(self, study: "Study") -> set[int]:
-        # Read the storage once (a resumed study has used points); afterwards this process
-        # is the only one asking, so the in-memory set stays exact.
+    def next_index(self, study: "Study") -> int:
+        """The next grid point to try: unused by any finished or running trial, in seeded order.
+
+        tuner's driver calls this (one thread) and stores the index with the trial before a
+        worker samples it, so parallel workers never pick the same point.
+        """
         if self._used is None:
             self._used = set()
-            for t in study.get_trials(deepcopy=False):
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)):
                 idx = t.system_attrs.get(GRID_INDEX_ATTR)
-                if idx is not None and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING):
+                if idx is not None:
                     self._used.add(int(idx))
-        return self._used
-
-    def before_trial(self, study: "Study", trial: FrozenTrial) -> None:
-        used = self._used_indices(study)
-        idx = next((i for i in self._order if i not in used), None)
-        if idx is None:  # grid exhausted: repeat from the start rather than fail
-            idx = self._order[trial.number % len(self._order)]
-        used.add(idx)
-        study._storage.set_trial_system_attr(trial._trial_id, GRID_INDEX_ATTR, idx)
+        idx = next((i for i in self._order if i not in self._used), None)
+        if idx is None:  # grid exhausted: repeat points rather than fail
+            idx = self._order[len(self._used) % len(self._order)]
+        self._used.add(idx)
+        return idx
 
     def release(self, index: int) -> None:
         """Give a point back (its trial failed) so that it is tried again."""
         if self._used is not None:
             self._used.discard(index)
+
+    def before_trial(self, study: "Study", trial: FrozenTrial) -> None:
+        if GRID_INDEX_ATTR not in trial.system_attrs:  # not assigned by tuner's driver: pick one here
+            study._storage.set_trial_system_attr(trial._trial_id, GRID_INDEX_ATTR, self.next_index(study))
 
     def infer_relative_search_space(self, study: "Study", trial: FrozenTrial) -> dict[str, "BaseDistribution"]:
         return {}

@@ -65,30 +65,53 @@ def allowed_args(kind: str, name: str) -> list[str]:
         inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD))
 
 
-def make_sampler(spec: "StudySpec") -> "optuna.samplers.BaseSampler":
-    """The Optuna sampler for a spec, seeded so the same seed gives the same trials."""
+def trial_seed(seed: int | None, number: int) -> int | None:
+    """The sampler seed for one trial: a function of the study seed and the trial number.
+
+    Samplers run in the trial's worker with a fresh instance per trial (their state lives in
+    the storage), so seeding by trial number keeps "same seed, same trials" true whatever
+    worker runs which trial.
+    """
+    return None if seed is None else (seed * 1_000_003 + number) % 2**32
+
+
+def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any) -> "optuna.samplers.BaseSampler":
+    """The Optuna sampler ``name`` with tuner's defaults, ``args`` and ``seed``."""
     import warnings
 
     import optuna
 
-    cls = _sampler_classes()[spec.sampler]
-    kwargs = {**_SAMPLER_DEFAULTS.get(spec.sampler, {}), **spec.sampler_args}
-    if spec.sampler == "grid":
-        kwargs["space"] = spec.search_space
+    cls = _sampler_classes()[name]
+    kwargs = {**_SAMPLER_DEFAULTS.get(name, {}), **args}
+    if name == "grid":
+        kwargs["space"] = space
     params = inspect.signature(cls).parameters
     if "seed" in params:
-        kwargs["seed"] = spec.seed
-    if spec.sampler == "cmaes":
+        kwargs["seed"] = seed
+    if name == "cmaes":
         # Conditional/categorical parameters fall back to an independent sampler; keep it seeded.
-        kwargs.setdefault("independent_sampler", optuna.samplers.RandomSampler(seed=spec.seed))
+        kwargs.setdefault("independent_sampler", optuna.samplers.RandomSampler(seed=seed))
         kwargs.setdefault("warn_independent_sampling", False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return cls(**kwargs)
 
 
-def make_pruner(spec: "StudySpec") -> "optuna.pruners.BasePruner":
-    """The Optuna pruner for a spec (the same object type on the driver and in workers)."""
-    cls = _pruner_classes()[spec.pruner]
-    kwargs = {**_PRUNER_DEFAULTS.get(spec.pruner, {}), **spec.pruner_args}
-    return cls(**kwargs)
+def make_pruner(name: str, args: dict[str, Any]) -> "optuna.pruners.BasePruner":
+    """The Optuna pruner ``name`` (the same configuration on the driver and in workers)."""
+    cls = _pruner_classes()[name]
+    return cls(**{**_PRUNER_DEFAULTS.get(name, {}), **args})
+
+
+def check_plugins(spec: "StudySpec") -> None:
+    """Build the sampler and pruner once, so that a bad argument value fails before any trial."""
+    from tuner.exceptions import SpecError
+
+    for kind, build in (("sampler", lambda: make_sampler(spec.sampler, spec.sampler_args, seed=spec.seed,
+                                                          space=spec.search_space)),
+                        ("pruner", lambda: make_pruner(spec.pruner, spec.pruner_args))):
+        try:
+            build()
+        except (TypeError, ValueError) as exc:
+            raise SpecError(spec.source, f"{kind}.args", f"{getattr(spec, kind)} rejected its arguments: {exc}",
+                            "check the values against Optuna's documentation") from None

@@ -12,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from tuner.engine import _attrs
@@ -56,9 +57,11 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     """
     import optuna
 
-    from tuner.engine._plugins import make_pruner, make_sampler
+    from tuner.engine._plugins import check_plugins, make_pruner
 
-    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    check_plugins(spec)
+    # The driver never samples (workers do, see _worker.py); its study needs only the pruner.
+    sampler, pruner = optuna.samplers.RandomSampler(), make_pruner(spec.pruner, spec.pruner_args)
     directions = list(spec.directions)
     exists = any(s.study_name == spec.name for s in storage.get_all_studies())
     if exists:
@@ -77,7 +80,9 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     else:
         study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
                                     directions=directions)
-        study.set_metric_names(list(spec.metrics))
+        with warnings.catch_warnings():  # experimental in Optuna since 3.2, stable in use
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(spec.metrics))
         storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
     storage.set_study_system_attr(study._study_id, _attrs.SPEC, json.loads(json.dumps(spec.to_dict(), default=str)))
     return study, exists

@@ -1,10 +1,16 @@
 """The code that runs one trial inside a Ray worker.
 
-Ray Tune calls :func:`trainable` with the parameters the driver's Optuna study chose. The
-worker opens the storage once per process (actors are reused), runs the objective or the
-built-in task with a :class:`~tuner.engine._context.TrialContext`, records placement, curve,
-final metrics and any error itself, and returns only the verdict to the driver, which tells
-Optuna. Exceptions never escape: a failing objective must not cost a Ray actor restart.
+The driver creates each trial row in the storage; Ray Tune calls :func:`trainable` with its
+id. The worker then does the rest of Optuna's ask/tell cycle itself: it asks the sampler for
+the parameters (a fresh sampler per trial, seeded by trial number: Optuna's samplers keep
+their state in the storage), runs the objective or built-in task with a
+:class:`~tuner.engine._context.TrialContext`, and tells the study how it ended. Sampling and
+storage writes thus run in parallel across workers, as with Optuna's own ``n_jobs``, instead
+of queueing on the driver's single thread (see bench/README.md for what that buys). The
+driver only counts verdicts and records trials whose worker died.
+
+The worker opens the storage once per process (actors are reused). Exceptions never escape:
+a failing objective must not cost a Ray actor restart.
 """
 
 from __future__ import annotations
@@ -41,10 +47,16 @@ class JobInfo:
     directions: tuple[str, ...]
     pruner: str
     pruner_args: dict[str, Any]
+    sampler: str
+    sampler_args: dict[str, Any]
+    space: Any  # tuner.space.SearchSpace
     task: str | None
     task_args: dict[str, Any]
     objective_ref: str | None
-    objective_fn: Callable[..., Any] | None
+    # A Python callable given to tuner.run(), pickled by the driver (cloudpickle). It is
+    # unpickled only after the worker has put the driver's sys.path in place, so functions
+    # from the user's own modules resolve the same way they did in the driver.
+    objective_blob: bytes | None
     artifacts_dir: str
     source: str
     base_dir: str
@@ -70,13 +82,26 @@ def _study(job: JobInfo) -> Any:
         from tuner.engine._plugins import make_pruner
         from tuner.storage import open_storage
 
-        class _P:  # the pruner factory reads only these two fields
-            pruner, pruner_args = job.pruner, job.pruner_args
-
         storage = open_storage(job.storage_url, worker=True)
         _STUDIES[key] = optuna.load_study(study_name=job.study_name, storage=storage,
-                                          sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(_P))  # type: ignore[arg-type]
+                                          sampler=optuna.samplers.RandomSampler(),
+                                          pruner=make_pruner(job.pruner, job.pruner_args))
     return _STUDIES[key]
+
+
+def _ask(job: JobInfo, study: Any, trial_id: int, number: int) -> tuple[Any, dict[str, Any]]:
+    """Optuna's ask, second half: sample the parameters of the trial the driver created."""
+    import optuna
+
+    from tuner.engine._plugins import make_sampler, trial_seed
+
+    study.sampler = make_sampler(job.sampler, job.sampler_args, seed=trial_seed(job.seed, number), space=job.space)
+    # An incremental read (new and unfinished trials only) that also puts the trial the driver
+    # just created into this process's storage cache, which Optuna's writes rely on.
+    study._storage.get_all_trials(study._study_id, deepcopy=False)
+    study.sampler.before_trial(study, study._storage.get_trial(trial_id))
+    trial = optuna.Trial(study, trial_id)
+    return trial, job.space.suggest(trial)
 
 
 def resolve_objective(ref: str, *, extra_paths: list[str] | None = None) -> Callable[..., Any]:
@@ -161,51 +186,64 @@ class _Watchdog:
 
 def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one trial and return ``{tuner_state, tuner_values}``; everything else goes to storage."""
+    from optuna.trial import TrialState
+
     trial_id: int = config["trial_id"]
     number: int = config["number"]
-    params: dict[str, Any] = dict(config["params"])
     study = _study(job)
     storage = study._storage
     trial_dir = Path(job.artifacts_dir) / job.study_name / f"trial_{number:05d}"
-    seed = (job.seed if job.seed is not None else 0) * 1_000_003 + number
     watchdog: _Watchdog | None = None
+    trial = None
     try:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        # An unwritable artifact folder must not lose the trial: it runs without one.
-        trial_dir = Path(os.environ.get("TMPDIR", "/tmp")) / "tuner-scratch" / job.study_name / f"trial_{number:05d}"
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        storage.set_trial_system_attr(trial_id, _attrs.ATTR_PREFIX + "artifact_warning",
-                                      f"artifacts folder unusable ({exc.strerror or exc}); used {trial_dir}")
-    storage.set_trial_system_attr(trial_id, _attrs.WORKER, _jsonable(_placement(job, trial_dir)))
-    ctx = TrialContext(study=study, trial_id=trial_id, number=number, params=params, metrics=job.metrics,
-                       directions=job.directions, trial_dir=trial_dir, device=_device(job), seed=seed,
-                       num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
-    if job.trial_timeout:
-        def _on_timeout() -> None:
-            storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
-                "type": "TrialTimeout", "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped",
-                "traceback": ""})
-        watchdog = _Watchdog(job.trial_timeout, _on_timeout)
-    try:
+        trial, params = _ask(job, study, trial_id, number)
+        trial_dir = _make_trial_dir(trial_dir, job, storage, trial_id)
+        storage.set_trial_system_attr(trial_id, _attrs.WORKER, _jsonable(_placement(job, trial_dir)))
+        ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
+                           directions=job.directions, trial_dir=trial_dir, device=_device(job),
+                           seed=(job.seed if job.seed is not None else 0) * 1_000_003 + number,
+                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
+        if job.trial_timeout:
+            watchdog = _Watchdog(job.trial_timeout, lambda: storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
+                "type": "TrialTimeout", "traceback": "",
+                "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"}))
         result = _call(job, params, ctx)
         values = _values(job, result, ctx)
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
         storage.set_trial_system_attr(trial_id, _attrs.METRICS, _jsonable(dict(metrics)))
+        study.tell(trial, values)
         return {STATE_KEY: "COMPLETE", VALUES_KEY: values}
     except TrialPruned:
+        study.tell(trial, state=TrialState.PRUNED)
         return {STATE_KEY: "PRUNED", VALUES_KEY: None}
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
-        except Exception:  # noqa: BLE001 - the driver records a generic error then
+            if trial is not None:
+                study.tell(trial, state=TrialState.FAIL)
+            else:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then
             pass
         return {STATE_KEY: "FAIL", VALUES_KEY: None}
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _make_trial_dir(trial_dir: Path, job: JobInfo, storage: Any, trial_id: int) -> Path:
+    try:
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        return trial_dir
+    except OSError as exc:
+        # An unwritable artifact folder must not lose the trial: it runs in a scratch folder.
+        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "tuner-scratch" / job.study_name / trial_dir.name
+        scratch.mkdir(parents=True, exist_ok=True)
+        storage.set_trial_system_attr(trial_id, _attrs.ATTR_PREFIX + "artifact_warning",
+                                      f"artifacts folder unusable ({exc.strerror or exc}); used {scratch}")
+        return scratch
 
 
 def _call(job: JobInfo, params: dict[str, Any], ctx: TrialContext) -> Any:
@@ -214,8 +252,20 @@ def _call(job: JobInfo, params: dict[str, Any], ctx: TrialContext) -> Any:
 
         task = get_task(job.task, source=job.source)(job.task_args, source=job.source)
         return task.run(params, ctx)
-    fn = job.objective_fn or resolve_objective(job.objective_ref or "", extra_paths=job.driver_sys_path)
+    if job.objective_blob is not None:
+        fn = _unpickle_objective(job.objective_blob)
+    else:
+        fn = resolve_objective(job.objective_ref or "", extra_paths=job.driver_sys_path)
     return fn(params, ctx)
+
+
+def _unpickle_objective(blob: bytes) -> Callable[..., Any]:
+    key = hashlib.sha1(blob).hexdigest()
+    if key not in _OBJECTIVES:
+        import cloudpickle
+
+        _OBJECTIVES[key] = cloudpickle.loads(blob)
+    return _OBJECTIVES[key]
 
 
 def _values(job: JobInfo, result: Any, ctx: TrialContext) -> list[float]:

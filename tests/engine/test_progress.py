@@ -1,0 +1,58 @@
+"""The run's progress display: a live status line in a terminal, log lines otherwise."""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+from tuner.engine._progress import Progress, format_summary
+
+
+def _state(**kw: object) -> SimpleNamespace:
+    base = dict(finished=3, target=10, running={"a": 1, "b": 2}, complete=2, pruned=1, failed=0)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_plain_mode_prints_one_line_per_trial() -> None:
+    out = io.StringIO()
+    p = Progress(stream=out, live=False)
+    p._maximize = [True]
+    p.trial_done(4, "COMPLETE", [0.5], _state())
+    p.trial_done(5, "COMPLETE", [0.7], _state(finished=4))
+    p.trial_done(6, "PRUNED", None, _state(finished=5))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith("trial 4 complete value=0.5 |") and "finished 3/10" in lines[0]
+    assert "best 0.7" in lines[2] and lines[2].startswith("trial 6 pruned value=-")
+    assert "\r" not in out.getvalue()
+
+
+def test_live_mode_rewrites_one_status_line() -> None:
+    out = io.StringIO()
+    p = Progress(stream=out, live=True)
+    p.trial_done(1, "COMPLETE", [2.0], _state())
+    p.tick(_state())
+    p.note("a note")
+    text = out.getvalue()
+    assert text.count("\r\033[K") >= 2 and "running 2" in text and "best 2" in text
+    assert text.endswith("a note\n")  # notes clear the status line first
+
+
+def test_quiet_prints_nothing() -> None:
+    out = io.StringIO()
+    p = Progress(stream=out, quiet=True)
+    p.trial_done(1, "COMPLETE", [2.0], _state())
+    p.note("x")
+    p.end(SimpleNamespace(best_value=1.0, stopped_reason=None, study_name="s", finished_total=10, n_trials=10,
+                          complete=10, pruned=0, failed=0, elapsed_s=1.0))
+    assert out.getvalue() == ""
+
+
+def test_summary_says_how_to_resume() -> None:
+    s = SimpleNamespace(best_value=0.25, stopped_reason="interrupted", study_name="s", finished_total=4, n_trials=10,
+                        complete=3, pruned=1, failed=2, elapsed_s=12.34)
+    line = format_summary(s)
+    assert line.startswith("interrupted: study 's' has 4/10 finished trials")
+    assert "3 complete, 1 pruned, 2 failed" in line and "run the same command again to resume" in line
+    assert "resume" not in format_summary(SimpleNamespace(**{**s.__dict__, "stopped_reason": None, "finished_total": 10}))

@@ -1,0 +1,63 @@
+"""Ctrl-C (SIGINT) on `tuner run`: trials stopped and marked, a resume hint, exit 130, resumable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from tests.conftest import ROOT
+
+SPEC = """\
+name: sigint
+objective: tests.objectives:slow_steps
+search_space:
+  params:
+    x: {float: [0.0, 1.0]}
+n_trials: 8
+concurrency: 2
+pruner: none
+seed: 5
+"""
+
+
+def _states(url: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        trials = optuna.load_study(study_name="sigint", storage=url).get_trials(deepcopy=False)
+    except KeyError:
+        return out
+    for t in trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
+    spec = tmp_path / "sigint.yaml"
+    spec.write_text(SPEC)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "2"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _states(url).get("RUNNING", 0) < 1:
+        time.sleep(0.2)
+    assert _states(url).get("RUNNING", 0) >= 1
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 45
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: study 'sigint'" in err and "run the same command again to resume" in err
+    assert "Tuner.restore" not in err  # Ray's own resume advice does not apply to tuner
+    after = _states(url)
+    assert "RUNNING" not in after and after.get("COMPLETE", 0) < 8
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    final = _states(url)
+    assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
