@@ -183,14 +183,16 @@ class _Validator:
         name = self._name()
         task, objective = self._task_or_objective()
         task_args = self._mapping("task_args", default={})
+        task_obj = None
         if task is not None:
             from tuner.tasks import get_task
 
-            # Cheap (no data loading, no torch import): catches a bad task_arg before any trial runs.
-            get_task(task, source=self.source, path="task")(task_args, source=self.source)
+            # Cheap (no data loading, no torch import): catches a bad task_arg before any trial
+            # runs, and the configured task knows which metrics it reports (e.g. regression).
+            task_obj = get_task(task, source=self.source, path="task")(task_args, source=self.source)
         elif task_args:
             raise self.fail("task_args", "task_args is only for built-in tasks", "pass settings to your objective through the search space as fixed values")
-        metrics, directions = self._metrics(task)
+        metrics, directions = self._metrics(task, task_obj)
         space = self._space()
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
         pruner, pruner_args = self._plugin("pruner", PRUNERS, "median")
@@ -294,7 +296,7 @@ class _Validator:
             raise self.fail("objective", f"importing {ref} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                             "fix the error in that module") from None
 
-    def _metrics(self, task: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _metrics(self, task: str | None, task_obj: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
         d = self.data
         if "metrics" in d or "directions" in d:
             if "metric" in d or "direction" in d:
@@ -312,20 +314,15 @@ class _Validator:
             names = tuple(metrics)
         else:
             default_metric, default_direction = "value", "minimize"
-            if task is not None:
-                from tuner.tasks import get_task
-
-                cls = get_task(task, source=self.source, path="task")
-                default_metric, default_direction = cls.default_metric, cls.default_direction
+            if task_obj is not None:
+                default_metric, default_direction = task_obj.default_metric, task_obj.default_direction
             metric = d.get("metric", default_metric)
             if not isinstance(metric, str) or not metric:
                 raise self.fail("metric", f"expected a metric name, got {_short(metric)}", "e.g. metric: val_accuracy")
             names = (metric,)
             dirs = (self._direction("direction", d.get("direction", default_direction)),)
-        if task is not None:
-            from tuner.tasks import get_task
-
-            known = get_task(task, source=self.source, path="task")().metric_names()
+        if task_obj is not None:
+            known = task_obj.metric_names()
             for i, m in enumerate(names):
                 if m not in known:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"

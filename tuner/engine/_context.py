@@ -88,9 +88,9 @@ class TrialContext:
         Steps must increase; a repeated step overwrites nothing and is ignored by Optuna.
         """
         if isinstance(value, Mapping):
+            # A study metric missing here (e.g. n_params, known only at the end) just means no
+            # intermediate value and no pruning at this step; the curve is still recorded.
             metrics = {str(k): float(v) for k, v in value.items() if _is_number(v)}
-            if self.metric not in metrics and len(self.metrics) == 1:
-                raise KeyError(f"ctx.report: the metrics at step {step} have no {self.metric!r} (got {sorted(metrics)})")
         elif _is_number(value):
             metrics = {self.metric: float(value)}
         else:
@@ -101,7 +101,7 @@ class TrialContext:
         if self._study is None or self._trial_id is None:
             return
         self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
-        if len(self.metrics) == 1 and math.isfinite(metrics[self.metric]):
+        if len(self.metrics) == 1 and self.metric in metrics and math.isfinite(metrics[self.metric]):
             # Through optuna.Trial, so that its cached view (which the pruner reads) sees every step.
             assert self._trial is not None
             self._trial.report(metrics[self.metric], step)
