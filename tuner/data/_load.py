@@ -23,13 +23,18 @@ def check_dataset(dataset: Any, *, base_dir: str | Path | None = None, source: s
     """
     from tuner.data.tabular import TABULAR_SUFFIXES
 
-    fix = f"use one of {', '.join(BUILTIN_DATASETS)} or a path to a {' or '.join(TABULAR_SUFFIXES)} file"
+    fix = (f"use one of {', '.join(BUILTIN_DATASETS)}, a path to a {' or '.join(TABULAR_SUFFIXES)} file "
+           f"or a folder of MNIST-family IDX files (e.g. data/fashion-mnist)")
     if not isinstance(dataset, (str, Path)) or not str(dataset):
         raise SpecError(source, key, f"expected a data set name or a file path, got {dataset!r}", fix)
     if str(dataset) in BUILTIN_DATASETS:
         return str(dataset)
     path = Path(dataset).expanduser()
     if path.suffix.lower() not in TABULAR_SUFFIXES:
+        if _looks_like_folder(str(dataset), path, base_dir):
+            from tuner.data.idx import check_idx_folder
+
+            return check_idx_folder(path, base_dir=base_dir, source=source, key=key)
         raise SpecError(source, key, f"unknown data set {str(dataset)!r}", fix)
     if path.is_absolute():
         candidates = [path]
@@ -63,6 +68,18 @@ def load_dataset(
         from tuner.data.digits import load_digits
 
         return load_digits(**common)
+    if Path(dataset).is_dir():
+        from tuner.data.idx import load_idx
+
+        return load_idx(dataset, source=source, key=key, **common)
     from tuner.data.tabular import load_tabular
 
     return load_tabular(dataset, label=label, source=source, key=key, **common)
+
+
+def _looks_like_folder(text: str, path: Path, base_dir: str | Path | None) -> bool:
+    """An existing folder, or a path without a file suffix (``data/mnist``, ``./mnist``, ``~/mnist``)."""
+    places = [Path(base_dir)] if base_dir is not None else []
+    if path.is_dir() or any((p / path).is_dir() for p in [*places, Path.cwd()]):
+        return True
+    return not path.suffix and ("/" in text or "\\" in text or text.startswith((".", "~")))

@@ -18,7 +18,7 @@ import numpy as np
 from tuner.data._splits import DEFAULT_SPLIT, Splits, make_splits
 from tuner.exceptions import SpecError
 
-__all__ = ["load_tabular", "read_table", "TABULAR_SUFFIXES"]
+__all__ = ["load_tabular", "read_table", "read_regression_table", "TABULAR_SUFFIXES"]
 
 TABULAR_SUFFIXES = (".npz", ".csv")
 
@@ -79,6 +79,39 @@ def read_table(
         raise SpecError(source, key, f"{path}: features contain NaN or infinite values", "fill or drop missing values")
     class_names, y = _encode_labels(labels)
     return X, y, class_names, input_shape
+
+
+def read_regression_table(
+    path: Path, *, label: str | int | None = None, source: str = "<spec>", key: str = "dataset"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(X (n, n_features) float32, y (n,) float64)``: a table whose label column is a number to predict.
+
+    Same files and ``label`` rules as :func:`read_table`; the target must be numeric and finite.
+    """
+    if not path.is_file():
+        raise SpecError(source, key, f"file {path} not found", "give an existing .npz or .csv file")
+    if path.suffix.lower() == ".npz":
+        X, labels = _read_npz(path, source, key)
+    elif path.suffix.lower() == ".csv":
+        X, labels = _read_csv(path, label, source, key)
+    else:
+        raise SpecError(source, key, f"unsupported file type {path.suffix!r}", "use a .npz or .csv file")
+    if len(X) == 0:
+        raise SpecError(source, key, f"{path} holds no samples", None)
+    if len(X) != len(labels):
+        raise SpecError(source, key, f"{path}: {len(X)} rows of X but {len(labels)} labels", "give one label per row")
+    X = X.reshape(len(X), -1).astype(np.float32)
+    if not np.isfinite(X).all():
+        raise SpecError(source, key, f"{path}: features contain NaN or infinite values", "fill or drop missing values")
+    try:
+        y = np.asarray(labels).astype(np.float64).reshape(-1)
+    except ValueError:
+        bad = next(str(v) for v in labels if not _is_number(str(v)))
+        raise SpecError(source, key, f"{path}: target {bad!r} is not a number",
+                        "a regression target must be numeric (or use a classifier)") from None
+    if not np.isfinite(y).all():
+        raise SpecError(source, key, f"{path}: the target contains NaN or infinite values", "fill or drop missing values")
+    return X, y
 
 
 def _read_npz(path: Path, source: str, key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from tuner.data import DEFAULT_SPLIT, Splits, check_dataset, check_split, load_dataset
 from tuner.tasks._base import Task, TrialContext
-from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS
+from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS
 
 if TYPE_CHECKING:
     from torch import nn
@@ -69,7 +69,7 @@ class TorchClassifierTask(Task):
                                 checkpoint_extra={"task": self.name, "task_args": dict(self.args)})
 
     def metric_names(self) -> list[str]:
-        return [*EPOCH_METRICS, *FINAL_METRICS]
+        return [*EPOCH_METRICS, *FINAL_METRICS, *OPTIONAL_METRICS]
 
 
 def _spec_dir(source: str) -> Path | None:

@@ -10,13 +10,15 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["EPOCH_METRICS", "FINAL_METRICS", "confusion_matrix", "scores", "per_class"]
+__all__ = ["EPOCH_METRICS", "FINAL_METRICS", "OPTIONAL_METRICS", "confusion_matrix", "scores", "per_class"]
 
 #: What a classification task reports every epoch.
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy", "val_f1", "val_precision", "val_recall", "lr", "epoch_time_s")
 #: What it adds to the best epoch's metrics at the end of a trial.
 FINAL_METRICS = ("test_loss", "test_accuracy", "test_f1", "test_precision", "test_recall",
                  "n_params", "best_epoch", "epochs_run", "train_time_s")
+#: Final metrics measured only when the study optimises them (timings, which vary from run to run).
+OPTIONAL_METRICS = ("latency_ms",)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:

@@ -16,6 +16,10 @@ __all__ = ["register_task", "get_task", "task_names"]
 
 _TASKS: dict[str, str | type[Task]] = {
     "mlp": "tuner.tasks.mlp:MLPTask",
+    "text": "tuner.tasks.text:TextTask",
+    "cnn": "tuner.tasks.cnn:CNNTask",
+    "resnet": "tuner.tasks.resnet:ResNetTask",
+    "sklearn": "tuner.tasks.sklearn_task:SklearnTask",
 }
 
 

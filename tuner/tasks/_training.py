@@ -29,6 +29,19 @@ Training parameters (names shared with the search-space files; models read the o
 
 The monitored metric (best weights, early stopping) is the study's ``ctx.metric`` when it is
 reported every epoch, else ``val_loss`` (minimised). A parameter set to null takes its default.
+
+When the study optimises ``latency_ms`` (e.g. ``metrics: [val_accuracy, latency_ms]``), the
+final metrics add it: the median milliseconds of one forward pass of the best weights, in eval
+mode, on a batch of up to 256 test samples (see :func:`measure_latency`).
+
+Two optional hooks serve the image tasks: ``augment`` transforms each training mini-batch (never
+the validation or test data), and ``param_groups`` splits the model's parameters into groups
+with their own learning-rate multiplier (fine-tuning: a smaller lr for a pretrained backbone;
+every schedule scales each group's lr the same way, and the reported ``lr`` is the first group's).
+
+Three more serve the text task: ``batches`` orders an epoch's training samples into mini-batches
+(sentences of similar length together), ``eval_batch_size`` bounds evaluation batches (a
+transformer's activations), and ``checkpoint_state`` saves only the weights training changed.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ContextManager, Mapping
+from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -49,7 +62,7 @@ from tuner.exceptions import SpaceError
 from tuner.tasks._base import TrialContext
 from tuner.tasks._metrics import EPOCH_METRICS, confusion_matrix, per_class, scores
 
-__all__ = ["TrainConfig", "train_classifier", "make_optimizer", "make_scheduler", "evaluate",
+__all__ = ["TrainConfig", "train_classifier", "make_optimizer", "make_scheduler", "evaluate", "measure_latency",
            "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -129,12 +142,23 @@ def train_classifier(
     ctx: TrialContext,
     *,
     checkpoint_extra: Mapping[str, Any] | None = None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    param_groups: Callable[[nn.Module], Sequence[tuple[Iterable[nn.Parameter], float]]] | None = None,
+    batches: Callable[[int, int, torch.Generator], Iterable[torch.Tensor]] | None = None,
+    eval_batch_size: int | None = None,
+    checkpoint_state: Callable[[nn.Module, dict[str, torch.Tensor]], Mapping[str, torch.Tensor]] | None = None,
 ) -> dict[str, float]:
     """Train ``build_model()`` on ``data`` with ``params``; report every epoch to ``ctx``.
 
     Returns the best epoch's metrics plus ``test_*`` metrics of the best weights, ``n_params``,
     ``best_epoch``, ``epochs_run`` and ``train_time_s``. The best weights are saved to
     ``ctx.trial_dir / "best.pt"`` with ``params``, ``epoch``, ``metrics`` and ``checkpoint_extra``.
+    ``augment(xb) -> xb`` is applied to every training batch; ``param_groups(model)`` gives
+    ``(parameters, lr multiplier)`` pairs for the optimizer (see :func:`make_optimizer`).
+    ``batches(n_train, batch_size, generator)`` gives one epoch's mini-batches as index tensors
+    (default: a random permutation cut into ``batch_size`` slices); ``eval_batch_size`` is the
+    batch size of evaluation (default 4096); ``checkpoint_state(model, best_state)`` picks what
+    of the best state dict is saved (default: all of it).
     """
     cfg = TrainConfig.from_params(params)
 
@@ -151,7 +175,7 @@ def train_classifier(
 
     model = build_model().to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = make_optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg, groups=param_groups(model) if param_groups is not None else None)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -169,12 +193,19 @@ def train_classifier(
     for epoch in range(1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        order = torch.randperm(n_train, generator=shuffle_generator).to(device)
-        X_epoch, y_epoch = X_train[order], y_train[order]
+        if batches is None:
+            order = torch.randperm(n_train, generator=shuffle_generator).to(device)
+            X_epoch, y_epoch = X_train[order], y_train[order]
+            epoch_batches: Iterable[Any] = (slice(s, s + cfg.batch_size) for s in range(0, n_train, cfg.batch_size))
+        else:
+            X_epoch, y_epoch = X_train, y_train
+            epoch_batches = (idx.to(device) for idx in batches(n_train, cfg.batch_size, shuffle_generator))
         loss_sum = torch.zeros((), device=device)
         lr = optimizer.param_groups[0]["lr"]  # reported: the lr of the epoch's last step
-        for start in range(0, n_train, cfg.batch_size):
-            xb, yb = X_epoch[start:start + cfg.batch_size], y_epoch[start:start + cfg.batch_size]
+        for index in epoch_batches:
+            xb, yb = X_epoch[index], y_epoch[index]
+            if augment is not None:
+                xb = augment(xb)
             with autocast():
                 data_loss = criterion(model(xb), yb)
             loss = data_loss
@@ -194,7 +225,8 @@ def train_classifier(
             loss_sum += data_loss.detach() * len(yb)
 
         # ---- evaluate, report, keep the best ---------------------------------------------
-        val_loss, val_cm = evaluate(model, X_val, y_val, data.n_classes, autocast)
+        val_loss, val_cm = evaluate(model, X_val, y_val, data.n_classes, autocast,
+                                   batch_size=eval_batch_size or _EVAL_BATCH)
         val = scores(val_cm)
         metrics = {
             "train_loss": float(loss_sum) / n_train,
@@ -220,7 +252,8 @@ def train_classifier(
     assert best_state is not None  # at least one epoch ran; the first always counts as best
     model.load_state_dict(best_state)
     X_test, y_test = _tensors(data.test, device)
-    test_loss, test_cm = evaluate(model, X_test, y_test, data.n_classes, autocast)
+    test_loss, test_cm = evaluate(model, X_test, y_test, data.n_classes, autocast,
+                                     batch_size=eval_batch_size or _EVAL_BATCH)
     test = scores(test_cm)
     ctx.set_attr("confusion_matrix", test_cm.tolist())
     ctx.set_attr("per_class", per_class(test_cm, data.class_names))
@@ -237,11 +270,14 @@ def train_classifier(
         "epochs_run": float(epoch),
         "train_time_s": train_time,
     }
+    if _study_wants(ctx, "latency_ms"):
+        final["latency_ms"] = measure_latency(model, X_test if len(X_test) else X_val, autocast)
     trial_dir = getattr(ctx, "trial_dir", None)
     if trial_dir is not None:
         trial_dir.mkdir(parents=True, exist_ok=True)
         torch.save({
-            "state_dict": {k: v.cpu() for k, v in best_state.items()},
+            "state_dict": {k: v.cpu() for k, v in
+                           (checkpoint_state(model, best_state) if checkpoint_state else best_state).items()},
             "params": {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()},
             "epoch": best_epoch,
             "metrics": final,
@@ -255,9 +291,18 @@ def train_classifier(
 # ---- pieces of the loop ------------------------------------------------------------------------
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov), Adam (L2 ``weight_decay``) or AdamW (decoupled ``weight_decay``)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+def make_optimizer(model: nn.Module, cfg: TrainConfig,
+                   groups: Sequence[tuple[Iterable[nn.Parameter], float]] | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam (L2 ``weight_decay``) or AdamW (decoupled ``weight_decay``).
+
+    ``groups``: ``(parameters, lr multiplier)`` pairs, one optimizer param group each with
+    ``lr = cfg.lr * multiplier`` (parameters that do not require grad and empty groups are left
+    out); by default every trainable parameter of ``model`` at ``cfg.lr``.
+    """
+    params: Any = [p for p in model.parameters() if p.requires_grad]
+    if groups is not None:
+        params = [{"params": kept, "lr": cfg.lr * float(scale)} for group, scale in groups
+                  if (kept := [p for p in group if p.requires_grad])]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=bool(cfg.nesterov),
                                weight_decay=cfg.weight_decay)
@@ -273,8 +318,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     if cfg.schedule == "onecycle":
         # Momentum is left as the user set it (no momentum cycling).
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=total_steps, pct_start=cfg.warmup_frac or 0.3,
-            cycle_momentum=False)
+            optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=total_steps,
+            pct_start=cfg.warmup_frac or 0.3, cycle_momentum=False)
     warmup_steps = round(cfg.warmup_frac * total_steps)
     if cfg.schedule == "constant" and warmup_steps == 0:
         return None
@@ -294,7 +339,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int,
-             autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext) -> tuple[float, np.ndarray]:
+             autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+             batch_size: int = _EVAL_BATCH) -> tuple[float, np.ndarray]:
     """Mean cross-entropy (no label smoothing) and confusion matrix of ``model`` on ``(X, y)``."""
     if len(y) == 0:
         return math.nan, np.zeros((n_classes, n_classes), dtype=np.int64)
@@ -302,14 +348,43 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int,
     loss_sum = torch.zeros((), device=X.device)
     predictions = []
     with torch.inference_mode():
-        for start in range(0, len(y), _EVAL_BATCH):
-            xb, yb = X[start:start + _EVAL_BATCH], y[start:start + _EVAL_BATCH]
+        for start in range(0, len(y), batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
             with autocast():
                 logits = model(xb)
             loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
             predictions.append(logits.argmax(dim=1))
     y_pred = torch.cat(predictions).cpu().numpy()
     return float(loss_sum) / len(y), confusion_matrix(y.cpu().numpy(), y_pred, n_classes)
+
+
+def measure_latency(model: nn.Module, X: torch.Tensor,
+                    autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                    batch_size: int = 256, repeats: int = 10) -> float:
+    """Median milliseconds of one forward pass on ``X[:batch_size]`` in eval mode (after 3 warm-ups).
+
+    Measured on the model's device with the trial's threads; CUDA work is synchronised.
+    """
+    model.eval()
+    xb = X[:batch_size]
+    sync = torch.cuda.synchronize if xb.is_cuda else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(3 + repeats):
+            sync()
+            start = time.perf_counter()
+            with autocast():
+                model(xb)
+            sync()
+            if i >= 3:
+                times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+def _study_wants(ctx: TrialContext, metric: str) -> bool:
+    """Whether ``metric`` is one of the study's objectives."""
+    metrics = getattr(ctx, "metrics", None) or (getattr(ctx, "metric", None),)
+    return metric in metrics
 
 
 def _tensors(part: Part, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

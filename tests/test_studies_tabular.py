@@ -1,0 +1,115 @@
+"""The shipped tabular studies, end to end through ``tuner.run`` on a real Ray instance and SQLite.
+
+Each runs the study file as shipped with fewer trials and a smaller budget per trial (fewer
+samples, folds, boosting rounds or epochs, set through overrides; the search space is the
+shipped one, included, with one value pinned).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import joblib
+import optuna
+import pytest
+
+import tuner
+from tests.conftest import ROOT
+from tuner.engine import _attrs
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+STUDIES = ROOT / "studies"
+
+
+def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.trials if t.state in states]
+
+
+def _check_curves_and_metrics(study: optuna.Study, n_trials: int, steps: int, metric: str) -> None:
+    finished = _finished(study)
+    assert len(finished) == n_trials
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL], \
+        [t.system_attrs.get(_attrs.ERROR) for t in study.trials]
+    for trial in finished:
+        curve = trial.system_attrs[_attrs.CURVE]
+        assert [point["step"] for point in curve] == list(range(1, len(curve) + 1))
+        assert all(metric in point for point in curve)
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert len(curve) == steps
+        if len(study.directions) == 1:  # what the pruner reads; multi-objective studies have no pruner
+            assert sorted(trial.intermediate_values) == [point["step"] for point in curve]
+
+
+def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:
+    overrides: dict[str, Any] = {
+        "n_trials": 3, "task_args.max_samples": 300, "task_args.cv": 3,
+        "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 15}},
+    }
+    study = tuner.run(STUDIES / "sklearn_gbm.yaml", storage=sqlite_url, overrides=overrides)
+    _check_curves_and_metrics(study, 3, steps=3, metric="val_accuracy")
+    best = study.best_trial
+    metrics = best.system_attrs[_attrs.METRICS]
+    assert metrics["val_accuracy"] == pytest.approx(best.value) and metrics["val_accuracy"] > 0.5
+    assert {"test_accuracy", "test_f1", "latency_ms", "n_folds"} <= set(metrics)
+    cm = best.system_attrs[_attrs.ATTR_PREFIX + "confusion_matrix"]
+    assert sum(map(sum, cm)) == 45  # 15% of 300 samples
+    assert best.params["learning_rate"] > 0 and "max_iter" not in best.params  # pinned, not sampled
+    trial_dir = Path(best.system_attrs[_attrs.WORKER]["trial_dir"])
+    model = joblib.load(trial_dir / "model.joblib")
+    assert model.max_iter == 15 and (trial_dir / "model.json").is_file()
+
+
+def test_sklearn_regression_study(sqlite_url: str) -> None:
+    overrides: dict[str, Any] = {
+        "n_trials": 3, "task_args.cv": 3,
+        "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 30}},
+    }
+    study = tuner.run(STUDIES / "sklearn_regression.yaml", storage=sqlite_url, overrides=overrides)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    _check_curves_and_metrics(study, 3, steps=3, metric="val_rmse")
+    metrics = study.best_trial.system_attrs[_attrs.METRICS]
+    assert 30 < metrics["val_rmse"] < 90 and {"test_rmse", "test_mae", "test_r2", "val_r2"} <= set(metrics)
+
+
+def test_mlp_pareto_study(sqlite_url: str) -> None:
+    overrides: dict[str, Any] = {
+        "n_trials": 3, "task_args.max_samples": 300,
+        "search_space": {"include": ["../search_spaces/mlp_pareto.yaml"], "params": {"epochs": 3}},
+    }
+    study = tuner.run(STUDIES / "mlp_pareto.yaml", storage=sqlite_url, overrides=overrides)
+    assert len(study.directions) == 2
+    _check_curves_and_metrics(study, 3, steps=3, metric="val_accuracy")
+    front = study.best_trials
+    assert front and all(len(t.values) == 2 for t in front)
+    for trial in front:
+        metrics = trial.system_attrs[_attrs.METRICS]
+        assert trial.values == [pytest.approx(metrics["val_accuracy"]), pytest.approx(metrics["n_params"])]
+    # no trial of the front is beaten on both objectives by another trial
+    values = [t.values for t in _finished(study)]
+    for t in front:
+        assert not any(v[0] >= t.values[0] and v[1] <= t.values[1] and v != t.values for v in values)
+
+
+def test_mlp_pareto_latency_variant_validates_and_measures(tmp_path: Path) -> None:
+    spec = tuner.validate(STUDIES / "mlp_pareto.yaml", {"metrics": ["val_accuracy", "latency_ms"],
+                                                         "directions": ["maximize", "minimize"]})
+    assert spec.metrics == ("val_accuracy", "latency_ms")
+
+    from tests.tasks.conftest import FakeContext
+    from tuner.tasks.mlp import MLPTask
+
+    ctx = FakeContext(tmp_path / "t")
+    ctx.metrics = ("val_accuracy", "latency_ms")  # type: ignore[attr-defined]
+    final = MLPTask({"max_samples": 200}).run({"epochs": 1, "width": 16}, ctx)
+    assert 0 < final["latency_ms"] < 1000
+    plain = MLPTask({"max_samples": 200}).run({"epochs": 1, "width": 16}, FakeContext(tmp_path / "u"))
+    assert "latency_ms" not in plain  # measured only when the study asks for it
+
+
+@pytest.mark.parametrize("name", ["sklearn_gbm", "sklearn_regression", "mlp_pareto"])
+def test_shipped_studies_validate(name: str) -> None:
+    spec = tuner.validate(STUDIES / f"{name}.yaml")
+    assert spec.name == name and spec.n_trials >= 30

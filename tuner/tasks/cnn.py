@@ -1,0 +1,110 @@
+"""``task: cnn``: a convolutional network on images (digits, MNIST-family IDX folders, .npz images).
+
+Also home of :class:`ImageClassifierTask`, the base of the image tasks (``cnn``, ``resnet``):
+image data from ``task_args`` (class subsets, an official test split, per-channel
+normalisation) and seeded augmentation of the training batches from ``params``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+
+from tuner.data import DEFAULT_SPLIT, Splits, check_split
+from tuner.data.images import NORMALIZATIONS, check_classes, check_image_dataset, load_images
+from tuner.tasks._base import TrialContext
+from tuner.tasks._classifier import TorchClassifierTask, _is_int, _spec_dir
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["ImageClassifierTask", "CNNTask", "AUGMENT_SEED_OFFSET"]
+
+#: The augmentation generator's seed is the trial's seed plus this (independent of batch order).
+AUGMENT_SEED_OFFSET = 7919
+
+
+class ImageClassifierTask(TorchClassifierTask):
+    """Classification of images with a torch model built by :meth:`build_model`.
+
+    ``task_args``:
+
+    ``dataset``     ``digits`` (8x8, bundled), a folder of MNIST-family IDX files (its ``t10k``
+                    files are the test part) or an ``.npz`` with ``X`` (N, H, W) / (N, C, H, W)
+                    and ``y`` (optionally ``X_test``/``y_test``); paths relative to the spec
+    ``split``       [train, val, test] fractions (with an official test part: the proportions;
+                    validation is carved from the training files)
+    ``split_seed``  seed of the subsample and the split
+    ``max_samples`` stratified subsample of this many samples in all (quick runs)
+    ``classes``     keep only these classes (names or indices), relabelled in the order given
+    ``normalize``   channel (default) | pixel | none
+    ``flip``        horizontal flips are a valid augmentation for this data (false: digits)
+
+    Params: the training loop's (:mod:`tuner.tasks._training`), the model's, and augmentation's
+    ``augment``/``aug_shift``/``aug_rotate``/``aug_scale`` (:mod:`tuner.tasks._augment`).
+    """
+
+    args_defaults: ClassVar[Mapping[str, Any]] = {
+        "dataset": "digits",
+        "split": list(DEFAULT_SPLIT),
+        "split_seed": 0,
+        "max_samples": None,
+        "classes": None,
+        "normalize": "channel",
+        "flip": False,
+    }
+
+    def check_args(self, args: dict[str, Any]) -> None:
+        args["dataset"] = check_image_dataset(args["dataset"], base_dir=_spec_dir(self.source), source=self.source,
+                                              key="task_args.dataset")
+        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
+        if not _is_int(args["split_seed"]):
+            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
+        max_samples = args["max_samples"]
+        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
+            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
+                                 "remove it to use every sample")
+        args["classes"] = check_classes(args["classes"], source=self.source, key="task_args.classes")
+        if args["classes"] is not None and args["dataset"] == "digits":
+            bad = [c for c in args["classes"] if str(c) not in {str(i) for i in range(10)}]
+            if bad:
+                raise self.arg_error("classes", f"class {bad[0]!r} is not in digits", "its classes are 0 to 9")
+        if args["normalize"] not in NORMALIZATIONS:
+            raise self.arg_error("normalize", f"unknown normalisation {args['normalize']!r}",
+                                 f"use one of {', '.join(NORMALIZATIONS)}")
+        if not isinstance(args["flip"], bool):
+            raise self.arg_error("flip", f"expected true or false, got {args['flip']!r}",
+                                 "true only when a mirrored image keeps its class")
+
+    def load_data(self) -> Splits:
+        """The images split and normalised as ``task_args`` say; ``input_shape`` is (C, H, W)."""
+        a = self.args
+        return load_images(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+                           classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset")
+
+    def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
+        from tuner.tasks._training import train_classifier
+
+        data = self.load_data()
+        return train_classifier(lambda: self.build_model(data, params), data, params, ctx,
+                                augment=self.make_augment(data, params, ctx),
+                                checkpoint_extra={"task": self.name, "task_args": dict(self.args)})
+
+    def make_augment(self, data: Splits, params: Mapping[str, Any], ctx: TrialContext) -> Any:
+        """The seeded augmenter of this trial's training batches, or None (see :mod:`tuner.tasks._augment`)."""
+        from tuner.tasks._augment import augment_from_params
+
+        return augment_from_params(params, data.input_shape, flip=self.args["flip"],
+                                   seed=int(ctx.seed) + AUGMENT_SEED_OFFSET)
+
+
+class CNNTask(ImageClassifierTask):
+    """A CNN classifier; model params ``n_conv``, ``channels``, ``convs_per_block``, ``kernel``, ``pool``,
+    ``batch_norm``, ``activation``, ``global_pool``, ``head_width``, ``dropout``
+    (see :func:`tuner.tasks._vision_models.build_cnn`)."""
+
+    name = "cnn"
+
+    def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
+        from tuner.tasks._vision_models import build_cnn
+
+        return build_cnn(data.input_shape, data.n_classes, params)
