@@ -29,6 +29,7 @@ __all__ = [
     "load_study",
     "list_studies",
     "best_trial",
+    "report",
     "SearchSpace",
     "StudySpec",
     "TrialContext",
@@ -48,6 +49,7 @@ _LAZY = {
     "load_study": ("tuner._api", "load_study"),
     "list_studies": ("tuner._api", "list_studies"),
     "best_trial": ("tuner._api", "best_trial"),
+    "report": ("tuner.report", "report"),  # the callable module: tuner.report(name, "out.html"), tuner.report.build_report
     "SearchSpace": ("tuner.space", "SearchSpace"),
     "StudySpec": ("tuner.spec", "StudySpec"),
     "TrialContext": ("tuner.engine._context", "TrialContext"),

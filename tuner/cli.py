@@ -244,5 +244,22 @@ def best(study: str, storage: str | None, as_json: bool) -> None:
             click.echo(f"  [{k}] {_fmt(v)}")
 
 
+@main.command("report")
+@click.argument("study")
+@click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),
+              help="The HTML file to write (one file; it opens offline).")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--top", default=10, show_default=True, help="How many of the best trials to list.")
+@_guard
+def report(study: str, output: str, storage: str | None, top: int) -> None:
+    """Write an HTML report of STUDY: summary, figures, top trials and search-space advice."""
+    from tuner.report import write_report
+
+    if top < 0:
+        raise UserInputError("--top must be >= 0")
+    path = write_report(study, output, storage, top=top)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

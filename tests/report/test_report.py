@@ -1,0 +1,125 @@
+"""The HTML report end to end on SQLite studies: self-contained, every section, escaping, edge cases."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from tests.report._helpers import make_trial, random_trials, sqlite_study
+from tuner.engine import _attrs
+from tuner.report import build_report, write_report
+
+EVIL = "<script>alert(1)</script>"
+SPACE = {"x": FloatDistribution(0.0, 10.0), "lr": FloatDistribution(1e-5, 1e-1, log=True),
+         "n": IntDistribution(1, 4), "opt": CategoricalDistribution(["adam", "sgd", EVIL])}
+FIGURES = ["history", "importance", "parallel", "slice", "contour", "curves", "timeline", "edf"]
+
+
+def _objective(p):
+    return (p["x"] - 3.0) ** 2 + 2.0 * (math.log10(0.1) - math.log10(p["lr"])) + 5.0 * (p["opt"] == "sgd")
+
+
+def _figures(html: str) -> dict[str, dict]:
+    blocks = re.findall(r'<script type="application/json" data-fig="fig-([a-z]+)">(.*?)</script>', html, flags=re.S)
+    return {name: json.loads(text) for name, text in blocks}
+
+
+def _section(html: str, sid: str) -> str:
+    m = re.search(rf'<section id="{sid}">(.*?)</section>', html, flags=re.S)
+    assert m, f"section {sid} missing"
+    return m.group(1)
+
+
+def _study(tmp_path: Path, n: int = 60, **kw) -> tuple[str, list]:
+    workers = [{"host": "n1", "pid": 10 + i, "gpu_ids": [str(i)], "gpus": 1} for i in range(2)]
+    trials = random_trials(n, SPACE, _objective, seed=0)
+    for t in trials:
+        t.system_attrs[_attrs.WORKER] = workers[t.number % 2]
+        t.intermediate_values = {s: t.values[0] + 1.0 / s for s in range(1, 4)}
+    return sqlite_study(tmp_path / "r.db", trials, **kw), trials
+
+
+def test_report_is_self_contained_with_every_section(tmp_path: Path) -> None:
+    from plotly.offline import get_plotlyjs
+
+    url, trials = _study(tmp_path)
+    out = write_report("s", tmp_path / "out" / "report.html", storage=url)
+    html = out.read_text(encoding="utf-8")
+    assert html.count(get_plotlyjs()) == 1
+    assert not re.search(r"<script[^>]*\bsrc=", html) and not re.search(r"<link[^>]*\bhref=", html)
+    for sid in ["summary", "advice", "top"] + FIGURES:
+        _section(html, sid)
+    figs = _figures(html)
+    assert sorted(figs) == sorted(FIGURES) and all(f["data"] for f in figs.values())
+    assert 'id="pareto"' not in html
+    best = min(trials, key=lambda t: t.values[0])
+    assert f"(trial {best.number})" in _section(html, "summary")
+
+
+def test_top_table_rows_are_sorted_best_first(tmp_path: Path) -> None:
+    url, trials = _study(tmp_path)
+    html = build_report(optuna.load_study(study_name="s", storage=url), top=10)
+    rows = re.findall(r'<tr class="trial"><td class=num>(\d+)</td><td class=num>(\d+)</td>', _section(html, "top"))
+    expected = [t.number for t in sorted(trials, key=lambda t: (t.values[0], t.number))[:10]]
+    assert [int(n) for _, n in rows] == expected and [int(r) for r, _ in rows] == list(range(1, 11))
+
+
+def test_user_strings_are_escaped_everywhere(tmp_path: Path) -> None:
+    trials = random_trials(30, SPACE, _objective, seed=1)
+    evil_param = {EVIL: FloatDistribution(0.0, 1.0)}
+    trials.append(make_trial(30, {EVIL: 0.5, "opt": EVIL}, {**evil_param, **SPACE}, [-1.0]))  # the best trial
+    trials.append(make_trial(31, {"x": 1.0}, SPACE, None, TrialState.FAIL,
+                             system_attrs={_attrs.ERROR: {"type": "ValueError", "message": EVIL, "traceback": EVIL}}))
+    url = sqlite_study(tmp_path / "e.db", trials, name=EVIL, metrics=[EVIL],
+                       spec={"name": EVIL, "task_args": {"path": EVIL}, "n_trials": 5})
+    html = write_report(EVIL, tmp_path / "e.html", storage=url).read_text(encoding="utf-8")
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "\\u003cscript\\u003ealert(1)" in html  # inside figure JSON
+    assert html.count("<script") == len(_figures(html)) + 2  # plotly.js, the figures, the boot script
+    _figures(html)  # still valid JSON
+
+
+def test_multi_objective_study_gets_a_pareto_section(tmp_path: Path) -> None:
+    trials = random_trials(40, SPACE, lambda p: ((p["x"] - 3) ** 2, abs(p["x"] - 7) + p["n"]), seed=2)
+    url = sqlite_study(tmp_path / "m.db", trials, directions=["minimize", "minimize"], metrics=["loss", "size"])
+    html = write_report("s", tmp_path / "m.html", storage=url).read_text(encoding="utf-8")
+    figs = _figures(html)
+    assert "pareto" in figs and figs["pareto"]["data"]
+    assert "Pareto front" in _section(html, "top") and "Pareto front" in _section(html, "summary")
+
+
+@pytest.mark.parametrize("kind", ["empty", "no-complete"])
+def test_study_without_complete_trials_still_renders(tmp_path: Path, kind: str) -> None:
+    trials = [] if kind == "empty" else [
+        make_trial(0, {"x": 1.0}, SPACE, None, TrialState.FAIL,
+                   system_attrs={_attrs.ERROR: {"type": "RuntimeError", "message": "boom", "traceback": ""}}),
+        make_trial(1, {"x": 2.0}, SPACE, None, TrialState.RUNNING)]
+    url = sqlite_study(tmp_path / "x.db", trials)
+    html = write_report("s", tmp_path / "x.html", storage=url).read_text(encoding="utf-8")
+    assert "No complete trial yet" in _section(html, "summary")
+    for sid in ("history", "importance", "parallel", "slice", "contour", "edf"):
+        assert 'class="note"' in _section(html, sid)
+    if kind == "no-complete":
+        assert "RuntimeError: boom" in _section(html, "summary")
+        assert "timeline" in _figures(html)
+
+
+def test_large_study_is_thinned_and_says_so(tmp_path: Path) -> None:
+    from tuner.report import Limits, StudyData, compute_report
+
+    trials = random_trials(400, SPACE, _objective, seed=3)
+    data = StudyData(name="big", directions=["minimize"], metric_names=["value"], trials=trials)
+    report = compute_report(data, limits=Limits(max_points=100, max_slice_points=100, max_lines=100,
+                                                max_contour_points=50, max_importance_trials=150))
+    captions = {s.id: " ".join(s.captions) for s in report.sections}
+    assert "Showing 100 of 400" in captions["history"] and "Showing 100 of 400" in captions["slice"]
+    assert "sample of 150 of 400" in captions["importance"] and report.importance.n_used == 150
+    assert all(s.figure is not None for s in report.sections if s.id != "curves")
