@@ -64,16 +64,24 @@ def test_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     before = _counts(url)
     assert before.get("RUNNING", 0) >= 1  # the kill really left trials behind
+    left_running = {t.number for t in optuna.load_study(study_name="killme", storage=url).get_trials(
+        deepcopy=False, states=(TrialState.RUNNING,))}
 
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     after = _counts(url)
     assert after.get("COMPLETE", 0) + after.get("PRUNED", 0) == 6
     assert "RUNNING" not in after
-    assert after.get("FAIL", 0) == before.get("RUNNING", 0)
     study = optuna.load_study(study_name="killme", storage=url)
-    for t in study.get_trials(states=(TrialState.FAIL,)):
-        assert t.system_attrs[_attrs.ERROR]["type"] == "DriverLost"
+    # Each trial the dead driver left RUNNING either finished in its orphaned worker before Ray
+    # tore it down (the worker tells the study itself) or was failed by the re-run's recovery.
+    for t in study.get_trials():
+        if t.number in left_running:
+            assert t.state == TrialState.COMPLETE or (
+                t.state == TrialState.FAIL and t.system_attrs[_attrs.ERROR]["type"] == "DriverLost"), t
+        else:
+            assert t.state == TrialState.COMPLETE
     numbers = [t.number for t in study.get_trials()]
     assert len(numbers) == len(set(numbers))  # no duplicates
-    assert "marked" in rerun.stderr and "FAIL" in rerun.stderr
+    if after.get("FAIL", 0):
+        assert "marked" in rerun.stderr and "FAIL" in rerun.stderr
