@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from tuner._json import jsonable
 from tuner.engine import _attrs
 from tuner.exceptions import TrialPruned
 
@@ -18,21 +19,6 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["TrialContext"]
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types (numpy scalars and arrays, tuples, NaN -> None)."""
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return str(value)
 
 
 class TrialContext:
@@ -96,7 +82,7 @@ class TrialContext:
         else:
             raise TypeError(f"ctx.report: value must be a number or a dict of numbers, got {type(value).__name__}")
         step = int(step)
-        self.curve.append({"step": step, **{k: _jsonable(v) for k, v in metrics.items()}})
+        self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})
         self.last_step = step
         if self._study is None or self._trial_id is None:
             return
@@ -111,7 +97,7 @@ class TrialContext:
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
         if self._study is not None and self._trial_id is not None:
-            self._study._storage.set_trial_system_attr(self._trial_id, _attrs.ATTR_PREFIX + key, _jsonable(value))
+            self._study._storage.set_trial_system_attr(self._trial_id, _attrs.ATTR_PREFIX + key, jsonable(value))
 
     def __repr__(self) -> str:
         return f"TrialContext(number={self.number}, device={self.device!r}, trial_dir={str(self.trial_dir)!r})"

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tuner.engine import _attrs
-from tuner.engine._context import TrialContext, _jsonable
+from tuner._json import jsonable
+from tuner.engine._context import TrialContext
 from tuner.exceptions import TrialPruned
 
 STATE_KEY = "tuner_state"
@@ -198,7 +199,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     try:
         trial, params = _ask(job, study, trial_id, number)
         trial_dir = _make_trial_dir(trial_dir, job, storage, trial_id)
-        storage.set_trial_system_attr(trial_id, _attrs.WORKER, _jsonable(_placement(job, trial_dir)))
+        storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=(job.seed if job.seed is not None else 0) * 1_000_003 + number,
@@ -210,7 +211,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         result = _call(job, params, ctx)
         values = _values(job, result, ctx)
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
-        storage.set_trial_system_attr(trial_id, _attrs.METRICS, _jsonable(dict(metrics)))
+        storage.set_trial_system_attr(trial_id, _attrs.METRICS, jsonable(dict(metrics)))
         study.tell(trial, values)
         return {STATE_KEY: "COMPLETE", VALUES_KEY: values}
     except TrialPruned:

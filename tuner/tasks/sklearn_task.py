@@ -59,6 +59,7 @@ import numpy as np
 
 from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, check_split, load_bundled, make_splits,
                         read_regression_table, read_table)
+from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import Task, TrialContext
 from tuner.tasks._metrics import confusion_matrix, per_class, scores
@@ -346,17 +347,17 @@ class SklearnTask(Task):
             "format": "joblib",
             "file": path.name,
             "estimator": self.args["estimator"],
-            "estimator_params": _jsonable(estimator_params),
-            "params": _jsonable(params),
+            "estimator_params": jsonable(estimator_params),
+            "params": jsonable(params),
             "pipeline": [name for name, _ in model.steps] if hasattr(model, "steps") else None,
             "task": self.name,
             "task_type": self.task_type,
-            "task_args": _jsonable(self.args),
+            "task_args": jsonable(self.args),
             "data": {"dataset": data.name, "n_features": int(data.X.shape[1]),
                      "feature_names": list(data.feature_names) if data.feature_names else None,
                      "class_names": list(data.class_names) if data.class_names else None,
                      "sizes": {"cv": int(len(data.y)), "test": int(len(data.y_test))}},
-            "metrics": _jsonable(dict(metrics)),
+            "metrics": jsonable(dict(metrics)),
             "versions": {"sklearn": sklearn.__version__, "numpy": np.__version__, "joblib": joblib.__version__,
                          "python": platform.python_version(), "tuner": getattr(tuner, "__version__", None)},
         }
@@ -509,20 +510,6 @@ def _names(scores: Sequence[str]) -> list[str]:
 def _plain(value: Any) -> Any:
     """numpy scalars -> Python; lists stay lists (sklearn takes them for tuple params)."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def _spec_dir(source: str) -> Path | None:
