@@ -309,7 +309,7 @@ def test_text_finetune_study_validates_and_runs_two_trials(ray_cluster: None, tm
         "task_args.max_samples": 200,
         "artifacts_dir": str(tmp_path / "runs"),
         "search_space": {"include": ["text.yaml"],
-                         "params": {"epochs": 1, "freeze_layers": 5, "max_length": 32, "precision": "fp32"}},
+                         "params": {"epochs": 1, "freeze_layers": 5, "max_length": 16, "precision": "fp32"}},
     })
     trials = study.trials
     assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials), \
