@@ -91,8 +91,31 @@ class Task(abc.ABC):
         """A :class:`SpecError` located at ``task_args.<key>`` of this task's spec."""
         return SpecError(self.source, f"task_args.{key}", problem, fix)
 
+    def check_split_args(self, args: dict[str, Any], *, unit: str = "sample") -> None:
+        """Check the arguments every data-backed task shares: ``split``, ``split_seed``, ``max_samples``."""
+        from tuner.data._splits import check_split
+
+        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
+        if not _is_int(args["split_seed"]):
+            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
+        max_samples = args["max_samples"]
+        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
+            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
+                                 f"remove it to use every {unit}")
+
+    def check_label_arg(self, args: dict[str, Any], key: str = "label", *, optional: bool = True) -> None:
+        """A column given by name or index (``None`` allowed when ``optional``)."""
+        value = args[key]
+        if (value is None and optional) or (isinstance(value, str) and value) or _is_int(value):
+            return
+        raise self.arg_error(key, f"expected a column name or index, got {value!r}", f"e.g. {key}: {key if key != 'label' else 'target'}")
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.args!r})"
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _allowed(key: str, allowed: Mapping[str, Any]) -> str:

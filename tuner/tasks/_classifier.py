@@ -11,8 +11,8 @@ import abc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from tuner.data import DEFAULT_SPLIT, Splits, check_dataset, check_split, load_dataset
-from tuner.tasks._base import Task, TrialContext
+from tuner.data import DEFAULT_SPLIT, Splits, check_dataset, load_dataset
+from tuner.tasks._base import Task, TrialContext, _is_int  # noqa: F401 - re-exported for subclasses
 from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS
 
 if TYPE_CHECKING:
@@ -40,16 +40,8 @@ class TorchClassifierTask(Task):
     def check_args(self, args: dict[str, Any]) -> None:
         args["dataset"] = check_dataset(args["dataset"], base_dir=_spec_dir(self.source), source=self.source,
                                         key="task_args.dataset")
-        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
-        if not _is_int(args["split_seed"]):
-            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
-        max_samples = args["max_samples"]
-        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
-            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
-                                 "remove it to use every sample")
-        label = args["label"]
-        if label is not None and not (isinstance(label, str) and label or _is_int(label)):
-            raise self.arg_error("label", f"expected a column name or index, got {label!r}", "e.g. label: target")
+        self.check_split_args(args)
+        self.check_label_arg(args)
 
     def load_data(self) -> Splits:
         """The data set split and standardised as ``task_args`` say."""
@@ -77,5 +69,3 @@ def _spec_dir(source: str) -> Path | None:
     return path.parent if path.is_file() else None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from tuner.data import DEFAULT_SPLIT, Splits, check_split
+from tuner.data import DEFAULT_SPLIT, Splits
 from tuner.data.images import NORMALIZATIONS, check_classes, check_image_dataset, load_images
 from tuner.tasks._base import TrialContext
 from tuner.tasks._classifier import TorchClassifierTask, _is_int, _spec_dir
@@ -56,13 +56,7 @@ class ImageClassifierTask(TorchClassifierTask):
     def check_args(self, args: dict[str, Any]) -> None:
         args["dataset"] = check_image_dataset(args["dataset"], base_dir=_spec_dir(self.source), source=self.source,
                                               key="task_args.dataset")
-        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
-        if not _is_int(args["split_seed"]):
-            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
-        max_samples = args["max_samples"]
-        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
-            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
-                                 "remove it to use every sample")
+        self.check_split_args(args)
         args["classes"] = check_classes(args["classes"], source=self.source, key="task_args.classes")
         if args["classes"] is not None and args["dataset"] == "digits":
             bad = [c for c in args["classes"] if str(c) not in {str(i) for i in range(10)}]

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, check_split, load_bundled, make_splits,
+from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bundled, make_splits,
                         read_regression_table, read_table)
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
@@ -115,21 +115,13 @@ class SklearnTask(Task):
         self.task_type = self._task_type(args)
         args["task_type"] = self.task_type
         args["dataset"] = self._check_dataset(args["dataset"])
-        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
+        self.check_split_args(args)
         cv = args["cv"]
         if not _is_int(cv) or cv < 2:
             raise self.arg_error("cv", f"expected an integer >= 2 (the number of folds), got {cv!r}", "e.g. cv: 5")
         if not isinstance(args["scale"], bool):
             raise self.arg_error("scale", f"expected true or false, got {args['scale']!r}", None)
-        if not _is_int(args["split_seed"]):
-            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
-        max_samples = args["max_samples"]
-        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
-            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
-                                 "remove it to use every sample")
-        label = args["label"]
-        if label is not None and not (isinstance(label, str) and label or _is_int(label)):
-            raise self.arg_error("label", f"expected a column name or index, got {label!r}", "e.g. label: target")
+        self.check_label_arg(args)
 
     def _task_type(self, args: dict[str, Any]) -> str:
         wanted = args["task_type"]

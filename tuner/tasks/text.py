@@ -36,7 +36,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from tuner.data._splits import DEFAULT_SPLIT, check_split
+from tuner.data._splits import DEFAULT_SPLIT
 from tuner.data.text import check_encoding, check_text_dataset
 from tuner.exceptions import SpaceError
 from tuner.tasks._base import Task, TrialContext
@@ -99,13 +99,7 @@ class TextTask(Task):
             if not (isinstance(value, str) and value or _is_int(value)):
                 raise self.arg_error(key, f"expected a column name or index, got {value!r}", f"e.g. {key}: {key}")
         args["encoding"] = check_encoding(args["encoding"], source=self.source, key="task_args.encoding")
-        args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
-        if not _is_int(args["split_seed"]):
-            raise self.arg_error("split_seed", f"expected an integer, got {args['split_seed']!r}", "e.g. split_seed: 0")
-        max_samples = args["max_samples"]
-        if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
-            raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
-                                 "remove it to use every sentence")
+        self.check_split_args(args, unit="sentence")
         args["model"] = check_model(args["model"], base_dir=base_dir, source=self.source, key="task_args.model")
 
     def metric_names(self) -> list[str]:
