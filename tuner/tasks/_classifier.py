@@ -67,5 +67,3 @@ class TorchClassifierTask(Task):
 def _spec_dir(source: str) -> Path | None:
     path = Path(source)
     return path.parent if path.is_file() else None
-
-
