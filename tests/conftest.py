@@ -80,3 +80,17 @@ def postgres_url() -> Iterator[str]:
 def write_spec(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def trial_counts(url: str, study_name: str) -> dict[str, int]:
+    """Trials of ``study_name`` by state name, read fresh from the storage ({} if the study is absent)."""
+    import optuna
+
+    try:
+        trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
+    except KeyError:
+        return {}
+    out: dict[str, int] = {}
+    for t in trials:
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, trial_counts
 from tuner.engine import _attrs
 
 SPEC = """\
@@ -33,14 +33,7 @@ def _tuner(*args: str) -> list[str]:
 
 
 def _counts(url: str) -> dict[str, int]:
-    try:
-        study = optuna.load_study(study_name="killme", storage=url)
-    except KeyError:
-        return {}
-    out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
+    return trial_counts(url, "killme")
 
 
 def test_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, trial_counts
 
 SPEC = """\
 name: sigint
@@ -27,14 +27,7 @@ seed: 5
 
 
 def _states(url: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        trials = optuna.load_study(study_name="sigint", storage=url).get_trials(deepcopy=False)
-    except KeyError:
-        return out
-    for t in trials:
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
+    return trial_counts(url, "sigint")
 
 
 def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
