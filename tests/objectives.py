@@ -70,3 +70,18 @@ def writes_checkpoint(params: dict[str, Any], ctx: Any) -> float:
     (ctx.trial_dir / "model.txt").write_text(f"x={params['x']}\n")
     ctx.set_attr("note", {"device": ctx.device, "seed": ctx.seed})
     return params["x"]
+
+
+def dashboard_mix(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """A bit of everything the dashboard shows: a learning curve, a checkpoint file, an extra
+    attribute, and a failure with a traceback for every fourth trial."""
+    if ctx.number % 4 == 3:
+        raise RuntimeError(f"diverged in trial {ctx.number}: loss is <nan> & rising")
+    loss = 1.0
+    for step in range(1, 5):
+        loss = abs(params["x"] - 2.0) + 1.0 / step
+        ctx.report(step, {"loss": loss, "val_acc": 1.0 / (1.0 + loss)})
+        time.sleep(float(params.get("delay", 0.0)))
+    (ctx.trial_dir / "best.pt").write_bytes(f"weights of trial {ctx.number}\n".encode())
+    ctx.set_attr("confusion_matrix", [[5, 1], [2, 7]])
+    return {"loss": loss, "val_acc": 1.0 / (1.0 + loss)}

@@ -261,5 +261,34 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
 
 
+@main.command("dashboard")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but a loopback address exposes every study (use --token).")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="TUNER_DASHBOARD_TOKEN", show_envvar=True,
+              help="Require this token on every request (header 'Authorization: Bearer TOKEN', or ?token= once in a browser).")
+@_guard
+def dashboard(storage: str | None, host: str, port: int, token: str | None) -> None:
+    """Serve a read-only web dashboard of the storage's studies (Ctrl-C stops it)."""
+    import socket
+
+    from tuner.dashboard import serve
+    from tuner.storage import open_storage, redact, resolve_url
+
+    url = resolve_url(storage)
+    open_storage(url, readonly=True)  # a wrong URL or a missing database is a one-line error before serving
+    try:  # a taken port is a user mistake, not a traceback from inside uvicorn
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port or --host") from None
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"tuner dashboard on http://{shown}:{port}/ over {redact(url)}"
+               + (" (token required)" if token else "") + "; Ctrl-C stops it", err=True)
+    serve(url, host=host, port=port, token=token)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

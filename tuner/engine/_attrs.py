@@ -16,4 +16,5 @@ WORKER = "tuner:worker"        # {host, ip, node_id, pid, gpu_ids, cuda_visible_
 CURVE = "tuner:curve"          # [{"step": n, metric: value, ...}, ...] every reported epoch
 METRICS = "tuner:metrics"      # final metrics {name: value}
 ERROR = "tuner:error"          # {type, message, traceback} of a failed trial
+ARTIFACTS = "tuner:artifacts"  # [{name, uri, size}] files the trial left in its folder (the only downloadable ones)
 ATTR_PREFIX = "tuner:attr:"    # ctx.set_attr(key, value) -> tuner:attr:key

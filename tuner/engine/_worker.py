@@ -212,9 +212,11 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         values = _values(job, result, ctx)
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
         storage.set_trial_system_attr(trial_id, _attrs.METRICS, jsonable(dict(metrics)))
+        _record_artifacts(storage, trial_id, trial_dir)
         study.tell(trial, values)
         return {STATE_KEY: "COMPLETE", VALUES_KEY: values}
     except TrialPruned:
+        _record_artifacts(storage, trial_id, trial_dir)
         study.tell(trial, state=TrialState.PRUNED)
         return {STATE_KEY: "PRUNED", VALUES_KEY: None}
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
@@ -222,6 +224,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
             raise
         try:
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
+            _record_artifacts(storage, trial_id, trial_dir)
             if trial is not None:
                 study.tell(trial, state=TrialState.FAIL)
             else:
@@ -232,6 +235,24 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _record_artifacts(storage: Any, trial_id: int, trial_dir: Path, *, max_files: int = 100) -> None:
+    """Record the files the trial left in its folder (name, ``file://`` URI, size).
+
+    The record is what makes a file downloadable from the dashboard and findable by export: a
+    reader serves only URIs listed here, never a path taken from a request. Sub-folders are
+    listed with their relative names (``checkpoints/e3.pt``); at most ``max_files`` are kept.
+    """
+    try:
+        files = sorted(p for p in trial_dir.rglob("*") if p.is_file())[:max_files]
+        if not files:
+            return
+        storage.set_trial_system_attr(trial_id, _attrs.ARTIFACTS, [
+            {"name": p.relative_to(trial_dir).as_posix(), "uri": p.resolve().as_uri(), "size": p.stat().st_size}
+            for p in files])
+    except OSError:  # an unreadable folder costs the listing, never the trial
+        pass
 
 
 def _make_trial_dir(trial_dir: Path, job: JobInfo, storage: Any, trial_id: int) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
     import optuna
@@ -21,19 +21,25 @@ if TYPE_CHECKING:
 __all__ = ["read_trials"]
 
 
-def read_trials(study: "optuna.Study", *, skip_attr_prefixes: tuple[str, ...] = ()) -> list["FrozenTrial"]:
+def read_trials(study: "optuna.Study", *, skip_attr_prefixes: tuple[str, ...] = (),
+                trial_ids: Sequence[int] | None = None) -> list["FrozenTrial"]:
     """Every trial of ``study``, ordered by number (what ``study.get_trials(deepcopy=False)`` returns).
 
     ``skip_attr_prefixes`` leaves out system attributes whose key starts with one of them (the
     report skips ``tuner:attr:``, per-trial extras such as confusion matrices that it does not draw).
+    ``trial_ids`` reads only those trials (the dashboard's table reads one page of them).
     """
     from optuna.storages import RDBStorage
 
     storage = study._storage
     storage = getattr(storage, "_backend", storage)  # optuna.load_study wraps RDB storages in a cache
     if isinstance(storage, RDBStorage):
-        return _read_rdb(storage, study._study_id, skip_attr_prefixes)
-    return list(study.get_trials(deepcopy=False))
+        return _read_rdb(storage, study._study_id, skip_attr_prefixes, trial_ids)
+    trials = study.get_trials(deepcopy=False)
+    if trial_ids is not None:
+        wanted = set(trial_ids)
+        trials = [t for t in trials if t._trial_id in wanted]
+    return list(trials)
 
 
 class _LocalTime:
@@ -56,7 +62,7 @@ class _LocalTime:
 
 
 def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
-              skip_attr_prefixes: tuple[str, ...] = ()) -> list["FrozenTrial"]:
+              skip_attr_prefixes: tuple[str, ...] = (), trial_ids: Sequence[int] | None = None) -> list["FrozenTrial"]:
     import sqlalchemy as sa
     from optuna.distributions import json_to_distribution
     from optuna.storages._rdb import models as m
@@ -68,8 +74,10 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
             m.TrialIntermediateValueModel.TrialIntermediateValueType.INF_NEG: float("-inf"),
             m.TrialIntermediateValueModel.TrialIntermediateValueType.NAN: float("nan")}
 
-    def of_study(model: Any) -> Any:
-        return sa.select(model).join(t, t.trial_id == model.trial_id).where(t.study_id == study_id)
+    # Every trial of the study, or only ``trial_ids``.
+    scope = t.study_id == study_id
+    if trial_ids is not None:
+        scope = sa.and_(scope, t.trial_id.in_([int(i) for i in trial_ids]))
 
     to_local = _LocalTime()
     sqlite = storage.engine.dialect.name == "sqlite"
@@ -82,7 +90,7 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
     with storage.engine.connect() as conn:
         for tid, number, state, start, complete in conn.execute(
                 sa.select(t.trial_id, t.number, t.state, when(t._datetime_start_utc), when(t._datetime_complete_utc))
-                .where(t.study_id == study_id).order_by(t.trial_id)).all():
+                .where(scope).order_by(t.trial_id)).all():
             rows[tid] = {"number": number, "state": state, "start": to_local(start), "complete": to_local(complete),
                          "values": {}, "params": {}, "dists": {}, "inter": {}, "sys": {}, "user": {}}
         if not rows:
@@ -90,13 +98,13 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
         v = m.TrialValueModel
         for tid, objective, value, vtype in conn.execute(
                 sa.select(v.trial_id, v.objective, v.value, v.value_type).join(t, t.trial_id == v.trial_id)
-                .where(t.study_id == study_id)).all():
+                .where(scope)).all():
             rows[tid]["values"][objective] = inf.get(vtype, value)
         p = m.TrialParamModel
         dist_cache: dict[str, Any] = {}
         for tid, name, value, djson in conn.execute(
                 sa.select(p.trial_id, p.param_name, p.param_value, p.distribution_json).join(t, t.trial_id == p.trial_id)
-                .where(t.study_id == study_id).order_by(p.param_id)).all():
+                .where(scope).order_by(p.param_id)).all():
             dist = dist_cache.get(djson)
             if dist is None:
                 dist = dist_cache[djson] = json_to_distribution(djson)
@@ -106,12 +114,12 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
         iv = m.TrialIntermediateValueModel
         for tid, step, value, vtype in conn.execute(
                 sa.select(iv.trial_id, iv.step, iv.intermediate_value, iv.intermediate_value_type)
-                .join(t, t.trial_id == iv.trial_id).where(t.study_id == study_id)).all():
+                .join(t, t.trial_id == iv.trial_id).where(scope)).all():
             rows[tid]["inter"][step] = iinf.get(vtype, value)
         loads = json.loads
         for model, key in ((m.TrialSystemAttributeModel, "sys"), (m.TrialUserAttributeModel, "user")):
             query = (sa.select(model.trial_id, model.key, model.value_json).join(t, t.trial_id == model.trial_id)
-                     .where(t.study_id == study_id))
+                     .where(scope))
             if key == "sys":
                 for prefix in skip_attr_prefixes:
                     query = query.where(sa.not_(model.key.startswith(prefix, autoescape=True)))

@@ -1,0 +1,309 @@
+"""Every JSON endpoint and page of the dashboard, over a study that a test ran (real Ray, SQLite)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.dashboard.conftest import STUDY, XSS
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
+
+
+def _all_rows(client: Any, **params: Any) -> list[dict[str, Any]]:
+    res = client.get(f"/api/studies/{STUDY}/trials", params={"per_page": 500, **params})
+    assert res.status_code == 200, res.text
+    return res.json()["trials"]
+
+
+# ---- studies and study ---------------------------------------------------------------------------
+
+
+def test_studies_lists_the_study_with_counts_state_best_and_progress(client: Any, dash_url: str) -> None:
+    trials = _trials(dash_url)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    res = client.get("/api/studies").json()["studies"]
+    assert [s["name"] for s in res] == [STUDY]
+    s = res[0]
+    assert s["counts"] == {"COMPLETE": 10, "FAIL": 3}
+    assert s["state"] == "finished" and s["progress"] == 1.0 and s["target"] == 10
+    assert s["best"] == pytest.approx(min(t.value for t in complete))
+    assert s["last_activity"] is not None
+
+
+def test_study_gives_best_trial_spec_and_version(client: Any, dash_url: str) -> None:
+    best = optuna.load_study(study_name=STUDY, storage=dash_url).best_trial
+    s = client.get(f"/api/studies/{STUDY}").json()
+    assert s["best_trials"][0]["number"] == best.number
+    assert s["best"] == pytest.approx(best.value)
+    assert s["spec"]["n_trials"] == 10 and s["metric_names"] == ["loss"]
+    assert client.get(f"/api/studies/{STUDY}/version").json()["version"] == s["version"]
+    assert client.get(f"/api/studies/{STUDY}/params").json()["params"] == ["tag", "width", "x"]
+
+
+# ---- the trials table: sorting, filtering, pagination ----------------------------------------------
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_sort_by_value_orders_complete_trials_and_puts_missing_values_last(client: Any, dash_url: str, order: str) -> None:
+    rows = _all_rows(client, sort="value", order=order)
+    values = [r["values"][0] for r in rows if r["values"]]
+    assert values == sorted(values, reverse=order == "desc")
+    assert [r["state"] for r in rows[-3:]] == ["FAIL"] * 3  # no value: last whatever the order
+    expected = sorted((t for t in _trials(dash_url) if t.values), key=lambda t: t.value, reverse=order == "desc")
+    assert [r["number"] for r in rows[:10]] == [t.number for t in expected]
+
+
+@pytest.mark.parametrize("sort", ["number", "duration", "started", "completed", "state", "param:x", "param:width"])
+def test_every_sort_key_orders_the_rows(client: Any, dash_url: str, sort: str) -> None:
+    asc = [r["number"] for r in _all_rows(client, sort=sort, order="asc")]
+    desc = [r["number"] for r in _all_rows(client, sort=sort, order="desc")]
+    assert sorted(asc) == sorted(desc) == list(range(13))
+    if sort == "param:x":
+        xs = {t.number: t.params["x"] for t in _trials(dash_url)}
+        assert [xs[n] for n in asc] == sorted(xs.values())
+    if sort == "duration":
+        durations = [r["duration_s"] for r in _all_rows(client, sort=sort, order="asc")]
+        assert durations == sorted(durations)
+
+
+def test_filter_by_state(client: Any) -> None:
+    res = client.get(f"/api/studies/{STUDY}/trials", params={"state": "FAIL"}).json()
+    assert res["total"] == 3 and {r["state"] for r in res["trials"]} == {"FAIL"}
+    both = client.get(f"/api/studies/{STUDY}/trials", params={"state": "FAIL,COMPLETE"}).json()
+    assert both["total"] == 13
+
+
+def test_filter_by_value_range(client: Any, dash_url: str) -> None:
+    values = sorted(t.value for t in _trials(dash_url) if t.values)
+    lo, hi = values[2], values[6]
+    rows = _all_rows(client, value_min=lo, value_max=hi)
+    assert sorted(r["values"][0] for r in rows) == pytest.approx(values[2:7])
+
+
+def test_filter_by_parameter_range_and_choice(client: Any, dash_url: str) -> None:
+    trials = _trials(dash_url)
+    expected = sorted(t.number for t in trials if 0.0 <= t.params["x"] <= 2.0)
+    assert sorted(r["number"] for r in _all_rows(client, param="x:0:2")) == expected
+    expected = sorted(t.number for t in trials if t.params["x"] >= 1.0)
+    assert sorted(r["number"] for r in _all_rows(client, param="x:1:")) == expected
+    expected = sorted(t.number for t in trials if t.params["tag"] == XSS)
+    assert expected, "the seeded study should draw the hostile choice at least once"
+    assert sorted(r["number"] for r in _all_rows(client, param=f"tag={XSS}")) == expected
+    both = sorted(t.number for t in trials if t.params["tag"] == XSS and t.params["width"] <= 32)
+    assert sorted(r["number"] for r in _all_rows(client, param=[f"tag={XSS}", "width::32"])) == both
+
+
+def test_pagination_covers_every_trial_once(client: Any) -> None:
+    seen: list[int] = []
+    first = client.get(f"/api/studies/{STUDY}/trials", params={"per_page": 4, "sort": "value"}).json()
+    assert first["pages"] == 4 and first["total"] == 13
+    for page in range(1, 5):
+        res = client.get(f"/api/studies/{STUDY}/trials", params={"per_page": 4, "page": page, "sort": "value"}).json()
+        seen += [r["number"] for r in res["trials"]]
+    assert sorted(seen) == list(range(13))
+
+
+@pytest.mark.parametrize("params, status, words", [
+    ({"sort": "bogus"}, 400, "expected one of"),
+    ({"sort": "value:7"}, 400, "out of range"),
+    ({"state": "DONE"}, 400, "DONE"),
+    ({"param": "x:a:b"}, 400, "NAME:LOW:HIGH"),
+    ({"param": "x::"}, 400, "at least one bound"),
+    ({"order": "up"}, 422, ""),
+    ({"page": 0}, 422, ""),
+    ({"per_page": 501}, 422, ""),
+    ({"value_min": "nan"}, 400, "finite"),
+])
+def test_bad_table_queries_are_client_errors(client: Any, params: dict[str, Any], status: int, words: str) -> None:
+    res = client.get(f"/api/studies/{STUDY}/trials", params=params)
+    assert res.status_code == status
+    assert words in str(res.json()["detail"])
+
+
+def test_unknown_study_and_trial_are_404(client: Any) -> None:
+    assert client.get("/api/studies/nope").status_code == 404
+    assert client.get("/api/studies/nope/trials").status_code == 404
+    assert client.get(f"/api/studies/{STUDY}/trials/999").status_code == 404
+    page = client.get("/studies/nope")
+    assert page.status_code == 404 and "no study named" in page.text
+
+
+# ---- one trial, compare, artifacts ---------------------------------------------------------------------
+
+
+def test_trial_has_curve_metrics_placement_artifacts_and_attrs(client: Any) -> None:
+    t = client.get(f"/api/studies/{STUDY}/trials/0").json()
+    assert t["state"] == "COMPLETE"
+    assert [row["step"] for row in t["curve"]] == [1, 2, 3, 4]
+    assert set(t["intermediate_values"]) == {"1", "2", "3", "4"}
+    assert t["metrics"]["loss"] == pytest.approx(t["values"][0])
+    assert t["worker"]["pid"] > 0 and t["worker"]["host"]
+    assert [a["name"] for a in t["artifacts"]] == ["best.pt"]
+    assert t["attrs"]["confusion_matrix"] == [[5, 1], [2, 7]]
+    assert t["duration_s"] > 0
+
+
+def test_failed_trial_carries_its_traceback(client: Any) -> None:
+    t = client.get(f"/api/studies/{STUDY}/trials/3").json()
+    assert t["state"] == "FAIL"
+    assert t["error"]["type"] == "RuntimeError" and "diverged in trial 3" in t["error"]["message"]
+    assert "Traceback" in t["error"]["traceback"] and "dashboard_mix" in t["error"]["traceback"]
+
+
+def test_compare_lists_differing_parameters(client: Any) -> None:
+    res = client.get(f"/api/studies/{STUDY}/compare", params={"trials": "0,1,2"}).json()
+    assert [t["number"] for t in res["trials"]] == [0, 1, 2]
+    assert "x" in res["differ"] and set(res["params"]) == {"tag", "width", "x"}
+    for bad in ("0", "0,0", "0,1,2,4,5,6", "a,b"):
+        assert client.get(f"/api/studies/{STUDY}/compare", params={"trials": bad}).status_code == 400
+
+
+def test_artifact_download_returns_the_recorded_file(client: Any) -> None:
+    res = client.get(f"/api/studies/{STUDY}/trials/0/artifacts/best.pt")
+    assert res.status_code == 200
+    assert res.content == b"weights of trial 0\n"
+    assert "attachment" in res.headers["content-disposition"]
+
+
+@pytest.mark.parametrize("attempt", [
+    "../../../../etc/passwd", "..%2F..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd", "best.pt/../../tuner.db",
+    "..%252F..%252Fetc%252Fpasswd", "model.txt",
+])
+def test_download_refuses_anything_not_recorded(client: Any, attempt: str) -> None:
+    res = client.get(f"/api/studies/{STUDY}/trials/0/artifacts/{attempt}")
+    assert res.status_code == 404
+    assert b"root:" not in res.content
+
+
+def test_failed_trial_without_artifacts_has_nothing_to_download(client: Any) -> None:
+    assert client.get(f"/api/studies/{STUDY}/trials/3").json()["artifacts"] == []
+    assert client.get(f"/api/studies/{STUDY}/trials/3/artifacts/best.pt").status_code == 404
+
+
+def test_a_recorded_file_that_was_deleted_is_404_not_500(client: Any, dash_url: str) -> None:
+    path = Path(client.get(f"/api/studies/{STUDY}/trials/1").json()["artifacts"][0]["uri"][len("file://"):])
+    saved = path.read_bytes()
+    path.unlink()
+    try:
+        res = client.get(f"/api/studies/{STUDY}/trials/1/artifacts/best.pt")
+        assert res.status_code == 404 and "gone" in res.json()["detail"]
+    finally:
+        path.write_bytes(saved)
+
+
+# ---- figures -------------------------------------------------------------------------------------------
+
+
+def test_figures_are_the_reports_and_are_cached_per_version(client: Any) -> None:
+    first = client.get(f"/api/studies/{STUDY}/figures").json()
+    ids = [s["id"] for s in first["sections"]]
+    assert ids[:2] == ["history", "importance"] and "curves" in ids and "timeline" in ids
+    history = next(s for s in first["sections"] if s["id"] == "history")
+    assert history["figure"]["data"], "the history figure has traces"
+    assert first["stale"] is False
+    again = client.get(f"/api/studies/{STUDY}/figures").json()
+    assert again["version"] == first["version"] and again["compute_s"] == first["compute_s"]  # served from the cache
+
+
+# ---- pages: escaping -------------------------------------------------------------------------------------
+
+
+def test_pages_render_hostile_parameter_values_as_text(client: Any, dash_url: str) -> None:
+    number = next(t.number for t in _trials(dash_url) if t.params["tag"] == XSS)
+    other = 1 if number == 0 else 0
+    for url in (f"/studies/{STUDY}/trials/{number}", f"/studies/{STUDY}/compare?trials={other},{number}"):
+        html = client.get(url).text
+        assert "<script>alert(" not in html, url
+        assert "&lt;script&gt;alert(" in html, url           # the table cell
+    trial_api = client.get(f"/api/studies/{STUDY}/trials/{number}").json()
+    assert trial_api["params"]["tag"] == XSS                    # the API gives the value as it is
+
+
+def test_error_messages_are_escaped_on_the_trial_page(client: Any) -> None:
+    html = client.get(f"/studies/{STUDY}/trials/3").text
+    assert "loss is &lt;nan&gt; &amp; rising" in html and "<nan>" not in html.split('id="trial-data"')[0]
+    assert 'id="traceback"' in html
+
+
+def test_every_page_loads(client: Any) -> None:
+    for url in ("/", f"/studies/{STUDY}", f"/studies/{STUDY}/trials/0", f"/studies/{STUDY}/compare?trials=0,1",
+                "/static/dashboard.js", "/static/style.css", "/assets/plotly.min.js"):
+        assert client.get(url).status_code == 200, url
+
+
+# ---- read-only, headers, schema ---------------------------------------------------------------------------
+
+
+def test_no_endpoint_writes(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    methods = {m for ops in schema["paths"].values() for m in ops}
+    assert methods == {"get"}
+    for method in ("post", "put", "patch", "delete"):
+        assert getattr(client, method)(f"/api/studies/{STUDY}").status_code == 405
+
+
+def test_openapi_lists_every_api_endpoint(client: Any) -> None:
+    paths = set(client.get("/openapi.json").json()["paths"])
+    for suffix in ("", "/trials", "/trials/{number}", "/trials/{number}/artifacts/{artifact}", "/figures", "/compare",
+                   "/version", "/params"):
+        assert f"/api/studies/{{name}}{suffix}" in paths, suffix
+    assert "/api/studies" in paths
+
+
+def test_security_headers(client: Any) -> None:
+    res = client.get(f"/studies/{STUDY}")
+    csp = res.headers["content-security-policy"]
+    script_src = re.search(r"script-src ([^;]*)", csp).group(1)
+    assert "'unsafe-inline'" not in script_src and "'self'" in script_src
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert res.headers["x-frame-options"] == "DENY"
+
+
+# ---- token ------------------------------------------------------------------------------------------------
+
+
+def test_token_is_required_on_every_request_when_set(dash_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    with TestClient(create_app(dash_url, token="s3cret-token")) as c:
+        for url in ("/", "/api/studies", f"/studies/{STUDY}", "/openapi.json", "/static/dashboard.js",
+                    f"/api/studies/{STUDY}/trials/0/artifacts/best.pt"):
+            assert c.get(url).status_code == 401, url
+            assert c.get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401, url
+            assert c.get(url, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200, url
+        first = c.get("/?token=s3cret-token")
+        assert first.status_code == 200 and "tuner_token=s3cret-token" in first.headers["set-cookie"]
+        assert "HttpOnly" in first.headers["set-cookie"]
+        c.cookies.set("tuner_token", "s3cret-token")
+        assert c.get("/api/studies").status_code == 200       # the browser's later requests carry the cookie
+        c.cookies.clear()
+        assert c.get("/api/studies").status_code == 401
+        assert c.get("/api/studies", params={"token": "nope"}).status_code == 401
+
+
+def test_json_is_valid_even_with_infinite_values(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    study = optuna.create_study(study_name="inf", storage=url)
+    study.add_trial(optuna.trial.create_trial(params={"a": 1.0}, distributions={"a": optuna.distributions.FloatDistribution(0, 2)},
+                                              value=math.inf))
+    with TestClient(create_app(url)) as c:
+        rows = c.get("/api/studies/inf/trials").json()["trials"]
+        assert rows[0]["values"] == [None]
+        assert c.get("/api/studies/inf").status_code == 200

@@ -1,0 +1,237 @@
+"""The dashboard web app: server-rendered pages and the JSON API they use, over one storage.
+
+Every route is a GET: the dashboard cannot change or delete anything in the storage. Pages are
+Jinja2 templates with autoescaping (study names, parameter values and error messages render as
+text); the study page's table, figures and live updates come from the JSON API under
+``/api/`` through ``static/dashboard.js``, which builds the DOM with ``textContent`` only.
+Study names travel URL-encoded in paths (``/studies/{name}``), so any name works.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from tuner.dashboard._auth import SecurityMiddleware
+from tuner.dashboard._figures import FigureCache
+from tuner.dashboard._queries import BadQuery, DashboardData, NotFound, ParamFilter, TrialQuery
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["create_app"]
+
+_HERE = Path(__file__).parent
+
+
+def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, token: str | None = None) -> FastAPI:
+    """The dashboard app over ``storage`` (a URL, an open ``RDBStorage`` or the default storage).
+
+    ``token``: when given, every request must carry it (see :mod:`tuner.dashboard._auth`).
+    """
+    from tuner import __version__
+    from tuner.storage import open_storage
+
+    rdb = storage if storage is not None and not isinstance(storage, str) else open_storage(storage, readonly=True)
+    data = DashboardData(rdb)
+    figures = FigureCache(data)
+    templates = _templates()
+
+    app = FastAPI(title="tuner dashboard", version=__version__, docs_url=None, redoc_url=None,
+                  description="Read-only JSON API over a tuner storage: studies, trials, figures and artifacts.")
+    app.add_middleware(SecurityMiddleware, token=token)
+    app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return _error(request, templates, 404, str(exc))
+
+    @app.exception_handler(BadQuery)
+    async def _bad_query(request: Request, exc: BadQuery) -> Response:
+        return _error(request, templates, 400, str(exc))
+
+    # ---- JSON API (suffix routes before the bare study route: names may contain "/") --------
+
+    @app.get("/api/studies", tags=["api"], summary="Every study with its state, counts, best value and progress")
+    def api_studies() -> dict[str, Any]:
+        return {"studies": data.studies()}
+
+    @app.get("/api/studies/{name:path}/trials/{number}/artifacts/{artifact:path}", tags=["api"],
+             summary="Download an artifact recorded for the trial (no other file is ever served)",
+             response_class=FileResponse, response_model=None, responses={404: {"description": "not a recorded artifact"}})
+    def api_artifact(name: str, number: int, artifact: str) -> Response:
+        path = data.artifact_path(name, number, artifact)
+        return FileResponse(path, filename=Path(artifact).name, media_type="application/octet-stream")
+
+    @app.get("/api/studies/{name:path}/trials/{number}", tags=["api"],
+             summary="One trial: parameters, values, curves, metrics, placement, error, artifacts")
+    def api_trial(name: str, number: int) -> dict[str, Any]:
+        return _clean(data.trial(name, number))
+
+    @app.get("/api/studies/{name:path}/trials", tags=["api"],
+             summary="A page of the trials table, sorted and filtered on the server")
+    def api_trials(
+        name: str,
+        state: Optional[str] = Query(None, description="comma-separated states, e.g. COMPLETE,PRUNED"),
+        value_min: Optional[float] = Query(None, description="keep trials whose value (of `objective`) is >= this"),
+        value_max: Optional[float] = Query(None, description="keep trials whose value (of `objective`) is <= this"),
+        objective: int = Query(0, ge=0, description="objective the value filter applies to"),
+        param: list[str] = Query([], description="NAME:LOW:HIGH (a bound may be empty) or NAME=A|B; repeatable"),
+        sort: str = Query("number", description="number, state, value, value:K, duration, started, completed or param:NAME"),
+        order: str = Query("asc", pattern="^(asc|desc)$"),
+        page: int = Query(1, ge=1),
+        per_page: int = Query(50, ge=1, le=500),
+    ) -> dict[str, Any]:
+        query = _trial_query(state, value_min, value_max, objective, param, sort, order, page, per_page)
+        return _clean(data.trials(name, query))
+
+    @app.get("/api/studies/{name:path}/figures", tags=["api"], response_model=None,
+             summary="The report's figures (Plotly JSON) and search-space advice, cached per study version")
+    def api_figures(name: str) -> Response:  # JSON text built by the cache (figures embedded as raw JSON)
+        return Response(figures.figures_json(name), media_type="application/json")
+
+    @app.get("/api/studies/{name:path}/compare", tags=["api"], summary="Two to five trials side by side")
+    def api_compare(name: str, trials: str = Query(..., description="comma-separated trial numbers, e.g. 3,7")) -> dict[str, Any]:
+        return _clean(data.compare(name, _numbers(trials)))
+
+    @app.get("/api/studies/{name:path}/version", tags=["api"],
+             summary="A marker that changes whenever a trial is added, finishes or reports a step")
+    def api_version(name: str) -> dict[str, Any]:
+        return {"version": data.version(name)}
+
+    @app.get("/api/studies/{name:path}/params", tags=["api"], summary="The study's parameter names")
+    def api_params(name: str) -> dict[str, Any]:
+        return {"params": data.param_names(name)}
+
+    @app.get("/api/studies/{name:path}", tags=["api"], summary="One study: state, counts, best trial(s), spec")
+    def api_study(name: str) -> dict[str, Any]:
+        return _clean(data.study(name))
+
+    # ---- pages ------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+    def page_studies(request: Request) -> Response:
+        return _page(templates, "studies.html", request, studies=data.studies())
+
+    @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+    def page_trial(request: Request, name: str, number: int) -> Response:
+        trial = _clean(data.trial(name, number))
+        study = data.study(name)
+        return _page(templates, "trial.html", request, study=study, trial=trial,
+                     trial_json=_script_json(trial), study_name=name)
+
+    @app.get("/studies/{name:path}/compare", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+    def page_compare(request: Request, name: str, trials: str = "") -> Response:
+        result = _clean(data.compare(name, _numbers(trials)))
+        return _page(templates, "compare.html", request, study_name=name, cmp=result, cmp_json=_script_json(result))
+
+    @app.get("/studies/{name:path}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
+    def page_study(request: Request, name: str) -> Response:
+        study = _clean(data.study(name))
+        params = data.param_names(name)
+        return _page(templates, "study.html", request, study=study, params=params, study_name=name,
+                     boot_json=_script_json({"name": name, "params": params, "directions": study["directions"],
+                                             "metric_names": study["metric_names"], "version": study["version"]}))
+
+    @app.get("/assets/plotly.min.js", response_model=None, include_in_schema=False)
+    def plotly_js() -> Response:
+        return FileResponse(_plotly_path(), media_type="text/javascript",
+                            headers={"cache-control": "public, max-age=86400"})
+
+    return app
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def _trial_query(state: str | None, value_min: float | None, value_max: float | None, objective: int,
+                 param: list[str], sort: str, order: str, page: int, per_page: int) -> TrialQuery:
+    states = tuple(s.strip().upper() for s in (state or "").split(",") if s.strip())
+    for bound in (value_min, value_max):
+        if bound is not None and not math.isfinite(bound):
+            raise BadQuery("value_min/value_max must be finite numbers")
+    return TrialQuery(states=states, value_min=value_min, value_max=value_max, objective=objective,
+                      params=tuple(ParamFilter.parse(p) for p in param if p.strip()), sort=sort, order=order,
+                      page=page, per_page=per_page)
+
+
+def _numbers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BadQuery(f"trials {text!r}: expected comma-separated trial numbers, e.g. 3,7") from None
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities (not valid JSON) become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _script_json(value: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block: no ``<`` can end the element."""
+    return json.dumps(value).replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_path() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _templates() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["fmt"] = _fmt
+    env.filters["duration"] = _fmt_duration
+    env.filters["urlname"] = lambda name: __import__("urllib.parse").parse.quote(str(name), safe="")
+    env.filters["tojson_text"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+    return env
+
+
+def _page(env: Any, template: str, request: Any, **context: Any) -> Any:
+    return HTMLResponse(env.get_template(template).render(request_path=request.url.path, **context))
+
+
+def _error(request: Any, env: Any, status: int, message: str) -> Any:
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"detail": message}, status_code=status)
+    html = env.get_template("error.html").render(request_path=request.url.path, status=status, message=message)
+    return HTMLResponse(html, status_code=status)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _fmt_duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"

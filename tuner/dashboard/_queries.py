@@ -1,0 +1,523 @@
+"""What the dashboard reads from the storage, in a small fixed number of SQL queries per request.
+
+Optuna's public API loads whole studies (every trial, through the ORM): 75 s at 100,000
+trials. The dashboard's pages must answer in milliseconds, so this module queries Optuna's
+tables directly with SQLAlchemy Core: the trials table is sorted, filtered and paginated in
+SQL, and only the trials of the requested page are read in full (through the report's reader,
+:func:`tuner.report.read_trials`, restricted to their ids). Nothing here writes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import unquote, urlparse
+
+from tuner._json import jsonable
+from tuner.engine import _attrs
+from tuner.engine._study import _lease_alive
+from tuner.exceptions import UserInputError
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+__all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery", "SORT_KEYS", "MAX_PER_PAGE"]
+
+MAX_PER_PAGE = 500
+#: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
+SORT_KEYS = ("number", "state", "value", "duration", "started", "completed")
+_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
+# Per-trial attributes left out of table rows (they can be large: curves, confusion matrices).
+_HEAVY_ATTRS = (_attrs.CURVE, _attrs.ATTR_PREFIX)
+
+
+class NotFound(UserInputError):
+    """A study, trial or artifact that does not exist (HTTP 404)."""
+
+
+class BadQuery(UserInputError):
+    """A query parameter that cannot be understood (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class ParamFilter:
+    """``name`` within ``[low, high]`` (numbers; either end open), or equal to one of ``choices``."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> "ParamFilter":
+        """``lr:0.001:0.01``, ``lr::0.01``, ``width.0:64:`` (a range) or ``optimizer=adam|sgd`` (choices).
+
+        Parameter names may themselves hold ``=`` and ``|`` (variants: ``lr|optimizer=sgd``), so
+        the range form is recognised from the end (two numeric-or-empty bounds after the last two
+        colons) and the choice form splits at the last ``=``.
+        """
+        parts = text.rsplit(":", 2)
+        if len(parts) == 3 and parts[0] and all(_is_bound(b) for b in parts[1:]):
+            low, high = _number_or_none(parts[1], text), _number_or_none(parts[2], text)
+            if low is None and high is None:
+                raise BadQuery(f"param filter {text!r}: give at least one bound")
+            return cls(parts[0], low=low, high=high)
+        name, sep, values = text.rpartition("=")
+        choices = tuple(v for v in values.split("|") if v != "")
+        if not sep or not name or not choices:
+            raise BadQuery(f"param filter {text!r}: expected NAME:LOW:HIGH (either bound may be empty) "
+                           f"or NAME=VALUE[|VALUE...]")
+        return cls(name, choices=choices)
+
+
+@dataclass(frozen=True)
+class TrialQuery:
+    """One page of the trials table: filters, sort and page (validated by :meth:`check`)."""
+
+    states: tuple[str, ...] = ()
+    value_min: float | None = None
+    value_max: float | None = None
+    objective: int = 0
+    params: tuple[ParamFilter, ...] = ()
+    sort: str = "number"
+    order: str = "asc"
+    page: int = 1
+    per_page: int = 50
+
+    def check(self, n_objectives: int) -> "TrialQuery":
+        for state in self.states:
+            if state not in _STATES:
+                raise BadQuery(f"state {state!r}: expected one of {', '.join(_STATES)}")
+        if self.order not in ("asc", "desc"):
+            raise BadQuery(f"order {self.order!r}: expected asc or desc")
+        if not 0 <= self.objective < max(1, n_objectives):
+            raise BadQuery(f"objective {self.objective}: the study has {n_objectives} objective(s)")
+        key, _, arg = self.sort.partition(":")
+        if key not in SORT_KEYS and key != "param":
+            raise BadQuery(f"sort {self.sort!r}: expected one of {', '.join(SORT_KEYS)}, value:K or param:NAME")
+        if key == "param" and not arg:
+            raise BadQuery("sort param: name the parameter, e.g. sort=param:lr")
+        if key == "value" and arg and (not arg.isdigit() or int(arg) >= max(1, n_objectives)):
+            raise BadQuery(f"sort {self.sort!r}: objective index out of range")
+        if self.page < 1:
+            raise BadQuery(f"page {self.page}: pages start at 1")
+        if not 1 <= self.per_page <= MAX_PER_PAGE:
+            raise BadQuery(f"per_page {self.per_page}: expected 1..{MAX_PER_PAGE}")
+        return self
+
+
+@dataclass
+class _StudyRow:
+    study_id: int
+    name: str
+    directions: list[str]
+    metric_names: list[str]
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class DashboardData:
+    """Read-only queries over one storage (an Optuna ``RDBStorage``)."""
+
+    def __init__(self, storage: "optuna.storages.RDBStorage") -> None:
+        self.storage = storage
+        self.engine = storage.engine
+        self._sqlite = self.engine.dialect.name == "sqlite"
+
+    # ---- studies -------------------------------------------------------------------------------
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study: state, trials by state, best value, last activity and progress."""
+        from tuner.storage import study_overview
+
+        rows = []
+        for row in study_overview(self.storage):
+            attrs = row.pop("system_attrs")
+            spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
+            rows.append(_study_summary(row, spec, attrs.get(_attrs.DRIVER)))
+        return rows
+
+    def study(self, name: str) -> dict[str, Any]:
+        """One study's summary: the studies-page row plus spec, best trial and a change marker."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        info = self._study_row(name)
+        t = m.TrialModel
+        counts: dict[str, int] = {}
+        last = None
+        with self.engine.connect() as conn:
+            for state, n, last_start, last_end in conn.execute(
+                    sa.select(t.state, sa.func.count(), sa.func.max(t._datetime_start_utc),
+                              sa.func.max(t._datetime_complete_utc))
+                    .where(t.study_id == info.study_id).group_by(t.state)):
+                counts[state.name] = n
+                for ts in (last_start, last_end):
+                    if ts is not None and (last is None or ts > last):
+                        last = ts
+            best_ids = self._best_trial_ids(conn, info)
+        spec = info.system_attrs.get(_attrs.SPEC) if isinstance(info.system_attrs.get(_attrs.SPEC), dict) else {}
+        summary = _study_summary({"study_id": info.study_id, "name": info.name, "directions": info.directions,
+                                  "counts": counts, "best": None, "last_activity": last,
+                                  "metrics": info.metric_names}, spec, info.system_attrs.get(_attrs.DRIVER))
+        best = self._read(info, best_ids) if best_ids else []
+        summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
+        summary["best_trials"] = best
+        summary["spec"] = spec or None
+        summary["version"] = self.version(name, info=info)
+        return summary
+
+    def version(self, name: str, *, info: _StudyRow | None = None) -> str:
+        """A marker that changes whenever a trial of the study is added or changes state.
+
+        The study page polls it and refreshes only when it changes. It is read in one aggregate
+        query on the trials table (indexed by study).
+        """
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        info = info or self._study_row(name)
+        t = m.TrialModel
+        with self.engine.connect() as conn:
+            n, max_id, n_done, last_done, n_steps = conn.execute(sa.select(
+                sa.func.count(), sa.func.max(t.trial_id),
+                sa.func.sum(sa.case((t.state != m.TrialState.RUNNING, 1), else_=0)),
+                sa.func.max(t._datetime_complete_utc),
+                sa.select(sa.func.count()).select_from(m.TrialIntermediateValueModel)
+                .join(t, t.trial_id == m.TrialIntermediateValueModel.trial_id)
+                .where(t.study_id == info.study_id, t.state == m.TrialState.RUNNING).scalar_subquery(),
+            ).where(t.study_id == info.study_id)).one()
+        return f"{n}-{max_id or 0}-{n_done or 0}-{last_done or ''}-{n_steps or 0}"
+
+    # ---- trials --------------------------------------------------------------------------------
+
+    def trials(self, name: str, query: TrialQuery) -> dict[str, Any]:
+        """One page of the trials table, sorted and filtered in SQL, with the total that match."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        info = self._study_row(name)
+        query.check(len(info.directions))
+        t, v, p = m.TrialModel, m.TrialValueModel, m.TrialParamModel
+        where = [t.study_id == info.study_id]
+        if query.states:
+            where.append(t.state.in_([m.TrialState[s] for s in query.states]))
+        value = sa.orm.aliased(v)
+        joined_value = False
+        if query.value_min is not None or query.value_max is not None:
+            joined_value = True
+            if query.value_min is not None:
+                where.append(value.value >= query.value_min)
+            if query.value_max is not None:
+                where.append(value.value <= query.value_max)
+        with self.engine.connect() as conn:
+            for f in query.params:
+                where.append(self._param_condition(conn, info, f))
+
+            def base(*columns: Any) -> Any:
+                q = sa.select(*columns).select_from(t)
+                if joined_value:
+                    q = q.join(value, sa.and_(value.trial_id == t.trial_id, value.objective == query.objective))
+                return q.where(*where)
+
+            total = conn.execute(base(sa.func.count())).scalar_one()
+            key, _, arg = query.sort.partition(":")
+            order_col: Any
+            q = base(t.trial_id)
+            if key == "value":
+                objective = int(arg) if arg else query.objective
+                sort_value = sa.orm.aliased(v)
+                q = q.outerjoin(sort_value, sa.and_(sort_value.trial_id == t.trial_id, sort_value.objective == objective))
+                order_col = sort_value.value
+            elif key == "param":
+                sort_param = sa.orm.aliased(p)
+                q = q.outerjoin(sort_param, sa.and_(sort_param.trial_id == t.trial_id, sort_param.param_name == arg))
+                order_col = sort_param.param_value
+            elif key == "duration":
+                order_col = self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc)
+            elif key == "started":
+                order_col = t._datetime_start_utc
+            elif key == "completed":
+                order_col = t._datetime_complete_utc
+            elif key == "state":
+                order_col = t.state
+            else:
+                order_col = t.number
+            direction = order_col.asc() if query.order == "asc" else order_col.desc()
+            # Missing values (running trials, absent parameters) always go last; ties by number.
+            q = q.order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
+            q = q.limit(query.per_page).offset((query.page - 1) * query.per_page)
+            ids = [row[0] for row in conn.execute(q)]
+        rows = self._read(info, ids) if ids else []
+        by_id = {r["trial_id"]: r for r in rows}
+        return {"study": info.name, "total": total, "page": query.page, "per_page": query.per_page,
+                "pages": max(1, math.ceil(total / query.per_page)), "sort": query.sort, "order": query.order,
+                "directions": info.directions, "metric_names": info.metric_names,
+                "trials": [by_id[i] for i in ids if i in by_id]}
+
+    def param_names(self, name: str) -> list[str]:
+        """The parameter names of the study (for the table's columns and filters)."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        info = self._study_row(name)
+        t, p = m.TrialModel, m.TrialParamModel
+        with self.engine.connect() as conn:
+            names = conn.execute(sa.select(p.param_name).join(t, t.trial_id == p.trial_id)
+                                 .where(t.study_id == info.study_id).distinct()).scalars().all()
+        return sorted(names)
+
+    def trial(self, name: str, number: int, *, full: bool = True) -> dict[str, Any]:
+        """One trial with everything stored about it (curves, metrics, placement, error, artifacts)."""
+        info = self._study_row(name)
+        trial_id = self._trial_id(info, number)
+        rows = self._read(info, [trial_id], full=full)
+        if not rows:
+            raise NotFound(f"study {name!r} has no trial {number}")
+        return rows[0]
+
+    def compare(self, name: str, numbers: Sequence[int]) -> dict[str, Any]:
+        """Two to five trials side by side: their rows and which parameters differ."""
+        if not 2 <= len(numbers) <= 5 or len(set(numbers)) != len(numbers):
+            raise BadQuery("compare: give 2 to 5 different trial numbers, e.g. trials=3,7")
+        trials = [self.trial(name, n) for n in numbers]
+        names = sorted({k for t in trials for k in t["params"]})
+        differ = [k for k in names if len({repr(t["params"].get(k)) for t in trials}) > 1]
+        return {"study": name, "trials": trials, "params": names, "differ": differ}
+
+    def artifact_path(self, name: str, number: int, artifact: str) -> Path:
+        """The local file of an artifact recorded for the trial, or :class:`NotFound`.
+
+        Only names listed in the trial's ``tuner:artifacts`` record resolve, and only to the
+        ``file://`` URI stored next to them: a request never builds a path itself.
+        """
+        trial = self.trial(name, number, full=True)
+        for entry in trial["artifacts"]:
+            if entry.get("name") == artifact:
+                uri = str(entry.get("uri", ""))
+                parsed = urlparse(uri)
+                if parsed.scheme != "file":
+                    raise NotFound(f"artifact {artifact!r} is stored at {parsed.scheme or '?'}://, not on this machine")
+                path = Path(unquote(parsed.path))
+                if not path.is_file():
+                    raise NotFound(f"artifact {artifact!r} of trial {number} is recorded but its file is gone")
+                return path
+        raise NotFound(f"trial {number} of study {name!r} has no artifact {artifact!r}")
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _study_row(self, name: str) -> _StudyRow:
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        with self.engine.connect() as conn:
+            sid = conn.execute(sa.select(m.StudyModel.study_id).where(m.StudyModel.study_name == name)).scalar()
+            if sid is None:
+                raise NotFound(f"no study named {name!r}")
+            directions = [d.name.lower() for d in conn.execute(
+                sa.select(m.StudyDirectionModel.direction).where(m.StudyDirectionModel.study_id == sid)
+                .order_by(m.StudyDirectionModel.objective)).scalars()]
+            attrs = {k: _loads(val) for k, val in conn.execute(
+                sa.select(m.StudySystemAttributeModel.key, m.StudySystemAttributeModel.value_json)
+                .where(m.StudySystemAttributeModel.study_id == sid))}
+        names = attrs.get("study:metric_names")
+        if not isinstance(names, list) or len(names) != len(directions):
+            spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
+            names = spec.get("metrics") if isinstance(spec.get("metrics"), list) else None
+        if not names or len(names) != len(directions):
+            names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
+        return _StudyRow(sid, name, directions, [str(n) for n in names], attrs)
+
+    def _trial_id(self, info: _StudyRow, number: int) -> int:
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        with self.engine.connect() as conn:
+            tid = conn.execute(sa.select(m.TrialModel.trial_id).where(
+                m.TrialModel.study_id == info.study_id, m.TrialModel.number == number)).scalar()
+        if tid is None:
+            raise NotFound(f"study {info.name!r} has no trial {number}")
+        return int(tid)
+
+    def _best_trial_ids(self, conn: Any, info: _StudyRow, limit: int = 20) -> list[int]:
+        """The best trial (one objective) or up to ``limit`` Pareto-optimal trials (several)."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        t, v = m.TrialModel, m.TrialValueModel
+        if len(info.directions) == 1:
+            order = v.value.desc() if info.directions[0] == "maximize" else v.value.asc()
+            tid = conn.execute(sa.select(t.trial_id).join(v, v.trial_id == t.trial_id)
+                               .where(t.study_id == info.study_id, t.state == m.TrialState.COMPLETE, v.objective == 0)
+                               .order_by(order, t.number).limit(1)).scalar()
+            return [tid] if tid is not None else []
+        values: dict[int, dict[int, float]] = {}
+        for tid, objective, value in conn.execute(
+                sa.select(v.trial_id, v.objective, v.value).join(t, t.trial_id == v.trial_id)
+                .where(t.study_id == info.study_id, t.state == m.TrialState.COMPLETE)):
+            values.setdefault(tid, {})[objective] = value
+        signs = [-1.0 if d == "maximize" else 1.0 for d in info.directions]
+        points = sorted((tuple(s * vals.get(i, math.inf) for i, s in enumerate(signs)), tid)
+                        for tid, vals in values.items())
+        front: list[tuple[tuple[float, ...], int]] = []
+        for point, tid in points:  # sorted on the first objective: a point is dominated only by earlier ones
+            if not any(all(a <= b for a, b in zip(f, point)) and f != point for f, _ in front):
+                front.append((point, tid))
+        return [tid for _, tid in front[:limit]]
+
+    def _param_condition(self, conn: Any, info: _StudyRow, f: ParamFilter) -> Any:
+        """SQL condition ``trial has parameter f.name within the filter`` (on Optuna's internal values)."""
+        import sqlalchemy as sa
+        from optuna.distributions import CategoricalDistribution, json_to_distribution
+        from optuna.storages._rdb import models as m
+
+        t, p = m.TrialModel, m.TrialParamModel
+        cond = [p.trial_id == t.trial_id, p.param_name == f.name]
+        if f.choices:
+            # Categorical values are stored as the index of the choice: map each choice through
+            # every distribution the parameter had in this study (usually one).
+            djsons = conn.execute(sa.select(p.distribution_json).join(t, t.trial_id == p.trial_id)
+                                  .where(t.study_id == info.study_id, p.param_name == f.name).distinct()).scalars().all()
+            ors = []
+            for djson in djsons:
+                dist = json_to_distribution(djson)
+                if isinstance(dist, CategoricalDistribution):
+                    idx = [i for i, c in enumerate(dist.choices) if str(c) in f.choices or repr(c) in f.choices]
+                    if idx:
+                        ors.append(sa.and_(p.distribution_json == djson, p.param_value.in_([float(i) for i in idx])))
+                else:
+                    numbers = [x for x in (_number_or_none(c, f.name) for c in f.choices) if x is not None]
+                    if numbers:
+                        ors.append(sa.and_(p.distribution_json == djson, p.param_value.in_(numbers)))
+            cond.append(sa.or_(*ors) if ors else sa.false())
+        else:
+            if f.low is not None:
+                cond.append(p.param_value >= f.low)
+            if f.high is not None:
+                cond.append(p.param_value <= f.high)
+        return sa.exists(sa.select(p.param_id).where(*cond))
+
+    def _seconds(self, column: Any) -> Any:
+        import sqlalchemy as sa
+
+        if self._sqlite:
+            return sa.func.julianday(column) * 86400.0
+        return sa.func.extract("epoch", column)
+
+    def _read(self, info: _StudyRow, trial_ids: Sequence[int], *, full: bool = False) -> list[dict[str, Any]]:
+        """Rows for ``trial_ids`` (heavy attributes only when ``full``)."""
+        import optuna
+
+        from tuner.report import read_trials
+
+        study = optuna.Study(info.name, self.storage)
+        trials = read_trials(study, trial_ids=trial_ids, skip_attr_prefixes=() if full else _HEAVY_ATTRS)
+        return [_trial_dict(t, info, full=full) for t in trials]
+
+
+def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, Any]:
+    sa_ = t.system_attrs
+    start, end = t.datetime_start, t.datetime_complete
+    duration = (end - start).total_seconds() if start and end else (
+        (_dt.datetime.now() - start).total_seconds() if start and t.state.name == "RUNNING" else None)
+    row: dict[str, Any] = {
+        "trial_id": t._trial_id,
+        "number": t.number,
+        "state": t.state.name,
+        "values": list(t.values) if t.values is not None else None,
+        "params": {k: jsonable(v) for k, v in t.params.items()},
+        "started": start.isoformat(timespec="seconds") if start else None,
+        "completed": end.isoformat(timespec="seconds") if end else None,
+        "duration_s": duration,
+        "metrics": jsonable(sa_.get(_attrs.METRICS)),
+        "error": jsonable(sa_.get(_attrs.ERROR)),
+        "worker": jsonable(sa_.get(_attrs.WORKER)),
+    }
+    if full:
+        row["intermediate_values"] = {str(k): _finite(v) for k, v in sorted(t.intermediate_values.items())}
+        row["curve"] = jsonable(sa_.get(_attrs.CURVE) or [])
+        row["artifacts"] = [a for a in (sa_.get(_attrs.ARTIFACTS) or []) if isinstance(a, dict)]
+        row["attrs"] = {k[len(_attrs.ATTR_PREFIX):]: jsonable(v) for k, v in sa_.items() if k.startswith(_attrs.ATTR_PREFIX)}
+        row["user_attrs"] = jsonable(dict(t.user_attrs))
+        row["distributions"] = {k: type(d).__name__ for k, d in t.distributions.items()}
+    return row
+
+
+def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dict[str, Any]:
+    counts = {k: int(v) for k, v in row["counts"].items()}
+    finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+    target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
+    max_failures = spec.get("max_failures") if isinstance(spec.get("max_failures"), int) else None
+    if _lease_alive(lease):
+        state = "running"
+    elif target is not None and finished >= target:
+        state = "finished"
+    elif max_failures is not None and counts.get("FAIL", 0) > max_failures:
+        state = "failed"
+    elif target is None and not counts.get("RUNNING"):
+        state = "finished"
+    else:
+        state = "stopped"
+    last = row.get("last_activity")
+    return {
+        "name": row["name"],
+        "state": state,
+        "directions": row["directions"],
+        "metric_names": row.get("metrics") or (spec.get("metrics") if isinstance(spec.get("metrics"), list) else None),
+        "counts": counts,
+        "n_trials": sum(counts.values()),
+        "finished": finished,
+        "target": target,
+        "progress": min(1.0, finished / target) if target else None,
+        "best": _finite(row.get("best")),
+        "last_activity": _iso_utc(last),
+        "task": spec.get("task"),
+    }
+
+
+def _iso_utc(value: Any) -> str | None:
+    if isinstance(value, str):
+        value = _dt.datetime.fromisoformat(value)
+    if isinstance(value, _dt.datetime):
+        return value.replace(tzinfo=_dt.timezone.utc).isoformat(timespec="seconds")
+    return None
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _loads(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _number_or_none(text: str, context: str) -> float | None:
+    if text.strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadQuery(f"{context!r}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadQuery(f"{context!r}: {text!r} is not a finite number")
+    return value
+
+
+def _is_bound(text: str) -> bool:
+    if text.strip() == "":
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
