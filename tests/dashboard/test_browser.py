@@ -1,0 +1,254 @@
+"""The dashboard in a real browser: Playwright driving Debian's chromium (headless) against a live server.
+
+Each test opens pages of a study that a test ran, checks what a user sees, and fails on any
+console error or uncaught page error. Screenshots of every page go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.dashboard.conftest import STUDY, XSS, LiveServer
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _chromium() -> str:
+    path = os.environ.get("TUNER_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("chromium is not installed: apt-get install chromium (.ci/run does it), or set TUNER_CHROMIUM")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def server(dash_url: str) -> Iterator[LiveServer]:
+    with LiveServer(dash_url) as s:
+        yield s
+
+
+class Page:
+    """A browser page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser: Any, **context: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 1000}, **context)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.dialogs: list[str] = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Page]:
+    p = Page(browser, accept_downloads=True)
+    yield p
+    p.close()
+
+
+def _numbers(p: Any) -> list[int]:
+    return [int(x) for x in p.locator("#trials tbody tr").evaluate_all("rows => rows.map(r => r.dataset.number)")]
+
+
+def _wait_rows(p: Any) -> None:
+    p.wait_for_selector("#trials tbody tr")
+
+
+def _wait_numbers(p: Any, expected: list[int]) -> None:
+    """Wait until the table shows exactly these trial numbers, in this order."""
+    p.wait_for_function("expected => Array.from(document.querySelectorAll('#trials tbody tr'))"
+                        ".map(r => r.dataset.number).join() === expected", arg=",".join(map(str, expected)))
+
+
+def test_every_page_loads_without_errors(page: Page, server: LiveServer, screenshots_dir: Path) -> None:
+    p = page.page
+    p.goto(server.base + "/")
+    assert p.locator("a.study-link").all_inner_texts() == [STUDY]
+    p.screenshot(path=str(screenshots_dir / "studies.png"), full_page=True)
+
+    p.goto(f"{server.base}/studies/{STUDY}")
+    _wait_rows(p)
+    p.wait_for_selector("#plot-history .main-svg", timeout=60_000)
+    p.wait_for_selector("#plot-timeline .main-svg", timeout=60_000)
+    assert "13 trials match" in p.inner_text("#table-info")
+    p.screenshot(path=str(screenshots_dir / "study.png"), full_page=True)
+
+    p.goto(f"{server.base}/studies/{STUDY}/trials/0")
+    p.wait_for_selector("#curve-fig .main-svg")
+    p.wait_for_selector("#cm-fig .main-svg")
+    p.screenshot(path=str(screenshots_dir / "trial.png"), full_page=True)
+
+    p.goto(f"{server.base}/studies/{STUDY}/compare?trials=0,1,2")
+    p.wait_for_selector("#compare-fig .main-svg")
+    assert p.locator("#compare-params tr.differ th", has_text="x").count() == 1
+    p.screenshot(path=str(screenshots_dir / "compare.png"), full_page=True)
+    assert page.errors == []
+    assert page.dialogs == []  # no injected script ran
+
+
+def test_sorting_by_a_column_reorders_rows(page: Page, server: LiveServer, client: Any) -> None:
+    p = page.page
+    p.goto(f"{server.base}/studies/{STUDY}")
+    _wait_rows(p)
+    assert _numbers(p) == list(range(13))
+    expected = [r["number"] for r in client.get(f"/api/studies/{STUDY}/trials", params={"sort": "value"}).json()["trials"]]
+    p.click("a[data-sort=value]")
+    _wait_numbers(p, expected)
+    assert expected != list(range(13))
+    assert "sort=value" in p.url
+    p.click("a[data-sort=value]")  # again: descending, trials without a value still last
+    desc = [r["number"] for r in client.get(f"/api/studies/{STUDY}/trials",
+                                            params={"sort": "value", "order": "desc"}).json()["trials"]]
+    _wait_numbers(p, desc)
+    assert page.errors == []
+
+
+def test_filtering_by_state_and_parameter_changes_rows(page: Page, server: LiveServer, client: Any) -> None:
+    p = page.page
+    p.goto(f"{server.base}/studies/{STUDY}")
+    _wait_rows(p)
+    p.check("input[name=state][value=FAIL]")
+    p.click("#apply")
+    p.wait_for_function("document.querySelector('#table-info').textContent.startsWith('3 trials')")
+    assert set(p.locator("#trials tbody tr td:nth-child(3)").all_inner_texts()) == {"FAIL"}
+
+    p.click("#reset")
+    p.wait_for_function("document.querySelector('#table-info').textContent.startsWith('13 trials')")
+    p.select_option("select[name=param_name]", "x")
+    p.fill("input[name=param_low]", "0")
+    p.fill("input[name=param_high]", "2")
+    p.click("#apply")
+    expected = [r["number"] for r in client.get(f"/api/studies/{STUDY}/trials", params={"param": "x:0:2"}).json()["trials"]]
+    assert 0 < len(expected) < 13
+    _wait_numbers(p, expected)
+
+    p.click("#reset")
+    p.select_option("select[name=param_name]", "tag")
+    p.fill("input[name=param_eq]", XSS)
+    p.click("#apply")
+    expected = [r["number"] for r in client.get(f"/api/studies/{STUDY}/trials", params={"param": f"tag={XSS}"}).json()["trials"]]
+    _wait_numbers(p, expected)
+    cells = p.locator("#trials tbody tr td:nth-child(6)").all_inner_texts()  # the tag column, shown as text
+    assert cells and set(cells) == {XSS}
+    assert page.errors == [] and page.dialogs == []
+
+
+def test_failed_trial_shows_its_traceback(page: Page, server: LiveServer) -> None:
+    p = page.page
+    p.goto(f"{server.base}/studies/{STUDY}/trials/3")
+    assert p.inner_text("#trial-state") == "FAIL"
+    assert "diverged in trial 3: loss is <nan> & rising" in p.inner_text("#error-text")
+    tb = p.inner_text("#traceback")
+    assert "Traceback (most recent call last)" in tb and "RuntimeError" in tb
+    assert page.errors == []
+
+
+def test_download_returns_the_file(page: Page, server: LiveServer, tmp_path: Path) -> None:
+    p = page.page
+    p.goto(f"{server.base}/studies/{STUDY}/trials/0")
+    with p.expect_download() as info:
+        p.click("a.download")
+    target = tmp_path / "best.pt"
+    info.value.save_as(target)
+    assert target.read_bytes() == b"weights of trial 0\n"
+    assert info.value.suggested_filename == "best.pt"
+
+
+def test_compare_from_the_table_selection(page: Page, server: LiveServer) -> None:
+    p = page.page
+    p.goto(f"{server.base}/studies/{STUDY}")
+    _wait_rows(p)
+    for n in (1, 4):
+        p.check(f"#trials tbody tr[data-number='{n}'] input[type=checkbox]")
+    p.click("#compare")
+    p.wait_for_url("**/compare?trials=1,4")
+    p.wait_for_selector("#compare-fig .main-svg")
+    assert page.errors == []
+
+
+def test_token_protected_dashboard_works_in_a_browser(browser: Any, dash_url: str) -> None:
+    with LiveServer(dash_url, token="tok-123") as s:
+        pg = Page(browser)
+        try:
+            p = pg.page
+            resp = p.goto(f"{s.base}/studies/{STUDY}")
+            assert resp.status == 401 and "token" in p.inner_text("body")
+            pg.errors.clear()  # the browser logs the refused request itself
+            p.goto(f"{s.base}/studies/{STUDY}?token=tok-123")  # sets the cookie the page's API calls then carry
+            _wait_rows(p)
+            p.wait_for_selector("#plot-history .main-svg", timeout=60_000)
+            p.goto(f"{s.base}/studies/{STUDY}/trials/0")
+            p.wait_for_selector("#curve-fig .main-svg")
+            assert pg.errors == []
+        finally:
+            pg.close()
+
+
+def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, screenshots_dir: Path) -> None:
+    """A real `tuner run` in another process; the open page shows new trials without a reload."""
+    import optuna
+
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    spec = tmp_path / "live.yaml"
+    spec.write_text(
+        "name: live\nobjective: tests.objectives:dashboard_mix\nmetric: loss\ndirection: minimize\n"
+        "n_trials: 8\nconcurrency: 1\nseed: 0\npruner: none\nmax_failures: 8\n"
+        f"artifacts_dir: {tmp_path / 'artifacts'}\n"
+        "search_space:\n  params:\n    x: {float: [-3.0, 3.0]}\n    delay: 0.4\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "1",
+                             "--quiet"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while True:  # wait until the run has created the study
+            try:
+                optuna.load_study(study_name="live", storage=url)
+                break
+            except (KeyError, Exception):  # noqa: BLE001 - the database may not exist yet
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError(f"the study never started: {proc.stdout.read().decode() if proc.stdout else ''}")
+                time.sleep(0.5)
+        with LiveServer(url) as s:
+            p = page.page
+            p.goto(f"{s.base}/studies/live")
+            p.wait_for_selector("#table-info")
+            first = p.inner_text("#counts")
+            first_rows = p.locator("#trials tbody tr").count()
+            p.wait_for_function("before => document.querySelector('#counts').textContent !== before",
+                                arg=p.evaluate("document.querySelector('#counts').textContent"), timeout=120_000)
+            p.wait_for_function("n => document.querySelectorAll('#trials tbody tr').length > n", arg=first_rows,
+                                timeout=120_000)
+            assert proc.poll() is None or first_rows < 11, "the study finished before the page could watch it"
+            assert p.inner_text("#counts") != first
+            p.wait_for_function("document.querySelector('#study-state').textContent === 'finished'", timeout=180_000)
+            p.wait_for_selector("#plot-history .main-svg", timeout=60_000)
+            p.screenshot(path=str(screenshots_dir / "study-live.png"), full_page=True)
+            assert page.errors == []
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=60)
