@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "tasks_text": ("bench.tasks_text", "MiniLM fine-tuning on rt-polarity (target: test accuracy >= 0.80)"),
     "tasks_tabular": ("bench.tasks_tabular", "sklearn gradient boosting, regression, MLP accuracy-vs-size Pareto"),
     "report_scale": ("bench.report_scale", "tuner report on studies of 1,000 to 100,000 trials"),
+    "dashboard_scale": ("bench.dashboard_scale", "dashboard server time at 100,000 trials, vs optuna-dashboard"),
     "loop_throughput": ("bench.loop_throughput", "built-in training loop vs a bare PyTorch loop (samples/s)"),
 }
 
