@@ -13,6 +13,7 @@ from typing import Any
 import joblib
 import optuna
 import pytest
+import torch
 
 import tuner
 from tests.conftest import ROOT
@@ -74,6 +75,32 @@ def test_sklearn_regression_study(sqlite_url: str) -> None:
     assert 30 < metrics["val_rmse"] < 90 and {"test_rmse", "test_mae", "test_r2", "val_r2"} <= set(metrics)
 
 
+def test_diabetes_mlp_study(sqlite_url: str) -> None:
+    overrides: dict[str, Any] = {
+        "n_trials": 3,
+        "search_space": {"include": ["../search_spaces/mlp_regression.yaml"],
+                         "params": {"epochs": 4, "early_stopping_patience": 0}},
+    }
+    study = tuner.run(STUDIES / "diabetes_mlp.yaml", storage=sqlite_url, overrides=overrides)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    _check_curves_and_metrics(study, 3, steps=4, metric="val_rmse")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert complete  # the pruner waits 5 epochs: none is pruned in 4
+    for trial in complete:
+        curve = trial.system_attrs[_attrs.CURVE]
+        assert all({"val_rmse", "val_mae", "val_r2", "val_loss", "train_loss"} <= set(point) for point in curve)
+        assert trial.intermediate_values == {p["step"]: pytest.approx(p["val_rmse"]) for p in curve}
+        metrics = trial.system_attrs[_attrs.METRICS]
+        assert metrics["val_rmse"] == pytest.approx(trial.value) and "val_accuracy" not in metrics
+        assert {"test_rmse", "test_mae", "test_r2", "n_params", "best_epoch"} <= set(metrics)
+        assert "residuals_summary" in (k.removeprefix(_attrs.ATTR_PREFIX) for k in trial.system_attrs)
+    assert 30 < study.best_value < 100  # the target's std is about 78
+    trial_dir = Path(study.best_trial.system_attrs[_attrs.WORKER]["trial_dir"])
+    ckpt = torch.load(trial_dir / "best.pt", weights_only=False)
+    assert ckpt["data"]["task_type"] == "regression" and ckpt["data"]["y_std"] > 0
+    assert "label_smoothing" not in study.best_trial.params  # pinned in the shipped space
+
+
 def test_mlp_pareto_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
         "n_trials": 3, "task_args.max_samples": 300,
@@ -109,7 +136,7 @@ def test_mlp_pareto_latency_variant_validates_and_measures(tmp_path: Path) -> No
     assert "latency_ms" not in plain  # measured only when the study asks for it
 
 
-@pytest.mark.parametrize("name", ["sklearn_gbm", "sklearn_regression", "mlp_pareto"])
+@pytest.mark.parametrize("name", ["sklearn_gbm", "sklearn_regression", "mlp_pareto", "diabetes_mlp"])
 def test_shipped_studies_validate(name: str) -> None:
     spec = tuner.validate(STUDIES / f"{name}.yaml")
     assert spec.name == name and spec.n_trials >= 30

@@ -143,8 +143,8 @@ def test_task_args_must_be_a_mapping() -> None:
 
 def test_task_args_defaults_are_filled() -> None:
     task = MLPTask({"max_samples": 100})
-    assert task.args == {"dataset": "digits", "split": [0.7, 0.15, 0.15], "split_seed": 0, "max_samples": 100,
-                         "label": None}
+    assert task.args == {"dataset": "digits", "task_type": "classification", "split": [0.7, 0.15, 0.15],
+                         "split_seed": 0, "max_samples": 100, "label": None}
     assert isinstance(task, TorchClassifierTask)
 
 

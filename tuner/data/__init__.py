@@ -2,13 +2,16 @@
 
 Every loader returns a :class:`Splits` (train/val/test :class:`Part` s of NumPy arrays plus
 ``n_features``, ``n_classes``, ``input_shape``, ``class_names`` and the training ``mean``/``std``).
+:func:`load_regression_dataset` returns one for a numeric target (``task_type="regression"``,
+target standardised with the training ``y_mean``/``y_std``).
 Importing this package does not import torch or scikit-learn.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from tuner.data._load import BUILTIN_DATASETS, check_dataset, load_dataset
-from tuner.data._splits import DEFAULT_SPLIT, Part, Splits, check_split, make_splits, stratified_order
+from tuner.data._load import BUILTIN_DATASETS, BUILTIN_TASK_TYPES, check_dataset, load_dataset, load_regression_dataset
+from tuner.data._splits import (DEFAULT_SPLIT, TASK_TYPES, Part, Splits, check_split, make_regression_splits,
+                                make_splits, stratified_order)
 from tuner.data.bundled import BUNDLED_DATASETS, BundledTable, load_bundled
 from tuner.data.digits import load_digits
 from tuner.data.images import load_images
@@ -17,10 +20,12 @@ from tuner.data.text import TEXT_SUFFIXES, TextPart, TextSplits, load_text, read
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "BUILTIN_TASK_TYPES",
     "BUNDLED_DATASETS",
     "BundledTable",
     "DEFAULT_SPLIT",
     "TABULAR_SUFFIXES",
+    "TASK_TYPES",
     "TEXT_SUFFIXES",
     "TextPart",
     "TextSplits",
@@ -33,8 +38,10 @@ __all__ = [
     "load_digits",
     "load_idx",
     "load_images",
+    "load_regression_dataset",
     "load_tabular",
     "load_text",
+    "make_regression_splits",
     "make_splits",
     "read_idx",
     "read_regression_table",

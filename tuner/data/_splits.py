@@ -4,6 +4,12 @@ A loader reads features ``X`` and integer labels ``y`` and hands them to :func:`
 which (optionally) subsamples, splits stratified by class with a fixed seed, and standardises
 every part with the mean and standard deviation of the training part only. The statistics
 travel with the :class:`Splits` so that an exported model can apply the same transform.
+
+Regression data (a number to predict) goes through :func:`make_regression_splits` instead: the
+subsample and the split are random (seeded, not stratified: there are no classes), the
+features are standardised the same way, and so is the target, with the training part's
+``y_mean``/``y_std``, which travel with the :class:`Splits` to turn predictions back into the
+target's units.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ import numpy as np
 
 from tuner.exceptions import SpecError
 
-__all__ = ["Part", "Splits", "make_splits", "check_split", "stratified_order", "DEFAULT_SPLIT"]
+__all__ = ["Part", "Splits", "make_splits", "make_regression_splits", "check_split", "stratified_order",
+           "DEFAULT_SPLIT", "TASK_TYPES"]
 
 #: Fractions of the data for train, validation and test.
 DEFAULT_SPLIT: tuple[float, float, float] = (0.7, 0.15, 0.15)
+#: What a data set's ``y`` holds: class indices or a number to predict.
+TASK_TYPES = ("classification", "regression")
 
 
 @dataclass(frozen=True)
 class Part:
-    """One part of a data set: features ``X`` (float32, one row per sample) and labels ``y`` (int64)."""
+    """One part of a data set: features ``X`` (float32, one row per sample) and labels ``y``
+    (int64 class indices; for regression float32 targets, standardised as :class:`Splits` says)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -44,6 +54,11 @@ class Splits:
     sample for models that want it back (``(1, 8, 8)`` for the digits images).
     ``mean`` and ``std`` (``(n_features,)``) are the training-part statistics already applied
     to every part (``mean=0``, ``std=1`` when standardisation was off).
+
+    ``task_type`` is ``"classification"`` or ``"regression"``. A regression data set has
+    ``n_classes=1`` (one model output), no ``class_names``, and float32 targets ``y`` stored as
+    ``(target - y_mean) / y_std`` with the training part's statistics: a prediction ``p`` in
+    those units is ``p * y_std + y_mean`` in the target's. Both are None for classification.
     """
 
     name: str
@@ -56,6 +71,9 @@ class Splits:
     class_names: tuple[str, ...]
     mean: np.ndarray
     std: np.ndarray
+    task_type: str = "classification"
+    y_mean: float | None = None
+    y_std: float | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description, stored with checkpoints so a model can be used without the data."""
@@ -67,6 +85,9 @@ class Splits:
             "class_names": list(self.class_names),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "task_type": self.task_type,
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
         }
 
@@ -133,13 +154,7 @@ def make_splits(
     train_idx, val_idx, test_idx = (np.sort(p) for p in parts)
 
     n_features = X.shape[1]
-    if standardize:
-        mean = X[train_idx].mean(axis=0, dtype=np.float64).astype(np.float32)
-        std = X[train_idx].std(axis=0, dtype=np.float64).astype(np.float32)
-        std[std < 1e-8] = 1.0  # constant features (blank pixels) are only centred
-    else:
-        mean = np.zeros(n_features, dtype=np.float32)
-        std = np.ones(n_features, dtype=np.float32)
+    mean, std = _feature_stats(X[train_idx], standardize)
 
     def part(idx: np.ndarray) -> Part:
         Xp = (X[idx] - mean) / std if standardize else X[idx]
@@ -157,3 +172,77 @@ def make_splits(
         mean=mean,
         std=std,
     )
+
+
+def make_regression_splits(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    name: str,
+    split: Sequence[float] = DEFAULT_SPLIT,
+    split_seed: int = 0,
+    max_samples: int | None = None,
+    standardize: bool = True,
+    standardize_target: bool = True,
+) -> Splits:
+    """Subsample (optional), split at random and standardise ``X`` (n, n_features) and the numeric target ``y`` (n,).
+
+    With the same ``split_seed`` the parts are those of ``task: sklearn`` on the same data: the
+    ``max_samples`` subsample is ``rng.permutation(n)[:max_samples]`` and the parts are cut from
+    a second permutation in the order train, val, test (``rng = default_rng(split_seed)``).
+    """
+    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if len(y) != len(X):
+        raise ValueError(f"{len(X)} rows of X but {len(y)} targets")
+    fractions = check_split(split, source="make_regression_splits", key="split")
+    rng = np.random.default_rng(split_seed)
+
+    if max_samples is not None and max_samples < len(y):
+        keep = np.sort(rng.permutation(len(y))[:max_samples])
+        X, y = X[keep], y[keep]
+
+    order = rng.permutation(len(y))
+    n_train = round(fractions[0] * len(y))
+    n_val = round(fractions[1] * len(y))
+    train_idx, val_idx, test_idx = (np.sort(p) for p in np.split(order, [n_train, n_train + n_val]))
+
+    n_features = X.shape[1]
+    mean, std = _feature_stats(X[train_idx], standardize)
+    y_mean, y_std = 0.0, 1.0
+    if standardize_target and len(train_idx):
+        y_mean = float(y[train_idx].mean())
+        y_std = float(y[train_idx].std())
+        if not y_std > 1e-12:  # a constant target is only centred
+            y_std = 1.0
+
+    def part(idx: np.ndarray) -> Part:
+        Xp = (X[idx] - mean) / std if standardize else X[idx]
+        return Part(np.ascontiguousarray(Xp, dtype=np.float32), ((y[idx] - y_mean) / y_std).astype(np.float32))
+
+    return Splits(
+        name=name,
+        train=part(train_idx),
+        val=part(val_idx),
+        test=part(test_idx),
+        n_features=n_features,
+        n_classes=1,
+        input_shape=(n_features,),
+        class_names=(),
+        mean=mean,
+        std=std,
+        task_type="regression",
+        y_mean=y_mean,
+        y_std=y_std,
+    )
+
+
+def _feature_stats(X_train: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation of the training part (0 and 1 when not standardising)."""
+    n_features = X_train.shape[1]
+    if not standardize:
+        return np.zeros(n_features, dtype=np.float32), np.ones(n_features, dtype=np.float32)
+    mean = X_train.mean(axis=0, dtype=np.float64).astype(np.float32)
+    std = X_train.std(axis=0, dtype=np.float64).astype(np.float32)
+    std[std < 1e-8] = 1.0  # constant features (blank pixels) are only centred
+    return mean, std

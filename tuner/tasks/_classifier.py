@@ -1,8 +1,12 @@
-"""Base of the torch classification tasks: data from ``task_args``, model from ``params``.
+"""Base of the torch tasks on data sets of samples: data from ``task_args``, model from ``params``.
 
 A subclass names itself and builds its model; loading, training, reporting, testing and
 checkpointing are shared (:mod:`tuner.tasks._training`). Importing this module does not
 import torch: the training loop is imported when a trial runs.
+
+The tabular task (``mlp``) does classification or, with ``task_args.task_type: regression``,
+regression; the image tasks (:class:`tuner.tasks.cnn.ImageClassifierTask`) are
+classification only.
 """
 
 from __future__ import annotations
@@ -11,9 +15,10 @@ import abc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from tuner.data import DEFAULT_SPLIT, Splits, check_dataset, load_dataset
+from tuner.data import DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset, load_regression_dataset
 from tuner.tasks._base import Task, TrialContext, _is_int  # noqa: F401 - re-exported for subclasses
-from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS
+from tuner.tasks._metrics import (EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS, REGRESSION_EPOCH_METRICS,
+                                  REGRESSION_FINAL_METRICS)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,15 +27,28 @@ __all__ = ["TorchClassifierTask"]
 
 
 class TorchClassifierTask(Task):
-    """Classification of a data set (``digits`` or a local .npz/.csv) with a torch model.
+    """Classification or regression of a data set (``digits``, ``diabetes`` or a local .npz/.csv) with a torch model.
 
     ``task_args``: ``dataset`` (name or path, relative to the spec file or the working
-    directory), ``split`` ([train, val, test] fractions), ``split_seed``, ``max_samples``
-    (stratified subsample, for quick runs) and ``label`` (CSV label column).
+    directory), ``task_type`` (``classification``, the default, or ``regression``: predict a
+    number), ``split`` ([train, val, test] fractions), ``split_seed``, ``max_samples``
+    (subsample, for quick runs; stratified for classification) and ``label`` (CSV label or
+    target column).
+
+    Classification reads ``digits``, an .npz/.csv table or an IDX folder; the study's metric
+    defaults to ``val_accuracy`` (maximised). Regression reads ``diabetes`` or an .npz/.csv
+    table with a numeric target, split at random and standardised, target included (see
+    :func:`tuner.data.make_regression_splits`); the model has one output; the metrics are
+    ``val_rmse``/``val_mae``/``val_r2`` (RMSE and MAE in the target's units) and the study's
+    metric defaults to ``val_rmse`` (minimised).
     """
 
+    #: ``classification`` or ``regression``, from ``task_args.task_type`` (subclasses without that
+    #: argument, the image tasks, stay classification).
+    task_type: str = "classification"
     args_defaults: ClassVar[Mapping[str, Any]] = {
         "dataset": "digits",
+        "task_type": "classification",
         "split": list(DEFAULT_SPLIT),
         "split_seed": 0,
         "max_samples": None,
@@ -38,29 +56,40 @@ class TorchClassifierTask(Task):
     }
 
     def check_args(self, args: dict[str, Any]) -> None:
+        task_type = args["task_type"]
+        if task_type not in TASK_TYPES:
+            raise self.arg_error("task_type", f"unknown task type {task_type!r}", f"use one of {', '.join(TASK_TYPES)}")
+        self.task_type = task_type
+        if task_type == "regression":
+            # Read by the spec when it names no metric (the class defaults are classification's).
+            self.default_metric = "val_rmse"  # type: ignore[misc]
+            self.default_direction = "minimize"  # type: ignore[misc]
         args["dataset"] = check_dataset(args["dataset"], base_dir=_spec_dir(self.source), source=self.source,
-                                        key="task_args.dataset")
+                                        key="task_args.dataset", task_type=task_type)
         self.check_split_args(args)
         self.check_label_arg(args)
 
     def load_data(self) -> Splits:
         """The data set split and standardised as ``task_args`` say."""
-        return load_dataset(self.args["dataset"], split=self.args["split"], split_seed=self.args["split_seed"],
-                            max_samples=self.args["max_samples"], label=self.args["label"],
-                            source=self.source, key="task_args.dataset")
+        a = self.args
+        load = load_regression_dataset if self.task_type == "regression" else load_dataset
+        return load(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+                    label=a["label"], source=self.source, key="task_args.dataset")
 
     @abc.abstractmethod
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
-        """The untrained model for ``data`` (``n_features`` in, ``n_classes`` logits out)."""
+        """The untrained model for ``data`` (``n_features`` in, ``n_classes`` logits out; 1 output for regression)."""
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
-        from tuner.tasks._training import train_classifier
+        from tuner.tasks._training import train_model
 
         data = self.load_data()
-        return train_classifier(lambda: self.build_model(data, params), data, params, ctx,
-                                checkpoint_extra={"task": self.name, "task_args": dict(self.args)})
+        return train_model(lambda: self.build_model(data, params), data, params, ctx,
+                           checkpoint_extra={"task": self.name, "task_args": dict(self.args)})
 
     def metric_names(self) -> list[str]:
+        if self.task_type == "regression":
+            return [*REGRESSION_EPOCH_METRICS, *REGRESSION_FINAL_METRICS, *OPTIONAL_METRICS]
         return [*EPOCH_METRICS, *FINAL_METRICS, *OPTIONAL_METRICS]
 
 

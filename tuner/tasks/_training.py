@@ -1,11 +1,12 @@
-"""The shared training loop of the torch classification tasks, readable top to bottom.
+"""The shared training loop of the torch tasks (classification and regression), readable top to bottom.
 
-:func:`train_classifier` does, in order: read the training parameters; set up (threads, seed,
-data as tensors on the device, model, optimizer, learning-rate schedule); loop over epochs
-(train on shuffled mini-batches, evaluate on the validation part, report, keep the best
-weights, stop early); then test the best weights and save them. There is no framework between
-the reader and PyTorch: the data sits in memory as tensors and is shuffled with ``randperm``
-(no DataLoader, no worker processes), so the loop runs as fast as a hand-written one.
+:func:`train_model` (also known by its first name, :func:`train_classifier`) does, in order:
+read the training parameters; set up (threads, seed, data as tensors on the device, model,
+optimizer, learning-rate schedule); loop over epochs (train on shuffled mini-batches, evaluate
+on the validation part, report, keep the best weights, stop early); then test the best weights
+and save them. There is no framework between the reader and PyTorch: the data sits in memory
+as tensors and is shuffled with ``randperm`` (no DataLoader, no worker processes), so the loop
+runs as fast as a hand-written one.
 
 Training parameters (names shared with the search-space files; models read the others)::
 
@@ -16,6 +17,7 @@ Training parameters (names shared with the search-space files; models read the o
     weight_decay             sgd/adam: L2 through the gradient; adamw: decoupled  0
     l1                       L1 penalty on weights (not biases) added to the loss 0
     label_smoothing          of the training loss (val/test losses are plain CE)  0
+                             (classification only: ignored for regression)
     grad_clip                max gradient norm; 0 or null: off                    null
     schedule                 constant | step | cosine | onecycle                  constant
     warmup_frac              linear warm-up over this fraction of all steps       0
@@ -29,6 +31,20 @@ Training parameters (names shared with the search-space files; models read the o
 
 The monitored metric (best weights, early stopping) is the study's ``ctx.metric`` when it is
 reported every epoch, else ``val_loss`` (minimised). A parameter set to null takes its default.
+
+Classification (``data.task_type == "classification"``): cross-entropy on the model's
+``n_classes`` logits; every epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``,
+``val_f1``, ``val_precision``, ``val_recall`` (macro), ``lr`` and ``epoch_time_s``; the test
+part's confusion matrix and per-class scores are stored as trial attributes.
+
+Regression (``data.task_type == "regression"``, see :func:`tuner.data.make_regression_splits`):
+the model has one output, trained with the mean squared error on the standardised target
+(``train_loss``/``val_loss``/``test_loss`` are in those units); every epoch reports
+``train_loss``, ``val_loss``, ``val_rmse``, ``val_mae``, ``val_r2``, ``lr`` and
+``epoch_time_s``, with RMSE and MAE in the target's own units (predictions are turned back with
+``data.y_mean``/``data.y_std``); the test part's residuals are summarised in the trial
+attribute ``residuals_summary``. The final metrics are named as in
+:data:`tuner.tasks._metrics.REGRESSION_FINAL_METRICS`.
 
 When the study optimises ``latency_ms`` (e.g. ``metrics: [val_accuracy, latency_ms]``), the
 final metrics add it: the median milliseconds of one forward pass of the best weights, in eval
@@ -60,10 +76,11 @@ from torch import nn
 from tuner.data import Part, Splits
 from tuner.exceptions import SpaceError
 from tuner.tasks._base import TrialContext
-from tuner.tasks._metrics import EPOCH_METRICS, confusion_matrix, per_class, scores
+from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
+                                  confusion_matrix, per_class, regression_scores, scores)
 
-__all__ = ["TrainConfig", "train_classifier", "make_optimizer", "make_scheduler", "evaluate", "measure_latency",
-           "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
+__all__ = ["TrainConfig", "train_model", "train_classifier", "make_optimizer", "make_scheduler", "evaluate",
+           "evaluate_regression", "measure_latency", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -135,7 +152,7 @@ class TrainConfig:
             raise _param_error("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum)")
 
 
-def train_classifier(
+def train_model(
     build_model: Callable[[], nn.Module],
     data: Splits,
     params: Mapping[str, Any],
@@ -150,6 +167,8 @@ def train_classifier(
 ) -> dict[str, float]:
     """Train ``build_model()`` on ``data`` with ``params``; report every epoch to ``ctx``.
 
+    ``data.task_type`` picks classification or regression (see the module docstring); a
+    regression model must give one output per sample (shape ``(n, 1)`` or ``(n,)``).
     Returns the best epoch's metrics plus ``test_*`` metrics of the best weights, ``n_params``,
     ``best_epoch``, ``epochs_run`` and ``train_time_s``. The best weights are saved to
     ``ctx.trial_dir / "best.pt"`` with ``params``, ``epoch``, ``metrics`` and ``checkpoint_extra``.
@@ -161,6 +180,8 @@ def train_classifier(
     of the best state dict is saved (default: all of it).
     """
     cfg = TrainConfig.from_params(params)
+    regression = data.task_type == "regression"
+    score_names = REGRESSION_SCORES if regression else SCORES
 
     # ---- setup ---------------------------------------------------------------------------
     if getattr(ctx, "num_threads", None):
@@ -178,12 +199,12 @@ def train_classifier(
     optimizer = make_optimizer(model, cfg, groups=param_groups(model) if param_groups is not None else None)
     steps_per_epoch = math.ceil(n_train / cfg.batch_size)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
-    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    criterion = nn.MSELoss() if regression else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     autocast = _autocast(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     l1_weights = [p for p in model.parameters() if p.requires_grad and p.dim() > 1] if cfg.l1 else []
 
-    monitor, direction = _monitored_metric(ctx)
+    monitor, direction = _monitored_metric(ctx, REGRESSION_EPOCH_METRICS if regression else EPOCH_METRICS)
     best_score: float | None = None
     best_epoch, best_metrics, best_state = 0, {}, None
     start_time = time.perf_counter()
@@ -207,7 +228,9 @@ def train_classifier(
             if augment is not None:
                 xb = augment(xb)
             with autocast():
-                data_loss = criterion(model(xb), yb)
+                out = model(xb)
+                # regression: one output, (batch, 1) -> (batch,) like yb; the squared error in float32
+                data_loss = criterion(out.float().reshape(len(yb)), yb) if regression else criterion(out, yb)
             loss = data_loss
             if l1_weights:
                 loss = loss + cfg.l1 * sum(w.abs().sum() for w in l1_weights)
@@ -225,16 +248,11 @@ def train_classifier(
             loss_sum += data_loss.detach() * len(yb)
 
         # ---- evaluate, report, keep the best ---------------------------------------------
-        val_loss, val_cm = evaluate(model, X_val, y_val, data.n_classes, autocast,
-                                   batch_size=eval_batch_size or _EVAL_BATCH)
-        val = scores(val_cm)
+        val_loss, val, _ = _evaluate_part(model, X_val, y_val, data, autocast, eval_batch_size or _EVAL_BATCH)
         metrics = {
             "train_loss": float(loss_sum) / n_train,
             "val_loss": val_loss,
-            "val_accuracy": val["accuracy"],
-            "val_f1": val["f1"],
-            "val_precision": val["precision"],
-            "val_recall": val["recall"],
+            **{f"val_{name}": val[name] for name in score_names},
             "lr": float(lr),
             "epoch_time_s": time.perf_counter() - epoch_start,
         }
@@ -252,19 +270,19 @@ def train_classifier(
     assert best_state is not None  # at least one epoch ran; the first always counts as best
     model.load_state_dict(best_state)
     X_test, y_test = _tensors(data.test, device)
-    test_loss, test_cm = evaluate(model, X_test, y_test, data.n_classes, autocast,
-                                     batch_size=eval_batch_size or _EVAL_BATCH)
-    test = scores(test_cm)
-    ctx.set_attr("confusion_matrix", test_cm.tolist())
-    ctx.set_attr("per_class", per_class(test_cm, data.class_names))
+    test_loss, test, test_detail = _evaluate_part(model, X_test, y_test, data, autocast,
+                                                  eval_batch_size or _EVAL_BATCH)
+    if regression:
+        if len(y_test):
+            ctx.set_attr("residuals_summary", _residuals_summary(test_detail, _target(y_test, data)))
+    else:
+        ctx.set_attr("confusion_matrix", test_detail.tolist())
+        ctx.set_attr("per_class", per_class(test_detail, data.class_names))
 
     final = {
         **best_metrics,
         "test_loss": test_loss,
-        "test_accuracy": test["accuracy"],
-        "test_f1": test["f1"],
-        "test_precision": test["precision"],
-        "test_recall": test["recall"],
+        **{f"test_{name}": test[name] for name in score_names},
         "n_params": float(n_params),
         "best_epoch": float(best_epoch),
         "epochs_run": float(epoch),
@@ -286,6 +304,10 @@ def train_classifier(
             **(checkpoint_extra or {}),
         }, trial_dir / "best.pt")
     return final
+
+
+#: The loop's name before it learnt regression; both names stay.
+train_classifier = train_model
 
 
 # ---- pieces of the loop ------------------------------------------------------------------------
@@ -358,6 +380,27 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int,
     return float(loss_sum) / len(y), confusion_matrix(y.cpu().numpy(), y_pred, n_classes)
 
 
+def evaluate_regression(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                        autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
+                        batch_size: int = _EVAL_BATCH) -> tuple[float, np.ndarray]:
+    """Mean squared error of ``model`` on ``(X, y)`` and its predictions ``(n,)`` (both in ``y``'s units)."""
+    if len(y) == 0:
+        return math.nan, np.zeros(0, dtype=np.float64)
+    model.eval()
+    loss_sum = torch.zeros((), device=X.device)
+    predictions = []
+    with torch.inference_mode():
+        for start in range(0, len(y), batch_size):
+            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            with autocast():
+                out = model(xb)
+            out = out.float().reshape(len(yb))
+            loss_sum += nn.functional.mse_loss(out, yb.float(), reduction="sum")
+            predictions.append(out)
+    y_pred = torch.cat(predictions).cpu().numpy().astype(np.float64)
+    return float(loss_sum) / len(y), y_pred
+
+
 def measure_latency(model: nn.Module, X: torch.Tensor,
                     autocast: Callable[[], ContextManager[Any]] = contextlib.nullcontext,
                     batch_size: int = 256, repeats: int = 10) -> float:
@@ -399,11 +442,47 @@ def _autocast(device: torch.device, precision: str) -> Callable[[], ContextManag
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
-def _monitored_metric(ctx: TrialContext) -> tuple[str, str]:
-    """The study's metric if it is reported per epoch, else ``val_loss`` (minimised)."""
+def _evaluate_part(model: nn.Module, X: torch.Tensor, y: torch.Tensor, data: Splits,
+                   autocast: Callable[[], ContextManager[Any]], batch_size: int
+                   ) -> tuple[float, dict[str, float], np.ndarray]:
+    """``(loss, scores, detail)`` of one part: for classification the scores of :data:`SCORES` and
+    the confusion matrix; for regression those of :data:`REGRESSION_SCORES` in the target's units
+    and the predictions, also in the target's units."""
+    if data.task_type != "regression":
+        loss, cm = evaluate(model, X, y, data.n_classes, autocast, batch_size=batch_size)
+        return loss, scores(cm), cm
+    loss, y_pred = evaluate_regression(model, X, y, autocast, batch_size=batch_size)
+    y_mean, y_std = _target_stats(data)
+    y_pred = y_pred * y_std + y_mean
+    return loss, regression_scores(_target(y, data), y_pred), y_pred
+
+
+def _target_stats(data: Splits) -> tuple[float, float]:
+    return (float(data.y_mean) if data.y_mean is not None else 0.0,
+            float(data.y_std) if data.y_std is not None else 1.0)
+
+
+def _target(y: torch.Tensor, data: Splits) -> np.ndarray:
+    """A part's targets in their own units (float64)."""
+    y_mean, y_std = _target_stats(data)
+    return y.cpu().numpy().astype(np.float64) * y_std + y_mean
+
+
+def _residuals_summary(y_pred: np.ndarray, y_true: np.ndarray) -> dict[str, float]:
+    """Quantiles of the test residuals ``prediction - target`` in the target's units (JSON-able)."""
+    residuals = y_pred - y_true
+    q05, q25, q50, q75, q95 = np.quantile(residuals, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {"n": int(len(residuals)), "mean": float(residuals.mean()), "std": float(residuals.std()),
+            "p05": float(q05), "p25": float(q25), "median": float(q50), "p75": float(q75), "p95": float(q95),
+            "max_abs": float(np.abs(residuals).max())}
+
+
+def _monitored_metric(ctx: TrialContext, epoch_metrics: Sequence[str] = EPOCH_METRICS) -> tuple[str, str]:
+    """The study's metric if it is reported per epoch (one of ``epoch_metrics``: the classification or
+    the regression ones), in the study's direction; else ``val_loss`` (minimised)."""
     metric = getattr(ctx, "metric", None)
     direction = getattr(ctx, "direction", None)
-    if metric in EPOCH_METRICS and direction in ("maximize", "minimize") and metric not in ("lr", "epoch_time_s"):
+    if metric in epoch_metrics and direction in ("maximize", "minimize") and metric not in ("lr", "epoch_time_s"):
         return metric, direction
     return "val_loss", "minimize"
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from tuner.data import DEFAULT_SPLIT, Splits
 from tuner.data.images import NORMALIZATIONS, check_classes, check_image_dataset, load_images
+from tuner.exceptions import SpecError
 from tuner.tasks._base import TrialContext
 from tuner.tasks._classifier import TorchClassifierTask, _is_int, _spec_dir
 
@@ -52,6 +53,13 @@ class ImageClassifierTask(TorchClassifierTask):
         "normalize": "channel",
         "flip": False,
     }
+
+    def __init__(self, task_args: Mapping[str, Any] | None = None, *, source: str = "<spec>") -> None:
+        if isinstance(task_args, Mapping) and "task_type" in task_args:
+            # TorchClassifierTask (mlp) takes task_type; the image tasks are classification only.
+            raise SpecError(source, "task_args.task_type", f"task {self.name} is classification only",
+                            "remove task_type (regression: task mlp on a table, with task_type: regression)")
+        super().__init__(task_args, source=source)
 
     def check_args(self, args: dict[str, Any]) -> None:
         args["dataset"] = check_image_dataset(args["dataset"], base_dir=_spec_dir(self.source), source=self.source,

@@ -1,4 +1,9 @@
-"""``task: mlp``: a multi-layer perceptron on flat features (digits, .npz, .csv)."""
+"""``task: mlp``: a multi-layer perceptron on flat features (digits, diabetes, .npz, .csv).
+
+Classification by default; ``task_args.task_type: regression`` predicts a number (one output,
+MSE on the standardised target, ``val_rmse``/``val_mae``/``val_r2``): see
+:class:`tuner.tasks.TorchClassifierTask`.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ __all__ = ["MLPTask"]
 
 
 class MLPTask(TorchClassifierTask):
-    """An MLP classifier; model params ``n_layers``, ``width``, ``activation``, ``batch_norm``,
+    """An MLP classifier or regressor; model params ``n_layers``, ``width``, ``activation``, ``batch_norm``,
     ``dropout``, ``init`` (see :func:`tuner.tasks._models.build_mlp`)."""
 
     name = "mlp"
@@ -22,4 +27,4 @@ class MLPTask(TorchClassifierTask):
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
         from tuner.tasks._models import build_mlp
 
-        return build_mlp(data.n_features, data.n_classes, params)
+        return build_mlp(data.n_features, data.n_classes, params)  # n_classes is 1 for regression

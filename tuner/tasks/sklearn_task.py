@@ -44,7 +44,6 @@ import difflib
 import importlib
 import inspect
 import json
-import math
 import platform
 import re
 import statistics
@@ -62,7 +61,7 @@ from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bun
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import Task, TrialContext
-from tuner.tasks._metrics import confusion_matrix, per_class, scores
+from tuner.tasks._metrics import confusion_matrix, per_class, regression_scores, scores
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
@@ -315,7 +314,7 @@ class SklearnTask(Task):
                record: TrialContext | None = None) -> dict[str, float]:
         y_pred = model.predict(X)
         if self.task_type == "regression":
-            return _regression_scores(y, np.asarray(y_pred, dtype=np.float64).reshape(-1))
+            return regression_scores(y, np.asarray(y_pred, dtype=np.float64).reshape(-1))
         assert data.class_names is not None  # classification data always has class names
         n_classes = len(data.class_names)
         cm = confusion_matrix(y, np.asarray(y_pred).astype(np.int64).reshape(-1), n_classes)
@@ -470,17 +469,6 @@ def _random_split(X: np.ndarray, y: np.ndarray, split: Sequence[float], split_se
     n_fit = round(split[0] * len(y)) + round(split[1] * len(y))
     fit, test = np.sort(order[:n_fit]), np.sort(order[n_fit:])
     return X[fit], y[fit], X[test], y[test]
-
-
-def _regression_scores(y: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    error = y_pred - y
-    ss_tot = float(np.sum((y - y.mean()) ** 2))
-    ss_res = float(np.sum(error ** 2))
-    return {
-        "rmse": math.sqrt(ss_res / len(y)),
-        "mae": float(np.mean(np.abs(error))),
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0),
-    }
 
 
 def _latency_ms(model: Any, X: np.ndarray, repeats: int = 5) -> float:
