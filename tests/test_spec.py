@@ -39,6 +39,24 @@ def test_task_defaults_metric_from_the_task() -> None:
     assert s.metrics == ("val_accuracy",) and s.directions == ("maximize",)
 
 
+@pytest.mark.parametrize("task_args, metric, direction", [
+    ({}, "val_loss", "minimize"),
+    ({}, "val_f1", "maximize"),
+    ({}, "latency_ms", "minimize"),
+    ({"task_type": "regression", "dataset": "diabetes"}, "val_r2", "maximize"),
+    ({"task_type": "regression", "dataset": "diabetes"}, "val_mae", "minimize"),
+])
+def test_a_built_in_metric_without_direction_goes_the_right_way(task_args: dict[str, Any], metric: str,
+                                                                  direction: str) -> None:
+    s = spec_from_mapping({"name": "q", "task": "mlp", "task_args": task_args, "metric": metric,
+                           "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
+    assert s.directions == (direction,)
+    explicit = spec_from_mapping({"name": "q", "task": "mlp", "task_args": task_args, "metric": metric,
+                                  "direction": "maximize" if direction == "minimize" else "minimize",
+                                  "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
+    assert explicit.directions != (direction,)  # what the spec says always wins
+
+
 def test_every_shipped_study_validates() -> None:
     for path in sorted((ROOT / "studies").glob("*.yaml")):
         if path.name == "fashion_cnn.yaml" and not (ROOT / "data" / "fashion-mnist").is_dir():

@@ -320,6 +320,10 @@ class _Validator:
             if not isinstance(metric, str) or not metric:
                 raise self.fail("metric", f"expected a metric name, got {_short(metric)}", "e.g. metric: val_accuracy")
             names = (metric,)
+            if task_obj is not None and "direction" not in d:
+                # A built-in task's metric says which way is better (val_r2 up, val_loss down)
+                # even when it is not the task's default metric.
+                default_direction = _natural_direction(metric) or default_direction
             dirs = (self._direction("direction", d.get("direction", default_direction)),)
         if task_obj is not None:
             known = task_obj.metric_names()
@@ -498,3 +502,13 @@ def _suggest(key: str, known: Any) -> str:
     close = difflib.get_close_matches(str(key), known, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return f"{hint}known: {', '.join(known)}"
+
+
+def _natural_direction(metric: str) -> str | None:
+    """``maximize``/``minimize`` for the metrics the built-in tasks report, from their names."""
+    name = metric.lower()
+    if name.endswith(("accuracy", "_f1", "precision", "recall", "_r2")):
+        return "maximize"
+    if name.endswith(("loss", "rmse", "mae", "latency_ms", "n_params", "_time_s")):
+        return "minimize"
+    return None
