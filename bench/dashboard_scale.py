@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=30, help="timed requests per row (after 2 warm-ups)")
     parser.add_argument("--dir", type=Path, default=None, help="keep the database here (default: a temp dir)")
+    parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard (minutes at 100,000 trials)")
     args = parser.parse_args(argv)
 
     import warnings
@@ -127,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
         od_rows: list[tuple[str, str, list[float]]] = []
         try:
+            if args.no_peer:
+                raise ImportError
             import httpx
             import optuna_dashboard
 
@@ -168,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, path, times in od_rows:
             print(f"| {label} | `{path}` | {statistics.median(times):.1f} ms | {_p95(times):.1f} ms |")
     else:
-        print("\noptuna-dashboard is not installed (pip install optuna-dashboard) - not compared")
+        print("\noptuna-dashboard not compared (--no-peer, or not installed: pip install optuna-dashboard)")
     return 1 if failed else 0
 
 

@@ -97,3 +97,42 @@ def test_postgresql_end_to_end(postgres_url: str) -> None:
     assert [s.name for s in tuner.list_studies(postgres_url)] == ["pg"]
     resumed = tuner.run({**spec, "n_trials": 8}, objectives.curve, storage=postgres_url)
     assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 8
+
+
+def _index_names(url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {ix["name"] for table in ("trials", "trial_values", "trial_params") for ix in inspector.get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_tuner_indexes_are_created_with_the_storage(tmp_path: Path, postgres_url: str) -> None:
+    wanted = {name for name, _table, _cols in st._INDEXES}
+    sqlite_url = f"sqlite:///{tmp_path / 'ix.db'}"
+    for url in (sqlite_url, postgres_url):
+        st.open_storage(url)
+        assert wanted <= _index_names(url), url
+        assert st.ensure_indexes(st.open_storage(url)) is True  # idempotent
+
+
+def test_indexes_on_a_read_only_database_are_skipped_quietly(tmp_path: Path) -> None:
+    import subprocess
+
+    path = tmp_path / "plain.db"
+    optuna.create_study(study_name="plain", storage=f"sqlite:///{path}")  # made by plain Optuna: no tuner index
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0  # root writes mode-0444 files; an immutable file binds root too
+    if immutable:
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        storage = st.open_storage(f"sqlite:///{path}", readonly=True)
+        assert st.ensure_indexes(storage) is False
+        assert optuna.load_study(study_name="plain", storage=storage).study_name == "plain"
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        st._CACHE.clear()

@@ -18,7 +18,7 @@ from tuner.exceptions import StorageError
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact"]
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -76,7 +76,11 @@ def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
         conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
         # WAL + NORMAL sync: readers never block the writer, and a killed process loses nothing
         # committed (only an OS crash can lose the last transactions).
-        conn.execute("PRAGMA journal_mode = WAL")
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            # A read-only file (reports, the dashboard) cannot switch modes: read it as it is.
+            return conn
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
@@ -126,8 +130,35 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
         raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     except RuntimeError as exc:  # optuna's schema-version mismatch
         raise StorageError(f"storage {redact(url)}: {str(exc).splitlines()[0]}") from None
+    if not readonly and not worker:
+        ensure_indexes(storage)
     _CACHE[key] = storage
     return storage
+
+
+#: Indexes tuner adds to Optuna's tables (name, table, columns). Optuna indexes trials by study
+#: only, so counting a study's trials by state, sorting its trials by value and filtering them
+#: by a parameter range each read every row of the study; with these the dashboard's table and
+#: ``tuner ls`` read an index instead (measured in bench/dashboard_scale.py). They hold no data
+#: of their own and Optuna's queries and migrations ignore them.
+_INDEXES = (
+    ("ix_tuner_trials_study_state", "trials", ("study_id", "state", "datetime_start", "datetime_complete")),
+    ("ix_tuner_trial_values_sort", "trial_values", ("objective", "value", "trial_id")),
+    ("ix_tuner_trial_params_filter", "trial_params", ("param_name", "param_value", "trial_id")),
+)
+
+
+def ensure_indexes(storage: "optuna.storages.RDBStorage") -> bool:
+    """Create tuner's indexes if missing; False (and nothing changed) when the database is read-only."""
+    import sqlalchemy as sa
+
+    try:
+        with storage.engine.begin() as conn:
+            for name, table, columns in _INDEXES:
+                conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(columns)})"))
+    except sa.exc.SQLAlchemyError:
+        return False
+    return True
 
 
 def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:

@@ -74,7 +74,8 @@ def test_every_sort_key_orders_the_rows(client: Any, dash_url: str, sort: str) -
         assert [xs[n] for n in asc] == sorted(xs.values())
     if sort == "duration":
         durations = [r["duration_s"] for r in _all_rows(client, sort=sort, order="asc")]
-        assert durations == sorted(durations)
+        # SQLite's date functions resolve milliseconds: durations closer than that may swap.
+        assert all(b >= a - 0.002 for a, b in zip(durations, durations[1:])), durations
 
 
 def test_filter_by_state(client: Any) -> None:

@@ -37,9 +37,12 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     ``token``: when given, every request must carry it (see :mod:`tuner.dashboard._auth`).
     """
     from tuner import __version__
-    from tuner.storage import open_storage
+    from tuner.storage import ensure_indexes, open_storage
 
     rdb = storage if storage is not None and not isinstance(storage, str) else open_storage(storage, readonly=True)
+    # The dashboard's one write, best-effort: the indexes its table queries need, on a database
+    # filled by plain Optuna or an older tuner (they hold no data; a read-only file is left as is).
+    ensure_indexes(rdb)
     data = DashboardData(rdb)
     figures = FigureCache(data)
     templates = _templates()
@@ -123,7 +126,7 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
     def page_trial(request: Request, name: str, number: int) -> Response:
         trial = _clean(data.trial(name, number))
-        study = data.study(name)
+        study = data.meta(name)
         return _page(templates, "trial.html", request, study=study, trial=trial,
                      trial_json=_script_json(trial), study_name=name)
 

@@ -126,6 +126,7 @@ class DashboardData:
         self.storage = storage
         self.engine = storage.engine
         self._sqlite = self.engine.dialect.name == "sqlite"
+        self._param_names: dict[int, tuple[int, frozenset[str]]] = {}  # study id -> (newest trial id read, names)
 
     # ---- studies -------------------------------------------------------------------------------
 
@@ -169,6 +170,11 @@ class DashboardData:
         summary["spec"] = spec or None
         summary["version"] = self.version(name, info=info)
         return summary
+
+    def meta(self, name: str) -> dict[str, Any]:
+        """Name, directions and metric names only (what a trial page needs; no trial is read)."""
+        info = self._study_row(name)
+        return {"name": info.name, "directions": info.directions, "metric_names": info.metric_names}
 
     def version(self, name: str, *, info: _StudyRow | None = None) -> str:
         """A marker that changes whenever a trial of the study is added or changes state.
@@ -225,32 +231,20 @@ class DashboardData:
 
             total = conn.execute(base(sa.func.count())).scalar_one()
             key, _, arg = query.sort.partition(":")
-            order_col: Any
-            q = base(t.trial_id)
-            if key == "value":
-                objective = int(arg) if arg else query.objective
-                sort_value = sa.orm.aliased(v)
-                q = q.outerjoin(sort_value, sa.and_(sort_value.trial_id == t.trial_id, sort_value.objective == objective))
-                order_col = sort_value.value
-            elif key == "param":
-                sort_param = sa.orm.aliased(p)
-                q = q.outerjoin(sort_param, sa.and_(sort_param.trial_id == t.trial_id, sort_param.param_name == arg))
-                order_col = sort_param.param_value
-            elif key == "duration":
-                order_col = self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc)
-            elif key == "started":
-                order_col = t._datetime_start_utc
-            elif key == "completed":
-                order_col = t._datetime_complete_utc
-            elif key == "state":
-                order_col = t.state
+            offset = (query.page - 1) * query.per_page
+            if key in ("value", "param"):
+                ids = self._page_sorted_by_joined(conn, base, query, key, arg, offset)
             else:
-                order_col = t.number
-            direction = order_col.asc() if query.order == "asc" else order_col.desc()
-            # Missing values (running trials, absent parameters) always go last; ties by number.
-            q = q.order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
-            q = q.limit(query.per_page).offset((query.page - 1) * query.per_page)
-            ids = [row[0] for row in conn.execute(q)]
+                order_col: Any = {
+                    "duration": self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc),
+                    "started": t._datetime_start_utc,
+                    "completed": t._datetime_complete_utc,
+                    "state": t.state,
+                }.get(key, t.number)
+                direction = order_col.asc() if query.order == "asc" else order_col.desc()
+                # Missing values (running trials) always go last; ties by number.
+                q = base(t.trial_id).order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
+                ids = [row[0] for row in conn.execute(q.limit(query.per_page).offset(offset))]
         rows = self._read(info, ids) if ids else []
         by_id = {r["trial_id"]: r for r in rows}
         return {"study": info.name, "total": total, "page": query.page, "per_page": query.per_page,
@@ -258,16 +252,61 @@ class DashboardData:
                 "directions": info.directions, "metric_names": info.metric_names,
                 "trials": [by_id[i] for i in ids if i in by_id]}
 
+    def _page_sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str, offset: int) -> list[int]:
+        """One page of trial ids sorted by a value or a parameter; trials without one come last.
+
+        Written as two queries rather than one ``ORDER BY value IS NULL, value``: the plain
+        ``ORDER BY value, trial_id`` of the trials that have one walks the sort index
+        (:data:`tuner.storage._INDEXES`) and stops after the page, instead of sorting the study.
+        """
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        t = m.TrialModel
+        if key == "value":
+            side: Any = sa.orm.aliased(m.TrialValueModel)
+            on = sa.and_(side.trial_id == t.trial_id, side.objective == (int(arg) if arg else query.objective))
+            column = side.value
+        else:
+            side = sa.orm.aliased(m.TrialParamModel)
+            on = sa.and_(side.trial_id == t.trial_id, side.param_name == arg)
+            column = side.param_value
+        desc = query.order == "desc"
+        has = base(t.trial_id).join(side, on).order_by(column.desc() if desc else column.asc(),
+                                                        side.trial_id.desc() if desc else side.trial_id.asc())
+        ids = [row[0] for row in conn.execute(has.limit(query.per_page).offset(offset))]
+        if len(ids) == query.per_page:
+            return ids
+        # The sorted part ended on this page (or before it): fill up with the trials that lack it.
+        n_with = offset + len(ids) if ids else conn.execute(base(sa.func.count()).join(side, on)).scalar_one()
+        lacking = (base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
+                   .order_by(t.number.asc()).limit(query.per_page - len(ids)).offset(max(0, offset - n_with)))
+        return ids + [row[0] for row in conn.execute(lacking)]
+
     def param_names(self, name: str) -> list[str]:
-        """The parameter names of the study (for the table's columns and filters)."""
+        """The parameter names of the study (for the table's columns and filters).
+
+        Read incrementally: names of trials already seen are kept per study, and each call reads
+        only the parameters of trials added since (trial ids only grow), through the
+        ``(trial_id, param_name)`` index. The first call for a study reads all of them once.
+        """
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
 
         info = self._study_row(name)
         t, p = m.TrialModel, m.TrialParamModel
+        seen, names = self._param_names.get(info.study_id, (0, frozenset()))
         with self.engine.connect() as conn:
-            names = conn.execute(sa.select(p.param_name).join(t, t.trial_id == p.trial_id)
-                                 .where(t.study_id == info.study_id).distinct()).scalars().all()
+            newest = conn.execute(sa.select(sa.func.max(t.trial_id)).where(t.study_id == info.study_id)).scalar() or 0
+            if newest > seen:
+                found = conn.execute(
+                    sa.select(p.param_name).where(
+                        p.trial_id.between(seen + 1, newest),
+                        p.trial_id.in_(sa.select(t.trial_id).where(t.study_id == info.study_id,
+                                                                   t.trial_id.between(seen + 1, newest))))
+                    .distinct()).scalars().all()
+                names = names | frozenset(found)
+                self._param_names[info.study_id] = (newest, names)
         return sorted(names)
 
     def trial(self, name: str, number: int, *, full: bool = True) -> dict[str, Any]:
@@ -369,13 +408,13 @@ class DashboardData:
         return [tid for _, tid in front[:limit]]
 
     def _param_condition(self, conn: Any, info: _StudyRow, f: ParamFilter) -> Any:
-        """SQL condition ``trial has parameter f.name within the filter`` (on Optuna's internal values)."""
+        """SQL condition ``the trial's parameter f.name passes the filter`` (on Optuna's internal values)."""
         import sqlalchemy as sa
         from optuna.distributions import CategoricalDistribution, json_to_distribution
         from optuna.storages._rdb import models as m
 
         t, p = m.TrialModel, m.TrialParamModel
-        cond = [p.trial_id == t.trial_id, p.param_name == f.name]
+        cond = [p.param_name == f.name]
         if f.choices:
             # Categorical values are stored as the index of the choice: map each choice through
             # every distribution the parameter had in this study (usually one).
@@ -398,7 +437,9 @@ class DashboardData:
                 cond.append(p.param_value >= f.low)
             if f.high is not None:
                 cond.append(p.param_value <= f.high)
-        return sa.exists(sa.select(p.param_id).where(*cond))
+        # ``trial_id IN (matching parameter rows)`` reads the (param_name, param_value) index once;
+        # a correlated EXISTS would probe the parameters of every trial of the study.
+        return t.trial_id.in_(sa.select(p.trial_id).where(*cond))
 
     def _seconds(self, column: Any) -> Any:
         import sqlalchemy as sa

@@ -74,10 +74,17 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
             m.TrialIntermediateValueModel.TrialIntermediateValueType.INF_NEG: float("-inf"),
             m.TrialIntermediateValueModel.TrialIntermediateValueType.NAN: float("nan")}
 
-    # Every trial of the study, or only ``trial_ids``.
+    # Every trial of the study, or only ``trial_ids``. A few trials are read by their ids alone
+    # (after checking they belong to the study): with the study's condition in the join as well,
+    # SQLite walks the whole study's index instead of the few ids.
     scope = t.study_id == study_id
     if trial_ids is not None:
         scope = sa.and_(scope, t.trial_id.in_([int(i) for i in trial_ids]))
+
+    def scoped(query: Any, model: Any) -> Any:
+        if trial_ids is None:
+            return query.join(t, t.trial_id == model.trial_id).where(scope)
+        return query.where(model.trial_id.in_(list(rows)))
 
     to_local = _LocalTime()
     sqlite = storage.engine.dialect.name == "sqlite"
@@ -97,14 +104,13 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
             return []
         v = m.TrialValueModel
         for tid, objective, value, vtype in conn.execute(
-                sa.select(v.trial_id, v.objective, v.value, v.value_type).join(t, t.trial_id == v.trial_id)
-                .where(scope)).all():
+                scoped(sa.select(v.trial_id, v.objective, v.value, v.value_type), v)).all():
             rows[tid]["values"][objective] = inf.get(vtype, value)
         p = m.TrialParamModel
         dist_cache: dict[str, Any] = {}
         for tid, name, value, djson in conn.execute(
-                sa.select(p.trial_id, p.param_name, p.param_value, p.distribution_json).join(t, t.trial_id == p.trial_id)
-                .where(scope).order_by(p.param_id)).all():
+                scoped(sa.select(p.trial_id, p.param_name, p.param_value, p.distribution_json), p)
+                .order_by(p.param_id)).all():
             dist = dist_cache.get(djson)
             if dist is None:
                 dist = dist_cache[djson] = json_to_distribution(djson)
@@ -113,13 +119,11 @@ def _read_rdb(storage: "optuna.storages.RDBStorage", study_id: int,
             row["dists"][name] = dist
         iv = m.TrialIntermediateValueModel
         for tid, step, value, vtype in conn.execute(
-                sa.select(iv.trial_id, iv.step, iv.intermediate_value, iv.intermediate_value_type)
-                .join(t, t.trial_id == iv.trial_id).where(scope)).all():
+                scoped(sa.select(iv.trial_id, iv.step, iv.intermediate_value, iv.intermediate_value_type), iv)).all():
             rows[tid]["inter"][step] = iinf.get(vtype, value)
         loads = json.loads
         for model, key in ((m.TrialSystemAttributeModel, "sys"), (m.TrialUserAttributeModel, "user")):
-            query = (sa.select(model.trial_id, model.key, model.value_json).join(t, t.trial_id == model.trial_id)
-                     .where(scope))
+            query = scoped(sa.select(model.trial_id, model.key, model.value_json), model)
             if key == "sys":
                 for prefix in skip_attr_prefixes:
                     query = query.where(sa.not_(model.key.startswith(prefix, autoescape=True)))
