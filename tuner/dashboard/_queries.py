@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import sqlite3
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
 from tuner.engine._study import _lease_alive
 from tuner.exceptions import UserInputError
+from tuner.storage import sqlite_path
 
 if TYPE_CHECKING:
     import optuna
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery", "SORT_KEYS", "MAX_PER_PAGE"]
 
 MAX_PER_PAGE = 500
+_DEEP_OFFSET = 2_500     # from this row on, a table page is sliced from a memoised ordering
+_MEMOS = 64              # memoised answers kept (SQLite), least recently used dropped first
 #: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
 SORT_KEYS = ("number", "state", "value", "duration", "started", "completed")
 _STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
@@ -127,6 +133,49 @@ class DashboardData:
         self.engine = storage.engine
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._param_names: dict[int, tuple[int, frozenset[str]]] = {}  # study id -> (newest trial id read, names)
+        self._memos: "OrderedDict[Any, tuple[int, Any]]" = OrderedDict()  # key -> (change marker, value)
+        self._marker_conn: sqlite3.Connection | None = None
+        self._marker_lock = threading.Lock()
+        path = sqlite_path(str(self.engine.url)) if self._sqlite else None
+        self._sqlite_file = path if path is not None and path.exists() else None
+
+    # ---- change marker and memos ---------------------------------------------------------------
+
+    def _marker(self) -> int | None:
+        """A number that changes whenever another connection commits to the database (SQLite only).
+
+        ``PRAGMA data_version`` on a connection of our own costs microseconds, so answers that
+        depend only on the database (counts, orderings, summaries) are reused until anything
+        is written. None for PostgreSQL: every request queries.
+        """
+        if self._sqlite_file is None:
+            return None
+        with self._marker_lock:
+            try:
+                if self._marker_conn is None:
+                    self._marker_conn = sqlite3.connect(f"file:{self._sqlite_file}?mode=ro", uri=True,
+                                                        check_same_thread=False)
+                return int(self._marker_conn.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error:  # cannot watch this file: answer every request from the database
+                self._sqlite_file = None
+                return None
+
+    def _memo(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, reused while the database is unchanged (at most :data:`_MEMOS` answers kept)."""
+        marker = self._marker()
+        if marker is None:
+            return compute()
+        with self._marker_lock:
+            hit = self._memos.get(key)
+            if hit is not None and hit[0] == marker:
+                self._memos.move_to_end(key)
+                return hit[1]
+        value = compute()  # outside the lock: requests for other keys go on meanwhile
+        with self._marker_lock:
+            self._memos[key] = (marker, value)
+            while len(self._memos) > _MEMOS:
+                self._memos.popitem(last=False)
+        return value
 
     # ---- studies -------------------------------------------------------------------------------
 
@@ -135,7 +184,8 @@ class DashboardData:
         from tuner.storage import study_overview
 
         rows = []
-        for row in study_overview(self.storage):
+        for memo_row in self._memo(("overview",), lambda: study_overview(self.storage)):
+            row = dict(memo_row)  # the memo is shared: leave it as it was
             attrs = row.pop("system_attrs")
             spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
             rows.append(_study_summary(row, spec, attrs.get(_attrs.DRIVER)))
@@ -148,18 +198,23 @@ class DashboardData:
 
         info = self._study_row(name)
         t = m.TrialModel
-        counts: dict[str, int] = {}
-        last = None
-        with self.engine.connect() as conn:
-            for state, n, last_start, last_end in conn.execute(
-                    sa.select(t.state, sa.func.count(), sa.func.max(t._datetime_start_utc),
-                              sa.func.max(t._datetime_complete_utc))
-                    .where(t.study_id == info.study_id).group_by(t.state)):
-                counts[state.name] = n
-                for ts in (last_start, last_end):
-                    if ts is not None and (last is None or ts > last):
-                        last = ts
-            best_ids = self._best_trial_ids(conn, info)
+
+        def read() -> tuple[dict[str, int], Any, list[int]]:
+            counts: dict[str, int] = {}
+            last = None
+            with self.engine.connect() as conn:
+                for state, n, last_start, last_end in conn.execute(
+                        sa.select(t.state, sa.func.count(), sa.func.max(t._datetime_start_utc),
+                                  sa.func.max(t._datetime_complete_utc))
+                        .where(t.study_id == info.study_id).group_by(t.state)):
+                    counts[state.name] = n
+                    for ts in (last_start, last_end):
+                        if ts is not None and (last is None or ts > last):
+                            last = ts
+                return counts, last, self._best_trial_ids(conn, info)
+
+        counts, last, best_ids = self._memo(("study", info.study_id), read)
+        counts = dict(counts)
         spec = info.system_attrs.get(_attrs.SPEC) if isinstance(info.system_attrs.get(_attrs.SPEC), dict) else {}
         summary = _study_summary({"study_id": info.study_id, "name": info.name, "directions": info.directions,
                                   "counts": counts, "best": None, "last_activity": last,
@@ -186,6 +241,12 @@ class DashboardData:
         from optuna.storages._rdb import models as m
 
         info = info or self._study_row(name)
+        return str(self._memo(("version", info.study_id), lambda: self._read_version(info)))
+
+    def _read_version(self, info: _StudyRow) -> str:
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
         t = m.TrialModel
         with self.engine.connect() as conn:
             n, max_id, n_done, last_done, n_steps = conn.execute(sa.select(
@@ -229,22 +290,17 @@ class DashboardData:
                     q = q.join(value, sa.and_(value.trial_id == t.trial_id, value.objective == query.objective))
                 return q.where(*where)
 
-            total = conn.execute(base(sa.func.count())).scalar_one()
-            key, _, arg = query.sort.partition(":")
             offset = (query.page - 1) * query.per_page
-            if key in ("value", "param"):
-                ids = self._page_sorted_by_joined(conn, base, query, key, arg, offset)
+            shape = (info.study_id, query.states, query.value_min, query.value_max, query.objective, query.params,
+                     query.sort, query.order)
+            total = self._memo(("count", shape), lambda: conn.execute(base(sa.func.count())).scalar_one())
+            if offset >= _DEEP_OFFSET and self._marker() is not None:
+                # Deep pages walk the sort index up to the offset: order the whole selection once
+                # per change of the database and slice it (shallow pages stay single queries).
+                ordered = self._memo(("ids", shape), lambda: self._ordered_ids(conn, base, query, None, 0))
+                ids = ordered[offset:offset + query.per_page]
             else:
-                order_col: Any = {
-                    "duration": self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc),
-                    "started": t._datetime_start_utc,
-                    "completed": t._datetime_complete_utc,
-                    "state": t.state,
-                }.get(key, t.number)
-                direction = order_col.asc() if query.order == "asc" else order_col.desc()
-                # Missing values (running trials) always go last; ties by number.
-                q = base(t.trial_id).order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
-                ids = [row[0] for row in conn.execute(q.limit(query.per_page).offset(offset))]
+                ids = self._ordered_ids(conn, base, query, query.per_page, offset)
         rows = self._read(info, ids) if ids else []
         by_id = {r["trial_id"]: r for r in rows}
         return {"study": info.name, "total": total, "page": query.page, "per_page": query.per_page,
@@ -252,8 +308,29 @@ class DashboardData:
                 "directions": info.directions, "metric_names": info.metric_names,
                 "trials": [by_id[i] for i in ids if i in by_id]}
 
-    def _page_sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str, offset: int) -> list[int]:
-        """One page of trial ids sorted by a value or a parameter; trials without one come last.
+    def _ordered_ids(self, conn: Any, base: Any, query: TrialQuery, limit: int | None, offset: int) -> list[int]:
+        """Trial ids of the selection in the query's order: ``limit`` from ``offset`` (None: all)."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        t = m.TrialModel
+        key, _, arg = query.sort.partition(":")
+        if key in ("value", "param"):
+            return self._sorted_by_joined(conn, base, query, key, arg, limit, offset)
+        order_col: Any = {
+            "duration": self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc),
+            "started": t._datetime_start_utc,
+            "completed": t._datetime_complete_utc,
+            "state": t.state,
+        }.get(key, t.number)
+        direction = order_col.asc() if query.order == "asc" else order_col.desc()
+        # Missing values (running trials) always go last; ties by number.
+        q = base(t.trial_id).order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
+        return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
+
+    def _sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str,
+                          limit: int | None, offset: int) -> list[int]:
+        """Trial ids sorted by a value or a parameter; trials without one come last.
 
         Written as two queries rather than one ``ORDER BY value IS NULL, value``: the plain
         ``ORDER BY value, trial_id`` of the trials that have one walks the sort index
@@ -274,13 +351,14 @@ class DashboardData:
         desc = query.order == "desc"
         has = base(t.trial_id).join(side, on).order_by(column.desc() if desc else column.asc(),
                                                         side.trial_id.desc() if desc else side.trial_id.asc())
-        ids = [row[0] for row in conn.execute(has.limit(query.per_page).offset(offset))]
-        if len(ids) == query.per_page:
+        ids = [row[0] for row in conn.execute(has.limit(limit).offset(offset))]
+        if limit is not None and len(ids) == limit:
             return ids
-        # The sorted part ended on this page (or before it): fill up with the trials that lack it.
-        n_with = offset + len(ids) if ids else conn.execute(base(sa.func.count()).join(side, on)).scalar_one()
+        # The sorted part ended on this page (or before it): go on with the trials that lack it.
+        n_with = offset + len(ids) if ids or offset == 0 else conn.execute(base(sa.func.count()).join(side, on)).scalar_one()
         lacking = (base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
-                   .order_by(t.number.asc()).limit(query.per_page - len(ids)).offset(max(0, offset - n_with)))
+                   .order_by(t.number.asc()).limit(None if limit is None else limit - len(ids))
+                   .offset(max(0, offset - n_with)))
         return ids + [row[0] for row in conn.execute(lacking)]
 
     def param_names(self, name: str) -> list[str]:
