@@ -46,13 +46,14 @@ def test_param_filter_parsing() -> None:
             ParamFilter.parse(bad)
 
 
-def test_deep_pages_sliced_from_the_memo_match_single_queries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deep_pages_read_from_the_far_end_match_the_forward_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = f"sqlite:///{tmp_path / 'q.db'}"
     _fill(url)
     data = DashboardData(open_storage(url, readonly=True))
     pages = {}
-    for deep in (10**9, 0):  # first every page as one query, then every page sliced from the memo
-        monkeypatch.setattr(_queries, "_DEEP_OFFSET", deep)
+    for deep in (10**9, 0):  # first every page walked from the start, then deep ones from the far end
+        monkeypatch.setattr(_queries, "_REVERSE_FROM", deep)
+        data = DashboardData(open_storage(url, readonly=True))  # no memo shared between the two passes
         for sort in ("value", "param:lr", "number", "duration"):
             for order in ("asc", "desc"):
                 for page in range(1, 8):
@@ -117,3 +118,28 @@ def test_postgresql_gives_the_same_table(postgres_url: str, tmp_path: Path) -> N
         assert a["total"] == b["total"] and [r["number"] for r in a["trials"]] == [r["number"] for r in b["trials"]], q
     assert pg.studies()[0]["counts"] == lite.studies()[0]["counts"]
     assert pg.param_names("s") == ["lr", "opt"]
+
+
+def test_interleaved_studies_keep_their_own_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two studies written turn by turn: neither is a range of trial ids, so the table joins the trials."""
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    a = optuna.create_study(study_name="a", storage=url)
+    b = optuna.create_study(study_name="b", storage=url)
+    rng = random.Random(3)
+    dist = {"x": FloatDistribution(0, 1)}
+    for i in range(30):
+        for study in (a, b):
+            study.add_trial(create_trial(params={"x": rng.random()}, distributions=dist,
+                                         value=rng.random() if i % 5 else None,
+                                         state=TrialState.COMPLETE if i % 5 else TrialState.FAIL))
+    monkeypatch.setattr(_queries, "_REVERSE_FROM", 0)
+    data = DashboardData(open_storage(url, readonly=True))
+    for study in (a, b):
+        trials = study.get_trials(deepcopy=False)
+        expected = [t.number for t in sorted((t for t in trials if t.values), key=lambda t: (-t.value, -t.number))]
+        expected += sorted(t.number for t in trials if not t.values)
+        got = [r["number"] for page in range(1, 5)
+               for r in data.trials(study.study_name, TrialQuery(sort="value", order="desc", page=page, per_page=8))["trials"]]
+        assert got == expected
+        by_x = [r["number"] for r in data.trials(study.study_name, TrialQuery(sort="param:x", per_page=500))["trials"]]
+        assert by_x == [t.number for t in sorted(trials, key=lambda t: t.params["x"])]

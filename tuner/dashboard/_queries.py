@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery", "SORT_KEYS", "MAX_PER_PAGE"]
 
 MAX_PER_PAGE = 500
-_DEEP_OFFSET = 2_500     # from this row on, a table page is sliced from a memoised ordering
+_REVERSE_FROM = 2_500    # from this row on, a page sorted by value or parameter may be read from the far end
 _MEMOS = 64              # memoised answers kept (SQLite), least recently used dropped first
 #: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
 SORT_KEYS = ("number", "state", "value", "duration", "started", "completed")
@@ -294,13 +294,11 @@ class DashboardData:
             shape = (info.study_id, query.states, query.value_min, query.value_max, query.objective, query.params,
                      query.sort, query.order)
             total = self._memo(("count", shape), lambda: conn.execute(base(sa.func.count())).scalar_one())
-            if offset >= _DEEP_OFFSET and self._marker() is not None:
-                # Deep pages walk the sort index up to the offset: order the whole selection once
-                # per change of the database and slice it (shallow pages stay single queries).
-                ordered = self._memo(("ids", shape), lambda: self._ordered_ids(conn, base, query, None, 0))
-                ids = ordered[offset:offset + query.per_page]
-            else:
-                ids = self._ordered_ids(conn, base, query, query.per_page, offset)
+            unfiltered = not (query.states or joined_value or query.params)
+            id_range = self._memo(("range", info.study_id), lambda: self._id_range(conn, info.study_id)) \
+                if unfiltered else None
+            ids = self._memo(("page", shape, offset, query.per_page),
+                             lambda: self._ordered_ids(conn, base, query, query.per_page, offset, id_range))
         rows = self._read(info, ids) if ids else []
         by_id = {r["trial_id"]: r for r in rows}
         return {"study": info.name, "total": total, "page": query.page, "per_page": query.per_page,
@@ -308,7 +306,25 @@ class DashboardData:
                 "directions": info.directions, "metric_names": info.metric_names,
                 "trials": [by_id[i] for i in ids if i in by_id]}
 
-    def _ordered_ids(self, conn: Any, base: Any, query: TrialQuery, limit: int | None, offset: int) -> list[int]:
+    def _id_range(self, conn: Any, study_id: int) -> tuple[int, int] | None:
+        """``(first, last)`` trial id of the study when no other study's trial lies between them.
+
+        Then "the study's values" is a range of the value and parameter indexes, read without
+        looking up each trial (a study run alone, the common case); else None.
+        """
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        t = m.TrialModel
+        lo, hi, n = conn.execute(sa.select(sa.func.min(t.trial_id), sa.func.max(t.trial_id), sa.func.count())
+                                 .where(t.study_id == study_id)).one()
+        if not n:
+            return None
+        inside = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.trial_id.between(lo, hi))).scalar_one()
+        return (int(lo), int(hi)) if inside == n else None
+
+    def _ordered_ids(self, conn: Any, base: Any, query: TrialQuery, limit: int | None, offset: int,
+                     id_range: tuple[int, int] | None = None) -> list[int]:
         """Trial ids of the selection in the query's order: ``limit`` from ``offset`` (None: all)."""
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
@@ -316,7 +332,7 @@ class DashboardData:
         t = m.TrialModel
         key, _, arg = query.sort.partition(":")
         if key in ("value", "param"):
-            return self._sorted_by_joined(conn, base, query, key, arg, limit, offset)
+            return self._sorted_by_joined(conn, base, query, key, arg, limit, offset, id_range)
         order_col: Any = {
             "duration": self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc),
             "started": t._datetime_start_utc,
@@ -329,7 +345,7 @@ class DashboardData:
         return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
 
     def _sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str,
-                          limit: int | None, offset: int) -> list[int]:
+                          limit: int | None, offset: int, id_range: tuple[int, int] | None = None) -> list[int]:
         """Trial ids sorted by a value or a parameter; trials without one come last.
 
         Written as two queries rather than one ``ORDER BY value IS NULL, value``: the plain
@@ -342,20 +358,44 @@ class DashboardData:
         t = m.TrialModel
         if key == "value":
             side: Any = sa.orm.aliased(m.TrialValueModel)
-            on = sa.and_(side.trial_id == t.trial_id, side.objective == (int(arg) if arg else query.objective))
+            which = side.objective == (int(arg) if arg else query.objective)
             column = side.value
         else:
             side = sa.orm.aliased(m.TrialParamModel)
-            on = sa.and_(side.trial_id == t.trial_id, side.param_name == arg)
+            which = side.param_name == arg
             column = side.param_value
+        on = sa.and_(side.trial_id == t.trial_id, which)
         desc = query.order == "desc"
-        has = base(t.trial_id).join(side, on).order_by(column.desc() if desc else column.asc(),
-                                                        side.trial_id.desc() if desc else side.trial_id.asc())
-        ids = [row[0] for row in conn.execute(has.limit(limit).offset(offset))]
+
+        def ordered(descending: bool) -> Any:
+            order = (column.desc() if descending else column.asc(), side.trial_id.desc() if descending else side.trial_id.asc())
+            if id_range is not None:  # the study's rows are a range of the index: no per-trial lookup
+                return sa.select(side.trial_id).where(which, side.trial_id.between(*id_range)).order_by(*order)
+            return base(t.trial_id).join(side, on).order_by(*order)
+
+        def count_with() -> int:
+            if id_range is not None:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(side)
+                                        .where(which, side.trial_id.between(*id_range))).scalar_one())
+            return int(conn.execute(base(sa.func.count()).join(side, on)).scalar_one())
+
+        n_with: int | None = None
+        if limit is not None and offset >= _REVERSE_FROM:
+            # A deep page walks the index up to its offset: past the middle, walk from the other end.
+            n_with = count_with()
+        if n_with is not None and n_with / 2 < offset < n_with:
+            end = min(offset + limit, n_with)
+            back = conn.execute(ordered(not desc).limit(end - offset).offset(n_with - end))
+            ids = [row[0] for row in back][::-1]
+        elif n_with is not None and offset >= n_with:
+            ids = []
+        else:
+            ids = [row[0] for row in conn.execute(ordered(desc).limit(limit).offset(offset))]
         if limit is not None and len(ids) == limit:
             return ids
         # The sorted part ended on this page (or before it): go on with the trials that lack it.
-        n_with = offset + len(ids) if ids or offset == 0 else conn.execute(base(sa.func.count()).join(side, on)).scalar_one()
+        if n_with is None:
+            n_with = offset + len(ids) if ids or offset == 0 else count_with()
         lacking = (base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
                    .order_by(t.number.asc()).limit(None if limit is None else limit - len(ids))
                    .offset(max(0, offset - n_with)))
