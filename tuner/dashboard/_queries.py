@@ -316,10 +316,14 @@ class DashboardData:
         from optuna.storages._rdb import models as m
 
         t = m.TrialModel
-        lo, hi, n = conn.execute(sa.select(sa.func.min(t.trial_id), sa.func.max(t.trial_id), sa.func.count())
-                                 .where(t.study_id == study_id)).one()
-        if not n:
+        # min and max alone are index lookups (an aggregate with count() would scan the study).
+        lo = conn.execute(sa.select(sa.func.min(t.trial_id)).where(t.study_id == study_id)).scalar()
+        hi = conn.execute(sa.select(sa.func.max(t.trial_id)).where(t.study_id == study_id)).scalar()
+        if lo is None or hi is None:
             return None
+        n = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.study_id == study_id)).scalar_one()
+        if hi - lo + 1 == n:  # n of the study's ids among exactly n integers: all of them are its own
+            return int(lo), int(hi)
         inside = conn.execute(sa.select(sa.func.count()).select_from(t).where(t.trial_id.between(lo, hi))).scalar_one()
         return (int(lo), int(hi)) if inside == n else None
 
@@ -339,9 +343,12 @@ class DashboardData:
             "completed": t._datetime_complete_utc,
             "state": t.state,
         }.get(key, t.number)
+        if key == "number":  # trial ids order a study's trials as their numbers do: no sort needed
+            q = base(t.trial_id).order_by(t.trial_id.asc() if query.order == "asc" else t.trial_id.desc())
+            return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
         direction = order_col.asc() if query.order == "asc" else order_col.desc()
         # Missing values (running trials) always go last; ties by number.
-        q = base(t.trial_id).order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.number.asc())
+        q = base(t.trial_id).order_by(sa.case((order_col.is_(None), 1), else_=0), direction, t.trial_id.asc())
         return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
 
     def _sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str,
@@ -396,8 +403,10 @@ class DashboardData:
         # The sorted part ended on this page (or before it): go on with the trials that lack it.
         if n_with is None:
             n_with = offset + len(ids) if ids or offset == 0 else count_with()
+        # By trial id, which orders a study's trials as their numbers do (Optuna numbers them in
+        # the order it inserts them) and needs no sort.
         lacking = (base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
-                   .order_by(t.number.asc()).limit(None if limit is None else limit - len(ids))
+                   .order_by(t.trial_id.asc()).limit(None if limit is None else limit - len(ids))
                    .offset(max(0, offset - n_with)))
         return ids + [row[0] for row in conn.execute(lacking)]
 
