@@ -65,6 +65,7 @@ class StudySpec:
     pruner_args: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     max_failures: int = 10
+    keep_checkpoints: int | None = 5   # checkpoints of the best K trials are kept; None: all
     storage: str | None = None
     artifacts_dir: str | None = None
     description: str = ""
@@ -156,7 +157,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, so
 _TOP_LEVEL = {
     "version", "name", "description", "task", "task_args", "objective", "search_space", "metric",
     "direction", "metrics", "directions", "n_trials", "timeout", "trial_timeout", "concurrency",
-    "resources", "sampler", "pruner", "seed", "max_failures", "storage", "artifacts_dir",
+    "resources", "sampler", "pruner", "seed", "max_failures", "storage", "artifacts_dir", "keep_checkpoints",
 }
 
 
@@ -230,6 +231,7 @@ class _Validator:
             pruner_args=pruner_args,
             seed=self._seed(),
             max_failures=self._int("max_failures", default=10, low=0, high=_MAX_TRIALS),
+            keep_checkpoints=self._keep_checkpoints(),
             storage=self._str("storage", default=None),
             artifacts_dir=self._str("artifacts_dir", default=None),
             source=self.source,
@@ -418,6 +420,15 @@ class _Validator:
         value = self.data.get(key, default)
         if value is not None and not isinstance(value, str):
             raise self.fail(key, f"expected a string, got {_kind(value)}", None)
+        return value
+
+    def _keep_checkpoints(self) -> int | None:
+        value = self.data.get("keep_checkpoints", 5)
+        if value is None or value == "all":
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail("keep_checkpoints", f"expected a number of trials >= 1 or all, got {_short(value)}",
+                            "e.g. keep_checkpoints: 5 (the best five trials keep their checkpoints) or all")
         return value
 
     def _int(self, key: str, default: int, low: int, high: int) -> int:

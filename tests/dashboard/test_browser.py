@@ -191,12 +191,15 @@ def test_compare_from_the_table_selection(page: Page, server: LiveServer) -> Non
 
 def test_token_protected_dashboard_works_in_a_browser(browser: Any, dash_url: str) -> None:
     with LiveServer(dash_url, token="tok-123") as s:
+        refused = Page(browser)  # a browser without the token (its console logs the 401 itself)
+        try:
+            resp = refused.page.goto(f"{s.base}/studies/{STUDY}")
+            assert resp.status == 401 and "token" in refused.page.inner_text("body")
+        finally:
+            refused.close()
         pg = Page(browser)
         try:
             p = pg.page
-            resp = p.goto(f"{s.base}/studies/{STUDY}")
-            assert resp.status == 401 and "token" in p.inner_text("body")
-            pg.errors.clear()  # the browser logs the refused request itself
             p.goto(f"{s.base}/studies/{STUDY}?token=tok-123")  # sets the cookie the page's API calls then carry
             _wait_rows(p)
             p.wait_for_selector("#plot-history .main-svg", timeout=60_000)

@@ -607,7 +607,8 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
     if full:
         row["intermediate_values"] = {str(k): _finite(v) for k, v in sorted(t.intermediate_values.items())}
         row["curve"] = jsonable(sa_.get(_attrs.CURVE) or [])
-        row["artifacts"] = [a for a in (sa_.get(_attrs.ARTIFACTS) or []) if isinstance(a, dict)]
+        row["artifacts"] = [{**a, "exists": _file_exists(a.get("uri"))}
+                            for a in (sa_.get(_attrs.ARTIFACTS) or []) if isinstance(a, dict)]
         row["attrs"] = {k[len(_attrs.ATTR_PREFIX):]: jsonable(v) for k, v in sa_.items() if k.startswith(_attrs.ATTR_PREFIX)}
         row["user_attrs"] = jsonable(dict(t.user_attrs))
         row["distributions"] = {k: type(d).__name__ for k, d in t.distributions.items()}
@@ -644,6 +645,12 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dic
         "last_activity": _iso_utc(last),
         "task": spec.get("task"),
     }
+
+
+def _file_exists(uri: Any) -> bool:
+    """Whether a recorded ``file://`` artifact is still there (checkpoints outside the best K are removed)."""
+    parsed = urlparse(str(uri or ""))
+    return parsed.scheme == "file" and Path(unquote(parsed.path)).is_file()
 
 
 def _iso_utc(value: Any) -> str | None:

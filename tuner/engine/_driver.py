@@ -90,6 +90,9 @@ class _RunState:
         self.deadline = deadline
         self.stop_reason: str | None = None
         self.grid = None
+        from tuner.engine._retention import CheckpointRetention
+
+        self.retention = CheckpointRetention(study, spec.keep_checkpoints, enabled=spec.task is not None)
         if spec.sampler == "grid":
             from tuner.engine._plugins import make_sampler
 
@@ -219,6 +222,10 @@ class _Recorder(_Unpicklable, tune.Callback):
         if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
             _mark_failed(state.study, trial_id, error)
         state.count(st)
+        try:
+            state.retention.trial_finished(trial_id, number, st.name, values)
+        except Exception:  # noqa: BLE001 - disk housekeeping must never stop a study
+            pass
         if st not in (TrialState.COMPLETE, TrialState.PRUNED):
             if state.grid is not None:  # grid search: a failed point is tried again
                 idx = state.study._storage.get_trial_system_attrs(trial_id).get("tuner:grid_index")
