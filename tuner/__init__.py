@@ -30,6 +30,8 @@ __all__ = [
     "list_studies",
     "best_trial",
     "report",
+    "export",
+    "load",
     "SearchSpace",
     "StudySpec",
     "TrialContext",
@@ -50,6 +52,8 @@ _LAZY = {
     "list_studies": ("tuner._api", "list_studies"),
     "best_trial": ("tuner._api", "best_trial"),
     "report": ("tuner.report", "report"),  # the callable module: tuner.report(name, "out.html"), tuner.report.build_report
+    "export": ("tuner.export", "_self"),  # the callable module: tuner.export(name, "out/"), tuner.export.load
+    "load": ("tuner.export", "load"),
     "SearchSpace": ("tuner.space", "SearchSpace"),
     "StudySpec": ("tuner.spec", "StudySpec"),
     "TrialContext": ("tuner.engine._context", "TrialContext"),

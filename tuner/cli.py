@@ -261,6 +261,75 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
 
 
+@main.command("export")
+@click.argument("study")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write the export into.")
+@click.option("--trial", type=int, help="Trial number (default: the best; required with several objectives).")
+@click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict (torch tasks; default all) or sklearn.")
+@click.option("--tolerance", default=1e-4, show_default=True, help="Largest output difference allowed vs the PyTorch model.")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
+@_guard
+def export_cmd(study: str, output: str, trial: int | None, formats: str | None, tolerance: float, storage: str | None,
+               as_json: bool) -> None:
+    """Export a trial's model, check it reproduces the trial, and write a model card."""
+    from tuner.export import export
+
+    chosen = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
+    result = export(study, output, trial=trial, formats=chosen, storage=storage, tolerance=tolerance)
+    if as_json:
+        _echo_json(result.card)
+        return
+    click.echo(f"exported trial {result.trial} of {result.study} to {result.folder}/")
+    for name, path in result.files.items():
+        check = result.checks[name]
+        score = ", ".join(f"{k} {v:.4f}" for k, v in check.items() if k.startswith("test_"))
+        click.echo(f"  {name:<12} {path.name:<22} max |diff| vs PyTorch {check['max_abs_diff']:.2g}; {score} "
+                   f"(recorded {', '.join(f'{v:.4f}' for v in result.card['recorded_test'].values())})")
+    click.echo("  model_card.md, model_card.json")
+
+
+@main.command("predict")
+@click.argument("export_dir", type=click.Path())
+@click.argument("inputs", type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (.csv or .json); default: CSV on stdout.")
+@click.option("--proba", is_flag=True, help="Add one probability column per class (classification).")
+@click.option("--format", "model_format", help="Which exported file to run (default: torchscript, else state_dict, onnx).")
+@_guard
+def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, model_format: str | None) -> None:
+    """Predict with an export: INPUTS is a .npy, .npz or .csv of raw features (one row or array per sample)."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from tuner.export import load, read_inputs
+
+    predictor = load(export_dir, format=model_format)
+    X = read_inputs(inputs, n_features=predictor.n_features)
+    predictions = predictor.predict(X)
+    probabilities = predictor.predict_proba(X) if proba else None
+    names = [str(c) for c in (predictor.class_names or range(probabilities.shape[1] if probabilities is not None else 0))]
+    rows = []
+    for i, p in enumerate(predictions):
+        row: dict[str, Any] = {"prediction": p.item() if hasattr(p, "item") else p}
+        if probabilities is not None:
+            row.update({f"p_{n}": float(v) for n, v in zip(names, probabilities[i])})
+        rows.append(row)
+    if output and output.lower().endswith(".json"):
+        Path(output).write_text(json.dumps(rows, indent=1) + "\n")
+        click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["prediction"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if output:
+        Path(output).write_text(buffer.getvalue())
+        click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+    else:
+        click.echo(buffer.getvalue(), nl=False)
+
+
 @main.command("dashboard")
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,

@@ -1,0 +1,199 @@
+"""tuner export / tuner.load / tuner predict on tiny studies of every exportable built-in task (real Ray, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import optuna
+import pytest
+
+import tuner
+from tests import objectives
+from tests.conftest import ROOT
+from tuner.export import load, read_inputs
+from tuner.export._export import CARD_JSON
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+STUDIES = ROOT / "studies"
+
+TINY: dict[str, tuple[str, dict[str, Any]]] = {
+    "quickstart": ("quickstart", {"task_args.max_samples": 400, "search_space": {
+        "include": ["../search_spaces/mlp.yaml"], "params": {"epochs": 3, "n_layers": 1, "width": {"int": [16, 32], "per": "n_layers"}}}}),
+    "diabetes_mlp": ("diabetes_mlp", {"search_space": {
+        "include": ["../search_spaces/mlp_regression.yaml"], "params": {"epochs": 3, "early_stopping_patience": 0}}}),
+    "digits_cnn": ("digits_cnn", {"task_args.max_samples": 300, "search_space": {
+        "include": ["cnn.yaml"], "params": {"epochs": 2, "n_conv": 1, "channels": {"int": [4, 8], "per": "n_conv"},
+                                           "convs_per_block": 1, "head_width": 16, "batch_size": 64}}}),
+    "resnet_pretrain": ("resnet_pretrain", {"task_args.max_samples": 300, "search_space": {
+        "include": ["resnet.yaml"], "params": {"epochs": 2, "n_stages": 2, "width": 8, "blocks": 1, "batch_size": 64}}}),
+    "sklearn_gbm": ("sklearn_gbm", {"task_args.max_samples": 300, "task_args.cv": 3, "search_space": {
+        "include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 10}}}),
+}
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("export")
+    url = f"sqlite:///{folder / 'tuner.db'}"
+    for name, (study, overrides) in TINY.items():
+        tuner.run(STUDIES / f"{study}.yaml", storage=url, overrides={
+            "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"), **overrides})
+    yield url
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("study", list(TINY))
+def test_export_every_format_checks_and_reloads(storage: str, tmp_path: Path, study: str) -> None:
+    out = tmp_path / "best"
+    result = tuner.export(study, out, storage=storage)
+    best = optuna.load_study(study_name=study, storage=storage).best_trial
+    assert result.trial == best.number
+    card = json.loads((out / CARD_JSON).read_text())
+    kind = "sklearn" if study.startswith("sklearn") else "torch"
+    expected = ["sklearn"] if kind == "sklearn" else ["state_dict", "torchscript", "onnx"]
+    assert list(card["files"]) == expected and card["kind"] == kind
+    for name in expected:
+        assert (out / card["files"][name]["file"]).is_file()
+        assert card["checks"][name]["max_abs_diff"] <= 1e-4
+        key = "test_rmse" if study == "diabetes_mlp" else "test_accuracy"
+        assert card["checks"][name][key] == pytest.approx(card["recorded_test"][key], abs=0.005 * max(1.0, card["recorded_test"][key]))
+    assert card["params"] and card["versions"]["tuner"] == tuner.__version__
+    assert card["data"]["split_seed"] is not None and (out / "model_card.md").read_text().startswith("# Model card")
+    if kind == "torch":
+        assert len(card["preprocessing"]["mean"]) == card["input"]["shape"][1]
+
+    # every exported file, loaded on its own, predicts as the others do
+    X = _test_inputs(card)
+    answers = []
+    for name in expected:
+        predictor = load(out, format=name)
+        answers.append(predictor.predict(X))
+        if study != "diabetes_mlp":
+            proba = predictor.predict_proba(X)
+            assert proba.shape == (len(X), len(card["class_names"])) and np.allclose(proba.sum(axis=1), 1.0)
+            assert set(answers[-1]) <= set(card["class_names"])
+    for other in answers[1:]:
+        if study == "diabetes_mlp":
+            assert np.allclose(other, answers[0], atol=1e-3)
+        else:
+            assert list(other) == list(answers[0])
+
+
+def _test_inputs(card: dict[str, Any]) -> np.ndarray:
+    from tuner.tasks import get_task
+
+    task = get_task(card["task"])(card["data"]["task_args"], source="test")
+    data = task.load_data()
+    if card["kind"] == "sklearn":
+        return np.asarray(data.X_test[:20], dtype=np.float32)
+    return (data.test.X[:20] * data.std + data.mean).astype(np.float32)
+
+
+def test_tuner_predict_reads_npy_npz_and_csv(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "qs"
+    tuner.export("quickstart", out, storage=storage, formats=["torchscript"])
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    np.save(tmp_path / "x.npy", X[:10])
+    np.savez(tmp_path / "x.npz", X=X[:10])
+    np.savetxt(tmp_path / "x.csv", np.column_stack([X[:10], y[:10]]), delimiter=",", header=",".join(
+        [f"p{i}" for i in range(64)] + ["label"]), comments="")
+    expected = [str(v) for v in load(out).predict(X[:10])]
+    for name in ("x.npy", "x.npz", "x.csv"):
+        run = _cli("predict", str(out), str(tmp_path / name))
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.strip().splitlines()
+        assert lines[0] == "prediction" and lines[1:] == expected, name
+    run = _cli("predict", str(out), str(tmp_path / "x.npy"), "--proba", "-o", str(tmp_path / "p.json"))
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 10 and abs(sum(v for k, v in rows[0].items() if k.startswith("p_")) - 1) < 1e-6
+    assert [str(r["prediction"]) for r in rows] == expected
+
+
+def test_an_exported_state_dict_is_a_pretrained_checkpoint(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "pre"
+    tuner.export("resnet_pretrain", out, storage=storage, formats=["state_dict"])
+    study = tuner.run(STUDIES / "resnet_finetune.yaml", storage=storage, overrides={
+        "name": "ft_from_export", "n_trials": 1, "concurrency": 1, "pruner": "none",
+        "artifacts_dir": str(tmp_path / "runs"), "task_args.pretrained": str(out / "model.pt"),
+        "search_space": {"include": ["finetune.yaml"], "params": {"epochs": 1, "batch_size": 16}}})
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE, trial.system_attrs.get("tuner:error")
+    assert trial.system_attrs["tuner:attr:pretrained"]["checkpoint"] == str(out / "model.pt")
+
+
+# ---- errors: one line, exit code 2 ------------------------------------------------------------------------
+
+
+def _one_line_error(run: subprocess.CompletedProcess[str], words: str) -> None:
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_export_errors(storage: str, tmp_path: Path) -> None:
+    db = storage
+    _one_line_error(_cli("export", "nope", "-o", str(tmp_path / "a"), "--storage", db), "nope")
+    _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "b"), "--storage", db, "--format", "tflite"),
+                    "unknown format 'tflite'")
+    _one_line_error(_cli("export", "sklearn_gbm", "-o", str(tmp_path / "c"), "--storage", db, "--format", "onnx"),
+                    "does not apply to a sklearn model")
+    _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "d"), "--storage", db, "--trial", "99"),
+                    "no trial 99")
+    (tmp_path / "file").write_text("x")
+    _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "file"), "--storage", db), "it is a file")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "full"), "--storage", db), "not empty")
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
+
+
+def test_a_failed_check_leaves_nothing_behind(storage: str, tmp_path: Path) -> None:
+    run = _cli("export", "quickstart", "-o", str(tmp_path / "e"), "--storage", storage, "--format", "onnx",
+               "--tolerance", "-1")
+    _one_line_error(run, "outputs differ")
+    assert not (tmp_path / "e" / "model.onnx").exists() and not (tmp_path / "e" / CARD_JSON).exists()
+
+
+def test_trial_without_checkpoint_and_multi_objective(storage: str, tmp_path: Path) -> None:
+    tuner.run({"name": "plain", "search_space": {"params": {"x": {"float": [0, 1]}}}, "n_trials": 2,
+               "concurrency": 1, "seed": 0}, objectives.quadratic, storage=storage)
+    _one_line_error(_cli("export", "plain", "-o", str(tmp_path / "p"), "--storage", storage), "has no checkpoint")
+    mo = optuna.create_study(study_name="two", storage=storage, directions=["maximize", "minimize"])
+    mo.optimize(lambda t: (t.suggest_float("a", 0, 1), t.suggest_float("b", 0, 1)), n_trials=4)
+    front = sorted(t.number for t in mo.best_trials)
+    _one_line_error(_cli("export", "two", "-o", str(tmp_path / "m"), "--storage", storage),
+                    f"--trial ({', '.join(map(str, front))})")
+
+
+def test_broken_export_folders(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    tuner.export("quickstart", out, storage=storage, formats=["torchscript", "state_dict"])
+    np.save(tmp_path / "in.npy", np.zeros((2, 64), dtype=np.float32))
+    _one_line_error(_cli("predict", str(tmp_path / "missing"), str(tmp_path / "in.npy")), "no such export folder")
+    with open(out / "model.torchscript.pt", "ab") as fh:  # tampered with after the export
+        fh.write(b"!")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy")), "SHA-256 does not match")
+    assert _cli("predict", str(out), str(tmp_path / "in.npy"), "--format", "state_dict").returncode == 0
+    (out / "model.pt").unlink()
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy"), "--format", "state_dict"), "model.pt is missing")
+    (out / CARD_JSON).write_text("{not json")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy")), "not a tuner export")
+    np.save(tmp_path / "bad.npy", np.zeros((2, 5), dtype=np.float32))
+    good = tmp_path / "good"
+    tuner.export("quickstart", good, storage=storage, formats=["torchscript"])
+    _one_line_error(_cli("predict", str(good), str(tmp_path / "bad.npy")), "5 features per sample but the model takes 64")
+    _one_line_error(_cli("predict", str(good), str(tmp_path / "nothere.csv")), "no such input file")
+    with pytest.raises(tuner.UserInputError, match="unsupported input type"):
+        read_inputs(__file__)

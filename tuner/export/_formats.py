@@ -1,0 +1,168 @@
+"""Export formats: one :class:`Exporter` each, registered by name.
+
+An exporter writes one file for a :class:`TrainedModel` and can run that file again, so every
+export is checked by running what was written (not the model in memory) on held-out data.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import io
+import logging
+import shutil
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
+
+import numpy as np
+
+from tuner.exceptions import UserInputError
+from tuner.export._trained import TrainedModel
+
+__all__ = ["Exporter", "EXPORTERS", "TORCH_FORMATS", "check_formats"]
+
+
+class Exporter(abc.ABC):
+    """Writes a trained model in one format and loads it back as ``fn(X raw float32) -> outputs``."""
+
+    name: ClassVar[str]
+    filename: ClassVar[str]
+    kinds: ClassVar[tuple[str, ...]]           # "torch" and/or "sklearn"
+
+    @abc.abstractmethod
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        """Write the file into ``folder``; ``example`` is a batch of raw inputs (tracing, shapes)."""
+
+    @abc.abstractmethod
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        """A function running the written file: raw inputs ``(n, n_features)`` -> outputs (logits or values)."""
+
+
+class StateDictExporter(Exporter):
+    """Weights plus what rebuilds the network (task, params, data description): ``torch.load`` it
+    with ``weights_only=True``, or give it to ``tuner.load`` or a fine-tuning study's ``pretrained:``."""
+
+    name, filename, kinds = "state_dict", "model.pt", ("torch",)
+
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        import torch
+
+        net = trained.model.net
+        path = folder / self.filename
+        torch.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                    "task": trained.task, "task_args": trained.task_args, "params": trained.params,
+                    "data": trained.data, "metrics": trained.metrics, "epoch": trained.extra.get("epoch"),
+                    "torch_version": str(torch.__version__)}, path)
+        return path
+
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        from tuner.export._trained import load_trained
+
+        return _torch_runner(load_trained(path).model)
+
+
+class TorchScriptExporter(Exporter):
+    """A traced TorchScript module with the standardisation inside: ``torch.jit.load`` needs no tuner."""
+
+    name, filename, kinds = "torchscript", "model.torchscript.pt", ("torch",)
+
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        import torch
+
+        path = folder / self.filename
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(trained.model, torch.from_numpy(example), check_trace=False)
+        traced.save(str(path))
+        return path
+
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+
+        return _torch_runner(torch.jit.load(str(path), map_location="cpu").eval())
+
+
+class OnnxExporter(Exporter):
+    """ONNX with a dynamic batch axis (input ``input``, output ``output``), run by onnxruntime."""
+
+    name, filename, kinds = "onnx", "model.onnx", ("torch",)
+
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        import torch
+
+        path = folder / self.filename
+        x = torch.from_numpy(example)
+        # torch.export needs at least two samples to treat the batch axis as dynamic.
+        x = torch.cat([x, x]) if len(x) < 2 else x
+        quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notes from the op registry
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                  external_data=False)  # one self-contained file
+            except Exception:  # noqa: BLE001 - the graph capture failed: use the TorchScript-based exporter
+                torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
+                                  dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+            finally:
+                quiet.setLevel(level)
+        return path
+
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return lambda X: np.asarray(session.run(None, {name: np.ascontiguousarray(X, dtype=np.float32)})[0])
+
+
+class SklearnExporter(Exporter):
+    """The fitted scikit-learn estimator (scaler included) as joblib, with its versions and SHA-256 in
+    the model card; :func:`tuner.load` unpickles it only when the checksum matches the card."""
+
+    name, filename, kinds = "sklearn", "model.joblib", ("sklearn",)
+
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        path = folder / self.filename
+        shutil.copyfile(trained.checkpoint, path)
+        return path
+
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        import joblib
+
+        model = joblib.load(path)
+        return lambda X: np.asarray(model.predict(X))
+
+
+EXPORTERS: dict[str, Exporter] = {e.name: e for e in
+                                  (StateDictExporter(), TorchScriptExporter(), OnnxExporter(), SklearnExporter())}
+TORCH_FORMATS = ("state_dict", "torchscript", "onnx")
+
+
+def check_formats(formats: list[str], kind: str) -> list[str]:
+    """The formats to write for a ``kind`` model ("torch"/"sklearn"); unknown or unsuitable ones are errors."""
+    out = []
+    for f in formats:
+        if f not in EXPORTERS:
+            raise UserInputError(f"--format: unknown format {f!r}; use {', '.join(TORCH_FORMATS)} (torch tasks) "
+                                 f"or sklearn")
+        if kind not in EXPORTERS[f].kinds:
+            fits = [n for n, e in EXPORTERS.items() if kind in e.kinds]
+            raise UserInputError(f"--format: {f} does not apply to a {kind} model; use {', '.join(fits)}")
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    def run(X: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+        return out.float().numpy()
+
+    return run
