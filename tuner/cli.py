@@ -267,25 +267,28 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
 @click.option("--trial", type=int, help="Trial number (default: the best; required with several objectives).")
 @click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict (torch tasks; default all) or sklearn.")
 @click.option("--tolerance", default=1e-4, show_default=True, help="Largest output difference allowed vs the PyTorch model.")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Also write an int8 dynamically quantized TorchScript.")
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
 @_guard
-def export_cmd(study: str, output: str, trial: int | None, formats: str | None, tolerance: float, storage: str | None,
-               as_json: bool) -> None:
+def export_cmd(study: str, output: str, trial: int | None, formats: str | None, tolerance: float, quantize: str | None,
+               storage: str | None, as_json: bool) -> None:
     """Export a trial's model, check it reproduces the trial, and write a model card."""
     from tuner.export import export
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
-    result = export(study, output, trial=trial, formats=chosen, storage=storage, tolerance=tolerance)
+    result = export(study, output, trial=trial, formats=chosen, storage=storage, tolerance=tolerance, quantize=quantize)
     if as_json:
         _echo_json(result.card)
         return
     click.echo(f"exported trial {result.trial} of {result.study} to {result.folder}/")
     for name, path in result.files.items():
         check = result.checks[name]
-        score = ", ".join(f"{k} {v:.4f}" for k, v in check.items() if k.startswith("test_"))
-        click.echo(f"  {name:<12} {path.name:<22} max |diff| vs PyTorch {check['max_abs_diff']:.2g}; {score} "
-                   f"(recorded {', '.join(f'{v:.4f}' for v in result.card['recorded_test'].values())})")
+        score = ", ".join(f"{k} {v:+.4f}" if k.endswith("_change") else f"{k} {v:.4f}"
+                          for k, v in check.items() if k.startswith("test_"))
+        size = f"; {check['size_ratio']:.2f}x the fp32 size" if "size_ratio" in check else ""
+        click.echo(f"  {name:<16} {path.name:<26} max |diff| vs PyTorch {check['max_abs_diff']:.2g}; {score} "
+                   f"(recorded {', '.join(f'{v:.4f}' for v in result.card['recorded_test'].values())}){size}")
     click.echo("  model_card.md, model_card.json")
 
 

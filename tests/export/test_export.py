@@ -197,3 +197,24 @@ def test_broken_export_folders(storage: str, tmp_path: Path) -> None:
     _one_line_error(_cli("predict", str(good), str(tmp_path / "nothere.csv")), "no such input file")
     with pytest.raises(tuner.UserInputError, match="unsupported input type"):
         read_inputs(__file__)
+
+
+@pytest.mark.parametrize("study", ["quickstart", "digits_cnn"])
+def test_int8_quantization_reports_size_and_accuracy_change(storage: str, tmp_path: Path, study: str) -> None:
+    out = tmp_path / "q"
+    result = tuner.export(study, out, storage=storage, formats=["torchscript"], quantize="int8")
+    check = result.checks["torchscript_int8"]
+    fp32 = result.checks["torchscript"]
+    assert check["size_ratio"] > 0  # tiny test networks: the packed int8 weights barely change the file size
+    import torch
+
+    code = torch.jit.load(str(out / "model.int8.torchscript.pt")).inlined_graph
+    assert "quantized::linear_dynamic" in str(code)  # the linear layers really run in int8
+    assert check["test_accuracy_change"] == pytest.approx(check["test_accuracy"] - result.card["recorded_test"]["test_accuracy"])
+    assert abs(check["test_accuracy_change"]) <= 0.1 and fp32["max_abs_diff"] <= 1e-4
+    predictor = load(out, format="torchscript_int8")
+    X = _test_inputs(result.card)
+    agree = np.mean(predictor.predict(X) == load(out, format="torchscript").predict(X))
+    assert agree >= 0.8
+    _one_line_error(_cli("export", "sklearn_gbm", "-o", str(tmp_path / "s"), "--storage", storage, "--quantize", "int8"),
+                    "does not apply to a sklearn model")
