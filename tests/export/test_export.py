@@ -218,3 +218,28 @@ def test_int8_quantization_reports_size_and_accuracy_change(storage: str, tmp_pa
     assert agree >= 0.8
     _one_line_error(_cli("export", "sklearn_gbm", "-o", str(tmp_path / "s"), "--storage", storage, "--quantize", "int8"),
                     "does not apply to a sklearn model")
+
+
+def test_the_dashboard_lists_and_serves_a_trials_exports(storage: str, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    out = tmp_path / "dash-export"
+    result = tuner.export("digits_cnn", out, storage=storage, formats=["onnx", "state_dict"])
+    with TestClient(create_app(storage)) as c:
+        trial = c.get(f"/api/studies/digits_cnn/trials/{result.trial}").json()
+        entry = next(e for e in trial["exports"] if e["folder"] == str(out.resolve()))
+        files = {f["format"]: f for f in entry["files"]}
+        assert set(files) == {"onnx", "state_dict", "model_card.json", "model_card.md"}
+        assert all(f["exists"] for f in files.values())
+        base = f"/api/studies/digits_cnn/trials/{result.trial}/exports/{entry['index']}"
+        res = c.get(f"{base}/model.onnx")
+        assert res.status_code == 200 and res.content == (out / "model.onnx").read_bytes()
+        assert c.get(f"{base}/model_card.json").json()["trial"] == result.trial
+        for attempt in ("..%2Ftuner.db", "model.torchscript.pt", "%2Fetc%2Fpasswd"):
+            assert c.get(f"{base}/{attempt}").status_code == 404, attempt
+        other = next(n for n in range(2) if n != result.trial)
+        assert c.get(f"/api/studies/digits_cnn/trials/{other}/exports/{entry['index']}/model.onnx").status_code == 404
+        page = c.get(f"/studies/digits_cnn/trials/{result.trial}").text
+        assert f'{base}/model.onnx"' in page and "export-download" in page

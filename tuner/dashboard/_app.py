@@ -73,10 +73,17 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
         path = data.artifact_path(name, number, artifact)
         return FileResponse(path, filename=Path(artifact).name, media_type="application/octet-stream")
 
+    @app.get("/api/studies/{name:path}/trials/{number}/exports/{index}/{filename}", tags=["api"],
+             summary="Download a file of an export of the trial recorded by tuner export (no other file is served)",
+             response_class=FileResponse, response_model=None, responses={404: {"description": "not a recorded export file"}})
+    def api_export_file(name: str, number: int, index: int, filename: str) -> Response:
+        path = data.export_path(name, number, index, filename)
+        return FileResponse(path, filename=path.name, media_type="application/octet-stream")
+
     @app.get("/api/studies/{name:path}/trials/{number}", tags=["api"],
              summary="One trial: parameters, values, curves, metrics, placement, error, artifacts")
     def api_trial(name: str, number: int) -> dict[str, Any]:
-        return _clean(data.trial(name, number))
+        return _clean({**data.trial(name, number), "exports": data.exports(name, number)})
 
     @app.get("/api/studies/{name:path}/trials", tags=["api"],
              summary="A page of the trials table, sorted and filtered on the server")
@@ -125,7 +132,7 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
 
     @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
     def page_trial(request: Request, name: str, number: int) -> Response:
-        trial = _clean(data.trial(name, number))
+        trial = _clean({**data.trial(name, number), "exports": data.exports(name, number)})
         study = data.meta(name)
         return _page(templates, "trial.html", request, study=study, trial=trial,
                      trial_json=_script_json(trial), study_name=name)

@@ -454,6 +454,33 @@ class DashboardData:
         differ = [k for k in names if len({repr(t["params"].get(k)) for t in trials}) > 1]
         return {"study": name, "trials": trials, "params": names, "differ": differ}
 
+    def exports(self, name: str, number: int) -> list[dict[str, Any]]:
+        """The exports ``tuner export`` recorded for trial ``number`` (newest first), with each file's presence."""
+        info = self._study_row(name)
+        out = []
+        for index, entry in enumerate(info.system_attrs.get(_attrs.EXPORTS) or []):
+            if not isinstance(entry, dict) or entry.get("trial") != number:
+                continue
+            folder = Path(str(entry.get("folder", "")))
+            files = [{"format": fmt, "file": str(f.get("file", "")), "bytes": f.get("bytes"),
+                      "exists": (folder / str(f.get("file", ""))).is_file()}
+                     for fmt, f in (entry.get("files") or {}).items() if isinstance(f, dict)]
+            out.append({"index": index, "folder": str(folder), "exported_at": entry.get("exported_at"), "files": files})
+        return out[::-1]
+
+    def export_path(self, name: str, number: int, index: int, filename: str) -> Path:
+        """A file of a recorded export of trial ``number`` (only the names the record lists), or :class:`NotFound`."""
+        for entry in self.exports(name, number):
+            if entry["index"] != index:
+                continue
+            for f in entry["files"]:
+                if f["file"] == filename and "/" not in filename and filename not in (".", ".."):
+                    path = Path(entry["folder"]) / filename
+                    if not path.is_file():
+                        raise NotFound(f"export file {filename!r} is recorded but gone from {entry['folder']}")
+                    return path
+        raise NotFound(f"trial {number} of study {name!r} has no exported file {filename!r} in export {index}")
+
     def artifact_path(self, name: str, number: int, artifact: str) -> Path:
         """The local file of an artifact recorded for the trial, or :class:`NotFound`.
 

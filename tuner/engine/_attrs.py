@@ -9,6 +9,7 @@ from __future__ import annotations
 SPEC = "tuner:spec"            # the validated spec (JSON) the study last ran with
 SPACE = "tuner:space"          # the canonical search space, to refuse an incompatible resume
 DRIVER = "tuner:driver"        # {host, pid, start, heartbeat} of the driver running the study
+EXPORTS = "tuner:exports"      # [{trial, folder, files: {format: {file, sha256, bytes}}, exported_at}] by tuner export
 RUN_LOG = "tuner:runs"         # list of {started, ended, finished, failed, exit} per `tuner run`
 
 # trial system attrs

@@ -103,6 +103,7 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
         card = _card(trained, study, number, written, checks, recorded)
         (folder / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
         (folder / CARD_MD).write_text(_card_markdown(card))
+        _record(study, number, folder, card)
     except BaseException:
         for path in written.values():
             path.unlink(missing_ok=True)
@@ -137,6 +138,20 @@ def _check_folder(folder: Path) -> None:
         return  # re-exporting into an export folder replaces it
     if folder.is_dir() and any(folder.iterdir()):
         raise UserInputError(f"-o {folder}: the folder is not empty and holds no tuner export; choose a new folder")
+
+
+def _record(study: "optuna.Study", number: int, folder: Path, card: dict[str, Any], *, keep: int = 50) -> None:
+    """Note the export in the study (the dashboard lists it on the trial's page; only these files are served)."""
+    from tuner.engine import _attrs
+
+    files = {name: dict(info) for name, info in card["files"].items()}
+    files["model_card.json"] = {"file": CARD_JSON}
+    files["model_card.md"] = {"file": CARD_MD}
+    entry = {"trial": number, "folder": str(folder.resolve()), "files": files, "exported_at": card["exported_at"]}
+    storage = study._storage
+    previous = storage.get_study_system_attrs(study._study_id).get(_attrs.EXPORTS) or []
+    kept = [e for e in previous if isinstance(e, dict) and e.get("folder") != entry["folder"]]
+    storage.set_study_system_attr(study._study_id, _attrs.EXPORTS, (kept + [entry])[-keep:])
 
 
 def _fp32_size(trained: TrainedModel, folder: Path, written: dict[str, Path], example: np.ndarray) -> int:
