@@ -268,19 +268,29 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
 @click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict (torch tasks; default all) or sklearn.")
 @click.option("--tolerance", default=1e-4, show_default=True, help="Largest output difference allowed vs the PyTorch model.")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write an int8 dynamically quantized TorchScript.")
+@click.option("--retrain", is_flag=True, help="Train the configuration again on train+validation (its best epoch count) first.")
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the model card as JSON.")
 @_guard
 def export_cmd(study: str, output: str, trial: int | None, formats: str | None, tolerance: float, quantize: str | None,
-               storage: str | None, as_json: bool) -> None:
+               retrain: bool, storage: str | None, as_json: bool) -> None:
     """Export a trial's model, check it reproduces the trial, and write a model card."""
     from tuner.export import export
 
     chosen = [f.strip() for f in formats.split(",") if f.strip()] if formats else None
-    result = export(study, output, trial=trial, formats=chosen, storage=storage, tolerance=tolerance, quantize=quantize)
+    result = export(study, output, trial=trial, formats=chosen, storage=storage, tolerance=tolerance, quantize=quantize,
+                    retrain=retrain)
     if as_json:
         _echo_json(result.card)
         return
+    retrained = result.card.get("retrained")
+    if retrained and "epochs" in retrained:
+        key = next(k for k in retrained if k.startswith("test_"))
+        click.echo(f"retrained trial {result.trial}'s configuration on {retrained['train_samples']} train+validation "
+                   f"samples for {retrained['epochs']} epochs: {key} {retrained[key]:.4f} "
+                   f"(the trial: {retrained['trial_' + key]:.4f})")
+    elif retrained:
+        click.echo(retrained["note"])
     click.echo(f"exported trial {result.trial} of {result.study} to {result.folder}/")
     for name, path in result.files.items():
         check = result.checks[name]

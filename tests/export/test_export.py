@@ -243,3 +243,24 @@ def test_the_dashboard_lists_and_serves_a_trials_exports(storage: str, tmp_path:
         assert c.get(f"/api/studies/digits_cnn/trials/{other}/exports/{entry['index']}/model.onnx").status_code == 404
         page = c.get(f"/studies/digits_cnn/trials/{result.trial}").text
         assert f'{base}/model.onnx"' in page and "export-download" in page
+
+
+@pytest.mark.parametrize("study", ["quickstart", "diabetes_mlp", "resnet_pretrain", "sklearn_gbm"])
+def test_retrain_on_train_and_validation(storage: str, tmp_path: Path, study: str) -> None:
+    out = tmp_path / "re"
+    result = tuner.export(study, out, storage=storage, retrain=True, formats=None)
+    info = result.card["retrained"]
+    if study == "sklearn_gbm":
+        assert "already refit" in info["note"]
+        return
+    best = optuna.load_study(study_name=study, storage=storage).best_trial
+    metrics = best.system_attrs["tuner:metrics"]
+    assert info["epochs"] == int(metrics["best_epoch"])
+    sizes = result.card["data"]["sizes"]
+    assert info["train_samples"] == sizes["train"]  # the retrained model's data description: train = train + val
+    key = "test_rmse" if study == "diabetes_mlp" else "test_accuracy"
+    assert info[f"trial_{key}"] == pytest.approx(metrics[key])
+    assert result.card["recorded_test"][key] == pytest.approx(info[key])  # the exports reproduce the retrained model
+    for name, check in result.checks.items():
+        assert check["max_abs_diff"] <= 1e-4, name
+    assert load(out).predict(_test_inputs(result.card)).shape == (20,)

@@ -51,17 +51,28 @@ class ExportResult:
 
 
 def export(study_name: str, output: str | Path, *, trial: int | None = None, formats: Sequence[str] | None = None,
-           storage: str | None = None, tolerance: float = 1e-4, quantize: str | None = None) -> ExportResult:
+           storage: str | None = None, tolerance: float = 1e-4, quantize: str | None = None,
+           retrain: bool = False) -> ExportResult:
     """Export trial ``trial`` (default: the best) of ``study_name`` into folder ``output``.
 
     ``quantize="int8"`` adds ``torchscript_int8`` (dynamic int8 quantization of the linear
     layers), reported with its size and test-score change next to the fp32 TorchScript.
+    ``retrain=True`` first trains the trial's configuration again on train + validation for
+    the trial's best epoch count and exports that model (checked against its own test score;
+    the card gives both test scores).
     """
     from tuner._api import load_study
 
     study = load_study(study_name, storage)
     number = _choose_trial(study, trial)
     trained = load_trained(find_checkpoint(study, number))
+    retrained: dict[str, Any] | None = None
+    workdir = None
+    if retrain:
+        import tempfile
+
+        workdir = tempfile.TemporaryDirectory(prefix="tuner-retrain-")
+        trained, retrained = _retrain(trained, number, Path(workdir.name))
     chosen = check_formats(list(formats) if formats else
                            (list(TORCH_FORMATS) if trained.kind == "torch" else ["sklearn"]), trained.kind)
     if quantize is not None:
@@ -78,7 +89,8 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
     checks: dict[str, dict[str, Any]] = {}
     try:
         reference = _reference_outputs(trained, test_X[:_PARITY_BATCH])
-        recorded = _recorded_score(trained, study, number)
+        recorded = _recorded_score(trained, study, number) if retrained is None else {
+            k: float(v) for k, v in trained.metrics.items() if k in ("test_accuracy", "test_rmse")}
         for name in chosen:
             exporter = EXPORTERS[name]
             t0 = time.perf_counter()
@@ -101,6 +113,8 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
             checks[name] = {"max_abs_diff": diff, "parity_batch": int(min(len(test_X), _PARITY_BATCH)),
                             **score, "seconds": round(time.perf_counter() - t0, 3)}
         card = _card(trained, study, number, written, checks, recorded)
+        if retrained is not None:
+            card["retrained"] = retrained
         (folder / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
         (folder / CARD_MD).write_text(_card_markdown(card))
         _record(study, number, folder, card)
@@ -108,6 +122,9 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
         for path in written.values():
             path.unlink(missing_ok=True)
         raise
+    finally:
+        if workdir is not None:
+            workdir.cleanup()
     return ExportResult(folder, study.study_name, number, written, checks, card)
 
 
@@ -138,6 +155,59 @@ def _check_folder(folder: Path) -> None:
         return  # re-exporting into an export folder replaces it
     if folder.is_dir() and any(folder.iterdir()):
         raise UserInputError(f"-o {folder}: the folder is not empty and holds no tuner export; choose a new folder")
+
+
+class _RetrainContext:
+    """What a task's ``run`` needs of a trial, for a re-training outside any study."""
+
+    keep_last = True
+
+    def __init__(self, trial_dir: Path, seed: int, metric: str, direction: str) -> None:
+        import os
+
+        self.trial_dir = trial_dir
+        self.device = "cpu"
+        self.seed = seed
+        self.metric, self.direction = metric, direction
+        self.metrics = (metric,)
+        self.num_threads = max(1, os.cpu_count() or 1)
+        self.attrs: dict[str, Any] = {}
+
+    def report(self, step: int, metrics: dict[str, float]) -> None:
+        pass
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+
+def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[TrainedModel, dict[str, Any]]:
+    """Train the trial's configuration on train + validation for its best epoch count (the last epoch kept)."""
+    import dataclasses
+
+    from tuner.data import Part
+    from tuner.tasks import get_task
+
+    if trained.kind == "sklearn":
+        return trained, {"note": "scikit-learn trials already refit their estimator on train + validation; "
+                                 "exported as trained"}
+    epochs = int(trained.extra.get("epoch") or trained.metrics.get("best_epoch") or trained.params.get("epochs") or 1)
+    task = get_task(trained.task)(trained.task_args, source="export --retrain")
+    data = task.load_data()
+    merged = dataclasses.replace(
+        data, train=Part(np.concatenate([data.train.X, data.val.X]), np.concatenate([data.train.y, data.val.y])),
+        val=data.test)  # reported each epoch only: nothing is chosen on it (keep_last)
+    task.load_data = lambda: merged  # type: ignore[method-assign]
+    params = {**trained.params, "epochs": epochs, "early_stopping_patience": 0}
+    metric = "val_rmse" if trained.task_type == "regression" else "val_accuracy"
+    direction = "minimize" if trained.task_type == "regression" else "maximize"
+    t0 = time.perf_counter()
+    final = task.run(params, _RetrainContext(workdir, seed=number, metric=metric, direction=direction))
+    new = load_trained(workdir / "best.pt")
+    new.metrics = dict(final)
+    key = "test_rmse" if trained.task_type == "regression" else "test_accuracy"
+    info = {"epochs": epochs, "train_samples": int(len(merged.train)), "seconds": round(time.perf_counter() - t0, 1),
+            key: float(final[key]), f"trial_{key}": float(trained.metrics.get(key, float("nan")))}
+    return new, info
 
 
 def _record(study: "optuna.Study", number: int, folder: Path, card: dict[str, Any], *, keep: int = 50) -> None:

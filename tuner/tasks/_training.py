@@ -259,7 +259,9 @@ def train_model(
         ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
 
         score = metrics.get(monitor, math.nan)
-        if _improved(score, best_score, direction):
+        # ``ctx.keep_last`` (re-training on train+validation for export): no part is left to choose
+        # an epoch on, so the last epoch's weights are kept.
+        if getattr(ctx, "keep_last", False) or _improved(score, best_score, direction):
             best_score, best_epoch, best_metrics = score, epoch, metrics
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
