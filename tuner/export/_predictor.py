@@ -8,7 +8,6 @@ SHA-256 matched the model card (a file swapped in the folder is refused, not run
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +15,8 @@ from typing import Any, Callable
 import numpy as np
 
 from tuner.exceptions import UserInputError
-from tuner.export._export import CARD_JSON
+from tuner.data.tabular import _is_number
+from tuner.export._export import CARD_JSON, _sha256
 from tuner.export._formats import EXPORTERS
 
 __all__ = ["Predictor", "load", "read_inputs"]
@@ -154,22 +154,6 @@ def _read_csv(p: Path) -> np.ndarray:
     if len({len(r) for r in rows}) > 1:
         raise UserInputError(f"{p}: rows have different numbers of columns")
     return np.asarray([[float(c) for c in r] for r in rows], dtype=np.float64)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _joblib_load(path: Path) -> Any:

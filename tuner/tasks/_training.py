@@ -67,7 +67,7 @@ import functools
 import math
 import time
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ContextManager, Iterable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -368,16 +368,11 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int,
     """Mean cross-entropy (no label smoothing) and confusion matrix of ``model`` on ``(X, y)``."""
     if len(y) == 0:
         return math.nan, np.zeros((n_classes, n_classes), dtype=np.int64)
-    model.eval()
     loss_sum = torch.zeros((), device=X.device)
     predictions = []
-    with torch.inference_mode():
-        for start in range(0, len(y), batch_size):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            with autocast():
-                logits = model(xb)
-            loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
-            predictions.append(logits.argmax(dim=1))
+    for yb, logits in _batched_outputs(model, X, y, autocast, batch_size):
+        loss_sum += nn.functional.cross_entropy(logits.float(), yb, reduction="sum")
+        predictions.append(logits.argmax(dim=1))
     y_pred = torch.cat(predictions).cpu().numpy()
     return float(loss_sum) / len(y), confusion_matrix(y.cpu().numpy(), y_pred, n_classes)
 
@@ -388,19 +383,26 @@ def evaluate_regression(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
     """Mean squared error of ``model`` on ``(X, y)`` and its predictions ``(n,)`` (both in ``y``'s units)."""
     if len(y) == 0:
         return math.nan, np.zeros(0, dtype=np.float64)
-    model.eval()
     loss_sum = torch.zeros((), device=X.device)
     predictions = []
-    with torch.inference_mode():
-        for start in range(0, len(y), batch_size):
-            xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-            with autocast():
-                out = model(xb)
-            out = out.float().reshape(len(yb))
-            loss_sum += nn.functional.mse_loss(out, yb.float(), reduction="sum")
-            predictions.append(out)
+    for yb, out in _batched_outputs(model, X, y, autocast, batch_size):
+        out = out.float().reshape(len(yb))
+        loss_sum += nn.functional.mse_loss(out, yb.float(), reduction="sum")
+        predictions.append(out)
     y_pred = torch.cat(predictions).cpu().numpy().astype(np.float64)
     return float(loss_sum) / len(y), y_pred
+
+
+def _batched_outputs(model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+                     autocast: Callable[[], ContextManager[Any]], batch_size: int
+                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(targets, outputs)`` of ``model`` in eval mode, batch by batch, without gradients."""
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(y), batch_size):
+            with autocast():
+                out = model(X[start:start + batch_size])
+            yield y[start:start + batch_size], out
 
 
 def measure_latency(model: nn.Module, X: torch.Tensor,
