@@ -310,15 +310,20 @@ def export_cmd(study: str, output: str, trial: int | None, formats: str | None, 
 @click.option("--format", "model_format", help="Which exported file to run (default: torchscript, else state_dict, onnx).")
 @_guard
 def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, model_format: str | None) -> None:
-    """Predict with an export: INPUTS is a .npy, .npz or .csv of raw features (one row or array per sample)."""
+    """Predict with an export: INPUTS is a .npy, .npz or .csv of raw features (one row or array per sample);
+    for a text model, a .csv with a text column or a .txt with one sentence per line."""
     import csv
     import io
     from pathlib import Path
 
-    from tuner.export import load, read_inputs
+    from tuner.export import load, read_inputs, read_texts
 
     predictor = load(export_dir, format=model_format)
-    X = read_inputs(inputs, n_features=predictor.n_features)
+    if predictor.kind == "text":
+        X: Any = read_texts(inputs, column=(predictor.card.get("data", {}).get("task_args") or {}).get("text")
+                            if str(inputs).lower().endswith(".csv") else None)
+    else:
+        X = read_inputs(inputs, n_features=predictor.n_features)
     predictions = predictor.predict(X)
     probabilities = predictor.predict_proba(X) if proba else None
     names = [str(c) for c in (predictor.class_names or range(probabilities.shape[1] if probabilities is not None else 0))]

@@ -33,7 +33,10 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
         "include": ["resnet.yaml"], "params": {"epochs": 2, "n_stages": 2, "width": 8, "blocks": 1, "batch_size": 64}}}),
     "sklearn_gbm": ("sklearn_gbm", {"task_args.max_samples": 300, "task_args.cv": 3, "search_space": {
         "include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 10}}}),
+    "text_finetune": ("text_finetune", {"task_args.max_samples": 200, "search_space": {
+        "include": ["text.yaml"], "params": {"epochs": 1, "freeze_layers": 5, "max_length": 16, "precision": "fp32"}}}),
 }
+KIND = {"sklearn_gbm": "sklearn", "text_finetune": "text"}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_export_every_format_checks_and_reloads(storage: str, tmp_path: Path, st
     best = optuna.load_study(study_name=study, storage=storage).best_trial
     assert result.trial == best.number
     card = json.loads((out / CARD_JSON).read_text())
-    kind = "sklearn" if study.startswith("sklearn") else "torch"
+    kind = KIND.get(study, "torch")
     expected = ["sklearn"] if kind == "sklearn" else ["state_dict", "torchscript", "onnx"]
     assert list(card["files"]) == expected and card["kind"] == kind
     for name in expected:
@@ -69,6 +72,8 @@ def test_export_every_format_checks_and_reloads(storage: str, tmp_path: Path, st
     assert card["data"]["split_seed"] is not None and (out / "model_card.md").read_text().startswith("# Model card")
     if kind == "torch":
         assert len(card["preprocessing"]["mean"]) == card["input"]["shape"][1]
+    if kind == "text":
+        assert (out / "tokenizer" / "tokenizer.json").is_file() and card["input"]["dtype"] == "int64"
 
     # every exported file, loaded on its own, predicts as the others do
     X = _test_inputs(card)
@@ -91,6 +96,8 @@ def _test_inputs(card: dict[str, Any]) -> np.ndarray:
     from tuner.tasks import get_task
 
     task = get_task(card["task"])(card["data"]["task_args"], source="test")
+    if card["kind"] == "text":  # a text model's predictor takes the sentences themselves
+        return list(task.load_texts().test.texts[:20])  # type: ignore[return-value]
     data = task.load_data()
     if card["kind"] == "sklearn":
         return np.asarray(data.X_test[:20], dtype=np.float32)
@@ -199,7 +206,7 @@ def test_broken_export_folders(storage: str, tmp_path: Path) -> None:
         read_inputs(__file__)
 
 
-@pytest.mark.parametrize("study", ["quickstart", "digits_cnn"])
+@pytest.mark.parametrize("study", ["digits_cnn"])
 def test_int8_quantization_reports_size_and_accuracy_change(storage: str, tmp_path: Path, study: str) -> None:
     out = tmp_path / "q"
     result = tuner.export(study, out, storage=storage, formats=["torchscript"], quantize="int8")
@@ -245,10 +252,11 @@ def test_the_dashboard_lists_and_serves_a_trials_exports(storage: str, tmp_path:
         assert f'{base}/model.onnx"' in page and "export-download" in page
 
 
-@pytest.mark.parametrize("study", ["quickstart", "diabetes_mlp", "resnet_pretrain", "sklearn_gbm"])
+@pytest.mark.parametrize("study", ["diabetes_mlp", "sklearn_gbm", "text_finetune"])
 def test_retrain_on_train_and_validation(storage: str, tmp_path: Path, study: str) -> None:
     out = tmp_path / "re"
-    result = tuner.export(study, out, storage=storage, retrain=True, formats=None)
+    result = tuner.export(study, out, storage=storage, retrain=True,
+                          formats=None if study == "sklearn_gbm" else ["torchscript", "state_dict"])
     info = result.card["retrained"]
     if study == "sklearn_gbm":
         assert "already refit" in info["note"]
@@ -263,4 +271,19 @@ def test_retrain_on_train_and_validation(storage: str, tmp_path: Path, study: st
     assert result.card["recorded_test"][key] == pytest.approx(info[key])  # the exports reproduce the retrained model
     for name, check in result.checks.items():
         assert check["max_abs_diff"] <= 1e-4, name
-    assert load(out).predict(_test_inputs(result.card)).shape == (20,)
+    assert load(out).predict(_test_inputs(result.card)).shape[0] == min(20, sizes["test"])
+
+
+def test_tuner_predict_reads_sentences_for_a_text_model(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "txt"
+    tuner.export("text_finetune", out, storage=storage, formats=["onnx"])
+    (tmp_path / "in.csv").write_text('id,text\n1,"a warm, funny and moving film"\n2,dull and lifeless\n')
+    (tmp_path / "in.txt").write_text("a warm, funny and moving film\ndull and lifeless\n")
+    expected = [str(v) for v in load(out).predict(["a warm, funny and moving film", "dull and lifeless"])]
+    for name in ("in.csv", "in.txt"):
+        run = _cli("predict", str(out), str(tmp_path / name), "--proba")
+        assert run.returncode == 0, run.stderr
+        lines = run.stdout.strip().splitlines()
+        assert lines[0] == "prediction,p_neg,p_pos" and [line.split(",")[0] for line in lines[1:]] == expected
+    (tmp_path / "bad.csv").write_text("id,sentence\n1,x\n")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "bad.csv")), "no column")

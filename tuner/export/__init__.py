@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from tuner.export._export import ExportCheckError, ExportResult, export
 from tuner.export._formats import EXPORTERS, TORCH_FORMATS, Exporter
-from tuner.export._predictor import Predictor, load, read_inputs
+from tuner.export._predictor import Predictor, load, read_inputs, read_texts
 
 __all__ = ["export", "load", "Predictor", "ExportResult", "ExportCheckError", "Exporter", "EXPORTERS",
-           "TORCH_FORMATS", "read_inputs"]
+           "TORCH_FORMATS", "read_inputs", "read_texts"]
 
 import sys as _sys
 import types as _types

@@ -74,7 +74,7 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
         workdir = tempfile.TemporaryDirectory(prefix="tuner-retrain-")
         trained, retrained = _retrain(trained, number, Path(workdir.name))
     chosen = check_formats(list(formats) if formats else
-                           (list(TORCH_FORMATS) if trained.kind == "torch" else ["sklearn"]), trained.kind)
+                           (["sklearn"] if trained.kind == "sklearn" else list(TORCH_FORMATS)), trained.kind)
     if quantize is not None:
         if quantize != "int8":
             raise UserInputError(f"--quantize: {quantize!r} is not supported; use int8")
@@ -98,7 +98,7 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
             written[name] = path
             run = exporter.runner(path)
             out = run(test_X[:_PARITY_BATCH])
-            diff = float(np.max(np.abs(out.astype(np.float64) - reference))) if trained.kind == "torch" else 0.0
+            diff = float(np.max(np.abs(out.astype(np.float64) - reference))) if trained.kind != "sklearn" else 0.0
             if trained.kind == "sklearn":
                 diff = float(np.max(np.abs(_as_float(out) - _as_float(reference)))) if len(out) else 0.0
             if exporter.exact and not diff <= tolerance:
@@ -112,6 +112,8 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
                 score["size_ratio"] = path.stat().st_size / _fp32_size(trained, folder, written, test_X[:8].copy())
             checks[name] = {"max_abs_diff": diff, "parity_batch": int(min(len(test_X), _PARITY_BATCH)),
                             **score, "seconds": round(time.perf_counter() - t0, 3)}
+        if trained.kind == "text":  # the exported graphs take token ids: ship the tokenizer that makes them
+            trained.extra["tokenizer"].save_pretrained(str(folder / "tokenizer"))
         card = _card(trained, study, number, written, checks, recorded)
         if retrained is not None:
             card["retrained"] = retrained
@@ -192,11 +194,22 @@ def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[Trained
                                  "exported as trained"}
     epochs = int(trained.extra.get("epoch") or trained.metrics.get("best_epoch") or trained.params.get("epochs") or 1)
     task = get_task(trained.task)(trained.task_args, source="export --retrain")
-    data = task.load_data()
-    merged = dataclasses.replace(
-        data, train=Part(np.concatenate([data.train.X, data.val.X]), np.concatenate([data.train.y, data.val.y])),
-        val=data.test)  # reported each epoch only: nothing is chosen on it (keep_last)
-    task.load_data = lambda: merged  # type: ignore[method-assign]
+
+    def merge(data: Any) -> Any:  # train + val as the training part; test reported each epoch, never chosen on
+        a, b = data.train.X, data.val.X
+        if a.ndim == 3 and a.shape[2] != b.shape[2]:  # token ids padded to each part's longest: pad to the longer
+            width = max(a.shape[2], b.shape[2])
+            a, b = (np.pad(x, ((0, 0), (0, 0), (0, width - x.shape[2]))) for x in (a, b))
+        return dataclasses.replace(data, train=Part(np.concatenate([a, b]), np.concatenate([data.train.y, data.val.y])),
+                                   val=data.test)
+
+    if trained.kind == "text":
+        tokenized = task.tokenized
+        task.tokenized = lambda tokenizer, max_length: merge(tokenized(tokenizer, max_length))  # type: ignore[method-assign]
+        merged = task.tokenized(trained.extra["tokenizer"], trained.extra["max_length"])
+    else:
+        merged = merge(task.load_data())
+        task.load_data = lambda: merged  # type: ignore[method-assign]
     params = {**trained.params, "epochs": epochs, "early_stopping_patience": 0}
     metric = "val_rmse" if trained.task_type == "regression" else "val_accuracy"
     direction = "minimize" if trained.task_type == "regression" else "maximize"
@@ -249,6 +262,8 @@ def _remove_previous_export(folder: Path) -> None:
             (folder / name).unlink(missing_ok=True)
     card.unlink(missing_ok=True)
     (folder / CARD_MD).unlink(missing_ok=True)
+    if (folder / "tokenizer").is_dir():
+        shutil.rmtree(folder / "tokenizer")
 
 
 # ---- checking ------------------------------------------------------------------------------------------
@@ -260,11 +275,14 @@ def _test_data(trained: TrainedModel) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         task = get_task(trained.task)(trained.task_args, source="export")
-        data = task.load_data()
+        data = task.load_data() if trained.kind != "text" else None
     except UserInputError as exc:
         raise UserInputError(f"cannot re-check the export on the trial's test data: {exc}") from None
     if trained.kind == "sklearn":
         return np.asarray(data.X_test), np.asarray(data.y_test)
+    if trained.kind == "text":
+        tokens = task.tokenized(trained.extra["tokenizer"], trained.extra["max_length"])
+        return np.ascontiguousarray(tokens.test.X, dtype=np.int64), tokens.test.y
     X = data.test.X.astype(np.float64) * data.std + data.mean
     y = data.test.y
     if getattr(data, "task_type", "classification") == "regression":
@@ -363,6 +381,10 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         if trained.task_type == "regression":
             preprocessing["target"] = {"y_mean": data.get("y_mean"), "y_std": data.get("y_std"),
                                        "note": "the model outputs the target in its own units"}
+    elif trained.kind == "text":
+        preprocessing = {"tokenizer": "tokenizer/ (Hugging Face files; AutoTokenizer.from_pretrained)",
+                         "max_length": trained.extra.get("max_length"), "encoder": trained.extra.get("encoder"),
+                         "input": "token ids and attention mask stacked as [batch, 2, length] int64, right-padded"}
     else:
         preprocessing = {"note": "the exported pipeline includes its scaler; feed raw features"}
     return jsonable({
@@ -381,11 +403,14 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         "data": {"dataset": data.get("dataset"), "task_args": trained.task_args,
                  "split": trained.task_args.get("split"), "split_seed": trained.task_args.get("split_seed"),
                  "sizes": data.get("sizes")},
-        "input": {"shape": ["batch", n_features] if n_features else None, "dtype": "float32",
-                  "sample_shape": data.get("input_shape"), "layout": "one row of raw features per sample "
-                  "(images flattened in C, H, W order)" if trained.kind == "torch" else "one row per sample"},
+        "input": ({"shape": ["batch", 2, "length"], "dtype": "int64", "sample_shape": None,
+                   "layout": "sentences tokenized with tokenizer/ (ids and attention mask); tuner.load takes the texts"}
+                  if trained.kind == "text" else
+                  {"shape": ["batch", n_features] if n_features else None, "dtype": "float32",
+                   "sample_shape": data.get("input_shape"), "layout": "one row of raw features per sample "
+                   "(images flattened in C, H, W order)" if trained.kind == "torch" else "one row per sample"}),
         "output": ("the target value" if trained.task_type == "regression" else
-                   ("one logit per class" if trained.kind == "torch" else "the class index")),
+                   ("the class index" if trained.kind == "sklearn" else "one logit per class")),
         "class_names": data.get("class_names"),
         "preprocessing": preprocessing,
         "files": {name: {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}

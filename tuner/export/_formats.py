@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import io
 import logging
 import shutil
@@ -44,17 +45,21 @@ class StateDictExporter(Exporter):
     """Weights plus what rebuilds the network (task, params, data description): ``torch.load`` it
     with ``weights_only=True``, or give it to ``tuner.load`` or a fine-tuning study's ``pretrained:``."""
 
-    name, filename, kinds = "state_dict", "model.pt", ("torch",)
+    name, filename, kinds = "state_dict", "model.pt", ("torch", "text")
 
     def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
         import torch
 
-        net = trained.model.net
+        # image/tabular: the bare network (standardisation is rebuilt from ``data``); text: the whole
+        # classifier, frozen encoder weights included, with the encoder it was built on
+        net = trained.model.classifier if trained.kind == "text" else trained.model.net
         path = folder / self.filename
+        extra = {"model": trained.extra.get("encoder"), "max_length": trained.extra.get("max_length")} \
+            if trained.kind == "text" else {}
         torch.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                     "task": trained.task, "task_args": trained.task_args, "params": trained.params,
                     "data": trained.data, "metrics": trained.metrics, "epoch": trained.extra.get("epoch"),
-                    "torch_version": str(torch.__version__)}, path)
+                    "torch_version": str(torch.__version__), **extra}, path)
         return path
 
     def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -66,7 +71,7 @@ class StateDictExporter(Exporter):
 class TorchScriptExporter(Exporter):
     """A traced TorchScript module with the standardisation inside: ``torch.jit.load`` needs no tuner."""
 
-    name, filename, kinds = "torchscript", "model.torchscript.pt", ("torch",)
+    name, filename, kinds = "torchscript", "model.torchscript.pt", ("torch", "text")
 
     def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
         import torch
@@ -89,7 +94,7 @@ class QuantizedTorchScriptExporter(TorchScriptExporter):
     quantized on the fly): smaller and faster on CPU, not bit-exact, so the export reports its
     accuracy and size change instead of holding it to the parity tolerance."""
 
-    name, filename, kinds = "torchscript_int8", "model.int8.torchscript.pt", ("torch",)
+    name, filename, kinds = "torchscript_int8", "model.int8.torchscript.pt", ("torch", "text")
     exact = False
 
     def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
@@ -102,13 +107,13 @@ class QuantizedTorchScriptExporter(TorchScriptExporter):
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao's eager API, still the CPU int8 path in torch 2.x
             quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(trained.model).eval(), {nn.Linear},
                                                                dtype=torch.qint8)
-        return super().write(TrainedModel(**{**trained.__dict__, "model": quantized}), folder, example)
+        return super().write(dataclasses.replace(trained, model=quantized), folder, example)
 
 
 class OnnxExporter(Exporter):
     """ONNX with a dynamic batch axis (input ``input``, output ``output``), run by onnxruntime."""
 
-    name, filename, kinds = "onnx", "model.onnx", ("torch",)
+    name, filename, kinds = "onnx", "model.onnx", ("torch", "text")
 
     def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
         import torch
@@ -117,6 +122,9 @@ class OnnxExporter(Exporter):
         x = torch.from_numpy(example)
         # torch.export needs at least two samples to treat the batch axis as dynamic.
         x = torch.cat([x, x]) if len(x) < 2 else x
+        text = trained.kind == "text"  # token ids [batch, 2, length]: the length varies too
+        shapes = {0: torch.export.Dim("batch"), 2: torch.export.Dim("length")} if text else {0: torch.export.Dim("batch")}
+        axes = {"input": {0: "batch", 2: "length"} if text else {0: "batch"}, "output": {0: "batch"}}
         quiet = logging.getLogger("torch.onnx")  # "torchvision is not installed" notes from the op registry
         level = quiet.level
         quiet.setLevel(logging.ERROR)
@@ -124,11 +132,11 @@ class OnnxExporter(Exporter):
             warnings.simplefilter("ignore")
             try:
                 torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True,
+                                  dynamic_shapes=(shapes,), dynamo=True,
                                   external_data=False)  # one self-contained file
             except Exception:  # noqa: BLE001 - the graph capture failed: use the TorchScript-based exporter
                 torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
-                                  dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
+                                  dynamic_axes=axes, dynamo=False)
             finally:
                 quiet.setLevel(level)
         return path
@@ -138,7 +146,7 @@ class OnnxExporter(Exporter):
 
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return lambda X: np.asarray(session.run(None, {name: np.ascontiguousarray(X, dtype=np.float32)})[0])
+        return lambda X: np.asarray(session.run(None, {name: _as_input(X)})[0])
 
 
 class SklearnExporter(Exporter):
@@ -170,7 +178,7 @@ def check_formats(formats: list[str], kind: str) -> list[str]:
     for f in formats:
         if f not in EXPORTERS:
             raise UserInputError(f"--format: unknown format {f!r}; use {', '.join(TORCH_FORMATS)}, torchscript_int8 "
-                                 f"(torch tasks) or sklearn")
+                                 f"(torch and text tasks) or sklearn")
         if kind not in EXPORTERS[f].kinds:
             fits = [n for n, e in EXPORTERS.items() if kind in e.kinds]
             raise UserInputError(f"--format: {f} does not apply to a {kind} model; use {', '.join(fits)}")
@@ -184,7 +192,13 @@ def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:
 
     def run(X: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = module(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)))
+            out = module(torch.from_numpy(_as_input(X)))
         return out.float().numpy()
 
     return run
+
+
+def _as_input(X: np.ndarray) -> np.ndarray:
+    """Features as float32; token ids (text models) stay int64."""
+    X = np.asarray(X)
+    return np.ascontiguousarray(X, dtype=np.int64 if X.dtype.kind in "iu" else np.float32)

@@ -19,7 +19,7 @@ from tuner.data.tabular import _is_number
 from tuner.export._export import CARD_JSON, _sha256
 from tuner.export._formats import EXPORTERS
 
-__all__ = ["Predictor", "load", "read_inputs"]
+__all__ = ["Predictor", "load", "read_inputs", "read_texts"]
 
 _PREFERENCE = ("torchscript", "state_dict", "onnx", "sklearn")
 
@@ -56,6 +56,10 @@ class Predictor:
         self.class_names = self.card.get("class_names")
         shape = (self.card.get("input") or {}).get("shape")
         self.n_features = int(shape[1]) if isinstance(shape, list) and len(shape) == 2 and shape[1] else None
+        self._tokenizer: Any = None
+        if self.kind == "text":
+            self._tokenizer = _load_tokenizer(self.folder / "tokenizer")
+            self.max_length = int((self.card.get("preprocessing") or {}).get("max_length") or 64)
         try:
             self._run: Callable[[np.ndarray], np.ndarray] = EXPORTERS[self.format].runner(path)
             self._sk_model = _joblib_load(path) if self.kind == "sklearn" else None
@@ -64,6 +68,8 @@ class Predictor:
                                  f"re-run tuner export") from None
 
     def _inputs(self, X: Any) -> np.ndarray:
+        if self.kind == "text":
+            return self._tokens(X)
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 1:
             X = X.reshape(1, -1)
@@ -71,6 +77,15 @@ class Predictor:
         if self.n_features is not None and X.shape[1] != self.n_features:
             raise UserInputError(f"inputs have {X.shape[1]} features per sample but the model takes {self.n_features}")
         return X
+
+    def _tokens(self, texts: Any) -> np.ndarray:
+        """Sentences (a string or a sequence of strings) as ``[n, 2, length]`` token ids and mask."""
+        from tuner.tasks._encoder import tokenize
+
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [str(t) for t in list(texts)]
+        return tokenize(self._tokenizer, texts, self.max_length)
 
     def outputs(self, X: Any) -> np.ndarray:
         """Raw outputs: logits (torch classification), values (regression) or class indices (sklearn)."""
@@ -107,6 +122,30 @@ class Predictor:
 def load(folder: str | Path, *, format: str | None = None) -> Predictor:  # noqa: A002
     """The predictor of an export folder written by ``tuner export``."""
     return Predictor(folder, format=format)
+
+
+def read_texts(path: str | Path, *, column: str | int | None = None) -> list[str]:
+    """Sentences from a ``.txt`` (one per line) or a ``.csv`` with a header (column ``text``, the given
+    ``column``, or the only one)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"{p}: no such input file")
+    if p.suffix.lower() == ".txt":
+        return [line.strip() for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if p.suffix.lower() != ".csv":
+        raise UserInputError(f"{p}: a text model reads a .csv with a text column or a .txt with one sentence per line")
+    with open(p, newline="", encoding="utf-8", errors="replace") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        raise UserInputError(f"{p}: the file is empty")
+    header = rows[0]
+    wanted = column if column is not None else ("text" if "text" in header else (0 if len(header) == 1 else None))
+    if wanted is None:
+        raise UserInputError(f"{p}: no column named text (columns: {', '.join(header)}); name the sentences' column text")
+    index = wanted if isinstance(wanted, int) else header.index(str(wanted)) if str(wanted) in header else None
+    if index is None:
+        raise UserInputError(f"{p}: no column {wanted!r} (columns: {', '.join(header)})")
+    return [r[index] for r in rows[1:] if len(r) > index]
 
 
 def read_inputs(path: str | Path, *, n_features: int | None = None) -> np.ndarray:
@@ -154,6 +193,14 @@ def _read_csv(p: Path) -> np.ndarray:
     if len({len(r) for r in rows}) > 1:
         raise UserInputError(f"{p}: rows have different numbers of columns")
     return np.asarray([[float(c) for c in r] for r in rows], dtype=np.float64)
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: the tokenizer of this text model is missing; re-run tuner export")
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
 
 
 def _joblib_load(path: Path) -> Any:

@@ -53,7 +53,7 @@ TORCH_TASKS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any]], "nn.Modu
 class TrainedModel:
     """What a trial trained: the model and what describes it."""
 
-    kind: str                        # "torch" | "sklearn"
+    kind: str                        # "torch" | "text" (token ids in) | "sklearn"
     task: str
     task_args: dict[str, Any]
     params: dict[str, Any]
@@ -132,6 +132,42 @@ def find_checkpoint(study: "optuna.Study", number: int) -> Path:
     return path
 
 
+def _text_net_class() -> type:
+    from torch import nn
+
+    class _TextNet(nn.Module):
+        """A text classifier as a graph of fixed shape logic: ``[batch, 2, length]`` token ids and mask in,
+        logits out (the training model trims padding per batch, which tracing would freeze)."""
+
+        def __init__(self, classifier: nn.Module) -> None:
+            super().__init__()
+            self.classifier = classifier
+
+        def forward(self, x: Any) -> Any:
+            from tuner.tasks._encoder import pool
+
+            ids, mask = x[:, 0], x[:, 1]
+            hidden = self.classifier.encoder(input_ids=ids, attention_mask=mask, return_dict=False)[0].float()
+            return self.classifier.head(pool(hidden, mask, self.classifier.pooling))
+
+    return _TextNet
+
+
+def _load_text(path: Path, ckpt: Mapping[str, Any]) -> TrainedModel:
+    from tuner.tasks._encoder import load_text_classifier
+
+    try:
+        classifier, tokenizer, ckpt = load_text_classifier(ckpt)
+    except (ValueError, KeyError, OSError) as exc:
+        raise UserInputError(f"{path}: cannot rebuild the text classifier ({exc})") from None
+    net = _text_net_class()(classifier).eval()
+    data = dict(ckpt.get("data") or {})
+    return TrainedModel("text", "text", dict(ckpt.get("task_args") or {}), dict(ckpt.get("params") or {}), data,
+                        dict(ckpt.get("metrics") or {}), net, path,
+                        {"epoch": ckpt.get("epoch"), "tokenizer": tokenizer, "max_length": int(ckpt.get("max_length") or 64),
+                         "encoder": ckpt.get("model")})
+
+
 def load_trained(path: Path) -> TrainedModel:
     """Rebuild the model saved at ``path`` (a trial's ``best.pt``/``model.joblib``, or an export's ``model.pt``)."""
     if path.suffix == ".joblib":
@@ -146,9 +182,11 @@ def load_trained(path: Path) -> TrainedModel:
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise UserInputError(f"{path} is not a tuner checkpoint (no state_dict); export a trial of a built-in task")
     task = ckpt.get("task")
+    if task == "text":
+        return _load_text(path, ckpt)
     if task not in TORCH_TASKS:
         raise UserInputError(f"{path}: exporting task {task!r} is not supported; supported: "
-                             f"{', '.join(TORCH_TASKS)} and sklearn")
+                             f"{', '.join(TORCH_TASKS)}, text and sklearn")
     data, params = dict(ckpt.get("data") or {}), dict(ckpt.get("params") or {})
     net = TORCH_TASKS[task](data, params)
     try:
