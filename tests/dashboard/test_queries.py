@@ -141,5 +141,8 @@ def test_interleaved_studies_keep_their_own_trials(tmp_path: Path, monkeypatch: 
         got = [r["number"] for page in range(1, 5)
                for r in data.trials(study.study_name, TrialQuery(sort="value", order="desc", page=page, per_page=8))["trials"]]
         assert got == expected
+        pairs = [r["number"] for page in range(1, 16)  # small pages: the tail without values is read from its end too
+                 for r in data.trials(study.study_name, TrialQuery(sort="value", order="desc", page=page, per_page=2))["trials"]]
+        assert pairs == expected
         by_x = [r["number"] for r in data.trials(study.study_name, TrialQuery(sort="param:x", per_page=500))["trials"]]
         assert by_x == [t.number for t in sorted(trials, key=lambda t: t.params["x"])]

@@ -298,7 +298,7 @@ class DashboardData:
             id_range = self._memo(("range", info.study_id), lambda: self._id_range(conn, info.study_id)) \
                 if unfiltered else None
             ids = self._memo(("page", shape, offset, query.per_page),
-                             lambda: self._ordered_ids(conn, base, query, query.per_page, offset, id_range))
+                             lambda: self._ordered_ids(conn, base, query, query.per_page, offset, id_range, total))
         rows = self._read(info, ids) if ids else []
         by_id = {r["trial_id"]: r for r in rows}
         return {"study": info.name, "total": total, "page": query.page, "per_page": query.per_page,
@@ -328,7 +328,7 @@ class DashboardData:
         return (int(lo), int(hi)) if inside == n else None
 
     def _ordered_ids(self, conn: Any, base: Any, query: TrialQuery, limit: int | None, offset: int,
-                     id_range: tuple[int, int] | None = None) -> list[int]:
+                     id_range: tuple[int, int] | None = None, total: int | None = None) -> list[int]:
         """Trial ids of the selection in the query's order: ``limit`` from ``offset`` (None: all)."""
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
@@ -336,7 +336,7 @@ class DashboardData:
         t = m.TrialModel
         key, _, arg = query.sort.partition(":")
         if key in ("value", "param"):
-            return self._sorted_by_joined(conn, base, query, key, arg, limit, offset, id_range)
+            return self._sorted_by_joined(conn, base, query, key, arg, limit, offset, id_range, total)
         order_col: Any = {
             "duration": self._seconds(t._datetime_complete_utc) - self._seconds(t._datetime_start_utc),
             "started": t._datetime_start_utc,
@@ -352,7 +352,8 @@ class DashboardData:
         return [row[0] for row in conn.execute(q.limit(limit).offset(offset))]
 
     def _sorted_by_joined(self, conn: Any, base: Any, query: TrialQuery, key: str, arg: str,
-                          limit: int | None, offset: int, id_range: tuple[int, int] | None = None) -> list[int]:
+                          limit: int | None, offset: int, id_range: tuple[int, int] | None = None,
+                          total: int | None = None) -> list[int]:
         """Trial ids sorted by a value or a parameter; trials without one come last.
 
         Written as two queries rather than one ``ORDER BY value IS NULL, value``: the plain
@@ -405,9 +406,15 @@ class DashboardData:
             n_with = offset + len(ids) if ids or offset == 0 else count_with()
         # By trial id, which orders a study's trials as their numbers do (Optuna numbers them in
         # the order it inserts them) and needs no sort.
-        lacking = (base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
-                   .order_by(t.trial_id.asc()).limit(None if limit is None else limit - len(ids))
-                   .offset(max(0, offset - n_with)))
+        without = base(t.trial_id).where(~sa.exists(sa.select(side.trial_id).where(on)))
+        skip = max(0, offset - n_with)
+        n_without = total - n_with if total is not None else None
+        if limit is not None and n_without is not None and skip > n_without / 2:
+            # deep in the tail too: walk it from its end
+            end = min(skip + limit - len(ids), n_without)
+            back = conn.execute(without.order_by(t.trial_id.desc()).limit(max(0, end - skip)).offset(n_without - end))
+            return ids + [row[0] for row in back][::-1]
+        lacking = without.order_by(t.trial_id.asc()).limit(None if limit is None else limit - len(ids)).offset(skip)
         return ids + [row[0] for row in conn.execute(lacking)]
 
     def param_names(self, name: str) -> list[str]:
