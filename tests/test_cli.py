@@ -155,3 +155,37 @@ def test_help_lists_commands() -> None:
     out = CliRunner().invoke(main, ["--help"])
     for cmd in ("run", "validate", "ls", "show", "best"):
         assert cmd in out.output
+
+
+def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Path, str], tmp_path: Path) -> None:
+    """`tuner dashboard` as a user starts it: a real process on a free port, then its user errors (exit 2)."""
+    import socket
+    import time
+    import urllib.request
+
+    _folder, url = ran_study
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", url, "--port", str(port)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as res:
+                    body = json.loads(res.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None and [s["name"] for s in body["studies"]] == ["clidemo"]
+        busy = _cli("dashboard", "--storage", url, "--port", str(port))  # the port is taken now
+        assert busy.returncode == 2 and busy.stderr.strip() == \
+            f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pass another --port or --host"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "tuner dashboard on http://127.0.0.1:" in proc.stderr.read()
+    missing = _cli("dashboard", "--storage", f"sqlite:///{tmp_path / 'nope' / 'x.db'}")
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in missing.stderr
