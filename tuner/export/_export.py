@@ -119,7 +119,10 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
             card["retrained"] = retrained
         (folder / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
         (folder / CARD_MD).write_text(_card_markdown(card))
-        _record(study, number, folder, card)
+        try:
+            _record(study, number, folder, card)
+        except Exception:  # noqa: BLE001 - a read-only storage: the export stands, only its listing is missing
+            card["recorded_in_storage"] = False
     except BaseException:
         for path in written.values():
             path.unlink(missing_ok=True)
