@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from tuner.data._paths import candidate_paths
 from tuner.data._splits import DEFAULT_SPLIT, TASK_TYPES, Splits
 from tuner.exceptions import SpecError
 
@@ -58,11 +59,7 @@ def check_dataset(dataset: Any, *, base_dir: str | Path | None = None, source: s
 
             return check_idx_folder(path, base_dir=base_dir, source=source, key=key)
         raise SpecError(source, key, f"unknown data set {str(dataset)!r}", fix)
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(base_dir) / path] if base_dir is not None else []
-        candidates.append(Path.cwd() / path)
+    candidates = candidate_paths(path, base_dir)
     for candidate in candidates:
         if candidate.is_file():
             return str(candidate.resolve())

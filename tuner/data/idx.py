@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tuner.data._paths import candidate_paths
 from tuner.data._splits import DEFAULT_SPLIT, Splits
 from tuner.exceptions import SpecError
 
@@ -157,11 +158,7 @@ def check_idx_folder(folder: str | Path, *, base_dir: str | Path | None = None, 
     directory. A missing folder or file is a :class:`SpecError` that says what to download and where.
     """
     path = Path(folder).expanduser()
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(base_dir) / path] if base_dir is not None else []
-        candidates.append(Path.cwd() / path)
+    candidates = candidate_paths(path, base_dir)
     for candidate in candidates:
         if candidate.is_dir():
             found = find_idx_files(candidate)

