@@ -55,10 +55,9 @@ def load_tabular(
     )
 
 
-def read_table(
-    path: Path, *, label: str | int | None = None, source: str = "<spec>", key: str = "dataset"
-) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]:
-    """``(X (n, n_features) float32, y (n,) int64 in 0..K-1, class names, input shape)``."""
+def _read_features_and_labels(path: Path, label: str | int | None, source: str, key: str
+                              ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """``(X (n, n_features) float32, raw labels, input shape)`` of a .npz or .csv, checked."""
     if not path.is_file():
         raise SpecError(source, key, f"file {path} not found", "give an existing .npz or .csv file")
     if path.suffix.lower() == ".npz":
@@ -77,6 +76,14 @@ def read_table(
     X = X.reshape(len(X), -1).astype(np.float32)
     if not np.isfinite(X).all():
         raise SpecError(source, key, f"{path}: features contain NaN or infinite values", "fill or drop missing values")
+    return X, labels, input_shape
+
+
+def read_table(
+    path: Path, *, label: str | int | None = None, source: str = "<spec>", key: str = "dataset"
+) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]:
+    """``(X (n, n_features) float32, y (n,) int64 in 0..K-1, class names, input shape)``."""
+    X, labels, input_shape = _read_features_and_labels(path, label, source, key)
     class_names, y = _encode_labels(labels)
     return X, y, class_names, input_shape
 
@@ -88,21 +95,7 @@ def read_regression_table(
 
     Same files and ``label`` rules as :func:`read_table`; the target must be numeric and finite.
     """
-    if not path.is_file():
-        raise SpecError(source, key, f"file {path} not found", "give an existing .npz or .csv file")
-    if path.suffix.lower() == ".npz":
-        X, labels = _read_npz(path, source, key)
-    elif path.suffix.lower() == ".csv":
-        X, labels = _read_csv(path, label, source, key)
-    else:
-        raise SpecError(source, key, f"unsupported file type {path.suffix!r}", "use a .npz or .csv file")
-    if len(X) == 0:
-        raise SpecError(source, key, f"{path} holds no samples", None)
-    if len(X) != len(labels):
-        raise SpecError(source, key, f"{path}: {len(X)} rows of X but {len(labels)} labels", "give one label per row")
-    X = X.reshape(len(X), -1).astype(np.float32)
-    if not np.isfinite(X).all():
-        raise SpecError(source, key, f"{path}: features contain NaN or infinite values", "fill or drop missing values")
+    X, labels, _ = _read_features_and_labels(path, label, source, key)
     try:
         y = np.asarray(labels).astype(np.float64).reshape(-1)
     except ValueError:
