@@ -22,7 +22,7 @@ import numpy as np
 
 from tuner.exceptions import UserInputError
 from tuner.export._formats import EXPORTERS, TORCH_FORMATS, check_formats
-from tuner.export._trained import TrainedModel, find_checkpoint, load_trained
+from tuner.export._trained import TrainedModel, find_checkpoint, load_trained, trial_by_number
 
 if TYPE_CHECKING:
     import optuna
@@ -137,20 +137,16 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
 
 
 def _choose_trial(study: "optuna.Study", trial: int | None) -> int:
-    from optuna.trial import TrialState
-
     if trial is not None:
-        if not any(t.number == trial for t in study.get_trials(deepcopy=False)):
-            raise UserInputError(f"study {study.study_name!r} has no trial {trial}")
-        return trial
+        return trial_by_number(study, trial).number
     if len(study.directions) > 1:
         front = sorted(t.number for t in study.best_trials)
         raise UserInputError(f"study {study.study_name!r} has {len(study.directions)} objectives: choose one of its "
                              f"Pareto-optimal trials with --trial ({', '.join(map(str, front)) or 'none yet'})")
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
-        raise UserInputError(f"study {study.study_name!r} has no complete trial to export yet")
-    return study.best_trial.number
+    try:
+        return study.best_trial.number  # one query in the RDB storage
+    except ValueError:
+        raise UserInputError(f"study {study.study_name!r} has no complete trial to export yet") from None
 
 
 def _check_folder(folder: Path) -> None:
@@ -323,7 +319,7 @@ def _score(trained: TrainedModel, run: Any, X: np.ndarray, y: np.ndarray) -> dic
 def _recorded_score(trained: TrainedModel, study: "optuna.Study", number: int) -> dict[str, float]:
     from tuner.engine import _attrs
 
-    t = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    t = trial_by_number(study, number)
     metrics = {**trained.metrics, **(t.system_attrs.get(_attrs.METRICS) or {})}
     key = "test_rmse" if trained.task_type == "regression" else "test_accuracy"
     if key not in metrics:
@@ -373,7 +369,7 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
     from tuner._json import jsonable
     from tuner.engine import _attrs
 
-    t = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    t = trial_by_number(study, number)
     metrics = {**trained.metrics, **(t.system_attrs.get(_attrs.METRICS) or {})}
     data = trained.data
     n_features = int(data.get("n_features") or 0)
