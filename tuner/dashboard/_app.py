@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 from tuner.dashboard._auth import SecurityMiddleware
 from tuner.dashboard._figures import FigureCache
-from tuner.dashboard._queries import BadQuery, DashboardData, NotFound, ParamFilter, TrialQuery
+from tuner.dashboard._queries import MAX_PER_PAGE, SQL_INT_MAX, BadQuery, DashboardData, NotFound, ParamFilter, TrialQuery
 
 if TYPE_CHECKING:
     import optuna
@@ -29,6 +31,28 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 _HERE = Path(__file__).parent
+
+
+class ErrorBody(BaseModel):
+    """The body of every error the API answers itself (400, 401, 404): one message for a person."""
+
+    detail: str
+
+
+# Every status the API can answer is declared in the schema, so clients (and the schema fuzz test)
+# can rely on it: 401 on every route (when a token is set), 404 where a path names a study, trial
+# or file, 400 where a query parameter is parsed beyond its type; FastAPI adds 422 itself.
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "a token is set and the request does not carry it"}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no such study or trial"}}
+_BAD_QUERY: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a query parameter that cannot be understood"}}
+# Trial numbers and pages are bounded in the schema: a number past SQL's 64-bit integers cannot name
+# a row (SQLite refuses to bind it), so it is a 422 like any other malformed number, not a 500.
+_NUMBER = PathParam(ge=0, le=SQL_INT_MAX, description="the trial's number in its study")
+_MAX_PAGE = SQL_INT_MAX // MAX_PER_PAGE
+_FILE = {"description": "the file's bytes", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
 
 
 def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, token: str | None = None) -> FastAPI:
@@ -48,7 +72,8 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     templates = _templates()
 
     app = FastAPI(title="tuner dashboard", version=__version__, docs_url=None, redoc_url=None,
-                  description="Read-only JSON API over a tuner storage: studies, trials, figures and artifacts.")
+                  description="Read-only JSON API over a tuner storage: studies, trials, figures and artifacts.",
+                  responses=_UNAUTHORIZED)
     app.add_middleware(SecurityMiddleware, token=token)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
@@ -68,24 +93,26 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
 
     @app.get("/api/studies/{name:path}/trials/{number}/artifacts/{artifact:path}", tags=["api"],
              summary="Download an artifact recorded for the trial (no other file is ever served)",
-             response_class=FileResponse, response_model=None, responses={404: {"description": "not a recorded artifact"}})
-    def api_artifact(name: str, number: int, artifact: str) -> Response:
+             response_class=FileResponse, response_model=None,
+             responses={200: _FILE, 404: {"model": ErrorBody, "description": "not a recorded artifact"}})
+    def api_artifact(name: str, artifact: str, number: int = _NUMBER) -> Response:
         path = data.artifact_path(name, number, artifact)
         return FileResponse(path, filename=Path(artifact).name, media_type="application/octet-stream")
 
     @app.get("/api/studies/{name:path}/trials/{number}/exports/{index}/{filename}", tags=["api"],
              summary="Download a file of an export of the trial recorded by tuner export (no other file is served)",
-             response_class=FileResponse, response_model=None, responses={404: {"description": "not a recorded export file"}})
-    def api_export_file(name: str, number: int, index: int, filename: str) -> Response:
+             response_class=FileResponse, response_model=None,
+             responses={200: _FILE, 404: {"model": ErrorBody, "description": "not a recorded export file"}})
+    def api_export_file(name: str, index: int, filename: str, number: int = _NUMBER) -> Response:
         path = data.export_path(name, number, index, filename)
         return FileResponse(path, filename=path.name, media_type="application/octet-stream")
 
-    @app.get("/api/studies/{name:path}/trials/{number}", tags=["api"],
+    @app.get("/api/studies/{name:path}/trials/{number}", tags=["api"], responses=_NOT_FOUND,
              summary="One trial: parameters, values, curves, metrics, placement, error, artifacts")
-    def api_trial(name: str, number: int) -> dict[str, Any]:
+    def api_trial(name: str, number: int = _NUMBER) -> dict[str, Any]:
         return _clean({**data.trial(name, number), "exports": data.exports(name, number)})
 
-    @app.get("/api/studies/{name:path}/trials", tags=["api"],
+    @app.get("/api/studies/{name:path}/trials", tags=["api"], responses={**_NOT_FOUND, **_BAD_QUERY},
              summary="A page of the trials table, sorted and filtered on the server")
     def api_trials(
         name: str,
@@ -96,31 +123,33 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
         param: list[str] = Query([], description="NAME:LOW:HIGH (a bound may be empty) or NAME=A|B; repeatable"),
         sort: str = Query("number", description="number, state, value, value:K, duration, started, completed or param:NAME"),
         order: str = Query("asc", pattern="^(asc|desc)$"),
-        page: int = Query(1, ge=1),
-        per_page: int = Query(50, ge=1, le=500),
+        page: int = Query(1, ge=1, le=_MAX_PAGE),
+        per_page: int = Query(50, ge=1, le=MAX_PER_PAGE),
     ) -> dict[str, Any]:
         query = _trial_query(state, value_min, value_max, objective, param, sort, order, page, per_page)
         return _clean(data.trials(name, query))
 
     @app.get("/api/studies/{name:path}/figures", tags=["api"], response_model=None,
+             responses={200: {"description": "the figures", "content": {"application/json": {"schema": {"type": "object"}}}},
+                        **_NOT_FOUND},
              summary="The report's figures (Plotly JSON) and search-space advice, cached per study version")
     def api_figures(name: str) -> Response:  # JSON text built by the cache (figures embedded as raw JSON)
         return Response(figures.figures_json(name), media_type="application/json")
 
-    @app.get("/api/studies/{name:path}/compare", tags=["api"], summary="Two to five trials side by side")
+    @app.get("/api/studies/{name:path}/compare", tags=["api"], responses={**_NOT_FOUND, **_BAD_QUERY}, summary="Two to five trials side by side")
     def api_compare(name: str, trials: str = Query(..., description="comma-separated trial numbers, e.g. 3,7")) -> dict[str, Any]:
         return _clean(data.compare(name, _numbers(trials)))
 
-    @app.get("/api/studies/{name:path}/version", tags=["api"],
+    @app.get("/api/studies/{name:path}/version", tags=["api"], responses=_NOT_FOUND,
              summary="A marker that changes whenever a trial is added, finishes or reports a step")
     def api_version(name: str) -> dict[str, Any]:
         return {"version": data.version(name)}
 
-    @app.get("/api/studies/{name:path}/params", tags=["api"], summary="The study's parameter names")
+    @app.get("/api/studies/{name:path}/params", tags=["api"], responses=_NOT_FOUND, summary="The study's parameter names")
     def api_params(name: str) -> dict[str, Any]:
         return {"params": data.param_names(name)}
 
-    @app.get("/api/studies/{name:path}", tags=["api"], summary="One study: state, counts, best trial(s), spec")
+    @app.get("/api/studies/{name:path}", tags=["api"], responses=_NOT_FOUND, summary="One study: state, counts, best trial(s), spec")
     def api_study(name: str) -> dict[str, Any]:
         return _clean(data.study(name))
 
@@ -131,7 +160,7 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
         return _page(templates, "studies.html", request, studies=data.studies())
 
     @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
-    def page_trial(request: Request, name: str, number: int) -> Response:
+    def page_trial(request: Request, name: str, number: int = _NUMBER) -> Response:
         trial = _clean({**data.trial(name, number), "exports": data.exports(name, number)})
         study = data.meta(name)
         return _page(templates, "trial.html", request, study=study, trial=trial,
@@ -174,9 +203,13 @@ def _trial_query(state: str | None, value_min: float | None, value_max: float | 
 
 def _numbers(text: str) -> list[int]:
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        numbers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise BadQuery(f"trials {text!r}: expected comma-separated trial numbers, e.g. 3,7") from None
+    for n in numbers:
+        if not 0 <= n <= SQL_INT_MAX:  # no trial has it, and SQL cannot even compare with it
+            raise BadQuery(f"trials {text!r}: {n} is not a trial number")
+    return numbers
 
 
 def _clean(value: Any) -> Any:

@@ -29,9 +29,13 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery", "SORT_KEYS", "MAX_PER_PAGE"]
+__all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery", "SORT_KEYS", "MAX_PER_PAGE",
+           "SQL_INT_MAX"]
 
 MAX_PER_PAGE = 500
+#: The largest integer SQLite and PostgreSQL store; a bigger trial number or row offset names
+#: nothing (and SQLite refuses to bind it), so it is refused before any query.
+SQL_INT_MAX = 2**63 - 1
 _REVERSE_FROM = 2_500    # from this row on, a page sorted by value or parameter may be read from the far end
 _MEMOS = 64              # memoised answers kept (SQLite), least recently used dropped first
 #: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
@@ -113,6 +117,8 @@ class TrialQuery:
             raise BadQuery(f"page {self.page}: pages start at 1")
         if not 1 <= self.per_page <= MAX_PER_PAGE:
             raise BadQuery(f"per_page {self.per_page}: expected 1..{MAX_PER_PAGE}")
+        if (self.page - 1) * self.per_page > SQL_INT_MAX:
+            raise BadQuery(f"page {self.page}: far past the last trial")
         return self
 
 
@@ -535,6 +541,8 @@ class DashboardData:
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
 
+        if not 0 <= number <= SQL_INT_MAX:
+            raise NotFound(f"study {info.name!r} has no trial {number}")
         with self.engine.connect() as conn:
             tid = conn.execute(sa.select(m.TrialModel.trial_id).where(
                 m.TrialModel.study_id == info.study_id, m.TrialModel.number == number)).scalar()
