@@ -33,6 +33,8 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$")
 _DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 _MAX_TRIALS = 10_000_000
+# Longer than a year is not a time limit; beyond ~292 years Python's own waits overflow.
+_MAX_DURATION_S = 366 * 86400
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     """Read, validate and return the spec in ``path``, with ``overrides`` (CLI flags) applied."""
     p = Path(path)
     source = str(path)
-    if not p.is_file():
+    if not _is_file(p):
         raise SpecError(source, "<file>", "no such spec file", "check the path (specs live in studies/)")
     data = load_yaml_file(p, source=source, error=SpecError)
     if not isinstance(data, dict):
@@ -238,6 +240,9 @@ class _Validator:
             base_dir=str(self.base_dir),
             raw=dict(d),
         )
+        from tuner.engine._plugins import check_plugins
+
+        check_plugins(spec)  # argument values Optuna rejects fail here, not after Ray has started
         return spec
 
     # -- fields
@@ -274,8 +279,8 @@ class _Validator:
         if module.endswith(".py"):
             path = Path(module)
             if not path.is_absolute():
-                path = self.base_dir / path if (self.base_dir / path).exists() else Path.cwd() / path
-            if not path.is_file():
+                path = self.base_dir / path if _is_file(self.base_dir / path) else Path.cwd() / path
+            if not _is_file(path):
                 raise self.fail("objective", f"file {module} not found", "give a path relative to the spec file or the working directory")
             objective = f"{path.resolve()}:{func}"
         self._check_importable(objective)
@@ -294,7 +299,7 @@ class _Validator:
         except (ImportError, AttributeError) as exc:
             raise self.fail("objective", f"cannot import {ref}: {exc}",
                             "check the module path (it is imported from the working directory and the spec's folder)") from None
-        except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's module raised (or exited) while importing
             raise self.fail("objective", f"importing {ref} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                             "fix the error in that module") from None
 
@@ -436,14 +441,14 @@ class _Validator:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(key, f"expected an integer, got {_short(value)}", f"use a whole number >= {low}")
         if not low <= value <= high:
-            raise self.fail(key, f"{value} is out of range", f"use a value in [{low}, {high}]")
+            raise self.fail(key, f"{_short(value)} is out of range", f"use a value in [{low}, {high}]")
         return value
 
     def _number(self, value: Any, path: str, low: float, high: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {_short(value)}", None)
-        if not low <= value <= high:
-            raise self.fail(path, f"{value} is out of range", f"use a value in [{low:g}, {high:g}]")
+        if not low <= value <= high:  # before isfinite: an int beyond float range overflows there
+            raise self.fail(path, f"{_short(value)} is out of range", f"use a value in [{low:g}, {high:g}]")
         return float(value)
 
     def _duration(self, key: str) -> float | None:
@@ -453,6 +458,8 @@ class _Validator:
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
             raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+        if seconds > _MAX_DURATION_S:
+            raise self.fail(key, f"{_short(value)} is longer than a year", f"use at most {_MAX_DURATION_S // 86400}d, or leave {key} out for no limit")
         return seconds
 
 
@@ -460,12 +467,16 @@ def parse_duration(value: Any) -> float | None:
     """Seconds from ``600``, ``"90s"``, ``"10m"``, ``"2h"``; None when unparseable."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m:
-            return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    try:
+        if isinstance(value, (int, float)):
+            return float(value) if math.isfinite(value) else None
+        if isinstance(value, str):
+            m = _DURATION_RE.match(value)
+            if m:
+                seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+                return seconds if math.isfinite(seconds) else None
+    except OverflowError:  # an integer beyond float range
+        return None
     return None
 
 
@@ -477,7 +488,15 @@ def resolve_space_path(ref: str, base_dir: Path) -> Path | None:
         Path(__file__).resolve().parent.parent / "search_spaces" / ref,
         Path.cwd() / "search_spaces" / ref,
     ]
-    return next((c.resolve() for c in candidates if c.is_file()), None)
+    return next((c.resolve() for c in candidates if _is_file(c)), None)
+
+
+def _is_file(path: Path) -> bool:
+    """``Path.is_file`` that answers False for paths the OS refuses (name too long, NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 _PLUGIN_SIGNATURES: dict[tuple[str, str], Callable[[], Any]] = {}

@@ -103,13 +103,48 @@ def make_pruner(name: str, args: dict[str, Any]) -> "optuna.pruners.BasePruner":
     return cls(**{**_PRUNER_DEFAULTS.get(name, {}), **args})
 
 
+# Argument annotations whose every part names one of these can be checked against a YAML value.
+_ARG_TYPES: dict[str, Callable[[Any], bool]] = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) <= 2**53,
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1e300,
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "None": lambda v: v is None,
+}
+
+
+def _arg_type_problem(cls: Callable[..., Any], args: dict[str, Any]) -> tuple[str, str] | None:
+    """(arg, expected) for the first argument whose value does not fit its annotation.
+
+    Optuna's constructors store most arguments unchecked (``n_startup_trials: abc`` would only
+    fail inside every trial), so plain annotations (int, float, bool, str, None) are checked here.
+    """
+    params = inspect.signature(cls).parameters
+    for arg, value in args.items():
+        annotation = params[arg].annotation if arg in params else inspect.Parameter.empty
+        text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        parts = [t.strip() for t in text.split("|")]
+        if text and all(t in _ARG_TYPES for t in parts) and not any(_ARG_TYPES[t](value) for t in parts):
+            return str(arg), " or ".join({"int": "an integer", "float": "a number", "bool": "true or false",
+                                          "str": "a string", "None": "null"}[t] for t in parts)
+    return None
+
+
 def check_plugins(spec: "StudySpec") -> None:
-    """Build the sampler and pruner once, so that a bad argument value fails before any trial."""
+    """Check argument types and build the sampler and pruner once, so that a bad value fails before any trial."""
     from tuner.exceptions import SpecError
 
+    for kind, classes, name, args in (("sampler", _sampler_classes, spec.sampler, spec.sampler_args),
+                                      ("pruner", _pruner_classes, spec.pruner, spec.pruner_args)):
+        bad = _arg_type_problem(classes()[name], args)
+        if bad:
+            raise SpecError(spec.source, f"{kind}.args.{bad[0]}", f"{name} expects {bad[1]}, got {args[bad[0]]!r}"[:200],
+                            f"give {bad[0]} as {bad[1]}")
     for kind, build in (("sampler", lambda: make_sampler(spec.sampler, spec.sampler_args, seed=spec.seed,
                                                           space=spec.search_space)),
                         ("pruner", lambda: make_pruner(spec.pruner, spec.pruner_args))):
+        if kind == "sampler" and spec.sampler == "grid":
+            continue  # takes no arguments; spec validation already built the space's grid
         try:
             build()
         except (TypeError, ValueError) as exc:
