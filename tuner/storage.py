@@ -61,13 +61,18 @@ def _check_url(url: str) -> None:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StorageError(f"storage URL {url!r} is not valid; use sqlite:///path.db or postgresql+psycopg://user@host/db") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql", "mysql"):
         raise StorageError(f"storage URL {redact(url)!r}: unsupported database {backend!r}; use sqlite:///path.db or postgresql+psycopg://user@host/db")
     if backend == "postgresql" and parsed.get_driver_name() not in ("psycopg", "psycopg2"):
         raise StorageError(f"storage URL {redact(url)!r}: driver {parsed.get_driver_name()!r} is not installed; use postgresql+psycopg://...")
+    if backend == "sqlite" and parsed.host:
+        raise StorageError(f"storage URL {url!r} is not valid; use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise StorageError(f"storage URL {url!r} is an in-memory database, which trial workers and later commands "
+                           "cannot see; use a file: sqlite:///tuner.db")
 
 
 def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
@@ -87,6 +92,27 @@ def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
     return {"creator": connect}
 
 
+def _check_sqlite_path(url: str, path: Path, readonly: bool) -> None:
+    """One-line errors for a SQLite file that cannot be read (``readonly``) or written."""
+    try:
+        exists = path.exists()
+        if readonly and not exists:
+            raise StorageError(f"no storage at {path}: run a study first, or pass --storage / TUNER_STORAGE")
+        if not path.parent.exists():
+            raise StorageError(f"storage {url}: folder {path.parent} does not exist; create it or choose another path")
+        if exists and not path.is_file():
+            raise StorageError(f"storage {path} is not a database file; pass a file path such as sqlite:///{path}/tuner.db")
+        if exists and not readonly and not os.access(path, os.W_OK):
+            raise StorageError(f"storage {path} is read-only; make it writable or pass another --storage")
+        if exists and not readonly and not os.access(path.parent, os.W_OK):
+            raise StorageError(f"storage {path} cannot be written: SQLite keeps its journal in folder {path.parent}, "
+                               "which is read-only; make the folder writable or pass another --storage")
+        if not exists and not os.access(path.parent, os.W_OK):
+            raise StorageError(f"cannot create {path}: folder {path.parent} is not writable; pass another --storage")
+    except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL byte, ...
+        raise StorageError(f"storage {url[:100]!r}: {getattr(exc, 'strerror', None) or exc}; choose another path") from None
+
+
 def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool = False) -> "optuna.storages.RDBStorage":
     """Open (and create, unless ``readonly``) the storage at ``url``; cached per process.
 
@@ -104,14 +130,7 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
     engine_kwargs: dict[str, Any] = {}
     path = sqlite_path(url)
     if path is not None:
-        if readonly and not path.exists():
-            raise StorageError(f"no storage at {path}: run a study first, or pass --storage / TUNER_STORAGE")
-        if not path.parent.exists():
-            raise StorageError(f"storage {url}: folder {path.parent} does not exist; create it or choose another path")
-        if path.exists() and not readonly and not os.access(path, os.W_OK):
-            raise StorageError(f"storage {path} is read-only; make it writable or pass another --storage")
-        if not path.exists() and not os.access(path.parent, os.W_OK):
-            raise StorageError(f"cannot create {path}: folder {path.parent} is not writable; pass another --storage")
+        _check_sqlite_path(url, path, readonly)
         engine_kwargs = _sqlite_engine_kwargs(path)
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_size": 4, "max_overflow": 4, "pool_pre_ping": True, "pool_recycle": 300,
@@ -123,11 +142,23 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
             skip_compatibility_check=worker,
             skip_table_creation=worker or readonly,
         )
-    except sqlalchemy.exc.OperationalError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(getattr(exc, "orig", exc)).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {redact(url)}: {reason}; check that the database is running and reachable") from None
-    except sqlalchemy.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot open storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+        # Optuna wraps the driver's error in StorageInternalError when it reads the schema version.
+        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
+        lines = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+        reason = lines[0] if lines else type(cause).__name__
+        if "version_info" in reason:  # Optuna's first table is missing
+            fix = "it holds no tuner studies; run a study first or correct the URL"
+        elif "database" in reason and "does not exist" in reason:
+            fix = "create it first (e.g. createdb) or correct the URL"
+        elif isinstance(cause, sqlalchemy.exc.OperationalError):
+            fix = "check that the database is running and reachable"
+        else:
+            fix = "check that the URL points at a tuner (Optuna) database"
+        raise StorageError(f"cannot open storage {redact(url)}: {reason}; {fix}") from None
+    except ImportError:  # Optuna's message when the URL's database driver is missing
+        raise StorageError(f"storage URL {redact(url)!r}: its database driver is not installed; "
+                           "use sqlite:///path.db or postgresql+psycopg://user@host/db") from None
     except RuntimeError as exc:  # optuna's schema-version mismatch
         raise StorageError(f"storage {redact(url)}: {str(exc).splitlines()[0]}") from None
     if not readonly and not worker:
