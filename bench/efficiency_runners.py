@@ -1,0 +1,323 @@
+"""The contenders of ``python -m bench efficiency``, each run the way its documentation shows.
+
+Every contender runs :class:`~bench.efficiency_problems.BenchObjective` (the problem behind the
+step log) until the step log holds the problem's budget, then stops starting trials:
+
+* ``random``: Optuna's ``RandomSampler`` and no pruner (``NopPruner``), in-process;
+* ``optuna``: ``optuna.create_study(sampler=TPESampler(seed), pruner=MedianPruner())``, both
+  with their defaults, and ``study.optimize`` in-process, as Optuna's tutorial shows;
+* ``raytune``: ``tune.Tuner`` with a ``tune.uniform``/``tune.loguniform``/``tune.choice``
+  ``param_space`` (random search, ``BasicVariantGenerator(random_state=seed)``) and
+  ``ASHAScheduler(max_t=T)`` with its defaults (grace period 1, reduction factor 4), the
+  metric sent each step with ``tune.report``, as Ray Tune's guides show;
+* ``tuner`` (default and each sampler/pruner): ``tuner.run(spec, objective, storage=sqlite)``
+  with real Ray workers and a fresh SQLite file; the spec names a sampler/pruner only when the
+  contender is not tuner's default.
+
+How each stops once the budget is spent differs by library (Optuna: ``study.stop()`` in a
+callback; Ray Tune: a ``Stopper`` whose ``stop_all`` reads the log; tuner: the run's progress
+hook, which sets the run's stop reason, the same path a ``timeout`` takes); what happened after
+the budget is never counted (see :mod:`bench.efficiency_report`), so this only saves time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.efficiency_problems import QUICK, PROBLEMS, BenchObjective, Problem, StepLog
+
+__all__ = ["Contender", "contenders", "run_contender", "init_ray"]
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
+PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One way of tuning: a library and, for tuner, the sampler/pruner named in the spec."""
+
+    name: str
+    library: str  # random | optuna | raytune | tuner
+    sampler: str | None = None  # tuner only; None: the spec does not name one (tuner's default)
+    pruner: str | None = None
+
+    @property
+    def label(self) -> str:
+        return {"random": "random search, no pruning", "optuna": "Optuna defaults (TPE + MedianPruner)",
+                "raytune": "Ray Tune defaults (random + ASHA)"}.get(self.library, self._tuner_label())
+
+    def _tuner_label(self) -> str:
+        if self.sampler is None and self.pruner is None:
+            return "tuner default"
+        return f"tuner {self.sampler or 'default sampler'} + {self.pruner or 'default pruner'}"
+
+
+def contenders(grid: str = "oat") -> list[Contender]:
+    """The contenders; tuner's samplers and pruners one at a time (``oat``) or all pairs (``full``).
+
+    ``oat``: each sampler with tuner's default pruner, each pruner with tuner's default sampler.
+    ``tpe`` named in a spec gets tuner's TPE settings, so ``tpe`` + default is tuner's default
+    itself and is not run twice.
+    """
+    out = [Contender("random", "random"), Contender("optuna", "optuna"), Contender("raytune", "raytune"),
+           Contender("tuner", "tuner")]
+    if grid == "full":
+        pairs = [(s, p) for s in SAMPLERS for p in PRUNERS]
+    else:
+        pairs = [(s, None) for s in SAMPLERS] + [(None, p) for p in PRUNERS]
+    seen = {("tpe", None), (None, "median"), ("tpe", "median")}  # all three are tuner's default
+    for s, p in pairs:
+        if (s, p) in seen:
+            continue
+        seen.add((s, p))
+        out.append(Contender(f"tuner:{s or 'default'}/{p or 'default'}", "tuner", s, p))
+    return out
+
+
+def init_ray(num_cpus: int) -> None:
+    """One local Ray instance for every Ray-based run of this process (tuner joins it)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import tuner.engine._driver  # noqa: F401 - sets Tune's environment (no per-trial loggers) for both users
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
+
+
+def run_contender(contender: Contender, problem: Problem, *, seed: int, quick: bool, concurrency: int,
+                  workdir: Path) -> dict[str, Any]:
+    """Run one contender on one problem until the budget is spent; returns timings and the log path."""
+    log_path = workdir / "steps.jsonl"
+    objective = BenchObjective(problem.name, quick, str(log_path), seed)
+    start = time.time()
+    runner = {"random": _run_optuna, "optuna": _run_optuna, "raytune": _run_raytune, "tuner": _run_tuner}
+    info = runner[contender.library](contender, problem, objective, seed=seed, concurrency=concurrency,
+                                     workdir=workdir) or {}
+    return {"start": start, "end": time.time(), "log": str(log_path), **info}
+
+
+# ---- Optuna (random search and Optuna's defaults) --------------------------------------------------
+
+
+class _OptunaContext:
+    """``ctx`` for an objective under plain Optuna: report and prune through the ``optuna.Trial``."""
+
+    def __init__(self, trial: Any, problem: Problem, seed: int, trial_dir: Path) -> None:
+        self._trial = trial
+        self.metric, self.direction = problem.metric, problem.direction
+        self.metrics, self.directions = (problem.metric,), (problem.direction,)
+        self.seed = seed * 1_000_003 + trial.number
+        self.trial_dir = trial_dir
+        self.device = "cpu"
+        self.num_threads = 1
+
+    def report(self, step: int, value: float | Mapping[str, float]) -> None:
+        import optuna
+
+        v = float(value[self.metric]) if isinstance(value, Mapping) else float(value)
+        self._trial.report(v, step)
+        if self._trial.should_prune():
+            raise optuna.TrialPruned()
+
+    def set_attr(self, key: str, value: Any) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        pass
+
+
+def _run_optuna(contender: Contender, problem: Problem, objective: BenchObjective, *, seed: int, concurrency: int,
+                workdir: Path) -> dict[str, Any]:
+    import optuna
+
+    from tuner.space import SearchSpace
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    space = SearchSpace.from_mapping(problem.space, source=f"bench:{problem.name}")
+    if contender.library == "random":
+        sampler, pruner = optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
+    else:
+        sampler, pruner = optuna.samplers.TPESampler(seed=seed), optuna.pruners.MedianPruner()
+    study = optuna.create_study(direction=problem.direction, sampler=sampler, pruner=pruner)
+    log = StepLog(objective.log_path)
+
+    def fn(trial: optuna.Trial) -> float:
+        # space.suggest issues the same suggest_float/int/categorical calls a hand-written objective would.
+        params = space.suggest(trial)
+        result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{trial.number:05d}"))
+        return float(result[problem.metric]) if isinstance(result, Mapping) else float(result)
+
+    def stop_at_budget(study: optuna.Study, _trial: Any) -> None:
+        if log.steps() >= problem.budget:
+            study.stop()
+
+    study.optimize(fn, n_trials=problem.budget, n_jobs=concurrency, callbacks=[stop_at_budget],
+                   catch=(Exception,), gc_after_trial=False)
+    return {"n_trials": len(study.trials)}
+
+
+# ---- Ray Tune -----------------------------------------------------------------------------------------
+
+
+def tune_param_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat tuner space as Ray Tune's ``param_space`` (the same distributions, written Tune's way)."""
+    from ray import tune
+
+    out: dict[str, Any] = {}
+    for name, dim in space["params"].items():
+        if not isinstance(dim, Mapping):
+            out[name] = dim  # a fixed value
+        elif "float" in dim:
+            low, high = dim["float"]
+            out[name] = tune.loguniform(low, high) if dim.get("log") else tune.uniform(low, high)
+        elif "int" in dim:
+            low, high = dim["int"]  # inclusive in tuner, exclusive upper bound in Tune
+            out[name] = tune.lograndint(low, high + 1) if dim.get("log") else tune.randint(low, high + 1)
+        elif "choice" in dim:
+            out[name] = tune.choice(list(dim["choice"]))
+        else:
+            raise ValueError(f"{name}: {dim} has no Ray Tune equivalent here")
+    return out
+
+
+class _TuneContext:
+    """``ctx`` for an objective under Ray Tune: every step goes to ``tune.report``; ASHA decides."""
+
+    def __init__(self, problem: Problem, seed: int, trial_dir: Path) -> None:
+        self.metric, self.direction = problem.metric, problem.direction
+        self.metrics, self.directions = (problem.metric,), (problem.direction,)
+        self.seed = seed
+        self.trial_dir = trial_dir
+        self.device = "cpu"
+        self.num_threads = 1
+
+    def report(self, step: int, value: float | Mapping[str, float]) -> None:
+        from ray import tune
+
+        v = float(value[self.metric]) if isinstance(value, Mapping) else float(value)
+        tune.report({self.metric: v, "step": int(step)})
+
+    def set_attr(self, key: str, value: Any) -> None:
+        pass
+
+    def warn(self, text: str) -> None:
+        pass
+
+
+def _tune_trainable(config: dict[str, Any], objective: BenchObjective | None = None, workdir: str = "") -> None:
+    """Ray Tune function trainable: one trial of the objective, reporting each step."""
+    assert objective is not None
+    problem = (QUICK if objective.quick else PROBLEMS)[objective.problem]
+    key = time.time_ns()
+    trial_seed = objective.seed * 1_000_003 + key % 1_000_003
+    objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{key}"))
+
+
+def _budget_stopper(log: StepLog, budget: int) -> Any:
+    from ray import tune
+
+    class _BudgetStopper(tune.Stopper):
+        """Stops the experiment once the step log holds the budget."""
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return log.steps() >= budget
+
+    return _BudgetStopper()
+
+
+def _run_raytune(contender: Contender, problem: Problem, objective: BenchObjective, *, seed: int, concurrency: int,
+                 workdir: Path) -> dict[str, Any]:
+    import logging
+
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    trainable = tune.with_parameters(_tune_trainable, objective=objective, workdir=str(workdir / "trials"))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=tune_param_space(problem.space),
+        tune_config=tune.TuneConfig(
+            metric=problem.metric, mode="max" if problem.direction == "maximize" else "min",
+            scheduler=ASHAScheduler(max_t=problem.steps),
+            search_alg=BasicVariantGenerator(random_state=seed),
+            num_samples=problem.budget, max_concurrent_trials=concurrency,
+            # Not a default, but it changes only the time per trial (the same trials run in the
+            # same order): without it every trial starts a new worker process.
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(storage_path=str(workdir / "ray"), name="run", verbose=0,
+                                  stop=_budget_stopper(StepLog(objective.log_path), problem.budget),
+                                  log_to_file=False),
+    )
+    results = tuner.fit()
+    return {"n_trials": len(results), "errors": len(results.errors)}
+
+
+# ---- tuner ----------------------------------------------------------------------------------------------
+
+
+def _budget_progress(log: StepLog, budget: int) -> Any:
+    from tuner.engine._progress import Progress
+
+    class _BudgetProgress(Progress):
+        """tuner's progress hook, told of every finished trial: stops the run once the budget is spent.
+
+        Setting the run's stop reason is what a spec ``timeout`` does when it expires: no new
+        trial starts and the run ends when the running ones have finished.
+        """
+
+        def trial_done(self, number: int, state_name: str, values: Any, state: Any) -> None:
+            super().trial_done(number, state_name, values, state)
+            if state.stop_reason is None and log.steps() >= budget:
+                state.stop_reason = "budget"
+
+    return _BudgetProgress(quiet=True)
+
+
+def tuner_spec(contender: Contender, problem: Problem, *, seed: int, concurrency: int) -> dict[str, Any]:
+    """The study spec a tuner contender runs: sampler/pruner only when the contender names them."""
+    spec: dict[str, Any] = {
+        "version": 1, "name": f"efficiency-{problem.name}-s{seed}",
+        "objective": "bench.efficiency_problems:BenchObjective",  # replaced by the instance passed to run()
+        "search_space": problem.space, "metric": problem.metric, "direction": problem.direction,
+        "n_trials": problem.budget,  # an upper bound: every trial spends at least one step
+        "concurrency": concurrency, "resources": {"cpus": 1}, "seed": seed, "max_failures": 1_000,
+    }
+    if contender.sampler is not None:
+        spec["sampler"] = contender.sampler
+    if contender.pruner is not None:
+        spec["pruner"] = contender.pruner
+    return spec
+
+
+def _run_tuner(contender: Contender, problem: Problem, objective: BenchObjective, *, seed: int, concurrency: int,
+               workdir: Path) -> dict[str, Any]:
+    import tuner
+
+    spec = tuner_spec(contender, problem, seed=seed, concurrency=concurrency)
+    study = tuner.run(spec, objective, storage=f"sqlite:///{workdir / 'study.db'}",
+                      progress=_budget_progress(StepLog(objective.log_path), problem.budget))
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return {"n_trials": len(states), "errors": states.count("FAIL")}
+
+
+def scratch_dir() -> Path:
+    """A fresh temporary folder for one run (removed by the caller)."""
+    return Path(tempfile.mkdtemp(prefix="tuner-eff-"))
+
+
+def remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
