@@ -476,7 +476,7 @@ class DashboardData:
                 continue
             folder = Path(str(entry.get("folder", "")))
             files = [{"format": fmt, "file": str(f.get("file", "")), "bytes": f.get("bytes"),
-                      "exists": (folder / str(f.get("file", ""))).is_file()}
+                      "exists": _inside(folder / str(f.get("file", "")), folder)}
                      for fmt, f in (entry.get("files") or {}).items() if isinstance(f, dict)]
             out.append({"index": index, "folder": str(folder), "exported_at": entry.get("exported_at"), "files": files})
         return out[::-1]
@@ -487,9 +487,9 @@ class DashboardData:
             if entry["index"] != index:
                 continue
             for f in entry["files"]:
-                if f["file"] == filename and "/" not in filename and filename not in (".", ".."):
+                if f["file"] == filename and "/" not in filename and "\\" not in filename and filename not in (".", ".."):
                     path = Path(entry["folder"]) / filename
-                    if not path.is_file():
+                    if not _inside(path, Path(entry["folder"])):
                         raise NotFound(f"export file {filename!r} is recorded but gone from {entry['folder']}")
                     return path
         raise NotFound(f"trial {number} of study {name!r} has no exported file {filename!r} in export {index}")
@@ -508,8 +508,11 @@ class DashboardData:
                 if parsed.scheme != "file":
                     raise NotFound(f"artifact {artifact!r} is stored at {parsed.scheme or '?'}://, not on this machine")
                 path = Path(unquote(parsed.path))
-                if not path.is_file():
-                    raise NotFound(f"artifact {artifact!r} of trial {number} is recorded but its file is gone")
+                worker = trial.get("worker")
+                trial_dir = worker.get("trial_dir") if isinstance(worker, dict) else None
+                if not _inside(path, Path(str(trial_dir)) if trial_dir else None):
+                    raise NotFound(f"artifact {artifact!r} of trial {number} is recorded but its file is gone "
+                                   f"(or is no longer a plain file in the trial's folder)")
                 return path
         raise NotFound(f"trial {number} of study {name!r} has no artifact {artifact!r}")
 
@@ -649,7 +652,9 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
     if full:
         row["intermediate_values"] = {str(k): _finite(v) for k, v in sorted(t.intermediate_values.items())}
         row["curve"] = jsonable(sa_.get(_attrs.CURVE) or [])
-        row["artifacts"] = [{**a, "exists": _file_exists(a.get("uri"))}
+        worker = sa_.get(_attrs.WORKER)
+        trial_dir = worker.get("trial_dir") if isinstance(worker, dict) else None
+        row["artifacts"] = [{**a, "exists": _file_exists(a.get("uri"), trial_dir)}
                             for a in (sa_.get(_attrs.ARTIFACTS) or []) if isinstance(a, dict)]
         row["attrs"] = {k[len(_attrs.ATTR_PREFIX):]: jsonable(v) for k, v in sa_.items() if k.startswith(_attrs.ATTR_PREFIX)}
         row["user_attrs"] = jsonable(dict(t.user_attrs))
@@ -689,10 +694,27 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dic
     }
 
 
-def _file_exists(uri: Any) -> bool:
-    """Whether a recorded ``file://`` artifact is still there (checkpoints outside the best K are removed)."""
+def _file_exists(uri: Any, trial_dir: Any = None) -> bool:
+    """Whether a recorded ``file://`` artifact is still there and servable (checkpoints outside the best K are removed)."""
     parsed = urlparse(str(uri or ""))
-    return parsed.scheme == "file" and Path(unquote(parsed.path)).is_file()
+    return parsed.scheme == "file" and _inside(Path(unquote(parsed.path)), Path(str(trial_dir)) if trial_dir else None)
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    """Whether ``path`` is a regular file that may be served: no symbolic link on its way, and
+    inside ``folder`` (the trial's or export's folder, when recorded) once links are resolved.
+
+    The worker records each artifact at its resolved path, so a link the trial left in its folder
+    (``best.pt -> /etc/passwd``) is recorded at its target, outside the trial's folder; and a file
+    swapped for a link after it was recorded no longer resolves to itself. Either is refused: a
+    download serves only files that stay where they were recorded.
+    """
+    try:
+        if not path.is_absolute() or path.resolve() != path or not path.is_file():
+            return False
+        return folder is None or path.is_relative_to(folder.resolve())
+    except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable folder, a NUL byte
+        return False
 
 
 def _iso_utc(value: Any) -> str | None:
