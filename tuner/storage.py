@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,7 @@ def _check_url(url: str) -> None:
                            "cannot see; use a file: sqlite:///tuner.db")
 
 
-def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
+def _sqlite_engine_kwargs(path: Path, readonly: bool = False) -> dict[str, Any]:
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
@@ -84,12 +85,25 @@ def _sqlite_engine_kwargs(path: Path) -> dict[str, Any]:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.OperationalError:
+            if readonly and _frozen(path):
+                # A WAL file in a folder nobody may write: SQLite cannot create the shared-memory
+                # file its readers need. With no -wal or -shm file nothing can be writing it, so
+                # it is read as the immutable file it is.
+                conn.close()
+                uri = f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1"
+                return sqlite3.connect(uri, uri=True, check_same_thread=False)
             # A read-only file (reports, the dashboard) cannot switch modes: read it as it is.
             return conn
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     return {"creator": connect}
+
+
+def _frozen(path: Path) -> bool:
+    """A database in a read-only folder with no -wal/-shm files beside it: no writer can exist."""
+    side = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    return not os.access(path.parent, os.W_OK) and not any(p.exists() for p in side)
 
 
 def _check_sqlite_path(url: str, path: Path, readonly: bool) -> None:
@@ -131,7 +145,7 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
     path = sqlite_path(url)
     if path is not None:
         _check_sqlite_path(url, path, readonly)
-        engine_kwargs = _sqlite_engine_kwargs(path)
+        engine_kwargs = _sqlite_engine_kwargs(path, readonly)
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_size": 4, "max_overflow": 4, "pool_pre_ping": True, "pool_recycle": 300,
                          "connect_args": {"connect_timeout": 10}}
