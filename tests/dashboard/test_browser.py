@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.dashboard.conftest import STUDY, XSS, LiveServer
+from tests.dashboard.conftest import IMG, SCRIPT, STUDY, XSS, LiveServer
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -206,6 +206,36 @@ def test_token_protected_dashboard_works_in_a_browser(browser: Any, dash_url: st
             p.goto(f"{s.base}/studies/{STUDY}/trials/0")
             p.wait_for_selector("#curve-fig .main-svg")
             assert pg.errors == []
+        finally:
+            pg.close()
+
+
+def test_hostile_content_runs_no_script(browser: Any, hostile_url: str) -> None:
+    """Study and parameter names, values, curve keys, metric names and error messages with markup
+    (see ``fill_hostile_study``) go through the server's templates, dashboard.js and Plotly: no
+    dialog opens and the console stays clean on every page."""
+    from urllib.parse import quote
+
+    name = quote(SCRIPT, safe="")
+    with LiveServer(hostile_url) as s:
+        pg = Page(browser)
+        try:
+            p = pg.page
+            p.goto(f"{s.base}/")
+            assert SCRIPT in p.inner_text("#studies")
+            p.goto(f"{s.base}/studies/{name}")
+            _wait_rows(p)
+            assert SCRIPT in p.inner_text("#trials thead") and IMG in p.inner_text("#trials thead")  # built by JS
+            assert SCRIPT in p.inner_text("#trials tbody")
+            p.wait_for_selector("#plot-history .main-svg", timeout=60_000)  # axis titles name hostile parameters
+            p.goto(f"{s.base}/studies/{name}/trials/0")
+            p.wait_for_selector("#curve-fig .main-svg")        # legend entries named by hostile curve keys
+            p.goto(f"{s.base}/studies/{name}/trials/1")
+            assert "alert(1)" in p.inner_text("#traceback")
+            p.goto(f"{s.base}/studies/{name}/compare?trials=0,2,3")
+            p.wait_for_selector("#compare-fig .main-svg")
+            assert p.evaluate("document.querySelectorAll('img, iframe, object, embed').length") == 0
+            assert pg.dialogs == [] and pg.errors == []
         finally:
             pg.close()
 
