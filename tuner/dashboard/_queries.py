@@ -704,10 +704,11 @@ def _inside(path: Path, folder: Path | None) -> bool:
     """Whether ``path`` is a regular file that may be served: no symbolic link on its way, and
     inside ``folder`` (the trial's or export's folder, when recorded) once links are resolved.
 
-    The worker records each artifact at its resolved path, so a link the trial left in its folder
-    (``best.pt -> /etc/passwd``) is recorded at its target, outside the trial's folder; and a file
-    swapped for a link after it was recorded no longer resolves to itself. Either is refused: a
-    download serves only files that stay where they were recorded.
+    The worker records each artifact at its resolved path and leaves out links that lead out of
+    the trial's folder (``best.pt -> /etc/passwd``); a storage written otherwise would record
+    such a file outside the folder, and a file swapped for a link after it was recorded no longer
+    resolves to itself. Either is refused: a download serves only files that stay where they
+    were recorded.
     """
     try:
         if not path.is_absolute() or path.resolve() != path or not path.is_file():

@@ -36,6 +36,7 @@ from tuner.exceptions import TrialPruned
 
 STATE_KEY = "tuner_state"
 VALUES_KEY = "tuner_values"
+WARNINGS_KEY = "tuner_warnings"
 
 
 @dataclass
@@ -214,7 +215,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         storage.set_trial_system_attr(trial_id, _attrs.METRICS, jsonable(dict(metrics)))
         _record_artifacts(storage, trial_id, trial_dir)
         study.tell(trial, values)
-        return {STATE_KEY: "COMPLETE", VALUES_KEY: values}
+        return {STATE_KEY: "COMPLETE", VALUES_KEY: values, WARNINGS_KEY: ctx.warnings}
     except TrialPruned:
         _record_artifacts(storage, trial_id, trial_dir)
         study.tell(trial, state=TrialState.PRUNED)
@@ -245,7 +246,12 @@ def _record_artifacts(storage: Any, trial_id: int, trial_dir: Path, *, max_files
     listed with their relative names (``checkpoints/e3.pt``); at most ``max_files`` are kept.
     """
     try:
-        files = sorted(p for p in trial_dir.rglob("*") if p.is_file())[:max_files]
+        root = trial_dir.resolve()
+        # A link that leads out of the trial's folder is not the trial's file: never listed
+        # (else a download would serve whatever it points at). A file is recorded at its
+        # resolved path, which readers check it still resolves to before serving it.
+        files = sorted(p for p in trial_dir.rglob("*")
+                       if p.is_file() and p.resolve().is_relative_to(root))[:max_files]
         if not files:
             return
         storage.set_trial_system_attr(trial_id, _attrs.ARTIFACTS, [
