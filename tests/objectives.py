@@ -85,3 +85,15 @@ def dashboard_mix(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     (ctx.trial_dir / "best.pt").write_bytes(f"weights of trial {ctx.number}\n".encode())
     ctx.set_attr("confusion_matrix", [[5, 1], [2, 7]])
     return {"loss": loss, "val_acc": 1.0 / (1.0 + loss)}
+
+
+def chatty(params: dict[str, Any], ctx: Any) -> float:
+    """Many small storage writes (20 reports and an attribute) in about half a second: with many
+    trials at once this is what contends for a SQLite file's write lock."""
+    value = 0.0
+    for step in range(1, 21):
+        value = (params["x"] - 0.5) ** 2 + 1.0 / step
+        ctx.report(step, value)
+        time.sleep(0.02)
+    ctx.set_attr("steps", 20)
+    return value

@@ -149,8 +149,13 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_size": 4, "max_overflow": 4, "pool_pre_ping": True, "pool_recycle": 300,
                          "connect_args": {"connect_timeout": 10}}
+    # Writers ride out a database restart (tuner/_retry_storage.py); readers such as the
+    # dashboard answer at once instead, and the next request tries again.
+    from tuner._retry_storage import RetryingRDBStorage
+
+    storage_cls: type[optuna.storages.RDBStorage] = optuna.storages.RDBStorage if readonly else RetryingRDBStorage
     try:
-        storage = optuna.storages.RDBStorage(
+        storage = storage_cls(
             url,
             engine_kwargs=engine_kwargs,
             skip_compatibility_check=worker,

@@ -54,3 +54,32 @@ def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
     assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
+
+
+def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> None:
+    """Ctrl-C twice: no waiting for trials to be stopped; the next run recovers what was left."""
+    spec = tmp_path / "sigint.yaml"
+    spec.write_text(SPEC)
+    url = f"sqlite:///{tmp_path / 's2.db'}"
+    cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "2"]
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and _states(url).get("COMPLETE", 0) < 2:
+        time.sleep(0.2)
+    assert _states(url).get("RUNNING", 0) >= 1
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode == 130, err[-2000:]
+    assert err.rstrip().splitlines()[-1] == "error: interrupted; run the same command again to resume"
+    assert "Traceback" not in err
+    done_before = _states(url).get("COMPLETE", 0)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    final = _states(url)
+    assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
+    assert final.get("COMPLETE", 0) >= done_before

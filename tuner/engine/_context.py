@@ -53,6 +53,9 @@ class TrialContext:
         self._prune = prune and len(metrics) == 1
         self.curve: list[dict[str, Any]] = []
         self.last_step: int | None = None
+        #: Problems that did not cost the trial (e.g. a checkpoint the disk had no room for);
+        #: the worker hands them to the driver, which prints them.
+        self.warnings: list[str] = []
 
     @property
     def metric(self) -> str:
@@ -98,6 +101,11 @@ class TrialContext:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
         if self._study is not None and self._trial_id is not None:
             self._study._storage.set_trial_system_attr(self._trial_id, _attrs.ATTR_PREFIX + key, jsonable(value))
+
+    def warn(self, message: str) -> None:
+        """Record a problem that leaves the trial's values valid (stored as ``artifact_warning``)."""
+        self.warnings.append(message)
+        self.set_attr("artifact_warning", "; ".join(self.warnings))
 
     def __repr__(self) -> str:
         return f"TrialContext(number={self.number}, device={self.device!r}, trial_dir={str(self.trial_dir)!r})"

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tuner.engine import _attrs
 from tuner.engine._progress import Progress
-from tuner.engine._study import DriverLease, open_for_run
-from tuner.engine._worker import STATE_KEY, VALUES_KEY, JobInfo, trainable
+from tuner.engine._study import DriverLease, open_for_run, recover_stale_trials
+from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY, JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, UserInputError
 
 if TYPE_CHECKING:
@@ -197,6 +197,10 @@ class _Recorder(_Unpicklable, tune.Callback):
             return
         values = result.get(VALUES_KEY)
         st = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(result[STATE_KEY], TrialState.FAIL)
+        entry = self._state.running.get(trial.trial_id)
+        for warning in result.get(WARNINGS_KEY) or ():
+            # Printed even with --quiet: the run goes on, but a later export will miss the file.
+            self._progress.warn(f"warning: trial {entry[1] if entry else '?'}: {warning}")
         self._finish(trial, st, values, None)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -404,6 +408,10 @@ def run_study(
                                            "message": "the run was interrupted before this trial finished"})
             state.count(study._storage.get_trial(trial_id).state)
         state.running.clear()
+        # This run holds the lease, and every trial it started has now ended: a trial still
+        # RUNNING is a row whose creation was retried after a lost connection and never ran.
+        recover_stale_trials(study, reason="created twice when a storage write was retried after a lost "
+                                           "connection; this copy never ran")
         summary.complete, summary.pruned, summary.failed = state.complete, state.pruned, state.failed
         summary.stopped_reason = state.stop_reason or ("interrupted" if interrupted else None)
         summary.elapsed_s = time.monotonic() - started

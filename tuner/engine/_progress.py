@@ -47,6 +47,10 @@ class Progress:
         if not self.quiet:
             self._write(text)
 
+    def warn(self, text: str) -> None:
+        """A line shown whatever the verbosity: something the user has to act on."""
+        self._write(text)
+
     def start(self, spec: "StudySpec", summary: Any, state: Any) -> None:
         self._t0 = time.monotonic()
         self._maximize = [d == "maximize" for d in spec.directions]

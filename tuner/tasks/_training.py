@@ -64,9 +64,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import math
+import os
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -75,7 +78,7 @@ from torch import nn
 
 from tuner.data import Part, Splits
 from tuner.exceptions import SpaceError
-from tuner.tasks._base import TrialContext
+from tuner.tasks._base import TrialContext, write_artifacts
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
                                   confusion_matrix, per_class, regression_scores, scores)
 
@@ -294,8 +297,7 @@ def train_model(
         final["latency_ms"] = measure_latency(model, X_test if len(X_test) else X_val, autocast)
     trial_dir = getattr(ctx, "trial_dir", None)
     if trial_dir is not None:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({
+        checkpoint = {
             "state_dict": {k: v.cpu() for k, v in
                            (checkpoint_state(model, best_state) if checkpoint_state else best_state).items()},
             "params": {k: v.item() if isinstance(v, np.generic) else v for k, v in params.items()},
@@ -304,7 +306,22 @@ def train_model(
             "data": data.describe(),
             "torch_version": str(torch.__version__),
             **(checkpoint_extra or {}),
-        }, trial_dir / "best.pt")
+        }
+
+        def _save() -> list[Path]:
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            # Serialised in memory, then written by Python (torch's own file writer turns ENOSPC
+            # into an opaque RuntimeError), aside and renamed: a full disk leaves no half-written
+            # best.pt behind.
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            tmp = trial_dir / "best.pt.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(buffer.getbuffer())
+            os.replace(tmp, trial_dir / "best.pt")
+            return [trial_dir / "best.pt"]
+
+        write_artifacts(ctx, "checkpoint best.pt", _save)
     return final
 
 

@@ -44,6 +44,7 @@ import difflib
 import importlib
 import inspect
 import json
+import os
 import platform
 import re
 import statistics
@@ -60,7 +61,7 @@ from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bun
                         read_regression_table, read_table)
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
-from tuner.tasks._base import Task, TrialContext
+from tuner.tasks._base import Task, TrialContext, write_artifacts
 from tuner.tasks._metrics import confusion_matrix, per_class, regression_scores, scores
 
 if TYPE_CHECKING:
@@ -225,8 +226,8 @@ class SklearnTask(Task):
         ctx.set_attr("cv_scores", {f"val_{s}": v for s, v in fold_scores.items()})
         trial_dir = getattr(ctx, "trial_dir", None)
         if trial_dir is not None:
-            self.save(model, Path(trial_dir), estimator_params=estimator_params, params=params, data=data,
-                      metrics=final)
+            write_artifacts(ctx, "model.joblib", lambda: [self.save(
+                model, Path(trial_dir), estimator_params=estimator_params, params=params, data=data, metrics=final)])
         return final
 
     def _check_study_metrics(self, metrics: Sequence[str]) -> None:
@@ -333,7 +334,8 @@ class SklearnTask(Task):
 
         trial_dir.mkdir(parents=True, exist_ok=True)
         path = trial_dir / "model.joblib"
-        joblib.dump(model, path, compress=3)
+        # Both files are written aside, then renamed: a full disk leaves no half-written model behind.
+        joblib.dump(model, trial_dir / "model.joblib.tmp", compress=3)
         sidecar = {
             "format": "joblib",
             "file": path.name,
@@ -352,7 +354,9 @@ class SklearnTask(Task):
             "versions": {"sklearn": sklearn.__version__, "numpy": np.__version__, "joblib": joblib.__version__,
                          "python": platform.python_version(), "tuner": getattr(tuner, "__version__", None)},
         }
-        (trial_dir / "model.json").write_text(json.dumps(sidecar, indent=2) + "\n")
+        (trial_dir / "model.json.tmp").write_text(json.dumps(sidecar, indent=2) + "\n")
+        os.replace(trial_dir / "model.joblib.tmp", path)
+        os.replace(trial_dir / "model.json.tmp", trial_dir / "model.json")
         return path
 
 

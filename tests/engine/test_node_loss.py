@@ -1,0 +1,100 @@
+"""A Ray node lost mid-study: a two-node cluster on this machine (`ray start --head` plus a second
+`ray start --address`), the second node's raylet killed while it runs trials; the study must
+finish on the head node, the lost trials FAIL with their cause, nothing left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from tests.engine import _faults
+from tests.engine.test_cluster import _free_port, _stop_cluster
+from tuner.engine import _attrs
+
+_RAY = str(Path(sys.executable).parent / "ray")
+_ENV = {**_faults.ENV, "RAY_AUTH_MODE": "token"}  # a worker node joins a token-auth head with its token
+
+
+def _raylets() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "raylet":
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _running_on(url: str, raylet: int) -> bool:
+    """Whether a RUNNING trial's worker process is a child of ``raylet`` (runs on that node)."""
+    try:
+        study = optuna.load_study(study_name="nodeloss", storage=url)
+    except KeyError:
+        return False
+    pids = set(_children(raylet))
+    return any((t.system_attrs.get(_attrs.WORKER) or {}).get("pid") in pids
+               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def test_study_finishes_when_a_ray_node_is_lost(tmp_path: Path) -> None:
+    port = _free_port()
+    head = subprocess.run([_RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                           "--disable-usage-stats"], env=_faults.ENV, capture_output=True, text=True, timeout=180)
+    assert head.returncode == 0, head.stderr[-2000:]
+    try:
+        before = _raylets()
+        second = subprocess.run([_RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2",
+                                 "--disable-usage-stats"], env=_ENV, capture_output=True, text=True, timeout=180)
+        assert second.returncode == 0, second.stderr[-2000:]
+        lost_raylets = _raylets() - before
+        assert len(lost_raylets) == 1, lost_raylets
+        raylet = lost_raylets.pop()
+
+        spec = tmp_path / "nodes.yaml"
+        spec.write_text(_faults.SLOW_SPEC.format(name="nodeloss", n_trials=10, concurrency=3, seed=7))
+        url = f"sqlite:///{tmp_path / 'n.db'}"
+        proc = subprocess.Popen(_faults.tuner_cmd("run", str(spec), "--storage", url, "--ray-address",
+                                                  f"127.0.0.1:{port}", "--quiet"),
+                                cwd=_faults.ROOT, env=_faults.ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        # Kill the second node once one of its worker processes runs a trial (after a first trial
+        # finished, so that the kill lands mid-study).
+        assert _faults.wait_for(lambda: _running_on(url, raylet) and _faults.states(
+            _faults.finished_snapshot(url, "nodeloss")).get("COMPLETE", 0) >= 1, 180, proc), proc.communicate(timeout=60)
+        killed_at = time.time()
+        for pid in [*_children(raylet), raylet]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        out, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err[-3000:]
+        assert "10/10 finished" in out
+
+        study = optuna.load_study(study_name="nodeloss", storage=url)
+        trials = study.get_trials()
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+        assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 10
+        failed = [t for t in trials if t.state == TrialState.FAIL]
+        assert failed and all(t.system_attrs[_attrs.ERROR]["type"] == "WorkerDied" for t in failed)
+        lost_node = {t.system_attrs[_attrs.WORKER]["node_id"] for t in failed}
+        assert len(lost_node) == 1
+        # After the loss, every trial ran on the remaining node.
+        late = [t for t in trials if t.datetime_start.timestamp() > killed_at + 1]
+        assert late and all(t.system_attrs[_attrs.WORKER]["node_id"] not in lost_node for t in late)
+    finally:
+        _stop_cluster(port)

@@ -1,0 +1,121 @@
+"""Optuna's RDB storage, made to ride out a database restart or a dropped connection.
+
+A study runs for hours; a PostgreSQL restart, a failover or a network blip of a few seconds
+must not cost it. Optuna's ``RDBStorage`` raises on the first failed statement, which would
+fail the trial being told (or crash the driver inside Ray Tune's loop). This subclass retries
+every storage call whose failure is a lost or refused connection, with backoff, for up to
+``TUNER_STORAGE_RETRY_S`` seconds (default 120); after that it raises a one-line
+:class:`~tuner.exceptions.StorageError` that says how to resume.
+
+A write can land and its acknowledgement be lost with the connection. Retrying it then meets
+its own first attempt: a finished trial refuses a second ``tell`` and a parameter row refuses
+a second insert. Those two answers, on a retry only, mean "already done" and are accepted.
+The one write that cannot tell is ``create_new_trial``: a lost acknowledgement there leaves
+an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from typing import Any, Callable, TypeVar
+
+import optuna
+import sqlalchemy.exc
+
+from tuner.exceptions import StorageError
+
+_T = TypeVar("_T")
+
+# Errors that say the connection, not the statement, failed: worth another try.
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError,
+              sqlalchemy.exc.InvalidatePoolError, sqlalchemy.exc.TimeoutError)
+
+# Every method Optuna's study and cached storage call on the backend.
+_READS = ("get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+          "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies",
+          "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
+          "get_best_trial", "_get_best_trial_id", "_get_stale_trial_ids", "get_trial_param")
+_WRITES = ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "create_new_trial",
+           "_create_new_trial", "set_trial_param", "_set_trial_param", "set_trial_state_values",
+           "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr", "record_heartbeat")
+
+
+def retry_window_s() -> float:
+    """How long a storage call keeps retrying a lost connection (``TUNER_STORAGE_RETRY_S``)."""
+    try:
+        return max(0.0, float(os.environ.get("TUNER_STORAGE_RETRY_S", "120")))
+    except ValueError:
+        return 120.0
+
+
+def _is_transient(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(6):  # Optuna wraps SQLAlchemy errors (StorageInternalError from OperationalError)
+        if seen is None:
+            return False
+        if isinstance(seen, _TRANSIENT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _already_done(name: str, exc: BaseException) -> bool:
+    """On a retry: the first attempt of this write landed before its connection was lost."""
+    if name == "set_trial_state_values":
+        return isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
+    if name in ("set_trial_param", "_set_trial_param"):
+        return isinstance(exc, (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError)) and not _is_transient(exc)
+    if name == "create_new_study":
+        return isinstance(exc, optuna.exceptions.DuplicatedStudyError)
+    return False
+
+
+def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
+    @functools.wraps(method)
+    def call(self: "RetryingRDBStorage", *args: Any, **kwargs: Any) -> Any:
+        deadline = None
+        delay = 0.2
+        attempt = 0
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - sorted below: transient, already done, or raised
+                if attempt and _already_done(name, exc):
+                    if name == "create_new_study":
+                        return self.get_study_id_from_name(kwargs.get("study_name") or args[1])
+                    return True if name == "set_trial_state_values" else None
+                if not _is_transient(exc):
+                    raise
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + retry_window_s()
+                if now >= deadline:
+                    reason = str(getattr(exc, "orig", None) or exc.__cause__ or exc).strip().splitlines()
+                    raise StorageError(
+                        f"lost the storage for {retry_window_s():g}s ({reason[0] if reason else type(exc).__name__}); "
+                        f"finished trials are kept: bring the database back and run the same command again to resume"
+                    ) from None
+                self._reset_pool()
+                time.sleep(min(delay, max(0.0, deadline - now)))
+                delay = min(delay * 2, 5.0)
+                attempt += 1
+
+    return call
+
+
+class RetryingRDBStorage(optuna.storages.RDBStorage):
+    """``RDBStorage`` whose calls survive a database restart (see the module docstring)."""
+
+    def _reset_pool(self) -> None:
+        """Drop pooled connections: after a restart every one of them is dead."""
+        try:
+            self.scoped_session.remove()
+            self.engine.dispose(close=False)
+        except Exception:  # noqa: BLE001 - best effort; the next checkout reconnects anyway
+            pass
+
+
+for _name in (*_READS, *_WRITES):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(RetryingRDBStorage, _name, _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
