@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "tasks_tabular": ("bench.tasks_tabular", "sklearn gradient boosting, regression, MLP accuracy-vs-size Pareto"),
     "report_scale": ("bench.report_scale", "tuner report on studies of 1,000 to 100,000 trials"),
     "dashboard_scale": ("bench.dashboard_scale", "dashboard server time at 100,000 trials, vs optuna-dashboard"),
+    "scale": ("bench.scale", "tuner run of 2,000 trivial trials at concurrency 2/8/16, SQLite and PostgreSQL"),
     "loop_throughput": ("bench.loop_throughput", "built-in training loop vs a bare PyTorch loop (samples/s)"),
     "efficiency": ("bench.efficiency", "sample efficiency: best value vs epochs spent, vs random, Optuna, Ray Tune"),
 }

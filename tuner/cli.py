@@ -18,7 +18,8 @@ _STORAGE_HELP = "Storage URL (default: $TUNER_STORAGE, the spec's storage:, or s
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"error: {message}", err=True)
+    # One line whatever a quoted value holds (a name or URL with a line break in it).
+    click.echo("error: " + " ".join(message.splitlines()), err=True)
     sys.exit(code)
 
 

@@ -47,7 +47,7 @@ class SpecError(UserInputError):
         message = f"{self.source}: {self.path}: {problem}"
         if fix:
             message += f"; {fix}"
-        super().__init__(message.replace("\n", " "))
+        super().__init__(" ".join(message.splitlines()))  # one line, whatever breaks a value held
 
 
 class SpaceError(SpecError):

@@ -389,7 +389,7 @@ def _fail(source: str, path: str, problem: str, fix: str | None = None) -> Space
 
 def _check_fixed(x: Any, source: str, path: str, depth: int = 0) -> Any:
     """Validate a fixed value (JSON-like data) and return a plain copy of it."""
-    if depth > _MAX_DEPTH:
+    if depth >= _MAX_DEPTH and isinstance(x, (list, tuple, Mapping)):  # the 33rd list, empty or not
         raise _fail(source, path, f"fixed value nested deeper than {_MAX_DEPTH} levels", "flatten it")
     if x is None or isinstance(x, (bool, str)) or _is_int(x):
         return int(x) if _is_int(x) else x
@@ -421,7 +421,8 @@ def _check_scalar(x: Any, source: str, path: str, what: str) -> Any:
         return x
     if _is_num(x):
         raise _fail(source, path, f"{what} {_render(float(x))} is not a usable value", "use a finite number")
-    raise _fail(source, path, f"{what} must be null, a boolean, a number or a string, got {_kind(x)}", None)
+    raise _fail(source, path, f"{what} must be null, a boolean, a number or a string, got {_kind(x)}",
+                "write a single value (quote text)")
 
 
 def _parse_number(x: Any, kind: str, source: str, path: str, what: str) -> Any:
@@ -542,7 +543,7 @@ def _parse_dim(raw: Mapping[Any, Any], source: str, path: str, variant: bool) ->
 
     log = raw.get("log", False)
     if not isinstance(log, bool):
-        raise _fail(source, f"{path}.log", f"expected true or false, got {_kind(log)}", None)
+        raise _fail(source, f"{path}.log", f"expected true or false, got {_kind(log)}", "write log: true or log: false")
     if log and kind == "float" and low <= 0:
         raise _fail(source, path, "low must be > 0 when log: true", "raise low above 0 or drop log")
     if log and kind == "int" and low < 1:
@@ -555,7 +556,7 @@ def _parse_dim(raw: Mapping[Any, Any], source: str, path: str, variant: bool) ->
             raise _fail(source, spath, "step cannot be combined with log: true", "drop step or log")
         step = _parse_number(raw["step"], kind, source, spath, "step")
         if step <= 0:
-            raise _fail(source, spath, f"step must be positive, got {_render(step)}", None)
+            raise _fail(source, spath, f"step must be positive, got {_render(step)}", "use a step > 0 or drop step")
         if kind == "float":
             if (high - low) / step > _MAX_STEPS:
                 raise _fail(source, spath, f"step {_render(step)} gives more than {_MAX_STEPS} values",
@@ -803,7 +804,8 @@ class SearchSpace:
             raise _fail(p.source, path, f"{key} is a per-layer list; a condition tests one value",
                         f"condition on its count ({target.dims[0].per}) instead")
         if any(t.kind == "value" and not _is_scalar(t.value) for t in target.dims):
-            raise _fail(p.source, path, f"{key} is a fixed list or mapping; a condition tests one value", None)
+            raise _fail(p.source, path, f"{key} is a fixed list or mapping; a condition tests one value",
+                        "condition on a param that takes single values")
         for v in options:
             if not any(t.accepts(v) for t in target.dims):
                 can = "; ".join(t.domain_text() for t in target.dims)

@@ -264,7 +264,7 @@ class _Validator:
             raise self.fail("objective", "both task and objective are set", "keep only one of them")
         if task is not None:
             if not isinstance(task, str):
-                raise self.fail("task", f"expected a task name, got {_kind(task)}", None)
+                raise self.fail("task", f"expected a task name, got {_kind(task)}", "write e.g. `task: mlp`")
             from tuner.tasks import get_task
 
             get_task(task, source=self.source, path="task")  # unknown name -> SpecError listing tasks
@@ -355,7 +355,8 @@ class _Validator:
         if isinstance(ref, Mapping):
             return SearchSpace.from_mapping(ref, source=f"{self.source}: search_space", base_dir=self.base_dir)
         if not isinstance(ref, str):
-            raise self.fail("search_space", f"expected a path or a mapping, got {_kind(ref)}", None)
+            raise self.fail("search_space", f"expected a path or a mapping, got {_kind(ref)}",
+                            "give a path (search_spaces/x.yaml) or an inline mapping with `params:`")
         path = resolve_space_path(ref, self.base_dir)
         if path is None:
             raise self.fail("search_space", f"file {ref} not found",
@@ -372,7 +373,7 @@ class _Validator:
                 raise self.fail(f"{key}.{bad}", "unknown key", f"write {key}: {{name: ..., args: {{...}}}}")
             args = value.get("args") or {}
             if not isinstance(args, Mapping):
-                raise self.fail(f"{key}.args", f"expected a mapping, got {_kind(args)}", None)
+                raise self.fail(f"{key}.args", f"expected a mapping, got {_kind(args)}", f"write {key}: {{name: ..., args: {{arg: value}}}}")
             args = dict(args)
             value = value.get("name", default)
         if value is None and key == "pruner":
@@ -418,13 +419,13 @@ class _Validator:
         if value is None:
             return dict(default)
         if not isinstance(value, Mapping):
-            raise self.fail(key, f"expected a mapping, got {_kind(value)}", None)
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}", f"write {key}: {{name: value, ...}}")
         return dict(value)
 
     def _str(self, key: str, default: str | None) -> Any:
         value = self.data.get(key, default)
         if value is not None and not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {_kind(value)}", None)
+            raise self.fail(key, f"expected a string, got {_kind(value)}", "write text (quote it if YAML reads it as something else)")
         return value
 
     def _keep_checkpoints(self) -> int | None:
@@ -446,7 +447,7 @@ class _Validator:
 
     def _number(self, value: Any, path: str, low: float, high: float) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, f"expected a number, got {_short(value)}", None)
+            raise self.fail(path, f"expected a number, got {_short(value)}", "write a number such as 1 or 0.5")
         if not low <= value <= high:  # before isfinite: an int beyond float range overflows there
             raise self.fail(path, f"{_short(value)} is out of range", f"use a value in [{low:g}, {high:g}]")
         return float(value)
