@@ -151,3 +151,66 @@ def postgres_start_time() -> str:
 
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=10) as conn:
         return str(conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0])
+
+
+@dataclass
+class RestartReport:
+    """What ``postgres_restarts`` did and saw."""
+
+    restarts: int = 0
+    restart_s: list[float] = field(default_factory=list)
+    server_restarted: bool = False
+    completed_after_last: int = 0
+    lost: list[int] = field(default_factory=list)
+    final: dict[str, int] = field(default_factory=dict)
+    rc: int | None = None
+    stderr: str = ""
+    wall_s: float = 0.0
+
+
+def postgres_restarts(workdir: Path, url: str, *, restarts: int, n_trials: int, seed: int = 4,
+                      every: int = 2) -> RestartReport:
+    """One ``tuner run`` on PostgreSQL while the server is restarted ``restarts`` times, one restart
+    each time ``every`` more trials have completed. The run must ride them all out."""
+    import datetime as dt
+
+    import optuna
+
+    name = f"pgrestart{seed}"
+    spec = workdir / f"{name}.yaml"
+    spec.write_text(SLOW_SPEC.format(name=name, n_trials=n_trials, concurrency=2, seed=seed))
+    proc = subprocess.Popen(tuner_cmd("run", str(spec), "--storage", url, "--num-cpus", "2", "--quiet"), cwd=ROOT,
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    report = RestartReport()
+    started = time.monotonic()
+    seen: dict[int, tuple[str, Any, Any]] = {}
+    last_restart = dt.datetime.now()
+    try:
+        first_start = None
+        for i in range(restarts):
+            target = every * (i + 1)
+            if not wait_for(lambda: states(finished_snapshot(url, name)).get("COMPLETE", 0) >= target, 300, proc):
+                break
+            if proc.poll() is not None:
+                break
+            before = finished_snapshot(url, name)
+            report.lost.extend(lost_or_changed(seen, before))
+            seen = before
+            first_start = first_start or postgres_start_time()
+            last_restart = dt.datetime.now()
+            report.restart_s.append(round(postgres_restart(), 2))
+            report.restarts += 1
+        _out, report.stderr = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    report.rc = proc.returncode
+    report.server_restarted = first_start is not None and postgres_start_time() != first_start
+    end = finished_snapshot(url, name)
+    report.lost.extend(lost_or_changed(seen, end))
+    report.final = states(end)
+    study = optuna.load_study(study_name=name, storage=url)
+    report.completed_after_last = sum(1 for t in study.get_trials(deepcopy=False)
+                                      if t.state.name == "COMPLETE" and t.datetime_complete > last_restart)
+    report.wall_s = time.monotonic() - started
+    return report

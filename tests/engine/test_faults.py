@@ -6,7 +6,6 @@ The short forms run here; ``python -m bench soak`` runs the long forms (ten kill
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 from pathlib import Path
@@ -30,37 +29,15 @@ def test_repeated_sigkill_then_rerun_loses_nothing(tmp_path: Path) -> None:
     assert max(report.running_at_kill) >= 1  # the kills really caught trials mid-flight
 
 
-@pytest.fixture()
-def pg_spec(tmp_path: Path) -> Path:
-    spec = tmp_path / "pg.yaml"
-    spec.write_text(_faults.SLOW_SPEC.format(name="pgrestart", n_trials=10, concurrency=2, seed=4))
-    return spec
-
-
-def test_postgres_restart_mid_study_is_ridden_out(pg_spec: Path, postgres_url: str) -> None:
-    """The run keeps going through a server restart: every write is retried until it is back."""
-    cmd = _faults.tuner_cmd("run", str(pg_spec), "--storage", postgres_url, "--num-cpus", "2")
-    proc = subprocess.Popen(cmd, cwd=_faults.ROOT, env=_faults.ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        assert _faults.wait_for(lambda: _faults.states(_faults.finished_snapshot(postgres_url, "pgrestart"))
-                                .get("COMPLETE", 0) >= 2, 120, proc), proc.communicate(timeout=60)
-        started_before = _faults.postgres_start_time()
-        restarted_at = dt.datetime.now()
-        _faults.postgres_restart()
-        _out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert _faults.postgres_start_time() != started_before  # the server really restarted
-    assert proc.returncode == 0, err[-3000:]
-    assert "Traceback" not in err
-    study = optuna.load_study(study_name="pgrestart", storage=postgres_url)
-    counts = _faults.states(_faults.finished_snapshot(postgres_url, "pgrestart"))
-    assert counts.get("COMPLETE", 0) == 10 and "RUNNING" not in counts, counts
-    # Trials went on finishing after the restart, in the same run.
-    after = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.datetime_complete > restarted_at]
-    assert len(after) >= 3
+def test_postgres_restart_mid_study_is_ridden_out(tmp_path: Path, postgres_url: str) -> None:
+    """The run keeps going through a server restart: every storage call is retried until it is back."""
+    report = _faults.postgres_restarts(tmp_path, postgres_url, restarts=1, n_trials=10)
+    assert report.restarts == 1 and report.server_restarted, report
+    assert report.rc == 0, report.stderr[-3000:]
+    assert "Traceback" not in report.stderr
+    assert report.lost == []
+    assert report.final.get("COMPLETE", 0) == 10 and "RUNNING" not in report.final, report.final
+    assert report.completed_after_last >= 3  # trials went on finishing after the restart, in the same run
 
 
 CHATTY_SPEC = """\
