@@ -26,6 +26,7 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -34,10 +35,9 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 SYNTHETIC = ("branin", "hartmann6")
 REAL = ("digits_mlp", "digits_cnn", "digits_gbm")
-# On real problems every run trains networks: tuner's default, the two peers, random, and the
-# sampler/pruner alternatives most likely to matter there (one at a time).
-REAL_CONTENDERS = ("random", "optuna", "raytune", "tuner", "tuner:default/asha", "tuner:default/hyperband",
-                   "tuner:default/none", "tuner:random/default")
+# On real problems every run trains models: the two peers, random, tuner's default and tuner's
+# previous default (TPE + median pruning); add others with --contenders.
+REAL_CONTENDERS = ("random", "optuna", "raytune", "tuner", "tuner:tpe/median")
 
 
 def _problem_dict(p: Any, budget_scale: float) -> dict[str, Any]:
@@ -132,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--problems", nargs="+", default=list(SYNTHETIC + REAL), choices=SYNTHETIC + REAL)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per contender and problem (default 5)")
     parser.add_argument("--budget", type=float, default=1.0,
-                        help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 20, "
-                             "digits_cnn 12, digits_gbm 20 full trials)")
+                        help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 15, "
+                             "digits_cnn 12, digits_gbm 15 full trials)")
     parser.add_argument("--contenders", nargs="+", default=None,
                         help="names to run (random optuna raytune tuner tuner:SAMPLER/PRUNER ...); default: all on "
                              f"synthetic problems, {' '.join(REAL_CONTENDERS)} on real ones")
@@ -164,6 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     problems = {name: _problem_dict(chosen[name], args.budget) for name in args.problems}
     all_contenders = contenders(args.grid)
     init_ray(max(2, args.concurrency))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill PID` still shuts Ray down (finally below)
+    try:
+        return _run_all(args, chosen, problems, all_contenders, facts, stamp)
+    finally:
+        import ray
+
+        ray.shutdown()
+
+
+def _run_all(args: argparse.Namespace, chosen: dict[str, Any], problems: dict[str, Any], all_contenders: list[Any],
+             facts: dict[str, Any], stamp: str) -> int:
+    """Every (problem, seed, contender) run in turn; the files are rewritten after every seed."""
     runs: list[dict[str, Any]] = []
     for name in args.problems:
         problem = chosen[name]

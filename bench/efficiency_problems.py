@@ -69,11 +69,13 @@ def _hartmann_at(params: Mapping[str, Any], z: float) -> float:
 class StepLog:
     """Appends one JSON line per step spent, from any process (Ray workers included).
 
-    Each line is ``{"t": unix time, "k": trial key, "s": step}``; the line of a trial's last step
-    (``s == T``) also carries ``"v"`` (the trial's final value) and ``"true"`` (its noise-free
-    value on synthetic problems). Lines are written with one ``write`` on an ``O_APPEND``
-    descriptor, so concurrent writers never interleave. The budget check of every contender and
-    the anytime curves are computed from this file alone, identically for all of them.
+    A step line is ``{"t": unix time, "k": trial key, "s": step}``; the line of a trial's last
+    step (``s == T``) also carries ``"v"`` (the trial's final value) and ``"true"`` (its
+    noise-free value on synthetic problems). A trial that ends normally before step T (a built-in
+    task's own early stopping) gets a completion line without ``"s"``, which is not a step.
+    Lines are written with one ``write`` on an ``O_APPEND`` descriptor, so concurrent writers
+    never interleave. The budget check of every contender and the anytime curves are computed
+    from this file alone, identically for all of them.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -91,7 +93,7 @@ class StepLog:
         """Steps spent so far (all trials, all processes)."""
         try:
             with open(self.path, "rb") as fh:
-                return sum(1 for _ in fh)
+                return sum(1 for line in fh if b'"s":' in line)
         except FileNotFoundError:
             return 0
 
@@ -123,6 +125,7 @@ class _LoggedContext:
         self._problem = problem
         self._params = params
         self._best: float | None = None
+        self.completed = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -133,12 +136,25 @@ class _LoggedContext:
         if math.isfinite(v) and (self._best is None or self._problem.better(v, self._best)):
             self._best = v
         record: dict[str, Any] = {"t": time.time(), "k": self._key, "s": int(step)}
-        if int(step) >= self._problem.steps:
-            final = v if self._problem.final == "last" else self._best
-            record["v"] = final
-            record["true"] = self._problem.true_value(self._params, final)
+        if int(step) >= self._problem.steps and not self.completed:
+            self._complete(record, v if self._problem.final == "last" else self._best)
         self._log.write(record)
         self._inner.report(step, value)
+
+    def _complete(self, record: dict[str, Any], final: float | None) -> None:
+        record["v"] = final
+        record["true"] = self._problem.true_value(self._params, final)
+        self.completed = True
+
+    def returned(self, result: Any) -> None:
+        """The objective ended normally: a trial that stopped itself before step T completes now."""
+        if self.completed:
+            return
+        metric = self._problem.metric
+        final = result.get(metric) if isinstance(result, Mapping) else result
+        record: dict[str, Any] = {"t": time.time(), "k": self._key}
+        self._complete(record, float(final) if final is not None else self._best)
+        self._log.write(record)
 
 
 class BenchObjective:
@@ -157,8 +173,10 @@ class BenchObjective:
     def __call__(self, params: dict[str, Any], ctx: Any) -> Any:
         problem = (QUICK if self.quick else PROBLEMS)[self.problem]
         key = f"{os.getpid()}-{time.time_ns()}"
-        return problem.objective(dict(params), _LoggedContext(ctx, StepLog(self.log_path), key, problem, params,
-                                                              self.seed))
+        logged = _LoggedContext(ctx, StepLog(self.log_path), key, problem, params, self.seed)
+        result = problem.objective(dict(params), logged)
+        logged.returned(result)
+        return result
 
 
 # ---- objectives -------------------------------------------------------------------------------------
@@ -271,7 +289,7 @@ def _gbm_space() -> dict[str, Any]:
     # search_spaces/sklearn_gbm.yaml with fewer boosting rounds (cost) and without its conditional.
     return {"params": {
         "learning_rate": {"float": [0.02, 0.5], "log": True},
-        "max_iter": {"int": [10, 100], "log": True},
+        "max_iter": {"int": [10, 60], "log": True},
         "max_leaf_nodes": {"int": [4, 64], "log": True},
         "min_samples_leaf": {"int": [5, 60], "log": True},
         "l2_regularization": {"float": [1.0e-6, 10.0], "log": True},
@@ -291,7 +309,7 @@ def _build_problems(quick: bool) -> dict[str, Problem]:
                    _H6_MIN, "6-d, BOCA fidelity bias, noise sd 0.1/sqrt(t)"),
         Problem(
             name="digits_mlp", kind="real", metric="val_loss", direction="minimize", steps=mlp_epochs,
-            budget=round(20 * scale) * mlp_epochs, space=_mlp_space(mlp_epochs),
+            budget=round(15 * scale) * mlp_epochs, space=_mlp_space(mlp_epochs),
             objective=_TaskObjective("mlp", {"dataset": "digits"}), step_unit="epoch",
             note="tuner's mlp task on digits; value: best epoch's validation loss"),
         Problem(
@@ -301,7 +319,7 @@ def _build_problems(quick: bool) -> dict[str, Problem]:
             note="tuner's cnn task on digits; value: best epoch's validation loss"),
         Problem(
             name="digits_gbm", kind="real", metric="val_accuracy", direction="maximize", steps=3,
-            budget=round(20 * scale) * 3, space=_gbm_space(), final="last",
+            budget=round(15 * scale) * 3, space=_gbm_space(), final="last",
             objective=_TaskObjective("sklearn", {"estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
                                                  "dataset": "digits", "cv": 3}),
             step_unit="CV fold",

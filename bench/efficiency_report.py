@@ -6,7 +6,8 @@ Definitions, identical for every contender:
 
 * **compute** is the step log's line count: every step (epoch, CV fold, fidelity level) any
   trial ran, pruned trials included, ordered by the time it was written;
-* a trial **completes** when it reports its last step ``T``; its value is the noise-free
+* a trial **completes** when it reports its last step ``T`` (or, stopping itself earlier, e.g.
+  a built-in task's early stopping, when it returns); its value is the noise-free
   full-fidelity value ``f(x)`` on synthetic problems and, on real ones, the trial's own final
   metric (the best epoch's validation loss, or the CV accuracy). A pruned trial never counts:
   its partial value is not a valid "best";
@@ -37,7 +38,15 @@ def curve_from_log(records: Sequence[dict[str, Any]], budget: int, direction: st
     points: list[tuple[int, float]] = []
     keys: set[str] = set()
     completed = 0
-    for spent, rec in enumerate(records[:budget], start=1):
+    spent = 0
+    budget_t = None
+    for rec in records:
+        if "s" in rec:  # a step; a line without "s" only marks a trial that ended early as complete
+            if spent == budget:
+                break
+            spent += 1
+            if spent == budget:
+                budget_t = rec["t"]
         keys.add(rec["k"])
         value = rec.get("true")
         if "v" not in rec or value is None or not math.isfinite(value):
@@ -46,8 +55,8 @@ def curve_from_log(records: Sequence[dict[str, Any]], budget: int, direction: st
         if best is None or better(value, best):
             best = value
             points.append((spent, value))
-    return {"points": points, "steps": min(len(records), budget), "trials": len(keys), "completed": completed,
-            "budget_reached_t": records[budget - 1]["t"] if len(records) >= budget else None}
+    return {"points": points, "steps": spent, "trials": len(keys), "completed": completed,
+            "budget_reached_t": budget_t}
 
 
 def best_at(points: Sequence[Sequence[float]], steps: float) -> float | None:

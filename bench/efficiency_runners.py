@@ -44,7 +44,7 @@ class Contender:
 
     name: str
     library: str  # random | optuna | raytune | tuner
-    sampler: str | None = None  # tuner only; None: the spec does not name one (tuner's default)
+    sampler: str | None = None  # tuner only; None for both: the spec names neither (tuner's default)
     pruner: str | None = None
 
     @property
@@ -54,29 +54,41 @@ class Contender:
 
     def _tuner_label(self) -> str:
         if self.sampler is None and self.pruner is None:
-            return "tuner default"
-        return f"tuner {self.sampler or 'default sampler'} + {self.pruner or 'default pruner'}"
+            return f"**tuner default** ({default_sampler()} + {default_pruner()})"
+        return f"tuner {self.sampler} + {self.pruner}"
+
+
+def default_sampler() -> str:
+    from tuner.spec import StudySpec
+
+    return StudySpec.__dataclass_fields__["sampler"].default  # type: ignore[return-value]
+
+
+def default_pruner() -> str:
+    from tuner.spec import StudySpec
+
+    return StudySpec.__dataclass_fields__["pruner"].default  # type: ignore[return-value]
 
 
 def contenders(grid: str = "oat") -> list[Contender]:
     """The contenders; tuner's samplers and pruners one at a time (``oat``) or all pairs (``full``).
 
-    ``oat``: each sampler with tuner's default pruner, each pruner with tuner's default sampler.
-    ``tpe`` named in a spec gets tuner's TPE settings, so ``tpe`` + default is tuner's default
-    itself and is not run twice.
+    ``oat``: each sampler with tuner's default pruner, each pruner with tuner's default sampler,
+    named explicitly in the spec (``tuner:SAMPLER/PRUNER``; a named sampler or pruner gets
+    tuner's settings for it, so naming the defaults is the default and is not run twice).
     """
     out = [Contender("random", "random"), Contender("optuna", "optuna"), Contender("raytune", "raytune"),
            Contender("tuner", "tuner")]
+    ds, dp = default_sampler(), default_pruner()
     if grid == "full":
         pairs = [(s, p) for s in SAMPLERS for p in PRUNERS]
     else:
-        pairs = [(s, None) for s in SAMPLERS] + [(None, p) for p in PRUNERS]
-    seen = {("tpe", None), (None, "median"), ("tpe", "median")}  # all three are tuner's default
+        pairs = [(s, dp) for s in SAMPLERS] + [(ds, p) for p in PRUNERS]
+    seen = {(ds, dp)}
     for s, p in pairs:
-        if (s, p) in seen:
-            continue
-        seen.add((s, p))
-        out.append(Contender(f"tuner:{s or 'default'}/{p or 'default'}", "tuner", s, p))
+        if (s, p) not in seen:
+            seen.add((s, p))
+            out.append(Contender(f"tuner:{s}/{p}", "tuner", s, p))
     return out
 
 
