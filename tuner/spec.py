@@ -63,7 +63,7 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     sampler: str = "tpe"
     sampler_args: dict[str, Any] = field(default_factory=dict)
-    pruner: str = "median"
+    pruner: str = "asha"  # why: the comment above _PRUNER_DEFAULTS in tuner/engine/_plugins.py
     pruner_args: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     max_failures: int = 10
@@ -198,7 +198,7 @@ class _Validator:
         metrics, directions = self._metrics(task, task_obj)
         space = self._space()
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
-        pruner, pruner_args = self._plugin("pruner", PRUNERS, "median")
+        pruner, pruner_args = self._plugin("pruner", PRUNERS, "asha")
         if pruner == "successive_halving":
             pruner = "asha"
         if len(metrics) > 1:
