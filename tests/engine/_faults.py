@@ -91,12 +91,14 @@ class KillReport:
 
 
 def sigkill_cycles(workdir: Path, *, kills: int, n_trials: int, seed: int = 0, concurrency: int = 2,
-                   max_delay_s: float = 9.0, url: str | None = None) -> KillReport:
+                   url: str | None = None) -> KillReport:
     """``tuner run`` killed with SIGKILL ``kills`` times at random moments, re-run after each.
 
-    The moments are drawn from ``seed`` between 1 s and ``max_delay_s`` after the start, so some
-    land while Ray starts and some mid-trial. After every kill the storage is read: no trial
-    finished before may be gone or changed. A last run without a kill must finish the study.
+    A third of the kills (drawn from ``seed``) land at a random moment of the start (0.5-4 s in:
+    Ray starting, the study being opened or recovered); the others at a random moment 0-2.5 s
+    after a trial of that run is seen RUNNING, so they catch trials mid-flight. After every kill
+    the storage is read: no trial finished before may be gone or changed. A last run without a
+    kill must finish the study.
     """
     rng = random.Random(seed)
     name = f"killed{seed}"
@@ -107,25 +109,32 @@ def sigkill_cycles(workdir: Path, *, kills: int, n_trials: int, seed: int = 0, c
     report = KillReport()
     started = time.monotonic()
     seen: dict[int, tuple[str, Any, Any]] = {}
-    for _ in range(kills):
+    for i in range(kills):
         snapshot = finished_snapshot(url, name)
         if sum(1 for r in snapshot.values() if r[0] in ("COMPLETE", "PRUNED")) >= n_trials:
             break  # the study finished before every kill could land; later runs would do nothing
-        delay = rng.uniform(1.0, max_delay_s)
+        at_start = i % 3 == 0
+        delay = rng.uniform(0.5, 4.0) if at_start else rng.uniform(0.0, 2.5)
+        old_running = {n for n, r in snapshot.items() if r[0] == "RUNNING"}
         proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        t0 = time.monotonic()
+        if not at_start:  # wait for this run to have a trial in flight
+            wait_for(lambda: any(r[0] == "RUNNING" and n not in old_running
+                                 for n, r in finished_snapshot(url, name).items()), 120, proc)
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
+            running = states(finished_snapshot(url, name)).get("RUNNING", 0)
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             report.kills += 1
-            report.kill_delays_s.append(round(delay, 2))
+            report.kill_delays_s.append(round(time.monotonic() - t0, 2))
+            report.running_at_kill.append(running)
         else:
             if proc.returncode != 0:
                 raise AssertionError(f"tuner run failed before its kill: {proc.stderr.read().decode()[-2000:]}")
         proc.stderr.close()
         after = finished_snapshot(url, name)
-        report.running_at_kill.append(states(after).get("RUNNING", 0))
         report.lost.extend(lost_or_changed(seen, after))
         seen = after
     final = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)

@@ -39,22 +39,50 @@ TINY: dict[str, tuple[str, dict[str, Any]]] = {
 KIND = {"sklearn_gbm": "sklearn", "text_finetune": "text"}
 
 
+# The text model's study and exports take minutes on 2 CPUs: its tests run with `-m slow`
+# (and in bench/tasks_text.py); the text task itself is tested in tests/tasks.
+SLOW_STUDIES = {"text_finetune"}
+slow_text = pytest.mark.slow
+
+
+def _run_tiny(url: str, folder: Path, name: str) -> None:
+    study, overrides = TINY[name]
+    tuner.run(STUDIES / f"{study}.yaml", storage=url, overrides={
+        "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"), **overrides})
+
+
 @pytest.fixture(scope="module")
 def storage(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[str]:
     folder = tmp_path_factory.mktemp("export")
     url = f"sqlite:///{folder / 'tuner.db'}"
-    for name, (study, overrides) in TINY.items():
-        tuner.run(STUDIES / f"{study}.yaml", storage=url, overrides={
-            "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"), **overrides})
+    for name in TINY:
+        if name not in SLOW_STUDIES:
+            _run_tiny(url, folder, name)
     yield url
+
+
+@pytest.fixture(scope="module")
+def text_storage(storage: str) -> str:
+    """``storage`` with the text study in it too (run only when a slow text test asks)."""
+    _run_tiny(storage, Path(storage.removeprefix("sqlite:///")).parent, "text_finetune")
+    return storage
+
+
+def _storage_for(study: str, request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue("text_storage" if study in SLOW_STUDIES else "storage")
+
+
+def _studies(names: list[str]) -> list[Any]:
+    return [pytest.param(n, marks=slow_text) if n in SLOW_STUDIES else n for n in names]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("study", list(TINY))
-def test_export_every_format_checks_and_reloads(storage: str, tmp_path: Path, study: str) -> None:
+@pytest.mark.parametrize("study", _studies(list(TINY)))
+def test_export_every_format_checks_and_reloads(request: pytest.FixtureRequest, tmp_path: Path, study: str) -> None:
+    storage = _storage_for(study, request)
     out = tmp_path / "best"
     result = tuner.export(study, out, storage=storage)
     best = optuna.load_study(study_name=study, storage=storage).best_trial
@@ -252,8 +280,9 @@ def test_the_dashboard_lists_and_serves_a_trials_exports(storage: str, tmp_path:
         assert f'{base}/model.onnx"' in page and "export-download" in page
 
 
-@pytest.mark.parametrize("study", ["diabetes_mlp", "sklearn_gbm", "text_finetune"])
-def test_retrain_on_train_and_validation(storage: str, tmp_path: Path, study: str) -> None:
+@pytest.mark.parametrize("study", _studies(["diabetes_mlp", "sklearn_gbm", "text_finetune"]))
+def test_retrain_on_train_and_validation(request: pytest.FixtureRequest, tmp_path: Path, study: str) -> None:
+    storage = _storage_for(study, request)
     out = tmp_path / "re"
     result = tuner.export(study, out, storage=storage, retrain=True,
                           formats=None if study == "sklearn_gbm" else ["torchscript", "state_dict"])
@@ -274,7 +303,9 @@ def test_retrain_on_train_and_validation(storage: str, tmp_path: Path, study: st
     assert load(out).predict(_test_inputs(result.card)).shape[0] == min(20, sizes["test"])
 
 
-def test_tuner_predict_reads_sentences_for_a_text_model(storage: str, tmp_path: Path) -> None:
+@slow_text
+def test_tuner_predict_reads_sentences_for_a_text_model(text_storage: str, tmp_path: Path) -> None:
+    storage = text_storage
     out = tmp_path / "txt"
     tuner.export("text_finetune", out, storage=storage, formats=["onnx"])
     (tmp_path / "in.csv").write_text('id,text\n1,"a warm, funny and moving film"\n2,dull and lifeless\n')
