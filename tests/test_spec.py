@@ -28,7 +28,7 @@ def _spec(**kw: Any) -> Any:
 
 def test_defaults() -> None:
     s = _spec()
-    assert (s.n_trials, s.concurrency, s.sampler, s.pruner, s.max_failures) == (20, 1, "tpe", "median", 10)
+    assert (s.n_trials, s.concurrency, s.sampler, s.pruner, s.max_failures) == (20, 1, "tpe", "asha", 10)
     assert s.metrics == ("value",) and s.directions == ("minimize",)
     assert s.resources.cpus == 1.0 and s.resources.gpus == 0.0
     assert s.timeout is None and s.seed is None
