@@ -62,6 +62,7 @@ _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
 # and -1.54 to -2.48 (seeds 0-9). TPE with median pruning is what plain Optuna's defaults do,
 # so the old default could not beat them; hyperband and asha with reduction_factor 3 came
 # between the two.
+_PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
     "asha": {"min_resource": "auto", "reduction_factor": 4},
     "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
     "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
