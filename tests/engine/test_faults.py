@@ -132,3 +132,37 @@ def test_disk_full_keeps_the_trials_values_and_says_why(tmp_path: Path, full_dis
                             cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=300)
     assert export.returncode == 2 and export.stderr.count("\n") == 1, export.stderr[-2000:]
     assert "Traceback" not in export.stderr
+
+
+UNWRITABLE_SPEC = """\
+name: nowrite
+objective: tests.objectives:writes_checkpoint
+search_space:
+  params:
+    x: {{float: [0.0, 1.0]}}
+n_trials: 2
+concurrency: 1
+pruner: none
+seed: 0
+artifacts_dir: {artifacts}
+"""
+
+
+def test_unusable_artifacts_folder_keeps_the_trials_and_says_where_files_went(tmp_path: Path) -> None:
+    """artifacts_dir under a regular file cannot be created (even by root): each trial runs in a
+    scratch folder, its values and files are recorded, and the run prints why."""
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the artifacts folder should be")
+    spec = tmp_path / "nowrite.yaml"
+    spec.write_text(UNWRITABLE_SPEC.format(artifacts=blocker / "runs"))
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    out = subprocess.run(_faults.tuner_cmd("run", str(spec), "--storage", url, "--num-cpus", "1", "--quiet"),
+                         cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: trial")]
+    assert len(warnings) == 2 and all("unusable (Not a directory)" in w for w in warnings), out.stderr[-2000:]
+    for t in optuna.load_study(study_name="nowrite", storage=url).get_trials():
+        assert t.state == TrialState.COMPLETE and t.value == t.params["x"]
+        assert "unusable" in t.system_attrs[_attrs.ATTR_PREFIX + "artifact_warning"]
+        (artifact,) = t.system_attrs[_attrs.ARTIFACTS]
+        assert artifact["name"] == "model.txt" and "tuner-scratch" in artifact["uri"]

@@ -199,12 +199,14 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     trial = None
     try:
         trial, params = _ask(job, study, trial_id, number)
-        trial_dir = _make_trial_dir(trial_dir, job, storage, trial_id)
+        trial_dir, dir_warning = _make_trial_dir(trial_dir, job)
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=(job.seed if job.seed is not None else 0) * 1_000_003 + number,
                            num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
+        if dir_warning:
+            ctx.warn(dir_warning)
         if job.trial_timeout:
             watchdog = _Watchdog(job.trial_timeout, lambda: storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
                 "type": "TrialTimeout", "traceback": "",
@@ -261,17 +263,17 @@ def _record_artifacts(storage: Any, trial_id: int, trial_dir: Path, *, max_files
         pass
 
 
-def _make_trial_dir(trial_dir: Path, job: JobInfo, storage: Any, trial_id: int) -> Path:
+def _make_trial_dir(trial_dir: Path, job: JobInfo) -> tuple[Path, str | None]:
+    """The trial's folder, and a warning when it had to be a scratch folder instead."""
     try:
         trial_dir.mkdir(parents=True, exist_ok=True)
-        return trial_dir
+        return trial_dir, None
     except OSError as exc:
         # An unwritable artifact folder must not lose the trial: it runs in a scratch folder.
         scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "tuner-scratch" / job.study_name / trial_dir.name
         scratch.mkdir(parents=True, exist_ok=True)
-        storage.set_trial_system_attr(trial_id, _attrs.ATTR_PREFIX + "artifact_warning",
-                                      f"artifacts folder unusable ({exc.strerror or exc}); used {scratch}")
-        return scratch
+        return scratch, (f"artifacts folder {trial_dir.parent} unusable ({exc.strerror or exc}); this trial's files "
+                         f"went to {scratch}: fix artifacts_dir (or its permissions) for the next trials")
 
 
 def _call(job: JobInfo, params: dict[str, Any], ctx: TrialContext) -> Any:
