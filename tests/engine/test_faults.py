@@ -166,3 +166,35 @@ def test_unusable_artifacts_folder_keeps_the_trials_and_says_where_files_went(tm
         assert "unusable" in t.system_attrs[_attrs.ATTR_PREFIX + "artifact_warning"]
         (artifact,) = t.system_attrs[_attrs.ARTIFACTS]
         assert artifact["name"] == "model.txt" and "tuner-scratch" in artifact["uri"]
+
+
+def test_database_down_longer_than_the_retry_window_stops_cleanly_and_resumes(tmp_path: Path,
+                                                                               postgres_url: str) -> None:
+    """PostgreSQL stopped for longer than TUNER_STORAGE_RETRY_S: the run ends with one line saying
+    how to resume (exit 2, no traceback), finished trials are kept, and the re-run finishes."""
+    spec = tmp_path / "down.yaml"
+    spec.write_text(_faults.SLOW_SPEC.format(name="pgdown", n_trials=8, concurrency=2, seed=6))
+    cmd = _faults.tuner_cmd("run", str(spec), "--storage", postgres_url, "--num-cpus", "2", "--quiet")
+    proc = subprocess.Popen(cmd, cwd=_faults.ROOT, env={**_faults.ENV, "TUNER_STORAGE_RETRY_S": "3"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    try:
+        assert _faults.wait_for(lambda: _faults.states(_faults.finished_snapshot(postgres_url, "pgdown"))
+                                .get("COMPLETE", 0) >= 2, 180, proc), proc.communicate(timeout=60)
+        before = _faults.finished_snapshot(postgres_url, "pgdown")
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "stop"], check=True, timeout=120)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], timeout=120)
+    assert proc.returncode == 2, err[-3000:]
+    assert "Traceback" not in err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("error: lost the storage for 3s") and "run the same command again to resume" in last
+    assert _faults.wait_for(lambda: bool(_faults.postgres_start_time()), 60)
+    assert _faults.lost_or_changed(before, _faults.finished_snapshot(postgres_url, "pgdown")) == []
+    rerun = subprocess.run(cmd, cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    final = _faults.states(_faults.finished_snapshot(postgres_url, "pgdown"))
+    assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final, final
