@@ -3,8 +3,8 @@
 Every case starts from a valid study (a spec file, its search-space file and a file that space
 includes) and breaks it with mutations of one category: wrong types, missing keys, unknown
 sampler/pruner/task, inverted or non-positive log ranges, cyclic includes, conditionals on
-unknown parameters, empty choice lists, huge values, non-UTF-8 bytes, YAML bombs, and a few
-mutations at once. Hypothesis generates them deterministically (``derandomize=True``).
+unknown parameters, empty choice lists, huge values, non-UTF-8 bytes, YAML bombs, unknown and
+duplicate keys, and a few mutations at once. Hypothesis generates them deterministically (``derandomize=True``).
 
 Why two layers: the in-process layer calls ``tuner._api.validate`` -- the very function behind
 ``tuner run`` and ``tuner validate`` -- so hundreds of cases run in seconds and each must raise
@@ -537,13 +537,31 @@ def unknown_key(draw: st.DrawFn) -> Case:
     return case
 
 
+@st.composite
+def duplicate_key(draw: st.DrawFn) -> Case:
+    """A key written twice in one mapping, which YAML alone would resolve silently (the last wins)."""
+    case = Case("duplicate_key")
+    name = draw(st.sampled_from([SPEC, SPACE, COMMON]))
+    body = case.files()[name].decode()
+    if name == SPEC:
+        key = draw(st.sampled_from(sorted(BASE_SPEC)))
+        text = body + f"{key}: {json.dumps(draw(st.one_of(st.integers(0, 9), _letters)))}\n"
+    else:  # params is the last mapping of both space files, in block style
+        key = draw(st.sampled_from(sorted(BASE_SPACE["params"] if name == SPACE else BASE_COMMON["params"])))
+        text = body + f"  {key}: {draw(st.integers(0, 9))}\n"
+    case.raw[name] = text.encode()
+    case.expect = [(name, r"line \d+")]
+    case.label = f"{key} twice in {name}"
+    return case
+
+
 STRATEGIES: dict[str, st.SearchStrategy[Case]] = {
     "wrong_type": wrong_type(), "missing_key": missing_key(), "unknown_plugin": unknown_plugin(),
     "bad_range": bad_range(), "cyclic_include": cyclic_include(), "unknown_conditional": unknown_conditional(),
     "empty_choice": empty_choice(), "huge_value": huge_value(), "non_utf8": non_utf8(), "yaml_bomb": yaml_bomb(),
-    "unknown_key": unknown_key(), "combo": combo(),
+    "unknown_key": unknown_key(), "duplicate_key": duplicate_key(), "combo": combo(),
 }
-# Per category: 45 gives about 540 cases in about 15 s on two busy cores; raise it for a deeper hunt.
+# Per category: 45 gives about 585 cases in about 15 s on two busy cores; raise it for a deeper hunt.
 EXAMPLES = int(os.environ.get("TUNER_BAD_INPUT_EXAMPLES", "45"))
 MIN_CASES = 20  # a category that ran fewer was not really exercised
 
@@ -656,6 +674,7 @@ def _sample() -> list[Case]:
         cycle,
         raw("non-UTF-8 spec", SPEC, base.files()[SPEC].replace(b"bad-input", b"bad-\xff\xfeinput"), "<file>"),
         raw("YAML bomb in include", COMMON, bomb + base.files()[COMMON], r"line \d+"),
+        raw("n_trials twice", SPEC, base.files()[SPEC] + b"n_trials: 500\n", r"line \d+"),
         raw("5 MB space", SPACE, base.files()[SPACE] + b"#" * (5 * 1024 * 1024) + b"\n", "<file>"),
         raw("deep nesting", SPEC, b"name: " + b"[" * 5000 + b"]" * 5000 + b"\n", "<file>"),
     ]

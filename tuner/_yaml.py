@@ -26,6 +26,20 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        """Refuse a key given twice: YAML would silently keep the last one (``n_trials`` written twice)."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value if isinstance(node, yaml.MappingNode) else ():
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.construct_object(key_node)
+                try:
+                    if key in seen:  # also true and 1, or 1 and 1.0: Python makes them one key
+                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    seen.add(key)
+                except TypeError:  # an unhashable key is refused by PyYAML itself
+                    pass
+        return super().construct_mapping(node, deep)
+
 
 def load_yaml_text(text: str, *, source: str, error: type[Exception]) -> Any:
     """Parse YAML text; ``error(source, path, problem, fix)`` is raised on any problem."""
