@@ -30,10 +30,11 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -85,6 +86,7 @@ class Case:
     raw: dict[str, bytes] = field(default_factory=dict)  # files written as these bytes instead
     expect: list[tuple[str, str]] = field(default_factory=list)
     label: str = ""
+    flags: list[str] = field(default_factory=list)  # extra `tuner run` flags (the CLI sample only)
 
     def __repr__(self) -> str:  # what hypothesis prints for a failing case
         return f"Case({self.category!r}, {self.label!r}, expect={self.expect!r})"
@@ -289,7 +291,8 @@ def bad_range(draw: st.DrawFn) -> Case:
     """Inverted ranges, non-positive log ranges, non-positive steps, and spec numbers out of range."""
     case = Case("bad_range")
     which = draw(st.sampled_from(["float_inverted", "int_inverted", "float_log", "int_log", "float_step",
-                                  "int_step", "step_and_log", "n_trials", "concurrency", "seed", "gpus", "no_resources"]))
+                                  "int_step", "step_and_log", "n_trials", "concurrency", "seed", "gpus",
+                                  "no_resources"]))
     if which == "float_inverted":
         a, b = draw(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=2, unique=True).map(sorted))
         _param(case, "x")["float"] = [b, a]
@@ -322,7 +325,8 @@ def bad_range(draw: st.DrawFn) -> Case:
         case.spec["seed"] = draw(st.one_of(st.integers(max_value=-1), st.integers(2**32, 2**64)))
         case.expect = [(SPEC, "seed")]
     elif which == "gpus":
-        case.spec["resources"] = {"cpus": 1, "gpus": draw(st.one_of(st.floats(-1e6, -0.01), _nonint_floats.map(lambda f: f + 1)))}
+        gpus = draw(st.one_of(st.floats(-1e6, -0.01), _nonint_floats.map(lambda f: f + 1)))
+        case.spec["resources"] = {"cpus": 1, "gpus": gpus}
         case.expect = [(SPEC, r"resources\.gpus")]
     else:
         case.spec["resources"] = {"cpus": 0, "gpus": 0}
@@ -395,7 +399,8 @@ def empty_choice(draw: st.DrawFn) -> Case:
         case.spec["metrics"], case.spec["directions"] = [], []
         case.expect = [(SPEC, "metrics")]
     else:
-        case.space["params"]["act"] = [{"choice": [], "when": {"opt": "sgd"}}, {"choice": ["relu"], "when": {"opt": "adam"}}]
+        case.space["params"]["act"] = [{"choice": [], "when": {"opt": "sgd"}},
+                                       {"choice": ["relu"], "when": {"opt": "adam"}}]
         case.expect = [(SPACE, r"params\.act\[0\]\.choice")]
     case.label = which
     return case
@@ -422,7 +427,8 @@ def huge_value(draw: st.DrawFn) -> Case:
                                           st.just(math.inf), st.integers(10**8, 10**30).map(lambda n: f"{n}h")))
         case.expect = [(SPEC, which)]
     elif which == "cpus":
-        case.spec["resources"] = {"cpus": draw(st.one_of(st.integers(4097, 10**400), st.floats(4097.0, 1e308), st.just(math.inf)))}
+        cpus = draw(st.one_of(st.integers(4097, 10**400), st.floats(4097.0, 1e308), st.just(math.inf)))
+        case.spec["resources"] = {"cpus": cpus}
         case.expect = [(SPEC, r"resources\.cpus")]
     elif which == "float_wide":
         _param(case, "x")["float"] = [-draw(st.floats(1e308, 1.7e308)), draw(st.floats(1e308, 1.7e308))]
@@ -675,6 +681,8 @@ def _sample() -> list[Case]:
         raw("non-UTF-8 spec", SPEC, base.files()[SPEC].replace(b"bad-input", b"bad-\xff\xfeinput"), "<file>"),
         raw("YAML bomb in include", COMMON, bomb + base.files()[COMMON], r"line \d+"),
         raw("n_trials twice", SPEC, base.files()[SPEC] + b"n_trials: 500\n", r"line \d+"),
+        Case("cli", label="--set n_trials of 5000 digits", flags=["--set", "n_trials=" + "9" * 5000],
+             expect=[(SPEC, "n_trials")]),
         raw("5 MB space", SPACE, base.files()[SPACE] + b"#" * (5 * 1024 * 1024) + b"\n", "<file>"),
         raw("deep nesting", SPEC, b"name: " + b"[" * 5000 + b"]" * 5000 + b"\n", "<file>"),
     ]
@@ -692,7 +700,8 @@ def _snapshot(db: Path) -> dict[str, Any]:
     # The -shm file is SQLite's shared-memory index, rewritten by every reader (this one too): not data.
     files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
              for p in (db, db.with_name(db.name + "-wal")) if p.exists()}
-    return {"studies": studies, "trials": trials, "dump_sha256": hashlib.sha256(dump.encode()).hexdigest(), "files": files}
+    return {"studies": studies, "trials": trials, "dump_sha256": hashlib.sha256(dump.encode()).hexdigest(),
+            "files": files}
 
 
 @pytest.fixture(scope="module")
@@ -725,8 +734,8 @@ def test_cli_sample_exits_2_with_one_line_and_leaves_the_study_alone(existing_st
         folder = tmp_path / f"case{i}"
         folder.mkdir()
         spec = case.write(folder)
-        out = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120, env=env)
+        out = subprocess.run([sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, *case.flags],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120, env=env, check=False)
         lines = out.stderr.splitlines()
         assert out.returncode == 2, f"{case.label}: exit {out.returncode}: {out.stderr[-2000:]}"
         assert len(lines) == 1 and lines[0].startswith("error: "), f"{case.label}: {out.stderr[-2000:]!r}"

@@ -16,9 +16,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ ENV = {"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin", "HOME": str(Path
 def _cli(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120, env=ENV)
+                         timeout=120, env=ENV, check=False)
     return out, time.monotonic() - start
 
 
@@ -122,7 +123,7 @@ def spec_file(tmp_path: Path) -> Path:
     ("sqlite:///{spec}", ["file is not a database", "tuner (Optuna) database"]),
 ])
 def test_bad_storage_urls_fail_fast_in_one_line(url: str, expected: list[str], spec_file: Path, tmp_path: Path) -> None:
-    """`tuner run` with each wrong --storage: exit 2 within seconds, one line with the URL and a fix, nothing created."""
+    """`tuner run` with each wrong --storage: exit 2 within seconds, one line naming it and a fix, nothing created."""
     url = url.format(tmp=tmp_path, spec=spec_file)
     spec_before = spec_file.read_bytes()
     files_before = sorted(p.name for p in tmp_path.iterdir())

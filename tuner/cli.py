@@ -71,8 +71,8 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         key, _, raw = item.partition("=")
         try:
             out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            out[key.strip()] = raw
+        except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: an int of over 4300 digits
+            out[key.strip()] = raw  # kept as text; the spec's validator says what it should be
     return out
 
 
