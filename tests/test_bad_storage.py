@@ -221,6 +221,17 @@ def test_read_only_storage_refuses_run_but_still_reads(what: str, expected: str,
 # --------------------------------------------------------------------------- names and references
 
 
+def test_changed_search_space_is_refused_before_anything_starts(storage: tuple[str, Path], spec_file: Path) -> None:
+    """The study exists with another space: one line saying so (no Ray start-up chatter), nothing touched."""
+    url, db = storage
+    before = _snapshot(db)
+    spec_file.write_text(SPEC.replace("[-5.0, 5.0]", "[-4.0, 4.0]"))
+    out, _ = _cli("run", str(spec_file), "--storage", url)
+    _one_line_error(out, f"{spec_file}: study '{STUDY}' already exists with a different search space (changed: x)",
+                    "--force")
+    assert _snapshot(db) == before
+
+
 @pytest.mark.parametrize("command", ["show", "best", "report", "export"])
 def test_unknown_study_name(command: str, storage: tuple[str, Path], tmp_path: Path) -> None:
     """A study that does not exist: the error lists the ones that do; nothing is written anywhere."""

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tuner.engine import _attrs
 from tuner.engine._progress import Progress
-from tuner.engine._study import DriverLease, open_for_run, recover_stale_trials
+from tuner.engine._study import DriverLease, open_for_run, recover_stale_trials, refuse_incompatible
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY, JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, UserInputError
 
@@ -335,6 +335,7 @@ def run_study(
     started = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
+    refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
     owns_ray = False
     if _finished_count(storage, spec.name) < spec.n_trials or force:
         # Start Ray and check that a trial fits before anything is written to the storage.

@@ -67,10 +67,7 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     if exists:
         study_id = storage.get_study_id_from_name(spec.name)
         attrs = storage.get_study_system_attrs(study_id)
-        problem = _incompatibility(attrs, spec, [d.name.lower() for d in storage.get_study_directions(study_id)])
-        if problem and not force:
-            raise UserInputError(f"{spec.source}: study {spec.name!r} already exists with {problem}; "
-                                 f"use a new `name:` (or --name), or --force to delete it and start over")
+        problem = refuse_incompatible(storage, spec, force=force)
         if problem and force:
             _check_no_live_driver(attrs, spec.name)
             optuna.delete_study(study_name=spec.name, storage=storage)
@@ -86,6 +83,23 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
         storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
     storage.set_study_system_attr(study._study_id, _attrs.SPEC, json.loads(json.dumps(spec.to_dict(), default=str)))
     return study, exists
+
+
+def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> str | None:
+    """Raise (exit 2) when a stored study of this name ran with another space, metrics or directions.
+
+    Reads only, so the driver calls it before starting Ray as well; with ``force`` it returns the
+    problem (None when compatible or absent) for the caller to start over.
+    """
+    if not any(s.study_name == spec.name for s in storage.get_all_studies()):
+        return None
+    study_id = storage.get_study_id_from_name(spec.name)
+    problem = _incompatibility(storage.get_study_system_attrs(study_id), spec,
+                               [d.name.lower() for d in storage.get_study_directions(study_id)])
+    if problem and not force:
+        raise UserInputError(f"{spec.source}: study {spec.name!r} already exists with {problem}; "
+                             f"use a new `name:` (or --name), or --force to delete it and start over")
+    return problem
 
 
 def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[str]) -> str | None:
