@@ -117,11 +117,15 @@ def _from_files(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Any], list
     facts: dict[str, Any] = {}
     problems: dict[str, Any] = {}
     runs: list[dict[str, Any]] = []
-    for path in paths:
+    commands: list[str] = []
+    for path in paths:  # a later file's problem settings win (e.g. a --budget rerun)
         data = json.loads(path.read_text())
-        facts = facts or data["facts"]
+        facts = facts or dict(data["facts"])
         problems.update(data["problems"])
-        runs.extend(data["runs"])
+        runs.extend(r for r in data["runs"] if r["problem"] in data["problems"])
+        commands.append(f"{data['facts']['command']}  ({data['facts']['date']}, {data['facts']['machine']})")
+    facts["commands"] = commands
+    facts["seeds"] = "per problem"
     return facts, problems, runs
 
 
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=list(SYNTHETIC + REAL), choices=SYNTHETIC + REAL)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per contender and problem (default 5)")
+    parser.add_argument("--seed-start", type=int, default=0,
+                        help="first seed (split seeds over processes, then merge the files with --from)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 15, "
                              "digits_cnn 12, digits_gbm 15 full trials)")
@@ -149,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.from_files:
         facts, problems, runs = _from_files(args.from_files)
-        facts["command"] = f"{facts['command']}  (merged with --from {' '.join(map(str, args.from_files))})"
+        facts["command"] = f".venv/bin/python -m bench efficiency --from {' '.join(map(str, args.from_files))}"
         print(_write(args.out, stamp, facts, problems, runs))
         return 0
 
@@ -180,7 +186,7 @@ def _run_all(args: argparse.Namespace, chosen: dict[str, Any], problems: dict[st
     for name in args.problems:
         problem = chosen[name]
         wanted = args.contenders or ([c.name for c in all_contenders] if problem.kind == "synthetic" else REAL_CONTENDERS)
-        for seed in range(args.seeds):
+        for seed in range(args.seed_start, args.seed_start + args.seeds):
             for contender in (c for c in all_contenders if c.name in wanted):
                 run = _one_run(contender, problem, seed, args.quick, args.concurrency)
                 runs.append(run)

@@ -182,8 +182,9 @@ def _pm(stat: dict[str, Any]) -> str:
 
 def markdown(summary: dict[str, Any], facts: dict[str, Any]) -> str:
     """The report: one table per problem, then the target checks."""
-    lines = [f"# Sample efficiency ({facts['date']})", "",
-             f"{facts['seeds']} seeds, concurrency {facts['concurrency']}, {facts['machine']}; "
+    runs_of = "\n".join(f"- `{c}`" for c in facts.get("commands", [facts["command"]]))
+    lines = [f"# Sample efficiency ({facts['date']})", "", "Runs:", "", runs_of, "",
+             f"Seeds: {facts['seeds']}, concurrency {facts['concurrency']}, {facts['machine']}; "
              f"Optuna {facts['optuna']}, Ray {facts['ray']}. Values: best *completed* trial so far "
              f"(synthetic: noise-free f(x); real: the trial's validation metric); mean ± sd over seeds "
              f"(a count in brackets: seeds with a completed trial by then). Compute = steps (epochs, CV "
@@ -193,8 +194,9 @@ def markdown(summary: dict[str, Any], facts: dict[str, Any]) -> str:
         prob = s["problem"]
         unit = prob["step_unit"]
         opt = f"; optimum {_fmt(prob['optimum'])}" if prob.get("optimum") is not None else ""
+        n_seeds = max((row["seeds"] for row in s["rows"].values()), default=0)
         lines += [f"## {pname}: {prob['direction']} {prob['metric']}, budget {prob['budget']} {unit}s "
-                  f"({prob['budget'] // prob['steps']} full trials of {prob['steps']}){opt}", "",
+                  f"({prob['budget'] // prob['steps']} full trials of {prob['steps']}){opt}; {n_seeds} seeds", "",
                   f"{prob['note']}.", "",
                   f"| contender | best @25% | best @50% | best @100% | {unit}s to reach random's best "
                   f"({_fmt(s['target'])}) | × random's | seeds reaching own-seed random best | trials (completed) "
