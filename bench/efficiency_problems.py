@@ -22,13 +22,14 @@ import math
 import os
 import time
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Problem", "PROBLEMS", "QUICK", "StepLog", "BenchObjective"]
+__all__ = ["PROBLEMS", "QUICK", "BenchObjective", "Problem", "StepLog"]
 
 # ---- synthetic functions ------------------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class _LoggedContext:
     trial reached full fidelity" means the same thing under every contender.
     """
 
-    def __init__(self, inner: Any, log: StepLog, key: str, problem: "Problem", params: Mapping[str, Any],
+    def __init__(self, inner: Any, log: StepLog, key: str, problem: Problem, params: Mapping[str, Any],
                  seed: int) -> None:
         self._inner = inner
         self.bench_seed = seed  # the run's seed: seeds the synthetic noise (see _synthetic_objective)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["curve_from_log", "summarise", "markdown", "plot_html"]
+__all__ = ["curve_from_log", "markdown", "plot_html", "summarise"]
 
 FRACTIONS = (0.25, 0.5, 1.0)
 

@@ -26,13 +26,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from bench.efficiency_problems import QUICK, PROBLEMS, BenchObjective, Problem, StepLog
+from bench.efficiency_problems import PROBLEMS, QUICK, BenchObjective, Problem, StepLog
 
-__all__ = ["Contender", "contenders", "run_contender", "init_ray"]
+__all__ = ["Contender", "contenders", "init_ray", "run_contender"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
@@ -95,8 +96,9 @@ def contenders(grid: str = "oat") -> list[Contender]:
 def init_ray(num_cpus: int) -> None:
     """One local Ray instance for every Ray-based run of this process (tuner joins it)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import tuner.engine._driver  # noqa: F401 - sets Tune's environment (no per-trial loggers) for both users
     import ray
+
+    import tuner.engine._driver  # noqa: F401 - sets Tune's environment (no per-trial loggers) for both users
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
