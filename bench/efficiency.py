@@ -102,7 +102,7 @@ def _write(out: Path, stamp: str, facts: dict[str, Any], problems: dict[str, Any
     from bench.efficiency_report import markdown, plot_html, summarise
 
     summary = summarise(runs, problems)
-    text = markdown(summary, facts)
+    text = markdown(summary, facts, runs)
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"efficiency-{stamp}"
     base.with_suffix(".md").write_text(text + "\n")
@@ -116,17 +116,19 @@ def _from_files(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Any], list
     """Runs, problems and facts of earlier results (several files: e.g. synthetic and real runs)."""
     facts: dict[str, Any] = {}
     problems: dict[str, Any] = {}
-    runs: list[dict[str, Any]] = []
     commands: list[str] = []
-    for path in paths:  # a later file's problem settings win (e.g. a --budget rerun)
+    by_key: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for path in paths:  # a later file wins: its problem settings, and its run of the same (problem, contender, seed)
         data = json.loads(path.read_text())
         facts = facts or dict(data["facts"])
         problems.update(data["problems"])
-        runs.extend(r for r in data["runs"] if r["problem"] in data["problems"])
+        for r in data["runs"]:
+            if r["problem"] in data["problems"]:
+                by_key[(r["problem"], r["contender"], r["seed"])] = r
         commands.append(f"{data['facts']['command']}  ({data['facts']['date']}, {data['facts']['machine']})")
     facts["commands"] = commands
     facts["seeds"] = "per problem"
-    return facts, problems, runs
+    return facts, problems, list(by_key.values())
 
 
 def main(argv: list[str] | None = None) -> int:

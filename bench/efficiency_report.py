@@ -181,8 +181,8 @@ def _pm(stat: dict[str, Any]) -> str:
     return text if stat["n"] == stat.get("of", stat["n"]) else f"{text} ({stat['n']})"
 
 
-def markdown(summary: dict[str, Any], facts: dict[str, Any]) -> str:
-    """The report: one table per problem, then the target checks."""
+def markdown(summary: dict[str, Any], facts: dict[str, Any], runs: Sequence[dict[str, Any]] = ()) -> str:
+    """The report: one table per problem, runs with failed trials, then the target checks."""
     runs_of = "\n".join(f"- `{c}`" for c in facts.get("commands", [facts["command"]]))
     lines = [f"# Sample efficiency ({facts['date']})", "", "Runs:", "", runs_of, "",
              f"Seeds: {facts['seeds']}, concurrency {facts['concurrency']}, {facts['machine']}; "
@@ -219,6 +219,11 @@ def markdown(summary: dict[str, Any], facts: dict[str, Any]) -> str:
             lines.append(f"- **{verdict}** {c['check']}: {c['detail']}")
             verdicts.append(f"| {pname} | {c['check']} | {verdict} | {c['detail']} |")
         lines.append("")
+    failed = [f"{r['problem']} seed {r['seed']} {r['contender']}: {r.get('lib_errors')} failed trials"
+              + (f", {r['error']}" if r.get("error") else "")
+              for r in runs if r.get("lib_errors") or r.get("error")]
+    if failed:
+        lines += ["Runs with failed trials or errors: " + "; ".join(failed) + ".", ""]
     if verdicts:
         lines += ["## Targets", "", "| problem | target | result | measured |", "|---|---|---|---|", *verdicts, ""]
     return "\n".join(lines)
