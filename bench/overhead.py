@@ -339,7 +339,7 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def facts_text(f: dict[str, Any]) -> str:
-    return (f"overhead benchmark, {f['date']} on {f['platform']}\n"
+def facts_text(f: dict[str, Any], benchmark: str = "overhead") -> str:
+    return (f"{benchmark} benchmark, {f['date']} on {f['platform']}\n"
             f"CPU: {f['cpu_model'] or 'unknown'}, {f['cpu_count']} CPUs ({f['cpus_usable']} usable); "
             f"python {f['python']}, sqlite {f['sqlite']}, optuna {f['optuna']}, ray {f['ray']}, tuner {f['tuner']}")
