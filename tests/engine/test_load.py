@@ -21,6 +21,6 @@ def test_concurrency_16_records_every_trial_once(kind: str, tmp_path: Path) -> N
     log = (tmp_path / "run.log").read_text()
     assert result.exit_code == 0, log[-3000:]
     assert result.complete == TRIALS and result.recorded_once, log[-3000:]
-    assert "locked" not in log and "Traceback" not in log
+    assert "database is locked" not in log and "Traceback" not in log
     print(f"\n{kind}: {TRIALS} trials at concurrency 16 in {result.wall_s:.1f}s "
           f"({result.trials_per_s:.1f} trials/s, driver {result.cpu_ms_per_trial:.1f} ms CPU/trial)")

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 
 from tests.conftest import ROOT, trial_counts
 
@@ -30,17 +29,26 @@ def _states(url: str) -> dict[str, int]:
     return trial_counts(url, "sigint")
 
 
-def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+def _start(tmp_path: Path, *, complete_first: int) -> tuple[list[str], str, subprocess.Popen[str]]:
+    """Start `tuner run` on the 8-trial spec; return once ``complete_first`` trials finished and one runs."""
     spec = tmp_path / "sigint.yaml"
     spec.write_text(SPEC)
     url = f"sqlite:///{tmp_path / 's.db'}"
     cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "2"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _states(url).get("RUNNING", 0) < 1:
+    while time.monotonic() < deadline and (_states(url).get("RUNNING", 0) < 1
+                                           or _states(url).get("COMPLETE", 0) < complete_first):
         time.sleep(0.2)
     assert _states(url).get("RUNNING", 0) >= 1
+    return cmd, url, proc
+
+
+def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
+    cmd, url, proc = _start(tmp_path, complete_first=0)
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _out, err = proc.communicate(timeout=60)
@@ -50,7 +58,7 @@ def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
     assert "Tuner.restore" not in err  # Ray's own resume advice does not apply to tuner
     after = _states(url)
     assert "RUNNING" not in after and after.get("COMPLETE", 0) < 8
-    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
     assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
@@ -58,16 +66,7 @@ def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
 
 def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> None:
     """Ctrl-C twice: no waiting for trials to be stopped; the next run recovers what was left."""
-    spec = tmp_path / "sigint.yaml"
-    spec.write_text(SPEC)
-    url = f"sqlite:///{tmp_path / 's2.db'}"
-    cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "2"]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and _states(url).get("COMPLETE", 0) < 2:
-        time.sleep(0.2)
-    assert _states(url).get("RUNNING", 0) >= 1
+    cmd, url, proc = _start(tmp_path, complete_first=2)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
@@ -78,7 +77,7 @@ def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> No
     assert err.rstrip().splitlines()[-1] == "error: interrupted; run the same command again to resume"
     assert "Traceback" not in err
     done_before = _states(url).get("COMPLETE", 0)
-    rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
     assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final

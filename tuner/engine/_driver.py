@@ -225,6 +225,13 @@ class _Recorder(_Unpicklable, tune.Callback):
         trial_id, number = entry
         if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
             _mark_failed(state.study, trial_id, error)
+            # A worker can die (its node lost) after telling the study: count what the storage
+            # holds, or a COMPLETE trial counted as failed is run again, one trial too many.
+            try:
+                stored = state.study._storage.get_trial(trial_id)
+                st, values = stored.state, (stored.values if stored.state == TrialState.COMPLETE else None)
+            except Exception:  # noqa: BLE001 - the storage's own retries are spent; count the failure
+                pass
         state.count(st)
         try:
             state.retention.trial_finished(trial_id, number, st.name, values)
