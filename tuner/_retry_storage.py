@@ -8,8 +8,9 @@ every storage call whose failure is a lost or refused connection, with backoff, 
 :class:`~tuner.exceptions.StorageError` that says how to resume.
 
 A write can land and its acknowledgement be lost with the connection. Retrying it then meets
-its own first attempt: a finished trial refuses a second ``tell`` and a parameter row refuses
-a second insert. Those two answers, on a retry only, mean "already done" and are accepted.
+its own first attempt: a finished trial refuses a second ``tell``, a study its second creation.
+Those answers, on a retry only, mean "already done" and are accepted (a parameter row written
+twice is already ignored by Optuna itself).
 The one write that cannot tell is ``create_new_trial``: a lost acknowledgement there leaves
 an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``).
 """
@@ -65,8 +66,6 @@ def _already_done(name: str, exc: BaseException) -> bool:
     """On a retry: the first attempt of this write landed before its connection was lost."""
     if name == "set_trial_state_values":
         return isinstance(exc, optuna.exceptions.UpdateFinishedTrialError)
-    if name in ("set_trial_param", "_set_trial_param"):
-        return isinstance(exc, (sqlalchemy.exc.IntegrityError, optuna.exceptions.StorageInternalError)) and not _is_transient(exc)
     if name == "create_new_study":
         return isinstance(exc, optuna.exceptions.DuplicatedStudyError)
     return False

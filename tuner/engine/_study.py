@@ -91,9 +91,10 @@ def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec
     Reads only, so the driver calls it before starting Ray as well; with ``force`` it returns the
     problem (None when compatible or absent) for the caller to start over.
     """
-    if not any(s.study_name == spec.name for s in storage.get_all_studies()):
+    try:
+        study_id = storage.get_study_id_from_name(spec.name)
+    except KeyError:
         return None
-    study_id = storage.get_study_id_from_name(spec.name)
     problem = _incompatibility(storage.get_study_system_attrs(study_id), spec,
                                [d.name.lower() for d in storage.get_study_directions(study_id)])
     if problem and not force:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import difflib
 import pathlib
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from tuner.exceptions import SpecError
 
@@ -43,32 +43,28 @@ class TrialContext(Protocol):
         """Store a JSON-able extra result with the trial (e.g. a confusion matrix)."""
 
 
-def write_artifacts(ctx: Any, what: str, write: Callable[[], Iterable[pathlib.Path]]) -> bool:
-    """Run ``write`` (which saves files and names them); a full disk costs the files, never the trial.
+def write_artifacts(ctx: Any, what: str, write: Callable[[], Any]) -> None:
+    """Run ``write`` (which saves the trial's files); a full disk costs the files, never the trial.
 
     A trial that trained for an hour has valid metrics even when its checkpoint cannot be
-    written (disk full, quota, a folder made read-only meanwhile): the partial files are
-    removed, the reason is recorded with the trial and printed by the driver, and the trial
-    still ends COMPLETE with its values. Returns whether the files were written.
+    written (disk full, quota, a folder made read-only meanwhile): the partial ``*.tmp`` files
+    are removed, the reason is recorded with the trial and printed by the driver, and the trial
+    still ends COMPLETE with its values.
     """
-    written: list[pathlib.Path] = []
     try:
-        written.extend(write())
-        return True
+        write()
     except OSError as exc:
         folder = getattr(ctx, "trial_dir", None)
         for path in (folder.glob("*.tmp") if folder is not None and folder.is_dir() else []):
             path.unlink(missing_ok=True)
         reason = exc.strerror or str(exc) or type(exc).__name__
-        target = exc.filename or folder
-        message = (f"{what} not saved: {reason} ({target}); the trial's values are recorded, but export needs "
-                   f"the file: free disk space or point artifacts_dir at a writable folder")
+        message = (f"{what} not saved: {reason} ({exc.filename or folder}); the trial's values are recorded, but "
+                   f"export needs the file: free disk space or point artifacts_dir at a writable folder")
         warn = getattr(ctx, "warn", None)
         if callable(warn):
             warn(message)
         else:
             ctx.set_attr("artifact_warning", message)
-        return False
 
 
 class Task(abc.ABC):

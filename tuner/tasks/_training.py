@@ -69,7 +69,6 @@ import math
 import os
 import time
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -308,7 +307,7 @@ def train_model(
             **(checkpoint_extra or {}),
         }
 
-        def _save() -> list[Path]:
+        def _save() -> None:
             trial_dir.mkdir(parents=True, exist_ok=True)
             # Serialised in memory, then written by Python (torch's own file writer turns ENOSPC
             # into an opaque RuntimeError), aside and renamed: a full disk leaves no half-written
@@ -319,7 +318,6 @@ def train_model(
             with open(tmp, "wb") as fh:
                 fh.write(buffer.getbuffer())
             os.replace(tmp, trial_dir / "best.pt")
-            return [trial_dir / "best.pt"]
 
         write_artifacts(ctx, "checkpoint best.pt", _save)
     return final

@@ -13,7 +13,7 @@ from tuner.data import DEFAULT_SPLIT, Splits
 from tuner.data.images import NORMALIZATIONS, check_classes, check_image_dataset, load_images
 from tuner.exceptions import SpecError
 from tuner.tasks._base import TrialContext
-from tuner.tasks._classifier import TorchClassifierTask, _is_int, _spec_dir
+from tuner.tasks._classifier import TorchClassifierTask, _spec_dir
 
 if TYPE_CHECKING:
     from torch import nn

@@ -226,8 +226,8 @@ class SklearnTask(Task):
         ctx.set_attr("cv_scores", {f"val_{s}": v for s, v in fold_scores.items()})
         trial_dir = getattr(ctx, "trial_dir", None)
         if trial_dir is not None:
-            write_artifacts(ctx, "model.joblib", lambda: [self.save(
-                model, Path(trial_dir), estimator_params=estimator_params, params=params, data=data, metrics=final)])
+            write_artifacts(ctx, "model.joblib", lambda: self.save(
+                model, Path(trial_dir), estimator_params=estimator_params, params=params, data=data, metrics=final))
         return final
 
     def _check_study_metrics(self, metrics: Sequence[str]) -> None:
