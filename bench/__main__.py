@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "gpu_packing": ("bench.gpu_packing", "small CNN trials at 1, 1/2, 1/4, 1/8 GPU each: trials/hour, GPU utilisation"),
     "loop_throughput": ("bench.loop_throughput", "built-in training loop vs a bare PyTorch loop (samples/s)"),
     "efficiency": ("bench.efficiency", "sample efficiency: best value vs epochs spent, vs random, Optuna, Ray Tune"),
+    "efficiency_sweep": ("bench.efficiency_sweep", "replay tuner's sampler/pruner settings over many seeds (choosing defaults)"),
 }
 
 

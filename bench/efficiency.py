@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 15, "
                              "digits_cnn 12, digits_gbm 15 full trials)")
     parser.add_argument("--contenders", nargs="+", default=None,
-                        help="names to run (random optuna raytune tuner tuner:SAMPLER/PRUNER ...); default: all on "
+                        help="names to run (random optuna raytune tuner tuner:SAMPLER/PRUNER ..., or with arguments: "
+                             "tuner:SAMPLER[:ARG=V,...]/PRUNER[:ARG=V,...]); default: all on "
                              f"synthetic problems, {' '.join(REAL_CONTENDERS)} on real ones")
     parser.add_argument("--grid", choices=("oat", "full"), default="oat",
                         help="tuner's samplers x pruners: one at a time (default) or all 25 pairs")
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from bench.efficiency_problems import PROBLEMS, QUICK
-    from bench.efficiency_runners import contenders, init_ray
+    from bench.efficiency_runners import contender_named, contenders, init_ray
 
     if args.quick and "--seeds" not in argv:
         args.seeds = 2
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     facts = _facts(args, argv)
     problems = {name: _problem_dict(chosen[name], args.budget) for name in args.problems}
     all_contenders = contenders(args.grid)
+    known = {c.name for c in all_contenders}
+    all_contenders += [contender_named(n) for n in dict.fromkeys(args.contenders or ()) if n not in known]
     init_ray(max(2, args.concurrency))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill PID` still shuts Ray down (finally below)
     try:

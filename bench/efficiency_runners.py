@@ -33,7 +33,7 @@ from typing import Any
 
 from bench.efficiency_problems import PROBLEMS, QUICK, BenchObjective, Problem, StepLog
 
-__all__ = ["Contender", "contenders", "init_ray", "run_contender"]
+__all__ = ["Contender", "contender_named", "contenders", "init_ray", "run_contender"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
@@ -47,6 +47,8 @@ class Contender:
     library: str  # random | optuna | raytune | tuner
     sampler: str | None = None  # tuner only; None for both: the spec names neither (tuner's default)
     pruner: str | None = None
+    sampler_args: tuple[tuple[str, Any], ...] = ()  # tuner only: the spec's sampler args (added to tuner's)
+    pruner_args: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
@@ -56,7 +58,10 @@ class Contender:
     def _tuner_label(self) -> str:
         if self.sampler is None and self.pruner is None:
             return f"**tuner default** ({default_sampler()} + {default_pruner()})"
-        return f"tuner {self.sampler} + {self.pruner}"
+        def with_args(name: str | None, args: tuple[tuple[str, Any], ...]) -> str:
+            return f"{name} ({', '.join(f'{k}={v}' for k, v in args)})" if args else str(name)
+
+        return f"tuner {with_args(self.sampler, self.sampler_args)} + {with_args(self.pruner, self.pruner_args)}"
 
 
 def default_sampler() -> str:
@@ -91,6 +96,21 @@ def contenders(grid: str = "oat") -> list[Contender]:
             seen.add((s, p))
             out.append(Contender(f"tuner:{s}/{p}", "tuner", s, p))
     return out
+
+
+def contender_named(name: str) -> Contender:
+    """A tuner contender with arguments: ``tuner:SAMPLER[:ARG=V,...]/PRUNER[:ARG=V,...]``.
+
+    For comparing settings of tuner's samplers and pruners (e.g. a candidate default) under the
+    real ``tuner.run``; the arguments are the spec's ``sampler.args``/``pruner.args``.
+    """
+    from bench.efficiency_sweep import parse_setting
+
+    if not name.startswith("tuner:"):
+        raise SystemExit(f"error: unknown contender {name!r}; write random, optuna, raytune, tuner or "
+                         "tuner:SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]")
+    sampler, sargs, pruner, pargs = parse_setting(name.removeprefix("tuner:"))
+    return Contender(name, "tuner", sampler, pruner, tuple(sorted(sargs.items())), tuple(sorted(pargs.items())))
 
 
 def init_ray(num_cpus: int) -> None:
@@ -310,9 +330,11 @@ def tuner_spec(contender: Contender, problem: Problem, *, seed: int, concurrency
         "concurrency": concurrency, "resources": {"cpus": 1}, "seed": seed, "max_failures": 1_000,
     }
     if contender.sampler is not None:
-        spec["sampler"] = contender.sampler
+        spec["sampler"] = ({"name": contender.sampler, "args": dict(contender.sampler_args)}
+                           if contender.sampler_args else contender.sampler)
     if contender.pruner is not None:
-        spec["pruner"] = contender.pruner
+        spec["pruner"] = ({"name": contender.pruner, "args": dict(contender.pruner_args)}
+                          if contender.pruner_args else contender.pruner)
     return spec
 
 

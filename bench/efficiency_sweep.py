@@ -1,0 +1,192 @@
+"""Choose tuner's default sampler and pruner settings: replay tuner's decisions in-process for
+many settings and seeds, cheaply, then confirm the winner with ``python -m bench efficiency``.
+
+A replay makes the calls tuner's driver and workers make, in one process and one trial at a
+time (concurrency 1, as the efficiency benchmark runs): a fresh sampler per trial built by
+``tuner.engine._plugins.make_sampler`` with the seed ``trial_seed(seed, number)``, the pruner
+built by ``make_pruner``, the space's own ``suggest``, the problem's objective behind the same
+step log as every contender of the benchmark. Only Ray and the SQLite file are left out, which
+change the time a trial takes, not which trials run. Each setting's compute and curves are
+summarised with the benchmark's own code (``bench/efficiency_report.py``), against random
+search (``random/none``) replayed the same way.
+
+    .venv/bin/python -m bench efficiency_sweep --problems digits_mlp --seeds 20 \\
+        --settings random/none tpe/asha "tpe:n_startup_trials=5/asha:reduction_factor=3"
+
+A setting is ``SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]``; arguments are added to
+tuner's defaults for that sampler/pruner, as a spec's ``sampler_args``/``pruner_args`` would be.
+Writes ``bench/results/efficiency_sweep-YYYYmmdd-HHMMSS.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime as dt
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+DEFAULT_SETTINGS = ("random/none", "tpe/asha", "tpe/median")
+
+
+def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+    """``tpe:n_startup_trials=5/asha:reduction_factor=3`` -> (tpe, {...}, asha, {...})."""
+
+    def part(chunk: str) -> tuple[str, dict[str, Any]]:
+        name, _, args = chunk.partition(":")
+        out: dict[str, Any] = {}
+        for item in filter(None, args.split(",")):
+            key, _, value = item.partition("=")
+            try:
+                out[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                out[key.strip()] = value.strip()
+        return name.strip(), out
+
+    sampler, slash, pruner = text.partition("/")
+    if not slash:
+        raise SystemExit(f"error: setting {text!r}: write SAMPLER[:ARGS]/PRUNER[:ARGS], e.g. tpe/asha")
+    s, sargs = part(sampler)
+    p, pargs = part(pruner)
+    return s, sargs, p, pargs
+
+
+def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0) -> dict[str, Any]:
+    """One run of ``setting`` on the problem until its budget is spent; returns its anytime curve."""
+    import shutil
+    import tempfile
+    import time
+
+    import optuna
+
+    from bench.efficiency import _scaled
+    from bench.efficiency_problems import PROBLEMS, BenchObjective, StepLog
+    from bench.efficiency_report import curve_from_log
+    from bench.efficiency_runners import _OptunaContext
+    from tuner.engine._plugins import make_pruner, make_sampler, trial_seed
+    from tuner.space import SearchSpace
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    problem = _scaled(PROBLEMS, budget_scale)[problem_name]
+    sampler_name, sampler_args, pruner_name, pruner_args = parse_setting(setting)
+    space = SearchSpace.from_mapping(problem.space, source=f"bench:{problem.name}")
+    workdir = Path(tempfile.mkdtemp(prefix="tuner-sweep-"))
+    start = time.time()
+    try:
+        log = StepLog(workdir / "steps.jsonl")
+        objective = BenchObjective(problem.name, False, log.path, seed)
+        study = optuna.create_study(direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args))
+        number = 0
+        while log.steps() < problem.budget:
+            study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
+            trial = study.ask()
+            params = space.suggest(trial)
+            try:
+                result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{number:05d}"))
+                value = float(result[problem.metric]) if isinstance(result, Mapping) else float(result)
+                study.tell(trial, value if math.isfinite(value) else None,
+                           state=None if math.isfinite(value) else optuna.trial.TrialState.FAIL)
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            except Exception:  # noqa: BLE001 - a failed trial is a FAIL, as under tuner
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            number += 1
+        curve = curve_from_log(log.records(), problem.budget, problem.direction)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"problem": problem_name, "contender": setting, "label": setting, "seed": seed, "curve": curve,
+            "wall_s": time.time() - start, "budget_wall_s": time.time() - start, "budget_spent": True,
+            "error": None, "lib_trials": number, "lib_errors": None}
+
+
+def _replay_star(args: tuple[str, str, int, float]) -> dict[str, Any]:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    return replay(*args)
+
+
+def table(summary: dict[str, Any]) -> str:
+    """One Markdown table per problem: best at 25/50/100 % and compute to reach random's best."""
+    lines: list[str] = []
+    for pname, s in summary.items():
+        lines += [f"## {pname} (target: random's mean final best {s['target']:.4g})", "",
+                  "| setting | seeds | best @25% | best @50% | best @100% (sd) | × random's compute | "
+                  "seeds reaching own random best | trials (completed) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        rows = sorted(s["rows"].items(), key=lambda kv: (kv[1]["reach_fraction"] is None,
+                                                          kv[1]["reach_fraction"] or 0.0))
+        for name, row in rows:
+            at = row["at"]
+
+            def mean(f: str) -> str:
+                m = at[f]["mean"]
+                return "-" if m is None else f"{m:.4g}"
+
+            frac = "not reached" if row["reach_fraction"] is None else f"{row['reach_fraction']:.2f}"
+            k, n = row["reached_seeds"]
+            lines.append(f"| {name} | {row['seeds']} | {mean('0.25')} | {mean('0.5')} | {mean('1.0')} "
+                         f"({(at['1.0']['sd'] or 0):.2g}) | {frac} | {k}/{n} | {row['trials']['mean']:.0f} "
+                         f"({row['completed']['mean']:.1f}) |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m bench efficiency_sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", nargs="+", default=["digits_mlp"])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seed-start", type=int, default=0)
+    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS))
+    parser.add_argument("--budget", type=float, default=1.0, help="scale every problem's budget, as in efficiency")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
+    args = parser.parse_args(argv)
+
+    from bench.efficiency import _problem_dict, _scaled
+    from bench.efficiency_problems import PROBLEMS as UNSCALED
+    from bench.efficiency_report import summarise
+
+    for s in args.settings:
+        parse_setting(s)
+    PROBLEMS = _scaled(UNSCALED, args.budget)
+    unknown = [p for p in args.problems if p not in PROBLEMS]
+    if unknown:
+        raise SystemExit(f"error: unknown problem(s) {unknown}; choose from {sorted(PROBLEMS)}")
+    settings = list(dict.fromkeys(["random/none", *args.settings]))
+    jobs = [(s, p, seed, args.budget) for p in args.problems for seed in range(args.seed_start, args.seed_start + args.seeds)
+            for s in settings]
+    with mp.get_context("spawn").Pool(args.processes) as pool:
+        runs = []
+        for i, run in enumerate(pool.imap_unordered(_replay_star, jobs), 1):
+            runs.append(run)
+            print(f"[{i}/{len(jobs)}] {run['problem']} seed {run['seed']} {run['contender']}: "
+                  f"{run['curve']['trials']} trials, {run['wall_s']:.1f} s", file=sys.stderr, flush=True)
+    problems = {p: _problem_dict(PROBLEMS[p], args.budget) for p in args.problems}
+    # summarise() compares with the contender named "random".
+    for r in runs:
+        if r["contender"] == "random/none":
+            r["contender"] = "random"
+    summary = summarise(runs, problems)
+    text = table(summary)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / f"efficiency_sweep-{stamp}"
+    base.with_suffix(".md").write_text(f"# Settings sweep ({stamp})\n\n`.venv/bin/python -m bench efficiency_sweep "
+                                       f"{' '.join(argv)}`\n\n{text}\n")
+    base.with_suffix(".json").write_text(json.dumps({"argv": argv, "runs": runs}, default=str) + "\n")
+    print(text)
+    print(f"wrote {base}.{{md,json}}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
