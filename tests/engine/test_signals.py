@@ -40,10 +40,12 @@ def _start(tmp_path: Path, *, complete_first: int) -> tuple[list[str], str, subp
     cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--num-cpus", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (_states(url).get("RUNNING", 0) < 1
-                                           or _states(url).get("COMPLETE", 0) < complete_first):
+    states = _states(url)
+    while time.monotonic() < deadline and (states.get("RUNNING", 0) < 1 or states.get("COMPLETE", 0) < complete_first):
         time.sleep(0.2)
-    assert _states(url).get("RUNNING", 0) >= 1
+        states = _states(url)
+    # Checked on the read the loop stopped at: a second read could find that trial just finished.
+    assert states.get("RUNNING", 0) >= 1, states
     return cmd, url, proc
 
 
