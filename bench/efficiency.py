@@ -173,7 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     problems = {name: _problem_dict(chosen[name], args.budget) for name in args.problems}
     all_contenders = contenders(args.grid)
     known = {c.name for c in all_contenders}
-    all_contenders += [contender_named(n) for n in dict.fromkeys(args.contenders or ()) if n not in known]
+    try:
+        all_contenders += [contender_named(n) for n in dict.fromkeys(args.contenders or ()) if n not in known]
+    except ValueError as exc:
+        parser.error(str(exc))
     init_ray(max(2, args.concurrency))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill PID` still shuts Ray down (finally below)
     try:

@@ -22,6 +22,7 @@ the budget is never counted (see :mod:`bench.efficiency_report`), so this only s
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import tempfile
@@ -33,7 +34,7 @@ from typing import Any
 
 from bench.efficiency_problems import PROBLEMS, QUICK, BenchObjective, Problem, StepLog
 
-__all__ = ["Contender", "contender_named", "contenders", "init_ray", "run_contender"]
+__all__ = ["Contender", "contender_named", "contenders", "init_ray", "parse_setting", "run_contender"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
@@ -98,16 +99,37 @@ def contenders(grid: str = "oat") -> list[Contender]:
     return out
 
 
+def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+    """``tpe:n_startup_trials=5/asha:reduction_factor=3`` -> (tpe, {...}, asha, {...}); ValueError if malformed."""
+
+    def part(chunk: str) -> tuple[str, dict[str, Any]]:
+        name, _, args = chunk.partition(":")
+        out: dict[str, Any] = {}
+        for item in filter(None, args.split(",")):
+            key, _, value = item.partition("=")
+            try:
+                out[key.strip()] = ast.literal_eval(value.strip())
+            except (ValueError, SyntaxError):
+                out[key.strip()] = value.strip()
+        return name.strip(), out
+
+    sampler, slash, pruner = text.partition("/")
+    if not slash:
+        raise ValueError(f"setting {text!r}: write SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...], e.g. tpe/asha")
+    s, sargs = part(sampler)
+    p, pargs = part(pruner)
+    return s, sargs, p, pargs
+
+
 def contender_named(name: str) -> Contender:
     """A tuner contender with arguments: ``tuner:SAMPLER[:ARG=V,...]/PRUNER[:ARG=V,...]``.
 
     For comparing settings of tuner's samplers and pruners (e.g. a candidate default) under the
-    real ``tuner.run``; the arguments are the spec's ``sampler.args``/``pruner.args``.
+    real ``tuner.run``; the arguments are the spec's ``sampler.args``/``pruner.args``. ValueError
+    for a name that is none of these.
     """
-    from bench.efficiency_sweep import parse_setting
-
     if not name.startswith("tuner:"):
-        raise SystemExit(f"error: unknown contender {name!r}; write random, optuna, raytune, tuner or "
+        raise ValueError(f"unknown contender {name!r}; write random, optuna, raytune, tuner or "
                          "tuner:SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]")
     sampler, sargs, pruner, pargs = parse_setting(name.removeprefix("tuner:"))
     return Contender(name, "tuner", sampler, pruner, tuple(sorted(sargs.items())), tuple(sorted(pargs.items())))

@@ -21,7 +21,6 @@ Writes ``bench/results/efficiency_sweep-YYYYmmdd-HHMMSS.{md,json}``.
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime as dt
 import json
 import math
@@ -36,28 +35,6 @@ BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = ("random/none", "tpe/asha", "tpe/median")
 
 
-def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
-    """``tpe:n_startup_trials=5/asha:reduction_factor=3`` -> (tpe, {...}, asha, {...})."""
-
-    def part(chunk: str) -> tuple[str, dict[str, Any]]:
-        name, _, args = chunk.partition(":")
-        out: dict[str, Any] = {}
-        for item in filter(None, args.split(",")):
-            key, _, value = item.partition("=")
-            try:
-                out[key.strip()] = ast.literal_eval(value.strip())
-            except (ValueError, SyntaxError):
-                out[key.strip()] = value.strip()
-        return name.strip(), out
-
-    sampler, slash, pruner = text.partition("/")
-    if not slash:
-        raise SystemExit(f"error: setting {text!r}: write SAMPLER[:ARGS]/PRUNER[:ARGS], e.g. tpe/asha")
-    s, sargs = part(sampler)
-    p, pargs = part(pruner)
-    return s, sargs, p, pargs
-
-
 def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0) -> dict[str, Any]:
     """One run of ``setting`` on the problem until its budget is spent; returns its anytime curve."""
     import shutil
@@ -69,7 +46,7 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
     from bench.efficiency import _scaled
     from bench.efficiency_problems import PROBLEMS, BenchObjective, StepLog
     from bench.efficiency_report import curve_from_log
-    from bench.efficiency_runners import _OptunaContext
+    from bench.efficiency_runners import _OptunaContext, parse_setting
     from tuner.engine._plugins import make_pruner, make_sampler, trial_seed
     from tuner.space import SearchSpace
 
@@ -140,9 +117,14 @@ def table(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.efficiency import _problem_dict, _scaled
+    from bench.efficiency_problems import PROBLEMS as UNSCALED
+    from bench.efficiency_report import summarise
+    from bench.efficiency_runners import parse_setting
+
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench efficiency_sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", nargs="+", default=["digits_mlp"])
+    parser.add_argument("--problems", nargs="+", default=["digits_mlp"], choices=sorted(UNSCALED))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--seed-start", type=int, default=0)
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS))
@@ -151,16 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
 
-    from bench.efficiency import _problem_dict, _scaled
-    from bench.efficiency_problems import PROBLEMS as UNSCALED
-    from bench.efficiency_report import summarise
-
-    for s in args.settings:
-        parse_setting(s)
+    for setting in args.settings:
+        try:
+            parse_setting(setting)
+        except ValueError as exc:
+            parser.error(str(exc))
     PROBLEMS = _scaled(UNSCALED, args.budget)
-    unknown = [p for p in args.problems if p not in PROBLEMS]
-    if unknown:
-        raise SystemExit(f"error: unknown problem(s) {unknown}; choose from {sorted(PROBLEMS)}")
     settings = list(dict.fromkeys(["random/none", *args.settings]))
     jobs = [(s, p, seed, args.budget) for p in args.problems for seed in range(args.seed_start, args.seed_start + args.seeds)
             for s in settings]

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from tests.conftest import ROOT, trial_counts
 
 SPEC = """\
