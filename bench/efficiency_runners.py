@@ -118,6 +118,17 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         raise ValueError(f"setting {text!r}: write SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...], e.g. tpe/asha")
     s, sargs = part(sampler)
     p, pargs = part(pruner)
+    # Build both once, so that an unknown name or argument fails here, not in the middle of a sweep.
+    from tuner.engine._plugins import make_pruner, make_sampler
+
+    try:
+        if s != "grid":  # the grid sampler needs the problem's space; its name is checked below
+            make_sampler(s, sargs, seed=0, space=None)
+        make_pruner(p, pargs)
+    except KeyError as exc:
+        raise ValueError(f"setting {text!r}: unknown sampler or pruner {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {text!r}: {exc}") from None
     return s, sargs, p, pargs
 
 

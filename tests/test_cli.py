@@ -132,6 +132,28 @@ def test_user_mistakes_exit_2(ran_study: tuple[Path, str], args: list[str], expe
     assert out.stderr.startswith("error: ") and expected in out.stderr and out.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("args,expected", [
+    (["run", "studies/quickstart.yaml", "--num-cpus", "abc"],
+     "error: tuner run: Invalid value for '--num-cpus': 'abc' is not a valid float."),
+    (["run", "studies/quickstart.yaml", "--bogus"], "error: tuner run: No such option '--bogus'."),
+    (["run"], "error: tuner run: Missing argument 'SPEC'."),
+    (["nosuch"], "error: tuner: No such command 'nosuch'."),
+    (["ls", "--storage"], "Option '--storage' requires an argument."),
+])
+def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
+    # Click's own usage errors come in tuner's one-line shape too, naming the command and its --help.
+    out = CliRunner().invoke(main, args, prog_name="tuner")
+    assert out.exit_code == 2, out.output
+    assert out.output.startswith("error: tuner") and expected in out.output
+    assert out.output.count("\n") == 1 and "--help" in out.output
+    assert "Usage:" not in out.output
+
+
+def test_bare_tuner_prints_the_help() -> None:
+    out = CliRunner().invoke(main, [], prog_name="tuner")
+    assert "Usage: tuner [OPTIONS] COMMAND" in out.output and "run" in out.output
+
+
 def test_objective_that_cannot_be_imported_is_refused_before_running(tmp_path: Path) -> None:
     spec = tmp_path / "imp.yaml"
     spec.write_text(GOOD.replace("tests.objectives:quadratic", "no_such_module_xyz:f"))

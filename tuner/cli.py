@@ -55,7 +55,36 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _UsageLine(click.UsageError):
+    """A usage error shown as tuner's other input errors are: one line on stderr, exit 2."""
+
+    def show(self, file: Any = None) -> None:
+        path = self.ctx.command_path if self.ctx is not None else "tuner"
+        click.echo("error: " + " ".join(f"{path}: {self.format_message()} ({path} --help lists what it takes)"
+                                        .splitlines()), err=True)
+
+
+class _Group(click.Group):
+    """Click's usage errors print three lines (usage, hint, error); tuner's input errors print one."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare ``tuner``: the help text, as click prints it
+        except click.UsageError as exc:
+            raise _UsageLine(exc.format_message(), exc.ctx) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            if isinstance(exc, (_UsageLine, click.exceptions.NoArgsIsHelpError)):
+                raise
+            raise _UsageLine(exc.format_message(), exc.ctx) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tuner")
 def main() -> None:
     """tuner: hyperparameter tuning with Optuna, Ray Tune and SQL storage."""
