@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curve_from_log", "markdown", "plot_html", "summarise"]
+__all__ = ["curve_from_log", "markdown", "paired_lead", "plot_html", "summarise"]
 
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -121,6 +121,8 @@ def summarise(runs: list[dict[str, Any]], problems: dict[str, dict[str, Any]]) -
                 "wall_s": _stats([r["wall_s"] for r in rs]),
                 "budget_wall_s": _stats([r["budget_wall_s"] for r in rs]),
                 "mean_curve": mean,
+                # The final best of each seed, for the paired comparison in _checks.
+                "final_by_seed": {str(r["seed"]): best_at(r["curve"]["points"], budget) for r in rs},
             }
         random = rows.get("random")
         target = random["at"]["1.0"]["mean"] if random else None
@@ -162,8 +164,39 @@ def _checks(rows: dict[str, Any], direction: str) -> list[dict[str, Any]]:
             continue
         ok = mine > theirs if direction == "maximize" else mine < theirs
         checks.append({"check": f"tuner default beats {rows[other]['label']} at the full budget (mean over seeds)",
-                       "ok": ok, "detail": f"{_fmt(mine)} vs {_fmt(theirs)}"})
+                       "ok": ok, "detail": f"{_fmt(mine)} vs {_fmt(theirs)}"
+                       + _paired(tuner.get("final_by_seed", {}), rows[other].get("final_by_seed", {}), direction)})
     return checks
+
+
+def paired_lead(mine: dict[str, float | None], theirs: dict[str, float | None], direction: str) -> dict[str, Any] | None:
+    """Seed-by-seed comparison of two contenders' final bests: wins, mean lead and its 95 % t-interval.
+
+    A mean over a handful of seeds can favour either side by luck (the digits MLP's final bests
+    spread by about a fifth of their mean); the interval says whether a lead is more than that.
+    The same seed gives both contenders the same problem noise, so the differences are paired.
+    A positive lead means ``mine`` is better. None with fewer than two common seeds.
+    """
+    from scipy import stats
+
+    seeds = [k for k in mine if mine[k] is not None and theirs.get(k) is not None]
+    if len(seeds) < 2:
+        return None
+    sign = 1.0 if direction == "maximize" else -1.0
+    diff = np.array([sign * (float(mine[k]) - float(theirs[k])) for k in seeds])
+    half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff)))
+    m = float(diff.mean())
+    return {"wins": int((diff > 0).sum()), "n": len(diff), "lead": m, "low": m - half, "high": m + half,
+            "verdict": "ahead" if m - half > 0 else "behind" if m + half < 0 else "within noise"}
+
+
+def _paired(mine: dict[str, float | None], theirs: dict[str, float | None], direction: str) -> str:
+    p = paired_lead(mine, theirs, direction)
+    if p is None:
+        return ""
+    verdict = {"ahead": "tuner ahead", "behind": "tuner behind"}.get(p["verdict"], p["verdict"])
+    return (f"; per seed: tuner better on {p['wins']}/{p['n']}, lead {p['lead']:+.3g} "
+            f"(95% CI {p['low']:+.3g} to {p['high']:+.3g}: {verdict})")
 
 
 def _fmt(v: float | None, digits: int = 4) -> str:

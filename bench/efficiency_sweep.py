@@ -91,13 +91,19 @@ def _replay_star(args: tuple[str, str, int, float]) -> dict[str, Any]:
     return replay(*args)
 
 
-def table(summary: dict[str, Any]) -> str:
-    """One Markdown table per problem: best at 25/50/100 % and compute to reach random's best."""
+def table(summary: dict[str, Any], reference: str | None = None) -> str:
+    """One Markdown table per problem: best at 25/50/100 %, compute to reach random's best and,
+    with a ``reference`` setting, each setting's seed-by-seed lead over it (95 % interval)."""
+    from bench.efficiency_report import paired_lead
+
     lines: list[str] = []
     for pname, s in summary.items():
+        ref = s["rows"].get(reference) if reference else None
         lines += [f"## {pname} (target: random's mean final best {s['target']:.4g})", "",
                   "| setting | seeds | best @25% | best @50% | best @100% (sd) | × random's compute | "
-                  "seeds reaching own random best | trials (completed) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "seeds reaching own random best | trials (completed) |"
+                  + (f" lead over {reference} per seed (95% CI) |" if ref else ""),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if ref else "")]
         rows = sorted(s["rows"].items(), key=lambda kv: (kv[1]["reach_fraction"] is None,
                                                           kv[1]["reach_fraction"] or 0.0))
         for name, row in rows:
@@ -111,9 +117,20 @@ def table(summary: dict[str, Any]) -> str:
             k, n = row["reached_seeds"]
             lines.append(f"| {name} | {row['seeds']} | {mean('0.25')} | {mean('0.5')} | {mean('1.0')} "
                          f"({(at['1.0']['sd'] or 0):.2g}) | {frac} | {k}/{n} | {row['trials']['mean']:.0f} "
-                         f"({row['completed']['mean']:.1f}) |")
+                         f"({row['completed']['mean']:.1f}) |" + (_lead_cell(row, ref, s) if ref else ""))
         lines.append("")
     return "\n".join(lines)
+
+
+def _lead_cell(row: dict[str, Any], ref: dict[str, Any], s: dict[str, Any]) -> str:
+    from bench.efficiency_report import paired_lead
+
+    if row is ref:
+        return " (reference) |"
+    p = paired_lead(row["final_by_seed"], ref["final_by_seed"], s["problem"]["direction"])
+    if p is None:
+        return " - |"
+    return f" {p['wins']}/{p['n']} better, {p['lead']:+.3g} ({p['low']:+.3g} to {p['high']:+.3g}): {p['verdict']} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["contender"] == "random/none":
             r["contender"] = "random"
     summary = summarise(runs, problems)
-    text = table(summary)
+    text = table(summary, reference=args.settings[0])
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"efficiency_sweep-{stamp}"
