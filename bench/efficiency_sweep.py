@@ -94,8 +94,6 @@ def _replay_star(args: tuple[str, str, int, float]) -> dict[str, Any]:
 def table(summary: dict[str, Any], reference: str | None = None) -> str:
     """One Markdown table per problem: best at 25/50/100 %, compute to reach random's best and,
     with a ``reference`` setting, each setting's seed-by-seed lead over it (95 % interval)."""
-    from bench.efficiency_report import paired_lead
-
     lines: list[str] = []
     for pname, s in summary.items():
         ref = s["rows"].get(reference) if reference else None
