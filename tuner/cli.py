@@ -64,24 +64,27 @@ class _UsageLine(click.UsageError):
                                         .splitlines()), err=True)
 
 
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    # Bare ``tuner`` (NoArgsIsHelpError) keeps click's help text.
+    if isinstance(exc, (_UsageLine, click.exceptions.NoArgsIsHelpError)):
+        return exc
+    return _UsageLine(exc.format_message(), exc.ctx)
+
+
 class _Group(click.Group):
     """Click's usage errors print three lines (usage, hint, error); tuner's input errors print one."""
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
             return super().make_context(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelpError:
-            raise  # bare ``tuner``: the help text, as click prints it
         except click.UsageError as exc:
-            raise _UsageLine(exc.format_message(), exc.ctx) from None
+            raise _one_line(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            if isinstance(exc, (_UsageLine, click.exceptions.NoArgsIsHelpError)):
-                raise
-            raise _UsageLine(exc.format_message(), exc.ctx) from None
+            raise _one_line(exc) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
