@@ -138,13 +138,13 @@ def test_user_mistakes_exit_2(ran_study: tuple[Path, str], args: list[str], expe
     (["run", "studies/quickstart.yaml", "--bogus"], "error: tuner run: No such option '--bogus'."),
     (["run"], "error: tuner run: Missing argument 'SPEC'."),
     (["nosuch"], "error: tuner: No such command 'nosuch'."),
-    (["ls", "--storage"], "Option '--storage' requires an argument."),
+    (["ls", "--storage"], "error: tuner ls: Option '--storage' requires an argument."),
 ])
 def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     # Click's own usage errors come in tuner's one-line shape too, naming the command and its --help.
     out = CliRunner().invoke(main, args, prog_name="tuner")
     assert out.exit_code == 2, out.output
-    assert out.output.startswith("error: tuner") and expected in out.output
+    assert out.output.startswith(expected)
     assert out.output.count("\n") == 1 and "--help" in out.output
     assert "Usage:" not in out.output
 

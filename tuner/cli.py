@@ -58,17 +58,23 @@ def _fmt(value: Any) -> str:
 class _UsageLine(click.UsageError):
     """A usage error shown as tuner's other input errors are: one line on stderr, exit 2."""
 
+    def __init__(self, message: str, ctx: click.Context | None, path: str) -> None:
+        super().__init__(message, ctx)
+        self.path = path
+
     def show(self, file: Any = None) -> None:
-        path = self.ctx.command_path if self.ctx is not None else "tuner"
+        path = self.path
         click.echo("error: " + " ".join(f"{path}: {self.format_message()} ({path} --help lists what it takes)"
                                         .splitlines()), err=True)
 
 
-def _one_line(exc: click.UsageError) -> click.UsageError:
-    # Bare ``tuner`` (NoArgsIsHelpError) keeps click's help text.
+def _one_line(exc: click.UsageError, fallback_path: str) -> click.UsageError:
+    # Bare ``tuner`` (NoArgsIsHelpError) keeps click's help text. Some parser errors (an option
+    # missing its value) carry no context: the command being parsed is then named by the caller.
     if isinstance(exc, (_UsageLine, click.exceptions.NoArgsIsHelpError)):
         return exc
-    return _UsageLine(exc.format_message(), exc.ctx)
+    path = exc.ctx.command_path if exc.ctx is not None else fallback_path
+    return _UsageLine(exc.format_message(), exc.ctx, path)
 
 
 class _Group(click.Group):
@@ -78,13 +84,13 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise _one_line(exc, "tuner") from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:
-            raise _one_line(exc) from None
+            raise _one_line(exc, " ".join(filter(None, [ctx.command_path, ctx.invoked_subcommand]))) from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
