@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -274,11 +275,11 @@ def test_augmentation_applies_to_training_batches_only(make_ctx) -> None:
     data = task.load_data()
     task.run({**FAST, "epochs": 1, "augment": "light"}, make_ctx())
     seen_train = torch.cat(spies[0].seen[True])
-    train_rows = {row.numpy().tobytes() for row in torch.from_numpy(data.train.X)}
+    train_rows = {row.numpy().tobytes() for row in torch.tensor(data.train.X)}
     changed = sum(row.numpy().tobytes() not in train_rows for row in seen_train)
     assert len(seen_train) == len(data.train) and changed > 0.8 * len(seen_train)
     seen_eval = torch.cat(spies[0].seen[False])  # validation, then test: exactly the data
-    torch.testing.assert_close(seen_eval, torch.cat([torch.from_numpy(data.val.X), torch.from_numpy(data.test.X)]),
+    torch.testing.assert_close(seen_eval, torch.cat([torch.tensor(data.val.X), torch.tensor(data.test.X)]),
                                rtol=0, atol=0)
 
 
@@ -292,3 +293,42 @@ def test_augmenter_uses_the_trials_seed(make_ctx) -> None:
     assert torch.equal(a(x), b(x)) and not torch.equal(a(x), c(x))
     assert isinstance(a, ImageAugment) and not a.flip  # digits: flip is off by default
     assert CNNTask({**SMALL, "flip": True}).make_augment(data, {"augment": "light"}, make_ctx()).flip
+
+
+def _write_images(path: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    np.savez(path, X=rng.integers(0, 255, (60, 8, 8), dtype=np.uint8), y=np.arange(60) % 3)
+
+
+def test_load_data_is_read_once_per_process_and_again_when_the_file_changes(tmp_path: Path) -> None:
+    """A worker's later trials reuse the split data; a rewritten file is read again."""
+    data_file = tmp_path / "images.npz"
+    _write_images(data_file, seed=0)
+    task = get_task("cnn")({"dataset": str(data_file)}, source="test")
+    first = task.load_data()
+    assert get_task("cnn")({"dataset": str(data_file)}, source="test").load_data() is first
+    # Shared between trials, so nobody may change it in place.
+    assert not first.train.X.flags.writeable and not first.test.y.flags.writeable
+    with pytest.raises(ValueError):
+        first.train.X[0, 0] = 1.0
+    # Other arguments are another entry.
+    other_split = get_task("cnn")({"dataset": str(data_file), "split_seed": 1}, source="test").load_data()
+    assert other_split is not first
+
+    _write_images(data_file, seed=1)
+    os.utime(data_file, ns=(10**18, 10**18))  # a new mtime even on coarse file systems
+    again = task.load_data()
+    assert again is not first
+    assert not np.array_equal(again.train.X, first.train.X) or not np.array_equal(again.val.X, first.val.X)
+
+
+def test_training_copies_shared_data_instead_of_aliasing_it() -> None:
+    from tuner.tasks._training import _tensor
+
+    shared = np.arange(6, dtype=np.float32)
+    shared.setflags(write=False)
+    t = _tensor(shared, torch.device("cpu"))
+    t[0] = 100.0
+    assert shared[0] == 0.0
+    own = np.arange(6, dtype=np.float32)
+    assert _tensor(own, torch.device("cpu")).data_ptr() == own.ctypes.data  # writable: no copy

@@ -12,8 +12,9 @@ classification only.
 from __future__ import annotations
 
 import abc
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from tuner.data import DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset, load_regression_dataset
 from tuner.tasks._base import Task, TrialContext, _is_int  # noqa: F401 - re-exported for subclasses
@@ -73,8 +74,9 @@ class TorchClassifierTask(Task):
         """The data set split and standardised as ``task_args`` say."""
         a = self.args
         load = load_regression_dataset if self.task_type == "regression" else load_dataset
-        return load(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-                    label=a["label"], source=self.source, key="task_args.dataset")
+        return cached_splits(f"{self.name}:{self.task_type}", a, lambda: load(
+            a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+            label=a["label"], source=self.source, key="task_args.dataset"))
 
     @abc.abstractmethod
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
@@ -91,6 +93,26 @@ class TorchClassifierTask(Task):
         if self.task_type == "regression":
             return [*REGRESSION_EPOCH_METRICS, *REGRESSION_FINAL_METRICS, *OPTIONAL_METRICS]
         return [*EPOCH_METRICS, *FINAL_METRICS, *OPTIONAL_METRICS]
+
+
+def cached_splits(kind: str, args: Mapping[str, Any], load: Callable[[], Splits]) -> Splits:
+    """``load()``, once per worker process for the same task, arguments and data on disk.
+
+    Every trial of a study reads the same data with the same split; on a GPU, loading and
+    normalising took as long as a small model trains (see :mod:`tuner._process_cache`). The
+    arrays are made read-only: trials of a process share them, so none may change them.
+    """
+    from tuner._process_cache import cached, path_stamp
+
+    key = ("splits", kind, json.dumps(dict(args), sort_keys=True, default=str), path_stamp(str(args["dataset"])))
+    return cached(key, lambda: _read_only(load()), size=2)
+
+
+def _read_only(data: Splits) -> Splits:
+    for part in (data.train, data.val, data.test):
+        part.X.setflags(write=False)
+        part.y.setflags(write=False)
+    return data
 
 
 def _spec_dir(source: str) -> Path | None:

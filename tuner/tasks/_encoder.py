@@ -25,12 +25,13 @@ import copy
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from tuner._process_cache import cached, remember
 from tuner.exceptions import SpaceError
 from tuner.tasks._hf import BUNDLED_MODELS, DEFAULT_MODEL, check_model, model_path
 
@@ -40,10 +41,8 @@ __all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "POOLINGS", "TextClassifier", "che
 
 POOLINGS = ("mean", "cls", "max")
 
-_T = TypeVar("_T")
 _LOCK = threading.Lock()
 _ENCODERS: "OrderedDict[str, tuple[Any, nn.Module]]" = OrderedDict()
-_DATA: "OrderedDict[Hashable, Any]" = OrderedDict()
 
 
 # ---- loading (cached per process) ----------------------------------------------------------------
@@ -82,7 +81,7 @@ def pretrained(model: str) -> tuple[Any, nn.Module]:
             if isinstance(getattr(encoder, "pooler", None), nn.Module):
                 encoder.pooler = None  # BERT's [CLS] dense+tanh: unused, so neither trained nor saved
             encoder.eval()
-            _remember(_ENCODERS, path, (tokenizer, encoder), size=2)
+            remember(_ENCODERS, path, (tokenizer, encoder), size=2)
         _ENCODERS.move_to_end(path)
         return _ENCODERS[path]
 
@@ -103,25 +102,6 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> np.ndarra
     ids = np.asarray(encoded["input_ids"], dtype=np.int64)
     mask = np.asarray(encoded["attention_mask"], dtype=np.int64)
     return np.ascontiguousarray(np.stack([ids, mask], axis=1))
-
-
-def cached(key: Hashable, make: Callable[[], _T], size: int = 4) -> _T:
-    """``make()``, remembered under ``key`` for the life of the process (the ``size`` latest)."""
-    with _LOCK:
-        if key in _DATA:
-            _DATA.move_to_end(key)
-            return _DATA[key]
-    value = make()
-    with _LOCK:
-        _remember(_DATA, key, value, size=size)
-    return value
-
-
-def _remember(store: "OrderedDict[Any, Any]", key: Any, value: Any, *, size: int) -> None:
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > size:
-        store.popitem(last=False)
 
 
 # ---- the model -------------------------------------------------------------------------------------

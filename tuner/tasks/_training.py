@@ -68,6 +68,7 @@ import io
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
@@ -450,7 +451,18 @@ def _study_wants(ctx: TrialContext, metric: str) -> bool:
 
 
 def _tensors(part: Part, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(part.X).to(device), torch.from_numpy(part.y).to(device)
+    return _tensor(part.X, device), _tensor(part.y, device)
+
+
+def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` on ``device``; a read-only array (data shared by a process's trials) is copied, never aliased."""
+    if array.flags.writeable:
+        return torch.from_numpy(array).to(device)
+    if device.type == "cpu":
+        return torch.from_numpy(array.copy())
+    with warnings.catch_warnings():  # torch warns about non-writable arrays; .to(device) copies
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(array).to(device)
 
 
 def _autocast(device: torch.device, precision: str) -> Callable[[], ContextManager[Any]]:

@@ -13,7 +13,7 @@ from tuner.data import DEFAULT_SPLIT, Splits
 from tuner.data.images import NORMALIZATIONS, check_classes, check_image_dataset, load_images
 from tuner.exceptions import SpecError
 from tuner.tasks._base import TrialContext
-from tuner.tasks._classifier import TorchClassifierTask, _spec_dir
+from tuner.tasks._classifier import TorchClassifierTask, _spec_dir, cached_splits
 
 if TYPE_CHECKING:
     from torch import nn
@@ -80,8 +80,9 @@ class ImageClassifierTask(TorchClassifierTask):
     def load_data(self) -> Splits:
         """The images split and normalised as ``task_args`` say; ``input_shape`` is (C, H, W)."""
         a = self.args
-        return load_images(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-                           classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset")
+        return cached_splits(self.name, a, lambda: load_images(
+            a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+            classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset"))
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         from tuner.tasks._training import train_classifier
