@@ -211,9 +211,9 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                  if t.datetime_start and t.datetime_complete]
     train = [t.system_attrs.get("tuner:metrics", {}).get("train_time_s") for t in done]
     train = [v for v in train if isinstance(v, (int, float))]
-    epochs = [[row.get("epoch_time_s") for row in t.system_attrs.get("tuner:curve", [])] for t in done]
-    first_epoch = [e[0] for e in epochs if e and isinstance(e[0], (int, float))]
-    later_epochs = [v for e in epochs for v in e[1:] if isinstance(v, (int, float))]
+    epoch_times = [[row.get("epoch_time_s") for row in t.system_attrs.get("tuner:curve", [])] for t in done]
+    first_epoch = [e[0] for e in epoch_times if e and isinstance(e[0], (int, float))]
+    later_epochs = [v for e in epoch_times for v in e[1:] if isinstance(v, (int, float))]
     # Steady state: completions after the first one, over the time they took. The first wave of
     # trials also starts the worker processes (Python, torch, a CUDA context each); later ones reuse them.
     ends_sorted = sorted(ends)
