@@ -289,7 +289,7 @@ def test_augmenter_uses_the_trials_seed(make_ctx) -> None:
     a = task.make_augment(data, {"augment": "light"}, make_ctx(seed=5))
     b = task.make_augment(data, {"augment": "light"}, make_ctx(seed=5))
     c = task.make_augment(data, {"augment": "light"}, make_ctx(seed=6))
-    x = torch.from_numpy(data.train.X[:32])
+    x = torch.tensor(data.train.X[:32])
     assert torch.equal(a(x), b(x)) and not torch.equal(a(x), c(x))
     assert isinstance(a, ImageAugment) and not a.flip  # digits: flip is off by default
     assert CNNTask({**SMALL, "flip": True}).make_augment(data, {"augment": "light"}, make_ctx()).flip

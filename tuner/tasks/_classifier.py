@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
+import numpy as np
+
 from tuner.data import DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset, load_regression_dataset
 from tuner.tasks._base import Task, TrialContext, _is_int  # noqa: F401 - re-exported for subclasses
 from tuner.tasks._metrics import (EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS, REGRESSION_EPOCH_METRICS,
@@ -109,9 +111,9 @@ def cached_splits(kind: str, args: Mapping[str, Any], load: Callable[[], Splits]
 
 
 def _read_only(data: Splits) -> Splits:
-    for part in (data.train, data.val, data.test):
-        part.X.setflags(write=False)
-        part.y.setflags(write=False)
+    for array in (data.train.X, data.train.y, data.val.X, data.val.y, data.test.X, data.test.y, data.mean, data.std):
+        if isinstance(array, np.ndarray):
+            array.setflags(write=False)
     return data
 
 
