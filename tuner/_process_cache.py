@@ -14,9 +14,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Hashable, TypeVar
+from typing import Any, Callable, Hashable, Iterable, TypeVar
 
-__all__ = ["cached", "path_stamp", "remember"]
+__all__ = ["cached", "files_stamp", "path_stamp", "remember"]
 
 _T = TypeVar("_T")
 _LOCK = threading.Lock()
@@ -44,18 +44,21 @@ def remember(store: "OrderedDict[Any, Any]", key: Any, value: Any, *, size: int)
 
 
 def path_stamp(path: str | Path) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime_ns, size) of a file, or of every file under a folder; () for a name that is no path.
+    """:func:`files_stamp` of a file, or of every file under a folder; () for a name that is no path.
 
     Built-in data sets are named (``digits``), not paths: they cannot change under a process.
     """
     p = Path(path)
     try:
         if p.is_file():
-            st = p.stat()
-            return ((str(p.resolve()), st.st_mtime_ns, st.st_size),)
+            return files_stamp([p])
         if p.is_dir():
-            return tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size)
-                         for f in sorted(p.rglob("*")) if f.is_file())
+            return files_stamp(f for f in sorted(p.rglob("*")) if f.is_file())
     except OSError:
         pass
     return ()
+
+
+def files_stamp(paths: Iterable[Path]) -> tuple[tuple[str, int, int], ...]:
+    """(resolved path, mtime_ns, size) of each file: a cache key that changes when a file is rewritten."""
+    return tuple((str(f.resolve()), st.st_mtime_ns, st.st_size) for f in paths for st in (f.stat(),))

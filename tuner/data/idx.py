@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tuner._process_cache import files_stamp
 from tuner.data._paths import candidate_paths
 from tuner.data._splits import DEFAULT_SPLIT, Splits
 from tuner.exceptions import SpecError
@@ -194,7 +195,7 @@ def read_idx_folder(folder: str | Path, *, source: str = "<spec>", key: str = "d
     if missing:
         raise SpecError(source, key, f"{folder} lacks {', '.join(m + '[.gz]' for m in missing)}",
                         _download_hint(folder.resolve()))
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in files.values())
+    stamp = files_stamp(files.values())
     try:
         X_train, y_train, X_test, y_test = _read_folder_cached(str(folder), stamp)
     except IdxError as exc:

@@ -68,7 +68,6 @@ import io
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, fields
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
@@ -458,11 +457,7 @@ def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """``array`` on ``device``; a read-only array (data shared by a process's trials) is copied, never aliased."""
     if array.flags.writeable:
         return torch.from_numpy(array).to(device)
-    if device.type == "cpu":
-        return torch.from_numpy(array.copy())
-    with warnings.catch_warnings():  # torch warns about non-writable arrays; .to(device) copies
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(array).to(device)
+    return torch.tensor(array, device=device)
 
 
 def _autocast(device: torch.device, precision: str) -> Callable[[], ContextManager[Any]]:
