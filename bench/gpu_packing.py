@@ -158,8 +158,6 @@ class _Mps:
 
     def __enter__(self) -> "_Mps":
         if self.enabled:
-            if not shutil.which("nvidia-cuda-mps-control"):
-                raise SystemExit("--mps: nvidia-cuda-mps-control is not on the PATH")
             subprocess.run(["nvidia-cuda-mps-control", "-d"], check=True)
             time.sleep(1)
         return self
@@ -264,6 +262,10 @@ def main(argv: list[str]) -> int:
     if n_gpus == 0 and not args.cpu_check:
         print("no NVIDIA GPU here (nvidia-smi missing or lists none); run this on a GPU machine, "
               "or pass --cpu-check to test the script", file=sys.stderr)
+        return 2
+    if args.mps and not shutil.which("nvidia-cuda-mps-control"):
+        print("--mps: nvidia-cuda-mps-control is not on the PATH; run without --mps or install NVIDIA's MPS",
+              file=sys.stderr)
         return 2
     fractions = [float(f) for f in args.fractions.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
