@@ -94,11 +94,13 @@ def _replay_star(args: tuple[str, str, int, float]) -> dict[str, Any]:
 def table(summary: dict[str, Any], reference: str | None = None) -> str:
     """One Markdown table per problem: best at 25/50/100 %, compute to reach random's best and,
     with a ``reference`` setting, each setting's seed-by-seed lead over it (95 % interval)."""
+    from bench.efficiency_report import share_cell
+
     lines: list[str] = []
     for pname, s in summary.items():
         ref = s["rows"].get(reference) if reference else None
         lines += [f"## {pname} (target: random's mean final best {s['target']:.4g})", "",
-                  "| setting | seeds | best @25% | best @50% | best @100% (sd) | × random's compute | "
+                  "| setting | seeds | best @25% | best @50% | best @100% (sd) | × random's compute (95% CI) | "
                   "seeds reaching own random best | trials (completed) |"
                   + (f" lead over {reference} per seed (95% CI) |" if ref else ""),
                   "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if ref else "")]
@@ -111,7 +113,7 @@ def table(summary: dict[str, Any], reference: str | None = None) -> str:
                 m = at[f]["mean"]
                 return "-" if m is None else f"{m:.4g}"
 
-            frac = "not reached" if row["reach_fraction"] is None else f"{row['reach_fraction']:.2f}"
+            frac = "not reached" if row["reach_fraction"] is None else share_cell(row)
             k, n = row["reached_seeds"]
             lines.append(f"| {name} | {row['seeds']} | {mean('0.25')} | {mean('0.5')} | {mean('1.0')} "
                          f"({(at['1.0']['sd'] or 0):.2g}) | {frac} | {k}/{n} | {row['trials']['mean']:.0f} "
