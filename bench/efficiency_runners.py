@@ -124,7 +124,7 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     try:
         if s != "grid":  # the grid sampler needs the problem's space; its name is checked below
             make_sampler(s, sargs, seed=0, space=None)
-        make_pruner(p, pargs)
+        make_pruner(p, pargs, space=None)
     except KeyError as exc:
         raise ValueError(f"setting {text!r}: unknown sampler or pruner {exc}") from None
     except (TypeError, ValueError) as exc:

@@ -59,7 +59,8 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
     try:
         log = StepLog(workdir / "steps.jsonl")
         objective = BenchObjective(problem.name, False, log.path, seed)
-        study = optuna.create_study(direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args))
+        pruner = make_pruner(pruner_name, pruner_args, space=space)
+        study = optuna.create_study(direction=problem.direction, pruner=pruner)
         number = 0
         while log.steps() < problem.budget:
             study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)

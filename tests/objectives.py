@@ -97,3 +97,12 @@ def chatty(params: dict[str, Any], ctx: Any) -> float:
         time.sleep(0.02)
     ctx.set_attr("steps", 20)
     return value
+
+
+def plugin_probe(params: dict[str, Any], ctx: Any) -> float:
+    """Records the sampler and pruner configuration the worker running this trial really built."""
+    study = ctx._study  # the worker's study: its pruner, and the sampler that sampled this trial
+    ctx.set_attr("multivariate", bool(study.sampler._multivariate))
+    ctx.set_attr("group", bool(study.sampler._group))
+    ctx.set_attr("reduction_factor", int(study.pruner._reduction_factor))
+    return float(params["x"])

@@ -194,6 +194,7 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
 def validate(spec: str, as_json: bool, **flags: Any) -> None:
     """Check SPEC and its search spaces without running anything."""
     from tuner._api import validate as _validate
+    from tuner.engine._plugins import plugins_text
 
     checked = _validate(spec, _overrides(**flags))
     if as_json:
@@ -203,8 +204,7 @@ def validate(spec: str, as_json: bool, **flags: Any) -> None:
     what = f"task {checked.task}" if checked.task else f"objective {checked.objective}"
     metrics = ", ".join(f"{m} ({d})" for m, d in zip(checked.metrics, checked.directions))
     click.echo(f"{spec}: ok: study {checked.name!r}, {what}, {len(space.names)} parameters, metric {metrics}, "
-               f"{checked.n_trials} trials, concurrency {checked.concurrency}, sampler {checked.sampler}, "
-               f"pruner {checked.pruner}")
+               f"{checked.n_trials} trials, concurrency {checked.concurrency}, {plugins_text(checked)}")
 
 
 @main.command("ls")

@@ -1069,6 +1069,13 @@ class SearchSpace:
                 lines.append(text)
         return lines
 
+    def has_categorical(self) -> bool:
+        """Whether any parameter is a choice among two or more values.
+
+        tuner's sampler and pruner defaults depend on it (``tuner/engine/_plugins.py``).
+        """
+        return any(d.kind == "choice" and len(d.choices) > 1 for p in self._order for d in p.dims)
+
     def __len__(self) -> int:
         return len(self.names)
 

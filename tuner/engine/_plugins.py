@@ -46,36 +46,77 @@ def _pruner_classes() -> dict[str, Callable[..., Any]]:
 # Arguments tuner sets itself; a user may override the defaults but not these.
 _RESERVED = {"seed", "search_space", "space", "self"}
 
-# tuner's defaults, chosen for studies of tens to hundreds of trials with conditional spaces.
-# Multivariate TPE was measured against independent TPE (`python -m bench efficiency_sweep`,
-# README "Benchmarks"): independent led on the digits MLP (21 of 30 seeds, +0.0026 val_loss,
-# 95 % interval -0.0008 to +0.0059) and trailed on Branin, Hartmann-6 (30 seeds each), the
-# digits CNN and GBM (6 seeds each), every interval including zero: four problems to one, so
-# multivariate stays.
+# tuner's defaults, chosen for studies of tens to hundreds of trials with conditional spaces,
+# from `python -m bench efficiency` and `python -m bench efficiency_sweep` (README "Benchmarks").
+# Two presets, picked by the search space, because the measurements split along it:
+#
+# * A space of numbers only (Branin, Hartmann-6, the GBM): multivariate, grouped TPE + ASHA with
+#   reduction_factor 4. Multivariate TPE is ahead of independent TPE on the mean on all three
+#   (30, 30 and 6 seeds; within noise each), and clearly ahead of the other preset on Hartmann-6
+#   (-3.082 vs -2.964, paired interval excluding zero); on Branin and Hartmann-6 reduction factors 2
+#   and 3 and a first rung at step 4 did not beat 4 (30 seeds: within noise, or behind).
+# * A space with a categorical choice (the digits MLP and CNN: optimizer, activation, batch size,
+#   batch norm): independent TPE + ASHA with reduction_factor 3. On the MLP this led the
+#   numbers-only preset on 22 of 30 seeds (val_loss 0.0286 vs 0.0324, paired 95 % interval
+#   +0.0016 to +0.0062); on the CNN it led on the mean (0.0175 vs 0.0203, 10 seeds, within
+#   noise). These are neural-network trainings whose values carry seed noise as large as the
+#   differences between good configurations (one MLP configuration re-run with 5 seeds: sd
+#   0.004-0.010). Multivariate TPE keeps sampling near a few best trials, lucky ones included;
+#   independent TPE mixes the good values of each parameter, and reduction factor 3 keeps a
+#   third at each rung instead of a quarter, so a ranking made at epoch 1 decides less.
+#   The categorical choice is the trait visible before any trial runs, not the cause: a
+#   numbers-only but noisy objective gets the first preset; name the arguments to change it.
+#
+# Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
+# `group: true` alone keeps multivariate on, since Optuna refuses group without it).
 _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "tpe": {"multivariate": True, "group": True, "constant_liar": True},
 }
-# The default pruner (spec.py) is asha, Optuna's SuccessiveHalvingPruner with its own defaults
-# (min_resource "auto": 1/100 of the first finished trial's last step, so it suits any step
-# scale; reduction_factor 4: a trial goes on past steps 1, 4, 16, ... only while in the top
-# quarter of those that reached that step). It replaced median (n_startup_trials 5,
-# n_warmup_steps 1, which, with steps from 1, prunes from the first step like Optuna's own
-# MedianPruner) after `python -m bench efficiency` (bench/README.md): with the default TPE on
-# the multi-fidelity Branin (optimum 0.398) and Hartmann-6 (optimum -3.32), the mean best value
-# at the full budget went from 1.03 to 0.58 and from -2.96 to -3.10 over seeds 0-9, and from
-# 0.53 to 0.46 and -2.88 to -3.09 over seeds 10-19; at a quarter of the budget from 11.4 to 4.8
-# and -1.54 to -2.48 (seeds 0-9). TPE with median pruning is what plain Optuna's defaults do,
-# so the old default could not beat them; hyperband and asha with reduction_factor 3 came
-# between the two. Later replays (`python -m bench efficiency_sweep`, README "Benchmarks"):
-# TPE with 5 start-up trials and/or reduction_factor 3 lost on the digits CNN; on the digits MLP
-# no setting of any sampler or pruner separated from these defaults over 20 seeds (every paired
-# 95 % interval includes zero), so these defaults stayed.
+_CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("sampler", "tpe"): {"multivariate": False, "group": False},
+    ("pruner", "asha"): {"reduction_factor": 3},
+}
+# The default pruner (spec.py) is asha, Optuna's SuccessiveHalvingPruner (min_resource "auto":
+# 1/100 of the first finished trial's last step, so it suits any step scale; reduction_factor
+# 4: a trial goes on past steps 1, 4, 16, ... only while in the top quarter of those that
+# reached that step). It replaced median (n_startup_trials 5, n_warmup_steps 1, which, with
+# steps from 1, prunes from the first step like Optuna's own MedianPruner): with TPE on the
+# multi-fidelity Branin (optimum 0.398) and Hartmann-6 (optimum -3.32), the mean best value at
+# the full budget went from 1.03 to 0.58 and from -2.96 to -3.10 over seeds 0-9, and from 0.53
+# to 0.46 and -2.88 to -3.09 over seeds 10-19. Plain Optuna's pair (independent TPE + median)
+# led on the digits CNN (10 seeds, within noise) but trailed far on Branin and Hartmann-6
+# (30 seeds, intervals excluding zero), so median is not a default for either preset.
 _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
     "asha": {"min_resource": "auto", "reduction_factor": 4},
     "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
     "percentile": {"percentile": 25.0, "n_startup_trials": 5, "n_warmup_steps": 1},
     "hyperband": {"min_resource": 1},
 }
+
+
+def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
+    """The space-dependent defaults that apply to this sampler/pruner (empty when none do)."""
+    preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
+    if not preset or preset.keys() & args.keys():
+        return {}
+    has_categorical = getattr(space, "has_categorical", None)
+    return dict(preset) if has_categorical is not None and has_categorical() else {}
+
+
+def resolved_args(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
+    """The constructor arguments tuner passes: its defaults, the space's preset, then ``args``."""
+    base = (_SAMPLER_DEFAULTS if kind == "sampler" else _PRUNER_DEFAULTS).get(name, {})
+    return {**base, **space_preset(kind, name, args, space), **args}
+
+
+def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> str:
+    """``name``, plus what the space's preset changed (for the run header and ``validate``)."""
+    preset = space_preset(kind, name, args, space)
+    if not preset:
+        return name
+    if kind == "sampler" and name == "tpe":
+        return f"{name} (independent: the space has categorical parameters)"
+    return f"{name} ({', '.join(f'{k} {v}' for k, v in preset.items())}: the space has categorical parameters)"
 
 
 def allowed_args(kind: str, name: str) -> list[str]:
@@ -96,6 +137,12 @@ def trial_seed(seed: int | None, number: int) -> int | None:
     return None if seed is None else (seed * 1_000_003 + number) % 2**32
 
 
+def plugins_text(spec: "StudySpec") -> str:
+    """``sampler X, pruner Y`` as a run would build them, naming what the space's preset changed."""
+    return (f"sampler {describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)}, "
+            f"pruner {describe_plugin('pruner', spec.pruner, spec.pruner_args, spec.search_space)}")
+
+
 def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any) -> "optuna.samplers.BaseSampler":
     """The Optuna sampler ``name`` with tuner's defaults, ``args`` and ``seed``."""
     import warnings
@@ -103,7 +150,7 @@ def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: An
     import optuna
 
     cls = _sampler_classes()[name]
-    kwargs = {**_SAMPLER_DEFAULTS.get(name, {}), **args}
+    kwargs = resolved_args("sampler", name, args, space)
     if name == "grid":
         kwargs["space"] = space
     params = inspect.signature(cls).parameters
@@ -118,10 +165,10 @@ def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: An
         return cls(**kwargs)
 
 
-def make_pruner(name: str, args: dict[str, Any]) -> "optuna.pruners.BasePruner":
+def make_pruner(name: str, args: dict[str, Any], *, space: Any) -> "optuna.pruners.BasePruner":
     """The Optuna pruner ``name`` (the same configuration on the driver and in workers)."""
     cls = _pruner_classes()[name]
-    return cls(**{**_PRUNER_DEFAULTS.get(name, {}), **args})
+    return cls(**resolved_args("pruner", name, args, space))
 
 
 # Argument annotations whose every part names one of these can be checked against a YAML value.
@@ -163,7 +210,7 @@ def check_plugins(spec: "StudySpec") -> None:
                             f"give {bad[0]} as {bad[1]}")
     for kind, build in (("sampler", lambda: make_sampler(spec.sampler, spec.sampler_args, seed=spec.seed,
                                                           space=spec.search_space)),
-                        ("pruner", lambda: make_pruner(spec.pruner, spec.pruner_args))):
+                        ("pruner", lambda: make_pruner(spec.pruner, spec.pruner_args, space=spec.search_space))):
         if kind == "sampler" and spec.sampler == "grid":
             continue  # takes no arguments; spec validation already built the space's grid
         try:

@@ -9,6 +9,8 @@ import sys
 import time
 from typing import IO, TYPE_CHECKING, Any
 
+from tuner.engine._plugins import plugins_text
+
 if TYPE_CHECKING:
     from tuner.spec import StudySpec
 
@@ -59,7 +61,7 @@ class Progress:
             return
         verb = "resuming" if summary.resumed else "starting"
         self._write(f"{verb} study {spec.name!r}: {summary.finished_before}/{spec.n_trials} trials finished, "
-                    f"concurrency {spec.concurrency}, sampler {spec.sampler}, pruner {spec.pruner}")
+                    f"concurrency {spec.concurrency}, {plugins_text(spec)}")
         if summary.recovered:
             self._write(f"marked {len(summary.recovered)} trial(s) left RUNNING by a stopped run as FAIL: "
                         f"{', '.join(map(str, summary.recovered[:10]))}")

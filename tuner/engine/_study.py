@@ -61,7 +61,8 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
 
     check_plugins(spec)
     # The driver never samples (workers do, see _worker.py); its study needs only the pruner.
-    sampler, pruner = optuna.samplers.RandomSampler(), make_pruner(spec.pruner, spec.pruner_args)
+    sampler = optuna.samplers.RandomSampler()
+    pruner = make_pruner(spec.pruner, spec.pruner_args, space=spec.search_space)
     directions = list(spec.directions)
     exists = any(s.study_name == spec.name for s in storage.get_all_studies())
     if exists:

@@ -87,7 +87,7 @@ def _study(job: JobInfo) -> Any:
         storage = open_storage(job.storage_url, worker=True)
         _STUDIES[key] = optuna.load_study(study_name=job.study_name, storage=storage,
                                           sampler=optuna.samplers.RandomSampler(),
-                                          pruner=make_pruner(job.pruner, job.pruner_args))
+                                          pruner=make_pruner(job.pruner, job.pruner_args, space=job.space))
     return _STUDIES[key]
 
 

@@ -1,0 +1,77 @@
+"""tuner's sampler and pruner defaults, which depend on the search space (tuner/engine/_plugins.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from optuna.trial import TrialState
+
+import tuner
+from tests import objectives
+from tuner.engine import _attrs
+from tuner.engine._plugins import describe_plugin, make_pruner, make_sampler
+from tuner.space import SearchSpace
+
+NUMBERS = SearchSpace.from_mapping({"params": {"x": {"float": [0.0, 1.0]}, "n": {"int": [1, 8]}}}, source="t")
+CATEGORICAL = SearchSpace.from_mapping(
+    {"params": {"x": {"float": [0.0, 1.0]}, "act": {"choice": ["relu", "tanh"]}}}, source="t")
+ONE_CHOICE = SearchSpace.from_mapping({"params": {"x": {"float": [0.0, 1.0]}, "act": {"choice": ["relu"]}}},
+                                      source="t")
+
+
+def _tpe(args: dict[str, Any], space: SearchSpace) -> tuple[bool, bool, bool]:
+    s: Any = make_sampler("tpe", args, seed=0, space=space)
+    return s._multivariate, s._group, s._constant_liar
+
+
+def _rf(args: dict[str, Any], space: SearchSpace | None) -> int:
+    return make_pruner("asha", args, space=space)._reduction_factor  # type: ignore[attr-defined]
+
+
+def test_has_categorical_needs_a_choice_of_two_or_more() -> None:
+    assert CATEGORICAL.has_categorical()
+    assert not NUMBERS.has_categorical() and not ONE_CHOICE.has_categorical()
+
+
+def test_numbers_only_space_gets_multivariate_tpe_and_asha_reduction_4() -> None:
+    assert _tpe({}, NUMBERS) == (True, True, True)
+    assert _tpe({}, ONE_CHOICE) == (True, True, True)
+    assert _rf({}, NUMBERS) == 4 and _rf({}, None) == 4
+
+
+def test_space_with_a_choice_gets_independent_tpe_and_asha_reduction_3() -> None:
+    assert _tpe({}, CATEGORICAL) == (False, False, True)
+    assert _rf({}, CATEGORICAL) == 3
+
+
+def test_named_arguments_override_the_preset_as_a_whole() -> None:
+    # group alone keeps multivariate on (Optuna refuses group without it): no error
+    assert _tpe({"group": True}, CATEGORICAL) == (True, True, True)
+    assert _tpe({"multivariate": True}, CATEGORICAL) == (True, True, True)
+    assert _tpe({"multivariate": False, "group": False}, NUMBERS) == (False, False, True)
+    assert _tpe({"constant_liar": False}, CATEGORICAL) == (False, False, False)
+    assert _rf({"reduction_factor": 2}, CATEGORICAL) == 2
+
+
+def test_describe_names_what_the_space_changed() -> None:
+    assert describe_plugin("sampler", "tpe", {}, NUMBERS) == "tpe"
+    assert describe_plugin("sampler", "tpe", {}, CATEGORICAL) == "tpe (independent: the space has categorical parameters)"
+    assert describe_plugin("pruner", "asha", {}, CATEGORICAL) == (
+        "asha (reduction_factor 3: the space has categorical parameters)")
+    assert describe_plugin("pruner", "asha", {"reduction_factor": 4}, CATEGORICAL) == "asha"
+    assert describe_plugin("pruner", "median", {}, CATEGORICAL) == "median"
+
+
+@pytest.mark.usefixtures("ray_cluster")
+@pytest.mark.parametrize("space, expected", [
+    (CATEGORICAL.to_dict(), {"multivariate": False, "group": False, "reduction_factor": 3}),
+    (NUMBERS.to_dict(), {"multivariate": True, "group": True, "reduction_factor": 4}),
+], ids=["categorical", "numbers"])
+def test_workers_build_the_spaces_defaults(sqlite_url: str, space: dict[str, Any], expected: dict[str, Any]) -> None:
+    spec = {"name": "plugins", "search_space": space, "n_trials": 3, "concurrency": 2, "seed": 0}
+    study = tuner.run(spec, objectives.plugin_probe, storage=sqlite_url)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 3
+    for t in trials:
+        assert {k: t.system_attrs[_attrs.ATTR_PREFIX + k] for k in expected} == expected
