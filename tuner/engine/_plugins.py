@@ -99,8 +99,7 @@ def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict
     preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
     if not preset or preset.keys() & args.keys():
         return {}
-    has_categorical = getattr(space, "has_categorical", None)
-    return dict(preset) if has_categorical is not None and has_categorical() else {}
+    return dict(preset) if space is not None and space.has_categorical() else {}
 
 
 def resolved_args(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
