@@ -79,7 +79,8 @@ def _one_run(contender: Any, problem: Any, seed: int, quick: bool, concurrency: 
             "wall_s": info["end"] - info["start"],
             "budget_wall_s": (reached if reached is not None else info["end"]) - info["start"],
             "budget_spent": curve["steps"] >= problem.budget, "error": error, "curve": curve,
-            "lib_trials": info.get("n_trials"), "lib_errors": info.get("errors")}
+            "lib_trials": info.get("n_trials"), "lib_errors": info.get("errors"),
+            "lib_error_causes": info.get("error_causes", [])}
 
 
 def _facts(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:

@@ -312,6 +312,7 @@ def markdown(summary: dict[str, Any], facts: dict[str, Any], runs: Sequence[dict
             verdicts.append(f"| {pname} | {c['check']} | {verdict} | {c['detail']} |")
         lines.append("")
     failed = [f"{r['problem']} seed {r['seed']} {r['contender']}: {r.get('lib_errors')} failed trials"
+              + (f" ({'; '.join(r['lib_error_causes'])})" if r.get("lib_error_causes") else "")
               + (f", {r['error']}" if r.get("error") else "")
               for r in runs if r.get("lib_errors") or r.get("error")]
     if failed:

@@ -374,12 +374,17 @@ def tuner_spec(contender: Contender, problem: Problem, *, seed: int, concurrency
 def _run_tuner(contender: Contender, problem: Problem, objective: BenchObjective, *, seed: int, concurrency: int,
                workdir: Path) -> dict[str, Any]:
     import tuner
+    from tuner.engine import _attrs
 
     spec = tuner_spec(contender, problem, seed=seed, concurrency=concurrency)
     study = tuner.run(spec, objective, storage=f"sqlite:///{workdir / 'study.db'}",
                       progress=_budget_progress(StepLog(objective.log_path), problem.budget))
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    return {"n_trials": len(states), "errors": states.count("FAIL")}
+    trials = study.get_trials(deepcopy=False)
+    # Why each failed trial failed, kept with the run: its scratch folder and storage are removed.
+    causes = [f"trial {t.number}: {(t.system_attrs.get(_attrs.ERROR) or {}).get('type', '?')}: "
+              f"{(t.system_attrs.get(_attrs.ERROR) or {}).get('message', '')}"[:300]
+              for t in trials if t.state.name == "FAIL"]
+    return {"n_trials": len(trials), "errors": len(causes), "error_causes": causes}
 
 
 def scratch_dir() -> Path:
