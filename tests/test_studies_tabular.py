@@ -120,6 +120,26 @@ def test_mlp_pareto_study(sqlite_url: str) -> None:
         assert not any(v[0] >= t.values[0] and v[1] <= t.values[1] and v != t.values for v in values)
 
 
+def test_a_diverging_configuration_is_pruned_at_its_first_epoch_not_failed(sqlite_url: str) -> None:
+    """The quickstart with a learning rate its SGD cannot survive: each trial stops at the epoch
+    where its loss became NaN and is PRUNED (the sampler ranks it last) instead of training on
+    NaN weights for every remaining epoch and ending FAIL (which TPE ignores)."""
+    overrides: dict[str, Any] = {
+        "n_trials": 2, "pruner": "none", "task_args.max_samples": 400,
+        "search_space": {"params": {"n_layers": 1, "width": 64, "optimizer": "sgd", "lr": 1.0e6,
+                                    "batch_size": 64, "epochs": 5, "early_stopping_patience": 0}},
+    }
+    study = tuner.run(STUDIES / "quickstart.yaml", storage=sqlite_url, overrides=overrides)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2, \
+        [(t.params, t.system_attrs.get(_attrs.CURVE)) for t in study.trials]
+    for trial in study.trials:
+        assert len(trial.system_attrs[_attrs.CURVE]) == 1  # one epoch run, not five
+        assert trial.system_attrs[_attrs.ATTR_PREFIX + "diverged_at_epoch"] == 1
+        # What TPE ranks it by: the study metric at its last step (NaN outputs predict one class).
+        assert list(trial.intermediate_values) == [1] and trial.intermediate_values[1] < 0.2
+        assert trial.system_attrs[_attrs.CURVE][0]["train_loss"] is None  # NaN, stored as JSON null
+
+
 def test_mlp_pareto_latency_variant_validates_and_measures(tmp_path: Path) -> None:
     spec = tuner.validate(STUDIES / "mlp_pareto.yaml", {"metrics": ["val_accuracy", "latency_ms"],
                                                          "directions": ["maximize", "minimize"]})

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import torch
+from torch import nn
 
 from tuner.data import Splits, load_digits
 from tuner.exceptions import SpaceError, TrialPruned
@@ -153,6 +154,47 @@ def test_pruned_trial_stops_and_propagates(make_ctx) -> None:
         train(ctx, base(epochs=10))
     assert len(ctx.reports) == 2
     assert not (ctx.trial_dir / "best.pt").exists()
+
+
+def test_a_training_that_diverges_at_once_is_pruned_after_one_epoch(make_ctx) -> None:
+    ctx = make_ctx()
+    with pytest.raises(TrialPruned, match="diverged at epoch 1"):
+        train(ctx, base(optimizer="sgd", lr=1e3, epochs=6, early_stopping_patience=0))
+    assert len(ctx.reports) == 1 and math.isnan(ctx.reports[0][1]["train_loss"])  # no epochs spent on NaN
+    assert ctx.attrs["diverged_at_epoch"] == 1
+    assert not (ctx.trial_dir / "best.pt").exists()
+
+
+class _TurnsNaN(nn.Module):
+    """An MLP whose outputs become NaN from its ``after``-th training forward pass on."""
+
+    def __init__(self, inner: nn.Module, after: int) -> None:
+        super().__init__()
+        self.inner, self.after, self.calls = inner, after, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                return out * float("nan")
+        return out
+
+
+def test_a_training_that_diverges_later_stops_and_keeps_the_best_finite_epoch(make_ctx) -> None:
+    params = base(epochs=6, lr=0.05, early_stopping_patience=0)
+    batches_per_epoch = math.ceil(len(SMALL.train) / params["batch_size"])
+    ctx = make_ctx()
+    # NaN from the third epoch's first step: the weights are NaN after it, and so is every loss.
+    model = _TurnsNaN(build_mlp(SMALL.n_features, SMALL.n_classes, params), after=2 * batches_per_epoch)
+    final = train_classifier(lambda: model, SMALL, params, ctx)
+    assert [step for step, _ in ctx.reports] == [1, 2, 3]  # stopped at the diverged epoch, not at 6
+    assert ctx.attrs["diverged_at_epoch"] == 3 and final["epochs_run"] == 3
+    accs = ctx.series("val_accuracy")[:2]
+    assert final["best_epoch"] == accs.index(max(accs)) + 1 and final["val_accuracy"] == max(accs)
+    assert all(math.isfinite(v) for v in final.values())
+    ckpt = torch.load(ctx.trial_dir / "best.pt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
 def test_best_checkpoint_holds_the_best_epoch(make_ctx) -> None:

@@ -7,7 +7,6 @@ trial, also those running in parallel elsewhere.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -90,8 +89,10 @@ class TrialContext:
         if self._study is None or self._trial_id is None:
             return
         self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
-        if len(self.metrics) == 1 and self.metric in metrics and math.isfinite(metrics[self.metric]):
+        if len(self.metrics) == 1 and self.metric in metrics:
             # Through optuna.Trial, so that its cached view (which the pruner reads) sees every step.
+            # NaN and inf go to the pruner too: Optuna's pruners stop a trial reporting NaN (a
+            # diverged training) at their next decision, and TPE ranks it last at that step.
             assert self._trial is not None
             self._trial.report(metrics[self.metric], step)
             if self._prune and self._trial.should_prune():

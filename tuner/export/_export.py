@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from tuner.exceptions import UserInputError
+from tuner.exceptions import TrialPruned, UserInputError
 from tuner.export._formats import EXPORTERS, TORCH_FORMATS, check_formats
 from tuner.export._trained import TrainedModel, find_checkpoint, load_trained, trial_by_number
 
@@ -213,12 +213,20 @@ def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[Trained
     metric = "val_rmse" if trained.task_type == "regression" else "val_accuracy"
     direction = "minimize" if trained.task_type == "regression" else "maximize"
     t0 = time.perf_counter()
-    final = task.run(params, _RetrainContext(workdir, seed=number, metric=metric, direction=direction))
+    ctx = _RetrainContext(workdir, seed=number, metric=metric, direction=direction)
+    try:
+        final = task.run(params, ctx)
+    except TrialPruned as exc:  # the training loop's answer to a divergence with no finite epoch to keep
+        raise UserInputError(f"--retrain: trial {number}'s configuration did not train on train + validation: {exc}; "
+                             f"export it without --retrain") from None
     new = load_trained(workdir / "best.pt")
     new.metrics = dict(final)
     key = "test_rmse" if trained.task_type == "regression" else "test_accuracy"
     info = {"epochs": epochs, "train_samples": int(len(merged.train)), "seconds": round(time.perf_counter() - t0, 1),
             key: float(final[key]), f"trial_{key}": float(trained.metrics.get(key, float("nan")))}
+    if "diverged_at_epoch" in ctx.attrs:
+        info["note"] = (f"training diverged at epoch {ctx.attrs['diverged_at_epoch']} of {epochs}; "
+                        f"the last finite epoch's weights are exported")
     return new, info
 
 

@@ -31,6 +31,9 @@ Training parameters (names shared with the search-space files; models read the o
 
 The monitored metric (best weights, early stopping) is the study's ``ctx.metric`` when it is
 reported every epoch, else ``val_loss`` (minimised). A parameter set to null takes its default.
+An epoch whose training or validation loss is not finite ends the training (it diverged): the
+best finite epoch is kept, or, without one, the trial is pruned; either way the trial attribute
+``diverged_at_epoch`` says when.
 
 Classification (``data.task_type == "classification"``): cross-entropy on the model's
 ``n_classes`` logits; every epoch reports ``train_loss``, ``val_loss``, ``val_accuracy``,
@@ -76,7 +79,7 @@ import torch
 from torch import nn
 
 from tuner.data import Part, Splits
-from tuner.exceptions import SpaceError
+from tuner.exceptions import SpaceError, TrialPruned
 from tuner.tasks._base import TrialContext, write_artifacts
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
                                   confusion_matrix, per_class, regression_scores, scores)
@@ -259,6 +262,16 @@ def train_model(
             "epoch_time_s": time.perf_counter() - epoch_start,
         }
         ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
+        if not math.isfinite(metrics["train_loss"]) or (len(y_val) and not math.isfinite(val_loss)):
+            # Diverged (too high an lr, say): NaN weights never recover, so training on would only
+            # spend the budget. Stop, as Lightning's EarlyStopping(check_finite=True) does: keep the
+            # best finite epoch, or, if there is none, end the trial as pruned (the pruner has seen
+            # the NaN, and TPE ranks the trial last at this step instead of ignoring a failure).
+            ctx.set_attr("diverged_at_epoch", epoch)
+            if best_state is None:
+                raise TrialPruned(f"training diverged at epoch {epoch} (train_loss {metrics['train_loss']:.3g}, "
+                                  f"val_loss {val_loss:.3g}); lower lr or set grad_clip")
+            break
 
         score = metrics.get(monitor, math.nan)
         # ``ctx.keep_last`` (re-training on train+validation for export): no part is left to choose
