@@ -18,6 +18,10 @@ How each stops once the budget is spent differs by library (Optuna: ``study.stop
 callback; Ray Tune: a ``Stopper`` whose ``stop_all`` reads the log; tuner: the run's progress
 hook, which sets the run's stop reason, the same path a ``timeout`` takes); what happened after
 the budget is never counted (see :mod:`bench.efficiency_report`), so this only saves time.
+
+The real problems run tuner's tasks, whose training loop stops a diverged training itself (a
+NaN loss; :mod:`tuner.tasks._training`) by raising tuner's ``TrialPruned``: each contender
+records that as its own library records a pruned trial, so all of them save the same epochs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.efficiency_problems import PROBLEMS, QUICK, BenchObjective, Problem, StepLog
+from tuner.exceptions import TrialPruned
 
 __all__ = ["Contender", "contender_named", "contenders", "init_ray", "parse_setting", "run_contender"]
 
@@ -218,7 +223,10 @@ def _run_optuna(contender: Contender, problem: Problem, objective: BenchObjectiv
     def fn(trial: optuna.Trial) -> float:
         # space.suggest issues the same suggest_float/int/categorical calls a hand-written objective would.
         params = space.suggest(trial)
-        result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{trial.number:05d}"))
+        try:
+            result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{trial.number:05d}"))
+        except TrialPruned:  # the task's own stop (a diverged training): pruned, as Optuna's FAQ advises
+            raise optuna.TrialPruned() from None
         return float(result[problem.metric]) if isinstance(result, Mapping) else float(result)
 
     def stop_at_budget(study: optuna.Study, _trial: Any) -> None:
@@ -284,7 +292,10 @@ def _tune_trainable(config: dict[str, Any], objective: BenchObjective | None = N
     problem = (QUICK if objective.quick else PROBLEMS)[objective.problem]
     key = time.time_ns()
     trial_seed = objective.seed * 1_000_003 + key % 1_000_003
-    objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{key}"))
+    try:
+        objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{key}"))
+    except TrialPruned:  # the task's own stop (a diverged training): the trial ends with what it reported
+        pass
 
 
 def _budget_stopper(log: StepLog, budget: int) -> Any:

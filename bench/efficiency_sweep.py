@@ -48,6 +48,7 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
     from bench.efficiency_report import curve_from_log
     from bench.efficiency_runners import _OptunaContext, parse_setting
     from tuner.engine._plugins import make_pruner, make_sampler, trial_seed
+    from tuner.exceptions import TrialPruned
     from tuner.space import SearchSpace
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -71,7 +72,7 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
                 value = float(result[problem.metric]) if isinstance(result, Mapping) else float(result)
                 study.tell(trial, value if math.isfinite(value) else None,
                            state=None if math.isfinite(value) else optuna.trial.TrialState.FAIL)
-            except optuna.TrialPruned:
+            except (optuna.TrialPruned, TrialPruned):  # the pruner's stop, or the task's (as tuner.run records it)
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             except Exception:  # noqa: BLE001 - a failed trial is a FAIL, as under tuner
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
