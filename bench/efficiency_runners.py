@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -289,11 +290,16 @@ class _TuneContext:
 def _tune_trainable(config: dict[str, Any], objective: BenchObjective | None = None, workdir: str = "") -> None:
     """Ray Tune function trainable: one trial of the objective, reporting each step."""
     assert objective is not None
+    from ray import tune
+
     problem = (QUICK if objective.quick else PROBLEMS)[objective.problem]
-    key = time.time_ns()
-    trial_seed = objective.seed * 1_000_003 + key % 1_000_003
+    # The trial's index (Tune's trial ids end in it: BasicVariantGenerator's "<prefix>_00007") seeds
+    # its training, as the trial number does under the other contenders: reproducible runs, and
+    # the same initialisation for the same trial index everywhere.
+    index = int(re.search(r"(\d+)$", tune.get_context().get_trial_id()).group(1))  # type: ignore[union-attr]
+    trial_seed = objective.seed * 1_000_003 + index
     try:
-        objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{key}"))
+        objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{index:05d}"))
     except TrialPruned:  # the task's own stop (a diverged training): the trial ends with what it reported
         pass
 
