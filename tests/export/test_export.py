@@ -303,6 +303,21 @@ def test_retrain_on_train_and_validation(request: pytest.FixtureRequest, tmp_pat
     assert load(out).predict(_test_inputs(result.card)).shape[0] == min(20, sizes["test"])
 
 
+def test_a_retrain_that_diverges_is_a_one_line_error(storage: str, tmp_path: Path) -> None:
+    """Re-training on train + validation can diverge where the trial did not (more data per epoch,
+    the same lr): with no finite epoch to export, --retrain says so instead of a traceback."""
+    from tuner.exceptions import UserInputError
+    from tuner.export._export import _retrain
+    from tuner.export._trained import load_trained
+
+    best = optuna.load_study(study_name="quickstart", storage=storage).best_trial
+    trained = load_trained(Path(best.system_attrs["tuner:worker"]["trial_dir"]) / "best.pt")
+    trained.params = {**trained.params, "optimizer": "sgd", "lr": 1.0e6}
+    with pytest.raises(UserInputError, match=r"^--retrain: trial 7's configuration did not train on train \+ "
+                                             r"validation: training diverged at epoch 1 .*without --retrain$"):
+        _retrain(trained, 7, tmp_path / "work")
+
+
 @slow_text
 def test_tuner_predict_reads_sentences_for_a_text_model(text_storage: str, tmp_path: Path) -> None:
     storage = text_storage
