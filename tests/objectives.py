@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -29,6 +30,27 @@ def sleepy(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     time.sleep(0.6)
     return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
             "gpu": float(os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or -1)}
+
+
+def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Waits (up to 30 s) until another trial is running too, then records when it ran.
+
+    Proves two trials ran at once without depending on how fast a loaded machine starts the
+    second worker: a fixed sleep overlaps only if both workers are up within that sleep. A
+    driver that runs trials one at a time makes every trial wait out the 30 s and overlap none.
+    """
+    start = time.time()
+    folder = Path(params["folder"])
+    mine = folder / f"running-{ctx.number}"
+    mine.touch()
+    try:
+        deadline = start + 30.0
+        while time.time() < deadline and not any(p != mine for p in folder.glob("running-*")):
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        mine.unlink()
+    return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid())}
 
 
 def flaky(params: dict[str, Any], ctx: Any) -> float:

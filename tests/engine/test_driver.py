@@ -52,9 +52,10 @@ def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
     assert attrs[_attrs.DRIVER] is None  # lease released
 
 
-def test_parallel_trials_overlap_in_time(sqlite_url: str) -> None:
-    spec = _spec(n_trials=4, metric="value", concurrency=2)
-    study = tuner.run(spec, objectives.sleepy, storage=sqlite_url)
+def test_parallel_trials_overlap_in_time(sqlite_url: str, tmp_path: Path) -> None:
+    space = {"params": {"x": {"float": [-5.0, 5.0]}, "folder": str(tmp_path)}}
+    spec = _spec(search_space=space, n_trials=4, metric="value", concurrency=2)
+    study = tuner.run(spec, objectives.rendezvous, storage=sqlite_url)
     spans = sorted((t.system_attrs[_attrs.METRICS]["start"], t.system_attrs[_attrs.METRICS]["end"])
                    for t in study.get_trials(states=(TrialState.COMPLETE,)))
     assert len(spans) == 4
