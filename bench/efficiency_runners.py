@@ -27,6 +27,7 @@ records that as its own library records a pruned trial, so all of them save the 
 from __future__ import annotations
 
 import ast
+import math
 import os
 import re
 import shutil
@@ -124,6 +125,9 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         raise ValueError(f"setting {text!r}: write SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...], e.g. tpe/asha")
     s, sargs = part(sampler)
     p, pargs = part(pruner)
+    prune_on = pargs.pop("prune_on", "last")
+    if prune_on not in ("last", "best"):
+        raise ValueError(f"setting {text!r}: prune_on must be last or best")
     # Build both once, so that an unknown name or argument fails here, not in the middle of a sweep.
     from tuner.engine._plugins import make_pruner, make_sampler
 
@@ -135,6 +139,8 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         raise ValueError(f"setting {text!r}: unknown sampler or pruner {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"setting {text!r}: {exc}") from None
+    if prune_on != "last":
+        pargs["prune_on"] = prune_on
     return s, sargs, p, pargs
 
 
@@ -182,8 +188,10 @@ def run_contender(contender: Contender, problem: Problem, *, seed: int, quick: b
 class _OptunaContext:
     """``ctx`` for an objective under plain Optuna: report and prune through the ``optuna.Trial``."""
 
-    def __init__(self, trial: Any, problem: Problem, seed: int, trial_dir: Path) -> None:
+    def __init__(self, trial: Any, problem: Problem, seed: int, trial_dir: Path, prune_on: str = "last") -> None:
         self._trial = trial
+        self._prune_on = prune_on
+        self._best: float | None = None
         self.metric, self.direction = problem.metric, problem.direction
         self.metrics, self.directions = (problem.metric,), (problem.direction,)
         self.seed = seed * 1_000_003 + trial.number
@@ -195,6 +203,10 @@ class _OptunaContext:
         import optuna
 
         v = float(value[self.metric]) if isinstance(value, Mapping) else float(value)
+        if self._prune_on == "best" and not math.isnan(v):
+            better = min if self.direction == "minimize" else max
+            self._best = v if self._best is None else better(self._best, v)
+            v = self._best
         self._trial.report(v, step)
         if self._trial.should_prune():
             raise optuna.TrialPruned()

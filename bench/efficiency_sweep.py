@@ -60,6 +60,7 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
     try:
         log = StepLog(workdir / "steps.jsonl")
         objective = BenchObjective(problem.name, False, log.path, seed)
+        prune_on = pruner_args.pop("prune_on", "last")
         pruner = make_pruner(pruner_name, pruner_args, space=space)
         study = optuna.create_study(direction=problem.direction, pruner=pruner)
         number = 0
@@ -68,7 +69,8 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
             trial = study.ask()
             params = space.suggest(trial)
             try:
-                result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{number:05d}"))
+                result = objective(params, _OptunaContext(trial, problem, seed, workdir / f"trial_{number:05d}",
+                                                                prune_on))
                 value = float(result[problem.metric]) if isinstance(result, Mapping) else float(result)
                 study.tell(trial, value if math.isfinite(value) else None,
                            state=None if math.isfinite(value) else optuna.trial.TrialState.FAIL)
