@@ -160,13 +160,15 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
         force: bool, quiet: bool, as_json: bool, **flags: Any) -> None:
     """Run (or resume) the study described by SPEC until n_trials trials have finished."""
     from tuner._api import validate
+    from tuner.storage import resolve_url
+
+    # The spec is checked before Ray and Tune are imported (1.5 s): a mistake is reported at once.
+    checked = validate(spec, _overrides(**flags))
+    url = resolve_url(storage, checked.storage)
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress, format_summary
     from tuner.exceptions import TooManyFailuresError
-    from tuner.storage import resolve_url
 
-    checked = validate(spec, _overrides(**flags))
-    url = resolve_url(storage, checked.storage)
     progress = Progress(quiet=quiet or as_json)
     try:
         _study, summary = run_study(checked, url, ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
