@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +17,32 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test that uses the PostgreSQL server carries the ``postgres`` mark (see _postgres_turn)."""
+    if "postgres_url" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(autouse=True)
+def _postgres_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests on the PostgreSQL server take turns, across xdist workers (and concurrent runs).
+
+    The fault tests stop and restart that server; a PostgreSQL test on the other worker would
+    meet it down. An exclusive lock on a file shared by the workers makes them wait for each
+    other; everything else runs side by side (SQLite files and Ray instances are each test's own,
+    ``address="local"``). Autouse, so it is taken before ``postgres_url`` creates a database.
+    """
+    if request.node.get_closest_marker("postgres") is None:
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / "tuner-tests-postgres.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="module")

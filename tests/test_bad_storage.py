@@ -154,6 +154,7 @@ def test_read_commands_refuse_bad_urls_too(url: str, expected: str) -> None:
         assert seconds < 60
 
 
+@pytest.mark.postgres
 def test_postgresql_database_that_does_not_exist(spec_file: Path) -> None:
     """The real server answers 'no such database': the error names it and says to create it."""
     if not _pg_available():

@@ -5,6 +5,7 @@ finish on the head node, the lost trials FAIL with their cause, nothing left RUN
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -25,15 +26,19 @@ _RAY = str(Path(sys.executable).parent / "ray")
 _ENV = {**_faults.ENV, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
 
-def _raylets() -> set[int]:
+def _raylets(port: int) -> set[int]:
+    """The raylets of the cluster whose GCS listens on ``port`` (other tests may run other clusters)."""
     found = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if (entry / "comm").read_text().strip() == "raylet":
-                    found.add(int(entry.name))
+                if (entry / "comm").read_text().strip() != "raylet":
+                    continue
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
+            if re.search(rf"gcs[-_]address=[^ ]*:{port}\b", cmd):
+                found.add(int(entry.name))
     return found
 
 
@@ -62,11 +67,12 @@ def test_study_finishes_when_a_ray_node_is_lost(tmp_path: Path) -> None:
                            "--disable-usage-stats"], env=_ENV, capture_output=True, text=True, timeout=180)
     assert head.returncode == 0, head.stderr[-2000:]
     try:
-        before = _raylets()
+        before = _raylets(port)
+        assert len(before) == 1, before  # the head's
         second = subprocess.run([_RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=2",
                                  "--disable-usage-stats"], env=_ENV, capture_output=True, text=True, timeout=180)
         assert second.returncode == 0, second.stderr[-2000:]
-        lost_raylets = _raylets() - before
+        lost_raylets = _raylets(port) - before
         assert len(lost_raylets) == 1, lost_raylets
         raylet = lost_raylets.pop()
 
