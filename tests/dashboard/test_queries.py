@@ -146,3 +146,43 @@ def test_interleaved_studies_keep_their_own_trials(tmp_path: Path, monkeypatch: 
         assert pairs == expected
         by_x = [r["number"] for r in data.trials(study.study_name, TrialQuery(sort="param:x", per_page=500))["trials"]]
         assert by_x == [t.number for t in sorted(trials, key=lambda t: t.params["x"])]
+
+
+def test_the_version_changes_when_the_run_ends_without_any_trial_changing(tmp_path: Path) -> None:
+    """The study page refreshes on a new version: the run's end must give one, written or not."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from tuner.engine import _attrs
+    from tuner.engine._study import _proc_start_time
+
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    study = _fill(url, n=5)
+    data = DashboardData(open_storage(url, readonly=True))
+    idle = data.version("s")
+    assert data.study("s")["state"] != "running"
+
+    # A driver that is alive (a real process of this host), then gone without writing anything.
+    driver = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lease = {"host": socket.gethostname(), "pid": driver.pid, "proc_start": _proc_start_time(driver.pid),
+                 "heartbeat": 0.0}
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, lease)
+        running = data.version("s")
+        assert running != idle and data.study("s")["state"] == "running"
+        assert data.version("s") == running  # unchanged while nothing changes
+    finally:
+        driver.kill()
+        driver.wait()
+    died = data.version("s")
+    assert died != running and data.study("s")["state"] != "running"
+
+    # A driver that releases its lease: the same trials, one more version.
+    study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, {
+        "host": socket.gethostname(), "pid": os.getpid(), "proc_start": _proc_start_time(os.getpid()),
+        "heartbeat": 0.0})
+    assert data.version("s") != died
+    study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, None)
+    assert data.version("s") == died

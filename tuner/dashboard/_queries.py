@@ -238,16 +238,18 @@ class DashboardData:
         return {"name": info.name, "directions": info.directions, "metric_names": info.metric_names}
 
     def version(self, name: str, *, info: _StudyRow | None = None) -> str:
-        """A marker that changes whenever a trial of the study is added or changes state.
+        """A marker that changes whenever a trial of the study is added or changes state, or the
+        study starts or stops being run.
 
-        The study page polls it and refreshes only when it changes. It is read in one aggregate
-        query on the trials table (indexed by study).
+        The study page polls it and refreshes only when it changes. The trials' part is one
+        aggregate query on the trials table (indexed by study). The run's part is read fresh:
+        a driver releases its lease after its last trial ends, and one that dies writes nothing,
+        so neither would show in the trials or in SQLite's change counter (without it the page
+        kept saying "running" after the run ended).
         """
-        import sqlalchemy as sa
-        from optuna.storages._rdb import models as m
-
         info = info or self._study_row(name)
-        return str(self._memo(("version", info.study_id), lambda: self._read_version(info)))
+        trials = self._memo(("version", info.study_id), lambda: self._read_version(info))
+        return f"{trials}-{'run' if _lease_alive(info.system_attrs.get(_attrs.DRIVER)) else 'idle'}"
 
     def _read_version(self, info: _StudyRow) -> str:
         import sqlalchemy as sa
