@@ -54,6 +54,14 @@ def test_named_arguments_override_the_preset_as_a_whole() -> None:
     assert _rf({"reduction_factor": 2}, CATEGORICAL) == 2
 
 
+def test_asha_is_tuners_successive_halving_with_the_presets_arguments() -> None:
+    from tuner.engine._pruners import SuccessiveHalvingPruner
+
+    pruner: Any = make_pruner("asha", {"max_rungs": 1}, space=CATEGORICAL)
+    assert isinstance(pruner, SuccessiveHalvingPruner)
+    assert (pruner._reduction_factor, pruner._max_rungs) == (3, 1)  # the preset stays: its key was not named
+
+
 def test_describe_names_what_the_space_changed() -> None:
     assert describe_plugin("sampler", "tpe", {}, NUMBERS) == "tpe"
     assert describe_plugin("sampler", "tpe", {}, CATEGORICAL) == "tpe (independent: the space has categorical parameters)"

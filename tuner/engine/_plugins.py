@@ -34,11 +34,13 @@ def _sampler_classes() -> dict[str, Callable[..., Any]]:
 def _pruner_classes() -> dict[str, Callable[..., Any]]:
     import optuna
 
+    from tuner.engine._pruners import SuccessiveHalvingPruner
+
     return {
         "none": optuna.pruners.NopPruner,
         "median": optuna.pruners.MedianPruner,
         "percentile": optuna.pruners.PercentilePruner,
-        "asha": optuna.pruners.SuccessiveHalvingPruner,
+        "asha": SuccessiveHalvingPruner,
         "hyperband": optuna.pruners.HyperbandPruner,
     }
 
@@ -76,7 +78,8 @@ _CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("sampler", "tpe"): {"multivariate": False, "group": False},
     ("pruner", "asha"): {"reduction_factor": 3},
 }
-# The default pruner (spec.py) is asha, Optuna's SuccessiveHalvingPruner (min_resource "auto":
+# The default pruner (spec.py) is asha: Optuna's SuccessiveHalvingPruner, in tuner's variant that
+# never prunes a trial at its final step (tuner/engine/_pruners.py says why; min_resource "auto":
 # 1/100 of the first finished trial's last step, so it suits any step scale; reduction_factor
 # 4: a trial goes on past steps 1, 4, 16, ... only while in the top quarter of those that
 # reached that step). It replaced median (n_startup_trials 5, n_warmup_steps 1, which, with
