@@ -86,9 +86,10 @@ _CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
 # steps from 1, prunes from the first step like Optuna's own MedianPruner): with TPE on the
 # multi-fidelity Branin (optimum 0.398) and Hartmann-6 (optimum -3.32), the mean best value at
 # the full budget went from 1.03 to 0.58 and from -2.96 to -3.10 over seeds 0-9, and from 0.53
-# to 0.46 and -2.88 to -3.09 over seeds 10-19. Plain Optuna's pair (independent TPE + median)
-# led on the digits CNN (10 seeds, within noise) but trailed far on Branin and Hartmann-6
-# (30 seeds, intervals excluding zero), so median is not a default for either preset.
+# to 0.46 and -2.88 to -3.09 over seeds 10-19. Independent TPE + median led on the digits CNN
+# (10 seeds, within noise) but trailed far on Branin and Hartmann-6 (30 seeds, intervals excluding
+# zero), so median is not a default for either preset. (Plain Optuna 5.0 is multivariate TPE +
+# median: its TPESampler's multivariate=None means True for one objective.)
 _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
     "asha": {"min_resource": "auto", "reduction_factor": 4},
     "median": {"n_startup_trials": 5, "n_warmup_steps": 1},
