@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 
-from tuner.engine._pruners import SuccessiveHalvingPruner
+from tuner.engine._pruners import HyperbandPruner, SuccessiveHalvingPruner
 from tuner.exceptions import SpecError
 from tuner.spec import load_spec
 
@@ -100,3 +100,30 @@ def test_a_bad_cap_in_a_spec_is_a_one_line_error(tmp_path: Any) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(spec)
     assert "pruner.args" in str(info.value) and "max_rungs" in str(info.value) and "\n" not in str(info.value)
+
+
+def _hyperband_decisions(pruner: optuna.pruners.BasePruner, curves: list[list[float]]) -> list[int | None]:
+    # Hyperband picks a trial's bracket from the study name, so both pruners need the same one.
+    return _decisions(pruner, curves, optuna.create_study(pruner=pruner, study_name="hb"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hyperband_brackets_do_not_cut_at_the_final_step(seed: int) -> None:
+    # 9 steps, reduction factor 3, min_resource 1: "auto" max_resource 10, brackets with rungs at
+    # steps 1, 3, 9 and 3, 9; step 9 is every trial's last.
+    curves = _random_curves(seed, n=60, steps=9)
+    ours = _hyperband_decisions(HyperbandPruner(min_resource=1, reduction_factor=3), curves)
+    optunas = _hyperband_decisions(optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3), curves)
+    assert 9 in optunas and 9 not in ours
+    assert [s if s != 9 else None for s in optunas] == ours
+    assert any(s in (1, 3) for s in ours)  # the earlier rungs still cut
+
+
+def test_hyperband_with_a_given_max_resource_knows_the_final_step_before_a_trial_completes() -> None:
+    # Every trial loses at step 3 except the first of each bracket, so with "auto" no bracket would
+    # know its final step from a completed trial; max_resource=3 says it.
+    curves = [[1.0 - 0.01 * i] * 3 for i in range(12)][::-1]
+    ours = _hyperband_decisions(HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=3), curves)
+    optunas = _hyperband_decisions(optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=3),
+                                   curves)
+    assert 3 in optunas and 3 not in ours

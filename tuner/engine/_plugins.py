@@ -34,14 +34,14 @@ def _sampler_classes() -> dict[str, Callable[..., Any]]:
 def _pruner_classes() -> dict[str, Callable[..., Any]]:
     import optuna
 
-    from tuner.engine._pruners import SuccessiveHalvingPruner
+    from tuner.engine._pruners import HyperbandPruner, SuccessiveHalvingPruner
 
     return {
         "none": optuna.pruners.NopPruner,
         "median": optuna.pruners.MedianPruner,
         "percentile": optuna.pruners.PercentilePruner,
         "asha": SuccessiveHalvingPruner,
-        "hyperband": optuna.pruners.HyperbandPruner,
+        "hyperband": HyperbandPruner,
     }
 
 

@@ -1,5 +1,6 @@
-"""tuner's variant of Optuna's successive-halving pruner (ASHA): no cut at a trial's final step,
-and an optional cap on the rungs.
+"""tuner's variants of Optuna's successive-halving pruner (ASHA) and of its Hyperband, which runs
+one successive-halving pruner per bracket: no cut at a trial's final step, and (ASHA) an optional
+cap on the rungs.
 
 No cut at the final step: Optuna's pruner also judges a rung that falls on the last step
 (16 steps with reduction factor 4: rungs 1, 4 and 16), and marks a trial that lost there
@@ -37,7 +38,7 @@ from optuna.trial import TrialState
 if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
-__all__ = ["SuccessiveHalvingPruner"]
+__all__ = ["HyperbandPruner", "SuccessiveHalvingPruner"]
 
 
 class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
@@ -57,6 +58,9 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
                                       or max_rungs < 1):
             raise ValueError(f"The value of `max_rungs` is {max_rungs!r}, but must be an integer >= 1 or None")
         self._max_rungs = max_rungs
+        # A final step known from outside (Hyperband's max_resource), for a study or bracket in
+        # which no trial has completed yet.
+        self._known_final_step: int | None = None
 
     def prune(self, study: optuna.study.Study, trial: FrozenTrial) -> bool:
         # Optuna 5.0's loop (SuccessiveHalvingPruner.prune) with two more ways out: the cap, and a
@@ -81,7 +85,7 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
             if trials is None:
                 trials = study.get_trials(deepcopy=False)
             if final_step is None:
-                final_step = _final_step(trials)
+                final_step = _final_step(trials, self._known_final_step)
             if final_step is not None and rung_step >= final_step:
                 return False
             if math.isnan(value):
@@ -97,7 +101,35 @@ class SuccessiveHalvingPruner(optuna.pruners.SuccessiveHalvingPruner):
         return False
 
 
-def _final_step(trials: list[FrozenTrial]) -> int | None:
-    """The last step of the longest completed trial: what a trial that runs to the end reaches."""
+class HyperbandPruner(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband (the same arguments, brackets and bracket of each trial), whose brackets
+    are tuner's successive-halving pruners: a rung on a trial's final step is not judged there.
+
+    With ``reduction_factor`` 3 and ``min_resource`` 1, bracket 0's rungs are steps 1, 3, 9, 27, ...:
+    a study of 9 or 27 epochs would otherwise have the trials that ran every epoch marked PRUNED
+    at the last one. The final step is the longest completed trial's in the bracket, as for
+    ``asha``, and, before the bracket has one, the one ``max_resource`` implies.
+    """
+
+    def _try_initialization(self, study: optuna.study.Study) -> None:
+        auto = self._max_resource == "auto"
+        super()._try_initialization(study)
+        if not self._pruners:
+            return
+        assert isinstance(self._max_resource, int)
+        # "auto" is the longest completed trial's last step + 1; a number given is the steps a
+        # trial runs (Optuna's docs: the epochs of a full training).
+        known_final = self._max_resource - 1 if auto else self._max_resource
+        for bracket_id, theirs in enumerate(self._pruners):
+            ours = SuccessiveHalvingPruner(min_resource=self._min_resource, reduction_factor=self._reduction_factor,
+                                           min_early_stopping_rate=bracket_id, bootstrap_count=self._bootstrap_count)
+            ours._known_final_step = known_final
+            assert theirs._min_early_stopping_rate == bracket_id  # Optuna's layout, which this mirrors
+            self._pruners[bracket_id] = ours
+
+
+def _final_step(trials: list[FrozenTrial], known: int | None = None) -> int | None:
+    """The last step of the longest completed trial (what a trial that runs to the end reaches);
+    ``known`` until a trial has completed."""
     steps = [t.last_step for t in trials if t.state == TrialState.COMPLETE and t.last_step is not None]
-    return max(steps) if steps else None
+    return max(steps) if steps else known
