@@ -8,7 +8,7 @@ from typing import Any
 import optuna
 import pytest
 
-from tuner.engine._pruners import HyperbandPruner, SuccessiveHalvingPruner
+from tuner.engine._pruners import HyperbandPruner, SuccessiveHalvingPruner, _final_step
 from tuner.exceptions import SpecError
 from tuner.spec import load_spec
 
@@ -120,10 +120,40 @@ def test_hyperband_brackets_do_not_cut_at_the_final_step(seed: int) -> None:
 
 
 def test_hyperband_with_a_given_max_resource_knows_the_final_step_before_a_trial_completes() -> None:
-    # Every trial loses at step 3 except the first of each bracket, so with "auto" no bracket would
-    # know its final step from a completed trial; max_resource=3 says it.
+    # bootstrap_count=1: a rung judges a trial only once another has reached it, so the first trials
+    # of a bracket are pruned at step 1 and none completes before step 3 is judged; max_resource=3
+    # (steps 1-3) says that step 3 is the last.
     curves = [[1.0 - 0.01 * i] * 3 for i in range(12)][::-1]
-    ours = _hyperband_decisions(HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=3), curves)
-    optunas = _hyperband_decisions(optuna.pruners.HyperbandPruner(min_resource=1, max_resource=3, reduction_factor=3),
-                                   curves)
+    args = {"min_resource": 1, "max_resource": 3, "reduction_factor": 3, "bootstrap_count": 1}
+    ours = _hyperband_decisions(HyperbandPruner(**args), curves)
+    optunas = _hyperband_decisions(optuna.pruners.HyperbandPruner(**args), curves)
     assert 3 in optunas and 3 not in ours
+    assert [s if s != 3 else None for s in optunas] == ours
+
+
+def test_hyperband_still_judges_a_rung_before_the_final_step() -> None:
+    # max_resource=4 on 4-step curves: bracket 0's rungs are steps 1 and 3, and 3 is not the last.
+    curves = _random_curves(0, n=60, steps=4)
+    args = {"min_resource": 1, "max_resource": 4, "reduction_factor": 3}
+    ours = _hyperband_decisions(HyperbandPruner(**args), curves)
+    assert ours == _hyperband_decisions(optuna.pruners.HyperbandPruner(**args), curves)
+    assert 3 in ours
+
+
+def test_a_trial_that_completed_early_does_not_move_hyperbands_final_step() -> None:
+    # An early-stopped trial completes at step 2; the final step Hyperband's max_resource implies
+    # (9) stands, while a completed trial that ran longer than that raises it.
+    study = optuna.create_study()
+    early = study.ask()
+    for step in (1, 2):
+        early.report(0.1, step)
+    study.tell(early, 0.1)
+    trials = study.get_trials(deepcopy=False)
+    assert _final_step(trials) == 2  # asha without a known final step: the longest completed trial
+    assert _final_step(trials, 9) == 9
+    assert _final_step([], 9) == 9 and _final_step([], None) is None
+    longer = study.ask()
+    for step in range(1, 12):
+        longer.report(0.1, step)
+    study.tell(longer, 0.1)
+    assert _final_step(study.get_trials(deepcopy=False), 9) == 11

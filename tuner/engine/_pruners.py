@@ -107,8 +107,9 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
 
     With ``reduction_factor`` 3 and ``min_resource`` 1, bracket 0's rungs are steps 1, 3, 9, 27, ...:
     a study of 9 or 27 epochs would otherwise have the trials that ran every epoch marked PRUNED
-    at the last one. The final step is the longest completed trial's in the bracket, as for
-    ``asha``, and, before the bracket has one, the one ``max_resource`` implies.
+    at the last one. The final step is the one ``max_resource`` implies (steps count from 1, as
+    ``ctx.report`` documents: "auto" is the longest completed trial's last step + 1), or the
+    longest completed trial's in the bracket where that is later.
     """
 
     def _try_initialization(self, study: optuna.study.Study) -> None:
@@ -129,7 +130,9 @@ class HyperbandPruner(optuna.pruners.HyperbandPruner):
 
 
 def _final_step(trials: list[FrozenTrial], known: int | None = None) -> int | None:
-    """The last step of the longest completed trial (what a trial that runs to the end reaches);
-    ``known`` until a trial has completed."""
+    """The last step of the longest completed trial (what a trial that runs to the end reaches),
+    and at least ``known``: a trial that completed early (early stopping) must not pull it down."""
     steps = [t.last_step for t in trials if t.state == TrialState.COMPLETE and t.last_step is not None]
-    return max(steps) if steps else known
+    if known is not None:
+        steps.append(known)
+    return max(steps) if steps else None
