@@ -128,6 +128,9 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     prune_on = pargs.pop("prune_on", "last")
     if prune_on not in ("last", "best"):
         raise ValueError(f"setting {text!r}: prune_on must be last or best")
+    stream = sargs.pop("stream", "trial")
+    if stream not in ("trial", "study"):
+        raise ValueError(f"setting {text!r}: stream must be trial or study")
     # Build both once, so that an unknown name or argument fails here, not in the middle of a sweep.
     from tuner.engine._plugins import make_pruner, make_sampler
 
@@ -141,6 +144,8 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         raise ValueError(f"setting {text!r}: {exc}") from None
     if prune_on != "last":
         pargs["prune_on"] = prune_on
+    if stream != "trial":
+        sargs["stream"] = stream
     return s, sargs, p, pargs
 
 

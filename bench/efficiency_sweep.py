@@ -61,11 +61,18 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         log = StepLog(workdir / "steps.jsonl")
         objective = BenchObjective(problem.name, False, log.path, seed)
         prune_on = pruner_args.pop("prune_on", "last")
+        # stream=study (a sweep option): one sampler seeded once, kept across trials, as plain
+        # Optuna runs; the default, trial, is tuner's fresh sampler per trial seeded by its number.
+        one_stream = sampler_args.pop("stream", "trial") == "study"
+        sampler = make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None
         pruner = make_pruner(pruner_name, pruner_args, space=space)
         study = optuna.create_study(direction=problem.direction, pruner=pruner)
         number = 0
         while log.steps() < problem.budget:
-            study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
+            if sampler is None:
+                study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
+            else:
+                study.sampler = sampler
             trial = study.ask()
             params = space.suggest(trial)
             try:

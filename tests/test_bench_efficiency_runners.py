@@ -38,3 +38,30 @@ def test_the_pruner_sees_the_latest_or_the_best_value_so_far(prune_on: str, expe
     values = study._storage.get_trial(trial._trial_id).intermediate_values
     assert [values[s] for s in (1, 2, 4)] == expected
     assert math.isnan(values[3])  # a NaN epoch is passed through, not hidden behind the best so far
+
+
+def test_stream_study_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> None:
+    assert parse_setting("tpe:stream=study/median") == ("tpe", {"stream": "study"}, "median", {})
+    assert parse_setting("tpe:stream=trial/median") == ("tpe", {}, "median", {})
+    with pytest.raises(ValueError, match="stream must be trial or study"):
+        parse_setting("tpe:stream=worker/median")
+
+
+def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
+    # The sweep's loop with one sampler kept across trials runs exactly what the `optuna`
+    # contender runs (multivariate TPE + MedianPruner, one study seed); per-trial seeding does not.
+    from bench.efficiency import _scaled
+    from bench.efficiency_problems import StepLog
+    from bench.efficiency_report import curve_from_log
+    from bench.efficiency_runners import contenders, run_contender
+    from bench.efficiency_sweep import replay
+
+    problem = _scaled(PROBLEMS, 0.4)["branin"]
+    setting = "tpe:multivariate=True,group=False,stream=study/median:n_warmup_steps=0"
+    one = replay(setting, "branin", 3, budget_scale=0.4)
+    per_trial = replay(setting.replace(",stream=study", ""), "branin", 3, budget_scale=0.4)
+    optuna_contender = next(c for c in contenders() if c.name == "optuna")
+    run = run_contender(optuna_contender, problem, seed=3, quick=False, concurrency=1, workdir=tmp_path)
+    contender = curve_from_log(StepLog(Path(run["log"])).records(), problem.budget, problem.direction)
+    assert one["curve"]["points"] == contender["points"]
+    assert per_trial["curve"]["points"] != one["curve"]["points"]
