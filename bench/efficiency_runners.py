@@ -160,6 +160,10 @@ def contender_named(name: str) -> Contender:
         raise ValueError(f"unknown contender {name!r}; write random, optuna, raytune, tuner or "
                          "tuner:SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]")
     sampler, sargs, pruner, pargs = parse_setting(name.removeprefix("tuner:"))
+    sweep_only = sorted(set(sargs) & {"stream"} | set(pargs) & {"prune_on"})
+    if sweep_only:
+        raise ValueError(f"contender {name!r}: {', '.join(sweep_only)} is an option of efficiency_sweep's replay, "
+                         "not of tuner.run; drop it here")
     return Contender(name, "tuner", sampler, pruner, tuple(sorted(sargs.items())), tuple(sorted(pargs.items())))
 
 

@@ -65,3 +65,12 @@ def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
     contender = curve_from_log(StepLog(Path(run["log"])).records(), problem.budget, problem.direction)
     assert one["curve"]["points"] == contender["points"]
     assert per_trial["curve"]["points"] != one["curve"]["points"]
+
+
+@pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best"])
+def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None:
+    from bench.efficiency_runners import contender_named
+
+    with pytest.raises(ValueError, match="option of efficiency_sweep's replay"):
+        contender_named(name)
+    assert contender_named("tuner:tpe/asha:reduction_factor=3").pruner_args == (("reduction_factor", 3),)
