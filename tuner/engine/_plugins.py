@@ -133,14 +133,26 @@ def allowed_args(kind: str, name: str) -> list[str]:
         inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD))
 
 
+#: Tells the sampler's seed sequence apart from any other one derived from (seed, number).
+_SAMPLER_STREAM = 0x5A4D
+
+
 def trial_seed(seed: int | None, number: int) -> int | None:
     """The sampler seed for one trial: a function of the study seed and the trial number.
 
     Samplers run in the trial's worker with a fresh instance per trial (their state lives in
     the storage), so seeding by trial number keeps "same seed, same trials" true whatever
-    worker runs which trial.
+    worker runs which trial. The number is hashed (NumPy's ``SeedSequence``) rather than used
+    as is because the trial's own seed, ``ctx.seed``, is ``seed * 1_000_003 + number``: with
+    that integer the sampler's ``RandomState`` and ``torch.manual_seed(ctx.seed)`` are the same
+    Mersenne Twister stream, so a trial's parameters and its weight init and batch order would
+    be drawn from the same numbers.
     """
-    return None if seed is None else (seed * 1_000_003 + number) % 2**32
+    if seed is None:
+        return None
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, number, _SAMPLER_STREAM]).generate_state(1)[0])
 
 
 def plugins_text(spec: "StudySpec") -> str:
