@@ -8,7 +8,9 @@ built by ``make_pruner``, the space's own ``suggest``, the problem's objective b
 step log as every contender of the benchmark. Only Ray and the SQLite file are left out, which
 change the time a trial takes, not which trials run. Each setting's compute and curves are
 summarised with the benchmark's own code (``bench/efficiency_report.py``), against random
-search (``random/none``) replayed the same way.
+search (``random/none``) replayed the same way, or against ``--baseline`` (e.g.
+``random:stream=study/none``: one random sampler per run, the ``efficiency`` benchmark's
+``random`` contender exactly).
 
     .venv/bin/python -m bench efficiency_sweep --problems digits_mlp --seeds 20 \\
         --settings random/none tpe/asha "tpe:n_startup_trials=5/asha:reduction_factor=3"
@@ -158,16 +160,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS))
     parser.add_argument("--budget", type=float, default=1.0, help="scale every problem's budget, as in efficiency")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--baseline", default="random/none",
+                        help="the setting whose compute is \"random's compute\" (default random/none, replayed "
+                             "per trial as tuner runs it; random:stream=study/none is efficiency's random contender)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
 
-    for setting in args.settings:
+    for setting in [args.baseline, *args.settings]:
         try:
             parse_setting(setting)
         except ValueError as exc:
             parser.error(str(exc))
     PROBLEMS = _scaled(UNSCALED, args.budget)
-    settings = list(dict.fromkeys(["random/none", *args.settings]))
+    settings = list(dict.fromkeys([args.baseline, *args.settings]))
     jobs = [(s, p, seed, args.budget) for p in args.problems for seed in range(args.seed_start, args.seed_start + args.seeds)
             for s in settings]
     with mp.get_context("spawn").Pool(args.processes) as pool:
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = {p: _problem_dict(PROBLEMS[p], args.budget) for p in args.problems}
     # summarise() compares with the contender named "random".
     for r in runs:
-        if r["contender"] == "random/none":
+        if r["contender"] == args.baseline:
             r["contender"] = "random"
     summary = summarise(runs, problems)
     text = table(summary, reference=args.settings[0])

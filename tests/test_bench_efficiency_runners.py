@@ -74,3 +74,43 @@ def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None
     with pytest.raises(ValueError, match="option of efficiency_sweep's replay"):
         contender_named(name)
     assert contender_named("tuner:tpe/asha:reduction_factor=3").pruner_args == (("reduction_factor", 3),)
+
+
+def test_a_one_stream_random_replay_is_the_random_contenders_run(tmp_path: Path) -> None:
+    # What `efficiency_sweep --baseline random:stream=study/none` measures shares against.
+    from bench.efficiency import _scaled
+    from bench.efficiency_problems import StepLog
+    from bench.efficiency_report import curve_from_log
+    from bench.efficiency_runners import contenders, run_contender
+    from bench.efficiency_sweep import replay
+
+    problem = _scaled(PROBLEMS, 0.4)["hartmann6"]
+    one = replay("random:stream=study/none", "hartmann6", 5, budget_scale=0.4)
+    per_trial = replay("random/none", "hartmann6", 5, budget_scale=0.4)
+    random_contender = next(c for c in contenders() if c.name == "random")
+    run = run_contender(random_contender, problem, seed=5, quick=False, concurrency=1, workdir=tmp_path)
+    contender = curve_from_log(StepLog(Path(run["log"])).records(), problem.budget, problem.direction)
+    assert one["curve"]["points"] == contender["points"]
+    assert per_trial["curve"]["points"] != one["curve"]["points"]
+
+
+def test_the_sweeps_baseline_is_the_setting_named_by_baseline(tmp_path: Path) -> None:
+    import json
+
+    from bench.efficiency_sweep import main
+
+    assert main(["--problems", "branin", "--seeds", "1", "--seed-start", "5", "--budget", "0.4", "--processes", "1",
+                 "--settings", "tpe/asha", "--baseline", "random:stream=study/none", "--out", str(tmp_path)]) == 0
+    runs = json.loads(next(tmp_path.glob("*.json")).read_text())["runs"]
+    assert sorted(r["contender"] for r in runs) == ["random", "tpe/asha"]  # per-trial random/none not run
+    baseline = next(r for r in runs if r["contender"] == "random")
+    one_stream = _replay_final("random:stream=study/none")
+    assert baseline["curve"]["points"][-1][1] == one_stream
+    target = f"target: random's mean final best {one_stream:.4g}"
+    assert target in next(tmp_path.glob("*.md")).read_text()
+
+
+def _replay_final(setting: str) -> float:
+    from bench.efficiency_sweep import replay
+
+    return float(replay(setting, "branin", 5, budget_scale=0.4)["curve"]["points"][-1][1])
