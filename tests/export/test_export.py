@@ -312,7 +312,9 @@ def test_a_retrain_that_diverges_is_a_one_line_error(storage: str, tmp_path: Pat
 
     best = optuna.load_study(study_name="quickstart", storage=storage).best_trial
     trained = load_trained(Path(best.system_attrs["tuner:worker"]["trial_dir"]) / "best.pt")
-    trained.params = {**trained.params, "optimizer": "sgd", "lr": 1.0e6}
+    # Whatever configuration won, a step that overflows float32 and nothing to tame it (at lr 1e6
+    # a best trial with grad_clip 5 and warm-up trained, and a 1-layer tanh net stayed finite).
+    trained.params = {**trained.params, "optimizer": "sgd", "lr": 1.0e30, "grad_clip": None, "warmup_frac": 0.0}
     with pytest.raises(UserInputError, match=r"^--retrain: trial 7's configuration did not train on train \+ "
                                              r"validation: training diverged at epoch 1 .*without --retrain$"):
         _retrain(trained, 7, tmp_path / "work")
