@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.efficiency_problems import PROBLEMS, QUICK, BenchObjective, Problem, StepLog
+from tuner.engine._plugins import training_seed
 from tuner.exceptions import TrialPruned
 
 __all__ = ["Contender", "contender_named", "contenders", "init_ray", "parse_setting", "run_contender"]
@@ -203,7 +204,7 @@ class _OptunaContext:
         self._best: float | None = None
         self.metric, self.direction = problem.metric, problem.direction
         self.metrics, self.directions = (problem.metric,), (problem.direction,)
-        self.seed = seed * 1_000_003 + trial.number
+        self.seed = training_seed(seed, trial.number)
         self.trial_dir = trial_dir
         self.device = "cpu"
         self.num_threads = 1
@@ -318,9 +319,8 @@ def _tune_trainable(config: dict[str, Any], objective: BenchObjective | None = N
     # its training, as the trial number does under the other contenders: reproducible runs, and
     # the same initialisation for the same trial index everywhere.
     index = int(re.search(r"(\d+)$", tune.get_context().get_trial_id()).group(1))  # type: ignore[union-attr]
-    trial_seed = objective.seed * 1_000_003 + index
     try:
-        objective(dict(config), _TuneContext(problem, trial_seed, Path(workdir) / f"trial_{index:05d}"))
+        objective(dict(config), _TuneContext(problem, training_seed(objective.seed, index), Path(workdir) / f"trial_{index:05d}"))
     except TrialPruned:  # the task's own stop (a diverged training): the trial ends with what it reported
         pass
 

@@ -66,15 +66,13 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         # stream=study (a sweep option): one sampler seeded once, kept across trials, as plain
         # Optuna runs; the default, trial, is tuner's fresh sampler per trial seeded by its number.
         one_stream = sampler_args.pop("stream", "trial") == "study"
-        sampler = make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None
-        pruner = make_pruner(pruner_name, pruner_args, space=space)
-        study = optuna.create_study(direction=problem.direction, pruner=pruner)
+        study = optuna.create_study(
+            direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args, space=space),
+            sampler=make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None)
         number = 0
         while log.steps() < problem.budget:
-            if sampler is None:
+            if not one_stream:
                 study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
-            else:
-                study.sampler = sampler
             trial = study.ask()
             params = space.suggest(trial)
             try:

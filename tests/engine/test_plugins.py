@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 import tuner
 from tests import objectives
 from tuner.engine import _attrs
-from tuner.engine._plugins import describe_plugin, make_pruner, make_sampler, trial_seed
+from tuner.engine._plugins import describe_plugin, make_pruner, make_sampler, training_seed, trial_seed
 from tuner.space import SearchSpace
 
 NUMBERS = SearchSpace.from_mapping({"params": {"x": {"float": [0.0, 1.0]}, "n": {"int": [1, 8]}}}, source="t")
@@ -86,17 +86,17 @@ def test_workers_build_the_spaces_defaults(sqlite_url: str, space: dict[str, Any
 
 
 def test_a_trials_sampler_seed_is_not_its_training_seed() -> None:
-    """ctx.seed (seed * 1_000_003 + number) seeds torch; a sampler seeded with the same integer
+    """ctx.seed (training_seed) seeds torch; a sampler seeded with the same integer
     would draw the trial's parameters from the very numbers its weight init and batch order use."""
     import numpy as np
     import torch
 
-    ctx_seeds = {s * 1_000_003 + n for s in range(5) for n in range(300)}
+    ctx_seeds = {training_seed(s, n) for s in range(5) for n in range(300)}
     sampler_seeds = {trial_seed(s, n) for s in range(5) for n in range(300)}
     assert len(sampler_seeds) == 1500 and not sampler_seeds & ctx_seeds
     for s, n in ((0, 0), (3, 17)):
         words = np.random.RandomState(trial_seed(s, n)).randint(0, 2**32, size=8, dtype=np.uint64)
-        torch_words = torch.randint(0, 2**32, (4,), generator=torch.Generator().manual_seed(s * 1_000_003 + n))
+        torch_words = torch.randint(0, 2**32, (4,), generator=torch.Generator().manual_seed(training_seed(s, n)))
         assert not set(words.tolist()) & set(torch_words.tolist())
 
 

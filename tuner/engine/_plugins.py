@@ -68,9 +68,9 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   third at each rung instead of a quarter, so a ranking made at epoch 1 decides less.
 #   The categorical choice is the trait visible before any trial runs, not the cause: a
 #   numbers-only but noisy objective gets the first preset; name the arguments to change it.
-#   Not settled: on the CNN plain Optuna (multivariate TPE + median) beats this preset (0.0146
-#   vs 0.0188 over 40 seeds, paired interval excluding zero), while on the MLP the preset beats
-#   it (0.0286 vs 0.0311, 30 seeds); no setting measured leads on both.
+#   Not settled: on the CNN plain Optuna (multivariate TPE + median) beats this preset (0.0147
+#   vs 0.0172 over 40 seeds, paired interval excluding zero), while on the MLP the preset leads
+#   it on the mean (0.0298 vs 0.0311, 30 seeds, within noise); no setting measured leads on both.
 #
 # Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
 # `group: true` alone keeps multivariate on, since Optuna refuses group without it).
@@ -137,13 +137,23 @@ def allowed_args(kind: str, name: str) -> list[str]:
 _SAMPLER_STREAM = 0x5A4D
 
 
+def training_seed(seed: int | None, number: int) -> int:
+    """A trial's own seed, ``ctx.seed``: what the objective gives ``torch.manual_seed``.
+
+    Distinct for every (study seed, trial number) pair a study can hold, and readable: trial
+    7 of a study seeded 1 trains with seed 1000010. An unseeded study counts from 0.
+    """
+    return (seed if seed is not None else 0) * 1_000_003 + number
+
+
 def trial_seed(seed: int | None, number: int) -> int | None:
     """The sampler seed for one trial: a function of the study seed and the trial number.
 
     Samplers run in the trial's worker with a fresh instance per trial (their state lives in
     the storage), so seeding by trial number keeps "same seed, same trials" true whatever
     worker runs which trial. The number is hashed (NumPy's ``SeedSequence``) rather than used
-    as is because the trial's own seed, ``ctx.seed``, is ``seed * 1_000_003 + number``: with
+    as is because the trial's own seed, ``ctx.seed``, is ``seed * 1_000_003 + number``
+    (:func:`training_seed`): with
     that integer the sampler's ``RandomState`` and ``torch.manual_seed(ctx.seed)`` are the same
     Mersenne Twister stream, so a trial's parameters and its weight init and batch order would
     be drawn from the same numbers.

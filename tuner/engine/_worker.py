@@ -190,6 +190,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     """Run one trial and return ``{tuner_state, tuner_values}``; everything else goes to storage."""
     from optuna.trial import TrialState
 
+    from tuner.engine._plugins import training_seed
+
     trial_id: int = config["trial_id"]
     number: int = config["number"]
     study = _study(job)
@@ -203,7 +205,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
-                           seed=(job.seed if job.seed is not None else 0) * 1_000_003 + number,
+                           seed=training_seed(job.seed, number),
                            num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
         if dir_warning:
             ctx.warn(dir_warning)
