@@ -34,7 +34,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 SYNTHETIC = ("branin", "hartmann6")
-REAL = ("digits_mlp", "digits_cnn", "digits_gbm")
+REAL = ("digits_mlp", "digits_cnn", "digits_gbm", "polarity_bow")
 # On real problems every run trains models: the two peers, random, tuner's default and tuner's
 # previous default (TPE + median pruning); add others with --contenders.
 REAL_CONTENDERS = ("random", "optuna", "raytune", "tuner", "tuner:tpe/median")
@@ -132,6 +132,18 @@ def _from_files(paths: list[Path]) -> tuple[dict[str, Any], dict[str, Any], list
     return facts, problems, list(by_key.values())
 
 
+def _check_problems(parser: argparse.ArgumentParser, problems: list[Any]) -> None:
+    """Exit with the problem's one-line reason (exit 2) before any run when one cannot run here."""
+    from tuner.exceptions import TunerError
+
+    for problem in problems:
+        try:
+            if problem.check is not None:
+                problem.check()
+        except TunerError as exc:
+            parser.error(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench efficiency", description=__doc__.split("\n\n")[0],
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="first seed (split seeds over processes, then merge the files with --from)")
     parser.add_argument("--budget", type=float, default=1.0,
                         help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 15, "
-                             "digits_cnn 12, digits_gbm 15 full trials)")
+                             "digits_cnn 12, digits_gbm 15, polarity_bow 15 full trials)")
     parser.add_argument("--contenders", nargs="+", default=None,
                         help="names to run (random optuna raytune tuner tuner:SAMPLER/PRUNER ..., or with arguments: "
                              "tuner:SAMPLER[:ARG=V,...]/PRUNER[:ARG=V,...]); default: all on "
@@ -170,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and "--seeds" not in argv:
         args.seeds = 2
     chosen = _scaled(QUICK if args.quick else PROBLEMS, args.budget)
+    _check_problems(parser, [chosen[name] for name in args.problems])
     facts = _facts(args, argv)
     problems = {name: _problem_dict(chosen[name], args.budget) for name in args.problems}
     all_contenders = contenders(args.grid)

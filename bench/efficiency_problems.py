@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.efficiency_text import check_polarity_data, polarity_objective, polarity_space
+
 __all__ = ["PROBLEMS", "QUICK", "BenchObjective", "Problem", "StepLog"]
 
 # ---- synthetic functions ------------------------------------------------------------------------
@@ -234,6 +236,7 @@ class Problem:
     step_unit: str = "step"
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    check: Callable[[], None] | None = None  # raises TunerError when the problem cannot run here (data missing)
 
     def better(self, a: float, b: float) -> bool:
         return a > b if self.direction == "maximize" else a < b
@@ -302,7 +305,7 @@ def _build_problems(quick: bool) -> dict[str, Problem]:
     """The problems; ``quick`` shrinks the budgets (a smoke run, not a measurement)."""
     scale = 0.4 if quick else 1.0
     T = 16
-    mlp_epochs, cnn_epochs = (4, 3) if quick else (8, 6)
+    mlp_epochs, cnn_epochs, text_epochs = (4, 3, 4) if quick else (8, 6, 8)
     problems = [
         _synthetic("branin", _branin_at, {"x1": [-5.0, 10.0], "x2": [0.0, 15.0]}, T, round(25 * scale), 1.0,
                    _BRANIN_MIN, "2-d, BOCA fidelity bias, noise sd 1/sqrt(t)"),
@@ -326,6 +329,12 @@ def _build_problems(quick: bool) -> dict[str, Problem]:
             step_unit="CV fold",
             note="tuner's sklearn task, HistGradientBoosting on digits; 1 step = 1 of 3 CV folds "
                  "(its fit costs more with more boosting rounds); value: 3-fold CV accuracy"),
+        Problem(
+            name="polarity_bow", kind="real", metric="val_loss", direction="minimize", steps=text_epochs,
+            budget=round(15 * scale) * text_epochs, space=polarity_space(text_epochs), objective=polarity_objective,
+            step_unit="epoch", check=check_polarity_data,
+            note="bag-of-n-grams network on rt-polarity (../shared/datasets, 7,463 train / 1,599 validation "
+                 "sentences); value: best epoch's validation loss"),
     ]
     return {p.name: p for p in problems}
 

@@ -145,7 +145,7 @@ def _lead_cell(row: dict[str, Any], ref: dict[str, Any], s: dict[str, Any]) -> s
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.efficiency import _problem_dict, _scaled
+    from bench.efficiency import _check_problems, _problem_dict, _scaled
     from bench.efficiency_problems import PROBLEMS as UNSCALED
     from bench.efficiency_report import summarise
     from bench.efficiency_runners import parse_setting
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     PROBLEMS = _scaled(UNSCALED, args.budget)
+    _check_problems(parser, [PROBLEMS[p] for p in args.problems])
     settings = list(dict.fromkeys([args.baseline, *args.settings]))
     jobs = [(s, p, seed, args.budget) for p in args.problems for seed in range(args.seed_start, args.seed_start + args.seeds)
             for s in settings]
