@@ -320,7 +320,8 @@ def _tune_trainable(config: dict[str, Any], objective: BenchObjective | None = N
     # the same initialisation for the same trial index everywhere.
     index = int(re.search(r"(\d+)$", tune.get_context().get_trial_id()).group(1))  # type: ignore[union-attr]
     try:
-        objective(dict(config), _TuneContext(problem, training_seed(objective.seed, index), Path(workdir) / f"trial_{index:05d}"))
+        ctx = _TuneContext(problem, training_seed(objective.seed, index), Path(workdir) / f"trial_{index:05d}")
+        objective(dict(config), ctx)
     except TrialPruned:  # the task's own stop (a diverged training): the trial ends with what it reported
         pass
 

@@ -153,10 +153,9 @@ def trial_seed(seed: int | None, number: int) -> int | None:
     the storage), so seeding by trial number keeps "same seed, same trials" true whatever
     worker runs which trial. The number is hashed (NumPy's ``SeedSequence``) rather than used
     as is because the trial's own seed, ``ctx.seed``, is ``seed * 1_000_003 + number``
-    (:func:`training_seed`): with
-    that integer the sampler's ``RandomState`` and ``torch.manual_seed(ctx.seed)`` are the same
-    Mersenne Twister stream, so a trial's parameters and its weight init and batch order would
-    be drawn from the same numbers.
+    (:func:`training_seed`): with that integer the sampler's ``RandomState`` and
+    ``torch.manual_seed(ctx.seed)`` are the same Mersenne Twister stream, so a trial's
+    parameters and its weight init and batch order would be drawn from the same numbers.
     """
     if seed is None:
         return None
