@@ -112,10 +112,10 @@ def write_spec(path: Path, text: str) -> Path:
 
 def trial_counts(url: str, study_name: str) -> dict[str, int]:
     """Trials of ``study_name`` by state name, read fresh from the storage ({} if the study is absent)."""
-    import optuna
+    from tests._study_read import read_trials
 
     try:
-        trials = optuna.load_study(study_name=study_name, storage=url).get_trials(deepcopy=False)
+        trials = read_trials(url, study_name)
     except KeyError:
         return {}
     out: dict[str, int] = {}

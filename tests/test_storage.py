@@ -99,6 +99,26 @@ def test_postgresql_end_to_end(postgres_url: str) -> None:
     assert len(resumed.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 8
 
 
+def test_polling_a_study_by_url_in_tests_leaves_no_connection_open(postgres_url: str) -> None:
+    """The tests' study reader (tests/_study_read.py) closes what it opens: polling with plain
+    ``optuna.load_study(storage=url)`` once ran the CI server out of connections."""
+    import psycopg
+
+    from tests._study_read import read_trials
+
+    storage = optuna.storages.RDBStorage(postgres_url)
+    optuna.create_study(study_name="polled", storage=storage).optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    storage.remove_session()
+    storage.engine.dispose()
+    database = postgres_url.rsplit("/", 1)[1]
+    for _ in range(30):
+        assert len(read_trials(postgres_url, "polled")) == 2
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test") as conn:
+        (open_connections,) = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                           (database,)).fetchone()
+    assert open_connections == 0
+
+
 def _index_names(url: str) -> set[str]:
     import sqlalchemy as sa
 

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from tests._study_read import read_trials
 from tests.dashboard.conftest import IMG, SCRIPT, STUDY, XSS, LiveServer
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -242,8 +243,6 @@ def test_hostile_content_runs_no_script(browser: Any, hostile_url: str) -> None:
 
 def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, screenshots_dir: Path) -> None:
     """A real `tuner run` in another process; the open page shows new trials without a reload."""
-    import optuna
-
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
     spec = tmp_path / "live.yaml"
@@ -259,7 +258,7 @@ def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, scr
         deadline = time.time() + 120
         while True:  # wait until the run has created the study
             try:
-                optuna.load_study(study_name="live", storage=url)
+                read_trials(url, "live")
                 break
             except (KeyError, Exception):  # noqa: BLE001 - the database may not exist yet
                 if time.time() > deadline or proc.poll() is not None:

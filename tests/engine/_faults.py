@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from tests._study_read import read_trials
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
 
@@ -39,14 +41,12 @@ def tuner_cmd(*args: str) -> list[str]:
 
 def finished_snapshot(url: str, name: str) -> dict[int, tuple[str, tuple[float, ...] | None, dict[str, Any]]]:
     """Every trial of the study by number: (state, values, params), read fresh from the storage."""
-    import optuna
-
     try:
-        study = optuna.load_study(study_name=name, storage=url)
+        trials = read_trials(url, name)
     except KeyError:
         return {}
     out: dict[int, tuple[str, tuple[float, ...] | None, dict[str, Any]]] = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         if t.number in out:
             raise AssertionError(f"trial number {t.number} appears twice in study {name!r}")
         out[t.number] = (t.state.name, tuple(t.values) if t.values else None, dict(t.params))
@@ -218,8 +218,7 @@ def postgres_restarts(workdir: Path, url: str, *, restarts: int, n_trials: int, 
     end = finished_snapshot(url, name)
     report.lost.extend(lost_or_changed(seen, end))
     report.final = states(end)
-    study = optuna.load_study(study_name=name, storage=url)
-    report.completed_after_last = sum(1 for t in study.get_trials(deepcopy=False)
+    report.completed_after_last = sum(1 for t in read_trials(url, name)
                                       if t.state.name == "COMPLETE" and t.datetime_complete > last_restart)
     report.wall_s = time.monotonic() - started
     return report

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
+from tests._study_read import read_trials
 from tests.engine import _faults
 from tests.engine.test_cluster import _free_port, _stop_cluster
 from tuner.engine import _attrs
@@ -50,11 +50,11 @@ def _children(pid: int) -> list[int]:
 def _node_running_on(url: str, raylet: int) -> str | None:
     """The Ray node id of a RUNNING trial whose worker process is a child of ``raylet``, if any."""
     try:
-        study = optuna.load_study(study_name="nodeloss", storage=url)
+        trials = read_trials(url, "nodeloss")
     except KeyError:
         return None
     pids = set(_children(raylet))
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in (t for t in trials if t.state == TrialState.RUNNING):
         worker = t.system_attrs.get(_attrs.WORKER) or {}
         if worker.get("pid") in pids:
             return worker["node_id"]
@@ -105,8 +105,7 @@ def test_study_finishes_when_a_ray_node_is_lost(tmp_path: Path) -> None:
         assert proc.returncode == 0, err[-3000:]
         assert "10/10 finished" in out
 
-        study = optuna.load_study(study_name="nodeloss", storage=url)
-        trials = study.get_trials()
+        trials = read_trials(url, "nodeloss")
         assert not [t for t in trials if t.state == TrialState.RUNNING]
         assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 10
         failed = [t for t in trials if t.state == TrialState.FAIL]

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
+from tests._study_read import read_trials
 from tests.conftest import ROOT, trial_counts
 from tuner.engine import _attrs
 
@@ -37,8 +37,7 @@ def _counts(url: str) -> dict[str, int]:
 
 
 def _running(url: str) -> set[int]:
-    return {t.number for t in optuna.load_study(study_name="killme", storage=url).get_trials(
-        deepcopy=False, states=(TrialState.RUNNING,))}
+    return {t.number for t in read_trials(url, "killme", states=(TrialState.RUNNING,))}
 
 
 def test_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path: Path) -> None:
@@ -73,16 +72,16 @@ def test_kill_9_then_rerun_finishes_exactly_n_trials(tmp_path: Path) -> None:
     after = _counts(url)
     assert after.get("COMPLETE", 0) + after.get("PRUNED", 0) == 6
     assert "RUNNING" not in after
-    study = optuna.load_study(study_name="killme", storage=url)
+    trials = read_trials(url, "killme")
     # Each trial the dead driver left RUNNING either finished in its orphaned worker before Ray
     # tore it down (the worker tells the study itself) or was failed by the re-run's recovery.
-    for t in study.get_trials():
+    for t in trials:
         if t.number in left_running:
             assert t.state == TrialState.COMPLETE or (
                 t.state == TrialState.FAIL and t.system_attrs[_attrs.ERROR]["type"] == "DriverLost"), t
         else:
             assert t.state == TrialState.COMPLETE
-    numbers = [t.number for t in study.get_trials()]
+    numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))  # no duplicates
     if after.get("FAIL", 0):
         assert "marked" in rerun.stderr and "FAIL" in rerun.stderr
