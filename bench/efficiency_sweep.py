@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         if r["contender"] == args.baseline:
             r["contender"] = "random"
     summary = summarise(runs, problems)
-    text = table(summary, reference=args.settings[0])
+    # The reference of the lead column is the first setting; the baseline's runs are named "random" by now.
+    text = table(summary, reference="random" if args.settings[0] == args.baseline else args.settings[0])
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"efficiency_sweep-{stamp}"

@@ -110,6 +110,19 @@ def test_the_sweeps_baseline_is_the_setting_named_by_baseline(tmp_path: Path) ->
     assert target in next(tmp_path.glob("*.md")).read_text()
 
 
+def test_the_lead_column_compares_with_the_first_setting_even_when_it_is_the_baseline(tmp_path: Path) -> None:
+    from bench.efficiency_sweep import main
+
+    assert main(["--problems", "branin", "--seeds", "2", "--budget", "0.4", "--processes", "1", "--settings",
+                 "random:stream=study/none", "tpe/asha", "--baseline", "random:stream=study/none",
+                 "--out", str(tmp_path)]) == 0
+    text = next(tmp_path.glob("*.md")).read_text()
+    assert "lead over random per seed" in text
+    assert "| random | 2 |" in text and "(reference) |" in text
+    tpe_row = next(line for line in text.splitlines() if line.startswith("| tpe/asha |"))
+    assert "/2 better" in tpe_row
+
+
 def _replay_final(setting: str) -> float:
     from bench.efficiency_sweep import replay
 
