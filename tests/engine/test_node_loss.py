@@ -50,11 +50,11 @@ def _children(pid: int) -> list[int]:
 def _node_running_on(url: str, raylet: int) -> str | None:
     """The Ray node id of a RUNNING trial whose worker process is a child of ``raylet``, if any."""
     try:
-        trials = read_trials(url, "nodeloss")
+        running = read_trials(url, "nodeloss", states=(TrialState.RUNNING,))
     except KeyError:
         return None
     pids = set(_children(raylet))
-    for t in (t for t in trials if t.state == TrialState.RUNNING):
+    for t in running:
         worker = t.system_attrs.get(_attrs.WORKER) or {}
         if worker.get("pid") in pids:
             return worker["node_id"]

@@ -70,8 +70,8 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   numbers-only but noisy objective gets the first preset; name the arguments to change it.
 #   Not settled: on the CNN plain Optuna (multivariate TPE + median) leads this preset on the
 #   mean (0.0156 vs 0.0175 over 60 seeds, 2026-12-04; the paired interval, -0.0040 to +0.0002,
-#   just includes zero) though not on the median (0.0158 vs 0.0162): the preset ends near 0.03
-#   on about one seed in ten. On the MLP the preset leads it on the mean (0.0298 vs 0.0311, 30
+#   just includes zero), by less on the median (0.0158 vs 0.0162): the preset ends above 0.025
+#   on 7 of 60 seeds, Optuna on 1. On the MLP the preset leads it on the mean (0.0298 vs 0.0311, 30
 #   seeds, within noise); no setting measured leads on both.
 #
 # Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
