@@ -72,7 +72,11 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   mean (0.0156 vs 0.0175 over 60 seeds, 2026-12-04; the paired interval, -0.0040 to +0.0002,
 #   just includes zero), by less on the median (0.0158 vs 0.0162): the preset ends above 0.025
 #   on 7 of 60 seeds, Optuna on 1. On the MLP the preset leads it on the mean (0.0298 vs 0.0311, 30
-#   seeds, within noise); no setting measured leads on both.
+#   seeds, within noise); no setting measured leads on both. Measured against this preset on
+#   both (2026-12-04, README "Benchmarks"), all within noise: 3 or 5 start-up trials instead of
+#   10, median from epoch 1 instead of ASHA; on the MLP also 7 and 20 start-up trials, ASHA 2,
+#   a first rung at epoch 2, Hyperband, and TPE's consider_endpoints and prior_weight (both
+#   deprecated since Optuna 4.9, so never defaults); multivariate TPE trailed there.
 #
 # Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
 # `group: true` alone keeps multivariate on, since Optuna refuses group without it).
