@@ -76,8 +76,8 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   both (2026-12-04, README "Benchmarks"), all within noise: 3 or 5 start-up trials instead of
 #   10, median from epoch 1 instead of ASHA; on the MLP also 7 and 20 start-up trials, ASHA 2,
 #   a first rung at epoch 2, Hyperband, and TPE's consider_endpoints and prior_weight (both
-#   deprecated since Optuna 4.9, so never defaults); multivariate TPE trailed there in all four
-#   forms tried, and its best form (ASHA 3, max_rungs 1) is level with plain Optuna on both
+#   deprecated since Optuna 4.9, so never defaults); multivariate TPE trailed there in all six
+#   forms tried (on the mean), and its best (ASHA 3, max_rungs 1) is level with plain Optuna on both
 #   problems, so it would trade the MLP's lead for the CNN's gap.
 #
 # Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
