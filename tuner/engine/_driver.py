@@ -28,7 +28,7 @@ from tuner.engine import _attrs
 from tuner.engine._progress import Progress
 from tuner.engine._study import DriverLease, open_for_run, recover_stale_trials, refuse_incompatible
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY, JobInfo, trainable
-from tuner.exceptions import TooManyFailuresError, UserInputError
+from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError
 
 if TYPE_CHECKING:
     import optuna
@@ -263,6 +263,18 @@ class _Stopper(_Unpicklable, tune.Stopper):
         return self._state.stop_reason == "max_failures"
 
 
+
+def tuner_error_in(exc: BaseException) -> TunerError | None:
+    """The tuner error that ``exc`` wraps through its causes or contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, TunerError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
     """Start or join Ray; returns True when this call started it (and so must shut it down)."""
     import ray
@@ -410,7 +422,16 @@ def run_study(
             # On Ctrl-C Tune suggests `Tuner.restore(...)`; with tuner, resuming is re-running the
             # same command (the storage is the state), which the final summary says instead.
             logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
-            tuner.fit()
+            try:
+                tuner.fit()
+            except tune.TuneError as exc:
+                # A tuner error raised in a Tune callback (the storage lost while recording a dead
+                # worker's trial) comes back as TuneError(traceback text): re-raise ours, so the
+                # CLI prints its one line and exits 2 as it does when the searcher raises it.
+                inner = tuner_error_in(exc)
+                if inner is None:
+                    raise
+                raise inner from None
         interrupted = bool(state.running) or (state.stop_reason is None and state.want_more())
         for trial_id, _number in list(state.running.values()):
             # Tune stopped before reporting these; a worker may still have finished and told the study.
