@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.synchronize
 import os
 import sqlite3
 import stat
@@ -156,3 +157,64 @@ def test_indexes_on_a_read_only_database_are_skipped_quietly(tmp_path: Path) -> 
         if immutable:
             subprocess.run(["chattr", "-i", str(path)], check=True)
         st._CACHE.clear()
+
+
+def _open_after(url: str, barrier: "multiprocessing.synchronize.Barrier", results: "multiprocessing.Queue[str]") -> None:
+    """One of several processes that open the same new database at the same moment."""
+    barrier.wait(timeout=60)
+    try:
+        st.open_storage(url)
+        results.put("ok")
+    except BaseException as exc:  # noqa: BLE001 - reported to the test, which names it
+        results.put(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_processes_opening_one_new_database_at_once_all_get_it(backend: str, tmp_path: Path,
+                                                               request: pytest.FixtureRequest) -> None:
+    """Two runs (or a run and a dashboard) started together on a brand-new database race to
+    create Optuna's schema; the losers must wait for it, not exit with "already exists" or
+    PostgreSQL's ``pg_type_typname_nsp_index`` duplicate (seen on a fresh clone's fault test)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for attempt in range(2):  # the race is lost in most rounds without the retry; two make it near-certain
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path / f'race{attempt}.db'}"
+        else:
+            url = request.getfixturevalue("postgres_url") if attempt == 0 else _second_pg_database(request)
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_after, args=(url, barrier, results)) for _ in range(4)]
+        for proc in procs:
+            proc.start()
+        outcomes = sorted(results.get(timeout=120) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes == ["ok"] * 4
+        engine = optuna.storages.RDBStorage(url, skip_table_creation=True).engine
+        try:
+            with engine.connect() as conn:
+                import sqlalchemy as sa
+
+                assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+                assert conn.execute(sa.text("SELECT count(*) FROM version_info")).scalar() == 1
+        finally:
+            engine.dispose()
+
+
+def _second_pg_database(request: pytest.FixtureRequest) -> str:
+    """Another fresh PostgreSQL database, dropped when the test ends."""
+    import uuid
+
+    import psycopg
+
+    name = f"tuner_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    request.addfinalizer(drop)
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"

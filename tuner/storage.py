@@ -9,7 +9,9 @@ connection problem into a one-line :class:`~tuner.exceptions.StorageError`.
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
+import time
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,11 +21,12 @@ from tuner.exceptions import StorageError
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes"]
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
 _CACHE: dict[tuple[str, bool], "optuna.storages.RDBStorage"] = {}
+_INIT_RACE_WINDOW_S = 30.0
 
 
 def resolve_url(url: str | None = None, spec_url: str | None = None) -> str:
@@ -155,12 +158,8 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
 
     storage_cls: type[optuna.storages.RDBStorage] = optuna.storages.RDBStorage if readonly else RetryingRDBStorage
     try:
-        storage = storage_cls(
-            url,
-            engine_kwargs=engine_kwargs,
-            skip_compatibility_check=worker,
-            skip_table_creation=worker or readonly,
-        )
+        storage = init_rdb_storage(storage_cls, url, engine_kwargs=engine_kwargs,
+                                   skip_compatibility_check=worker, skip_table_creation=worker or readonly)
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # Optuna wraps the driver's error in StorageInternalError when it reads the schema version.
         cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
@@ -184,6 +183,50 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
         ensure_indexes(storage)
     _CACHE[key] = storage
     return storage
+
+
+def _lost_init_race(exc: BaseException) -> bool:
+    """Whether ``exc`` is another process creating the same new database's schema at this moment.
+
+    Optuna's ``RDBStorage`` creates its tables, its version row and its Alembic stamp with
+    check-then-create steps, so two processes opening one brand-new database at once (two
+    ``tuner run`` on a cluster's fresh PostgreSQL, a run and a dashboard, a run and a plain
+    Optuna script) collide: PostgreSQL answers ``duplicate key ... pg_type_typname_nsp_index``
+    or ``relation ... already exists``, SQLite ``table ... already exists`` or ``UNIQUE
+    constraint failed: alembic_version``. Each of these means the other side got there first.
+    """
+    import sqlalchemy.exc
+
+    seen: BaseException | None = exc
+    for _ in range(4):  # Optuna wraps the driver's error in StorageInternalError
+        if seen is None:
+            return False
+        if isinstance(seen, sqlalchemy.exc.IntegrityError):
+            return True
+        if isinstance(seen, sqlalchemy.exc.SQLAlchemyError) and "already exists" in str(seen):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def init_rdb_storage(storage_cls: "type[optuna.storages.RDBStorage]", url: str, **kwargs: Any) -> "optuna.storages.RDBStorage":
+    """``storage_cls(url, **kwargs)``, tried again while it loses a schema-creation race.
+
+    A retry rather than a lock because the other party need not be tuner (a plain Optuna
+    script takes no lock of ours), and a retry is enough: once the winner has created an
+    object, the loser's next check finds it and skips it, so each attempt gets further
+    and Optuna's own steps are idempotent on a finished schema.
+    """
+    deadline = time.monotonic() + _INIT_RACE_WINDOW_S
+    delay = 0.05
+    while True:
+        try:
+            return storage_cls(url, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - only a lost race is retried; the rest is raised as it is
+            if not _lost_init_race(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay * (1 + random.random()))  # jitter: racers that collided should not collide again
+        delay = min(delay * 2, 1.0)
 
 
 #: Indexes tuner adds to Optuna's tables (name, table, columns). Optuna indexes trials by study
