@@ -76,8 +76,13 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     if exists:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
     else:
-        study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
-                                    directions=directions)
+        try:
+            study = optuna.create_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner,
+                                        directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:
+            # Another run created it between our look and our create: that run now owns it.
+            raise UserInputError(f"study {spec.name!r} was created by another run at the same moment; "
+                                 f"wait for that run to end, then run this command again to resume it") from None
         with warnings.catch_warnings():  # experimental in Optuna since 3.2, stable in use
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(spec.metrics))
