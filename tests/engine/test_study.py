@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.synchronize
 from pathlib import Path
 
 import optuna
@@ -38,3 +39,41 @@ def test_a_study_created_by_another_run_between_look_and_create_is_a_one_line_re
     finally:
         storage.engine.dispose()
         st._CACHE.pop((url, False)).engine.dispose()
+
+
+def _acquire_together(url: str, start: "multiprocessing.synchronize.Barrier",
+                      done: "multiprocessing.synchronize.Barrier", results: "multiprocessing.Queue[str]") -> None:
+    """One of several drivers that take the lease of one study at the same moment."""
+    from tuner.engine._study import DriverLease
+
+    study = optuna.load_study(study_name="raced", storage=st.open_storage(url))
+    start.wait(timeout=60)
+    try:
+        DriverLease(study).acquire()
+        results.put("acquired")
+    except UserInputError as exc:
+        results.put(f"refused: {exc}")
+    done.wait(timeout=60)  # the winner stays alive (its lease live) until every racer has tried
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_drivers_started_at_the_same_moment_get_one_lease(backend: str, tmp_path: Path,
+                                                          request: pytest.FixtureRequest) -> None:
+    """Two runs of one study started together (a scheduler's retry, two terminals): exactly one
+    drives it; the others are refused naming it, instead of both passing the check and writing."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'lease.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    st.open_storage(url)
+    optuna.create_study(study_name="raced", storage=url)
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(3):  # three rounds: without an atomic claim most rounds let two drivers in
+        start, done, results = ctx.Barrier(3), ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_acquire_together, args=(url, start, done, results)) for _ in range(3)]
+        for proc in procs:
+            proc.start()
+        outcomes = sorted(results.get(timeout=120) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=60)
+        assert outcomes[0] == "acquired" and all(o.startswith("refused: study 'raced' is being run right now by pid")
+                                                 for o in outcomes[1:]), outcomes

@@ -167,8 +167,9 @@ class DriverLease:
         """Take the lease; returns the numbers of stale RUNNING trials it turned into FAIL."""
         attrs = self._storage.get_study_system_attrs(self._study._study_id)
         _check_no_live_driver(attrs, self._study.study_name)
-        self._write()
-        recovered = recover_stale_trials(self._study, reason=_stale_reason(attrs.get(_attrs.DRIVER)))
+        self._record["heartbeat"] = time.time()
+        previous = _claim(self._storage, self._study._study_id, self._record, self._study.study_name)
+        recovered = recover_stale_trials(self._study, reason=_stale_reason(previous))
         self._thread = threading.Thread(target=self._beat, name="tuner-lease", daemon=True)
         self._thread.start()
         return recovered
@@ -192,6 +193,56 @@ class DriverLease:
             self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, None)
         except Exception:  # noqa: BLE001 - a stale lease is detected by pid/heartbeat anyway
             pass
+
+
+def _claim(storage: "optuna.storages.BaseStorage", study_id: int, record: dict[str, Any], name: str) -> Any:
+    """Write ``record`` as the study's lease unless a live driver holds it; returns the lease it replaced.
+
+    One compare-and-swap on the attribute's row, so that of several runs started at the same
+    moment exactly one wins: each may have read "no live driver", but only the first UPDATE
+    (or INSERT, guarded by Optuna's unique (study_id, key)) finds the row as it was read. The
+    losers read again and are refused, naming the winner. Storages other than Optuna's RDB
+    (none that tuner opens) fall back to a plain write.
+    """
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        previous = storage.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+        storage.set_study_system_attr(study_id, _attrs.DRIVER, dict(record))
+        return previous
+    from tuner._retry_storage import RetryingRDBStorage, _retrying
+
+    if isinstance(backend, RetryingRDBStorage):  # ride out a database restart, as every other write does
+        return _retrying("claim_lease", lambda _b: _compare_and_swap(engine, study_id, record, name))(backend)
+    return _compare_and_swap(engine, study_id, record, name)
+
+
+def _compare_and_swap(engine: Any, study_id: int, record: dict[str, Any], name: str) -> Any:
+    import sqlalchemy as sa
+
+    # Optuna's table, named column by column so that each dialect quotes them (``key`` is
+    # reserved in MySQL).
+    attrs = sa.table("study_system_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json"))
+    mine = json.dumps(record)
+    this = sa.and_(attrs.c.study_id == study_id, attrs.c.key == _attrs.DRIVER)
+    for _ in range(5):
+        with engine.begin() as conn:
+            row = conn.execute(sa.select(attrs.c.value_json).where(this)).first()
+        held = json.loads(row[0]) if row is not None else None
+        _check_no_live_driver({_attrs.DRIVER: held}, name)
+        try:
+            with engine.begin() as conn:
+                if row is None:
+                    conn.execute(sa.insert(attrs).values(study_id=study_id, key=_attrs.DRIVER, value_json=mine))
+                    return None
+                swapped = conn.execute(sa.update(attrs).where(this, attrs.c.value_json == row[0])
+                                       .values(value_json=mine)).rowcount
+            if swapped == 1:
+                return held
+        except sa.exc.IntegrityError:
+            pass  # another driver inserted the first lease between our read and our insert
+    raise UserInputError(f"study {name!r}: could not take its lease (other runs kept changing it); "
+                         f"make sure only one run drives it, then run this command again")
 
 
 def _stale_reason(lease: dict[str, Any] | None) -> str:
