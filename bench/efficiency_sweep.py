@@ -66,6 +66,8 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         # stream=study (a sweep option): one sampler seeded once, kept across trials, as plain
         # Optuna runs; the default, trial, is tuner's fresh sampler per trial seeded by its number.
         one_stream = sampler_args.pop("stream", "trial") == "study"
+        # interleave=K (a sweep option): after 10 trials every K-th trial is drawn at random.
+        interleave = int(sampler_args.pop("interleave", 0))
         study = optuna.create_study(
             direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args, space=space),
             sampler=make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None)
@@ -73,6 +75,8 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         while log.steps() < problem.budget:
             if not one_stream:
                 study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
+                if interleave and number >= 10 and number % interleave == interleave - 1:
+                    study.sampler = optuna.samplers.RandomSampler(seed=trial_seed(seed, number))
             trial = study.ask()
             params = space.suggest(trial)
             try:

@@ -47,6 +47,31 @@ def test_stream_study_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> N
         parse_setting("tpe:stream=worker/median")
 
 
+def test_interleave_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> None:
+    assert parse_setting("tpe:interleave=3/asha") == ("tpe", {"interleave": 3}, "asha", {})
+    for bad in ("1", "x", "2.5", "True"):
+        with pytest.raises(ValueError, match="interleave must be an integer of at least 2"):
+            parse_setting(f"tpe:interleave={bad}/asha")
+
+
+def test_an_interleaved_replay_draws_every_kth_trial_after_the_tenth_at_random() -> None:
+    # The interleaved trials are the random replay's own draws for those trial numbers; the
+    # others (and the first ten) are the setting's, so the first ten trials match it exactly.
+    import json
+
+    from bench.efficiency import _scaled
+    from bench.efficiency_sweep import replay
+
+    base = replay("tpe/none", "branin", 5)
+    mixed = replay("tpe:interleave=3/none", "branin", 5)
+    assert mixed["lib_trials"] == base["lib_trials"] > 12
+    steps = _scaled(PROBLEMS, 1.0)["branin"].steps
+    first_ten = 10 * steps
+    assert [p for p in mixed["curve"]["points"] if p[0] <= first_ten] == \
+        [p for p in base["curve"]["points"] if p[0] <= first_ten]
+    assert json.dumps(mixed["curve"]["points"]) != json.dumps(base["curve"]["points"])
+
+
 def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
     # The sweep's loop with one sampler kept across trials runs exactly what the `optuna`
     # contender runs (multivariate TPE + MedianPruner, one study seed); per-trial seeding does not.
@@ -67,7 +92,8 @@ def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
     assert per_trial["curve"]["points"] != one["curve"]["points"]
 
 
-@pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best"])
+@pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best",
+                                  "tuner:tpe:interleave=3/asha"])
 def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None:
     from bench.efficiency_runners import contender_named
 
