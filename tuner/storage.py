@@ -8,6 +8,7 @@ connection problem into a one-line :class:`~tuner.exceptions.StorageError`.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import sqlite3
@@ -225,6 +226,9 @@ def init_rdb_storage(storage_cls: "type[optuna.storages.RDBStorage]", url: str, 
         except Exception as exc:  # noqa: BLE001 - only a lost race is retried; the rest is raised as it is
             if not _lost_init_race(exc) or time.monotonic() >= deadline:
                 raise
+        # The failed attempt's engine holds pooled connections in reference cycles: close them
+        # now rather than whenever the collector runs (each racer may lose several times).
+        gc.collect()
         time.sleep(delay * (1 + random.random()))  # jitter: racers that collided should not collide again
         delay = min(delay * 2, 1.0)
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing.synchronize
+import os
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 
 from tuner import storage as st
-from tuner.engine._study import open_for_run
+from tuner.engine import _attrs
+from tuner.engine import _study
+from tuner.engine._study import DriverLease, open_for_run
 from tuner.exceptions import UserInputError
 from tuner.spec import spec_from_mapping
 
@@ -77,3 +81,48 @@ def test_drivers_started_at_the_same_moment_get_one_lease(backend: str, tmp_path
             proc.join(timeout=60)
         assert outcomes[0] == "acquired" and all(o.startswith("refused: study 'raced' is being run right now by pid")
                                                  for o in outcomes[1:]), outcomes
+
+
+def _lease_row(url: str) -> Any:
+    storage = st.open_storage(url)
+    study_id = storage.get_study_id_from_name("raced")
+    return storage.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+
+
+def test_a_lease_taken_over_is_neither_renewed_nor_erased_by_its_old_driver(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Driver A's heartbeat went stale (a long storage outage) and run B took the study over:
+    A's heartbeat notices, stops, and A's release leaves B's lease alone."""
+    import time
+
+    monkeypatch.setattr(_study, "LEASE_HEARTBEAT_S", 0.05)
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    lease = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    lease.acquire()
+    first = _lease_row(url)["heartbeat"]
+    deadline = time.monotonic() + 10
+    while _lease_row(url)["heartbeat"] == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _lease_row(url)["heartbeat"] > first and _lease_row(url)["pid"] == os.getpid()  # renewed while ours
+    taken = {"host": "other-host", "pid": 4242, "proc_start": "1", "started": 1.0, "heartbeat": time.time()}
+    storage = st.open_storage(url)
+    storage.set_study_system_attr(storage.get_study_id_from_name("raced"), _attrs.DRIVER, taken)
+    while not lease.lost and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert lease.lost
+    lease.release()
+    assert _lease_row(url) == taken
+
+
+def test_release_clears_the_lease_so_the_next_run_starts_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    first = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    first.acquire()
+    first.release()
+    assert _lease_row(url) is None
+    second = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    assert second.acquire() == []
+    assert _lease_row(url)["pid"] == os.getpid()
+    second.release()

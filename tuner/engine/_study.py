@@ -8,12 +8,13 @@ driver left RUNNING into FAIL, so that they never count and are never lost silen
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from tuner.engine import _attrs
 from tuner.exceptions import StudyNotFoundError, UserInputError
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     import optuna
 
     from tuner.spec import StudySpec
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 LEASE_HEARTBEAT_S = 10.0
 LEASE_STALE_S = 60.0
@@ -153,13 +157,22 @@ def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
 
 
 class DriverLease:
-    """Marks the study as run by this process and keeps a heartbeat while it runs."""
+    """Marks the study as run by this process and keeps a heartbeat while it runs.
+
+    Every write after the claim (heartbeat, release) is a compare-and-swap from the text this
+    driver wrote last: a driver whose heartbeat went stale (a storage outage longer than
+    ``LEASE_STALE_S``) and whose lease another run took over must neither write it back nor
+    erase it on release.
+    """
 
     def __init__(self, study: "optuna.Study") -> None:
         self._study = study
         self._storage = study._storage
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._held: str | None = None  # the lease row's text as this driver last wrote it
+        self.lost = False
         self._record = {"host": socket.gethostname(), "pid": os.getpid(),
                         "proc_start": _proc_start_time(os.getpid()), "started": time.time(), "heartbeat": time.time()}
 
@@ -168,20 +181,36 @@ class DriverLease:
         attrs = self._storage.get_study_system_attrs(self._study._study_id)
         _check_no_live_driver(attrs, self._study.study_name)
         self._record["heartbeat"] = time.time()
-        previous = _claim(self._storage, self._study._study_id, self._record, self._study.study_name)
+        previous, self._held = _claim(self._storage, self._study._study_id, self._record, self._study.study_name)
         recovered = recover_stale_trials(self._study, reason=_stale_reason(previous))
         self._thread = threading.Thread(target=self._beat, name="tuner-lease", daemon=True)
         self._thread.start()
         return recovered
 
-    def _write(self) -> None:
+    def _replace(self, value: dict[str, Any] | None) -> bool:
+        """Write ``value`` over the lease if it is still this driver's; False when it is not."""
+        with self._lock:
+            if self._held is None:  # a storage without SQL tables (none that tuner opens)
+                self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, value)
+                return True
+            text = json.dumps(value)
+            if not _swap(self._storage, self._study._study_id, self._held, text):
+                return False
+            self._held = text
+            return True
+
+    def _write(self) -> bool:
         self._record["heartbeat"] = time.time()
-        self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, dict(self._record))
+        return self._replace(dict(self._record))
 
     def _beat(self) -> None:
         while not self._stop.wait(LEASE_HEARTBEAT_S):
             try:
-                self._write()
+                if not self._write():
+                    self.lost = True
+                    _log.warning("study %r: another run took over this study's lease while this run could not "
+                                 "reach the storage; stop one of them", self._study.study_name)
+                    return
             except Exception:  # noqa: BLE001 - a missed heartbeat is retried; the run goes on
                 pass
 
@@ -189,60 +218,106 @@ class DriverLease:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self.lost:
+            return  # the lease is another run's now
         try:
-            self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, None)
+            self._replace(None)
         except Exception:  # noqa: BLE001 - a stale lease is detected by pid/heartbeat anyway
             pass
 
 
-def _claim(storage: "optuna.storages.BaseStorage", study_id: int, record: dict[str, Any], name: str) -> Any:
-    """Write ``record`` as the study's lease unless a live driver holds it; returns the lease it replaced.
+_LEASE_TABLE_COLUMNS = ("study_id", "key", "value_json")
 
-    One compare-and-swap on the attribute's row, so that of several runs started at the same
-    moment exactly one wins: each may have read "no live driver", but only the first UPDATE
-    (or INSERT, guarded by Optuna's unique (study_id, key)) finds the row as it was read. The
-    losers read again and are refused, naming the winner. Storages other than Optuna's RDB
-    (none that tuner opens) fall back to a plain write.
-    """
+
+def _lease_table() -> Any:
+    """Optuna's study attribute table, named column by column so that each dialect quotes them
+    (``key`` is reserved in MySQL)."""
+    import sqlalchemy as sa
+
+    return sa.table("study_system_attributes", *(sa.column(c) for c in _LEASE_TABLE_COLUMNS))
+
+
+def _with_retry(storage: "optuna.storages.BaseStorage", name: str, step: Callable[[], _T]) -> _T:
+    """``step()``, riding out a database restart as every other write does."""
+    from tuner._retry_storage import RetryingRDBStorage, _retrying
+
     backend = getattr(storage, "_backend", storage)
-    engine = getattr(backend, "engine", None)
+    if isinstance(backend, RetryingRDBStorage):
+        return _retrying(name, lambda _b: step())(backend)
+    return step()
+
+
+def _engine(storage: "optuna.storages.BaseStorage") -> Any:
+    return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def _claim(storage: "optuna.storages.BaseStorage", study_id: int, record: dict[str, Any],
+           name: str) -> tuple[Any, str | None]:
+    """Write ``record`` as the study's lease unless a live driver holds it.
+
+    Returns the lease it replaced and the text written (None where the storage has no SQL
+    tables: none that tuner opens, which fall back to a plain write). One compare-and-swap on
+    the attribute's row, so that of several runs started at the same moment exactly one wins:
+    each may have read "no live driver", but only the first UPDATE (or INSERT, guarded by
+    Optuna's unique (study_id, key)) finds the row as it was read. The losers read again and
+    are refused, naming the winner.
+    """
+    engine = _engine(storage)
     if engine is None:
         previous = storage.get_study_system_attrs(study_id).get(_attrs.DRIVER)
         storage.set_study_system_attr(study_id, _attrs.DRIVER, dict(record))
-        return previous
-    from tuner._retry_storage import RetryingRDBStorage, _retrying
-
-    if isinstance(backend, RetryingRDBStorage):  # ride out a database restart, as every other write does
-        return _retrying("claim_lease", lambda _b: _compare_and_swap(engine, study_id, record, name))(backend)
-    return _compare_and_swap(engine, study_id, record, name)
+        return previous, None
+    mine = json.dumps(record)
+    return _with_retry(storage, "claim_lease", lambda: (_compare_and_swap(engine, study_id, mine, name), mine))
 
 
-def _compare_and_swap(engine: Any, study_id: int, record: dict[str, Any], name: str) -> Any:
+def _compare_and_swap(engine: Any, study_id: int, mine: str, name: str) -> Any:
     import sqlalchemy as sa
 
-    # Optuna's table, named column by column so that each dialect quotes them (``key`` is
-    # reserved in MySQL).
-    attrs = sa.table("study_system_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json"))
-    mine = json.dumps(record)
-    this = sa.and_(attrs.c.study_id == study_id, attrs.c.key == _attrs.DRIVER)
+    table = _lease_table()
+    this = sa.and_(table.c.study_id == study_id, table.c.key == _attrs.DRIVER)
+    insert_refused = False
     for _ in range(5):
         with engine.begin() as conn:
-            row = conn.execute(sa.select(attrs.c.value_json).where(this)).first()
+            row = conn.execute(sa.select(table.c.value_json).where(this)).first()
+        if row is None and insert_refused:
+            # Not another driver's lease (there is none): the study itself is gone.
+            raise StudyNotFoundError(f"study {name!r} was deleted while this run was starting")
+        if row is not None and row[0] == mine:
+            return None  # our own write, whose acknowledgement a lost connection swallowed
         held = json.loads(row[0]) if row is not None else None
         _check_no_live_driver({_attrs.DRIVER: held}, name)
         try:
             with engine.begin() as conn:
                 if row is None:
-                    conn.execute(sa.insert(attrs).values(study_id=study_id, key=_attrs.DRIVER, value_json=mine))
+                    conn.execute(sa.insert(table).values(study_id=study_id, key=_attrs.DRIVER, value_json=mine))
                     return None
-                swapped = conn.execute(sa.update(attrs).where(this, attrs.c.value_json == row[0])
+                swapped = conn.execute(sa.update(table).where(this, table.c.value_json == row[0])
                                        .values(value_json=mine)).rowcount
             if swapped == 1:
                 return held
         except sa.exc.IntegrityError:
-            pass  # another driver inserted the first lease between our read and our insert
+            insert_refused = True  # another driver inserted the first lease between our read and our insert
     raise UserInputError(f"study {name!r}: could not take its lease (other runs kept changing it); "
                          f"make sure only one run drives it, then run this command again")
+
+
+def _swap(storage: "optuna.storages.BaseStorage", study_id: int, old: str, new: str) -> bool:
+    """Replace the lease text ``old`` by ``new``; False when the row no longer holds ``old``."""
+    import sqlalchemy as sa
+
+    engine = _engine(storage)
+    table = _lease_table()
+    this = sa.and_(table.c.study_id == study_id, table.c.key == _attrs.DRIVER)
+
+    def step() -> bool:
+        with engine.begin() as conn:
+            if conn.execute(sa.update(table).where(this, table.c.value_json == old).values(value_json=new)).rowcount:
+                return True
+            # A retried UPDATE whose first attempt landed finds its own text.
+            return conn.execute(sa.select(table.c.value_json).where(this)).scalar() == new
+
+    return _with_retry(storage, "renew_lease", step)
 
 
 def _stale_reason(lease: dict[str, Any] | None) -> str:
