@@ -126,3 +126,18 @@ def test_release_clears_the_lease_so_the_next_run_starts_at_once(tmp_path: Path)
     assert second.acquire() == []
     assert _lease_row(url)["pid"] == os.getpid()
     second.release()
+
+
+def test_the_spec_is_stored_only_by_the_run_that_holds_the_lease(tmp_path: Path) -> None:
+    """A second run of the study (here with another n_trials) that is then refused the lease
+    must not have replaced the driving run's stored spec on its way in."""
+    from tuner.engine._study import record_spec
+
+    url = f"sqlite:///{tmp_path / 'spec.db'}"
+    storage = st.open_storage(url)
+    study, resumed = open_for_run(storage, spec_from_mapping(_SPEC), force=False)
+    assert not resumed
+    record_spec(study, spec_from_mapping(_SPEC))
+    again, resumed = open_for_run(storage, spec_from_mapping({**_SPEC, "n_trials": 50}), force=False)
+    assert resumed
+    assert storage.get_study_system_attrs(again._study_id)[_attrs.SPEC]["n_trials"] == 2

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from tuner.engine import _attrs
 from tuner.engine._progress import Progress
-from tuner.engine._study import DriverLease, open_for_run, recover_stale_trials, refuse_incompatible
+from tuner.engine._study import DriverLease, open_for_run, record_spec, recover_stale_trials, refuse_incompatible
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY, JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError
 
@@ -370,6 +370,11 @@ def run_study(
         study, resumed = open_for_run(storage, spec, force=force)
         lease = DriverLease(study)
         recovered = lease.acquire()
+        try:
+            record_spec(study, spec)
+        except BaseException:
+            lease.release()
+            raise
     except BaseException:
         _shutdown_ray(owns_ray)
         raise

@@ -91,8 +91,16 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(spec.metrics))
         storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
-    storage.set_study_system_attr(study._study_id, _attrs.SPEC, json.loads(json.dumps(spec.to_dict(), default=str)))
     return study, exists
+
+
+def record_spec(study: "optuna.Study", spec: "StudySpec") -> None:
+    """Store the spec this run drives the study with (reports and ``tuner show`` read it).
+
+    Written only once the run holds the lease: a run refused because another one drives the
+    study must not leave its own spec behind."""
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC,
+                                         json.loads(json.dumps(spec.to_dict(), default=str)))
 
 
 def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> str | None:
