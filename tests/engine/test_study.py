@@ -141,3 +141,33 @@ def test_the_spec_is_stored_only_by_the_run_that_holds_the_lease(tmp_path: Path)
     again, resumed = open_for_run(storage, spec_from_mapping({**_SPEC, "n_trials": 50}), force=False)
     assert resumed
     assert storage.get_study_system_attrs(again._study_id)[_attrs.SPEC]["n_trials"] == 2
+
+
+def test_force_does_not_delete_a_study_another_live_run_drives(tmp_path: Path) -> None:
+    """--force with a changed space deletes and restarts the study, but not while another live
+    process holds its lease (here a sleeping child process, recorded as the study's driver)."""
+    import subprocess
+    import sys
+    import time
+
+    from tuner.engine._study import _proc_start_time
+
+    url = f"sqlite:///{tmp_path / 'force.db'}"
+    storage = st.open_storage(url)
+    study, _ = open_for_run(storage, spec_from_mapping(_SPEC), force=False)
+    study.enqueue_trial({"x": 0.5})
+    changed = spec_from_mapping({**_SPEC, "search_space": {"params": {"y": {"float": [0.0, 1.0]}}}})
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        storage.set_study_system_attr(study._study_id, _attrs.DRIVER, {
+            "host": __import__("socket").gethostname(), "pid": child.pid, "proc_start": _proc_start_time(child.pid),
+            "started": time.time(), "heartbeat": time.time()})
+        with pytest.raises(UserInputError, match=f"is being run right now by pid {child.pid}"):
+            open_for_run(storage, changed, force=True)
+        assert len(optuna.load_study(study_name="raced", storage=url).trials) == 1  # kept
+    finally:
+        child.kill()
+        child.wait()
+    # With its driver gone, --force starts over.
+    fresh, resumed = open_for_run(storage, changed, force=True)
+    assert not resumed and fresh.trials == []

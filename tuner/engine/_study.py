@@ -75,6 +75,9 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
         problem = refuse_incompatible(storage, spec, force=force)
         if problem and force:
             _check_no_live_driver(attrs, spec.name)
+            # Claim the old study's lease before deleting it: a run that started driving it since
+            # the check above makes the claim fail (one line, exit 2) instead of losing its study.
+            _claim(storage, study_id, _own_record(), spec.name)
             optuna.delete_study(study_name=spec.name, storage=storage)
             exists = False
     if exists:
@@ -164,6 +167,13 @@ def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
                              f"wait for it to end or stop it first")
 
 
+def _own_record() -> dict[str, Any]:
+    """This process as a lease holder: host, pid and start time (pids are reused), heartbeat."""
+    now = time.time()
+    return {"host": socket.gethostname(), "pid": os.getpid(), "proc_start": _proc_start_time(os.getpid()),
+            "started": now, "heartbeat": now}
+
+
 class DriverLease:
     """Marks the study as run by this process and keeps a heartbeat while it runs.
 
@@ -181,8 +191,7 @@ class DriverLease:
         self._lock = threading.Lock()
         self._held: str | None = None  # the lease row's text as this driver last wrote it
         self.lost = False
-        self._record = {"host": socket.gethostname(), "pid": os.getpid(),
-                        "proc_start": _proc_start_time(os.getpid()), "started": time.time(), "heartbeat": time.time()}
+        self._record = _own_record()
 
     def acquire(self) -> list[int]:
         """Take the lease; returns the numbers of stale RUNNING trials it turned into FAIL."""
