@@ -25,7 +25,7 @@ from typing import Any, Callable, TypeVar
 import optuna
 import sqlalchemy.exc
 
-from tuner.exceptions import StorageError
+from tuner.exceptions import StorageError, exception_chain
 
 _T = TypeVar("_T")
 
@@ -52,14 +52,8 @@ def retry_window_s() -> float:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(6):  # Optuna wraps SQLAlchemy errors (StorageInternalError from OperationalError)
-        if seen is None:
-            return False
-        if isinstance(seen, _TRANSIENT):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    # Optuna wraps SQLAlchemy errors (StorageInternalError from OperationalError).
+    return any(isinstance(e, _TRANSIENT) for e in exception_chain(exc))
 
 
 def _already_done(name: str, exc: BaseException) -> bool:

@@ -8,6 +8,8 @@ its traceback.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 __all__ = [
     "TunerError",
     "UserInputError",
@@ -17,7 +19,22 @@ __all__ = [
     "StorageError",
     "TrialPruned",
     "TooManyFailuresError",
+    "exception_chain",
 ]
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or during, and so on (each once, cycles end it).
+
+    Libraries wrap: Optuna wraps SQLAlchemy's errors, SQLAlchemy the driver's, Ray Tune a
+    callback's error as text in a TuneError. What matters is often a few links down.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 class TunerError(Exception):

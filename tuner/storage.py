@@ -17,7 +17,7 @@ import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.exceptions import StorageError
+from tuner.exceptions import StorageError, exception_chain
 
 if TYPE_CHECKING:
     import optuna
@@ -198,16 +198,9 @@ def _lost_init_race(exc: BaseException) -> bool:
     """
     import sqlalchemy.exc
 
-    seen: BaseException | None = exc
-    for _ in range(4):  # Optuna wraps the driver's error in StorageInternalError
-        if seen is None:
-            return False
-        if isinstance(seen, sqlalchemy.exc.IntegrityError):
-            return True
-        if isinstance(seen, sqlalchemy.exc.SQLAlchemyError) and "already exists" in str(seen):
-            return True
-        seen = seen.__cause__
-    return False
+    return any(isinstance(e, sqlalchemy.exc.IntegrityError)
+               or (isinstance(e, sqlalchemy.exc.SQLAlchemyError) and "already exists" in str(e))
+               for e in exception_chain(exc))  # Optuna wraps the driver's error in StorageInternalError
 
 
 def init_rdb_storage(storage_cls: "type[optuna.storages.RDBStorage]", url: str, **kwargs: Any) -> "optuna.storages.RDBStorage":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing.synchronize
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,8 @@ import optuna
 import pytest
 
 from tuner import storage as st
-from tuner.engine import _attrs
-from tuner.engine import _study
-from tuner.engine._study import DriverLease, open_for_run
+from tuner.engine import _attrs, _study
+from tuner.engine._study import DriverLease, _proc_start_time, open_for_run, record_spec
 from tuner.exceptions import UserInputError
 from tuner.spec import spec_from_mapping
 
@@ -48,8 +48,6 @@ def test_a_study_created_by_another_run_between_look_and_create_is_a_one_line_re
 def _acquire_together(url: str, start: "multiprocessing.synchronize.Barrier",
                       done: "multiprocessing.synchronize.Barrier", results: "multiprocessing.Queue[str]") -> None:
     """One of several drivers that take the lease of one study at the same moment."""
-    from tuner.engine._study import DriverLease
-
     study = optuna.load_study(study_name="raced", storage=st.open_storage(url))
     start.wait(timeout=60)
     try:
@@ -131,8 +129,6 @@ def test_release_clears_the_lease_so_the_next_run_starts_at_once(tmp_path: Path)
 def test_the_spec_is_stored_only_by_the_run_that_holds_the_lease(tmp_path: Path) -> None:
     """A second run of the study (here with another n_trials) that is then refused the lease
     must not have replaced the driving run's stored spec on its way in."""
-    from tuner.engine._study import record_spec
-
     url = f"sqlite:///{tmp_path / 'spec.db'}"
     storage = st.open_storage(url)
     study, resumed = open_for_run(storage, spec_from_mapping(_SPEC), force=False)
@@ -150,8 +146,6 @@ def test_force_does_not_delete_a_study_another_live_run_drives(tmp_path: Path) -
     import sys
     import time
 
-    from tuner.engine._study import _proc_start_time
-
     url = f"sqlite:///{tmp_path / 'force.db'}"
     storage = st.open_storage(url)
     study, _ = open_for_run(storage, spec_from_mapping(_SPEC), force=False)
@@ -160,7 +154,7 @@ def test_force_does_not_delete_a_study_another_live_run_drives(tmp_path: Path) -
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         storage.set_study_system_attr(study._study_id, _attrs.DRIVER, {
-            "host": __import__("socket").gethostname(), "pid": child.pid, "proc_start": _proc_start_time(child.pid),
+            "host": socket.gethostname(), "pid": child.pid, "proc_start": _proc_start_time(child.pid),
             "started": time.time(), "heartbeat": time.time()})
         with pytest.raises(UserInputError, match=f"is being run right now by pid {child.pid}"):
             open_for_run(storage, changed, force=True)

@@ -28,7 +28,7 @@ from tuner.engine import _attrs
 from tuner.engine._progress import Progress
 from tuner.engine._study import DriverLease, open_for_run, record_spec, recover_stale_trials, refuse_incompatible
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY, JobInfo, trainable
-from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError
+from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError, exception_chain
 
 if TYPE_CHECKING:
     import optuna
@@ -262,18 +262,10 @@ class _Stopper(_Unpicklable, tune.Stopper):
     def stop_all(self) -> bool:
         return self._state.stop_reason == "max_failures"
 
-
-
 def tuner_error_in(exc: BaseException) -> TunerError | None:
     """The tuner error that ``exc`` wraps through its causes or contexts, if any."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, TunerError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return next((e for e in exception_chain(exc) if isinstance(e, TunerError)), None)
+
 
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
     """Start or join Ray; returns True when this call started it (and so must shut it down)."""

@@ -70,14 +70,11 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     directions = list(spec.directions)
     exists = any(s.study_name == spec.name for s in storage.get_all_studies())
     if exists:
-        study_id = storage.get_study_id_from_name(spec.name)
-        attrs = storage.get_study_system_attrs(study_id)
         problem = refuse_incompatible(storage, spec, force=force)
         if problem and force:
-            _check_no_live_driver(attrs, spec.name)
-            # Claim the old study's lease before deleting it: a run that started driving it since
-            # the check above makes the claim fail (one line, exit 2) instead of losing its study.
-            _claim(storage, study_id, _own_record(), spec.name)
+            # Claim the old study's lease before deleting it: a live driver, or one that starts
+            # at this moment, makes the claim fail (one line, exit 2) instead of losing its study.
+            _claim(storage, storage.get_study_id_from_name(spec.name), _own_record(), spec.name)
             optuna.delete_study(study_name=spec.name, storage=storage)
             exists = False
     if exists:
@@ -195,8 +192,6 @@ class DriverLease:
 
     def acquire(self) -> list[int]:
         """Take the lease; returns the numbers of stale RUNNING trials it turned into FAIL."""
-        attrs = self._storage.get_study_system_attrs(self._study._study_id)
-        _check_no_live_driver(attrs, self._study.study_name)
         self._record["heartbeat"] = time.time()
         previous, self._held = _claim(self._storage, self._study._study_id, self._record, self._study.study_name)
         recovered = recover_stale_trials(self._study, reason=_stale_reason(previous))
@@ -243,15 +238,15 @@ class DriverLease:
             pass
 
 
-_LEASE_TABLE_COLUMNS = ("study_id", "key", "value_json")
+def _lease_row(study_id: int) -> tuple[Any, Any]:
+    """Optuna's study attribute table and the condition that picks the study's lease row.
 
-
-def _lease_table() -> Any:
-    """Optuna's study attribute table, named column by column so that each dialect quotes them
-    (``key`` is reserved in MySQL)."""
+    The columns are named one by one so that each dialect quotes them (``key`` is reserved in
+    MySQL)."""
     import sqlalchemy as sa
 
-    return sa.table("study_system_attributes", *(sa.column(c) for c in _LEASE_TABLE_COLUMNS))
+    table = sa.table("study_system_attributes", sa.column("study_id"), sa.column("key"), sa.column("value_json"))
+    return table, sa.and_(table.c.study_id == study_id, table.c.key == _attrs.DRIVER)
 
 
 def _with_retry(storage: "optuna.storages.BaseStorage", name: str, step: Callable[[], _T]) -> _T:
@@ -282,6 +277,7 @@ def _claim(storage: "optuna.storages.BaseStorage", study_id: int, record: dict[s
     engine = _engine(storage)
     if engine is None:
         previous = storage.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+        _check_no_live_driver({_attrs.DRIVER: previous}, name)
         storage.set_study_system_attr(study_id, _attrs.DRIVER, dict(record))
         return previous, None
     mine = json.dumps(record)
@@ -291,8 +287,7 @@ def _claim(storage: "optuna.storages.BaseStorage", study_id: int, record: dict[s
 def _compare_and_swap(engine: Any, study_id: int, mine: str, name: str) -> Any:
     import sqlalchemy as sa
 
-    table = _lease_table()
-    this = sa.and_(table.c.study_id == study_id, table.c.key == _attrs.DRIVER)
+    table, this = _lease_row(study_id)
     insert_refused = False
     for _ in range(5):
         with engine.begin() as conn:
@@ -324,8 +319,7 @@ def _swap(storage: "optuna.storages.BaseStorage", study_id: int, old: str, new: 
     import sqlalchemy as sa
 
     engine = _engine(storage)
-    table = _lease_table()
-    this = sa.and_(table.c.study_id == study_id, table.c.key == _attrs.DRIVER)
+    table, this = _lease_row(study_id)
 
     def step() -> bool:
         with engine.begin() as conn:
