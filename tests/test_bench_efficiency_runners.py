@@ -54,6 +54,38 @@ def test_interleave_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> Non
             parse_setting(f"tpe:interleave={bad}/asha")
 
 
+def test_alternate_is_kept_for_the_replay_and_refused_off_tpe_or_below_two() -> None:
+    assert parse_setting("tpe:alternate=2/asha") == ("tpe", {"alternate": 2}, "asha", {})
+    with pytest.raises(ValueError, match="alternate must be an integer of at least 2"):
+        parse_setting("tpe:alternate=1/asha")
+    with pytest.raises(ValueError, match="use it with tpe"):
+        parse_setting("random:alternate=2/asha")
+
+
+def test_an_alternating_replay_samples_every_kth_trial_in_the_other_tpe_mode() -> None:
+    # On a space with a categorical choice tuner's TPE is independent; alternate=2 makes every
+    # second trial multivariate. Start-up trials are random draws in either mode (same seeds),
+    # so the two runs agree through the start-up and part afterwards.
+    import json
+
+    from bench.efficiency_sweep import replay
+
+    base = replay("tpe/none", "branin", 5)
+    independent = replay("tpe:multivariate=False,group=False/none", "branin", 5)
+    mixed = replay("tpe:multivariate=False,group=False,alternate=2/none", "branin", 5)
+    steps = _scaled_steps("branin")
+    first_ten = [p for p in mixed["curve"]["points"] if p[0] <= 10 * steps]
+    assert first_ten == [p for p in independent["curve"]["points"] if p[0] <= 10 * steps]
+    assert json.dumps(mixed["curve"]["points"]) not in (json.dumps(independent["curve"]["points"]),
+                                                       json.dumps(base["curve"]["points"]))
+
+
+def _scaled_steps(problem: str) -> int:
+    from bench.efficiency import _scaled
+
+    return _scaled(PROBLEMS, 1.0)[problem].steps
+
+
 def test_an_interleaved_replay_draws_every_kth_trial_after_the_tenth_at_random() -> None:
     # The interleaved trials are the random replay's own draws for those trial numbers; the
     # others (and the first ten) are the setting's, so the first ten trials match it exactly.
@@ -93,7 +125,7 @@ def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best",
-                                  "tuner:tpe:interleave=3/asha"])
+                                  "tuner:tpe:interleave=3/asha", "tuner:tpe:alternate=2/asha"])
 def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None:
     from bench.efficiency_runners import contender_named
 
