@@ -129,13 +129,9 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     prune_on = pargs.pop("prune_on", "last")
     if prune_on not in ("last", "best"):
         raise ValueError(f"setting {text!r}: prune_on must be last or best")
-    # Sweep options (efficiency_sweep.replay), not sampler arguments.
-    every = {k: sargs.pop(k) for k in ("interleave", "alternate") if k in sargs}
-    for key, value in every.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
-            raise ValueError(f"setting {text!r}: {key} must be an integer of at least 2")
-    if "alternate" in every and s != "tpe":
-        raise ValueError(f"setting {text!r}: alternate switches TPE's multivariate mode; use it with tpe")
+    interleave = sargs.pop("interleave", None)  # a sweep option (efficiency_sweep.replay), not a sampler argument
+    if interleave is not None and (not isinstance(interleave, int) or isinstance(interleave, bool) or interleave < 2):
+        raise ValueError(f"setting {text!r}: interleave must be an integer of at least 2")
     stream = sargs.pop("stream", "trial")
     if stream not in ("trial", "study"):
         raise ValueError(f"setting {text!r}: stream must be trial or study")
@@ -154,7 +150,8 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         pargs["prune_on"] = prune_on
     if stream != "trial":
         sargs["stream"] = stream
-    sargs.update(every)
+    if interleave:
+        sargs["interleave"] = interleave
     return s, sargs, p, pargs
 
 
@@ -169,7 +166,7 @@ def contender_named(name: str) -> Contender:
         raise ValueError(f"unknown contender {name!r}; write random, optuna, raytune, tuner or "
                          "tuner:SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]")
     sampler, sargs, pruner, pargs = parse_setting(name.removeprefix("tuner:"))
-    sweep_only = sorted(set(sargs) & {"stream", "interleave", "alternate"} | set(pargs) & {"prune_on"})
+    sweep_only = sorted(set(sargs) & {"stream", "interleave"} | set(pargs) & {"prune_on"})
     if sweep_only:
         raise ValueError(f"contender {name!r}: {', '.join(sweep_only)} is an option of efficiency_sweep's replay, "
                          "not of tuner.run; drop it here")

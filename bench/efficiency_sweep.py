@@ -68,23 +68,13 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         one_stream = sampler_args.pop("stream", "trial") == "study"
         # interleave=K (a sweep option): after 10 trials every K-th trial is drawn at random.
         interleave = int(sampler_args.pop("interleave", 0))
-        # alternate=K (a sweep option, TPE only): every K-th trial is sampled by TPE in the other
-        # multivariate mode (independent <-> multivariate, ungrouped), a two-model portfolio.
-        alternate = int(sampler_args.pop("alternate", 0))
-        if alternate:
-            from tuner.engine._plugins import resolved_args
-
-            flipped = not resolved_args("sampler", sampler_name, sampler_args, space).get("multivariate", False)
-            other_args = {**sampler_args, "multivariate": flipped, "group": False}
         study = optuna.create_study(
             direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args, space=space),
             sampler=make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None)
         number = 0
         while log.steps() < problem.budget:
             if not one_stream:
-                own = not alternate or number % alternate != alternate - 1
-                study.sampler = make_sampler(sampler_name, sampler_args if own else other_args,
-                                             seed=trial_seed(seed, number), space=space)
+                study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
                 if interleave and number >= 10 and number % interleave == interleave - 1:
                     study.sampler = optuna.samplers.RandomSampler(seed=trial_seed(seed, number))
             trial = study.ask()

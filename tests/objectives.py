@@ -128,3 +128,9 @@ def plugin_probe(params: dict[str, Any], ctx: Any) -> float:
     ctx.set_attr("group", bool(study.sampler._group))
     ctx.set_attr("reduction_factor", int(study.pruner._reduction_factor))
     return float(params["x"])
+
+
+def choice_bowl(params: dict[str, Any], ctx: Any) -> float:
+    """A bowl whose best y depends on a categorical choice: an interaction for the TPE tests."""
+    shift = {"a": -3.0, "b": 0.0, "c": 3.0}[params["opt"]]
+    return (params["x"] - 1.0) ** 2 + (params["y"] - shift) ** 2 + (0.5 if params["opt"] == "b" else 0.0)

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from bench.efficiency_problems import PROBLEMS
-from bench.efficiency_runners import _OptunaContext, parse_setting
+from bench.efficiency_runners import _OptunaContext, contender_named, parse_setting
 
 
 def test_a_setting_parses_into_sampler_and_pruner_arguments() -> None:
@@ -54,11 +54,12 @@ def test_interleave_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> Non
             parse_setting(f"tpe:interleave={bad}/asha")
 
 
-def test_alternate_is_kept_for_the_replay_and_refused_off_tpe_or_below_two() -> None:
+def test_alternate_is_tuners_tpe_argument_checked_at_parse_time() -> None:
     assert parse_setting("tpe:alternate=2/asha") == ("tpe", {"alternate": 2}, "asha", {})
+    assert contender_named("tuner:tpe:alternate=2/asha").sampler_args == (("alternate", 2),)
     with pytest.raises(ValueError, match="alternate must be an integer of at least 2"):
         parse_setting("tpe:alternate=1/asha")
-    with pytest.raises(ValueError, match="use it with tpe"):
+    with pytest.raises(ValueError, match="alternate"):
         parse_setting("random:alternate=2/asha")
 
 
@@ -125,10 +126,8 @@ def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best",
-                                  "tuner:tpe:interleave=3/asha", "tuner:tpe:alternate=2/asha"])
+                                  "tuner:tpe:interleave=3/asha"])
 def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None:
-    from bench.efficiency_runners import contender_named
-
     with pytest.raises(ValueError, match="option of efficiency_sweep's replay"):
         contender_named(name)
     assert contender_named("tuner:tpe/asha:reduction_factor=3").pruner_args == (("reduction_factor", 3),)
