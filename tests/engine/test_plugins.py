@@ -69,6 +69,10 @@ def test_describe_names_what_the_space_changed() -> None:
         "asha (reduction_factor 3: the space has categorical parameters)")
     assert describe_plugin("pruner", "asha", {"reduction_factor": 4}, CATEGORICAL) == "asha"
     assert describe_plugin("pruner", "median", {}, CATEGORICAL) == "median"
+    assert describe_plugin("sampler", "tpe", {"alternate": 2}, CATEGORICAL) == (
+        "tpe (independent: the space has categorical parameters; every 2nd trial multivariate)")
+    assert describe_plugin("sampler", "tpe", {"alternate": 4}, NUMBERS) == "tpe (every 4th trial independent)"
+    assert describe_plugin("sampler", "tpe", {"alternate": 22}, NUMBERS) == "tpe (every 22nd trial independent)"
 
 
 @pytest.mark.usefixtures("ray_cluster")

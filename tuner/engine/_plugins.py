@@ -129,13 +129,24 @@ def resolved_args(kind: str, name: str, args: dict[str, Any], space: Any) -> dic
 
 
 def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> str:
-    """``name``, plus what the space's preset changed (for the run header and ``validate``)."""
+    """``name``, plus what the space's preset changed and what TPE's ``alternate`` mixes in (for
+    the run header and ``validate``)."""
     preset = space_preset(kind, name, args, space)
-    if not preset:
-        return name
-    if kind == "sampler" and name == "tpe":
-        return f"{name} (independent: the space has categorical parameters)"
-    return f"{name} ({', '.join(f'{k} {v}' for k, v in preset.items())}: the space has categorical parameters)"
+    notes = []
+    if preset and kind == "sampler" and name == "tpe":
+        notes.append("independent: the space has categorical parameters")
+    elif preset:
+        notes.append(f"{', '.join(f'{k} {v}' for k, v in preset.items())}: the space has categorical parameters")
+    every = args.get("alternate") if kind == "sampler" and name == "tpe" else None
+    if every:
+        own = resolved_args(kind, name, args, space).get("multivariate")
+        notes.append(f"every {_ordinal(every)} trial {'independent' if own is None or own else 'multivariate'}")
+    return f"{name} ({'; '.join(notes)})" if notes else name
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def allowed_args(kind: str, name: str) -> list[str]:
