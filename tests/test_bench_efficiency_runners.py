@@ -64,9 +64,9 @@ def test_alternate_is_tuners_tpe_argument_checked_at_parse_time() -> None:
 
 
 def test_an_alternating_replay_samples_every_kth_trial_in_the_other_tpe_mode() -> None:
-    # On a space with a categorical choice tuner's TPE is independent; alternate=2 makes every
-    # second trial multivariate. Start-up trials are random draws in either mode (same seeds),
-    # so the two runs agree through the start-up and part afterwards.
+    # The sweep passes alternate to tuner's TPE like any argument: with independent TPE named,
+    # every second trial is multivariate. Start-up trials are random draws in either mode (same
+    # seeds), so the run agrees with independent TPE through the start-up and differs after it.
     import json
 
     from bench.efficiency_sweep import replay

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 import pytest
 
 import tuner
 from tests import objectives
-
 from tuner.engine._plugins import allowed_args, make_sampler, trial_seed
 from tuner.engine._tpe import TPESampler
 from tuner.space import SearchSpace
@@ -22,13 +21,16 @@ def _value(p: dict[str, Any]) -> float:
     return objectives.choice_bowl(p, None)
 
 
-def _run(args: dict[str, Any], n: int, seed: int = 7) -> list[dict[str, Any]]:
-    """A study run the way tuner's workers run one: a fresh sampler per trial, seeded by its number."""
+def _run(args: dict[str, Any], n: int, seed: int = 7,
+         sampler: Callable[[int], optuna.samplers.BaseSampler] | None = None) -> list[dict[str, Any]]:
+    """A study run the way tuner's workers run one: a fresh sampler per trial, seeded by its
+    number (tuner's ``tpe`` with ``args``, or ``sampler(number)``)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study()
     out = []
     for number in range(n):
-        study.sampler = make_sampler("tpe", args, seed=trial_seed(seed, number), space=SPACE)
+        study.sampler = (sampler(number) if sampler else
+                         make_sampler("tpe", args, seed=trial_seed(seed, number), space=SPACE))
         trial = study.ask()
         params = SPACE.suggest(trial)
         study.tell(trial, _value(params))
@@ -38,14 +40,8 @@ def _run(args: dict[str, Any], n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 def test_without_alternate_it_is_optunas_sampler() -> None:
     ours = _run({"multivariate": False, "group": False}, 16)
-    study = optuna.create_study()
-    theirs = []
-    for number in range(16):
-        study.sampler = optuna.samplers.TPESampler(multivariate=False, seed=trial_seed(7, number))
-        trial = study.ask()
-        params = SPACE.suggest(trial)
-        study.tell(trial, _value(params))
-        theirs.append(params)
+    theirs = _run({}, 16, sampler=lambda number: optuna.samplers.TPESampler(multivariate=False,
+                                                                            seed=trial_seed(7, number)))
     assert ours == theirs
 
 

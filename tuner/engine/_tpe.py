@@ -39,7 +39,7 @@ class TPESampler(optuna.samplers.TPESampler):
         if alternate is not None and (isinstance(alternate, bool) or not isinstance(alternate, int) or alternate < 2):
             raise ValueError(f"alternate must be an integer of at least 2 (or null), not {alternate!r}")
         super().__init__(**kwargs)
-        self._alternate = alternate
+        self._other_every = alternate or 0
         self._other: optuna.samplers.TPESampler | None = None
         if alternate:
             # multivariate=None is Optuna's "multivariate for one objective": its other mode is independent.
@@ -48,7 +48,7 @@ class TPESampler(optuna.samplers.TPESampler):
             self._other = optuna.samplers.TPESampler(**other)
 
     def _model_for(self, trial: FrozenTrial) -> optuna.samplers.TPESampler:
-        if self._other is not None and self._alternate and trial.number % self._alternate == self._alternate - 1:
+        if self._other is not None and trial.number % self._other_every == self._other_every - 1:
             return self._other
         return self
 
