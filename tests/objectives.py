@@ -126,6 +126,8 @@ def plugin_probe(params: dict[str, Any], ctx: Any) -> float:
     study = ctx._study  # the worker's study: its pruner, and the sampler that sampled this trial
     ctx.set_attr("multivariate", bool(study.sampler._multivariate))
     ctx.set_attr("group", bool(study.sampler._group))
+    ctx.set_attr("n_ei_candidates", int(study.sampler._n_ei_candidates))
+    ctx.set_attr("alternate", int(getattr(study.sampler, "_other_every", 0)))
     ctx.set_attr("reduction_factor", int(study.pruner._reduction_factor))
     return float(params["x"])
 

@@ -25,6 +25,11 @@ def _tpe(args: dict[str, Any], space: SearchSpace) -> tuple[bool, bool, bool]:
     return s._multivariate, s._group, s._constant_liar
 
 
+def _candidates_and_alternation(args: dict[str, Any], space: SearchSpace) -> tuple[int, int]:
+    s: Any = make_sampler("tpe", args, seed=0, space=space)
+    return s._n_ei_candidates, s._other_every
+
+
 def _rf(args: dict[str, Any], space: SearchSpace | None) -> int:
     return make_pruner("asha", args, space=space)._reduction_factor  # type: ignore[attr-defined]
 
@@ -42,13 +47,28 @@ def test_numbers_only_space_gets_multivariate_tpe_and_asha_reduction_4() -> None
 
 def test_space_with_a_choice_gets_independent_tpe_and_asha_reduction_3() -> None:
     assert _tpe({}, CATEGORICAL) == (False, False, True)
+    assert _candidates_and_alternation({}, CATEGORICAL) == (4, 2)  # 4 EI candidates, every 2nd trial multivariate
+    assert _candidates_and_alternation({}, NUMBERS) == (24, 0)  # Optuna's 24, no alternation
     assert _rf({}, CATEGORICAL) == 3
 
 
-def test_named_arguments_override_the_preset_as_a_whole() -> None:
+def test_other_arguments_override_the_preset_one_by_one() -> None:
+    assert _candidates_and_alternation({"n_ei_candidates": 24}, CATEGORICAL) == (24, 2)
+    assert _candidates_and_alternation({"alternate": 3}, CATEGORICAL) == (4, 3)
+    assert _candidates_and_alternation({"alternate": None}, CATEGORICAL) == (4, 0)
+    assert _tpe({"n_ei_candidates": 24, "alternate": None}, CATEGORICAL) == (False, False, True)
+
+
+def test_naming_the_tpe_model_drops_the_preset_as_a_whole() -> None:
     # group alone keeps multivariate on (Optuna refuses group without it): no error
     assert _tpe({"group": True}, CATEGORICAL) == (True, True, True)
     assert _tpe({"multivariate": True}, CATEGORICAL) == (True, True, True)
+    # the candidates and alternation were measured with independent TPE: they go with it
+    assert _candidates_and_alternation({"multivariate": True}, CATEGORICAL) == (24, 0)
+    assert _candidates_and_alternation({"multivariate": False}, CATEGORICAL) == (24, 0)
+    # multivariate: false alone turns tuner's default group off with it (Optuna refuses group alone)
+    assert _tpe({"multivariate": False}, CATEGORICAL) == (False, False, True)
+    assert _tpe({"multivariate": False}, NUMBERS) == (False, False, True)
     assert _tpe({"multivariate": False, "group": False}, NUMBERS) == (False, False, True)
     assert _tpe({"constant_liar": False}, CATEGORICAL) == (False, False, False)
     assert _rf({"reduction_factor": 2}, CATEGORICAL) == 2
@@ -64,21 +84,27 @@ def test_asha_is_tuners_successive_halving_with_the_presets_arguments() -> None:
 
 def test_describe_names_what_the_space_changed() -> None:
     assert describe_plugin("sampler", "tpe", {}, NUMBERS) == "tpe"
-    assert describe_plugin("sampler", "tpe", {}, CATEGORICAL) == "tpe (independent: the space has categorical parameters)"
+    assert describe_plugin("sampler", "tpe", {}, CATEGORICAL) == (
+        "tpe (independent, 4 EI candidates, every 2nd trial multivariate: the space has categorical parameters)")
+    assert describe_plugin("sampler", "tpe", {"n_ei_candidates": 24, "alternate": None}, CATEGORICAL) == (
+        "tpe (independent: the space has categorical parameters)")
+    assert describe_plugin("sampler", "tpe", {"multivariate": True}, CATEGORICAL) == "tpe"
     assert describe_plugin("pruner", "asha", {}, CATEGORICAL) == (
         "asha (reduction_factor 3: the space has categorical parameters)")
     assert describe_plugin("pruner", "asha", {"reduction_factor": 4}, CATEGORICAL) == "asha"
     assert describe_plugin("pruner", "median", {}, CATEGORICAL) == "median"
-    assert describe_plugin("sampler", "tpe", {"alternate": 2}, CATEGORICAL) == (
-        "tpe (independent: the space has categorical parameters; every 2nd trial multivariate)")
+    assert describe_plugin("sampler", "tpe", {"alternate": 3}, CATEGORICAL) == (
+        "tpe (independent, 4 EI candidates: the space has categorical parameters; every 3rd trial multivariate)")
     assert describe_plugin("sampler", "tpe", {"alternate": 4}, NUMBERS) == "tpe (every 4th trial independent)"
     assert describe_plugin("sampler", "tpe", {"alternate": 22}, NUMBERS) == "tpe (every 22nd trial independent)"
 
 
 @pytest.mark.usefixtures("ray_cluster")
 @pytest.mark.parametrize("space, expected", [
-    (CATEGORICAL.to_dict(), {"multivariate": False, "group": False, "reduction_factor": 3}),
-    (NUMBERS.to_dict(), {"multivariate": True, "group": True, "reduction_factor": 4}),
+    (CATEGORICAL.to_dict(), {"multivariate": False, "group": False, "n_ei_candidates": 4, "alternate": 2,
+                             "reduction_factor": 3}),
+    (NUMBERS.to_dict(), {"multivariate": True, "group": True, "n_ei_candidates": 24, "alternate": 0,
+                         "reduction_factor": 4}),
 ], ids=["categorical", "numbers"])
 def test_workers_build_the_spaces_defaults(sqlite_url: str, space: dict[str, Any], expected: dict[str, Any]) -> None:
     spec = {"name": "plugins", "search_space": space, "n_trials": 3, "concurrency": 2, "seed": 0}

@@ -58,14 +58,15 @@ def test_every_kth_trial_is_sampled_by_the_other_model() -> None:
 
 
 def _replay_one(history: list[dict[str, Any]], number: int, *, multivariate: bool, seed: int = 7,
-                space: SearchSpace = SPACE) -> dict[str, Any]:
+                space: SearchSpace = SPACE, n_ei_candidates: int = 24) -> dict[str, Any]:
     study = optuna.create_study()
     for params in history:
         study.enqueue_trial(params)
         trial = study.ask()
         space.suggest(trial)
         study.tell(trial, _value(trial.params))
-    study.sampler = optuna.samplers.TPESampler(multivariate=multivariate, seed=trial_seed(seed, number))
+    study.sampler = optuna.samplers.TPESampler(multivariate=multivariate, seed=trial_seed(seed, number),
+                                               n_ei_candidates=n_ei_candidates)
     trial = study.ask()
     return space.suggest(trial)
 
@@ -97,7 +98,8 @@ def test_a_run_through_ray_workers_alternates_the_same_way(sqlite_url: str) -> N
     assert len(history) == 13
     # The run's space is the spec's, whose parameters come in its stored (sorted) order: independent
     # TPE draws them one by one from one random stream, so the replay must suggest in that order.
+    # The space has a categorical choice, so the preset's 4 EI candidates apply to both models.
     space = SearchSpace.from_mapping(SPACE.to_dict(), source="t")
-    assert history[11] == _replay_one(history[:11], 11, multivariate=True, seed=3, space=space)
-    assert history[11] != _replay_one(history[:11], 11, multivariate=False, seed=3, space=space)
-    assert history[12] == _replay_one(history[:12], 12, multivariate=False, seed=3, space=space)
+    assert history[11] == _replay_one(history[:11], 11, multivariate=True, seed=3, space=space, n_ei_candidates=4)
+    assert history[11] != _replay_one(history[:11], 11, multivariate=False, seed=3, space=space, n_ei_candidates=4)
+    assert history[12] == _replay_one(history[:12], 12, multivariate=False, seed=3, space=space, n_ei_candidates=4)

@@ -59,7 +59,8 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   (-3.082 vs -2.964, paired interval excluding zero); on Branin and Hartmann-6 reduction factors 2
 #   and 3 and a first rung at step 4 did not beat 4 (30 seeds: within noise, or behind).
 # * A space with a categorical choice (the digits MLP and CNN: optimizer, activation, batch size,
-#   batch norm): independent TPE + ASHA with reduction_factor 3. On the MLP this led the
+#   batch norm): independent TPE + ASHA with reduction_factor 3 (since 2026-12-05 with 4 EI
+#   candidates and every second trial multivariate, below). On the MLP this led the
 #   numbers-only preset on 22 of 30 seeds (val_loss 0.0286 vs 0.0324, paired 95 % interval
 #   +0.0016 to +0.0062); on the CNN it led on the mean (0.0175 vs 0.0203, 10 seeds, within
 #   noise). These are neural-network trainings whose values carry seed noise as large as the
@@ -82,17 +83,31 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   problems, so it would trade the MLP's lead for the CNN's gap. Drawing every third trial at
 #   random after the tenth (SMAC's interleaving, 2026-12-05) is level with both too: it rescues
 #   a few of the CNN's tail seeds and costs the MLP's mean a little.
-#   So is sampling every second trial with multivariate TPE (`alternate: 2`, tuner/engine/_tpe.py;
-#   2026-12-05: MLP 0.0310, CNN 0.0160): it lands between the two models on both problems.
+#   Sampling every second trial with multivariate TPE (`alternate: 2`, tuner/engine/_tpe.py;
+#   2026-12-05: MLP 0.0310, CNN 0.0160) lands between the two models on both problems.
+#   What does lead (2026-12-05, seeds 0-29 and 0-39, README "Benchmarks"): that, plus 4 EI
+#   candidates instead of 24 (MLP 0.0274, ahead of plain Optuna on 20/30 seeds, +0.0037, interval
+#   +0.0003 to +0.0071; CNN 0.0154, 20/40, -0.0007, within noise; the old preset: 0.0298 and
+#   0.0172). Why: the CNN's tail seeds were TPE locking onto a poor value of a two-valued
+#   parameter (1 convolution instead of 2) after start-up: with 24 candidates TPE almost always
+#   picks the value its few best trials share; with 4 it samples closer to its model of the good
+#   trials, so the other value keeps coming up. Fewer candidates alone gave MLP 0.0282 and
+#   CNN 0.0164; the two together, the best means of all settings measured on both problems.
 #
-# Arguments a user gives override a preset; a preset applies as a whole or not at all (e.g.
-# `group: true` alone keeps multivariate on, since Optuna refuses group without it).
+# Arguments a user gives override a preset's one by one, except that naming the TPE model
+# (`multivariate` or `group`) drops the sampler's preset as a whole: its candidates and
+# alternation were measured with independent TPE only (and `group: true` alone must keep
+# multivariate on, since Optuna refuses group without it).
 _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
     "tpe": {"multivariate": True, "group": True, "constant_liar": True},
 }
 _CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("sampler", "tpe"): {"multivariate": False, "group": False},
+    ("sampler", "tpe"): {"multivariate": False, "group": False, "n_ei_candidates": 4, "alternate": 2},
     ("pruner", "asha"): {"reduction_factor": 3},
+}
+#: Naming any of these drops the preset of that sampler/pruner as a whole.
+_PRESET_ANCHORS: dict[tuple[str, str], frozenset[str]] = {
+    ("sampler", "tpe"): frozenset({"multivariate", "group"}),
 }
 # The default pruner (spec.py) is asha: Optuna's SuccessiveHalvingPruner, in tuner's variant that
 # never prunes a trial at its final step (tuner/engine/_pruners.py says why; min_resource "auto":
@@ -117,15 +132,18 @@ _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
 def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
     """The space-dependent defaults that apply to this sampler/pruner (empty when none do)."""
     preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
-    if not preset or preset.keys() & args.keys():
+    if not preset or space is None or not space.has_categorical() or _PRESET_ANCHORS.get((kind, name), set()) & args.keys():
         return {}
-    return dict(preset) if space is not None and space.has_categorical() else {}
+    return {k: v for k, v in preset.items() if k not in args}
 
 
 def resolved_args(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
     """The constructor arguments tuner passes: its defaults, the space's preset, then ``args``."""
     base = (_SAMPLER_DEFAULTS if kind == "sampler" else _PRUNER_DEFAULTS).get(name, {})
-    return {**base, **space_preset(kind, name, args, space), **args}
+    resolved = {**base, **space_preset(kind, name, args, space), **args}
+    if kind == "sampler" and name == "tpe" and resolved.get("multivariate") is False and "group" not in args:
+        resolved["group"] = False  # tuner's default group goes with multivariate: Optuna refuses it alone
+    return resolved
 
 
 def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> str:
@@ -133,11 +151,17 @@ def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> s
     the run header and ``validate``)."""
     preset = space_preset(kind, name, args, space)
     notes = []
-    if preset and kind == "sampler" and name == "tpe":
-        notes.append("independent: the space has categorical parameters")
-    elif preset:
-        notes.append(f"{', '.join(f'{k} {v}' for k, v in preset.items())}: the space has categorical parameters")
-    every = args.get("alternate") if kind == "sampler" and name == "tpe" else None
+    tpe = kind == "sampler" and name == "tpe"
+    if preset:
+        changed = [] if tpe else [f"{k} {v}" for k, v in preset.items()]
+        if tpe and "multivariate" in preset:
+            changed.append("independent")
+        if tpe and "n_ei_candidates" in preset:
+            changed.append(f"{preset['n_ei_candidates']} EI candidates")
+        if tpe and preset.get("alternate"):
+            changed.append(f"every {_ordinal(preset['alternate'])} trial multivariate")
+        notes.append(f"{', '.join(changed)}: the space has categorical parameters")
+    every = args.get("alternate") if tpe else None
     if every:
         own = resolved_args(kind, name, args, space).get("multivariate")
         notes.append(f"every {_ordinal(every)} trial {'independent' if own is None or own else 'multivariate'}")
