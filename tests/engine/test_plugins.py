@@ -69,6 +69,9 @@ def test_naming_the_tpe_model_drops_the_preset_as_a_whole() -> None:
     # multivariate: false alone turns tuner's default group off with it (Optuna refuses group alone)
     assert _tpe({"multivariate": False}, CATEGORICAL) == (False, False, True)
     assert _tpe({"multivariate": False}, NUMBERS) == (False, False, True)
+    # group: false is what the preset holds already: it keeps the preset
+    assert _tpe({"group": False}, CATEGORICAL) == (False, False, True)
+    assert _candidates_and_alternation({"group": False}, CATEGORICAL) == (4, 2)
     assert _tpe({"multivariate": False, "group": False}, NUMBERS) == (False, False, True)
     assert _tpe({"constant_liar": False}, CATEGORICAL) == (False, False, False)
     assert _rf({"reduction_factor": 2}, CATEGORICAL) == 2

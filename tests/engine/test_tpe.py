@@ -89,9 +89,10 @@ def test_alternate_is_a_named_argument_checked_like_optunas() -> None:
 @pytest.mark.usefixtures("ray_cluster")
 def test_a_run_through_ray_workers_alternates_the_same_way(sqlite_url: str) -> None:
     """The worker that samples a trial builds the sampler from the spec: trial 11 of a run with
-    alternate 2 is multivariate TPE's pick after trials 0-10, trial 12 independent TPE's."""
+    alternate 3 (the categorical preset has 2) is multivariate TPE's pick after trials 0-10,
+    trial 12 independent TPE's."""
     spec = {"name": "alternate", "search_space": SPACE.to_dict(), "n_trials": 13, "concurrency": 1, "seed": 3,
-            "sampler": {"name": "tpe", "args": {"alternate": 2}}, "pruner": "none"}
+            "sampler": {"name": "tpe", "args": {"alternate": 3}}, "pruner": "none"}
     study = tuner.run(spec, objectives.choice_bowl, storage=sqlite_url)
     trials = sorted(study.get_trials(), key=lambda t: t.number)
     history = [t.params for t in trials]

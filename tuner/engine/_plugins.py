@@ -95,7 +95,7 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   CNN 0.0164; the two together, the best means of all settings measured on both problems.
 #
 # Arguments a user gives override a preset's one by one, except that naming the TPE model
-# (`multivariate` or `group`) drops the sampler's preset as a whole: its candidates and
+# (`multivariate`, or `group: true`) drops the sampler's preset as a whole: its candidates and
 # alternation were measured with independent TPE only (and `group: true` alone must keep
 # multivariate on, since Optuna refuses group without it).
 _SAMPLER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -105,7 +105,8 @@ _CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("sampler", "tpe"): {"multivariate": False, "group": False, "n_ei_candidates": 4, "alternate": 2},
     ("pruner", "asha"): {"reduction_factor": 3},
 }
-#: Naming any of these drops the preset of that sampler/pruner as a whole.
+#: Naming any of these drops the preset of that sampler/pruner as a whole; ``group: false``
+#: does not (the preset already has it, and it does not ask for multivariate TPE).
 _PRESET_ANCHORS: dict[tuple[str, str], frozenset[str]] = {
     ("sampler", "tpe"): frozenset({"multivariate", "group"}),
 }
@@ -132,7 +133,8 @@ _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
 def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
     """The space-dependent defaults that apply to this sampler/pruner (empty when none do)."""
     preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
-    if not preset or space is None or not space.has_categorical() or _PRESET_ANCHORS.get((kind, name), set()) & args.keys():
+    anchors = {k for k in _PRESET_ANCHORS.get((kind, name), set()) & args.keys() if not (k == "group" and args[k] is False)}
+    if not preset or space is None or not space.has_categorical() or anchors:
         return {}
     return {k: v for k, v in preset.items() if k not in args}
 
