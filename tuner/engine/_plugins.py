@@ -105,11 +105,6 @@ _CATEGORICAL_SPACE_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("sampler", "tpe"): {"multivariate": False, "group": False, "n_ei_candidates": 4, "alternate": 2},
     ("pruner", "asha"): {"reduction_factor": 3},
 }
-#: Naming any of these drops the preset of that sampler/pruner as a whole; ``group: false``
-#: does not (the preset already has it, and it does not ask for multivariate TPE).
-_PRESET_ANCHORS: dict[tuple[str, str], frozenset[str]] = {
-    ("sampler", "tpe"): frozenset({"multivariate", "group"}),
-}
 # The default pruner (spec.py) is asha: Optuna's SuccessiveHalvingPruner, in tuner's variant that
 # never prunes a trial at its final step (tuner/engine/_pruners.py says why; min_resource "auto":
 # 1/100 of the first finished trial's last step, so it suits any step scale; reduction_factor
@@ -133,10 +128,15 @@ _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
 def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
     """The space-dependent defaults that apply to this sampler/pruner (empty when none do)."""
     preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
-    anchors = {k for k in _PRESET_ANCHORS.get((kind, name), set()) & args.keys() if not (k == "group" and args[k] is False)}
-    if not preset or space is None or not space.has_categorical() or anchors:
+    if not preset or space is None or not space.has_categorical() or _names_the_tpe_model(kind, name, args):
         return {}
     return {k: v for k, v in preset.items() if k not in args}
+
+
+def _names_the_tpe_model(kind: str, name: str, args: dict[str, Any]) -> bool:
+    # Drops the TPE preset as a whole; group: false does not (the preset has it, and it does not
+    # ask for multivariate TPE).
+    return kind == "sampler" and name == "tpe" and ("multivariate" in args or bool(args.get("group")))
 
 
 def resolved_args(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
@@ -155,13 +155,13 @@ def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> s
     notes = []
     tpe = kind == "sampler" and name == "tpe"
     if preset:
-        changed = [] if tpe else [f"{k} {v}" for k, v in preset.items()]
-        if tpe and "multivariate" in preset:
-            changed.append("independent")
-        if tpe and "n_ei_candidates" in preset:
-            changed.append(f"{preset['n_ei_candidates']} EI candidates")
-        if tpe and preset.get("alternate"):
-            changed.append(f"every {_ordinal(preset['alternate'])} trial multivariate")
+        changed = [f"{k} {v}" for k, v in preset.items()]
+        if tpe:
+            changed = ["independent"] if "multivariate" in preset else []
+            if "n_ei_candidates" in preset:
+                changed.append(f"{preset['n_ei_candidates']} EI candidates")
+            if preset.get("alternate"):
+                changed.append(f"every {_ordinal(preset['alternate'])} trial multivariate")
         notes.append(f"{', '.join(changed)}: the space has categorical parameters")
     every = args.get("alternate") if tpe else None
     if every:
