@@ -93,6 +93,8 @@ def test_validate_ok_and_json(tmp_path: Path) -> None:
     (("seed: 0", "seed: 0\nsampler: {name: tpe, args: {alternate: often}}"),
      "sampler.args.alternate: tpe expects an integer or null, got 'often'"),
     (("seed: 0", "seed: 0\nsampler: {name: tpe, args: {alternate: 1}}"), "alternate must be an integer of at least 2"),
+    (("seed: 0", "seed: 0\nsampler: {name: tpe, args: {n_ei_candidates: 0}}"),
+     "n_ei_candidates must be an integer of at least 1"),
     (("x: {float: [-5, 5]}", "x: {float: [5, -5]}"), "search_space: params.x.float: low 5.0 > high -5.0"),
     (("name: clidemo", "name: 'bad name!'"), "name: invalid study name"),
     (("name: clidemo", "nmae: clidemo"), "nmae: unknown key; did you mean 'name'?"),

@@ -40,6 +40,10 @@ class TPESampler(optuna.samplers.TPESampler):
     def __init__(self, *, alternate: int | None = None, **kwargs: Any) -> None:
         if alternate is not None and (isinstance(alternate, bool) or not isinstance(alternate, int) or alternate < 2):
             raise ValueError(f"alternate must be an integer of at least 2 (or null), not {alternate!r}")
+        # Optuna accepts 0 and fails at the first trial after start-up, in a worker; refuse it here,
+        # where `validate` and `run` turn it into a one-line error before any trial runs.
+        if kwargs.get("n_ei_candidates", 1) < 1:
+            raise ValueError(f"n_ei_candidates must be an integer of at least 1, not {kwargs['n_ei_candidates']!r}")
         super().__init__(**kwargs)
         self._other_every = alternate or 0
         self._other: optuna.samplers.TPESampler | None = None
