@@ -50,7 +50,7 @@ def _pruner_classes() -> dict[str, Callable[..., Any]]:
 _RESERVED = {"seed", "search_space", "space", "self"}
 
 # tuner's defaults, chosen for studies of tens to hundreds of trials with conditional spaces,
-# from `python -m bench efficiency` and `python -m bench efficiency_sweep` (README "Benchmarks").
+# from `python -m bench efficiency` and `python -m bench efficiency_sweep` (`bench/HISTORY.md`).
 # Two presets, picked by the search space, because the measurements split along it:
 #
 # * A space of numbers only (Branin, Hartmann-6, the GBM): multivariate, grouped TPE + ASHA with
@@ -75,7 +75,7 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   just includes zero), by less on the median (0.0158 vs 0.0162): the preset ends above 0.025
 #   on 7 of 60 seeds, Optuna on 1. On the MLP the preset leads it on the mean (0.0298 vs 0.0311, 30
 #   seeds, within noise); no setting measured leads on both. Measured against this preset on
-#   both (2026-12-04, README "Benchmarks"), all within noise: 3 or 5 start-up trials instead of
+#   both (2026-12-04, `bench/HISTORY.md`), all within noise: 3 or 5 start-up trials instead of
 #   10, median from epoch 1 instead of ASHA; on the MLP also 7 and 20 start-up trials, ASHA 2,
 #   a first rung at epoch 2, Hyperband, and TPE's consider_endpoints and prior_weight (both
 #   deprecated since Optuna 4.9, so never defaults); multivariate TPE trailed there in all six
@@ -85,7 +85,7 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   a few of the CNN's tail seeds and costs the MLP's mean a little.
 #   Sampling every second trial with multivariate TPE (`alternate: 2`, tuner/engine/_tpe.py;
 #   2026-12-05: MLP 0.0310, CNN 0.0160) lands between the two models on both problems.
-#   What does lead (2026-12-05, seeds 0-29 and 0-39, README "Benchmarks"): that, plus 4 EI
+#   What does lead (2026-12-05, seeds 0-29 and 0-39, `bench/HISTORY.md`): that, plus 4 EI
 #   candidates instead of 24 (MLP 0.0274, ahead of plain Optuna on 20/30 seeds, +0.0037, interval
 #   +0.0003 to +0.0071; CNN 0.0154, 20/40, -0.0007, within noise; the old preset: 0.0298 and
 #   0.0172). Why: the CNN's tail seeds were TPE locking onto a poor value of a two-valued

@@ -8,7 +8,7 @@ PRUNED although it has run every step: that saves no compute and throws away a f
 which the sampler then sees only as a pruned trial and the user sees without its value. The
 final step is taken, as Optuna estimates ``min_resource``, from the trials that completed: the
 longest of them. On the bench's multi-fidelity Branin and Hartmann-6 (16 steps) this moved TPE +
-ASHA from 0.517 to 0.484 and from -3.082 to -3.122 over 30 seeds (within noise; README "Benchmarks").
+ASHA from 0.517 to 0.484 and from -3.082 to -3.122 over 30 seeds (within noise; `bench/HISTORY.md`).
 
 ``max_rungs``: on short, noisy trainings the first cut separates the hopeless configurations
 from the rest almost without error, while later cuts mostly choose between good
@@ -17,7 +17,7 @@ configurations each, every epoch run): the 10 best finals were all in the top th
 on both the MLP and the CNN, while within the top third the rank correlation of epoch 3 with
 the final value was 0.65 (MLP) and 0.80 (CNN). ``max_rungs=1`` keeps that first cut only. It
 is an option, not a default: over 20-30 seeds it was level with the default on the MLP and the
-CNN and slightly behind on Branin and Hartmann-6 (README "Benchmarks").
+CNN and slightly behind on Branin and Hartmann-6 (`bench/HISTORY.md`).
 """
 
 from __future__ import annotations

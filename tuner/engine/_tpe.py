@@ -5,7 +5,7 @@ each parameter is mixed with good values of the others) or multivariate (one joi
 candidates are drawn near whole good configurations, so interactions such as "Adam wants a small
 learning rate, SGD a large one" are kept). Which leads depends on the problem, and no trait
 visible before the first trial tells: on the digits MLP independent TPE is ahead, on the digits
-CNN multivariate is (README "Benchmarks"). ``alternate: K`` samples every K-th trial with the
+CNN multivariate is (`bench/HISTORY.md`). ``alternate: K`` samples every K-th trial with the
 other model, over the same trials, so a study gets most of what the better model finds
 whichever it is, at the price of a share of trials from the worse one. A space with a
 categorical choice gets ``alternate: 2`` with 4 EI candidates by default (``_plugins.py`` says
