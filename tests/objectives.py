@@ -24,14 +24,6 @@ def curve(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
 
 
-def sleepy(params: dict[str, Any], ctx: Any) -> dict[str, float]:
-    """Sleeps a little and records when it ran, where, and with which GPU visible."""
-    start = time.time()
-    time.sleep(0.6)
-    return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
-            "gpu": float(os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or -1)}
-
-
 def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """Waits (up to 30 s) until another trial is running too, then records when it ran.
 
@@ -51,6 +43,30 @@ def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     finally:
         mine.unlink()
     return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid())}
+
+
+def gpu_rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """``rendezvous`` per GPU: a trial of the first wave (number below ``params["wave"]``) waits (up
+    to 30 s) until another trial runs with its GPU visible, then records when and where it ran.
+
+    Proves trials share a GPU without depending on how fast a loaded machine starts its workers;
+    later trials do not wait, since nothing guarantees them a partner on their GPU.
+    """
+    start = time.time()
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or "-1"
+    folder = Path(params["folder"])
+    mine = folder / f"gpu{gpu}-{ctx.number}"
+    mine.touch()
+    try:
+        deadline = start + 30.0
+        while (ctx.number < params["wave"] and time.time() < deadline
+               and not any(p != mine for p in folder.glob(f"gpu{gpu}-*"))):
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        mine.unlink()
+    return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
+            "gpu": float(gpu)}
 
 
 def flaky(params: dict[str, Any], ctx: Any) -> float:

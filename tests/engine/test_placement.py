@@ -6,6 +6,8 @@ logic and CUDA_VISIBLE_DEVICES handling are Ray's real ones; only the devices ar
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from optuna.trial import TrialState
 
@@ -17,12 +19,16 @@ pytestmark = pytest.mark.usefixtures("ray_gpu_cluster")
 
 
 @pytest.mark.parametrize("gpus,per_gpu", [(0.5, 2), (0.25, 4)])
-def test_fractional_gpus_pack_trials_and_isolate_devices(sqlite_url: str, gpus: float, per_gpu: int) -> None:
+def test_fractional_gpus_pack_trials_and_isolate_devices(sqlite_url: str, tmp_path: Path, gpus: float,
+                                                         per_gpu: int) -> None:
     concurrency = int(2 / gpus)
-    spec = {"name": "gpu", "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}, "metric": "value",
+    # gpu_rendezvous, not a fixed sleep: on a loaded machine workers can start further apart than
+    # any sleep, and the overlap asserted below would then fail without a placement fault.
+    space = {"params": {"x": {"float": [-1.0, 1.0]}, "folder": str(tmp_path), "wave": concurrency}}
+    spec = {"name": "gpu", "search_space": space, "metric": "value",
             "n_trials": concurrency + 2, "concurrency": concurrency, "pruner": "none", "seed": 0,
             "resources": {"cpus": 4 / concurrency, "gpus": gpus}}
-    study = tuner.run(spec, objectives.sleepy, storage=sqlite_url)
+    study = tuner.run(spec, objectives.gpu_rendezvous, storage=sqlite_url)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == concurrency + 2
     spans_by_gpu: dict[str, list[tuple[float, float]]] = {}
