@@ -24,6 +24,20 @@ def curve(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
 
 
+def _meet(folder: Path, tag: str, number: int, wait: bool) -> None:
+    """Marks this trial as running under ``tag`` and, when ``wait``, waits (up to 30 s) until
+    another trial runs under the same tag."""
+    mine = folder / f"{tag}-{number}"
+    mine.touch()
+    try:
+        deadline = time.time() + 30.0
+        while wait and time.time() < deadline and not any(p != mine for p in folder.glob(f"{tag}-*")):
+            time.sleep(0.05)
+        time.sleep(0.2)
+    finally:
+        mine.unlink()
+
+
 def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """Waits (up to 30 s) until another trial is running too, then records when it ran.
 
@@ -32,16 +46,7 @@ def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     driver that runs trials one at a time makes every trial wait out the 30 s and overlap none.
     """
     start = time.time()
-    folder = Path(params["folder"])
-    mine = folder / f"running-{ctx.number}"
-    mine.touch()
-    try:
-        deadline = start + 30.0
-        while time.time() < deadline and not any(p != mine for p in folder.glob("running-*")):
-            time.sleep(0.05)
-        time.sleep(0.2)
-    finally:
-        mine.unlink()
+    _meet(Path(params["folder"]), "running", ctx.number, wait=True)
     return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid())}
 
 
@@ -54,17 +59,7 @@ def gpu_rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """
     start = time.time()
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or "-1"
-    folder = Path(params["folder"])
-    mine = folder / f"gpu{gpu}-{ctx.number}"
-    mine.touch()
-    try:
-        deadline = start + 30.0
-        while (ctx.number < params["wave"] and time.time() < deadline
-               and not any(p != mine for p in folder.glob(f"gpu{gpu}-*"))):
-            time.sleep(0.05)
-        time.sleep(0.2)
-    finally:
-        mine.unlink()
+    _meet(Path(params["folder"]), f"gpu{gpu}", ctx.number, wait=ctx.number < params["wave"])
     return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
             "gpu": float(gpu)}
 

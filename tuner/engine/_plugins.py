@@ -158,19 +158,23 @@ def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> s
     notes = []
     tpe = kind == "sampler" and name == "tpe"
     if preset:
-        changed = [f"{k} {v}" for k, v in preset.items()]
-        if tpe:
-            changed = ["independent"] if "multivariate" in preset else []
-            if "n_ei_candidates" in preset:
-                changed.append(f"{preset['n_ei_candidates']} EI candidates")
-            if preset.get("alternate"):
-                changed.append(f"every {_ordinal(preset['alternate'])} trial multivariate")
+        changed = _tpe_preset_words(preset) if tpe else [f"{k} {v}" for k, v in preset.items()]
         notes.append(f"{', '.join(changed)}: the space has categorical parameters")
     every = args.get("alternate") if tpe else None
     if every:
         own = resolved_args(kind, name, args, space).get("multivariate")
         notes.append(f"every {_ordinal(every)} trial {'independent' if own is None or own else 'multivariate'}")
     return f"{name} ({'; '.join(notes)})" if notes else name
+
+
+def _tpe_preset_words(preset: dict[str, Any]) -> list[str]:
+    # The TPE preset in a user's words (its multivariate/group pair reads as "independent").
+    words = ["independent"] if "multivariate" in preset else []
+    if "n_ei_candidates" in preset:
+        words.append(f"{preset['n_ei_candidates']} EI candidates")
+    if preset.get("alternate"):
+        words.append(f"every {_ordinal(preset['alternate'])} trial multivariate")
+    return words
 
 
 def _ordinal(n: int) -> str:
