@@ -95,7 +95,9 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   CNN 0.0164; the two together, the best means of all settings measured on both problems.
 #   On 60 held-out seeds (100-159, 2026-12-05 evening): MLP 0.0287 against plain Optuna's 0.0325
 #   (ahead, interval excluding zero; 0.30 of random's compute), CNN 0.0178 against 0.0168 (within
-#   noise; level over the 120 CNN seeds run with it). Five variants of it did not lead on the MLP.
+#   noise; level over the 120 CNN seeds run with it). Five variants of it did not lead on the MLP;
+#   six on the CNN (ASHA's first cut only, a first rung at epoch 2, median instead of ASHA, and
+#   three mixes with more multivariate TPE) did not lead it there (CNN seeds 0-39, 2026-12-05).
 #
 # Arguments a user gives override a preset's one by one, except that naming the TPE model
 # (`multivariate`, or `group: true`) drops the sampler's preset as a whole: its candidates and
