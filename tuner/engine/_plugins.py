@@ -93,15 +93,10 @@ _RESERVED = {"seed", "search_space", "space", "self"}
 #   picks the value its few best trials share; with 4 it samples closer to its model of the good
 #   trials, so the other value keeps coming up. Fewer candidates alone gave MLP 0.0282 and
 #   CNN 0.0164; the two together, the best means of all settings measured on both problems.
-#   On 60 held-out seeds (100-159, 2026-12-05 evening): MLP 0.0287 against plain Optuna's 0.0325
-#   (ahead, interval excluding zero; 0.30 of random's compute), CNN 0.0178 against 0.0168 (within
-#   noise; level over the 120 CNN seeds run with it). Five variants of it did not lead on the MLP;
-#   eight on the CNN (ASHA's first cut only, a first rung at epoch 2, median instead of ASHA,
-#   three mixes with more multivariate TPE, Optuna's model with ASHA or re-seeded per trial) did
-#   not lead it there (CNN seeds 0-39, 2026-12-05). Plain Optuna re-seeded per trial, the same
-#   algorithm, ended 0.0027 behind plain Optuna there: the CNN gap (~0.0005) is below what the
-#   benchmark resolves. Fresh CNN seeds 200-259: the preset 0.0164, Optuna 0.0175 (within noise);
-#   over all 180 CNN seeds run with the preset the two are level.
+#   Checked since on seeds no choice had seen (MLP 100-159, CNN 100-159 and 200-259) and against
+#   13 more settings (`bench/HISTORY.md`): ahead of plain Optuna on the MLP beyond noise (0.0287
+#   vs 0.0325), level with it on the CNN over all 180 seeds run, a gap below what the benchmark
+#   resolves (plain Optuna re-seeded per trial, the same algorithm, ended 0.0027 behind itself).
 #
 # Arguments a user gives override a preset's one by one, except that naming the TPE model
 # (`multivariate`, or `group: true`) drops the sampler's preset as a whole: its candidates and
