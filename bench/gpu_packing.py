@@ -8,8 +8,10 @@ utilisation and memory twice a second. The table gives trials per hour three way
 whole run (the driver's start included), over the trials' span (first start to last end), and
 in steady state (after the first trial ended), because each worker process pays a one-off
 start (Python, torch, a CUDA context) on its first trial, which a short study at 8 trials per
-GPU pays 8 times in parallel; a per-trial timeline in the JSON shows it. ``--mps`` runs under
-NVIDIA's Multi-Process Service, without which packed trials' kernels do not overlap.
+GPU pays 8 times in parallel. A second table splits a trial's time into phases (worker start,
+sampling, setup, training, wrap-up: each trial's stored ``tuner:timing``), a worker's first trial
+apart from its later ones, to show where that start goes. ``--mps`` runs under NVIDIA's
+Multi-Process Service, without which packed trials' kernels do not overlap.
 
 Targets (issue 6): at the finest packing, at least 4x the trials per hour of one trial per
 GPU, GPU utilisation at least 80 %, and the same best accuracy (within 1 point).
@@ -217,9 +219,14 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
     ends_sorted = sorted(ends)
     steady = (3600 * (len(ends_sorted) - 1) / (ends_sorted[-1] - ends_sorted[0])
               if len(ends_sorted) > 2 and ends_sorted[-1] > ends_sorted[0] else math.nan)
+    from tuner.engine import _attrs
+    from tuner.report._timing import trial_phases
+
     timeline = [{"number": t.number, "start": t.datetime_start.timestamp(), "end": t.datetime_complete.timestamp(),
-                 "worker_started": (t.system_attrs.get("tuner:worker") or {}).get("started"),
-                 "train_s": (t.system_attrs.get("tuner:metrics") or {}).get("train_time_s")}
+                 "worker_started": (t.system_attrs.get(_attrs.WORKER) or {}).get("started"),
+                 "train_s": (t.system_attrs.get(_attrs.METRICS) or {}).get("train_time_s"),
+                 "first_in_process": (t.system_attrs.get(_attrs.TIMING) or {}).get("process_trial") == 1,
+                 "phases": trial_phases(t.system_attrs.get(_attrs.TIMING), t.datetime_start)}
                 for t in done if t.datetime_start and t.datetime_complete]
     utils = [u for _, u, _ in sampler.samples]
     in_trials = [u for at, u, _ in sampler.samples if starts and min(starts) <= at <= max(ends)]
@@ -236,8 +243,16 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
             "trial_s_median": _median(durations), "train_s_median": _median(train),
             "first_epoch_s_median": _median(first_epoch), "later_epoch_s_median": _median(later_epochs),
             "best_val_accuracy": max((t.value for t in done), default=None), "exit": proc.returncode,
+            "phases_first": _phase_medians([e["phases"] for e in timeline if e["first_in_process"]]),
+            "phases_later": _phase_medians([e["phases"] for e in timeline if not e["first_in_process"]]),
             "timeline": timeline,
             "stderr_tail": proc.stderr[-1500:] if proc.returncode else ""}
+
+
+def _phase_medians(trials: list[dict[str, float]]) -> dict[str, float]:
+    """The median seconds of each phase over ``trials`` (those that recorded it)."""
+    names = dict.fromkeys(name for phases in trials for name in phases)
+    return {name: statistics.median([p[name] for p in trials if name in p]) for name in names}
 
 
 def _median(values: list[float]) -> float | None:
@@ -321,12 +336,24 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int) -
         f"- same best accuracy (within 1 point): {base['best_val_accuracy']:.4f} vs "
         f"{last['best_val_accuracy']:.4f} {'PASS' if acc_gap <= 0.01 else 'FAIL'}",
     ]
+    from tuner.report._timing import PHASES
+
+    phase_lines = ["| GPU per trial | trials | " + " | ".join(PHASES) + " |", "|---|---|" + "---:|" * len(PHASES)]
+    for r in rows:
+        for label, key in (("a process's first", "phases_first"), ("later", "phases_later")):
+            medians = r.get(key) or {}
+            if medians:
+                phase_lines.append(f"| {r['gpus_per_trial']:g} | {label} | "
+                                   + " | ".join(f"{medians[p]:.2f}" if p in medians else "-" for p in PHASES) + " |")
     gpu_name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True).stdout.strip() if n_gpus else "none (--cpu-check)"
     return (f"# GPU packing, {dt.datetime.now():%Y-%m-%d %H:%M}\n\nGPU: {gpu_name}; CPUs: {os.cpu_count()}; "
             f"{args.trials} trials x {args.epochs} epochs on {args.samples} synthetic 28x28 images"
             f"{'; under MPS' if args.mps else ''}\n\n"
-            + "\n".join(lines) + "\n\n" + "\n".join(checks) + "\n")
+            + "\n".join(lines) + "\n\n" + "\n".join(checks) + "\n\n"
+            "Where a trial's time goes, median seconds per phase (`tuner.report._timing.PHASES` says what each "
+            "covers): a worker process's first trial, which starts the process, against its later ones\n\n"
+            + "\n".join(phase_lines) + "\n")
 
 
 if __name__ == "__main__":

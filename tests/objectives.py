@@ -107,14 +107,16 @@ def writes_checkpoint(params: dict[str, Any], ctx: Any) -> float:
 
 def dashboard_mix(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """A bit of everything the dashboard shows: a learning curve, a checkpoint file, an extra
-    attribute, and a failure with a traceback for every fourth trial."""
+    attribute, marked training phases, and a failure with a traceback for every fourth trial."""
     if ctx.number % 4 == 3:
         raise RuntimeError(f"diverged in trial {ctx.number}: loss is <nan> & rising")
     loss = 1.0
+    ctx.mark("training_started")
     for step in range(1, 5):
         loss = abs(params["x"] - 2.0) + 1.0 / step
         ctx.report(step, {"loss": loss, "val_acc": 1.0 / (1.0 + loss)})
         time.sleep(float(params.get("delay", 0.0)))
+    ctx.mark("training_ended")
     (ctx.trial_dir / "best.pt").write_bytes(f"weights of trial {ctx.number}\n".encode())
     ctx.set_attr("confusion_matrix", [[5, 1], [2, 7]])
     return {"loss": loss, "val_acc": 1.0 / (1.0 + loss)}

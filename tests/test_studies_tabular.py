@@ -42,6 +42,13 @@ def _check_curves_and_metrics(study: optuna.Study, n_trials: int, steps: int, me
             assert len(curve) == steps
         if len(study.directions) == 1:  # what the pruner reads; multi-objective studies have no pruner
             assert sorted(trial.intermediate_values) == [point["step"] for point in curve]
+        # The task marks its training; a complete trial's marks bound the training time it reports.
+        timing = trial.system_attrs[_attrs.TIMING]
+        assert timing["asked"] <= timing["training_started"] <= timing["finished"]
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert timing["training_started"] <= timing["training_ended"] <= timing["finished"]
+            marked = timing["training_ended"] - timing["training_started"]
+            assert marked == pytest.approx(trial.system_attrs[_attrs.METRICS]["train_time_s"], abs=0.05)
 
 
 def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:

@@ -155,6 +155,22 @@ def test_trial_has_curve_metrics_placement_artifacts_and_attrs(client: Any) -> N
     assert t["duration_s"] > 0
 
 
+def test_trial_timing_lists_its_phases_in_order(client: Any) -> None:
+    from tuner.report._timing import PHASES
+
+    t = client.get(f"/api/studies/{STUDY}/trials/0").json()
+    names = [p["phase"] for p in t["timing"]]
+    # dashboard_mix marks its training: every phase from sampling on is there, in PHASES' order
+    assert {"sampling", "setup", "training", "wrap-up"} <= set(names)
+    assert names == [name for name in PHASES if name in names]
+    assert all(p["seconds"] >= 0 and p["what"] == PHASES[p["phase"]] for p in t["timing"])
+    # the phases tile the trial from its creation: together no longer than it lasted
+    assert sum(p["seconds"] for p in t["timing"]) <= t["duration_s"] + 0.01
+
+    failed = client.get(f"/api/studies/{STUDY}/trials/3").json()  # raised before marking anything
+    assert "sampling" in [p["phase"] for p in failed["timing"]] and "setup" not in [p["phase"] for p in failed["timing"]]
+
+
 def test_failed_trial_carries_its_traceback(client: Any) -> None:
     t = client.get(f"/api/studies/{STUDY}/trials/3").json()
     assert t["state"] == "FAIL"

@@ -100,6 +100,8 @@ def test_every_page_loads_without_errors(page: Page, server: LiveServer, screens
     p.goto(f"{server.base}/studies/{STUDY}/trials/0")
     p.wait_for_selector("#curve-fig .main-svg")
     p.wait_for_selector("#cm-fig .main-svg")
+    phases = p.locator("#timing tbody td:first-child").all_inner_texts()
+    assert "training" in phases and "setup" in phases, phases
     p.screenshot(path=str(screenshots_dir / "trial.png"), full_page=True)
 
     p.goto(f"{server.base}/studies/{STUDY}/compare?trials=0,1,2")

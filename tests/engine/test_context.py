@@ -51,3 +51,17 @@ def test_finite_values_still_pass_when_they_are_good_enough(tmp_path: Path) -> N
     _finish_one(study, 0.5)
     ctx.report(1, {"val_loss": 0.1})  # better than the finished trial at step 1: goes on
     assert _trial(study, ctx.number).intermediate_values == {1: 0.1}
+
+
+def test_mark_keeps_the_first_moment_of_each_name_in_memory_only(tmp_path: Path) -> None:
+    import time
+
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    before = time.time()
+    ctx.mark("training_started")
+    first = ctx.marks["training_started"]
+    time.sleep(0.01)
+    ctx.mark("training_started")  # a second mark (a retried loop, say) does not move the first
+    ctx.mark("data_loaded")
+    assert before <= first == ctx.marks["training_started"] < ctx.marks["data_loaded"] <= time.time()
+    assert not any(k.startswith("tuner:") for k in _trial(study, ctx.number).system_attrs)  # the worker stores them

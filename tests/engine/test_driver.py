@@ -40,12 +40,24 @@ def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
     fresh = optuna.load_study(study_name="s", storage=sqlite_url)
     trials = fresh.get_trials()
     assert len(trials) == 8
+    by_process: dict[int, list[dict[str, Any]]] = {}
     for t in trials:
         assert set(t.params) == {"x", "y"}
         assert t.value == pytest.approx(objectives.quadratic(t.params, None))
         worker = t.system_attrs[_attrs.WORKER]
         assert worker["host"] and worker["pid"] > 0 and worker["node_id"]
         assert t.datetime_start is not None and t.datetime_complete is not None
+        timing = t.system_attrs[_attrs.TIMING]
+        assert timing["process_started"] <= timing["picked_up"] <= timing["asked"] <= timing["finished"]
+        assert timing["finished"] <= t.datetime_complete.timestamp()
+        by_process.setdefault(worker["pid"], []).append(timing)
+    # Each worker process counts the trials it ran, in the order it picked them up, from one start.
+    assert len(by_process) == 2
+    for timings in by_process.values():
+        timings.sort(key=lambda x: x["picked_up"])
+        counts = [x["process_trial"] for x in timings]
+        assert counts == list(range(counts[0], counts[0] + len(counts)))
+        assert len({x["process_started"] for x in timings}) == 1
     attrs = fresh._storage.get_study_system_attrs(fresh._study_id)
     assert attrs[_attrs.SPEC]["name"] == "s"
     assert attrs[_attrs.SPACE]["params"].keys() == {"x", "y"}

@@ -661,7 +661,16 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
         row["attrs"] = {k[len(_attrs.ATTR_PREFIX):]: jsonable(v) for k, v in sa_.items() if k.startswith(_attrs.ATTR_PREFIX)}
         row["user_attrs"] = jsonable(dict(t.user_attrs))
         row["distributions"] = {k: type(d).__name__ for k, d in t.distributions.items()}
+        row["timing"] = _timing_rows(sa_.get(_attrs.TIMING), start)
     return row
+
+
+def _timing_rows(timing: Any, started: "_dt.datetime | None") -> list[dict[str, Any]]:
+    """The trial's phases in order: ``[{phase, seconds, what}]`` (empty for trials run before timings were kept)."""
+    from tuner.report._timing import PHASES, trial_phases
+
+    return [{"phase": name, "seconds": seconds, "what": PHASES[name]}
+            for name, seconds in trial_phases(timing if isinstance(timing, dict) else None, started).items()]
 
 
 def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dict[str, Any]:

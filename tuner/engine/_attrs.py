@@ -14,6 +14,7 @@ RUN_LOG = "tuner:runs"         # list of {started, ended, finished, failed, exit
 
 # trial system attrs
 WORKER = "tuner:worker"        # {host, ip, node_id, pid, gpu_ids, cuda_visible_devices, trial_dir, started}
+TIMING = "tuner:timing"        # {process_started, process_trial, picked_up, asked, <ctx.mark names>, finished}
 CURVE = "tuner:curve"          # [{"step": n, metric: value, ...}, ...] every reported epoch
 METRICS = "tuner:metrics"      # final metrics {name: value}
 ERROR = "tuner:error"          # {type, message, traceback} of a failed trial

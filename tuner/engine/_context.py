@@ -7,6 +7,7 @@ trial, also those running in parallel elsewhere.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -55,6 +56,8 @@ class TrialContext:
         #: Problems that did not cost the trial (e.g. a checkpoint the disk had no room for);
         #: the worker hands them to the driver, which prints them.
         self.warnings: list[str] = []
+        #: Moments of the trial (Unix seconds) named by :meth:`mark`; stored with the trial's timing.
+        self.marks: dict[str, float] = {}
 
     @property
     def metric(self) -> str:
@@ -102,6 +105,17 @@ class TrialContext:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
         if self._study is not None and self._trial_id is not None:
             self._study._storage.set_trial_system_attr(self._trial_id, _attrs.ATTR_PREFIX + key, jsonable(value))
+
+    def mark(self, name: str) -> None:
+        """Note that the trial reached ``name`` now (e.g. ``"training_started"``).
+
+        Kept in memory and stored once, with the trial's timing, when it ends: a trial's time
+        outside its training (a worker's start, data loading, a CUDA context) is what fine GPU
+        packing and short trials lose, and it is invisible in the trial's duration alone. The
+        built-in tasks mark ``training_started`` and ``training_ended``; an objective may add its
+        own names. A name marked twice keeps its first moment.
+        """
+        self.marks.setdefault(str(name), time.time())
 
     def warn(self, message: str) -> None:
         """Record a problem that leaves the trial's values valid (stored as ``artifact_warning``)."""

@@ -73,6 +73,28 @@ class JobInfo:
 
 _STUDIES: dict[tuple[str, str], Any] = {}
 _OBJECTIVES: dict[str, Callable[..., Any]] = {}
+_TRIALS_IN_PROCESS = 0  # trials this worker process has picked up (1 during its first)
+
+
+def _process_started() -> float | None:
+    """When this process started (Unix seconds, to about 10 ms); None where /proc is missing.
+
+    From the kernel's own record, not from an import: a worker's first trial also pays Ray's
+    start of the process and the imports before any tuner code runs, and the timing should show it.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            after_name = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        now = time.time()
+        started_after_boot = int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        return now - (uptime - started_after_boot)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PROCESS_STARTED = _process_started()
 
 
 def _study(job: JobInfo) -> Any:
@@ -192,6 +214,10 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
 
     from tuner.engine._plugins import training_seed
 
+    global _TRIALS_IN_PROCESS
+    _TRIALS_IN_PROCESS += 1
+    timing: dict[str, Any] = {"process_started": _PROCESS_STARTED, "process_trial": _TRIALS_IN_PROCESS,
+                              "picked_up": time.time()}
     trial_id: int = config["trial_id"]
     number: int = config["number"]
     study = _study(job)
@@ -199,8 +225,10 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     trial_dir = Path(job.artifacts_dir) / job.study_name / f"trial_{number:05d}"
     watchdog: _Watchdog | None = None
     trial = None
+    ctx: TrialContext | None = None
     try:
         trial, params = _ask(job, study, trial_id, number)
+        timing["asked"] = time.time()
         trial_dir, dir_warning = _make_trial_dir(trial_dir, job)
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
@@ -218,10 +246,12 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
         storage.set_trial_system_attr(trial_id, _attrs.METRICS, jsonable(dict(metrics)))
         _record_artifacts(storage, trial_id, trial_dir)
+        _record_timing(storage, trial_id, timing, ctx)
         study.tell(trial, values)
         return {STATE_KEY: "COMPLETE", VALUES_KEY: values, WARNINGS_KEY: ctx.warnings}
     except TrialPruned:
         _record_artifacts(storage, trial_id, trial_dir)
+        _record_timing(storage, trial_id, timing, ctx)
         study.tell(trial, state=TrialState.PRUNED)
         return {STATE_KEY: "PRUNED", VALUES_KEY: None}
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
@@ -230,6 +260,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         try:
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
             _record_artifacts(storage, trial_id, trial_dir)
+            _record_timing(storage, trial_id, timing, ctx)
             if trial is not None:
                 study.tell(trial, state=TrialState.FAIL)
             else:
@@ -240,6 +271,19 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _record_timing(storage: Any, trial_id: int, timing: dict[str, Any], ctx: TrialContext | None) -> None:
+    """Store the trial's moments (the worker's and the task's ``ctx.mark`` ones) in one write.
+
+    One write at the end, not one per moment: a trial's timing is read after it ends (the
+    dashboard, ``bench gpu_packing``), and short trials should not pay a write per phase.
+    """
+    marks = ctx.marks if ctx is not None else {}
+    try:
+        storage.set_trial_system_attr(trial_id, _attrs.TIMING, jsonable({**timing, **marks, "finished": time.time()}))
+    except Exception:  # noqa: BLE001 - the timing is informative: a failed write never costs the trial
+        pass
 
 
 def _record_artifacts(storage: Any, trial_id: int, trial_dir: Path, *, max_files: int = 100) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from tuner.exceptions import SpecError
 
-__all__ = ["Task", "TrialContext", "write_artifacts"]
+__all__ = ["Task", "TrialContext", "mark", "write_artifacts"]
 
 
 class TrialContext(Protocol):
@@ -41,6 +41,13 @@ class TrialContext(Protocol):
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able extra result with the trial (e.g. a confusion matrix)."""
+
+
+def mark(ctx: Any, name: str) -> None:
+    """``ctx.mark(name)`` where the context keeps a timing (a re-training for export keeps none)."""
+    marker = getattr(ctx, "mark", None)
+    if callable(marker):
+        marker(name)
 
 
 def write_artifacts(ctx: Any, what: str, write: Callable[[], Any]) -> None:

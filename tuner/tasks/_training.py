@@ -80,7 +80,7 @@ from torch import nn
 
 from tuner.data import Part, Splits
 from tuner.exceptions import SpaceError, TrialPruned
-from tuner.tasks._base import TrialContext, write_artifacts
+from tuner.tasks._base import TrialContext, mark, write_artifacts
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
                                   confusion_matrix, per_class, regression_scores, scores)
 
@@ -213,6 +213,7 @@ def train_model(
     best_score: float | None = None
     best_epoch, best_metrics, best_state = 0, {}, None
     start_time = time.perf_counter()
+    mark(ctx, "training_started")
 
     # ---- loop ----------------------------------------------------------------------------
     epoch = 0
@@ -282,6 +283,7 @@ def train_model(
         elif cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
             break
     train_time = time.perf_counter() - start_time
+    mark(ctx, "training_ended")
 
     # ---- test the best weights and save them ------------------------------------------------
     assert best_state is not None  # at least one epoch ran; the first always counts as best

@@ -61,7 +61,7 @@ from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bun
                         read_regression_table, read_table)
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
-from tuner.tasks._base import Task, TrialContext, write_artifacts
+from tuner.tasks._base import Task, TrialContext, mark, write_artifacts
 from tuner.tasks._metrics import confusion_matrix, per_class, regression_scores, scores
 
 if TYPE_CHECKING:
@@ -191,6 +191,7 @@ class SklearnTask(Task):
         fold_scores: dict[str, list[float]] = {s: [] for s in self._scores}
         fit_times: list[float] = []
         start = time.perf_counter()
+        mark(ctx, "training_started")
         with threadpool_limits(limits=threads), warnings.catch_warnings():
             # Estimators whose n_jobs is deprecated (LogisticRegression since 1.8) warn that it does nothing.
             warnings.filterwarnings("ignore", message=".*'n_jobs' has no effect.*", category=FutureWarning)
@@ -211,6 +212,7 @@ class SklearnTask(Task):
             refit_start = time.perf_counter()
             model.fit(data.X, data.y)
             refit_time = time.perf_counter() - refit_start
+            mark(ctx, "training_ended")
             test = self._score(model, data.X_test, data.y_test, data, record=ctx if classification else None)
             latency_ms = _latency_ms(model, data.X_test if len(data.X_test) else data.X)
 
