@@ -63,6 +63,25 @@ def test_report_is_self_contained_with_every_section(tmp_path: Path) -> None:
     assert f"(trial {best.number})" in _section(html, "summary")
 
 
+def test_summary_says_where_the_trials_time_went_when_trials_recorded_it(tmp_path: Path) -> None:
+    (tmp_path / "plain").mkdir()
+    url, _ = _study(tmp_path / "plain")
+    assert "time in trials" not in _section(build_report(optuna.load_study(study_name="s", storage=url)), "summary")  # nothing recorded: no row
+
+    trials = random_trials(12, SPACE, _objective, seed=0)
+    for t in trials:
+        t0 = t.datetime_start.timestamp()
+        # 1 s to pick up and sample, 2 s of setup, 6 s of training, 1 s of wrap-up: 10 s in all
+        t.system_attrs[_attrs.TIMING] = {"process_trial": 2, "picked_up": t0 + 0.5, "asked": t0 + 1.0,
+                                         "training_started": t0 + 3.0, "training_ended": t0 + 9.0, "finished": t0 + 10.0}
+    url = sqlite_study(tmp_path / "timed.db", trials)
+    summary = _section(build_report(optuna.load_study(study_name="s", storage=url)), "summary")
+    row = re.search(r"<th>time in trials</th><td>(.*?)</td>", summary)
+    assert row, summary
+    assert row.group(1).startswith("training 60%, setup 20%, wrap-up 10%")
+    assert "over 12 trials" in row.group(1)
+
+
 def test_top_table_rows_are_sorted_best_first(tmp_path: Path) -> None:
     url, trials = _study(tmp_path)
     html = build_report(optuna.load_study(study_name="s", storage=url), top=10)

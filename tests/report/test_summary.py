@@ -64,3 +64,33 @@ def test_top_trials_of_a_multi_objective_study_are_the_pareto_front() -> None:
     trials = [make_trial(i, {"x": 0.1}, D, list(v)) for i, v in enumerate(pts)]
     top = _get_top_trials_info(study_data(trials, directions=["minimize", "minimize"]), top=10)
     assert top.kind == "pareto" and [r.number for r in top.rows] == [0, 1, 2]
+
+
+def _timing(start_s: float, *, first: bool, setup: float, train: float) -> dict:
+    """Moments of a trial created at ``start_s`` (make_trial's clock): a first trial starts its process."""
+    from tests.report._helpers import T0
+
+    t0 = T0.timestamp() + start_s
+    moments = {"picked_up": t0 + (2.0 if first else 0.5), "process_trial": 1 if first else 2}
+    if first:
+        moments["process_started"] = t0 + 0.5
+    moments["asked"] = moments["picked_up"] + 0.5
+    moments["training_started"] = moments["asked"] + setup
+    moments["training_ended"] = moments["training_started"] + train
+    moments["finished"] = moments["training_ended"] + 1.0
+    return moments
+
+
+def test_summary_adds_up_where_the_trials_time_went() -> None:
+    trials = [
+        make_trial(0, {"x": 0.5, "c": "a"}, D, [3.0], start_s=0, duration_s=20,
+                   system_attrs={_attrs.TIMING: _timing(0, first=True, setup=6.0, train=10.0)}),
+        make_trial(1, {"x": 0.1, "c": "b"}, D, [1.0], start_s=20, duration_s=13,
+                   system_attrs={_attrs.TIMING: _timing(20, first=False, setup=1.0, train=10.0)}),
+        make_trial(2, {"x": 0.9, "c": "a"}, D, [2.0], start_s=40, duration_s=5),  # ran before timings were kept
+    ]
+    s = _get_summary_info(study_data(trials))
+    assert s.timed_trials == 2
+    assert s.phase_s == pytest.approx({"queued": 0.5 + 0.5, "worker start": 1.5, "sampling": 1.0, "setup": 7.0,
+                                       "training": 20.0, "wrap-up": 2.0}, abs=1e-4)
+    assert _get_summary_info(study_data(_trials())).phase_s == {}  # no trial recorded its timing

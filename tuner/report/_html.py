@@ -101,6 +101,14 @@ def _summary(report: "ReportData") -> str:
     if s.peak_concurrency:
         busy = f", busy {s.busy_fraction:.0%} of wall time x peak" if s.busy_fraction is not None else ""
         rows.append(("workers", f"{s.n_workers:,} (host:gpu or host:pid), peak {s.peak_concurrency} trials at once{busy}"))
+    total = sum(s.phase_s.values())
+    if total > 0:
+        # Where the trials' time went, largest first: a large share before training (worker start,
+        # setup) says the trials are too short for their start-up, e.g. packed too finely on a GPU.
+        shares = ", ".join(f"{_e(name)} {seconds / total:.0%}"
+                           for name, seconds in sorted(s.phase_s.items(), key=lambda kv: -kv[1]))
+        rows.append(("time in trials", f"{shares} (of {_e(fmt_duration(total))} over {s.timed_trials:,} trials "
+                                       f"that recorded it; a trial's page splits its own)"))
     out = ['<section id="summary"><h2>Summary</h2>']
     if not s.best:
         out.append('<p class="warn">No complete trial yet: the summary shows what there is, and figures that need '

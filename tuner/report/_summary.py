@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from tuner.engine import _attrs
 from tuner.report._common import STATE_ORDER, StudyData, duration_s, gpus_of, pareto_front, ranked, worker, worker_label
+from tuner.report._timing import PHASES, trial_phases
 
 __all__ = ["SummaryInfo", "BestInfo", "_get_summary_info"]
 
@@ -44,6 +45,8 @@ class SummaryInfo:
     n_trials_target: int | None
     spec: dict[str, Any] | None
     failures: list[tuple[str, int, list[int]]] = field(default_factory=list)  # (type: message, count, trial numbers)
+    phase_s: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES order), summed over trials
+    timed_trials: int = 0                       # finished trials that recorded their timing
 
 
 def _peak_concurrency(intervals: list[tuple[_dt.datetime, _dt.datetime]]) -> int:
@@ -92,6 +95,13 @@ def _get_summary_info(data: StudyData, *, max_failure_groups: int = 10) -> Summa
         if g > 0:
             gpu_s += d * g
             gpu_trials += 1
+    phase_s = dict.fromkeys(PHASES, 0.0)
+    timed = 0
+    for t in trials:
+        phases = trial_phases(t.system_attrs.get(_attrs.TIMING), t.datetime_start) if t.datetime_complete else {}
+        timed += bool(phases)
+        for name, seconds in phases.items():
+            phase_s[name] += seconds
     peak = _peak_concurrency(intervals) if intervals else 0
     busy = compute / (wall * peak) if wall and peak else None
 
@@ -114,4 +124,5 @@ def _get_summary_info(data: StudyData, *, max_failure_groups: int = 10) -> Summa
         counts=ordered, best=best, n_pareto=n_pareto, first_start=first_start, last_end=last_end, wall_time_s=wall,
         compute_s=compute, gpu_hours=gpu_s / 3600.0, gpu_trials=gpu_trials, n_workers=len(rows) if trials else 0,
         peak_concurrency=peak, busy_fraction=busy, n_trials_target=target if isinstance(target, int) else None,
-        spec=spec, failures=failures)
+        spec=spec, failures=failures, phase_s={k: v for k, v in phase_s.items() if v > 0} if timed else {},
+        timed_trials=timed)
