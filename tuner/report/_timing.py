@@ -3,7 +3,7 @@
 A trial's duration alone hides what packing many short trials on a GPU, or starting a worker
 process, costs: the time before training starts. The worker stores the moments it passes
 (picked up, parameters sampled, finished) with those a task marks (``training_started``,
-``training_ended``: see :meth:`tuner.engine.TrialContext.mark`), and the dashboard and
+``training_ended``: see :meth:`tuner.TrialContext.mark`), and the dashboard, the report and
 ``bench gpu_packing`` read them through :func:`trial_phases`.
 """
 
