@@ -6,7 +6,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from tests.report._helpers import make_trial, study_data
+from tests.report._helpers import T0, make_trial, study_data
 from tuner.engine import _attrs
 from tuner.report import _get_summary_info, _get_top_trials_info
 
@@ -68,8 +68,6 @@ def test_top_trials_of_a_multi_objective_study_are_the_pareto_front() -> None:
 
 def _timing(start_s: float, *, first: bool, setup: float, train: float) -> dict:
     """Moments of a trial created at ``start_s`` (make_trial's clock): a first trial starts its process."""
-    from tests.report._helpers import T0
-
     t0 = T0.timestamp() + start_s
     moments = {"picked_up": t0 + (2.0 if first else 0.5), "process_trial": 1 if first else 2}
     if first:

@@ -670,7 +670,7 @@ def _timing_rows(timing: Any, started: "_dt.datetime | None") -> list[dict[str, 
     from tuner.report._timing import PHASES, trial_phases
 
     return [{"phase": name, "seconds": seconds, "what": PHASES[name]}
-            for name, seconds in trial_phases(timing if isinstance(timing, dict) else None, started).items()]
+            for name, seconds in trial_phases(timing, started).items()]
 
 
 def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dict[str, Any]:

@@ -124,5 +124,5 @@ def _get_summary_info(data: StudyData, *, max_failure_groups: int = 10) -> Summa
         counts=ordered, best=best, n_pareto=n_pareto, first_start=first_start, last_end=last_end, wall_time_s=wall,
         compute_s=compute, gpu_hours=gpu_s / 3600.0, gpu_trials=gpu_trials, n_workers=len(rows) if trials else 0,
         peak_concurrency=peak, busy_fraction=busy, n_trials_target=target if isinstance(target, int) else None,
-        spec=spec, failures=failures, phase_s={k: v for k, v in phase_s.items() if v > 0} if timed else {},
+        spec=spec, failures=failures, phase_s={k: v for k, v in phase_s.items() if v > 0},
         timed_trials=timed)
