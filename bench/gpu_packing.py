@@ -10,7 +10,9 @@ in steady state (after the first trial ended), because each worker process pays 
 start (Python, torch, a CUDA context) on its first trial, which a short study at 8 trials per
 GPU pays 8 times in parallel. A second table splits a trial's time into phases (worker start,
 sampling, setup, training, wrap-up: each trial's stored ``tuner:timing``), a worker's first trial
-apart from its later ones, to show where that start goes. ``--mps`` runs under NVIDIA's
+apart from its later ones, to show where that start goes, and a third, from fresh processes
+started alone and packed (``bench/_cold_start.py``), splits the start into its steps (imports,
+the CUDA context, the first optimizer, the first training steps). ``--mps`` runs under NVIDIA's
 Multi-Process Service, without which packed trials' kernels do not overlap.
 
 Targets (issue 6): at the finest packing, at least 4x the trials per hour of one trial per
@@ -229,13 +231,16 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                  "phases": trial_phases(t.system_attrs.get(_attrs.TIMING), t.datetime_start)}
                 for t in done if t.datetime_start and t.datetime_complete]
     utils = [u for _, u, _ in sampler.samples]
-    in_trials = [u for at, u, _ in sampler.samples if starts and min(starts) <= at <= max(ends)]
     return {"gpus_per_trial": gpus, "concurrency": concurrency, "cpus_per_trial": cpus, "trials": len(done),
             "wall_s": wall, "trials_per_hour": 3600 * len(done) / wall if wall else math.nan,
             "span_s": span, "trials_per_hour_span": 3600 * len(done) / span if span else math.nan,
             "trials_per_hour_steady": steady,
             "gpu_util_mean": statistics.fmean(utils) if utils else None,
-            "gpu_util_in_trials": statistics.fmean(in_trials) if in_trials else None,
+            "gpu_util_in_trials": mean_util_between(sampler.samples, min(starts), max(ends)) if starts and ends else None,
+            # The steady rate's window (first completion to last): every worker is up, so this is
+            # the utilisation a longer study would see, without the one-off worker starts.
+            "gpu_util_steady": (mean_util_between(sampler.samples, ends_sorted[0], ends_sorted[-1])
+                                if len(ends_sorted) > 2 else None),
             "gpu_mem_peak_mib": max((m for _, _, m in sampler.samples), default=None),
             "samples": len(sampler.samples),
             # Where a trial's time goes: training (the GPU's share) against the rest (start, data,
@@ -247,6 +252,12 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
             "phases_later": _phase_medians([e["phases"] for e in timeline if not e["first_in_process"]]),
             "timeline": timeline,
             "stderr_tail": proc.stderr[-1500:] if proc.returncode else ""}
+
+
+def mean_util_between(samples: list[tuple[float, float, float]], start: float, end: float) -> float | None:
+    """The mean utilisation of the ``(time, utilisation, memory)`` samples taken from ``start`` to ``end``."""
+    inside = [util for at, util, _ in samples if start <= at <= end]
+    return statistics.fmean(inside) if inside else None
 
 
 def _phase_medians(trials: list[dict[str, float]]) -> dict[str, float]:
@@ -271,6 +282,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--samples", type=int, default=60000, help="synthetic images (default 60,000, MNIST's size)")
     p.add_argument("--cpu-check", action="store_true", help="no GPU: run the mechanics with gpus: 0")
     p.add_argument("--mps", action="store_true", help="run under NVIDIA's Multi-Process Service (started here)")
+    p.add_argument("--no-cold-start", action="store_true",
+                   help="skip the cold-start probe (fresh processes timing each start-up step, alone and packed)")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)
     n_gpus = _gpu_count()
@@ -290,6 +303,10 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="tuner-pack-") as tmp, _Mps(args.mps):
         work = Path(tmp)
         data = make_images(work / "images.npz", n=args.samples)
+        cold = None
+        if not args.no_cold_start:
+            cold = _cold_start_probe(fractions, n_gpus=n_gpus, cuda=not args.cpu_check)
+            (args.out / f"gpu_packing-{stamp}-cold_start.json").write_text(json.dumps(cold, indent=2))
         for f in fractions:
             print(f"gpus per trial {f:g} ...", end=" ", flush=True)
             row = run_packing(f, n_gpus=n_gpus, trials=args.trials, epochs=args.epochs, data=data, work=work,
@@ -302,17 +319,32 @@ def main(argv: list[str]) -> int:
                   f"best {row['best_val_accuracy']}", flush=True)
             if row["exit"]:
                 print(row["stderr_tail"], file=sys.stderr)
-    text = _report(rows, args, n_gpus)
+    text = _report(rows, args, n_gpus, cold)
     (args.out / f"gpu_packing-{stamp}.md").write_text(text)
     print("\n" + text)
     return 0 if all(r["exit"] == 0 for r in rows) else 1
 
 
-def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int) -> str:
+def _cold_start_probe(fractions: list[float], *, n_gpus: int, cuda: bool) -> dict[str, Any]:
+    """Fresh processes timing each start-up step: one alone, then as many at once as the finest level runs."""
+    from bench import _cold_start
+
+    packed = max(1, int(round(1 / min(fractions)))) * max(n_gpus, 1)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    print(f"cold start: 1 process, then {packed} at once ...", end=" ", flush=True)
+    alone = _cold_start.probe(1, cuda=cuda, env=env)
+    together = _cold_start.probe(packed, cuda=cuda, env=env)
+    print("done", flush=True)
+    return {"packed": packed, "alone": alone, "together": together}
+
+
+def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int,
+            cold: dict[str, Any] | None = None) -> str:
     base, last = rows[0], rows[-1]
     lines = ["| GPU per trial | trials at once | trials | wall s | trials / hour | x one-per-GPU | "
-             "trials' span s | trials / hour in span | x | steady trials / hour | x | GPU util % in span (whole run) | GPU memory peak MiB | "
-             "best val accuracy |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "trials' span s | trials / hour in span | x | steady trials / hour | x | GPU util % in span (whole run) | "
+             "GPU util % steady | GPU memory peak MiB | best val accuracy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mem = "-" if r["gpu_mem_peak_mib"] is None else f"{r['gpu_mem_peak_mib']:.0f}"
         lines.append(f"| {r['gpus_per_trial']:g} | {r['concurrency']} | {r['trials']} | {r['wall_s']:.0f} | "
@@ -320,7 +352,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int) -
                      f"{r['span_s']:.0f} | {r['trials_per_hour_span']:.0f} | "
                      f"{r['trials_per_hour_span'] / base['trials_per_hour_span']:.2f} | "
                      f"{r['trials_per_hour_steady']:.0f} | {r['trials_per_hour_steady'] / base['trials_per_hour_steady']:.2f} | "
-                     f"{_pct(r['gpu_util_in_trials'])} ({_pct(r['gpu_util_mean'])}) | {mem} | "
+                     f"{_pct(r['gpu_util_in_trials'])} ({_pct(r['gpu_util_mean'])}) | {_pct(r.get('gpu_util_steady'))} | {mem} | "
                      f"{r['best_val_accuracy']:.4f} |")
     speedup = last["trials_per_hour"] / base["trials_per_hour"]
     util = last["gpu_util_in_trials"] or 0.0
@@ -333,6 +365,8 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int) -
         f"{steady:.2f}x {'PASS' if steady >= 4 else 'FAIL'}",
         f"- GPU utilisation >= 80 % while trials ran: {_pct(last['gpu_util_in_trials'])} % "
         f"{'PASS' if util >= 80 else 'FAIL'}",
+        f"- the same in steady state: {_pct(last.get('gpu_util_steady'))} % "
+        f"{'PASS' if (last.get('gpu_util_steady') or 0.0) >= 80 else 'FAIL'}",
         f"- same best accuracy (within 1 point): {base['best_val_accuracy']:.4f} vs "
         f"{last['best_val_accuracy']:.4f} {'PASS' if acc_gap <= 0.01 else 'FAIL'}",
     ]
@@ -353,7 +387,17 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int) -
             + "\n".join(lines) + "\n\n" + "\n".join(checks) + "\n\n"
             "Where a trial's time goes, median seconds per phase (`tuner.report._timing.PHASES` says what each "
             "covers): a worker process's first trial, which starts the process, against its later ones\n\n"
-            + "\n".join(phase_lines) + "\n")
+            + "\n".join(phase_lines) + "\n"
+            + ("" if cold is None else
+               "\nA fresh process's start-up, step by step (`bench/_cold_start.py`: the steps a worker takes before "
+               "its first trial trains, alone and as many at once as the finest level packs)\n\n"
+               + _cold_table(cold) + "\n"))
+
+
+def _cold_table(cold: dict[str, Any]) -> str:
+    from bench import _cold_start
+
+    return _cold_start.table(cold["alone"], cold["together"], cold["packed"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""The GPU packing benchmark's pieces that run without a GPU: the utilisation windows and the cold-start probe."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import _cold_start
+from bench.gpu_packing import mean_util_between
+
+
+def test_utilisation_is_averaged_over_the_window_only() -> None:
+    samples = [(0.0, 0.0, 1.0), (1.0, 40.0, 1.0), (2.0, 80.0, 1.0), (3.0, 100.0, 1.0), (4.0, 0.0, 1.0)]
+    assert mean_util_between(samples, 1.0, 3.0) == pytest.approx(220 / 3)
+    assert mean_util_between(samples, 2.5, 3.5) == 100.0
+    assert mean_util_between(samples, 5.0, 6.0) is None
+
+
+def test_cold_start_probe_times_each_step_of_a_fresh_process() -> None:
+    runs = _cold_start.probe(1, cuda=False)
+    assert len(runs) == 1
+    run = runs[0]
+    cpu_steps = [s for s in _cold_start.STEPS if s != "CUDA context"]
+    assert set(run) == set(cpu_steps)
+    assert all(run[s] >= 0 for s in cpu_steps)
+    # torch's import is real work in a fresh interpreter: a probe that reused the parent's
+    # modules (or skipped the import) would report next to nothing.
+    assert run["import torch"] > 0.2
+
+
+def test_cold_start_table_gives_alone_median_and_slowest() -> None:
+    alone = [{"interpreter": 0.1, "import torch": 1.0}]
+    packed = [{"interpreter": 0.2, "import torch": 2.0}, {"interpreter": 0.4, "import torch": 3.0},
+              {"interpreter": 0.3, "import torch": 5.0}]
+    rows = _cold_start.table(alone, packed, 3).splitlines()
+    assert rows[0].startswith("| step | alone s | 3 at once: median s | 3 at once: slowest s |")
+    assert "| import torch | 1.00 | 3.00 | 5.00 |" in rows
+    assert "| interpreter | 0.10 | 0.30 | 0.40 |" in rows
+    # the total is each process's own sum (2.2, 3.4, 5.3 s), not a sum of the steps' medians
+    assert "| total | 1.10 | 3.40 | 5.30 |" in rows
+    assert not any(r.startswith("| CUDA context") for r in rows)  # a step no run took is left out
