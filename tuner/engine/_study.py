@@ -338,6 +338,21 @@ def _stale_reason(lease: dict[str, Any] | None) -> str:
     return "the run driving this trial stopped without finishing it (killed or crashed)"
 
 
+def mark_failed(study: "optuna.Study", trial_id: int, error: dict[str, str]) -> None:
+    """FAIL a trial that is still RUNNING, keeping a more precise error a worker may have written."""
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return
+        if _attrs.ERROR not in storage.get_trial_system_attrs(trial_id):
+            storage.set_trial_system_attr(trial_id, _attrs.ERROR, error)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except RuntimeError:  # finished meanwhile
+        pass
+
+
 def recover_stale_trials(study: "optuna.Study", *, reason: str) -> list[int]:
     """Turn RUNNING trials left by a dead driver into FAIL with ``reason`` as their error."""
     from optuna.trial import TrialState

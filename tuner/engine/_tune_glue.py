@@ -1,0 +1,148 @@
+"""The Ray Tune side of a run: the searcher, callback and stopper that connect Tune to the study.
+
+Apart from :mod:`tuner.engine._driver` because importing Ray Tune takes about a second (it
+pulls in pandas and pyarrow): the driver imports this module in a thread while Ray starts, which
+spends that time waiting on its processes, so a run starts about that much sooner. The driver
+sets Tune's environment (``_TUNE_ENV``) before it imports this.
+
+* :class:`OptunaSearcher` (a Tune ``Searcher``) asks the Optuna study for the next trial
+  whenever Tune has a free slot, until enough trials have finished;
+* :class:`Recorder` (a Tune ``Callback``) tells the study how each trial ended, including
+  trials whose worker died, and drives the progress display;
+* :class:`Stopper` stops every running trial once ``max_failures`` is exceeded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ray import tune
+from ray.tune.search import Searcher
+
+from tuner.engine._progress import Progress
+from tuner.engine._study import mark_failed
+from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
+
+if TYPE_CHECKING:
+    from tuner.engine._driver import _RunState
+
+class _Unpicklable:
+    """Tune pickles its config for experiment restore, which tuner never uses (the storage is
+    the state); the live study, counters and streams must not travel."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class OptunaSearcher(_Unpicklable, Searcher):
+    """Asks the Optuna study for a trial whenever Tune has a free slot."""
+
+    def __init__(self, state: "_RunState") -> None:
+        super().__init__(metric=None, mode=None)
+        self._state = state
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        state = self._state
+        if not state.want_more():
+            return Searcher.FINISHED if not state.running else None
+        if state.finished + len(state.running) >= state.target:
+            return None  # wait: a running trial may still fail and need replacing
+        optuna_id, number = state.new_trial()
+        state.running[trial_id] = (optuna_id, number)
+        return {"trial_id": optuna_id, "number": number}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass  # the recorder tells Optuna: it also sees why a trial errored
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text("state lives in the Optuna storage\n")
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class Recorder(_Unpicklable, tune.Callback):
+    """Tells the study how each trial ended (worker deaths included) and shows progress."""
+
+    def __init__(self, state: "_RunState", progress: Progress) -> None:
+        self._state = state
+        self._progress = progress
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from optuna.trial import TrialState
+
+        result = trial.last_result or {}
+        if STATE_KEY not in result:
+            self._finish(trial, TrialState.FAIL, None,
+                         {"type": "NoResult", "message": "the trial ended without reporting a result", "traceback": ""})
+            return
+        values = result.get(VALUES_KEY)
+        st = {"COMPLETE": TrialState.COMPLETE, "PRUNED": TrialState.PRUNED}.get(result[STATE_KEY], TrialState.FAIL)
+        entry = self._state.running.get(trial.trial_id)
+        for warning in result.get(WARNINGS_KEY) or ():
+            # Printed even with --quiet: the run goes on, but a later export will miss the file.
+            self._progress.warn(f"warning: trial {entry[1] if entry else '?'}: {warning}")
+        self._finish(trial, st, values, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        from optuna.trial import TrialState
+
+        message = "the worker process running this trial died"
+        try:
+            err = trial.get_error()
+            if err is not None:
+                message = f"{message}: {str(err).strip().splitlines()[-1][:500]}"
+        except Exception:  # noqa: BLE001 - best effort: the cause is informative only
+            pass
+        self._finish(trial, TrialState.FAIL, None, {"type": "WorkerDied", "message": message, "traceback": ""})
+
+    def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None) -> None:
+        from optuna.trial import TrialState
+
+        state = self._state
+        entry = state.running.pop(tune_trial.trial_id, None)
+        if entry is None:
+            return
+        trial_id, number = entry
+        if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
+            mark_failed(state.study, trial_id, error)
+            # A worker can die (its node lost) after telling the study: count what the storage
+            # holds, or a COMPLETE trial counted as failed is run again, one trial too many.
+            try:
+                stored = state.study._storage.get_trial(trial_id)
+                st, values = stored.state, (stored.values if stored.state == TrialState.COMPLETE else None)
+            except Exception:  # noqa: BLE001 - the storage's own retries are spent; count the failure
+                pass
+        state.count(st)
+        try:
+            state.retention.trial_finished(trial_id, number, st.name, values)
+        except Exception:  # noqa: BLE001 - disk housekeeping must never stop a study
+            pass
+        if st not in (TrialState.COMPLETE, TrialState.PRUNED):
+            if state.grid is not None:  # grid search: a failed point is tried again
+                idx = state.study._storage.get_trial_system_attrs(trial_id).get("tuner:grid_index")
+                if idx is not None:
+                    state.grid.release(int(idx))
+            if state.failed > state.spec.max_failures and state.stop_reason is None:
+                state.stop_reason = "max_failures"
+        self._progress.trial_done(number, st.name, values, state)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self._progress.tick(self._state)
+
+
+class Stopper(_Unpicklable, tune.Stopper):
+    """Stops every running trial once ``max_failures`` is exceeded."""
+
+    def __init__(self, state: "_RunState") -> None:
+        self._state = state
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self._state.stop_reason == "max_failures"
