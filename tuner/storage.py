@@ -22,7 +22,8 @@ from tuner.exceptions import StorageError, exception_chain
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage"]
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage",
+           "fold_in_sqlite_log"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -184,6 +185,31 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
         ensure_indexes(storage)
     _CACHE[key] = storage
     return storage
+
+
+def fold_in_sqlite_log(storage: "optuna.storages.RDBStorage", *, wait_s: float = 2.0) -> None:
+    """Copy SQLite's write-ahead log into the database file and empty it; other databases: nothing.
+
+    In WAL mode recent writes live in ``NAME.db-wal`` beside the file until a checkpoint, which
+    SQLite runs by itself only every 1,000 pages or when the last connection closes cleanly. A run
+    ends with its driver's connections still open (``tuner.run`` returns the study; Ray's workers
+    may outlive the driver for a moment), so without this a copy of ``tuner.db`` made after the
+    run, a backup or a file sent to another machine, lacks the run's trials. ``TRUNCATE`` also
+    leaves the log empty, so a database file deleted by hand cannot meet a stale log later.
+    Waits at most ``wait_s`` for a reader to finish (instead of the 60 s busy timeout); best
+    effort, since the log is still a correct part of the database when it cannot be folded in.
+    """
+    if storage.engine.dialect.name != "sqlite":
+        return
+    try:
+        with storage.engine.connect() as conn:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+            try:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            finally:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+    except Exception:  # noqa: BLE001 - the log stays a valid part of the database; nothing is lost
+        pass
 
 
 def _lost_init_race(exc: BaseException) -> bool:

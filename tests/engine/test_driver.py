@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,18 @@ def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
     assert attrs[_attrs.SPEC]["name"] == "s"
     assert attrs[_attrs.SPACE]["params"].keys() == {"x", "y"}
     assert attrs[_attrs.DRIVER] is None  # lease released
+
+
+def test_the_sqlite_file_alone_holds_every_trial_once_the_run_returns(sqlite_url: str, tmp_path: Path) -> None:
+    # SQLite's write-ahead log holds recent writes beside the file until a checkpoint; a run
+    # folds it in when it ends, so tuner.db copied on its own (a backup, another machine) is whole.
+    tuner.run(_spec(search_space=SPACE_XY, n_trials=6), objectives.quadratic, storage=sqlite_url)
+    copy = tmp_path / "alone" / "tuner.db"
+    copy.parent.mkdir()
+    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), copy)
+    copied = optuna.load_study(study_name="s", storage=f"sqlite:///{copy}")
+    assert [t.state.name for t in copied.get_trials()] == ["COMPLETE"] * 6
+    assert copied._storage.get_study_system_attrs(copied._study_id)[_attrs.DRIVER] is None
 
 
 def test_parallel_trials_overlap_in_time(sqlite_url: str, tmp_path: Path) -> None:

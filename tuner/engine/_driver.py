@@ -249,7 +249,7 @@ def run_study(
     """Run ``spec`` until ``n_trials`` trials have finished (complete or pruned) in the storage."""
     from optuna.trial import TrialState
 
-    from tuner.storage import open_storage, sqlite_path
+    from tuner.storage import fold_in_sqlite_log, open_storage, sqlite_path
 
     import optuna
 
@@ -374,6 +374,7 @@ def run_study(
         lease.release()
         shutil.rmtree(scratch, ignore_errors=True)
         _shutdown_ray(owns_ray)
+        fold_in_sqlite_log(storage)  # after Ray: no worker writes any more
 
 
 def _shutdown_ray(owned: bool) -> None:
