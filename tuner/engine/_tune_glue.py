@@ -27,6 +27,7 @@ from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
 if TYPE_CHECKING:
     from tuner.engine._driver import _RunState
 
+
 class _Unpicklable:
     """Tune pickles its config for experiment restore, which tuner never uses (the storage is
     the state); the live study, counters and streams must not travel."""
