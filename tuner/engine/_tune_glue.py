@@ -2,8 +2,9 @@
 
 Apart from :mod:`tuner.engine._driver` because importing Ray Tune takes about a second (it
 pulls in pandas and pyarrow): the driver imports this module in a thread while Ray starts, which
-spends that time waiting on its processes, so a run starts about that much sooner. The driver
-sets Tune's environment (``_TUNE_ENV``) before it imports this.
+spends most of its time waiting on its processes, so a run's first trial starts sooner
+(``_driver._BackgroundImport`` has the figures). The driver sets Tune's environment
+(``_TUNE_ENV``) before it imports this.
 
 * :class:`OptunaSearcher` (a Tune ``Searcher``) asks the Optuna study for the next trial
   whenever Tune has a free slot, until enough trials have finished;
