@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 #: The steps, in the order a worker takes them (the first is measured from the parent's launch).
 STEPS = ("interpreter", "import ray.tune", "import optuna, sqlalchemy", "import torch", "CUDA context",
@@ -64,20 +64,35 @@ print(json.dumps(out))
 """
 
 
-def probe(n: int, *, cuda: bool, env: dict[str, str] | None = None) -> list[dict[str, float]]:
-    """Start ``n`` fresh interpreters at once; each one's seconds per step (see :data:`STEPS`)."""
+def probe(n: int, *, cuda: bool, gpus: Sequence[str] = ("0",),
+          env: dict[str, str] | None = None) -> list[dict[str, float]]:
+    """Start ``n`` fresh interpreters at once; each one's seconds per step (see :data:`STEPS`).
+
+    With ``cuda``, process ``i`` sees only GPU ``gpus[i % len(gpus)]`` (``CUDA_VISIBLE_DEVICES``),
+    as Ray places packed trials: ``n`` processes on ``len(gpus)`` GPUs are ``n / len(gpus)`` per GPU.
+    """
+    base = env or {**os.environ}
     launched = time.time()
-    procs = [subprocess.Popen([sys.executable, "-c", _PROBE, "1" if cuda else "0"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env or {**os.environ}) for _ in range(n)]
-    results = []
-    for proc in procs:
-        stdout, stderr = proc.communicate(timeout=600)
-        if proc.returncode:
-            raise RuntimeError(f"cold-start probe exited {proc.returncode}: {stderr.strip()[-500:]}")
-        out = json.loads(stdout.strip().splitlines()[-1])
-        out["interpreter"] = out.pop("started") - launched
-        results.append(out)
-    return results
+    procs = []
+    try:
+        for i in range(n):
+            child = {**base, "CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if cuda else base
+            procs.append(subprocess.Popen([sys.executable, "-c", _PROBE, "1" if cuda else "0"], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True, env=child))
+        results = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=600)
+            if proc.returncode:
+                raise RuntimeError(f"cold-start probe exited {proc.returncode}: {stderr.strip()[-500:]}")
+            out = json.loads(stdout.strip().splitlines()[-1])
+            out["interpreter"] = out.pop("started") - launched
+            results.append(out)
+        return results
+    finally:
+        for proc in procs:  # after a failure or a timeout: none is left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def table(alone: list[dict[str, float]], packed: list[dict[str, float]], n: int) -> str:

@@ -331,9 +331,11 @@ def _cold_start_probe(fractions: list[float], *, n_gpus: int, cuda: bool) -> dic
 
     packed = max(1, int(round(1 / min(fractions)))) * max(n_gpus, 1)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    visible = [g for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    gpus = visible or [str(i) for i in range(max(n_gpus, 1))]  # spread over the GPUs, as the finest level is
     print(f"cold start: 1 process, then {packed} at once ...", end=" ", flush=True)
-    alone = _cold_start.probe(1, cuda=cuda, env=env)
-    together = _cold_start.probe(packed, cuda=cuda, env=env)
+    alone = _cold_start.probe(1, cuda=cuda, gpus=gpus, env=env)
+    together = _cold_start.probe(packed, cuda=cuda, gpus=gpus, env=env)
     print("done", flush=True)
     return {"packed": packed, "alone": alone, "together": together}
 

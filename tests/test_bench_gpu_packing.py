@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from bench import _cold_start
@@ -38,3 +41,34 @@ def test_cold_start_table_gives_alone_median_and_slowest() -> None:
     # the total is each process's own sum (2.2, 3.4, 5.3 s), not a sum of the steps' medians
     assert "| total | 1.10 | 3.40 | 5.30 |" in rows
     assert not any(r.startswith("| CUDA context") for r in rows)  # a step no run took is left out
+
+
+def _children() -> list[int]:
+    """This process's child processes, running or exited but not yet reaped (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                children.append(int(entry.name))
+    return children
+
+
+def test_a_failing_probe_says_why() -> None:
+    # No GPU here: a CUDA probe fails in torch's CUDA call; the error names the exit and its cause.
+    with pytest.raises(RuntimeError, match=r"(?s)cold-start probe exited \d+: .*(CUDA|NVIDIA|driver)"):
+        _cold_start.probe(1, cuda=True)
+
+
+def test_a_failing_probe_leaves_no_process_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The probe on GPU "0" fails at once while the one on GPU "1" would run for a minute.
+    script = ("import os, sys, time\n"
+              "sys.exit(3) if os.environ['CUDA_VISIBLE_DEVICES'] == '0' else time.sleep(60)\n")
+    monkeypatch.setattr(_cold_start, "_PROBE", script)
+    before = set(_children())
+    with pytest.raises(RuntimeError, match="cold-start probe exited 3"):
+        _cold_start.probe(2, cuda=True, gpus=["0", "1"])
+    assert set(_children()) - before == set()

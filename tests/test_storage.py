@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing.synchronize
 import os
 import sqlite3
-import stat
 from pathlib import Path
 
 import optuna
@@ -253,9 +252,17 @@ def test_fold_in_sqlite_log_waits_briefly_for_a_reader_then_gives_up(tmp_path: P
     assert time.monotonic() - started < 10  # not the 60 s busy timeout
     reader.execute("COMMIT")
     reader.close()
-    with storage.engine.connect() as conn:  # the connection went back to the pool with its usual timeout
-        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
     assert len(study.get_trials()) == 3
+
+
+def test_fold_in_sqlite_log_never_creates_a_database_file(tmp_path: Path) -> None:
+    db = tmp_path / "gone.db"
+    storage = st.open_storage(f"sqlite:///{db}")
+    optuna.create_study(storage=storage, study_name="g")
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    st.fold_in_sqlite_log(storage)
+    assert not db.exists()
 
 
 def test_fold_in_sqlite_log_leaves_postgresql_alone(postgres_url: str) -> None:

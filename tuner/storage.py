@@ -196,19 +196,20 @@ def fold_in_sqlite_log(storage: "optuna.storages.RDBStorage", *, wait_s: float =
     may outlive the driver for a moment), so without this a copy of ``tuner.db`` made after the
     run, a backup or a file sent to another machine, lacks the run's trials. ``TRUNCATE`` also
     leaves the log empty, so a database file deleted by hand cannot meet a stale log later.
-    Waits at most ``wait_s`` for a reader to finish (instead of the 60 s busy timeout); best
-    effort, since the log is still a correct part of the database when it cannot be folded in.
+    It uses a connection of its own, which waits at most ``wait_s`` for a reader to finish (not
+    the pool's 60 s busy timeout) and never creates the file; best effort, since the log is
+    still a correct part of the database when it cannot be folded in.
     """
-    if storage.engine.dialect.name != "sqlite":
+    if storage.engine.dialect.name != "sqlite" or not storage.engine.url.database:
         return
+    uri = f"file:{urllib.parse.quote(str(Path(storage.engine.url.database).resolve()))}?mode=rw"
     try:
-        with storage.engine.connect() as conn:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
-            try:
-                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            finally:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
-    except Exception:  # noqa: BLE001 - the log stays a valid part of the database; nothing is lost
+        conn = sqlite3.connect(uri, uri=True, timeout=wait_s)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:  # busy past wait_s, or no such file: the log stays a valid part of the database
         pass
 
 

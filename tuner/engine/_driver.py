@@ -25,9 +25,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable
 
+from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
@@ -40,21 +40,6 @@ if TYPE_CHECKING:
     from tuner.spec import StudySpec
 
 _log = logging.getLogger("tuner")
-
-# Set before Ray Tune is imported: no TensorBoard/CSV/JSON loggers per trial (the storage is
-# the record), no per-trial working-directory change, quiet output.
-_TUNE_ENV = {
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
-    "RAY_CHDIR_TO_TRIAL_DIR": "0",
-    "TUNE_WARN_THRESHOLD_S": "30",
-    "TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S": "1000000",
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_DEDUP_LOGS": "0",
-    "TUNE_RESULT_BUFFER_LENGTH": "1",
-    "TUNE_GLOBAL_CHECKPOINT_S": "3600",
-}
-
 
 @dataclass
 class RunSummary:
@@ -139,10 +124,6 @@ class _RunState:
         return not self.want_more() and not self.running
 
 
-for _key, _value in _TUNE_ENV.items():
-    os.environ.setdefault(_key, _value)
-
-
 _GLUE = "tuner.engine._tune_glue"
 
 
@@ -167,18 +148,35 @@ class _BackgroundImport:
     def _run(self) -> None:
         try:
             importlib.import_module(self._name)
-        except BaseException:  # noqa: BLE001 - module() imports again in the caller's thread, which raises it
+        except BaseException:  # noqa: BLE001 - the caller's own import of the module repeats it and raises
             pass
 
-    def module(self) -> ModuleType:
-        """The module, once imported; a failed background import is repeated here, where it raises."""
+    def wait(self) -> None:
+        """Until the import has ended, imported or failed (then the caller's own import raises the error)."""
         self._thread.join()
-        return importlib.import_module(self._name)
 
 
 def tuner_error_in(exc: BaseException) -> TunerError | None:
     """The tuner error that ``exc`` wraps through its causes or contexts, if any."""
     return next((e for e in exception_chain(exc) if isinstance(e, TunerError)), None)
+
+
+def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
+    """:func:`_init_ray`, with Ray Tune imported beside Ray's start when there is a start to overlap.
+
+    The import is joined before this returns, so that it never runs beside the driver's own work
+    (``warnings.catch_warnings``, which Optuna's calls use, is not thread-safe); with Ray up
+    already (a notebook, the tests) Tune is imported later, in the caller's thread.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return _init_ray(ray_address, num_cpus, num_gpus)
+    glue = _BackgroundImport(_GLUE)
+    try:
+        return _init_ray(ray_address, num_cpus, num_gpus)
+    finally:
+        glue.wait()  # a failed import is repeated by the caller, inside the run's clean-up
 
 
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
@@ -262,13 +260,9 @@ def run_study(
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
     owns_ray = False
-    glue: _BackgroundImport | None = None
     if _finished_count(storage, spec.name) < spec.n_trials or force:
         # Start Ray and check that a trial fits before anything is written to the storage.
-        import ray  # noqa: F401 - Ray's core first, here: the thread below then imports only what Ray Tune adds
-
-        glue = _BackgroundImport(_GLUE)  # Ray Tune's import overlaps Ray's start
-        owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
+        owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus)
         try:
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
@@ -308,7 +302,7 @@ def run_study(
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
             )
-            tune_glue = (glue or _BackgroundImport(_GLUE)).module()
+            tune_glue = importlib.import_module(_GLUE)  # imported already, unless Ray was up before this run
             tune = tune_glue.tune
             fn = tune.with_resources(tune.with_parameters(trainable, job=job),
                                      {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
@@ -376,8 +370,12 @@ def run_study(
     finally:
         lease.release()
         shutil.rmtree(scratch, ignore_errors=True)
-        _shutdown_ray(owns_ray)
-        fold_in_sqlite_log(storage)  # after Ray: no worker writes any more
+        try:
+            _shutdown_ray(owns_ray)
+        finally:
+            # Every trial of this run has ended and Tune has stopped its workers (and with a Ray
+            # of our own, their processes): what the run wrote is all in the log by now.
+            fold_in_sqlite_log(storage)
 
 
 def _shutdown_ray(owned: bool) -> None:

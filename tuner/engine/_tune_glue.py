@@ -3,8 +3,8 @@
 Apart from :mod:`tuner.engine._driver` because importing Ray Tune takes about a second (it
 pulls in pandas and pyarrow): the driver imports this module in a thread while Ray starts, which
 spends most of its time waiting on its processes, so a run's first trial starts sooner
-(``_driver._BackgroundImport`` has the figures). The driver sets Tune's environment
-(``_TUNE_ENV``) before it imports this.
+(``_driver._BackgroundImport`` has the figures). Tune's environment (:mod:`._tune_env`) is
+set before Tune is imported, whoever imports this.
 
 * :class:`OptunaSearcher` (a Tune ``Searcher``) asks the Optuna study for the next trial
   whenever Tune has a free slot, until enough trials have finished;
@@ -18,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ray import tune
-from ray.tune.search import Searcher
+from tuner.engine import _tune_env  # noqa: F401, I001 - before Ray Tune's import
+
+from ray import tune  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
 
 from tuner.engine._progress import Progress
 from tuner.engine._study import mark_failed
