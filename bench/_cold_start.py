@@ -99,17 +99,19 @@ def table(alone: list[dict[str, float]], packed: list[dict[str, float]], n: int)
     """Markdown: each step's seconds for one process alone, and the median and slowest of ``n`` at once."""
     lines = [f"| step | alone s | {n} at once: median s | {n} at once: slowest s |", "|---|---:|---:|---:|"]
     for name in [*STEPS, "total"]:
-        def values(runs: list[dict[str, float]]) -> list[float]:
-            if name == "total":
-                return [sum(r.get(s, 0.0) for s in STEPS) for r in runs]
-            return [r[name] for r in runs if name in r]
-
-        one, many = values(alone), values(packed)
+        one, many = _seconds(alone, name), _seconds(packed, name)
         if not one and not many:
             continue
         lines.append(f"| {name} | {_s(statistics.median(one) if one else None)} | "
                      f"{_s(statistics.median(many) if many else None)} | {_s(max(many) if many else None)} |")
     return "\n".join(lines)
+
+
+def _seconds(runs: list[dict[str, float]], step: str) -> list[float]:
+    """Each run's seconds in ``step`` (runs that took it); ``"total"``: each run's sum over the steps."""
+    if step == "total":
+        return [sum(r.get(s, 0.0) for s in STEPS) for r in runs]
+    return [r[step] for r in runs if step in r]
 
 
 def _s(value: Any) -> str:

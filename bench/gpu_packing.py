@@ -178,10 +178,15 @@ def _gpu_count() -> int:
     return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
 
 
+def _concurrency(gpus: float, n_gpus: int) -> int:
+    """Trials at once at ``gpus`` per trial: as many as fit on the machine's GPUs (one GPU's worth on a CPU check)."""
+    per_gpu = int(round(1 / gpus)) if gpus > 0 else 1
+    return max(1, per_gpu * max(n_gpus, 1))
+
+
 def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Path, work: Path,
                 cpus_total: int, cpu_check: bool) -> dict[str, Any]:
-    per_gpu = int(round(1 / gpus)) if gpus > 0 else 1
-    concurrency = max(1, per_gpu * max(n_gpus, 1))
+    concurrency = _concurrency(gpus, n_gpus)
     cpus = max(1, cpus_total // concurrency) if not cpu_check else 1
     tag = str(gpus).replace(".", "_")
     spec = work / f"pack_{tag}.yaml"
@@ -329,7 +334,7 @@ def _cold_start_probe(fractions: list[float], *, n_gpus: int, cuda: bool) -> dic
     """Fresh processes timing each start-up step: one alone, then as many at once as the finest level runs."""
     from bench import _cold_start
 
-    packed = max(1, int(round(1 / min(fractions)))) * max(n_gpus, 1)
+    packed = _concurrency(min(fractions), n_gpus)
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     visible = [g for g in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     gpus = visible or [str(i) for i in range(max(n_gpus, 1))]  # spread over the GPUs, as the finest level is
@@ -372,6 +377,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int,
         f"- same best accuracy (within 1 point): {base['best_val_accuracy']:.4f} vs "
         f"{last['best_val_accuracy']:.4f} {'PASS' if acc_gap <= 0.01 else 'FAIL'}",
     ]
+    from bench import _cold_start
     from tuner.report._timing import PHASES
 
     phase_lines = ["| GPU per trial | trials | " + " | ".join(PHASES) + " |", "|---|---|" + "---:|" * len(PHASES)]
@@ -393,13 +399,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int,
             + ("" if cold is None else
                "\nA fresh process's start-up, step by step (`bench/_cold_start.py`: the steps a worker takes before "
                "its first trial trains, alone and as many at once as the finest level packs)\n\n"
-               + _cold_table(cold) + "\n"))
-
-
-def _cold_table(cold: dict[str, Any]) -> str:
-    from bench import _cold_start
-
-    return _cold_start.table(cold["alone"], cold["together"], cold["packed"])
+               + _cold_start.table(cold["alone"], cold["together"], cold["packed"]) + "\n"))
 
 
 if __name__ == "__main__":

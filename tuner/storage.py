@@ -95,14 +95,18 @@ def _sqlite_engine_kwargs(path: Path, readonly: bool = False) -> dict[str, Any]:
                 # file its readers need. With no -wal or -shm file nothing can be writing it, so
                 # it is read as the immutable file it is.
                 conn.close()
-                uri = f"file:{urllib.parse.quote(str(path.resolve()))}?immutable=1"
-                return sqlite3.connect(uri, uri=True, check_same_thread=False)
+                return sqlite3.connect(_file_uri(path, "immutable=1"), uri=True, check_same_thread=False)
             # A read-only file (reports, the dashboard) cannot switch modes: read it as it is.
             return conn
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     return {"creator": connect}
+
+
+def _file_uri(path: Path, option: str) -> str:
+    """SQLite's ``file:`` URI of ``path`` with one query option (``mode=rw``, ``immutable=1``)."""
+    return f"file:{urllib.parse.quote(str(path.resolve()))}?{option}"
 
 
 def _frozen(path: Path) -> bool:
@@ -200,11 +204,11 @@ def fold_in_sqlite_log(storage: "optuna.storages.RDBStorage", *, wait_s: float =
     the pool's 60 s busy timeout) and never creates the file; best effort, since the log is
     still a correct part of the database when it cannot be folded in.
     """
-    if storage.engine.dialect.name != "sqlite" or not storage.engine.url.database:
+    path = sqlite_path(storage.url)
+    if path is None:
         return
-    uri = f"file:{urllib.parse.quote(str(Path(storage.engine.url.database).resolve()))}?mode=rw"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=wait_s)
+        conn = sqlite3.connect(_file_uri(path, "mode=rw"), uri=True, timeout=wait_s)
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         finally:

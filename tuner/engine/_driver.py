@@ -124,9 +124,6 @@ class _RunState:
         return not self.want_more() and not self.running
 
 
-_GLUE = "tuner.engine._tune_glue"
-
-
 class _BackgroundImport:
     """Imports a module in a thread, so that the caller can wait on something else meanwhile.
 
@@ -172,7 +169,7 @@ def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, nu
 
     if ray.is_initialized():
         return _init_ray(ray_address, num_cpus, num_gpus)
-    glue = _BackgroundImport(_GLUE)
+    glue = _BackgroundImport("tuner.engine._tune_glue")
     try:
         return _init_ray(ray_address, num_cpus, num_gpus)
     finally:
@@ -302,14 +299,15 @@ def run_study(
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
             )
-            tune_glue = importlib.import_module(_GLUE)  # imported already, unless Ray was up before this run
-            tune = tune_glue.tune
+            from tuner.engine import _tune_glue  # imported already, unless Ray was up before this run
+
+            tune = _tune_glue.tune
             fn = tune.with_resources(tune.with_parameters(trainable, job=job),
                                      {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
             tuner = tune.Tuner(
                 fn,
                 tune_config=tune.TuneConfig(
-                    search_alg=tune_glue.OptunaSearcher(state),
+                    search_alg=_tune_glue.OptunaSearcher(state),
                     num_samples=-1,
                     max_concurrent_trials=spec.concurrency,
                     reuse_actors=True,
@@ -320,8 +318,8 @@ def run_study(
                     name="run",
                     storage_path=str(scratch),
                     verbose=0,
-                    stop=tune_glue.Stopper(state),
-                    callbacks=[tune_glue.Recorder(state, progress)],
+                    stop=_tune_glue.Stopper(state),
+                    callbacks=[_tune_glue.Recorder(state, progress)],
                     failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     log_to_file=False,
