@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from tuner.engine._prestart import preload_modules
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 
@@ -237,6 +239,9 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                 for t in done if t.datetime_start and t.datetime_complete]
     utils = [u for _, u, _ in sampler.samples]
     return {"gpus_per_trial": gpus, "concurrency": concurrency, "cpus_per_trial": cpus, "trials": len(done),
+            # Whether Ray's prestarted workers imported torch & co. before the trials arrived
+            # (tuner.engine._prestart; TUNER_PRELOAD=0 in this process's environment turns it off).
+            "preload": bool(preload_modules(0 if cpu_check else gpus)),
             "wall_s": wall, "trials_per_hour": 3600 * len(done) / wall if wall else math.nan,
             "span_s": span, "trials_per_hour_span": 3600 * len(done) / span if span else math.nan,
             "trials_per_hour_steady": steady,

@@ -149,3 +149,11 @@ def choice_bowl(params: dict[str, Any], ctx: Any) -> float:
     """A bowl whose best y depends on a categorical choice: an interaction for the TPE tests."""
     shift = {"a": -3.0, "b": 0.0, "c": 3.0}[params["opt"]]
     return (params["x"] - 1.0) ** 2 + (params["y"] - shift) ** 2 + (0.5 if params["opt"] == "b" else 0.0)
+
+
+def worker_state(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Records what the worker process imported before this objective ran, and its pid."""
+    import sys
+
+    return {"value": params["x"] ** 2, "pid": float(os.getpid()),
+            "had_dynamo": float("torch._dynamo" in sys.modules), "had_ray_tune": float("ray.tune" in sys.modules)}

@@ -14,6 +14,7 @@ There is no polling: Tune's event loop calls both when something happens.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import math
@@ -25,9 +26,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
+from tuner.engine._prestart import preload_modules, ray_system_config, tune_actors_in_prestarted_workers
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
@@ -158,7 +160,8 @@ def tuner_error_in(exc: BaseException) -> TunerError | None:
     return next((e for e in exception_chain(exc) if isinstance(e, TunerError)), None)
 
 
-def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
+def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
+                             preload: Sequence[str] = ()) -> bool:
     """:func:`_init_ray`, with Ray Tune imported beside Ray's start when there is a start to overlap.
 
     The import is joined before this returns, so that it never runs beside the driver's own work
@@ -168,16 +171,21 @@ def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, nu
     import ray
 
     if ray.is_initialized():
-        return _init_ray(ray_address, num_cpus, num_gpus)
+        return _init_ray(ray_address, num_cpus, num_gpus, preload)
     glue = _BackgroundImport("tuner.engine._tune_glue")
     try:
-        return _init_ray(ray_address, num_cpus, num_gpus)
+        return _init_ray(ray_address, num_cpus, num_gpus, preload)
     finally:
         glue.wait()  # a failed import is repeated by the caller, inside the run's clean-up
 
 
-def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None) -> bool:
-    """Start or join Ray; returns True when this call started it (and so must shut it down)."""
+def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
+              preload: Sequence[str] = ()) -> bool:
+    """Start or join Ray; returns True when this call started it (and so must shut it down).
+
+    ``preload``: modules the workers of a Ray started here import before work arrives
+    (:mod:`tuner.engine._prestart`); a cluster's workers are configured where it was started.
+    """
     import ray
 
     if ray.is_initialized():
@@ -206,6 +214,8 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
             kwargs["num_cpus"] = num_cpus
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
+        if preload:
+            kwargs["_system_config"] = ray_system_config(preload)
     try:
         ray.init(**kwargs)
     except ray.exceptions.AuthenticationError:
@@ -257,9 +267,10 @@ def run_study(
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
     owns_ray = False
+    preload = preload_modules(spec.resources.gpus) if ray_address is None else []
     if _finished_count(storage, spec.name) < spec.n_trials or force:
         # Start Ray and check that a trial fits before anything is written to the storage.
-        owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus)
+        owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus, preload)
         try:
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
@@ -288,7 +299,7 @@ def run_study(
         progress.start(spec, summary, state)
         if state.want_more():
             if not owns_ray:
-                owns_ray = _init_ray(ray_address, num_cpus, num_gpus)
+                owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload)
             artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
             job = JobInfo(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
@@ -331,8 +342,13 @@ def run_study(
             # On Ctrl-C Tune suggests `Tuner.restore(...)`; with tuner, resuming is re-running the
             # same command (the storage is the state), which the final summary says instead.
             logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+            # A Ray started here gave its workers the driver's environment: Tune's actors need
+            # none of their own, and so start in the workers Ray started ahead of time.
+            in_prestarted = tune_actors_in_prestarted_workers() if owns_ray and ray_address is None \
+                else contextlib.nullcontext()
             try:
-                tuner.fit()
+                with in_prestarted:
+                    tuner.fit()
             except tune.TuneError as exc:
                 # A tuner error raised in a Tune callback (the storage lost while recording a dead
                 # worker's trial) comes back as TuneError(traceback text): re-raise ours, so the

@@ -21,6 +21,10 @@ TUNE_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "TUNE_RESULT_BUFFER_LENGTH": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+    # Tune sets this on every trial actor (PyTorch Lightning must not fork inside Ray); set here,
+    # a Ray that tuner starts hands it to every worker, which lets trial actors use Ray's
+    # prestarted workers (tuner.engine._prestart).
+    "PL_DISABLE_FORK": "1",
 }
 
 for _key, _value in TUNE_ENV.items():

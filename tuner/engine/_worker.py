@@ -184,6 +184,26 @@ def _device(job: JobInfo) -> str:
         return "cuda"
 
 
+def _cuda_before_placement(job: JobInfo) -> str | None:
+    """A warning when this process's CUDA context existed before its first trial arrived.
+
+    Ray sets a worker's ``CUDA_VISIBLE_DEVICES`` when the trial arrives; a context created
+    before that (by a module a prestarted worker imported: ``tuner.engine._prestart``) sees
+    every GPU, so the trial may not run on the GPU Ray gave it.
+    """
+    if job.gpus <= 0 or _TRIALS_IN_PROCESS != 1 or "torch" not in sys.modules:
+        return None
+    try:
+        initialized = bool(sys.modules["torch"].cuda.is_initialized())
+    except Exception:  # noqa: BLE001 - a partial torch: nothing to say
+        return None
+    if not initialized:
+        return None
+    return ("CUDA was initialised in this worker before Ray assigned its GPU "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}), so trials may share one GPU; "
+            "set TUNER_PRELOAD=0 to keep Ray's workers from importing torch ahead of time")
+
+
 def _error_info(exc: BaseException) -> dict[str, str]:
     return {"type": type(exc).__name__, "message": str(exc)[:2000],
             "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-20000:]}
@@ -230,6 +250,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         trial, params = _ask(job, study, trial_id, number)
         timing["asked"] = time.time()
         trial_dir, dir_warning = _make_trial_dir(trial_dir, job)
+        early_cuda = _cuda_before_placement(job)  # before _device() looks at the GPU
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
@@ -237,6 +258,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                            num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
         if dir_warning:
             ctx.warn(dir_warning)
+        if early_cuda:
+            ctx.warn(early_cuda)
         if job.trial_timeout:
             watchdog = _Watchdog(job.trial_timeout, lambda: storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
                 "type": "TrialTimeout", "traceback": "",

@@ -1,0 +1,121 @@
+"""Trial workers start in Ray's prestarted processes; a GPU study's have their imports done.
+
+The runs are in fresh interpreters: only a run that starts Ray itself changes Tune's actors
+and Ray's workers (``tuner.engine._prestart``), and the test session's Ray is up already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.engine import _prestart, _worker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_RUN = """
+import json, sys
+import tuner
+from tests import objectives
+from tuner.engine import _attrs
+spec = {"name": "pre", "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}, "metric": "value",
+        "n_trials": 4, "concurrency": 2, "pruner": "none", "seed": 0, "resources": json.loads(sys.argv[2])}
+study = tuner.run(spec, objectives.worker_state, storage=sys.argv[1], num_cpus=2, num_gpus=float(sys.argv[3]))
+rows = []
+for t in study.trials:
+    timing = t.system_attrs[_attrs.TIMING]
+    rows.append({"created": t.datetime_start.timestamp(), "process_started": timing["process_started"],
+                 "process_trial": timing["process_trial"], "warnings": [k for k in {**t.system_attrs, **t.user_attrs} if "artifact_warning" in k],
+                 **t.system_attrs[_attrs.METRICS]})
+print(json.dumps(rows))
+"""
+
+
+def _run(tmp_path: Path, resources: dict[str, float], num_gpus: float = 0, **env: str) -> list[dict]:
+    out = subprocess.run([sys.executable, "-c", _RUN, f"sqlite:///{tmp_path / 'tuner.db'}", json.dumps(resources),
+                          str(num_gpus)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(rows) == 4
+    return rows
+
+
+def test_a_cpu_studys_trials_run_in_processes_ray_started_before_them(tmp_path: Path) -> None:
+    rows = _run(tmp_path, {"cpus": 1})
+    first = [r for r in rows if r["process_trial"] == 1]
+    assert len(first) == 2 and len({r["pid"] for r in rows}) == 2  # two workers, reused
+    # Tune's own actors ask for environment variables and so get a new process each, started
+    # after the trial was created; here both were up before the first trial existed.
+    assert all(r["process_started"] < min(x["created"] for x in rows) for r in first), rows
+    assert not any(r["had_dynamo"] for r in rows)  # a CPU study preloads nothing
+
+
+def test_a_gpu_studys_workers_import_torch_before_their_first_trial(tmp_path: Path) -> None:
+    # Declared GPUs (none here): Ray's placement is real, the devices are not.
+    rows = _run(tmp_path, {"cpus": 1, "gpus": 0.5}, num_gpus=1)
+    assert all(r["had_dynamo"] and r["had_ray_tune"] for r in rows), rows
+    first = [r for r in rows if r["process_trial"] == 1]
+    assert all(r["process_started"] < min(x["created"] for x in rows) for r in first), rows
+    assert not any(r["warnings"] for r in rows)  # no CUDA context before placement
+
+
+def test_tuner_preload_0_turns_the_imports_off(tmp_path: Path) -> None:
+    rows = _run(tmp_path, {"cpus": 1, "gpus": 0.5}, num_gpus=1, TUNER_PRELOAD="0")
+    assert not any(r["had_dynamo"] for r in rows)
+
+
+def test_only_gpu_studies_preload_and_only_installed_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_prestart.PRELOAD_ENV, raising=False)
+    assert _prestart.preload_modules(0) == []
+    assert _prestart.preload_modules(0.25) == list(_prestart.GPU_PRELOAD)
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, "0")
+    assert _prestart.preload_modules(1) == []
+    assert _prestart.ray_system_config([]) == {}
+    assert _prestart.ray_system_config(["torch"]) == {"preload_python_modules": ["torch"]}
+
+
+def test_installed_means_found_in_site_packages() -> None:
+    assert _prestart._installed("torch._dynamo")
+    assert not _prestart._installed("json")  # the standard library: not what a preload needs
+    assert not _prestart._installed("tuner_has_no_such_module")
+    # tests/ is found through the current directory, which a prestarted worker does not have
+    assert not _prestart._installed("tests.objectives")
+
+
+def test_tunes_actor_environment_is_emptied_only_inside_and_restored() -> None:
+    from ray.tune.execution import class_cache
+
+    class Trainable:
+        pass
+
+    def runtime_env() -> dict[str, object]:
+        return dict(class_cache._ActorClassCache().get(Trainable)._default_options["runtime_env"])
+
+    tunes = runtime_env()  # Tune's own (plus any variable it copies): a new process per actor
+    assert tunes["env_vars"]["PL_DISABLE_FORK"] == "1"
+    with _prestart.tune_actors_in_prestarted_workers():
+        assert runtime_env() == {}  # what Ray's prestarted workers have
+    assert runtime_env() == tunes
+
+
+def test_a_cuda_context_before_the_first_trial_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    job = _worker.JobInfo(storage_url="", study_name="s", metrics=("v",), directions=("minimize",), pruner="none",
+                          pruner_args={}, sampler="random", sampler_args={}, space=None, task=None, task_args={},
+                          objective_ref=None, objective_blob=None, artifacts_dir="", source="", base_dir="",
+                          driver_cwd="", driver_sys_path=[], cpus=1, gpus=0.5, seed=0, trial_timeout=None)
+    monkeypatch.setattr(_worker, "_TRIALS_IN_PROCESS", 1)
+    assert _worker._cuda_before_placement(job) is None  # no CUDA on this machine
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)  # a context no CPU machine can make
+    assert "TUNER_PRELOAD=0" in (_worker._cuda_before_placement(job) or "")
+    monkeypatch.setattr(_worker, "_TRIALS_IN_PROCESS", 2)  # later trials: the trial's own context
+    assert _worker._cuda_before_placement(job) is None
+    job.gpus = 0
+    monkeypatch.setattr(_worker, "_TRIALS_IN_PROCESS", 1)
+    assert _worker._cuda_before_placement(job) is None
