@@ -88,6 +88,17 @@ def test_installed_means_found_in_site_packages() -> None:
     assert not _prestart._installed("tests.objectives")
 
 
+def test_a_module_on_pythonpath_counts_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lent GPU machine brings Ray and Optuna in a folder on PYTHONPATH, which workers inherit.
+    (tmp_path / "tuner_preload_probe").mkdir()
+    (tmp_path / "tuner_preload_probe" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert not _prestart._installed("tuner_preload_probe")  # only on this program's sys.path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["relative/dir", str(tmp_path)]))
+    assert _prestart._installed("tuner_preload_probe")
+
+
 def test_tunes_actor_environment_is_emptied_only_inside_and_restored() -> None:
     from ray.tune.execution import class_cache
 

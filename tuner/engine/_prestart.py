@@ -94,16 +94,24 @@ def tune_actors_in_prestarted_workers() -> Iterator[None]:
 
 
 def _installed(module: str) -> bool:
-    """Whether ``module``'s top-level package lies in this interpreter's site-packages."""
+    """Whether ``module``'s top-level package lies where a new worker process finds it too.
+
+    That is this interpreter's site-packages (``dist-packages`` on Debian's Python) or an
+    absolute folder on ``PYTHONPATH``, which Ray's workers inherit (the lent GPU machine's
+    bundle of Ray and Optuna is one); not the current folder or a ``sys.path`` entry the
+    program added itself.
+    """
     top = module.partition(".")[0]
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return False
     origin = getattr(spec, "origin", None) if spec is not None else None
-    if not origin:
+    if not origin or origin in ("built-in", "frozen"):
         return False
-    roots = {Path(p).resolve() for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])}
-    roots |= {Path(p).resolve() for p in sys.path if p and "site-packages" in p}
+    paths = sysconfig.get_paths()
+    roots = {Path(paths["purelib"]), Path(paths["platlib"])}
+    roots |= {Path(p) for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages")}
+    roots |= {Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)}
     path = Path(origin).resolve()
-    return any(root in path.parents for root in roots)
+    return any(root.resolve() in path.parents for root in roots)
