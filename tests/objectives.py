@@ -152,8 +152,9 @@ def choice_bowl(params: dict[str, Any], ctx: Any) -> float:
 
 
 def worker_state(params: dict[str, Any], ctx: Any) -> dict[str, float]:
-    """Records what the worker process imported before this objective ran, and its pid."""
+    """Records what the worker process imported before this objective ran, its pid and torch's threads."""
     import sys
 
-    return {"value": params["x"] ** 2, "pid": float(os.getpid()),
+    threads = float(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else math.nan
+    return {"value": params["x"] ** 2, "pid": float(os.getpid()), "torch_threads": threads,
             "had_dynamo": float("torch._dynamo" in sys.modules), "had_ray_tune": float("ray.tune" in sys.modules)}

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
-from tuner.engine._prestart import preload_modules, ray_system_config, tune_actors_in_prestarted_workers
+from tuner.engine._prestart import (preload_modules, ray_system_config, thread_count_for_workers,
+                                    tune_actors_in_prestarted_workers)
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
@@ -161,7 +162,7 @@ def tuner_error_in(exc: BaseException) -> TunerError | None:
 
 
 def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
-                             preload: Sequence[str] = ()) -> bool:
+                             preload: Sequence[str] = (), cpus_per_trial: float = 1) -> bool:
     """:func:`_init_ray`, with Ray Tune imported beside Ray's start when there is a start to overlap.
 
     The import is joined before this returns, so that it never runs beside the driver's own work
@@ -171,20 +172,21 @@ def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, nu
     import ray
 
     if ray.is_initialized():
-        return _init_ray(ray_address, num_cpus, num_gpus, preload)
+        return _init_ray(ray_address, num_cpus, num_gpus, preload, cpus_per_trial)
     glue = _BackgroundImport("tuner.engine._tune_glue")
     try:
-        return _init_ray(ray_address, num_cpus, num_gpus, preload)
+        return _init_ray(ray_address, num_cpus, num_gpus, preload, cpus_per_trial)
     finally:
         glue.wait()  # a failed import is repeated by the caller, inside the run's clean-up
 
 
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
-              preload: Sequence[str] = ()) -> bool:
+              preload: Sequence[str] = (), cpus_per_trial: float = 1) -> bool:
     """Start or join Ray; returns True when this call started it (and so must shut it down).
 
-    ``preload``: modules the workers of a Ray started here import before work arrives
-    (:mod:`tuner.engine._prestart`); a cluster's workers are configured where it was started.
+    ``preload``: modules the workers of a Ray started here import before work arrives, with
+    thread pools sized for ``cpus_per_trial`` (:mod:`tuner.engine._prestart`); a cluster's
+    workers are configured where it was started.
     """
     import ray
 
@@ -216,8 +218,10 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
             kwargs["num_gpus"] = num_gpus
         if preload:
             kwargs["_system_config"] = ray_system_config(preload)
+    threads = thread_count_for_workers(cpus_per_trial) if "_system_config" in kwargs else contextlib.nullcontext()
     try:
-        ray.init(**kwargs)
+        with threads:
+            ray.init(**kwargs)
     except ray.exceptions.AuthenticationError:
         raise UserInputError(f"the Ray cluster at {ray_address} refused this machine's auth token; copy the head "
                              f"node's ~/.ray/auth_token here or set RAY_AUTH_TOKEN") from None
@@ -267,10 +271,10 @@ def run_study(
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
     owns_ray = False
-    preload = preload_modules(spec.resources.gpus) if ray_address is None else []
+    preload = preload_modules(spec.resources.gpus, spec.concurrency, num_cpus) if ray_address is None else []
     if _finished_count(storage, spec.name) < spec.n_trials or force:
         # Start Ray and check that a trial fits before anything is written to the storage.
-        owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus, preload)
+        owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
         try:
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
@@ -299,7 +303,7 @@ def run_study(
         progress.start(spec, summary, state)
         if state.want_more():
             if not owns_ray:
-                owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload)
+                owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
             artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
             job = JobInfo(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
@@ -344,8 +348,8 @@ def run_study(
             logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
             # A Ray started here gave its workers the driver's environment: Tune's actors need
             # none of their own, and so start in the workers Ray started ahead of time.
-            in_prestarted = tune_actors_in_prestarted_workers() if owns_ray and ray_address is None \
-                else contextlib.nullcontext()
+            in_prestarted = (tune_actors_in_prestarted_workers() if owns_ray and ray_address is None
+                             else contextlib.nullcontext())
             try:
                 with in_prestarted:
                     tuner.fit()

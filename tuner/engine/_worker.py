@@ -185,23 +185,29 @@ def _device(job: JobInfo) -> str:
 
 
 def _cuda_before_placement(job: JobInfo) -> str | None:
-    """A warning when this process's CUDA context existed before its first trial arrived.
+    """A warning when this process's CUDA state predates its first trial's GPU assignment.
 
-    Ray sets a worker's ``CUDA_VISIBLE_DEVICES`` when the trial arrives; a context created
-    before that (by a module a prestarted worker imported: ``tuner.engine._prestart``) sees
-    every GPU, so the trial may not run on the GPU Ray gave it.
+    Ray sets a worker's ``CUDA_VISIBLE_DEVICES`` when the trial arrives. CUDA reads it once,
+    when it starts in the process (torch's context, or merely ``torch.cuda.is_available()``),
+    so a module a prestarted worker imported (``tuner.engine._prestart``) that touched CUDA
+    leaves the trial seeing every GPU instead of its own: it shows as torch's context already
+    made, or as more devices than Ray assigned.
     """
     if job.gpus <= 0 or _TRIALS_IN_PROCESS != 1 or "torch" not in sys.modules:
         return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        initialized = bool(sys.modules["torch"].cuda.is_initialized())
+        cuda = sys.modules["torch"].cuda
+        early = bool(cuda.is_initialized())
+        if not early and visible and cuda.is_available():
+            early = cuda.device_count() > len([d for d in visible.split(",") if d.strip()])
     except Exception:  # noqa: BLE001 - a partial torch: nothing to say
         return None
-    if not initialized:
+    if not early:
         return None
-    return ("CUDA was initialised in this worker before Ray assigned its GPU "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}), so trials may share one GPU; "
-            "set TUNER_PRELOAD=0 to keep Ray's workers from importing torch ahead of time")
+    return (f"CUDA started in this worker before Ray assigned its GPU (CUDA_VISIBLE_DEVICES={visible}), so the "
+            "trial may not run on its own GPU; set TUNER_PRELOAD=0 to keep Ray's workers from importing torch "
+            "ahead of time")
 
 
 def _error_info(exc: BaseException) -> dict[str, str]:
