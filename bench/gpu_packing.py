@@ -190,13 +190,14 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                 cpus_total: int, cpu_check: bool) -> dict[str, Any]:
     concurrency = _concurrency(gpus, n_gpus)
     cpus = max(1, cpus_total // concurrency) if not cpu_check else 1
+    ray_cpus = max(cpus_total, concurrency * cpus)
     tag = str(gpus).replace(".", "_")
     spec = work / f"pack_{tag}.yaml"
     spec.write_text(_SPEC.format(tag=tag, data=data, spaces=REPO_ROOT / "search_spaces", epochs=epochs, trials=trials,
                                  concurrency=concurrency, cpus=cpus, gpus=0 if cpu_check else gpus))
     url = f"sqlite:///{work / f'pack_{tag}.db'}"
     cmd = [sys.executable, "-m", "tuner.cli", "run", str(spec), "--storage", url, "--quiet",
-           "--num-cpus", str(max(cpus_total, concurrency * cpus))]
+           "--num-cpus", str(ray_cpus)]
     if not cpu_check:
         cmd += ["--num-gpus", str(n_gpus)]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
@@ -241,7 +242,7 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
     return {"gpus_per_trial": gpus, "concurrency": concurrency, "cpus_per_trial": cpus, "trials": len(done),
             # Whether Ray's prestarted workers imported torch & co. before the trials arrived
             # (tuner.engine._prestart; TUNER_PRELOAD=0 in this process's environment turns it off).
-            "preload": bool(preload_modules(0 if cpu_check else gpus)),
+            "preload": bool(preload_modules(0 if cpu_check else gpus, concurrency, ray_cpus)),
             "wall_s": wall, "trials_per_hour": 3600 * len(done) / wall if wall else math.nan,
             "span_s": span, "trials_per_hour_span": 3600 * len(done) / span if span else math.nan,
             "trials_per_hour_steady": steady,

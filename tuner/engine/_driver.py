@@ -194,6 +194,7 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": True,
                               "logging_level": logging.WARNING}
+    threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()  # preloaded workers: a trial's share
     if ray_address:
         _check_reachable(ray_address)
         kwargs["address"] = ray_address
@@ -218,7 +219,7 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
             kwargs["num_gpus"] = num_gpus
         if preload:
             kwargs["_system_config"] = ray_system_config(preload)
-    threads = thread_count_for_workers(cpus_per_trial) if "_system_config" in kwargs else contextlib.nullcontext()
+            threads = thread_count_for_workers(cpus_per_trial)
     try:
         with threads:
             ray.init(**kwargs)
