@@ -236,13 +236,18 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                  "worker_started": (t.system_attrs.get(_attrs.WORKER) or {}).get("started"),
                  "train_s": (t.system_attrs.get(_attrs.METRICS) or {}).get("train_time_s"),
                  "first_in_process": (t.system_attrs.get(_attrs.TIMING) or {}).get("process_trial") == 1,
+                 # What the worker process had imported before this, its first trial, arrived (tuner.engine._preload)
+                 "preloaded": (t.system_attrs.get(_attrs.TIMING) or {}).get("preloaded"),
                  "phases": trial_phases(t.system_attrs.get(_attrs.TIMING), t.datetime_start)}
                 for t in done if t.datetime_start and t.datetime_complete]
     utils = [u for _, u, _ in sampler.samples]
     return {"gpus_per_trial": gpus, "concurrency": concurrency, "cpus_per_trial": cpus, "trials": len(done),
-            # Whether Ray's prestarted workers imported torch & co. before the trials arrived
-            # (tuner.engine._prestart; TUNER_PRELOAD=0 in this process's environment turns it off).
+            # Whether Ray's workers were to import torch & co. before the trials arrived
+            # (tuner.engine._prestart; TUNER_PRELOAD=0 in this process's environment turns it off),
+            # and, read back from the trials, how many processes' first trials found torch imported.
             "preload": bool(preload_modules(0 if cpu_check else gpus, concurrency, ray_cpus)),
+            "first_trials": sum(1 for e in timeline if e["first_in_process"]),
+            "first_trials_preloaded": sum(1 for e in timeline if e["first_in_process"] and "torch" in (e["preloaded"] or [])),
             "wall_s": wall, "trials_per_hour": 3600 * len(done) / wall if wall else math.nan,
             "span_s": span, "trials_per_hour_span": 3600 * len(done) / span if span else math.nan,
             "trials_per_hour_steady": steady,
@@ -390,6 +395,8 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, n_gpus: int,
     for r in rows:
         for label, key in (("a process's first", "phases_first"), ("later", "phases_later")):
             medians = r.get(key) or {}
+            if medians and key == "phases_first" and r.get("first_trials"):
+                label += f" ({r.get('first_trials_preloaded', 0)}/{r['first_trials']} with torch preloaded)"
             if medians:
                 phase_lines.append(f"| {r['gpus_per_trial']:g} | {label} | "
                                    + " | ".join(f"{medians[p]:.2f}" if p in medians else "-" for p in PHASES) + " |")

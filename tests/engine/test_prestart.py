@@ -19,7 +19,9 @@ from tuner.engine import _prestart, _worker
 ROOT = Path(__file__).resolve().parents[2]
 
 _RUN = """
-import json, sys
+import json, os, sys
+if os.environ.get("TEST_SYS_PATH"):  # a folder this program finds and Ray's new workers do not
+    sys.path.insert(0, os.environ["TEST_SYS_PATH"])
 import tuner
 from tests import objectives
 from tuner.engine import _attrs
@@ -30,21 +32,27 @@ rows = []
 for t in study.trials:
     timing = t.system_attrs[_attrs.TIMING]
     rows.append({"created": t.datetime_start.timestamp(), "process_started": timing["process_started"],
-                 "process_trial": timing["process_trial"], "warnings": [k for k in {**t.system_attrs, **t.user_attrs} if "artifact_warning" in k],
+                 "process_trial": timing["process_trial"], "preloaded": timing.get("preloaded"), "warnings": [k for k in {**t.system_attrs, **t.user_attrs} if "artifact_warning" in k],
                  **t.system_attrs[_attrs.METRICS]})
 print(json.dumps(rows))
 """
 
 
-def _run(tmp_path: Path, resources: dict[str, float], num_gpus: float = 0, **env: str) -> list[dict]:
+def _run(tmp_path: Path, resources: dict[str, float], num_gpus: float = 0, pythonpath: tuple[Path, ...] = (),
+         **env: str) -> list[dict]:
+    return _run_with_output(tmp_path, resources, num_gpus, pythonpath, **env)[0]
+
+
+def _run_with_output(tmp_path: Path, resources: dict[str, float], num_gpus: float = 0,
+                     pythonpath: tuple[Path, ...] = (), **env: str) -> tuple[list[dict], str]:
+    folders = [str(ROOT), *map(str, pythonpath), os.environ.get("PYTHONPATH")]
     out = subprocess.run([sys.executable, "-c", _RUN, f"sqlite:///{tmp_path / 'tuner.db'}", json.dumps(resources),
                           str(num_gpus)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
-                             "PYTHONPATH")])), **env})
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, folders)), **env})
     assert out.returncode == 0, out.stderr[-3000:]
     rows = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(rows) == 4
-    return rows
+    return rows, out.stdout + out.stderr
 
 
 def _prestarted(rows: list[dict]) -> bool:
@@ -63,12 +71,16 @@ def test_a_cpu_studys_trials_run_in_processes_ray_started_before_them(tmp_path: 
     rows = _run(tmp_path, {"cpus": 1})
     assert _prestarted(rows), rows
     assert not any(r["had_dynamo"] for r in rows)  # a CPU study preloads nothing
+    assert not any(r["preloaded"] for r in rows)
 
 
 def test_a_gpu_studys_workers_import_torch_before_their_first_trial(tmp_path: Path) -> None:
     # Declared GPUs (none here): Ray's placement is real, the devices are not.
     rows = _run(tmp_path, {"cpus": 1, "gpus": 0.5}, num_gpus=1)
     assert all(r["had_dynamo"] and r["had_ray_tune"] for r in rows), rows
+    # read back from each process's first trial: every Ray worker preloads, prestarted or not
+    firsts = [r["preloaded"] for r in rows if r["process_trial"] == 1]
+    assert firsts and all({"torch", "torch._dynamo", "tuner.engine._worker"} <= set(p or ()) for p in firsts), rows
     assert _prestarted(rows), rows
     assert not any(r["warnings"] for r in rows)  # no CUDA context before placement
     # torch sized its thread pool at the preload, before Ray could set the trial's share (1 CPU):
@@ -79,25 +91,81 @@ def test_a_gpu_studys_workers_import_torch_before_their_first_trial(tmp_path: Pa
 def test_tuner_preload_0_turns_the_imports_off(tmp_path: Path) -> None:
     rows = _run(tmp_path, {"cpus": 1, "gpus": 0.5}, num_gpus=1, TUNER_PRELOAD="0")
     assert not any(r["had_dynamo"] for r in rows)
+    assert not any(r["preloaded"] for r in rows)
 
 
-def test_only_gpu_studies_preload_and_only_installed_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_preloaded_module_that_raises_costs_a_line_not_the_workers(tmp_path: Path) -> None:
+    # What Ray's own preloading cannot survive (it catches ImportError only): an import that
+    # raises something else, as torch over a broken CUDA library would. The user names the module.
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "tuner_probe_broken.py").write_text("raise RuntimeError('no CUDA driver found')\n")
+    (probe / "tuner_probe_fine.py").write_text("VALUE = 1\n")
+    local = tmp_path / "local"  # on the driver's sys.path only: the user is told it cannot be preloaded
+    local.mkdir()
+    (local / "tuner_probe_local.py").write_text("VALUE = 2\n")
+    rows, output = _run_with_output(tmp_path, {"cpus": 1}, pythonpath=(probe,), TEST_SYS_PATH=str(local),
+                                    TUNER_PRELOAD="tuner_probe_broken, tuner_probe_fine,tuner_probe_local")
+    firsts = [r["preloaded"] for r in rows if r["process_trial"] == 1]
+    assert firsts and all(p == ["tuner.engine._worker", "tuner.tasks", "tuner_probe_fine"] for p in firsts), rows
+    assert "could not preload tuner_probe_broken (RuntimeError: no CUDA driver found)" in output
+    assert "TUNER_PRELOAD: Ray's workers cannot import tuner_probe_local before" in output
+
+
+def test_only_gpu_studies_preload_unless_the_user_names_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(_prestart.PRELOAD_ENV, raising=False)
+    monkeypatch.setattr(_prestart.os, "cpu_count", lambda: 64)
+    gpu_default = [*_prestart.GPU_PRELOAD, *_prestart.TUNER_PRELOAD]
     assert _prestart.preload_modules(0, 2, 2) == []
-    assert _prestart.preload_modules(0.25, 2, 2) == list(_prestart.GPU_PRELOAD)
-    assert _prestart.preload_modules(0.125, 8, 16) == list(_prestart.GPU_PRELOAD)
-    # one trial at a time on 64 CPUs: 63 idle workers would hold torch for nothing
+    assert _prestart.preload_modules(0.25, 2, 2) == gpu_default
+    assert _prestart.preload_modules(0.125, 8, 16) == gpu_default
+    # one trial at a time on 64 CPUs: 63 idle workers would hold torch for nothing ...
     assert _prestart.preload_modules(1, 1, 64) == []
+    assert _prestart.preload_modules(1, 1, None) == []  # None: this machine's CPUs
+    # ... but Ray prestarts no more workers than the machine has cores, whatever it declares
+    monkeypatch.setattr(_prestart.os, "cpu_count", lambda: 2)
+    assert _prestart.preload_modules(1, 1, 64) == gpu_default
     for off in ("0", "false", "Off"):
         monkeypatch.setenv(_prestart.PRELOAD_ENV, off)
         assert _prestart.preload_modules(1, 2, 2) == []
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, " transformers,  my_pkg.train ,")
+    assert _prestart.preload_modules(0, 2, 2) == [*_prestart.TUNER_PRELOAD, "transformers", "my_pkg.train"]
+    assert _prestart.preload_modules(1, 2, 2) == [*gpu_default, "transformers", "my_pkg.train"]
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, "torch")  # named twice: imported once
+    assert _prestart.preload_modules(1, 2, 2) == gpu_default
+    monkeypatch.setattr(_prestart, "_installed", lambda name: False)  # workers could not import tuner's preloader
+    assert _prestart.preload_modules(1, 2, 2) == []
+
+
+def test_ray_preloads_tuners_preloader_with_the_list_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _prestart.ray_system_config([]) == {}
-    assert _prestart.ray_system_config(["torch"]) == {"preload_python_modules": ["torch"]}
+    assert _prestart.ray_system_config(["torch"]) == {"preload_python_modules": ["tuner.engine._preload"]}
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv(_prestart.WORKER_IMPORTS_ENV, "before")
+    with _prestart.worker_environment(["torch", "optuna"], 2.5):
+        assert os.environ[_prestart.WORKER_IMPORTS_ENV] == "torch,optuna"
+        assert os.environ["OMP_NUM_THREADS"] == "2"
+    assert os.environ[_prestart.WORKER_IMPORTS_ENV] == "before"
+    assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_the_preloader_imports_what_it_can_and_says_what_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from tuner.engine import _preload
+
+    (tmp_path / "tuner_probe_raises.py").write_text("raise OSError('libcudart.so.13: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    imported = _preload.import_each(["json", "tuner_probe_raises", "tuner_has_no_such_module", "email.message"])
+    assert imported == ("json", "email.message")
+    err = capsys.readouterr().err
+    assert "could not preload tuner_probe_raises (OSError: libcudart.so.13" in err
+    assert "tuner_has_no_such_module" not in err  # missing: skipped quietly, the trial says why if it needs it
 
 
 def test_installed_means_found_in_site_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)  # the GPU machine puts the checkout there
     assert _prestart._installed("torch._dynamo")
+    assert _prestart._installed("tuner")  # pip install, or -e: setuptools' import hook, through a .pth file
     assert not _prestart._installed("json")  # the standard library: not what a preload needs
     assert not _prestart._installed("tuner_has_no_such_module")
     # tests/ is found through the current directory, which a prestarted worker does not have
@@ -148,15 +216,34 @@ def test_tunes_actor_environment_is_kept_when_the_workers_lack_one_of_its_variab
 
 def test_the_thread_count_is_set_for_rays_start_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with _prestart.thread_count_for_workers(2.5):
+    with _prestart.worker_environment(["torch"], 2.5):
         assert os.environ["OMP_NUM_THREADS"] == "2"
     assert "OMP_NUM_THREADS" not in os.environ
-    with _prestart.thread_count_for_workers(0.25):
+    with _prestart.worker_environment(["torch"], 0.25):
         assert os.environ["OMP_NUM_THREADS"] == "1"
     monkeypatch.setenv("OMP_NUM_THREADS", "6")  # the user's choice stands
-    with _prestart.thread_count_for_workers(1):
+    with _prestart.worker_environment(["torch"], 1):
         assert os.environ["OMP_NUM_THREADS"] == "6"
     assert os.environ["OMP_NUM_THREADS"] == "6"
+
+
+def test_a_folder_a_pth_file_adds_counts_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Editable installs by other build tools (hatchling, flit, setuptools' compat mode) put the
+    # project's folder on every process's sys.path with a line in a .pth file.
+    site, project = tmp_path / "site-packages", tmp_path / "project"
+    (project / "tuner_pth_probe").mkdir(parents=True)
+    (project / "tuner_pth_probe" / "__init__.py").write_text("")
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(project))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setattr(_prestart, "_site_dirs", lambda: [site])
+    assert not _prestart._installed("tuner_pth_probe")
+    (site / "_tuner_pth_probe.pth").write_text(f"# a comment\nimport os\n{project}\n")
+    assert _prestart._installed("tuner_pth_probe")
+    assert _prestart.not_found_by_workers(["tuner_pth_probe", "tuner_has_no_such_module"]) == []
+    (site / "_tuner_pth_probe.pth").unlink()
+    # found here only: the user is told; a module not found here at all is not the workers' problem
+    assert _prestart.not_found_by_workers(["tuner_pth_probe.sub", "tuner_has_no_such_module"]) == ["tuner_pth_probe.sub"]
 
 
 def test_a_cuda_context_before_the_first_trial_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
-from tuner.engine._prestart import (preload_modules, ray_system_config, thread_count_for_workers,
-                                    tune_actors_in_prestarted_workers)
+from tuner.engine._prestart import (not_found_by_workers, preload_modules, ray_system_config,
+                                    tune_actors_in_prestarted_workers, worker_environment)
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
@@ -194,7 +194,7 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "configure_logging": True,
                               "logging_level": logging.WARNING}
-    threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()  # preloaded workers: a trial's share
+    environment: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()  # what preloaded workers inherit
     if ray_address:
         _check_reachable(ray_address)
         kwargs["address"] = ray_address
@@ -219,9 +219,9 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
             kwargs["num_gpus"] = num_gpus
         if preload:
             kwargs["_system_config"] = ray_system_config(preload)
-            threads = thread_count_for_workers(cpus_per_trial)
+            environment = worker_environment(preload, cpus_per_trial)
     try:
-        with threads:
+        with environment:
             ray.init(**kwargs)
     except ray.exceptions.AuthenticationError:
         raise UserInputError(f"the Ray cluster at {ray_address} refused this machine's auth token; copy the head "
@@ -280,6 +280,10 @@ def run_study(
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
                 progress.note(note)
+            if owns_ray and (unseen := not_found_by_workers(preload)):
+                progress.warn(f"TUNER_PRELOAD: Ray's workers cannot import {', '.join(unseen)} before their first trial "
+                              f"(found here only through the current folder or this program's sys.path); install it "
+                              f"or put its folder on PYTHONPATH to have it preloaded")
         except BaseException:
             _shutdown_ray(owns_ray)
             raise

@@ -24,9 +24,13 @@ arrived (not yet measured on a GPU). It is limited to GPU studies because it cos
 are scarce: every prestarted worker imports, also those the study never uses, and on the 2-CPU
 VM that work competed with the driver's and moved the first training no earlier; and to studies
 that use enough of the workers (:data:`MAX_IDLE_PER_USED`), because an idle preloaded worker
-holds its memory for the whole run. Preloaded torch would size its thread pool before Ray sets
-a trial's share, so :func:`thread_count_for_workers` sets it for Ray's start.
-``TUNER_PRELOAD=0`` turns preloading off.
+holds its memory for the whole run. ``TUNER_PRELOAD`` (:data:`PRELOAD_ENV`) turns it off, or
+names modules of the user's own (a heavy library their objective imports) to preload as well.
+
+Ray is told to preload one module, :mod:`tuner.engine._preload`, which imports the list from
+the environment (:func:`worker_environment`) and survives any module's failure, which Ray's
+own preloading does not. Preloaded torch would size its thread pool before Ray sets a trial's
+share, so :func:`worker_environment` sets that for Ray's start too.
 """
 
 from __future__ import annotations
@@ -39,14 +43,24 @@ import sysconfig
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["PRELOAD_ENV", "preload_modules", "ray_system_config", "thread_count_for_workers",
-           "tune_actors_in_prestarted_workers"]
+__all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "not_found_by_workers", "preload_modules", "ray_system_config",
+           "tune_actors_in_prestarted_workers", "worker_environment"]
 
-#: Set to ``0`` (or ``false``, ``no``, ``off``) to keep Ray's prestarted workers from importing
-#: anything before work arrives. Worth it if workers die as they start: Ray's preloading
-#: survives a module that is missing, but not one whose import raises something else (a
-#: broken CUDA library under torch, say), which then ends every worker.
+#: ``0`` (or ``false``, ``no``, ``off``) keeps Ray's workers from importing anything before work
+#: arrives (say, if a preloaded module touches the GPU at import); unset (or ``1``) is the
+#: default, GPU studies only; a comma-separated list of modules (``transformers,my_pkg.train``)
+#: preloads those too, in every run that starts its own Ray.
 PRELOAD_ENV = "TUNER_PRELOAD"
+
+#: Where the driver puts the modules to preload, for Ray's processes to inherit
+#: (:mod:`tuner.engine._preload` reads it in each worker).
+WORKER_IMPORTS_ENV = "TUNER_WORKER_IMPORTS"
+
+#: The one module Ray itself is told to preload; it imports the rest.
+_PRELOADER = "tuner.engine._preload"
+
+_OFF = ("0", "false", "no", "off")
+_ON = ("", "1", "true", "yes", "on")
 
 #: What a GPU study's workers import before their first trial. None of them may touch CUDA at
 #: import, because Ray assigns a worker's GPU (``CUDA_VISIBLE_DEVICES``) only when a trial
@@ -56,6 +70,10 @@ PRELOAD_ENV = "TUNER_PRELOAD"
 #: (``tuner.engine._worker._cuda_before_placement``) and warns if it ever happens.
 GPU_PRELOAD = ("ray.tune", "optuna", "sqlalchemy", "torch", "torch._dynamo")
 
+#: tuner's own modules that every trial imports (the worker, the built-in tasks): 0.2 s after
+#: the others on the project's CPUs, and preloaded whenever anything is.
+TUNER_PRELOAD = ("tuner.engine._worker", "tuner.tasks")
+
 #: Preload only where at most this many prestarted workers idle per worker the study uses. Ray
 #: prestarts about one worker per CPU and keeps the idle ones for the whole run; a preloaded
 #: one holds about 300 MB (CPU torch), so one trial at a time on a 64-CPU node would otherwise
@@ -64,43 +82,76 @@ MAX_IDLE_PER_USED = 3
 
 
 def preload_modules(gpus_per_trial: float, concurrency: int, ray_cpus: float | None) -> list[str]:
-    """The modules a study's prestarted workers should import: empty unless it uses GPUs.
+    """The modules a run's workers should import as they start: by default, for GPU studies only.
 
-    ``ray_cpus`` is the CPUs of the Ray about to start (``None``: this machine's). Only modules
-    installed where a new process finds them (:func:`_installed`): a prestarted worker starts
-    before the job's ``sys.path`` reaches it, and a module it cannot find would print a
-    traceback from every worker instead of doing nothing.
+    ``ray_cpus`` is the CPUs of the Ray about to start (``None``: this machine's); Ray prestarts
+    one worker per CPU, but no more than the machine's cores. Empty where tuner itself is not
+    installed where a new process finds it (:func:`_installed`): a prestarted worker starts
+    before the job's ``sys.path`` reaches it, and could not import :mod:`tuner.engine._preload`.
     """
-    if gpus_per_trial <= 0 or os.environ.get(PRELOAD_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    setting = os.environ.get(PRELOAD_ENV, "").strip()
+    if setting.lower() in _OFF or not _installed("tuner"):
         return []
-    cpus = ray_cpus if ray_cpus is not None else (os.cpu_count() or 1)
-    if concurrency * (1 + MAX_IDLE_PER_USED) < cpus:
+    extras = [] if setting.lower() in _ON else [name.strip() for name in setting.split(",") if name.strip()]
+    cores = os.cpu_count() or 1
+    prestarted = min(ray_cpus, cores) if ray_cpus is not None else cores
+    automatic = gpus_per_trial > 0 and concurrency * (1 + MAX_IDLE_PER_USED) >= prestarted
+    if not automatic and not extras:
         return []
-    return [name for name in GPU_PRELOAD if _installed(name)]
+    chosen = (*GPU_PRELOAD, *TUNER_PRELOAD) if automatic else TUNER_PRELOAD
+    return list(dict.fromkeys([*chosen, *extras]))
+
+
+def not_found_by_workers(modules: Sequence[str]) -> list[str]:
+    """Those of ``modules`` that this process finds but a new Ray worker would not (the user's to fix).
+
+    A module found through the current folder or a ``sys.path`` entry the program added is
+    imported by the trials (the worker puts the driver's ``sys.path`` in place) but not by a
+    prestarted worker, which has nothing of the job yet.
+    """
+    missing = []
+    for name in modules:
+        try:
+            found_here = importlib.util.find_spec(name.partition(".")[0]) is not None
+        except (ImportError, ValueError):
+            found_here = False
+        if found_here and not _installed(name):
+            missing.append(name)
+    return missing
 
 
 def ray_system_config(modules: Sequence[str]) -> dict[str, object]:
-    """``ray.init(_system_config=...)`` that has Ray's workers import ``modules`` when they start."""
-    return {"preload_python_modules": list(modules)} if modules else {}
+    """``ray.init(_system_config=...)`` that has Ray's workers import ``modules`` when they start.
+
+    Through :mod:`tuner.engine._preload`, with the list in :func:`worker_environment`'s.
+    """
+    return {"preload_python_modules": [_PRELOADER]} if modules else {}
 
 
 @contextlib.contextmanager
-def thread_count_for_workers(cpus_per_trial: float) -> Iterator[None]:
-    """While inside (around ``ray.init``), ``OMP_NUM_THREADS`` is a trial's CPU share, unless set.
+def worker_environment(modules: Sequence[str], cpus_per_trial: float) -> Iterator[None]:
+    """While inside (around ``ray.init``), the environment a preloading Ray's processes inherit.
 
-    Ray sets it for a worker when an actor starts there, which is too late for a preloaded
-    worker: OpenBLAS (with numpy) and torch size their thread pools when they load, so 8 packed
-    trials on a 16-CPU machine would each run 16 threads. Ray's processes copy the environment
-    as they start, so the driver's own is restored on leaving.
+    The list of ``modules`` for :mod:`tuner.engine._preload`, and ``OMP_NUM_THREADS`` set to a
+    trial's CPU share unless the user set it: Ray sets that for a worker when an actor starts
+    there, too late for a preloaded one, whose OpenBLAS (with numpy) and torch sized their
+    thread pools as they loaded (8 packed trials on a 16-CPU machine would each run 16
+    threads). Ray's processes copy the environment as they start, so the driver's own is
+    restored on leaving.
     """
-    if "OMP_NUM_THREADS" in os.environ:
-        yield
-        return
-    os.environ["OMP_NUM_THREADS"] = str(max(1, int(cpus_per_trial)))
+    added = {WORKER_IMPORTS_ENV: ",".join(modules)}
+    if "OMP_NUM_THREADS" not in os.environ:
+        added["OMP_NUM_THREADS"] = str(max(1, int(cpus_per_trial)))
+    saved = {key: os.environ.get(key) for key in added}
+    os.environ.update(added)
     try:
         yield
     finally:
-        os.environ.pop("OMP_NUM_THREADS", None)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @contextlib.contextmanager
@@ -137,7 +188,8 @@ def tune_actors_in_prestarted_workers() -> Iterator[None]:
 def _installed(module: str) -> bool:
     """Whether ``module``'s top-level package lies where a new worker process finds it too.
 
-    That is this interpreter's site-packages (``dist-packages`` on Debian's Python) or an
+    That is this interpreter's site-packages (``dist-packages`` on Debian's Python), a folder a
+    ``.pth`` file there adds, an editable install's import hook (``pip install -e``), or an
     absolute folder on ``PYTHONPATH``, which Ray's workers inherit (the lent GPU machine's
     bundle of Ray and Optuna is one); not the current folder or a ``sys.path`` entry the
     program added itself.
@@ -150,9 +202,44 @@ def _installed(module: str) -> bool:
     origin = getattr(spec, "origin", None) if spec is not None else None
     if not origin or origin in ("built-in", "frozen"):
         return False
-    paths = sysconfig.get_paths()
-    roots = {Path(paths["purelib"]), Path(paths["platlib"])}
-    roots |= {Path(p) for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages")}
+    if any(_is_editable_hook(finder) and finder.find_spec(top) is not None for finder in sys.meta_path):
+        return True
+    site_dirs = _site_dirs()
+    roots = set(site_dirs) | _pth_folders(site_dirs)
     roots |= {Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)}
     path = Path(origin).resolve()
     return any(root.resolve() in path.parents for root in roots)
+
+
+def _site_dirs() -> list[Path]:
+    paths = sysconfig.get_paths()
+    dirs = [Path(paths["purelib"]), Path(paths["platlib"])]
+    dirs += [Path(p) for p in sys.path if p and Path(p).name in ("site-packages", "dist-packages")]
+    return list(dict.fromkeys(dirs))
+
+
+def _pth_folders(site_dirs: Sequence[Path]) -> set[Path]:
+    """The folders that ``.pth`` files in ``site_dirs`` put on every new process's ``sys.path``."""
+    folders: set[Path] = set()
+    for site_dir in site_dirs:
+        try:
+            pth_files = sorted(site_dir.glob("*.pth"))
+        except OSError:
+            continue
+        for pth in pth_files:
+            try:
+                lines = pth.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith(("#", "import ", "import\t")):
+                    folder = Path(line) if os.path.isabs(line) else site_dir / line
+                    if folder.is_dir():
+                        folders.add(folder)
+    return folders
+
+
+def _is_editable_hook(finder: object) -> bool:
+    """An import hook that setuptools' editable installs put in every process through a ``.pth``."""
+    return (getattr(finder, "__module__", "") or "").startswith("__editable__") and hasattr(finder, "find_spec")

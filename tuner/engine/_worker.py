@@ -189,7 +189,7 @@ def _cuda_before_placement(job: JobInfo) -> str | None:
 
     Ray sets a worker's ``CUDA_VISIBLE_DEVICES`` when the trial arrives. CUDA reads it once,
     when it starts in the process (torch's context, or merely ``torch.cuda.is_available()``),
-    so a module a prestarted worker imported (``tuner.engine._prestart``) that touched CUDA
+    so a module a prestarted worker imported (``tuner.engine._preload``) that touched CUDA
     leaves the trial seeing every GPU instead of its own: it shows as torch's context already
     made, or as more devices than Ray assigned.
     """
@@ -244,6 +244,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     _TRIALS_IN_PROCESS += 1
     timing: dict[str, Any] = {"process_started": _PROCESS_STARTED, "process_trial": _TRIALS_IN_PROCESS,
                               "picked_up": time.time()}
+    if _TRIALS_IN_PROCESS == 1 and (preloader := sys.modules.get("tuner.engine._preload")) is not None:
+        timing["preloaded"] = list(preloader.PRELOADED)  # what Ray's worker imported before this trial came
     trial_id: int = config["trial_id"]
     number: int = config["number"]
     study = _study(job)

@@ -1,0 +1,45 @@
+"""Imported by each of Ray's new Python workers, before any work arrives, when a run preloads.
+
+Ray's own preloading (``preload_python_modules``) imports each named module but catches only
+``ImportError``: a module whose import raises anything else (torch over a broken CUDA library,
+a user's module with a bug) ends every worker as it starts, and the run with them. So tuner
+names this module alone, and it imports the list the driver put in the environment Ray's
+processes inherit (:data:`tuner.engine._prestart.WORKER_IMPORTS_ENV`), each in its own
+``try``: a module that is missing is skipped (the trial that needs it says so), one that fails
+otherwise costs one line on the worker's stderr, which Ray forwards to the driver's console, and
+the worker lives on. What did import is kept in :data:`PRELOADED`, which the worker stores with
+a process's first trial, so a benchmark reads back which processes were ready instead of
+inferring it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from tuner.engine._prestart import WORKER_IMPORTS_ENV
+
+__all__ = ["PRELOADED", "import_each"]
+
+
+def import_each(names: list[str]) -> tuple[str, ...]:
+    """Import ``names`` in order; returns those that imported. Never raises (but for a signal)."""
+    done = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue  # not installed where this worker looks: its trial imports it, or reports why not
+        except Exception as exc:  # noqa: BLE001 - any failure must leave the worker alive
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            print(f"tuner: Ray worker {os.getpid()} could not preload {name} ({type(exc).__name__}: {first_line}); "
+                  f"its trials import it themselves (set TUNER_PRELOAD=0 to stop preloading)", file=sys.stderr)
+        else:
+            done.append(name)
+    return tuple(done)
+
+
+#: The modules this process imported ahead of its trials.
+PRELOADED: tuple[str, ...] = import_each(
+    [name.strip() for name in os.environ.get(WORKER_IMPORTS_ENV, "").split(",") if name.strip()])
