@@ -149,7 +149,7 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_spec_options
 @click.option("--storage", help=_STORAGE_HELP)
-@click.option("--ray-address", help="Join this Ray cluster (e.g. auto or 10.0.0.1:6379) instead of starting one.")
+@click.option("--ray-address", help="Join this Ray cluster (e.g. auto or 10.0.0.1:6379) instead of starting one (local: start one, the default).")
 @click.option("--num-cpus", type=float, help="CPUs the local Ray instance declares (default: all).")
 @click.option("--num-gpus", type=float, help="GPUs the local Ray instance declares (default: detected).")
 @click.option("--force", is_flag=True, help="Delete an existing study of this name that has another search space.")

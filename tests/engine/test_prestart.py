@@ -27,7 +27,8 @@ from tests import objectives
 from tuner.engine import _attrs
 spec = {"name": "pre", "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}, "metric": "value",
         "n_trials": 4, "concurrency": 2, "pruner": "none", "seed": 0, "resources": json.loads(sys.argv[2])}
-study = tuner.run(spec, objectives.worker_state, storage=sys.argv[1], num_cpus=2, num_gpus=float(sys.argv[3]))
+study = tuner.run(spec, objectives.worker_state, storage=sys.argv[1], num_cpus=2, num_gpus=float(sys.argv[3]),
+                  ray_address=os.environ.get("TEST_RAY_ADDRESS"))
 rows = []
 for t in study.trials:
     timing = t.system_attrs[_attrs.TIMING]
@@ -269,3 +270,14 @@ def test_a_cuda_context_before_the_first_trial_is_a_warning(monkeypatch: pytest.
     job.gpus = 0
     monkeypatch.setattr(_worker, "_TRIALS_IN_PROCESS", 1)
     assert _worker._cuda_before_placement(job) is None
+
+
+def test_ray_address_local_means_a_local_start_with_its_prestarted_workers(tmp_path: Path) -> None:
+    from tuner.engine._driver import cluster_address
+
+    assert _prestarted(_run(tmp_path, {"cpus": 1}, TEST_RAY_ADDRESS="local"))
+
+    assert cluster_address(None) is None
+    assert cluster_address("local") is None and cluster_address(" Local ") is None and cluster_address("") is None
+    assert cluster_address("auto") == "auto"
+    assert cluster_address(" 10.0.0.1:6379 ") == "10.0.0.1:6379"

@@ -232,6 +232,17 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
     return True
 
 
+def cluster_address(ray_address: str | None) -> str | None:
+    """The cluster to join, or None to start Ray here: Ray's own ``local`` (and a blank) means the latter.
+
+    So that ``--ray-address local`` gets what a local start gets (``--num-cpus``, the prestarted
+    and preloaded workers) instead of being taken for a cluster.
+    """
+    if ray_address is None or ray_address.strip().lower() in ("", "local"):
+        return None
+    return ray_address.strip()
+
+
 def _check_reachable(address: str) -> None:
     """Fail in seconds on a wrong host:port (Ray itself retries for minutes before giving up)."""
     import socket
@@ -268,6 +279,7 @@ def run_study(
 
     progress = progress or Progress(quiet=True)
     started = time.monotonic()
+    ray_address = cluster_address(ray_address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
