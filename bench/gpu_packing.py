@@ -242,9 +242,10 @@ def run_packing(gpus: float, *, n_gpus: int, trials: int, epochs: int, data: Pat
                 for t in done if t.datetime_start and t.datetime_complete]
     utils = [u for _, u, _ in sampler.samples]
     return {"gpus_per_trial": gpus, "concurrency": concurrency, "cpus_per_trial": cpus, "trials": len(done),
-            # Whether Ray's workers were to import torch & co. before the trials arrived
-            # (tuner.engine._prestart; TUNER_PRELOAD=0 in this process's environment turns it off),
-            # and, read back from the trials, how many processes' first trials found torch imported.
+            # Whether Ray's workers were to import anything before the trials arrived (torch & co.
+            # for a GPU level; tuner.engine._prestart, where TUNER_PRELOAD=0 in this process's
+            # environment turns it off), and, read back from the trials, how many processes' first
+            # trials found torch imported.
             "preload": bool(preload_modules(0 if cpu_check else gpus, concurrency, ray_cpus)),
             "first_trials": sum(1 for e in timeline if e["first_in_process"]),
             "first_trials_preloaded": sum(1 for e in timeline if e["first_in_process"] and "torch" in (e["preloaded"] or [])),

@@ -105,8 +105,11 @@ def test_a_preloaded_module_that_raises_costs_a_line_not_the_workers(tmp_path: P
     local = tmp_path / "local"  # on the driver's sys.path only: the user is told it cannot be preloaded
     local.mkdir()
     (local / "tuner_probe_local.py").write_text("VALUE = 2\n")
+    # Without Ray's prestarted workers: the workers Ray starts for the trials preload as well.
     rows, output = _run_with_output(tmp_path, {"cpus": 1}, pythonpath=(probe,), TEST_SYS_PATH=str(local),
-                                    TUNER_PRELOAD="tuner_probe_broken, tuner_probe_fine,tuner_probe_local")
+                                    TUNER_PRELOAD="tuner_probe_broken, tuner_probe_fine,tuner_probe_local",
+                                    RAY_prestart_worker_first_driver="0")
+    assert not _prestarted(rows), rows
     firsts = [r["preloaded"] for r in rows if r["process_trial"] == 1]
     assert firsts and all(p == ["tuner.engine._worker", "tuner.tasks", "tuner_probe_fine"] for p in firsts), rows
     assert "could not preload tuner_probe_broken (RuntimeError: no CUDA driver found)" in output
@@ -116,26 +119,45 @@ def test_a_preloaded_module_that_raises_costs_a_line_not_the_workers(tmp_path: P
 def test_only_gpu_studies_preload_unless_the_user_names_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(_prestart.PRELOAD_ENV, raising=False)
     monkeypatch.setattr(_prestart.os, "cpu_count", lambda: 64)
-    gpu_default = [*_prestart.GPU_PRELOAD, *_prestart.TUNER_PRELOAD]
+    gpu_default = [*_prestart.GPU_PRELOAD, *_prestart.TUNER_MODULES]
     assert _prestart.preload_modules(0, 2, 2) == []
     assert _prestart.preload_modules(0.25, 2, 2) == gpu_default
     assert _prestart.preload_modules(0.125, 8, 16) == gpu_default
     # one trial at a time on 64 CPUs: 63 idle workers would hold torch for nothing ...
     assert _prestart.preload_modules(1, 1, 64) == []
     assert _prestart.preload_modules(1, 1, None) == []  # None: this machine's CPUs
-    # ... but Ray prestarts no more workers than the machine has cores, whatever it declares
+    # ... but Ray prestarts no more workers than the machine has logical CPUs, whatever it declares
     monkeypatch.setattr(_prestart.os, "cpu_count", lambda: 2)
     assert _prestart.preload_modules(1, 1, 64) == gpu_default
-    for off in ("0", "false", "Off"):
+    for off in ("0", "false", "Off", "none", "disabled"):
         monkeypatch.setenv(_prestart.PRELOAD_ENV, off)
         assert _prestart.preload_modules(1, 2, 2) == []
     monkeypatch.setenv(_prestart.PRELOAD_ENV, " transformers,  my_pkg.train ,")
-    assert _prestart.preload_modules(0, 2, 2) == [*_prestart.TUNER_PRELOAD, "transformers", "my_pkg.train"]
+    assert _prestart.preload_modules(0, 2, 2) == [*_prestart.TUNER_MODULES, "transformers", "my_pkg.train"]
     assert _prestart.preload_modules(1, 2, 2) == [*gpu_default, "transformers", "my_pkg.train"]
     monkeypatch.setenv(_prestart.PRELOAD_ENV, "torch")  # named twice: imported once
     assert _prestart.preload_modules(1, 2, 2) == gpu_default
     monkeypatch.setattr(_prestart, "_installed", lambda name: False)  # workers could not import tuner's preloader
     assert _prestart.preload_modules(1, 2, 2) == []
+
+
+def test_a_user_who_named_modules_hears_which_this_run_cannot_preload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "tuner_probe_here_only.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))  # found by this program, not by a new Ray worker
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv(_prestart.PRELOAD_ENV, raising=False)
+    assert _prestart.preload_warnings(["torch"], local_start=True) == []  # the default: nothing to say
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, "json,torch._dynamo")  # both found by any new process
+    assert _prestart.preload_warnings(["json", "torch._dynamo"], local_start=True) == []
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, "transfromers,tuner_probe_here_only.sub,json")
+    unknown, unseen = _prestart.preload_warnings(["json"], local_start=True)
+    assert unknown.startswith("TUNER_PRELOAD: no module named transfromers here; check the name")
+    assert unseen.startswith("TUNER_PRELOAD: Ray's workers cannot import tuner_probe_here_only.sub before")
+    [joined] = _prestart.preload_warnings(["json"], local_start=False)
+    assert "only a run that starts its own Ray preloads" in joined
+    [no_tuner] = _prestart.preload_warnings([], local_start=True)
+    assert "cannot import tuner itself" in no_tuner
 
 
 def test_ray_preloads_tuners_preloader_with_the_list_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,22 +177,39 @@ def test_the_preloader_imports_what_it_can_and_says_what_failed(
     from tuner.engine import _preload
 
     (tmp_path / "tuner_probe_raises.py").write_text("raise OSError('libcudart.so.13: cannot open shared object file')\n")
+    (tmp_path / "tuner_probe_needs.py").write_text("import tuner_probe_dependency_is_missing\n")
+    (tmp_path / "tuner_probe_exits.py").write_text("raise SystemExit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    imported = _preload.import_each(["json", "tuner_probe_raises", "tuner_has_no_such_module", "email.message"])
+    imported = _preload.import_each(["json", "tuner_probe_raises", "tuner_has_no_such_module", "tuner_probe_needs",
+                                     "json.tuner_no_such_submodule", "tuner_probe_exits", "email.message"])
     assert imported == ("json", "email.message")
     err = capsys.readouterr().err
     assert "could not preload tuner_probe_raises (OSError: libcudart.so.13" in err
-    assert "tuner_has_no_such_module" not in err  # missing: skipped quietly, the trial says why if it needs it
+    # an ImportError from inside a module that is there (torch without its libcudnn) is said, too
+    assert "could not preload tuner_probe_needs (ModuleNotFoundError: No module named 'tuner_probe_dependency" in err
+    assert "could not preload tuner_probe_exits (SystemExit: 3)" in err
+    # not there at all: skipped quietly, the trial says why if it needs it
+    assert "tuner_has_no_such_module" not in err and "tuner_no_such_submodule" not in err
 
 
 def test_installed_means_found_in_site_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYTHONPATH", raising=False)  # the GPU machine puts the checkout there
     assert _prestart._installed("torch._dynamo")
-    assert _prestart._installed("tuner")  # pip install, or -e: setuptools' import hook, through a .pth file
-    assert not _prestart._installed("json")  # the standard library: not what a preload needs
+    assert _prestart._installed("json") and _prestart._installed("sys")  # the standard library, built-ins
     assert not _prestart._installed("tuner_has_no_such_module")
     # tests/ is found through the current directory, which a prestarted worker does not have
     assert not _prestart._installed("tests.objectives")
+
+
+def test_tuner_installed_with_pip_counts_as_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("tuner")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("tuner is not pip-installed here (e.g. only on PYTHONPATH, as on the lent GPU machine)")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert _prestart._installed("tuner")  # pip install, or -e: setuptools' import hook, through a .pth file
 
 
 def test_a_module_on_pythonpath_counts_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,6 +221,10 @@ def test_a_module_on_pythonpath_counts_as_installed(tmp_path: Path, monkeypatch:
     assert not _prestart._installed("tuner_preload_probe")  # only on this program's sys.path
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["relative/dir", str(tmp_path)]))
     assert _prestart._installed("tuner_preload_probe")
+    (tmp_path / "tuner_namespace_probe" / "part").mkdir(parents=True)  # a namespace package: no __init__.py
+    assert _prestart._installed("tuner_namespace_probe.part")
+    monkeypatch.delenv("PYTHONPATH")
+    assert not _prestart._installed("tuner_namespace_probe.part")
 
 
 def test_tunes_actor_environment_is_emptied_only_inside_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,10 +284,8 @@ def test_a_folder_a_pth_file_adds_counts_as_installed(tmp_path: Path, monkeypatc
     assert not _prestart._installed("tuner_pth_probe")
     (site / "_tuner_pth_probe.pth").write_text(f"# a comment\nimport os\n{project}\n")
     assert _prestart._installed("tuner_pth_probe")
-    assert _prestart.not_found_by_workers(["tuner_pth_probe", "tuner_has_no_such_module"]) == []
-    (site / "_tuner_pth_probe.pth").unlink()
-    # found here only: the user is told; a module not found here at all is not the workers' problem
-    assert _prestart.not_found_by_workers(["tuner_pth_probe.sub", "tuner_has_no_such_module"]) == ["tuner_pth_probe.sub"]
+    monkeypatch.setenv(_prestart.PRELOAD_ENV, "tuner_pth_probe")
+    assert _prestart.preload_warnings(["tuner_pth_probe"], local_start=True) == []
 
 
 def test_a_cuda_context_before_the_first_trial_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:

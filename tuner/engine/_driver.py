@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
-from tuner.engine._prestart import (not_found_by_workers, preload_modules, ray_system_config,
+from tuner.engine._prestart import (preload_modules, preload_warnings, ray_system_config,
                                     tune_actors_in_prestarted_workers, worker_environment)
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
@@ -292,10 +292,8 @@ def run_study(
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
                 progress.note(note)
-            if owns_ray and (unseen := not_found_by_workers(preload)):
-                progress.warn(f"TUNER_PRELOAD: Ray's workers cannot import {', '.join(unseen)} before their first trial "
-                              f"(found here only through the current folder or this program's sys.path); install it "
-                              f"or put its folder on PYTHONPATH to have it preloaded")
+            for line in preload_warnings(preload, local_start=owns_ray and ray_address is None):
+                progress.warn(line)
         except BaseException:
             _shutdown_ray(owns_ray)
             raise

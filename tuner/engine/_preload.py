@@ -5,8 +5,8 @@ Ray's own preloading (``preload_python_modules``) imports each named module but 
 a user's module with a bug) ends every worker as it starts, and the run with them. So tuner
 names this module alone, and it imports the list the driver put in the environment Ray's
 processes inherit (:data:`tuner.engine._prestart.WORKER_IMPORTS_ENV`), each in its own
-``try``: a module that is missing is skipped (the trial that needs it says so), one that fails
-otherwise costs one line on the worker's stderr, which Ray forwards to the driver's console, and
+``try``: a module that is not installed is skipped (the trial that needs it says so), one
+that fails otherwise costs one line on the worker's stderr, which Ray forwards to the driver's console, and
 the worker lives on. What did import is kept in :data:`PRELOADED`, which the worker stores with
 a process's first trial, so a benchmark reads back which processes were ready instead of
 inferring it.
@@ -24,20 +24,37 @@ __all__ = ["PRELOADED", "import_each"]
 
 
 def import_each(names: list[str]) -> tuple[str, ...]:
-    """Import ``names`` in order; returns those that imported. Never raises (but for a signal)."""
+    """Import ``names`` in order; returns those that imported. Never raises, but for Ctrl-C.
+
+    Quiet only about a module that is not there at all (nor its package): a trial that needs it
+    says so. Any other failure, an ``ImportError`` from inside the module included (torch's
+    ``libcudnn.so.9: cannot open shared object file``, a user's module missing a dependency),
+    is the line the user needs to see.
+    """
     done = []
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError:
-            continue  # not installed where this worker looks: its trial imports it, or reports why not
-        except Exception as exc:  # noqa: BLE001 - any failure must leave the worker alive
-            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
-            print(f"tuner: Ray worker {os.getpid()} could not preload {name} ({type(exc).__name__}: {first_line}); "
-                  f"its trials import it themselves (set TUNER_PRELOAD=0 to stop preloading)", file=sys.stderr)
+        except ModuleNotFoundError as exc:
+            if not _is_absent(name, exc):
+                _say(name, exc)
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure must leave the worker alive
+            _say(name, exc)
         else:
             done.append(name)
     return tuple(done)
+
+
+def _is_absent(name: str, exc: ModuleNotFoundError) -> bool:
+    """Whether the module not found is ``name`` itself or a package above it (not one it imports)."""
+    parts = name.split(".")
+    return exc.name in {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def _say(name: str, exc: BaseException) -> None:
+    first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"tuner: Ray worker {os.getpid()} could not preload {name} ({type(exc).__name__}: {first_line}); "
+          f"its trials import it themselves (set TUNER_PRELOAD=0 to stop preloading)", file=sys.stderr, flush=True)
 
 
 #: The modules this process imported ahead of its trials.

@@ -1,6 +1,6 @@
 """Trial workers in the processes Ray starts ahead of time, with their heavy imports done.
 
-When a driver connects, Ray starts idle Python workers (about one per CPU) so that the first
+When a driver connects, Ray starts idle Python workers (one per CPU) so that the first
 tasks and actors need not wait for a new process. Tune's trial actors never get one: Tune
 gives every trainable a runtime environment of environment variables
 (``ray.tune.execution.class_cache``: ``PL_DISABLE_FORK=1``, plus the variables it copies from
@@ -43,8 +43,8 @@ import sysconfig
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "not_found_by_workers", "preload_modules", "ray_system_config",
-           "tune_actors_in_prestarted_workers", "worker_environment"]
+__all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "preload_modules", "preload_warnings", "ray_system_config",
+           "requested_modules", "tune_actors_in_prestarted_workers", "worker_environment"]
 
 #: ``0`` (or ``false``, ``no``, ``off``) keeps Ray's workers from importing anything before work
 #: arrives (say, if a preloaded module touches the GPU at import); unset (or ``1``) is the
@@ -59,7 +59,7 @@ WORKER_IMPORTS_ENV = "TUNER_WORKER_IMPORTS"
 #: The one module Ray itself is told to preload; it imports the rest.
 _PRELOADER = "tuner.engine._preload"
 
-_OFF = ("0", "false", "no", "off")
+_OFF = ("0", "false", "no", "off", "none", "disable", "disabled")
 _ON = ("", "1", "true", "yes", "on")
 
 #: What a GPU study's workers import before their first trial. None of them may touch CUDA at
@@ -72,10 +72,10 @@ GPU_PRELOAD = ("ray.tune", "optuna", "sqlalchemy", "torch", "torch._dynamo")
 
 #: tuner's own modules that every trial imports (the worker, the built-in tasks): 0.2 s after
 #: the others on the project's CPUs, and preloaded whenever anything is.
-TUNER_PRELOAD = ("tuner.engine._worker", "tuner.tasks")
+TUNER_MODULES = ("tuner.engine._worker", "tuner.tasks")
 
 #: Preload only where at most this many prestarted workers idle per worker the study uses. Ray
-#: prestarts about one worker per CPU and keeps the idle ones for the whole run; a preloaded
+#: prestarts one worker per CPU (at most one per logical CPU of the machine) and keeps the idle ones for the whole run; a preloaded
 #: one holds about 300 MB (CPU torch), so one trial at a time on a 64-CPU node would otherwise
 #: park some 20 GB in workers that never run a trial.
 MAX_IDLE_PER_USED = 3
@@ -85,39 +85,68 @@ def preload_modules(gpus_per_trial: float, concurrency: int, ray_cpus: float | N
     """The modules a run's workers should import as they start: by default, for GPU studies only.
 
     ``ray_cpus`` is the CPUs of the Ray about to start (``None``: this machine's); Ray prestarts
-    one worker per CPU, but no more than the machine's cores. Empty where tuner itself is not
-    installed where a new process finds it (:func:`_installed`): a prestarted worker starts
-    before the job's ``sys.path`` reaches it, and could not import :mod:`tuner.engine._preload`.
+    one worker per CPU, but no more than the machine's logical CPUs (``os.cpu_count()``). Empty
+    where tuner itself is not installed where a new process finds it (:func:`_installed`): a
+    prestarted worker starts before the job's ``sys.path`` reaches it, and could not import
+    :mod:`tuner.engine._preload` (:func:`preload_warnings` tells a user who named modules).
     """
-    setting = os.environ.get(PRELOAD_ENV, "").strip()
-    if setting.lower() in _OFF or not _installed("tuner"):
+    if _preload_off() or not _installed("tuner"):
         return []
-    extras = [] if setting.lower() in _ON else [name.strip() for name in setting.split(",") if name.strip()]
-    cores = os.cpu_count() or 1
-    prestarted = min(ray_cpus, cores) if ray_cpus is not None else cores
+    extras = requested_modules()
+    logical_cpus = os.cpu_count() or 1
+    prestarted = min(ray_cpus, logical_cpus) if ray_cpus is not None else logical_cpus
     automatic = gpus_per_trial > 0 and concurrency * (1 + MAX_IDLE_PER_USED) >= prestarted
     if not automatic and not extras:
         return []
-    chosen = (*GPU_PRELOAD, *TUNER_PRELOAD) if automatic else TUNER_PRELOAD
+    chosen = (*GPU_PRELOAD, *TUNER_MODULES) if automatic else TUNER_MODULES
     return list(dict.fromkeys([*chosen, *extras]))
 
 
-def not_found_by_workers(modules: Sequence[str]) -> list[str]:
-    """Those of ``modules`` that this process finds but a new Ray worker would not (the user's to fix).
+def requested_modules() -> list[str]:
+    """The modules the user named in ``TUNER_PRELOAD`` (none when it is unset, on or off)."""
+    setting = os.environ.get(PRELOAD_ENV, "").strip()
+    if setting.lower() in _ON or setting.lower() in _OFF:
+        return []
+    return list(dict.fromkeys(name.strip() for name in setting.split(",") if name.strip()))
 
-    A module found through the current folder or a ``sys.path`` entry the program added is
-    imported by the trials (the worker puts the driver's ``sys.path`` in place) but not by a
-    prestarted worker, which has nothing of the job yet.
+
+def preload_warnings(preloading: Sequence[str], local_start: bool) -> list[str]:
+    """What the user who named modules in ``TUNER_PRELOAD`` must hear: those this run cannot preload.
+
+    ``preloading`` is what :func:`preload_modules` chose; ``local_start``, whether this run
+    started Ray here (a cluster's workers, or a Ray already running, were started without it).
     """
-    missing = []
-    for name in modules:
-        try:
-            found_here = importlib.util.find_spec(name.partition(".")[0]) is not None
-        except (ImportError, ValueError):
-            found_here = False
-        if found_here and not _installed(name):
-            missing.append(name)
-    return missing
+    named = requested_modules()
+    if not named:
+        return []
+    listed = ", ".join(named)
+    if not local_start:
+        return [f"TUNER_PRELOAD: {listed} not preloaded: only a run that starts its own Ray preloads (this one "
+                f"joined a cluster or a Ray already running; a cluster takes it from `ray start`'s environment)"]
+    if not preloading:
+        return [f"TUNER_PRELOAD: {listed} not preloaded: Ray's new workers cannot import tuner itself; install it "
+                f"(`pip install -e .` in its checkout) or put its folder on PYTHONPATH"]
+    warnings = []
+    if unknown := [name for name in named if not _found_here(name)]:
+        warnings.append(f"TUNER_PRELOAD: no module named {', '.join(unknown)} here; check the name "
+                        f"(a comma-separated list of importable modules, or 0 to turn preloading off)")
+    if unseen := [name for name in named if _found_here(name) and not _installed(name)]:
+        warnings.append(f"TUNER_PRELOAD: Ray's workers cannot import {', '.join(unseen)} before their first trial "
+                        f"(found here only through the current folder or this program's sys.path); install it or "
+                        f"put its folder on PYTHONPATH to have it preloaded")
+    return warnings
+
+
+def _preload_off() -> bool:
+    return os.environ.get(PRELOAD_ENV, "").strip().lower() in _OFF
+
+
+def _found_here(module: str) -> bool:
+    """Whether this process finds ``module``'s top-level package (without importing anything)."""
+    try:
+        return importlib.util.find_spec(module.partition(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def ray_system_config(modules: Sequence[str]) -> dict[str, object]:
@@ -188,27 +217,33 @@ def tune_actors_in_prestarted_workers() -> Iterator[None]:
 def _installed(module: str) -> bool:
     """Whether ``module``'s top-level package lies where a new worker process finds it too.
 
-    That is this interpreter's site-packages (``dist-packages`` on Debian's Python), a folder a
-    ``.pth`` file there adds, an editable install's import hook (``pip install -e``), or an
-    absolute folder on ``PYTHONPATH``, which Ray's workers inherit (the lent GPU machine's
-    bundle of Ray and Optuna is one); not the current folder or a ``sys.path`` entry the
-    program added itself.
+    That is the standard library, this interpreter's site-packages (``dist-packages`` on
+    Debian's Python), a folder a ``.pth`` file there adds, an editable install's import hook
+    (``pip install -e``), or an absolute folder on ``PYTHONPATH``, which Ray's workers inherit
+    (the lent GPU machine's bundle of Ray and Optuna is one); not the current folder or a
+    ``sys.path`` entry the program added itself.
     """
     top = module.partition(".")[0]
+    if top in sys.stdlib_module_names:
+        return True
     try:
         spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return False
-    origin = getattr(spec, "origin", None) if spec is not None else None
-    if not origin or origin in ("built-in", "frozen"):
+    if spec is None:
+        return False
+    if spec.origin in ("built-in", "frozen"):
+        return True
+    # A namespace package (``google`` of protobuf) has no file of its own, only folders.
+    locations = [spec.origin] if spec.origin else list(spec.submodule_search_locations or ())
+    if not locations:
         return False
     if any(_is_editable_hook(finder) and finder.find_spec(top) is not None for finder in sys.meta_path):
         return True
     site_dirs = _site_dirs()
-    roots = set(site_dirs) | _pth_folders(site_dirs)
-    roots |= {Path(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)}
-    path = Path(origin).resolve()
-    return any(root.resolve() in path.parents for root in roots)
+    roots = {root.resolve() for root in (*site_dirs, *_pth_folders(site_dirs))}
+    roots |= {Path(p).resolve() for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)}
+    return any(root in Path(location).resolve().parents for location in locations for root in roots)
 
 
 def _site_dirs() -> list[Path]:
