@@ -19,7 +19,8 @@ Targets (issue 6): at the finest packing, at least 4x the trials per hour of one
 GPU, GPU utilisation at least 80 %, and the same best accuracy (within 1 point).
 
 Needs a machine with an NVIDIA GPU and ``nvidia-smi``; on the lent GPU machine, after
-``../shared/tools/gpu-bundle.sh`` here (plus pydantic, which Ray Tune imports)::
+``PIP_CONSTRAINT=$PWD/constraints.txt ../shared/tools/gpu-bundle.sh`` here (plus pydantic,
+which Ray Tune imports; bench/README.md gives the versions)::
 
     bash .gpu/install.sh && export PYTHONPATH=/tmp/site:$PWD && python3 -m bench gpu_packing --mps
 
