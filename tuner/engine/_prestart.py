@@ -1,6 +1,7 @@
 """Trial workers in the processes Ray starts ahead of time, with their heavy imports done.
 
-When a driver connects, Ray starts idle Python workers (one per CPU) so that the first
+When a driver connects, Ray starts idle Python workers (one per CPU, at most one per logical CPU
+of the machine) so that the first
 tasks and actors need not wait for a new process. Tune's trial actors never get one: Tune
 gives every trainable a runtime environment of environment variables
 (``ray.tune.execution.class_cache``: ``PL_DISABLE_FORK=1``, plus the variables it copies from
@@ -46,7 +47,7 @@ from pathlib import Path
 __all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "preload_modules", "preload_warnings", "ray_system_config",
            "requested_modules", "tune_actors_in_prestarted_workers", "worker_environment"]
 
-#: ``0`` (or ``false``, ``no``, ``off``) keeps Ray's workers from importing anything before work
+#: ``0`` (or ``false``, ``no``, ``off``, ``none``, ``disabled``) keeps Ray's workers from importing anything before work
 #: arrives (say, if a preloaded module touches the GPU at import); unset (or ``1``) is the
 #: default, GPU studies only; a comma-separated list of modules (``transformers,my_pkg.train``)
 #: preloads those too, in every run that starts its own Ray.
