@@ -1,9 +1,8 @@
 """Trial workers in the processes Ray starts ahead of time, with their heavy imports done.
 
-When a driver connects, Ray starts idle Python workers (one per CPU, at most one per logical CPU
-of the machine) so that the first
-tasks and actors need not wait for a new process. Tune's trial actors never get one: Tune
-gives every trainable a runtime environment of environment variables
+When a driver connects, Ray starts idle Python workers (one per CPU, at most one per logical
+CPU of the machine) so that the first tasks and actors need not wait for a new process. Tune's
+trial actors never get one: Tune gives every trainable a runtime environment of environment variables
 (``ray.tune.execution.class_cache``: ``PL_DISABLE_FORK=1``, plus the variables it copies from
 the driver so that they reach remote nodes), Ray hands an idle worker only to an actor whose
 runtime environment matches the worker's, and so each trial worker is a new process (Python,
