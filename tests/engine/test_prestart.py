@@ -6,6 +6,7 @@ and Ray's workers (``tuner.engine._prestart``), and the test session's Ray is up
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -202,15 +203,26 @@ def test_installed_means_found_in_site_packages(monkeypatch: pytest.MonkeyPatch)
     assert not _prestart._installed("tests.objectives")
 
 
-def test_tuner_installed_with_pip_counts_as_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution("tuner")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("tuner is not pip-installed here (e.g. only on PYTHONPATH, as on the lent GPU machine)")
+def test_a_module_an_editable_install_hook_finds_counts_as_installed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `pip install -e .` with setuptools: a .pth file installs, in every new process, an import
+    # hook from a module named __editable___<project>_finder that maps the package to its checkout.
+    (tmp_path / "tuner_editable_probe").mkdir()
+    (tmp_path / "tuner_editable_probe" / "__init__.py").write_text("")
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    assert _prestart._installed("tuner")  # pip install, or -e: setuptools' import hook, through a .pth file
+
+    class _EditableFinder:
+        @classmethod
+        def find_spec(cls, fullname: str, path: object = None, target: object = None) -> object:
+            if fullname != "tuner_editable_probe":
+                return None
+            return importlib.util.spec_from_file_location(
+                fullname, tmp_path / fullname / "__init__.py", submodule_search_locations=[str(tmp_path / fullname)])
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, _EditableFinder])
+    assert not _prestart._installed("tuner_editable_probe")  # found, but by a hook no new process has
+    _EditableFinder.__module__ = "__editable___tuner_editable_probe_0_1_finder"
+    assert _prestart._installed("tuner_editable_probe")
 
 
 def test_a_module_on_pythonpath_counts_as_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +302,8 @@ def test_a_folder_a_pth_file_adds_counts_as_installed(tmp_path: Path, monkeypatc
 
 
 def test_a_cuda_context_before_the_first_trial_is_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch = pytest.importorskip("torch")
+    import torch
+
     job = _worker.JobInfo(storage_url="", study_name="s", metrics=("v",), directions=("minimize",), pruner="none",
                           pruner_args={}, sampler="random", sampler_args={}, space=None, task=None, task_args={},
                           objective_ref=None, objective_blob=None, artifacts_dir="", source="", base_dir="",

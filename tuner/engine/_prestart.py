@@ -75,9 +75,9 @@ GPU_PRELOAD = ("ray.tune", "optuna", "sqlalchemy", "torch", "torch._dynamo")
 TUNER_MODULES = ("tuner.engine._worker", "tuner.tasks")
 
 #: Preload only where at most this many prestarted workers idle per worker the study uses. Ray
-#: prestarts one worker per CPU (at most one per logical CPU of the machine) and keeps the idle ones for the whole run; a preloaded
-#: one holds about 300 MB (CPU torch), so one trial at a time on a 64-CPU node would otherwise
-#: park some 20 GB in workers that never run a trial.
+#: prestarts one worker per CPU (at most one per logical CPU of the machine) and keeps the idle
+#: ones for the whole run; a preloaded one holds about 300 MB (CPU torch), so one trial at a
+#: time on a 64-CPU node would otherwise park some 20 GB in workers that never run a trial.
 MAX_IDLE_PER_USED = 3
 
 
@@ -90,13 +90,13 @@ def preload_modules(gpus_per_trial: float, concurrency: int, ray_cpus: float | N
     prestarted worker starts before the job's ``sys.path`` reaches it, and could not import
     :mod:`tuner.engine._preload` (:func:`preload_warnings` tells a user who named modules).
     """
-    if _preload_off() or not _installed("tuner"):
+    if _preload_off():
         return []
     extras = requested_modules()
     logical_cpus = os.cpu_count() or 1
     prestarted = min(ray_cpus, logical_cpus) if ray_cpus is not None else logical_cpus
     automatic = gpus_per_trial > 0 and concurrency * (1 + MAX_IDLE_PER_USED) >= prestarted
-    if not automatic and not extras:
+    if not automatic and not extras or not _installed("tuner"):  # the last reads .pth files: only when needed
         return []
     chosen = (*GPU_PRELOAD, *TUNER_MODULES) if automatic else TUNER_MODULES
     return list(dict.fromkeys([*chosen, *extras]))
