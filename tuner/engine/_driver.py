@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
+from tuner.engine import _preload_trace
 from tuner.engine._prestart import (preload_modules, preload_warnings, ray_system_config,
                                     tune_actors_in_prestarted_workers, worker_environment)
 from tuner.engine._progress import Progress
@@ -81,6 +82,7 @@ class _RunState:
         self.pruned = 0
         self.deadline = deadline
         self.stop_reason: str | None = None
+        self.preload_crash: str | None = None  # why Ray's workers die as they start, once one did
         self.grid = None
         from tuner.engine._retention import CheckpointRetention
 
@@ -219,10 +221,14 @@ def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float |
             kwargs["num_gpus"] = num_gpus
         if preload:
             kwargs["_system_config"] = ray_system_config(preload)
-            environment = worker_environment(preload, cpus_per_trial)
+            environment = worker_environment(preload, cpus_per_trial, _preload_trace.open_folder())
     try:
-        with environment:
-            ray.init(**kwargs)
+        try:
+            with environment:
+                ray.init(**kwargs)
+        except BaseException:
+            _preload_trace.close()  # no Ray, no workers to trace
+            raise
     except ray.exceptions.AuthenticationError:
         raise UserInputError(f"the Ray cluster at {ray_address} refused this machine's auth token; copy the head "
                              f"node's ~/.ray/auth_token here or set RAY_AUTH_TOKEN") from None
@@ -393,9 +399,10 @@ def run_study(
         summary.best_value = _best(study)
         progress.end(summary)
         if state.stop_reason == "max_failures":
+            fix = (f"{state.preload_crash}, then run again to resume" if state.preload_crash else
+                   f"see `tuner show {spec.name}` for their errors, fix the objective and run again to resume")
             err = TooManyFailuresError(
-                f"stopped: {state.failed} trials failed in this run (max_failures={spec.max_failures}); "
-                f"see `tuner show {spec.name}` for their errors, fix the objective and run again to resume")
+                f"stopped: {state.failed} trials failed in this run (max_failures={spec.max_failures}); {fix}")
             err.study = study  # type: ignore[attr-defined]
             err.summary = summary  # type: ignore[attr-defined]
             raise err
@@ -415,7 +422,10 @@ def _shutdown_ray(owned: bool) -> None:
     if owned:
         import ray
 
-        ray.shutdown()
+        try:
+            ray.shutdown()
+        finally:
+            _preload_trace.close()
 
 
 def _finished_count(storage: Any, name: str) -> int:

@@ -7,7 +7,8 @@ names this module alone, and it imports the list the driver put in the environme
 processes inherit (:data:`tuner.engine._prestart.WORKER_IMPORTS_ENV`), each in its own
 ``try``: a module that is not installed is skipped (the trial that needs it says so), one
 that fails otherwise costs one line on the worker's stderr, which Ray forwards to the driver's console, and
-the worker lives on. What did import is kept in :data:`PRELOADED`, which the worker stores with
+the worker lives on (a crash of the interpreter itself is what :mod:`tuner.engine._preload_trace`
+is for). What did import is kept in :data:`PRELOADED`, which the worker stores with
 a process's first trial, so a benchmark reads back which processes were ready instead of
 inferring it.
 """
@@ -18,6 +19,7 @@ import importlib
 import os
 import sys
 
+from tuner.engine._preload_trace import Note
 from tuner.engine._prestart import WORKER_IMPORTS_ENV
 
 __all__ = ["PRELOADED", "import_each"]
@@ -32,16 +34,21 @@ def import_each(names: list[str]) -> tuple[str, ...]:
     is the line the user needs to see.
     """
     done = []
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if not _is_absent(name, exc):
+    note = Note()  # what a crash no ``try`` catches leaves behind for the driver
+    try:
+        for name in names:
+            note.importing(name)
+            try:
+                importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if not _is_absent(name, exc):
+                    _say(name, exc)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure must leave the worker alive
                 _say(name, exc)
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure must leave the worker alive
-            _say(name, exc)
-        else:
-            done.append(name)
+            else:
+                done.append(name)
+    finally:  # a Ctrl-C is no crash: only a process that died mid-import keeps its note
+        note.done()
     return tuple(done)
 
 

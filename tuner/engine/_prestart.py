@@ -43,6 +43,8 @@ import sysconfig
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from tuner.engine._preload_trace import TRACE_ENV
+
 __all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "preload_modules", "preload_warnings", "ray_system_config",
            "requested_modules", "tune_actors_in_prestarted_workers", "worker_environment"]
 
@@ -158,10 +160,11 @@ def ray_system_config(modules: Sequence[str]) -> dict[str, object]:
 
 
 @contextlib.contextmanager
-def worker_environment(modules: Sequence[str], cpus_per_trial: float) -> Iterator[None]:
+def worker_environment(modules: Sequence[str], cpus_per_trial: float, trace: Path | None = None) -> Iterator[None]:
     """While inside (around ``ray.init``), the environment a preloading Ray's processes inherit.
 
-    The list of ``modules`` for :mod:`tuner.engine._preload`, and ``OMP_NUM_THREADS`` set to a
+    The list of ``modules`` for :mod:`tuner.engine._preload`, the ``trace`` folder where its
+    workers note what they import (:mod:`tuner.engine._preload_trace`), and ``OMP_NUM_THREADS`` set to a
     trial's CPU share unless the user set it: Ray sets that for a worker when an actor starts
     there, too late for a preloaded one, whose OpenBLAS (with numpy) and torch sized their
     thread pools as they loaded (8 packed trials on a 16-CPU machine would each run 16
@@ -169,6 +172,8 @@ def worker_environment(modules: Sequence[str], cpus_per_trial: float) -> Iterato
     restored on leaving.
     """
     added = {WORKER_IMPORTS_ENV: ",".join(modules)}
+    if trace is not None:
+        added[TRACE_ENV] = str(trace)
     if "OMP_NUM_THREADS" not in os.environ:
         added["OMP_NUM_THREADS"] = str(max(1, int(cpus_per_trial)))
     saved = {key: os.environ.get(key) for key in added}

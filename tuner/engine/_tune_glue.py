@@ -23,6 +23,8 @@ from tuner.engine import _tune_env  # noqa: F401, I001 - before Ray Tune's impor
 from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
+from tuner.engine import _preload_trace
+from tuner.engine._prestart import requested_modules
 from tuner.engine._progress import Progress
 from tuner.engine._study import mark_failed
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
@@ -102,7 +104,30 @@ class Recorder(_Unpicklable, tune.Callback):
                 message = f"{message}: {str(err).strip().splitlines()[-1][:500]}"
         except Exception:  # noqa: BLE001 - best effort: the cause is informative only
             pass
+        if cause := self._preload_crash():
+            message = f"{message}; {cause}"
         self._finish(trial, TrialState.FAIL, None, {"type": "WorkerDied", "message": message, "traceback": ""})
+
+    def _preload_crash(self) -> str:
+        """Why Ray's workers die as they start, if one died importing a preloaded module.
+
+        Said once on the console as well, and kept for the run's final message: every new
+        worker dies the same way, so the run can only end at ``max_failures``.
+        """
+        crashes = _preload_trace.crashes()
+        if not crashes:
+            return ""
+        deaths = "; ".join(f"Ray worker {pid} died while preloading {module}" for module, pid in crashes.items())
+        modules = ", ".join(crashes)
+        if set(crashes) <= set(requested_modules()):
+            fix = f"drop {modules} from TUNER_PRELOAD, or set TUNER_PRELOAD=0"
+        else:  # tuner's own choice (torch for a GPU study), which the trials import as well
+            fix = f"check that `python -c 'import {modules}'` works on this machine; TUNER_PRELOAD=0 stops preloading"
+        cause = f"{deaths}, before any trial (a crash no Python error handler catches); {fix}"
+        if self._state.preload_crash is None:
+            self._progress.warn(f"warning: {cause}")
+        self._state.preload_crash = cause
+        return cause
 
     def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None) -> None:
         from optuna.trial import TrialState

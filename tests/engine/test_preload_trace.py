@@ -1,0 +1,165 @@
+"""A Ray worker that dies importing a preloaded module is named in the trials' errors and the run's.
+
+The crash is a real one (a segfault, which no ``try`` in the preloader can catch), in real
+processes: the preloader in a fresh interpreter, and a run of ``tuner.run`` in another.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tuner.engine import _preload_trace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Imported fine by the test (no trace folder in its environment); a segfault in a preloading worker.
+_CRASHER = """
+import ctypes, os
+if os.environ.get("TUNER_PRELOAD_TRACE"):
+    ctypes.string_at(0)
+"""
+
+_RUN = """
+import json, sys
+import tuner
+from tests import objectives
+from tuner.engine import _attrs, _preload_trace
+from tuner.exceptions import TooManyFailuresError
+opened = []  # the folders the run made for its workers' notes
+_open = _preload_trace.open_folder
+_preload_trace.open_folder = lambda: opened.append(_open()) or opened[-1]
+spec = {"name": "crash", "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}, "metric": "value",
+        "n_trials": 4, "concurrency": 2, "pruner": "none", "seed": 0, "max_failures": 1}
+try:
+    tuner.run(spec, objectives.worker_state, storage=sys.argv[1], num_cpus=2)
+    message = None
+except TooManyFailuresError as exc:
+    message = str(exc)
+import optuna
+study = optuna.load_study(study_name="crash", storage=sys.argv[1])
+errors = [t.system_attrs.get(_attrs.ERROR) for t in study.trials]
+print(json.dumps({"message": message, "errors": errors, "opened": len(opened),
+                  "left": [str(p) for p in opened if p.exists()] + [str(_preload_trace._folder or "")]}))
+"""
+
+
+@pytest.fixture
+def folder() -> Path:
+    path = _preload_trace.open_folder()
+    yield path
+    _preload_trace.close()
+    assert not path.exists()
+
+
+def _python(code: str, env: dict[str, str], extra_path: Path | None = None) -> subprocess.CompletedProcess:
+    path = os.pathsep.join(filter(None, [str(ROOT), str(extra_path or ""), os.environ.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": path, **env})
+
+
+def test_a_note_left_by_a_process_that_is_gone_names_its_import(folder: Path) -> None:
+    env = {_preload_trace.TRACE_ENV: str(folder)}
+    died = _python("import os\nfrom tuner.engine._preload_trace import Note\nn = Note()\nn.importing('first')\n"
+                   "n.importing('torch._dynamo')\nprint(os.getpid(), flush=True)\nos._exit(3)", env)
+    assert died.returncode == 3, died.stderr
+    finished = _python("from tuner.engine._preload_trace import Note\nn = Note()\nn.importing('optuna')\nn.done()", env)
+    assert finished.returncode == 0, finished.stderr
+    (folder / str(os.getpid())).write_text("json")  # a process still importing (this one) is no crash
+    (folder / "4194303").write_text("")  # a note cut short before any name names nothing
+    assert len(list(folder.iterdir())) == 3  # the finished process removed its note
+    assert _preload_trace.crashes() == {"torch._dynamo": int(died.stdout)}
+
+
+def test_a_dead_process_its_parent_has_not_reaped_yet_counts_as_gone(folder: Path) -> None:
+    # Ray's raylet reaps its workers; a trial's error can arrive before it did.
+    code = "import os\nfrom tuner.engine._preload_trace import Note\nNote().importing('torch')\nos._exit(1)"
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": path, _preload_trace.TRACE_ENV: str(folder)})
+    try:
+        stat = Path(f"/proc/{child.pid}/stat")
+        for _ in range(600):
+            if stat.read_text().rpartition(")")[2].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child never exited")
+        assert _preload_trace.crashes() == {"torch": child.pid}
+    finally:
+        child.wait()
+
+
+def test_the_fix_it_names_depends_on_who_chose_the_module(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.engine._progress import Progress
+    from tuner.engine._tune_glue import Recorder
+
+    env = {_preload_trace.TRACE_ENV: str(folder)}
+    died = _python("from tuner.engine._preload_trace import Note\nNote().importing('torch')\nimport os\nos._exit(1)",
+                   env)
+    assert died.returncode == 1, died.stderr
+    console = io.StringIO()
+    state = SimpleNamespace(preload_crash=None)
+    recorder = Recorder(state, Progress(quiet=True, stream=console))  # type: ignore[arg-type]
+    monkeypatch.delenv("TUNER_PRELOAD", raising=False)  # tuner's own GPU list, which trials import too
+    cause = recorder._preload_crash()
+    assert "died while preloading torch, before any trial" in cause
+    assert "check that `python -c 'import torch'` works on this machine" in cause
+    assert state.preload_crash == cause and console.getvalue() == f"warning: {cause}\n"
+    monkeypatch.setenv("TUNER_PRELOAD", "torch, transformers")  # the user's own list
+    assert "drop torch from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in recorder._preload_crash()
+    assert console.getvalue().count("warning:") == 1  # said once per run
+
+
+def test_no_folder_no_crashes_and_notes_never_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _preload_trace.close()
+    assert _preload_trace.crashes() == {}
+    monkeypatch.setenv(_preload_trace.TRACE_ENV, str(tmp_path / "removed"))  # the driver shut down meanwhile
+    note = _preload_trace.Note()
+    note.importing("torch")
+    note.done()
+    monkeypatch.delenv(_preload_trace.TRACE_ENV)
+    _preload_trace.Note().importing("torch")  # no folder given: nothing written
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_preloader_leaves_a_note_only_where_its_process_crashed(folder: Path, tmp_path: Path) -> None:
+    (tmp_path / "tuner_probe_segfaults.py").write_text(_CRASHER)
+    env = {_preload_trace.TRACE_ENV: str(folder)}
+    fine = _python("import tuner.engine._preload as p; print(p.PRELOADED)",
+                   {**env, "TUNER_WORKER_IMPORTS": "json,tuner.tasks"}, tmp_path)
+    assert fine.returncode == 0 and "('json', 'tuner.tasks')" in fine.stdout, fine.stderr
+    assert list(folder.iterdir()) == []
+    crashed = _python("import tuner.engine._preload",
+                      {**env, "TUNER_WORKER_IMPORTS": "json,tuner_probe_segfaults,optuna"}, tmp_path)
+    assert crashed.returncode == -signal.SIGSEGV, crashed.stderr
+    assert _preload_trace.crashes() == {"tuner_probe_segfaults": int(next(folder.iterdir()).name)}
+
+
+def test_a_run_whose_workers_die_preloading_says_which_module(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "tuner_probe_segfaults.py").write_text(_CRASHER)
+    out = subprocess.run([sys.executable, "-c", _RUN, f"sqlite:///{tmp_path / 'tuner.db'}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TUNER_PRELOAD": "tuner_probe_segfaults",
+                              "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(probe),
+                                                                          os.environ.get("PYTHONPATH")]))})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    cause = "died while preloading tuner_probe_segfaults, before any trial"
+    assert result["message"] and cause in result["message"], result
+    assert "drop tuner_probe_segfaults from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in result["message"]
+    died = [e for e in result["errors"] if e and e["type"] == "WorkerDied"]
+    assert died and all(cause in e["message"] for e in died), result["errors"]
+    assert "warning: Ray worker " in out.stdout + out.stderr
+    assert result["opened"] == 1 and result["left"] == [""], result  # removed with the run's Ray
