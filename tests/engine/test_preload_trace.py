@@ -78,6 +78,9 @@ def test_a_note_left_by_a_process_that_is_gone_names_its_import(folder: Path) ->
     (folder / "4194303").write_text("")  # a note cut short before any name names nothing
     assert len(list(folder.iterdir())) == 3  # the finished process removed its note
     assert _preload_trace.crashes() == {"torch._dynamo": int(died.stdout)}
+    assert _preload_trace.claim() == ("torch._dynamo", int(died.stdout))
+    assert _preload_trace.claim() is None  # one failed trial per note
+    assert _preload_trace.crashes() == {"torch._dynamo": int(died.stdout)}
 
 
 def test_a_dead_process_its_parent_has_not_reaped_yet_counts_as_gone(folder: Path) -> None:
@@ -99,24 +102,38 @@ def test_a_dead_process_its_parent_has_not_reaped_yet_counts_as_gone(folder: Pat
         child.wait()
 
 
-def test_the_fix_it_names_depends_on_who_chose_the_module(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _dies_importing(module: str, folder: Path) -> None:
+    died = _python(f"from tuner.engine._preload_trace import Note\nNote().importing({module!r})\nimport os\nos._exit(1)",
+                   {_preload_trace.TRACE_ENV: str(folder)})
+    assert died.returncode == 1, died.stderr
+
+
+def test_each_trial_its_worker_never_started_gets_one_note_with_the_fix_for_its_module(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna
+
+    from tuner.engine import _attrs
     from tuner.engine._progress import Progress
     from tuner.engine._tune_glue import Recorder
 
-    env = {_preload_trace.TRACE_ENV: str(folder)}
-    died = _python("from tuner.engine._preload_trace import Note\nNote().importing('torch')\nimport os\nos._exit(1)",
-                   env)
-    assert died.returncode == 1, died.stderr
+    _dies_importing("torch", folder)  # tuner's own choice for a GPU study, which the trials import too
+    _dies_importing("tuner_probe_user", folder)  # the user's, from TUNER_PRELOAD
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    ids = [study._storage.create_new_trial(study._study_id) for _ in range(4)]
+    study._storage.set_trial_system_attr(ids[1], _attrs.WORKER, {"pid": 1})  # its worker started it
     console = io.StringIO()
-    state = SimpleNamespace(preload_crash=None)
+    state = SimpleNamespace(preload_crash=None, preloaded_by_tuner={"torch", "tuner.tasks"}, study=study,
+                            running={f"t{i}": (trial_id, i) for i, trial_id in enumerate(ids)})
     recorder = Recorder(state, Progress(quiet=True, stream=console))  # type: ignore[arg-type]
-    monkeypatch.delenv("TUNER_PRELOAD", raising=False)  # tuner's own GPU list, which trials import too
-    cause = recorder._preload_crash()
-    assert "died while preloading torch, before any trial" in cause
-    assert "check that `python -c 'import torch'` works on this machine" in cause
-    assert state.preload_crash == cause and console.getvalue() == f"warning: {cause}\n"
-    monkeypatch.setenv("TUNER_PRELOAD", "torch, transformers")  # the user's own list
-    assert "drop torch from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in recorder._preload_crash()
+    first = recorder._preload_crash(SimpleNamespace(trial_id="t0"))
+    assert "died while preloading torch, before it ran a trial" in first
+    assert "check that `python -c 'import torch'` works on this machine, or set TUNER_PRELOAD=0" in first
+    assert state.preload_crash == first and console.getvalue() == f"warning: {first}\n"
+    assert recorder._preload_crash(SimpleNamespace(trial_id="t1")) == ""  # died in its trial: not preloading
+    second = recorder._preload_crash(SimpleNamespace(trial_id="t2"))
+    assert "died while preloading tuner_probe_user" in second
+    assert "drop tuner_probe_user from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in second
+    assert recorder._preload_crash(SimpleNamespace(trial_id="t3")) == ""  # no note left for it
     assert console.getvalue().count("warning:") == 1  # said once per run
 
 
@@ -156,10 +173,31 @@ def test_a_run_whose_workers_die_preloading_says_which_module(tmp_path: Path) ->
                                                                           os.environ.get("PYTHONPATH")]))})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    cause = "died while preloading tuner_probe_segfaults, before any trial"
+    cause = "died while preloading tuner_probe_segfaults, before it ran a trial"
     assert result["message"] and cause in result["message"], result
     assert "drop tuner_probe_segfaults from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in result["message"]
     died = [e for e in result["errors"] if e and e["type"] == "WorkerDied"]
     assert died and all(cause in e["message"] for e in died), result["errors"]
     assert "warning: Ray worker " in out.stdout + out.stderr
     assert result["opened"] == 1 and result["left"] == [""], result  # removed with the run's Ray
+
+
+def test_a_ray_that_fails_to_start_leaves_no_folder() -> None:
+    code = ("from tuner.engine import _driver, _preload_trace\nopened = []\n_open = _preload_trace.open_folder\n"
+            "_preload_trace.open_folder = lambda: opened.append(_open()) or opened[-1]\n"
+            "try:\n    _driver._init_ray(None, -1, None, ['json'])\nexcept ValueError as exc:\n    print('refused')\n"
+            "print(len(opened), [p.exists() for p in opened], _preload_trace._folder)")
+    out = _python(code, {})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-3:] == ["refused", "1 [False] None", ""], out.stdout  # Ray refused -1 CPUs
+
+
+def test_the_folder_reaches_rays_processes_only_while_ray_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.engine import _prestart
+
+    monkeypatch.delenv(_preload_trace.TRACE_ENV, raising=False)
+    with _prestart.worker_environment(["torch"], 1, tmp_path):
+        assert os.environ[_preload_trace.TRACE_ENV] == str(tmp_path)
+    assert _preload_trace.TRACE_ENV not in os.environ
+    with _prestart.worker_environment(["torch"], 1):
+        assert _preload_trace.TRACE_ENV not in os.environ

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
 from tuner.engine import _preload_trace
 from tuner.engine._prestart import (preload_modules, preload_warnings, ray_system_config,
-                                    tune_actors_in_prestarted_workers, worker_environment)
+                                    tune_actors_in_prestarted_workers, tuners_choice, worker_environment)
 from tuner.engine._progress import Progress
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
@@ -83,6 +83,7 @@ class _RunState:
         self.deadline = deadline
         self.stop_reason: str | None = None
         self.preload_crash: str | None = None  # why Ray's workers die as they start, once one did
+        self.preloaded_by_tuner: set[str] = set()  # what tuner itself has this run's workers preload
         self.grid = None
         from tuner.engine._retention import CheckpointRetention
 
@@ -320,6 +321,8 @@ def run_study(
         finished_before = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
         deadline = started + spec.timeout if spec.timeout else None
         state = _RunState(study, spec, finished_before, deadline)
+        if preload:
+            state.preloaded_by_tuner = set(tuners_choice(spec.resources.gpus, spec.concurrency, num_cpus))
         summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
         progress.start(spec, summary, state)
         if state.want_more():
@@ -399,7 +402,8 @@ def run_study(
         summary.best_value = _best(study)
         progress.end(summary)
         if state.stop_reason == "max_failures":
-            fix = (f"{state.preload_crash}, then run again to resume" if state.preload_crash else
+            fix = (f"{state.preload_crash}; then run again to resume (`tuner show {spec.name}` lists the errors)"
+                   if state.preload_crash else
                    f"see `tuner show {spec.name}` for their errors, fix the objective and run again to resume")
             err = TooManyFailuresError(
                 f"stopped: {state.failed} trials failed in this run (max_failures={spec.max_failures}); {fix}")

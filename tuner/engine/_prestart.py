@@ -46,7 +46,7 @@ from pathlib import Path
 from tuner.engine._preload_trace import TRACE_ENV
 
 __all__ = ["PRELOAD_ENV", "WORKER_IMPORTS_ENV", "preload_modules", "preload_warnings", "ray_system_config",
-           "requested_modules", "tune_actors_in_prestarted_workers", "worker_environment"]
+           "requested_modules", "tune_actors_in_prestarted_workers", "tuners_choice", "worker_environment"]
 
 #: ``0`` (or ``false``, ``no``, ``off``, ``none``, ``disabled``) keeps Ray's workers from importing anything before work
 #: arrives (say, if a preloaded module touches the GPU at import); unset (or ``1``) is the
@@ -95,13 +95,23 @@ def preload_modules(gpus_per_trial: float, concurrency: int, ray_cpus: float | N
     if _preload_off():
         return []
     extras = requested_modules()
-    logical_cpus = os.cpu_count() or 1
-    prestarted = min(ray_cpus, logical_cpus) if ray_cpus is not None else logical_cpus
-    automatic = gpus_per_trial > 0 and concurrency * (1 + MAX_IDLE_PER_USED) >= prestarted
+    automatic = _automatic(gpus_per_trial, concurrency, ray_cpus)
     if not automatic and not extras or not _installed("tuner"):  # the last reads .pth files: only when needed
         return []
-    chosen = (*GPU_PRELOAD, *TUNER_MODULES) if automatic else TUNER_MODULES
-    return list(dict.fromkeys([*chosen, *extras]))
+    return list(dict.fromkeys([*tuners_choice(gpus_per_trial, concurrency, ray_cpus), *extras]))
+
+
+def tuners_choice(gpus_per_trial: float, concurrency: int, ray_cpus: float | None) -> tuple[str, ...]:
+    """The modules tuner itself has a run's workers preload when it preloads (the user's aside):
+    taking one of these out of ``TUNER_PRELOAD`` does not stop its preloading."""
+    return (*GPU_PRELOAD, *TUNER_MODULES) if _automatic(gpus_per_trial, concurrency, ray_cpus) else TUNER_MODULES
+
+
+def _automatic(gpus_per_trial: float, concurrency: int, ray_cpus: float | None) -> bool:
+    """Whether the study preloads by default: GPU trials using enough of the prestarted workers."""
+    logical_cpus = os.cpu_count() or 1
+    prestarted = min(ray_cpus, logical_cpus) if ray_cpus is not None else logical_cpus
+    return gpus_per_trial > 0 and concurrency * (1 + MAX_IDLE_PER_USED) >= prestarted
 
 
 def requested_modules() -> list[str]:

@@ -23,8 +23,7 @@ from tuner.engine import _tune_env  # noqa: F401, I001 - before Ray Tune's impor
 from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
-from tuner.engine import _preload_trace
-from tuner.engine._prestart import requested_modules
+from tuner.engine import _attrs, _preload_trace
 from tuner.engine._progress import Progress
 from tuner.engine._study import mark_failed
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
@@ -104,30 +103,41 @@ class Recorder(_Unpicklable, tune.Callback):
                 message = f"{message}: {str(err).strip().splitlines()[-1][:500]}"
         except Exception:  # noqa: BLE001 - best effort: the cause is informative only
             pass
-        if cause := self._preload_crash():
+        if cause := self._preload_crash(trial):
             message = f"{message}; {cause}"
         self._finish(trial, TrialState.FAIL, None, {"type": "WorkerDied", "message": message, "traceback": ""})
 
-    def _preload_crash(self) -> str:
-        """Why Ray's workers die as they start, if one died importing a preloaded module.
+    def _preload_crash(self, tune_trial: Any) -> str:
+        """Why this trial's worker died, if it died importing a preloaded module before the trial.
 
-        Said once on the console as well, and kept for the run's final message: every new
-        worker dies the same way, so the run can only end at ``max_failures``.
+        Only for a trial its worker never started (no placement stored), with a worker's note of
+        its own (:func:`tuner.engine._preload_trace.claim`). Said once on the console as well,
+        and kept for the run's final message: every new worker dies the same way, so such a run
+        can only end at ``max_failures``.
         """
-        crashes = _preload_trace.crashes()
-        if not crashes:
+        entry = self._state.running.get(tune_trial.trial_id)
+        if entry is None or not self._never_started(entry[0]):
             return ""
-        deaths = "; ".join(f"Ray worker {pid} died while preloading {module}" for module, pid in crashes.items())
-        modules = ", ".join(crashes)
-        if set(crashes) <= set(requested_modules()):
-            fix = f"drop {modules} from TUNER_PRELOAD, or set TUNER_PRELOAD=0"
-        else:  # tuner's own choice (torch for a GPU study), which the trials import as well
-            fix = f"check that `python -c 'import {modules}'` works on this machine; TUNER_PRELOAD=0 stops preloading"
-        cause = f"{deaths}, before any trial (a crash no Python error handler catches); {fix}"
+        claimed = _preload_trace.claim()
+        if claimed is None:
+            return ""
+        module, pid = claimed
+        if module in self._state.preloaded_by_tuner:  # the trials import it as well
+            fix = f"check that `python -c 'import {module}'` works on this machine, or set TUNER_PRELOAD=0"
+        else:
+            fix = f"drop {module} from TUNER_PRELOAD, or set TUNER_PRELOAD=0"
+        cause = (f"Ray worker {pid} died while preloading {module}, before it ran a trial (a crash in native code "
+                 f"or a kill, which no Python error handler catches); {fix}")
         if self._state.preload_crash is None:
             self._progress.warn(f"warning: {cause}")
         self._state.preload_crash = cause
         return cause
+
+    def _never_started(self, trial_id: int) -> bool:
+        try:
+            return _attrs.WORKER not in self._state.study._storage.get_trial_system_attrs(trial_id)
+        except Exception:  # noqa: BLE001 - the storage's own retries are spent: attribute nothing
+            return False
 
     def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None) -> None:
         from optuna.trial import TrialState
