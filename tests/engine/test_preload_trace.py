@@ -77,10 +77,9 @@ def test_a_note_left_by_a_process_that_is_gone_names_its_import(folder: Path) ->
     (folder / str(os.getpid())).write_text("json")  # a process still importing (this one) is no crash
     (folder / "4194303").write_text("")  # a note cut short before any name names nothing
     assert len(list(folder.iterdir())) == 3  # the finished process removed its note
-    assert _preload_trace.crashes() == {"torch._dynamo": int(died.stdout)}
     assert _preload_trace.claim() == ("torch._dynamo", int(died.stdout))
     assert _preload_trace.claim() is None  # one failed trial per note
-    assert _preload_trace.crashes() == {"torch._dynamo": int(died.stdout)}
+    assert (folder / f"{died.stdout.strip()}.claimed").read_text() == "torch._dynamo"
 
 
 def test_a_dead_process_its_parent_has_not_reaped_yet_counts_as_gone(folder: Path) -> None:
@@ -97,7 +96,7 @@ def test_a_dead_process_its_parent_has_not_reaped_yet_counts_as_gone(folder: Pat
             time.sleep(0.05)
         else:
             pytest.fail("the child never exited")
-        assert _preload_trace.crashes() == {"torch": child.pid}
+        assert _preload_trace.claim() == ("torch", child.pid)
     finally:
         child.wait()
 
@@ -139,7 +138,7 @@ def test_each_trial_its_worker_never_started_gets_one_note_with_the_fix_for_its_
 
 def test_no_folder_no_crashes_and_notes_never_raise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _preload_trace.close()
-    assert _preload_trace.crashes() == {}
+    assert _preload_trace.claim() is None
     monkeypatch.setenv(_preload_trace.TRACE_ENV, str(tmp_path / "removed"))  # the driver shut down meanwhile
     note = _preload_trace.Note()
     note.importing("torch")
@@ -159,7 +158,8 @@ def test_the_preloader_leaves_a_note_only_where_its_process_crashed(folder: Path
     crashed = _python("import tuner.engine._preload",
                       {**env, "TUNER_WORKER_IMPORTS": "json,tuner_probe_segfaults,optuna"}, tmp_path)
     assert crashed.returncode == -signal.SIGSEGV, crashed.stderr
-    assert _preload_trace.crashes() == {"tuner_probe_segfaults": int(next(folder.iterdir()).name)}
+    (note,) = folder.iterdir()
+    assert _preload_trace.claim() == ("tuner_probe_segfaults", int(note.name))
 
 
 def test_a_run_whose_workers_die_preloading_says_which_module(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["TRACE_ENV", "Note", "claim", "close", "crashes", "open_folder"]
+__all__ = ["TRACE_ENV", "Note", "claim", "close", "open_folder"]
 
 #: The folder, in the environment a preloading Ray's processes inherit.
 TRACE_ENV = "TUNER_PRELOAD_TRACE"
@@ -48,24 +48,14 @@ def close() -> None:
         _folder = None
 
 
-def crashes() -> dict[str, int]:
-    """Module -> pid of a worker that died importing it, for this driver's Ray (empty if none);
-    notes already claimed included."""
-    found: dict[str, int] = {}
-    for pid, note in _dead_notes(include_claimed=True):
-        if module := _read(note):
-            found.setdefault(module, pid)
-    return found
-
-
 def claim() -> tuple[str, int] | None:
     """``(module, pid)`` of the oldest note of a dead worker not claimed yet, now claimed.
 
     One note per failed trial: every worker that dies preloading leaves its own (Tune starts a
-    new process for each trial sent to a dead one), so a trial that never reached its worker
-    takes one, and a later death for another reason does not find a note to take.
+    new process for each trial sent to a dead one), and the driver asks only for a trial that
+    never reached its worker.
     """
-    for pid, note in sorted(_dead_notes(include_claimed=False), key=lambda item: _mtime(item[1])):
+    for pid, note in sorted(_dead_notes(), key=lambda item: _mtime(item[1])):
         module = _read(note)
         try:
             note.rename(note.with_name(note.name + _CLAIMED))
@@ -76,8 +66,8 @@ def claim() -> tuple[str, int] | None:
     return None
 
 
-def _dead_notes(include_claimed: bool) -> list[tuple[int, Path]]:
-    """``(pid, note)`` of the notes whose process is gone."""
+def _dead_notes() -> list[tuple[int, Path]]:
+    """``(pid, note)`` of the unclaimed notes whose process is gone."""
     if _folder is None:
         return []
     try:
@@ -86,11 +76,8 @@ def _dead_notes(include_claimed: bool) -> list[tuple[int, Path]]:
         return []
     found = []
     for note in notes:
-        pid = note.name.removesuffix(_CLAIMED)
-        if not pid.isdigit() or (pid != note.name and not include_claimed):
-            continue
-        if not _alive(int(pid)):
-            found.append((int(pid), note))
+        if note.name.isdigit() and not _alive(int(note.name)):
+            found.append((int(note.name), note))
     return sorted(found)
 
 
