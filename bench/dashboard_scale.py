@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from bench._args import count
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -99,8 +101,8 @@ def _varying(client: Any, urls: list[str]) -> Callable[[], Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dashboard_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=30, help="timed requests per row (after 2 warm-ups)")
+    parser.add_argument("--trials", type=count(1), default=100_000)
+    parser.add_argument("--repeats", type=count(1), default=30, help="timed requests per row (after 2 warm-ups)")
     parser.add_argument("--dir", type=Path, default=None, help="keep the database here (default: a temp dir)")
     parser.add_argument("--no-peer", action="store_true", help="skip optuna-dashboard (minutes at 100,000 trials)")
     args = parser.parse_args(argv)

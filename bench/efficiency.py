@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._args import count, positive
+
 BENCH_DIR = Path(__file__).resolve().parent
 SYNTHETIC = ("branin", "hartmann6")
 REAL = ("digits_mlp", "digits_cnn", "digits_gbm", "polarity_bow")
@@ -149,10 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench efficiency", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", nargs="+", default=list(SYNTHETIC + REAL), choices=SYNTHETIC + REAL)
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per contender and problem (default 5)")
-    parser.add_argument("--seed-start", type=int, default=0,
+    parser.add_argument("--seeds", type=count(1), default=5, help="seeds 0..N-1 per contender and problem (default 5)")
+    parser.add_argument("--seed-start", type=count(0), default=0,
                         help="first seed (split seeds over processes, then merge the files with --from)")
-    parser.add_argument("--budget", type=float, default=1.0,
+    parser.add_argument("--budget", type=positive, default=1.0,
                         help="scale every problem's budget (default budgets: branin 25, hartmann6 50, digits_mlp 15, "
                              "digits_cnn 12, digits_gbm 15, polarity_bow 15 full trials)")
     parser.add_argument("--contenders", nargs="+", default=None,
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"synthetic problems, {' '.join(REAL_CONTENDERS)} on real ones")
     parser.add_argument("--grid", choices=("oat", "full"), default="oat",
                         help="tuner's samplers x pruners: one at a time (default) or all 25 pairs")
-    parser.add_argument("--concurrency", type=int, default=1, help="trials at once, the same for every contender")
+    parser.add_argument("--concurrency", type=count(1), default=1, help="trials at once, the same for every contender")
     parser.add_argument("--quick", action="store_true", help="small budgets and 2 seeds: checks the wiring, measures nothing")
     parser.add_argument("--from", dest="from_files", nargs="+", type=Path, default=None,
                         help="re-render the report from earlier JSON results (merged) instead of running")

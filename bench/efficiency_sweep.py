@@ -33,6 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench._args import count, positive
+
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = ("random/none", "tpe/asha", "tpe/median")
 
@@ -157,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench efficiency_sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", nargs="+", default=["digits_mlp"], choices=sorted(UNSCALED))
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--seed-start", type=int, default=0)
+    parser.add_argument("--seeds", type=count(1), default=10)
+    parser.add_argument("--seed-start", type=count(0), default=0)
     parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS))
-    parser.add_argument("--budget", type=float, default=1.0, help="scale every problem's budget, as in efficiency")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--budget", type=positive, default=1.0, help="scale every problem's budget, as in efficiency")
+    parser.add_argument("--processes", type=count(1), default=os.cpu_count() or 1)
     parser.add_argument("--baseline", default="random/none",
                         help="the setting whose compute is \"random's compute\" (default random/none, replayed "
                              "per trial as tuner runs it; random:stream=study/none is efficiency's random contender)")

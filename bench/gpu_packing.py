@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from bench._args import count, gpu_shares
 from tuner.engine._prestart import preload_modules
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -294,10 +295,11 @@ def _pct(value: float | None) -> str:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench gpu_packing", description=__doc__.split("\n\n")[0])
-    p.add_argument("--fractions", default="1,0.5,0.25,0.125")
-    p.add_argument("--trials", type=int, default=32, help="trials per packing level (default 32)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--samples", type=int, default=60000, help="synthetic images (default 60,000, MNIST's size)")
+    p.add_argument("--fractions", type=gpu_shares, default=[1.0, 0.5, 0.25, 0.125],
+                   help="GPU per trial, comma-separated (default 1,0.5,0.25,0.125)")
+    p.add_argument("--trials", type=count(1), default=32, help="trials per packing level (default 32)")
+    p.add_argument("--epochs", type=count(1), default=3)
+    p.add_argument("--samples", type=count(100), default=60000, help="synthetic images (default 60,000, MNIST's size)")
     p.add_argument("--cpu-check", action="store_true", help="no GPU: run the mechanics with gpus: 0")
     p.add_argument("--mps", action="store_true", help="run under NVIDIA's Multi-Process Service (started here)")
     p.add_argument("--no-cold-start", action="store_true",
@@ -313,7 +315,7 @@ def main(argv: list[str]) -> int:
         print("--mps: nvidia-cuda-mps-control is not on the PATH; run without --mps or install NVIDIA's MPS",
               file=sys.stderr)
         return 2
-    fractions = [float(f) for f in args.fractions.split(",")]
+    fractions = args.fractions
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     raw = args.out / f"gpu_packing-{stamp}.json"

@@ -21,6 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from bench._args import count
 from tuner.data import load_digits
 from tuner.tasks._models import build_mlp
 from tuner.tasks._vision_models import build_cnn
@@ -69,9 +70,9 @@ def _time(fn: Callable[[], None]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench loop_throughput", description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--epochs", type=count(1), default=30)
+    ap.add_argument("--repeats", type=count(1), default=3)
+    ap.add_argument("--batch-size", type=count(1), default=64)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     from tuner.tasks._training import train_classifier

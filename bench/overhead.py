@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._args import count
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 OBJECTIVE_REF = f"{BENCH_DIR / '_objective.py'}:quadratic"
@@ -78,10 +80,10 @@ class Row:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench overhead", description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=200, help="trials per run (default 200)")
-    p.add_argument("--concurrency", type=int, default=2, help="trials at once; also Ray's num_cpus (default 2)")
-    p.add_argument("--repeats", type=int, default=1, help="runs per method; the table shows medians (default 1)")
-    p.add_argument("--raytune-trials", type=int, default=None,
+    p.add_argument("--trials", type=count(1), default=200, help="trials per run (default 200)")
+    p.add_argument("--concurrency", type=count(1), default=2, help="trials at once; also Ray's num_cpus (default 2)")
+    p.add_argument("--repeats", type=count(1), default=1, help="runs per method; the table shows medians (default 1)")
+    p.add_argument("--raytune-trials", type=count(1), default=None,
                    help="trials for the (slow) hand-wired Ray Tune run (default: --trials); "
                         "fewer trials are extrapolated linearly to --trials, and labelled so")
     p.add_argument("--skip-raytune", action="store_true", help="leave the hand-wired Ray Tune run out")

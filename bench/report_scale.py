@@ -28,6 +28,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from bench._args import count, share
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -155,11 +157,11 @@ def fill(url: str, name: str, n_trials: int, *, curve_fraction: float = 0.1, ste
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="report_scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, nargs="+", default=[100_000], help="study sizes to measure (default: 100000)")
-    parser.add_argument("--curve-fraction", type=float, default=0.1, help="share of trials with a learning curve")
-    parser.add_argument("--steps", type=int, default=10, help="epochs per learning curve")
+    parser.add_argument("--trials", type=count(1), nargs="+", default=[100_000], help="study sizes to measure (default: 100000)")
+    parser.add_argument("--curve-fraction", type=share, default=0.1, help="share of trials with a learning curve")
+    parser.add_argument("--steps", type=count(1), default=10, help="epochs per learning curve")
     parser.add_argument("--dir", type=Path, default=None, help="keep the databases and reports here (default: a temp dir)")
-    parser.add_argument("--repeats", type=int, default=1, help="report runs per size (the table shows the fastest)")
+    parser.add_argument("--repeats", type=count(1), default=1, help="report runs per size (the table shows the fastest)")
     args = parser.parse_args(argv)
 
     import os

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._args import count
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 OBJECTIVE_REF = f"{BENCH_DIR / '_objective.py'}:quadratic"
@@ -170,7 +172,7 @@ def table(results: list[Result]) -> str:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=2000)
+    p.add_argument("--trials", type=count(1), default=2000)
     p.add_argument("--concurrency", default="2,8,16", help="comma-separated (default 2,8,16)")
     p.add_argument("--storage", default="sqlite,postgres", help="sqlite, postgres or both (default both)")
     p.add_argument("--sampler", default="tpe", help="the study's sampler (default tpe, tuner's default)")

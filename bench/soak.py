@@ -21,6 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench._args import count
+
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -34,11 +36,11 @@ def _pg_database() -> tuple[str, str]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench soak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--kills", type=int, default=10)
-    p.add_argument("--kill-trials", type=int, default=30, help="n_trials of the killed study (default 30)")
-    p.add_argument("--restarts", type=int, default=3)
-    p.add_argument("--load-trials", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kills", type=count(0), default=10)
+    p.add_argument("--kill-trials", type=count(1), default=30, help="n_trials of the killed study (default 30)")
+    p.add_argument("--restarts", type=count(0), default=3)
+    p.add_argument("--load-trials", type=count(1), default=2000)
+    p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--skip", default="", help="comma-separated scenarios to leave out: kill, pg, load")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._args import count
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 STUDIES = ("sklearn_gbm", "sklearn_regression", "mlp_pareto")
@@ -114,7 +116,7 @@ def _versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tasks_tabular", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=STUDIES)
-    parser.add_argument("--n-trials", type=int, default=None, help="override every study's n_trials (quick checks)")
+    parser.add_argument("--n-trials", type=count(1), default=None, help="override every study's n_trials (quick checks)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

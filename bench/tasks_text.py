@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._args import count
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 DATASET = REPO_ROOT.parent / "shared" / "datasets" / "rt-polarity"
@@ -179,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="*", default=list(DEFAULT_CONFIGS), choices=sorted(CONFIGS))
     parser.add_argument("--skip-fixed", action="store_true")
     parser.add_argument("--skip-study", action="store_true")
-    parser.add_argument("--n-trials", type=int, default=None, help="override the study's n_trials")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the fixed runs")
+    parser.add_argument("--n-trials", type=count(1), default=None, help="override the study's n_trials")
+    parser.add_argument("--threads", type=count(1), default=2, help="torch threads of the fixed runs")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
     if not DATASET.is_dir():

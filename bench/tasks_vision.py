@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench._args import count, positive
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 STUDIES = REPO_ROOT / "studies"
@@ -69,8 +71,8 @@ def _row(name: str, storage: str, wall: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/tasks_vision.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
-    parser.add_argument("--n-trials", type=int, default=None, help="override every study's n_trials")
-    parser.add_argument("--num-cpus", type=float, default=None, help="size of the local Ray instance")
+    parser.add_argument("--n-trials", type=count(1), default=None, help="override every study's n_trials")
+    parser.add_argument("--num-cpus", type=positive, default=None, help="size of the local Ray instance")
     parser.add_argument("--keep", type=Path, default=None, help="keep the storage and checkpoints in this folder")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = parser.parse_args(argv)
