@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-__all__ = ["count", "gpu_shares", "positive", "share"]
+__all__ = ["count", "counts", "gpu_shares", "positive", "share"]
 
 
 def count(minimum: int = 1) -> Callable[[str], int]:
@@ -26,6 +26,18 @@ def count(minimum: int = 1) -> Callable[[str], int]:
 
     parse.__name__ = "count"  # argparse names the type in its messages
     return parse
+
+
+def counts(text: str) -> list[int]:
+    """Comma-separated integers of at least 1 (concurrency levels: ``2,8,16``)."""
+    parse = count(1)
+    values = []
+    for part in text.split(","):
+        try:
+            values.append(parse(part.strip()))
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (comma-separated whole numbers: 2,8,16)") from None
+    return values
 
 
 def positive(text: str) -> float:

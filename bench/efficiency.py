@@ -172,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
     if args.from_files:
-        facts, problems, runs = _from_files(args.from_files)
+        try:
+            facts, problems, runs = _from_files(args.from_files)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--from: cannot read earlier results ({type(exc).__name__}: {exc}); give the .json files "
+                         f"`python -m bench efficiency` wrote")
         facts["command"] = f".venv/bin/python -m bench efficiency --from {' '.join(map(str, args.from_files))}"
         print(_write(args.out, stamp, facts, problems, runs))
         return 0

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._args import count
+from bench._args import count, counts
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -173,15 +173,15 @@ def table(results: list[Result]) -> str:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--trials", type=count(1), default=2000)
-    p.add_argument("--concurrency", default="2,8,16", help="comma-separated (default 2,8,16)")
+    p.add_argument("--concurrency", type=counts, default=[2, 8, 16], help="comma-separated (default 2,8,16)")
     p.add_argument("--storage", default="sqlite,postgres", help="sqlite, postgres or both (default both)")
     p.add_argument("--sampler", default="tpe", help="the study's sampler (default tpe, tuner's default)")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)
-    levels = [int(c) for c in args.concurrency.split(",")]
+    levels = args.concurrency
     kinds = [k.strip() for k in args.storage.split(",")]
-    if any(k not in ("sqlite", "postgres") for k in kinds) or min(levels) < 1 or args.trials < 1:
-        p.error("--storage takes sqlite and/or postgres; --concurrency and --trials must be >= 1")
+    if any(k not in ("sqlite", "postgres") for k in kinds):
+        p.error(f"--storage {args.storage}: give sqlite, postgres or sqlite,postgres")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     from bench.overhead import facts_text, machine_facts

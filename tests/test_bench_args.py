@@ -15,6 +15,7 @@ def test_counts_shares_and_gpu_shares_parse_what_they_should() -> None:
     assert _args.count(1)("3") == 3 and _args.count(0)("0") == 0
     assert _args.positive("0.5") == 0.5 and _args.share("0") == 0.0 and _args.share("1") == 1.0
     assert _args.gpu_shares("1, 0.5,0.125") == [1.0, 0.5, 0.125]
+    assert _args.counts("2, 8,16") == [2, 8, 16]
 
 
 @pytest.mark.parametrize(("parse", "text", "says"), [
@@ -27,6 +28,7 @@ def test_counts_shares_and_gpu_shares_parse_what_they_should() -> None:
     (_args.gpu_shares, "1,2", "2 is not a GPU share"),
     (_args.gpu_shares, "0.5,0", "0 is not a GPU share"),
     (_args.gpu_shares, "half", "'half' is not a number"),
+    (_args.counts, "2,0", "0 is below 1; give 1 or more (comma-separated whole numbers"),
 ])
 def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError) as caught:
@@ -44,6 +46,9 @@ def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None
     ("gpu_packing", ["--cpu-check", "--trials", "0"], "argument --trials: 0 is below 1"),
     ("report_scale", ["--curve-fraction", "1.5"], "argument --curve-fraction: 1.5 must be from 0 to 1"),
     ("scale", ["--trials", "0"], "argument --trials: 0 is below 1"),
+    ("scale", ["--concurrency", "2,abc"], "argument --concurrency: 'abc' is not a whole number"),
+    ("scale", ["--storage", "mysql"], "--storage mysql: give sqlite, postgres or sqlite,postgres"),
+    ("efficiency", ["--from", "/nonexistent/efficiency.json"], "--from: cannot read earlier results (FileNotFoundError"),
 ])
 def test_a_benchmark_refuses_a_bad_number_before_it_runs(
         benchmark: str, argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
