@@ -41,7 +41,7 @@ _preload_trace.open_folder = lambda: opened.append(_open()) or opened[-1]
 spec = {"name": "crash", "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}, "metric": "value",
         "n_trials": 4, "concurrency": 2, "pruner": "none", "seed": 0, "max_failures": 1}
 try:
-    tuner.run(spec, objectives.worker_state, storage=sys.argv[1], num_cpus=2)
+    tuner.run(spec, getattr(objectives, sys.argv[2]), storage=sys.argv[1], num_cpus=2)
     message = None
 except TooManyFailuresError as exc:
     message = str(exc)
@@ -162,24 +162,35 @@ def test_the_preloader_leaves_a_note_only_where_its_process_crashed(folder: Path
     assert _preload_trace.claim() == ("tuner_probe_segfaults", int(note.name))
 
 
+def _run(tmp_path: Path, objective: str, preload: str, probe: Path | None = None) -> tuple[dict, str]:
+    out = subprocess.run([sys.executable, "-c", _RUN, f"sqlite:///{tmp_path / 'tuner.db'}", objective], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "TUNER_PRELOAD": preload,
+                              "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(probe or ""),
+                                                                          os.environ.get("PYTHONPATH")]))})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout + out.stderr
+
+
 def test_a_run_whose_workers_die_preloading_says_which_module(tmp_path: Path) -> None:
     probe = tmp_path / "probe"
     probe.mkdir()
     (probe / "tuner_probe_segfaults.py").write_text(_CRASHER)
-    out = subprocess.run([sys.executable, "-c", _RUN, f"sqlite:///{tmp_path / 'tuner.db'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "TUNER_PRELOAD": "tuner_probe_segfaults",
-                              "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(probe),
-                                                                          os.environ.get("PYTHONPATH")]))})
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result, output = _run(tmp_path, "worker_state", "tuner_probe_segfaults", probe)
     cause = "died while preloading tuner_probe_segfaults, before it ran a trial"
     assert result["message"] and cause in result["message"], result
     assert "drop tuner_probe_segfaults from TUNER_PRELOAD, or set TUNER_PRELOAD=0" in result["message"]
     died = [e for e in result["errors"] if e and e["type"] == "WorkerDied"]
     assert died and all(cause in e["message"] for e in died), result["errors"]
-    assert "warning: Ray worker " in out.stdout + out.stderr
+    assert "warning: Ray worker " in output
     assert result["opened"] == 1 and result["left"] == [""], result  # removed with the run's Ray
+
+
+def test_a_trial_that_kills_its_own_worker_is_not_blamed_on_preloading(tmp_path: Path) -> None:
+    result, output = _run(tmp_path, "kills_worker", "json")  # preloading on, and every import fine
+    died = [e for e in result["errors"] if e and e["type"] == "WorkerDied"]
+    assert len(died) == 1 and "preload" not in died[0]["message"], result["errors"]
+    assert result["message"] is None and "preloading" not in output and result["opened"] == 1
 
 
 def test_a_ray_that_fails_to_start_leaves_no_folder() -> None:
