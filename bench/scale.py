@@ -198,7 +198,7 @@ def main(argv: list[str]) -> int:
                 print(f"{r.wall_s:.1f}s, {r.trials_per_s:.1f} trials/s, driver {r.cpu_ms_per_trial:.1f} ms CPU/trial, "
                       f"{r.mb_per_1000:.2f} MB/1000, {'recorded once' if r.recorded_once else 'LOST'}", flush=True)
     text = (f"# tuner scale, {stamp}\n\n{facts_text(facts, 'scale')}\n\n`python -m bench scale --trials {args.trials} "
-            f"--concurrency {args.concurrency} --storage {args.storage}` (sampler {args.sampler}, trivial objective)\n\n"
+            f"--concurrency {','.join(map(str, args.concurrency))} --storage {args.storage}` (sampler {args.sampler}, trivial objective)\n\n"
             f"{table(results)}\n")
     (args.out / f"scale-{stamp}.md").write_text(text)
     (args.out / f"scale-{stamp}.json").write_text(json.dumps(

@@ -139,6 +139,18 @@ def test_resume_continues_to_n_trials(sqlite_url: str) -> None:
     assert len(again.get_trials()) == 7
 
 
+def test_enqueued_trials_run_first_with_their_parameters(sqlite_url: str) -> None:
+    tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    study.enqueue_trial({"x": 4.25})
+    study.enqueue_trial({"x": -3.5})
+    study = tuner.run(_spec(n_trials=5), objectives.quadratic, storage=sqlite_url)
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5  # the two taken, not left WAITING
+    assert [t.params["x"] for t in trials[2:4]] == [4.25, -3.5]
+    assert trials[2].value == pytest.approx(objectives.quadratic({"x": 4.25}, None))
+
+
 def test_changed_search_space_is_refused_then_forced(sqlite_url: str) -> None:
     tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
     changed = _spec(n_trials=2, search_space={"params": {"x": {"float": [-1.0, 1.0]}}})
