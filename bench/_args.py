@@ -8,6 +8,7 @@ not a number ended in a traceback; with these types each is a one-line usage err
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Callable
 
 __all__ = ["count", "counts", "gpu_shares", "positive", "share"]
@@ -73,6 +74,6 @@ def _number(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value != value:  # NaN
-        raise argparse.ArgumentTypeError("NaN is not a number here")
+    if not math.isfinite(value):  # NaN hangs no loop but compares false everywhere; inf overflows int()
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
     return value

@@ -23,7 +23,8 @@ def test_counts_shares_and_gpu_shares_parse_what_they_should() -> None:
     (_args.count(0), "-2", "-2 is below 0"),
     (_args.count(1), "2.5", "'2.5' is not a whole number"),
     (_args.positive, "0", "0 must be above 0"),
-    (_args.positive, "nan", "NaN is not a number here"),
+    (_args.positive, "nan", "nan is not a finite number"),
+    (_args.positive, "inf", "inf is not a finite number"),  # --budget inf overflowed int() in a traceback
     (_args.share, "1.5", "1.5 must be from 0 to 1"),
     (_args.gpu_shares, "1,2", "2 is not a GPU share"),
     (_args.gpu_shares, "0.5,0", "0 is not a GPU share"),
@@ -40,6 +41,7 @@ def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None
     # each ran before (a report of nothing), hung (a trial asking 2 of 1 GPU) or raised a traceback
     ("efficiency", ["--problems", "branin", "--seeds", "0"], "argument --seeds: 0 is below 1"),
     ("efficiency", ["--problems", "branin", "--budget", "-1"], "argument --budget: -1 must be above 0"),
+    ("efficiency", ["--problems", "branin", "--budget", "inf"], "argument --budget: inf is not a finite number"),
     ("efficiency_sweep", ["--problems", "digits_mlp", "--seeds", "0"], "argument --seeds: 0 is below 1"),
     ("gpu_packing", ["--cpu-check", "--fractions", "2"], "argument --fractions: 2 is not a GPU share"),
     ("gpu_packing", ["--cpu-check", "--fractions", "abc"], "argument --fractions: 'abc' is not a number"),
