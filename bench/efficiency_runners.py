@@ -132,6 +132,13 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     interleave = sargs.pop("interleave", None)  # a sweep option (efficiency_sweep.replay), not a sampler argument
     if interleave is not None and (not isinstance(interleave, int) or isinstance(interleave, bool) or interleave < 2):
         raise ValueError(f"setting {text!r}: interleave must be an integer of at least 2")
+    # gamma=F (a sweep option too): TPE's good share, set by the replay on the sampler itself,
+    # since Optuna 5 deprecates its gamma argument (a function of the trial count, not a share).
+    gamma = sargs.pop("gamma", None)
+    if gamma is not None and (s != "tpe" or isinstance(gamma, bool) or not isinstance(gamma, (int, float))
+                              or not 0 < gamma < 1):
+        raise ValueError(f"setting {text!r}: gamma is TPE's share of good trials: a number above 0 and "
+                         "below 1 (Optuna's own is 0.1), for the tpe sampler")
     stream = sargs.pop("stream", "trial")
     if stream not in ("trial", "study"):
         raise ValueError(f"setting {text!r}: stream must be trial or study")
@@ -152,6 +159,8 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         sargs["stream"] = stream
     if interleave:
         sargs["interleave"] = interleave
+    if gamma is not None:
+        sargs["gamma"] = float(gamma)
     return s, sargs, p, pargs
 
 
@@ -166,7 +175,7 @@ def contender_named(name: str) -> Contender:
         raise ValueError(f"unknown contender {name!r}; write random, optuna, raytune, tuner or "
                          "tuner:SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]")
     sampler, sargs, pruner, pargs = parse_setting(name.removeprefix("tuner:"))
-    sweep_only = sorted(set(sargs) & {"stream", "interleave"} | set(pargs) & {"prune_on"})
+    sweep_only = sorted(set(sargs) & {"stream", "interleave", "gamma"} | set(pargs) & {"prune_on"})
     if sweep_only:
         raise ValueError(f"contender {name!r}: {', '.join(sweep_only)} is an option of efficiency_sweep's replay, "
                          "not of tuner.run; drop it here")

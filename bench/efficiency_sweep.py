@@ -17,6 +17,9 @@ search (``random/none``) replayed the same way, or against ``--baseline`` (e.g.
 
 A setting is ``SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...]``; arguments are added to
 tuner's defaults for that sampler/pruner, as a spec's ``sampler_args``/``pruner_args`` would be.
+Sampler options of the sweep alone: ``stream=study`` (one sampler for the run, as plain Optuna
+keeps one), ``interleave=K`` (every K-th trial after the tenth drawn at random) and ``gamma=F``
+(TPE models the best F of finished trials as good; Optuna's own is 0.10).
 Writes ``bench/results/efficiency_sweep-YYYYmmdd-HHMMSS.{md,json}``.
 """
 
@@ -70,13 +73,24 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         one_stream = sampler_args.pop("stream", "trial") == "study"
         # interleave=K (a sweep option): after 10 trials every K-th trial is drawn at random.
         interleave = int(sampler_args.pop("interleave", 0))
+        # gamma=F (a sweep option): TPE models the best F of finished trials as good (Optuna's
+        # default is 0.10, at most 25 trials); set on the sampler itself, as Optuna 5 deprecates
+        # its gamma argument.
+        good_share = float(sampler_args.pop("gamma", 0.0))
+
+        def build(sampler_seed: int) -> Any:
+            sampler = make_sampler(sampler_name, sampler_args, seed=sampler_seed, space=space)
+            if good_share:
+                _set_good_share(sampler, good_share)
+            return sampler
+
         study = optuna.create_study(
             direction=problem.direction, pruner=make_pruner(pruner_name, pruner_args, space=space),
-            sampler=make_sampler(sampler_name, sampler_args, seed=seed, space=space) if one_stream else None)
+            sampler=build(seed) if one_stream else None)
         number = 0
         while log.steps() < problem.budget:
             if not one_stream:
-                study.sampler = make_sampler(sampler_name, sampler_args, seed=trial_seed(seed, number), space=space)
+                study.sampler = build(trial_seed(seed, number))
                 if interleave and number >= 10 and number % interleave == interleave - 1:
                     study.sampler = optuna.samplers.RandomSampler(seed=trial_seed(seed, number))
             trial = study.ask()
@@ -98,6 +112,22 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
     return {"problem": problem_name, "contender": setting, "label": setting, "seed": seed, "curve": curve,
             "wall_s": time.time() - start, "budget_wall_s": time.time() - start, "budget_spent": True,
             "error": None, "lib_trials": number, "lib_errors": None}
+
+
+class _GoodShare:
+    """TPE's gamma: the best ``share`` of ``n`` finished trials (at least 1, at most 25) are "good"."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+
+    def __call__(self, n: int) -> int:
+        return min(max(1, math.ceil(self.share * n)), 25)
+
+
+def _set_good_share(sampler: Any, share: float) -> None:
+    for model in (sampler, getattr(sampler, "_other", None)):
+        if model is not None:
+            model._gamma = _GoodShare(share)
 
 
 def _replay_star(args: tuple[str, str, int, float]) -> dict[str, Any]:

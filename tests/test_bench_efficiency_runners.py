@@ -54,6 +54,29 @@ def test_interleave_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> Non
             parse_setting(f"tpe:interleave={bad}/asha")
 
 
+def test_gamma_is_kept_for_the_replay_and_a_wrong_value_is_refused() -> None:
+    assert parse_setting("tpe:gamma=0.2/asha") == ("tpe", {"gamma": 0.2}, "asha", {})
+    for bad in ("0", "1", "-0.1", "x", "True"):
+        with pytest.raises(ValueError, match="gamma is TPE's share of good trials"):
+            parse_setting(f"tpe:gamma={bad}/asha")
+    with pytest.raises(ValueError, match="for the tpe sampler"):
+        parse_setting("random:gamma=0.2/asha")
+
+
+def test_a_good_share_replay_changes_tpes_split_and_its_default_share_changes_nothing() -> None:
+    # gamma=0.1 is Optuna's own split (the best 10 %, at most 25): the same trials to the last
+    # digit; a larger share models more trials as good, so TPE proposes other trials.
+    import json
+
+    from bench.efficiency_sweep import replay
+
+    base = replay("tpe/none", "hartmann6", 4, budget_scale=0.5)
+    same = replay("tpe:gamma=0.1/none", "hartmann6", 4, budget_scale=0.5)
+    wider = replay("tpe:gamma=0.4/none", "hartmann6", 4, budget_scale=0.5)
+    assert same["curve"]["points"] == base["curve"]["points"]
+    assert json.dumps(wider["curve"]["points"]) != json.dumps(base["curve"]["points"])
+
+
 def test_alternate_is_tuners_tpe_argument_checked_at_parse_time() -> None:
     assert parse_setting("tpe:alternate=2/asha") == ("tpe", {"alternate": 2}, "asha", {})
     assert contender_named("tuner:tpe:alternate=2/asha").sampler_args == (("alternate", 2),)
@@ -126,7 +149,7 @@ def test_a_one_stream_replay_is_plain_optunas_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["tuner:tpe:stream=study/asha", "tuner:tpe/median:prune_on=best",
-                                  "tuner:tpe:interleave=3/asha"])
+                                  "tuner:tpe:interleave=3/asha", "tuner:tpe:gamma=0.2/asha"])
 def test_a_sweep_only_option_is_refused_for_a_tuner_contender(name: str) -> None:
     with pytest.raises(ValueError, match="option of efficiency_sweep's replay"):
         contender_named(name)
