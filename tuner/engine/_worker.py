@@ -123,7 +123,7 @@ def _ask(job: JobInfo, study: Any, trial_id: int, number: int) -> tuple[Any, dic
     # An incremental read (new and unfinished trials only) that also puts the trial the driver
     # just created into this process's storage cache, which Optuna's writes rely on.
     study._storage.get_all_trials(study._study_id, deepcopy=False)
-    study.sampler.before_trial(study, study._storage.get_trial(trial_id))
+    # Optuna's Trial reads the trial and calls the sampler's before_trial, as study.ask() does.
     trial = optuna.Trial(study, trial_id)
     return trial, job.space.suggest(trial)
 
