@@ -175,13 +175,16 @@ class Recorder(_Unpicklable, tune.Callback):
 
 
 class Stopper(_Unpicklable, tune.Stopper):
-    """Stops every running trial once ``max_failures`` is exceeded."""
+    """Ends each trial at its one result; stops every running trial once ``max_failures`` is exceeded."""
 
     def __init__(self, state: "_RunState") -> None:
         self._state = state
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        return False
+        # A trial's only result is its last (the worker returns once, with the trial's state).
+        # Without this, Tune sends the actor one more `train` call to learn that the function
+        # has returned, a round trip through its loop per trial, before it stops the trial.
+        return STATE_KEY in result
 
     def stop_all(self) -> bool:
         return self._state.stop_reason == "max_failures"
