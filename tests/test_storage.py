@@ -270,3 +270,92 @@ def test_fold_in_sqlite_log_leaves_postgresql_alone(postgres_url: str) -> None:
     optuna.create_study(storage=storage, study_name="p")
     st.fold_in_sqlite_log(storage)  # a no-op there: it neither raises nor harms the database
     assert optuna.load_study(study_name="p", storage=storage).study_name == "p"
+
+
+def _mixed_study(url: str) -> optuna.Study:
+    """A study with a trial in every state, values finite and infinite, and one system attribute on some."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    study = optuna.create_study(study_name="mixed", storage=st.open_storage(url), direction="maximize")
+    dist = {"x": FloatDistribution(0.0, 1.0)}
+    rows: list[tuple[TrialState, float | None, dict | None]] = [
+        (TrialState.COMPLETE, 0.25, {"trial_dir": "/runs/t0"}), (TrialState.PRUNED, None, {"trial_dir": "/runs/t1"}),
+        (TrialState.FAIL, None, None), (TrialState.COMPLETE, float("inf"), {"trial_dir": "/runs/t3"}),
+        (TrialState.COMPLETE, -1.5, None), (TrialState.PRUNED, None, None)]
+    for state, value, worker in rows:
+        study.add_trial(create_trial(params={"x": 0.5}, distributions=dist, state=state, value=value,
+                                     system_attrs={_attrs.WORKER: worker} if worker else {}))
+    study.enqueue_trial({"x": 0.1})  # WAITING
+    study.ask()  # takes the WAITING one: RUNNING
+    study.enqueue_trial({"x": 0.2})  # WAITING
+    return study
+
+
+def _no_whole_study_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any read of trials with their parameters and attributes (what Optuna's own counts do)."""
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("read the trials themselves")
+
+    from tuner._retry_storage import RetryingRDBStorage
+
+    for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):  # tuner's writer wraps its own copy
+        monkeypatch.setattr(cls, "_get_trials", refuse)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_trial_counts_are_one_query_with_optunas_answers(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = _mixed_study(url)
+    storage = st.open_storage(url)
+    sid = study._study_id
+    cases = [None, TrialState.COMPLETE, (TrialState.COMPLETE, TrialState.PRUNED), (TrialState.RUNNING,),
+             (TrialState.WAITING, TrialState.FAIL), ()]
+    expected = [len(storage.get_all_trials(sid, deepcopy=False, states=c if not isinstance(c, TrialState) else (c,)))
+                for c in cases]
+    assert expected == [8, 3, 5, 1, 2, 0]
+    _no_whole_study_reads(monkeypatch)
+    assert [storage.get_n_trials(sid, c) for c in cases] == expected
+    with pytest.raises(KeyError):
+        storage.get_n_trials(sid + 100)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_trial_outcomes_reads_number_state_first_value_and_one_attribute(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = _mixed_study(url)
+    states = ("COMPLETE", "PRUNED", "FAIL", "RUNNING")
+    expected = [st.TrialOutcome(t.number, t.state.name, t.values[0] if t.values else None,
+                                t.system_attrs.get(_attrs.WORKER))
+                for t in study.get_trials(deepcopy=False) if t.state.name in states]
+    assert [o.state for o in expected] == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "COMPLETE", "PRUNED", "RUNNING"]
+    assert expected[3].value == float("inf") and expected[0].attr == {"trial_dir": "/runs/t0"}
+    _no_whole_study_reads(monkeypatch)
+    for storage in (study._storage, st.open_storage(url), st.open_storage(url, readonly=True)):  # cache, writer, reader
+        assert st.trial_outcomes(storage, study._study_id, states, _attrs.WORKER) == expected
+    assert [o.number for o in st.trial_outcomes(study._storage, study._study_id, ("PRUNED",), _attrs.WORKER)] == [1, 5]
+    assert st.trial_outcomes(study._storage, study._study_id + 100, states, _attrs.WORKER) == []
+
+
+def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tmp_path: Path) -> None:
+    import sqlalchemy.exc
+
+    from tuner._retry_storage import call_with_retries
+
+    calls: list[str] = []
+
+    def flaky(storage: optuna.storages.RDBStorage) -> str:
+        calls.append(type(storage).__name__)
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+        return "read"
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    assert call_with_retries(st.open_storage(url), "test", flaky) == "read"
+    assert calls == ["RetryingRDBStorage", "RetryingRDBStorage"]
+    calls.clear()
+    with pytest.raises(sqlalchemy.exc.OperationalError):  # a reader answers at once, as its own calls do
+        call_with_retries(st.open_storage(url, readonly=True), "test", flaky)
+    assert calls == ["RDBStorage"]

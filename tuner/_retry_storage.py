@@ -109,6 +109,39 @@ class RetryingRDBStorage(optuna.storages.RDBStorage):
             pass
 
 
+def _count_trials(self: optuna.storages.RDBStorage, study_id: int,
+                  state: tuple[optuna.trial.TrialState, ...] | optuna.trial.TrialState | None = None) -> int:
+    """``get_n_trials`` as one COUNT query.
+
+    Optuna's ``RDBStorage`` inherits the base class's, which loads every trial with its
+    parameters and attributes only to take ``len``: 7 s for a study of 20,000 trials on SQLite,
+    paid each time a driver resumes one. Same answer, same ``KeyError`` for an unknown study.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    states = (state,) if isinstance(state, optuna.trial.TrialState) else state
+    with _create_scoped_session(self.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session)
+        query = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == study_id)
+        if states is not None:
+            query = query.filter(models.TrialModel.state.in_(tuple(states)))
+        return int(query.scalar() or 0)
+
+
+def call_with_retries(storage: optuna.storages.RDBStorage, name: str,
+                      read: Callable[[optuna.storages.RDBStorage], _T]) -> _T:
+    """``read(storage)``: retried as the storage's own calls are when it is tuner's writer, else once.
+
+    For tuner's own queries on Optuna's tables, which Optuna's storage has no method for.
+    """
+    if isinstance(storage, RetryingRDBStorage):
+        return _retrying(name, lambda self: read(self))(storage)
+    return read(storage)
+
+
+RetryingRDBStorage.get_n_trials = _retrying("get_n_trials", _count_trials)  # type: ignore[method-assign]
 for _name in (*_READS, *_WRITES):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RetryingRDBStorage, _name, _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))

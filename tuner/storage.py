@@ -15,15 +15,17 @@ import sqlite3
 import time
 import urllib.parse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tuner.exceptions import StorageError, exception_chain
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import optuna
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage",
-           "fold_in_sqlite_log"]
+           "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -280,6 +282,46 @@ def ensure_indexes(storage: "optuna.storages.RDBStorage") -> bool:
     except sa.exc.SQLAlchemyError:
         return False
     return True
+
+
+class TrialOutcome(NamedTuple):
+    """A finished trial as the driver ranks it: no parameters, attributes or curve."""
+
+    number: int
+    state: str           # Optuna's TrialState name
+    value: float | None  # the first objective's value (None unless the trial has one)
+    attr: Any            # the requested system attribute, decoded (None when the trial has none)
+
+
+def trial_outcomes(storage: Any, study_id: int, states: Sequence[str], system_attr: str) -> list[TrialOutcome]:
+    """Number, state, first value and one system attribute of the study's trials in ``states``.
+
+    One query on Optuna's tables, where reading the trials through Optuna loads every
+    parameter, attribute and intermediate value of each (8 s for 20,000 trials on SQLite, when a
+    resumed run ranks its checkpoints). ``storage``: an RDB storage, or Optuna's cache over one.
+    """
+    import json
+
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    from tuner._retry_storage import call_with_retries
+
+    t, v, a = m.TrialModel, m.TrialValueModel, m.TrialSystemAttributeModel
+    query = (sa.select(t.number, t.state, v.value, v.value_type, a.value_json)
+             .outerjoin(v, sa.and_(v.trial_id == t.trial_id, v.objective == 0))
+             .outerjoin(a, sa.and_(a.trial_id == t.trial_id, a.key == system_attr))
+             .where(t.study_id == study_id, t.state.in_([m.TrialState[s] for s in states]))
+             .order_by(t.number))
+
+    def read(database: "optuna.storages.RDBStorage") -> list[TrialOutcome]:
+        with database.engine.connect() as conn:
+            return [TrialOutcome(number, state.name,
+                                 None if value_type is None else v.stored_repr_to_value(value, value_type),
+                                 None if attr is None else json.loads(attr))
+                    for number, state, value, value_type, attr in conn.execute(query)]
+
+    return call_with_retries(getattr(storage, "_backend", storage), "trial_outcomes", read)
 
 
 def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:

@@ -346,7 +346,8 @@ def run_study(
         raise
     scratch = Path(tempfile.mkdtemp(prefix="tuner-ray-"))
     try:
-        finished_before = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        database = getattr(study._storage, "_backend", study._storage)  # a COUNT, not Optuna's cache (every trial)
+        finished_before = database.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
         deadline = started + spec.timeout if spec.timeout else None
         state = _RunState(study, spec, finished_before, deadline)
         if preload:
@@ -468,7 +469,7 @@ def _finished_count(storage: Any, name: str) -> int:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         return 0
-    return sum(1 for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return storage.get_n_trials(study_id, (TrialState.COMPLETE, TrialState.PRUNED))
 
 
 def _pickle_objective(objective: Callable[..., Any] | None) -> bytes | None:

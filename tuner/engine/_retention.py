@@ -44,16 +44,16 @@ class CheckpointRetention:
 
     def _start(self) -> None:
         """Rank the complete trials already in the study; prune what is already outside the best ``keep``."""
-        from optuna.trial import TrialState
+        from tuner.storage import trial_outcomes
 
         ranked = []
-        for t in self._study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                 TrialState.FAIL)):
-            folder = (t.system_attrs.get(_attrs.WORKER) or {}).get("trial_dir")
+        for t in trial_outcomes(self._study._storage, self._study._study_id, ("COMPLETE", "PRUNED", "FAIL"),
+                                _attrs.WORKER):
+            folder = (t.attr or {}).get("trial_dir")
             if folder:
                 self._dirs[t.number] = folder
-            if t.state == TrialState.COMPLETE and t.values:
-                ranked.append((self._sign * t.values[0], t.number))
+            if t.state == "COMPLETE" and t.value is not None:
+                ranked.append((self._sign * t.value, t.number))
             else:
                 self._remove(t.number)
         ranked.sort()

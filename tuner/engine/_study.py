@@ -354,12 +354,18 @@ def mark_failed(study: "optuna.Study", trial_id: int, error: dict[str, str]) -> 
 
 
 def recover_stale_trials(study: "optuna.Study", *, reason: str) -> list[int]:
-    """Turn RUNNING trials left by a dead driver into FAIL with ``reason`` as their error."""
+    """Turn RUNNING trials left by a dead driver into FAIL with ``reason`` as their error.
+
+    Reads the RUNNING rows alone, past Optuna's cache: through it, the first read of a process
+    loads every trial of the study (7 s for 20,000 on SQLite, at each resume).
+    """
     from optuna.trial import TrialState
 
     storage = study._storage
+    database = getattr(storage, "_backend", storage)
+    running = database.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
     recovered = []
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for t in sorted(running, key=lambda t: t.number):
         try:
             if _attrs.ERROR not in t.system_attrs:
                 storage.set_trial_system_attr(t._trial_id, _attrs.ERROR,
