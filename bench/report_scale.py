@@ -69,6 +69,7 @@ def fill(url: str, name: str, n_trials: int, *, curve_fraction: float = 0.1, ste
     from optuna.storages._rdb import models as m
     from optuna.trial import TrialState
 
+    import tuner
     from tuner.engine import _attrs
     from tuner.storage import open_storage
 
@@ -81,7 +82,8 @@ def fill(url: str, name: str, n_trials: int, *, curve_fraction: float = 0.1, ste
         study.set_metric_names(["val_accuracy"])
     sid = study._study_id
     storage.set_study_system_attr(sid, _attrs.SPEC, _spec(name, n_trials))
-    storage.set_study_system_attr(sid, _attrs.SPACE, _spec(name, n_trials)["search_space"])
+    # The canonical space, as the engine stores it: a run can then resume the study (bench.resume_scale).
+    storage.set_study_system_attr(sid, _attrs.SPACE, tuner.validate(_spec(name, n_trials)).search_space.to_dict())
 
     rng = random.Random(seed)
     dists = _distributions()
