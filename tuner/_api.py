@@ -143,34 +143,71 @@ def _trial_row(t: Any) -> dict[str, Any]:
 
 
 def study_details(name: str, storage: str | None = None, *, top: int = 10) -> dict[str, Any]:
-    """What ``tuner show`` prints: the spec, counts, best and the top trials."""
-    from optuna.trial import TrialState
+    """What ``tuner show`` prints: the spec, counts, best and the top trials.
+
+    Counts and the ranking are queries and only the trials shown are read: reading every trial
+    through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
+    """
+    from tuner.report import read_trials
 
     study = load_study(name, storage)
-    trials = study.get_trials(deepcopy=False)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    database = getattr(study._storage, "_backend", study._storage)
+    counts = _state_counts(database, study._study_id)
     attrs = study._storage.get_study_system_attrs(study._study_id)
     directions = [d.name.lower() for d in study.directions]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed_ids = _ranked_trial_ids(database, study._study_id, "FAIL", None, limit=5)[::-1]  # the last five, in order
     if len(directions) == 1:
-        sign = -1.0 if directions[0] == "maximize" else 1.0
-        ranked = sorted(complete, key=lambda t: sign * t.value)
+        top_ids = _ranked_trial_ids(database, study._study_id, "COMPLETE", directions[0], limit=top)
+        shown = {t._trial_id: t for t in read_trials(study, trial_ids=top_ids + failed_ids)}
+        ranked = [shown[i] for i in top_ids]
     else:
-        ranked = [t for t in study.best_trials]
-    failed = [t for t in trials if t.state == TrialState.FAIL][-5:]
+        ranked = list(study.best_trials)
+        shown = {t._trial_id: t for t in read_trials(study, trial_ids=failed_ids)}
     return {
         "name": name,
         "directions": directions,
         "metrics": study.metric_names,
         "counts": counts,
-        "n_trials": len(trials),
+        "n_trials": sum(counts.values()),
         "spec": attrs.get(_attrs.SPEC),
-        "best": best_trial(name, storage, study=study) if complete else None,
+        "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
         "top": [_trial_row(t) for t in ranked[:top]],
-        "recent_failures": [_trial_row(t) for t in failed],
+        "recent_failures": [_trial_row(shown[i]) for i in failed_ids],
     }
+
+
+def _state_counts(database: Any, study_id: int) -> dict[str, int]:
+    """Trials per state name, as one GROUP BY, in Optuna's order of states (the same on every database)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t = m.TrialModel
+    with database.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.state, sa.func.count()).where(t.study_id == study_id).group_by(t.state)).all()
+    return {state.name: int(n) for state, n in sorted(rows, key=lambda row: row[0].value)}
+
+
+def _ranked_trial_ids(database: Any, study_id: int, state: str, direction: str | None, *, limit: int) -> list[int]:
+    """Ids of the study's ``state`` trials, best first by the first objective (``direction``), else newest first.
+
+    Ties go to the lower number, as a stable sort of Optuna's trials does. Infinite values are
+    stored as NULL with a type: they rank by that type, so +inf leads a maximisation.
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t, v = m.TrialModel, m.TrialValueModel
+    kind = v.TrialValueType
+    query = sa.select(t.trial_id).where(t.study_id == study_id, t.state == m.TrialState[state])
+    if direction is None:
+        query = query.order_by(t.number.desc())
+    else:
+        first, last = (kind.INF_POS, kind.INF_NEG) if direction == "maximize" else (kind.INF_NEG, kind.INF_POS)
+        rank = sa.case((v.value_type == first, 0), (v.value_type == last, 2), else_=1)
+        query = (query.join(v, sa.and_(v.trial_id == t.trial_id, v.objective == 0))
+                 .order_by(rank, v.value.desc() if direction == "maximize" else v.value.asc(), t.number))
+    with database.engine.connect() as conn:
+        return [int(i) for i in conn.execute(query.limit(limit)).scalars()]
 
 
 def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | None" = None) -> dict[str, Any]:
