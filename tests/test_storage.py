@@ -359,3 +359,53 @@ def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tm
     with pytest.raises(sqlalchemy.exc.OperationalError):  # a reader answers at once, as its own calls do
         call_with_retries(st.open_storage(url, readonly=True), "test", flaky)
     assert calls == ["RDBStorage"]
+
+
+def _comparable(trials: list) -> list[dict[str, str]]:
+    return [{k: repr(v) for k, v in t.__dict__.items()} for t in trials]  # NaN != NaN: compare reprs
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_tuners_trial_reads_return_what_optunas_return(backend: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
+    """Every read of trials in the driver and the workers goes through this one method: same trials, same selection."""
+    import math
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import create_trial
+
+    url = f"sqlite:///{tmp_path / 'g.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    ours = st.open_storage(url)
+    dists = {"x": FloatDistribution(-1.0, 1.0), "n": IntDistribution(1, 8, log=True),
+             "c": CategoricalDistribution(["a", None, 3])}
+    other = optuna.create_study(study_name="other", storage=ours)  # a neighbour whose trials must not leak in
+    other.add_trial(create_trial(params={"x": 0.1}, distributions={"x": dists["x"]}, value=1.0))
+    study = optuna.create_study(study_name="g", storage=ours, directions=["minimize", "maximize"])
+    study.set_user_attr("u", 1)
+    for i in range(1200):  # more trials than one IN may list
+        state = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.WAITING][i % 4]
+        params = {"x": (i % 7) / 7, "n": 1 + i % 8, "c": ["a", None, 3][i % 3]} if i % 5 else {}
+        study.add_trial(create_trial(
+            params=params, distributions={k: dists[k] for k in params}, state=state,
+            values=[float(i), math.inf if i % 3 else -math.inf] if state == TrialState.COMPLETE else None,
+            intermediate_values={1: 0.5, 2: math.nan, 3: -math.inf} if i % 11 == 0 else {},
+            system_attrs={_attrs.WORKER: {"host": "h", "pid": i}} if i % 2 else {}, user_attrs={"i": i}))
+    for _ in range(3):
+        study.ask()  # three of the WAITING trials become RUNNING
+    ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
+    theirs = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+    cases = [(None, set(), -1), ((TrialState.COMPLETE,), set(), -1), ((TrialState.WAITING, TrialState.RUNNING), set(), -1),
+             (None, set(ids[10:20]), ids[600]), (None, set(), ids[1190]), (None, set(ids[5:1105]), ids[1110]),
+             ((TrialState.PRUNED,), set(ids[:40]), ids[30]), (None, set(ids[100:110]), -1)]
+    for states, included, after in cases:
+        expected = theirs._get_trials(study._study_id, states, set(included), after)
+        got = ours._get_trials(study._study_id, states, set(included), after)
+        assert _comparable(got) == _comparable(expected), (states, len(included), after)
+        assert got, (states, after)
+    with pytest.MonkeyPatch.context() as mp:  # tuner's reader, not Optuna's ORM behind a wrapper
+        mp.setattr(optuna.storages.RDBStorage, "_build_frozen_trial_from_trial_model",
+                   lambda *_: pytest.fail("built through Optuna's ORM"))
+        assert len(ours._get_trials(study._study_id, None, set(), -1)) == 1200
+    with pytest.raises(KeyError):
+        ours._get_trials(study._study_id + 100, None, set(), -1)
+    theirs.engine.dispose()

@@ -148,7 +148,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     Counts and the ranking are queries and only the trials shown are read: reading every trial
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
-    from tuner.report import read_trials
+    from tuner._trial_read import read_trials
 
     study = load_study(name, storage)
     database = getattr(study._storage, "_backend", study._storage)

@@ -141,7 +141,45 @@ def call_with_retries(storage: optuna.storages.RDBStorage, name: str,
     return read(storage)
 
 
+def _get_trials(self: optuna.storages.RDBStorage, study_id: int, states: Any, included_trial_ids: set[int],
+                trial_id_greater_than: int) -> list[optuna.trial.FrozenTrial]:
+    """Optuna's ``RDBStorage._get_trials`` (what every trial read comes down to), through tuner's reader.
+
+    The same trials, selected the same way (``states``; with ``trial_id_greater_than`` above -1,
+    the trials after it and the ``included_trial_ids`` up to it), built from one Core query per
+    table instead of the ORM: a worker's first read of a 20,000-trial study takes 1.1 s instead
+    of 8 (``tuner._trial_read``). Ordered by number, which in a study follows the trial id.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    from tuner._trial_read import read_rdb
+
+    t = models.TrialModel
+    conditions = []
+    if states is not None:
+        conditions.append(t.state.in_(list(states)))
+    included = {i for i in included_trial_ids if i <= trial_id_greater_than}
+    wanted = None  # a final filter, when the ids are too many for one IN (SQLite allows 32,766 variables)
+    if trial_id_greater_than > -1:
+        if not included:
+            conditions.append(t.trial_id > trial_id_greater_than)
+        elif len(included) <= 1000:
+            conditions.append(sqlalchemy.or_(t.trial_id.in_(sorted(included)), t.trial_id > trial_id_greater_than))
+        else:
+            conditions.append(t.trial_id >= min(included))
+            wanted = included
+    trials = read_rdb(self, study_id, where=sqlalchemy.and_(*conditions) if conditions else None)
+    if not trials:
+        with _create_scoped_session(self.scoped_session) as session:
+            models.StudyModel.find_or_raise_by_id(study_id, session)  # Optuna's KeyError for a study that is not there
+    if wanted is not None:
+        trials = [tr for tr in trials if tr._trial_id in wanted or tr._trial_id > trial_id_greater_than]
+    return trials
+
+
 RetryingRDBStorage.get_n_trials = _retrying("get_n_trials", _count_trials)  # type: ignore[method-assign]
 for _name in (*_READS, *_WRITES):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RetryingRDBStorage, _name, _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
+RetryingRDBStorage._get_trials = _retrying("_get_trials", _get_trials)  # type: ignore[method-assign]

@@ -23,7 +23,7 @@ from tuner.report._common import NoData, StudyData
 from tuner.report._curves import CurvesInfo, _get_curves_info, plot_curves
 from tuner.report._history import HistoryInfo, _get_history_info, plot_history
 from tuner.report._importance import ImportanceInfo, _get_importance_info, plot_importances
-from tuner.report._read import read_trials
+from tuner._trial_read import read_trials
 from tuner.report._report import Limits, ReportData, Section, build_report, compute_report, load_study_data, write_report
 from tuner.report._summary import SummaryInfo, _get_summary_info
 from tuner.report._table import TopTrialsInfo, _get_top_trials_info

@@ -16,7 +16,7 @@ from tuner.report._curves import _get_curves_info, plot_curves
 from tuner.report._history import _get_history_info, plot_history
 from tuner.report._importance import ImportanceInfo, _get_importance_info, plot_importances
 from tuner.report._params import _get_contour_info, _get_parallel_info, plot_contour, plot_parallel
-from tuner.report._read import read_trials
+from tuner._trial_read import read_trials
 from tuner.report._summary import SummaryInfo, _get_summary_info
 from tuner.report._table import TopTrialsInfo, _get_top_trials_info
 from tuner.report._timeline import _get_timeline_info, plot_timeline
