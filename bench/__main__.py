@@ -16,7 +16,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "report_scale": ("bench.report_scale", "tuner report on studies of 1,000 to 100,000 trials"),
     "dashboard_scale": ("bench.dashboard_scale", "dashboard server time at 100,000 trials, vs optuna-dashboard"),
     "scale": ("bench.scale", "tuner run of 2,000 trivial trials at concurrency 2/8/16, SQLite and PostgreSQL"),
-    "resume_scale": ("bench.resume_scale", "tuner run resuming a study of 1,000 to 20,000 trials: time to the first new trial"),
+    "resume_scale": ("bench.resume_scale", "tuner run resuming a study of N trials (1,000 to 50,000): time to the first new trial"),
     "soak": ("bench.soak", "long fault forms: kill -9 x10, PostgreSQL restarts, 2,000 trials at concurrency 16"),
     "gpu_packing": ("bench.gpu_packing", "small CNN trials at 1, 1/2, 1/4, 1/8 GPU each: trials/hour, GPU utilisation"),
     "loop_throughput": ("bench.loop_throughput", "built-in training loop vs a bare PyTorch loop (samples/s)"),

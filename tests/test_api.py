@@ -10,8 +10,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from tuner._api import study_details
 from tuner import storage as st
+from tuner._api import study_details
 from tuner._retry_storage import RetryingRDBStorage
 from tuner.engine import _attrs
 

@@ -285,7 +285,7 @@ def ensure_indexes(storage: "optuna.storages.RDBStorage") -> bool:
 
 
 class TrialOutcome(NamedTuple):
-    """A finished trial as the driver ranks it: no parameters, attributes or curve."""
+    """A trial as the driver ranks it: no parameters, attributes or curve."""
 
     number: int
     state: str           # Optuna's TrialState name
