@@ -13,12 +13,15 @@ schema; it goes through tuner's race-tolerant constructor so that neither side f
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage import init_rdb_storage
+
+if TYPE_CHECKING:
+    import pytest
 
 
 @contextmanager
@@ -36,3 +39,19 @@ def read_trials(url: str, name: str, states: tuple[TrialState, ...] | None = Non
     """The study's trials, read fresh (KeyError if the study is absent)."""
     with opened_study(url, name) as study:
         return study.get_trials(deepcopy=False, states=states)
+
+
+def refuse_optuna_trial_reads(monkeypatch: "pytest.MonkeyPatch") -> None:
+    """Make any read of trials through Optuna's RDB storage fail the test.
+
+    Such a read loads every trial it matches with all its rows; code that must not read a whole
+    study (counts, rankings, a resume) is checked under this. tuner's writer wraps its own copy
+    of the method, so both classes are patched.
+    """
+    from tuner._retry_storage import RetryingRDBStorage
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("read the study's trials through Optuna's storage")
+
+    for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):
+        monkeypatch.setattr(cls, "_get_trials", refuse)

@@ -10,9 +10,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from tests._study_read import refuse_optuna_trial_reads
 from tuner import storage as st
 from tuner._api import study_details
-from tuner._retry_storage import RetryingRDBStorage
 from tuner.engine import _attrs
 
 _VALUES = [0.5, None, 2.0, math.inf, 0.5, None, -math.inf, 1.25, None, 3.0, 0.5, None]
@@ -30,15 +30,6 @@ def _study(url: str, direction: str) -> None:
     study.ask()  # one RUNNING
 
 
-def _refuse_whole_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any read of trials through Optuna's storage (which loads every trial it matches, in full)."""
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("read the study's trials through Optuna")
-
-    for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):  # tuner's writer wraps its own copy
-        monkeypatch.setattr(cls, "_get_trials", refuse)
-
-
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_study_details_ranks_by_query_as_sorting_every_trial_would(
@@ -52,7 +43,7 @@ def test_study_details_ranks_by_query_as_sorting_every_trial_would(
     expected_top = [t.number for t in sorted((t for t in trials if t.state == TrialState.COMPLETE),
                                              key=lambda t: sign * t.value)][:5]
     assert expected_top == ([6, 0, 4, 10, 7] if direction == "minimize" else [3, 9, 2, 7, 0])
-    _refuse_whole_reads(monkeypatch)
+    refuse_optuna_trial_reads(monkeypatch)
     d = study_details("d", url, top=5)
     assert [row["number"] for row in d["top"]] == expected_top
     assert [row["values"][0] for row in d["top"]] == [_VALUES[n] for n in expected_top]

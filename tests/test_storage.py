@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 
 import tuner
 from tests import objectives
+from tests._study_read import refuse_optuna_trial_reads
 from tuner import storage as st
 from tuner.engine import _attrs
 
@@ -292,17 +293,6 @@ def _mixed_study(url: str) -> optuna.Study:
     return study
 
 
-def _no_whole_study_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any read of trials with their parameters and attributes (what Optuna's own counts do)."""
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("read the trials themselves")
-
-    from tuner._retry_storage import RetryingRDBStorage
-
-    for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):  # tuner's writer wraps its own copy
-        monkeypatch.setattr(cls, "_get_trials", refuse)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_trial_counts_are_one_query_with_optunas_answers(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,7 +305,7 @@ def test_trial_counts_are_one_query_with_optunas_answers(backend: str, tmp_path:
     expected = [len(storage.get_all_trials(sid, deepcopy=False, states=c if not isinstance(c, TrialState) else (c,)))
                 for c in cases]
     assert expected == [8, 3, 5, 1, 2, 0]
-    _no_whole_study_reads(monkeypatch)
+    refuse_optuna_trial_reads(monkeypatch)
     assert [storage.get_n_trials(sid, c) for c in cases] == expected
     with pytest.raises(KeyError):
         storage.get_n_trials(sid + 100)
@@ -332,7 +322,7 @@ def test_trial_outcomes_reads_number_state_first_value_and_one_attribute(
                 for t in study.get_trials(deepcopy=False) if t.state.name in states]
     assert [o.state for o in expected] == ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "COMPLETE", "PRUNED", "RUNNING"]
     assert expected[3].value == float("inf") and expected[0].attr == {"trial_dir": "/runs/t0"}
-    _no_whole_study_reads(monkeypatch)
+    refuse_optuna_trial_reads(monkeypatch)
     for storage in (study._storage, st.open_storage(url), st.open_storage(url, readonly=True)):  # cache, writer, reader
         assert st.trial_outcomes(storage, study._study_id, states, _attrs.WORKER) == expected
     assert [o.number for o in st.trial_outcomes(study._storage, study._study_id, ("PRUNED",), _attrs.WORKER)] == [1, 5]

@@ -12,8 +12,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 import tuner
+from tests._study_read import refuse_optuna_trial_reads
 from tests.conftest import ROOT
-from tuner._retry_storage import RetryingRDBStorage
 from tuner.engine import _attrs
 from tuner.engine._retention import CheckpointRetention
 
@@ -61,12 +61,8 @@ def test_a_resumed_run_ranks_the_trials_already_there(tmp_path: Path) -> None:
     study = _study(tmp_path)
     for v in (0.5, 0.1, 0.9, 0.3, None):
         _add(study, tmp_path, v, TrialState.COMPLETE if v is not None else TrialState.FAIL)
-    def refuse(*_: object, **__: object) -> None:
-        raise AssertionError("ranked by loading every trial")
-
     with pytest.MonkeyPatch.context() as mp:  # one query of numbers, states, values and folders
-        for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):
-            mp.setattr(cls, "_get_trials", refuse)
+        refuse_optuna_trial_reads(mp)
         keeper = CheckpointRetention(study, keep=2)
     assert keeper.kept() == [1, 3] and _with_checkpoint(tmp_path) == {1, 3}
 
