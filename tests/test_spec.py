@@ -133,6 +133,51 @@ def test_bad_task_args_fail_at_validation() -> None:
                           source="t.yaml", base_dir=ROOT)
 
 
+@pytest.mark.parametrize("task,param,domain,message", [
+    ("mlp", "optimizer", {"choice": ["adam", "rmsprop"]},
+     "search_space: params.optimizer: choice 'rmsprop' is refused by task mlp; expected one of sgd, adam, adamw"),
+    ("mlp", "momentum", {"float": [0.5, 1.0]}, "params.momentum: high 1.0 is refused by task mlp; expected a number in [0, 1)"),
+    ("cnn", "precision", {"value": "fp8"}, "params.precision: value 'fp8' is refused by task cnn; expected one of fp32"),
+    ("mlp", "batch_size", {"int": [0, 64]}, "params.batch_size: low 0 is refused by task mlp; expected an integer >= 1"),
+    ("text", "max_length", {"choice": [4, 128]}, "params.max_length: choice 4 is refused by task text; expected an integer in [8, 512]"),
+])
+def test_a_value_the_task_refuses_fails_validation_not_every_trial(task: str, param: str, domain: dict[str, Any],
+                                                                    message: str, tmp_path: Path) -> None:
+    """Every choice, range end and fixed value goes through the task's own checks before any trial runs."""
+    args = {}
+    if task == "text":
+        (tmp_path / "s.csv").write_text("text,label\na fine film,1\na dull film,0\n")
+        args = {"dataset": str(tmp_path / "s.csv")}
+    params = {"lr": {"float": [1.0e-4, 1.0e-1], "log": True}, param: domain}
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({"name": "q", "task": task, "task_args": args, "search_space": {"params": params}},
+                          source="t.yaml", base_dir=ROOT)
+    assert str(info.value).startswith("t.yaml: search_space: ") and message in str(info.value), str(info.value)
+    assert "change or remove it" in str(info.value) and "\n" not in str(info.value)
+    fixed = {**params, param: {"value": "adam" if param == "optimizer" else 0.9 if param == "momentum" else
+                                 "fp32" if param == "precision" else 64 if param == "batch_size" else 128}}
+    spec_from_mapping({"name": "q", "task": task, "task_args": args, "search_space": {"params": fixed}},
+                      source="t.yaml", base_dir=ROOT)  # the same study with an accepted value validates
+
+
+def test_a_refused_value_in_a_space_file_names_that_file(tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  lr: {float: [1.0e-4, 1.0e-1], log: true}\n  schedule: {choice: [cosine, linear]}\n")
+    with pytest.raises(SpecError, match=r"space.yaml: params.schedule: choice 'linear' is refused by task mlp; "
+                                        r"expected one of constant, step, cosine, onecycle"):
+        spec_from_mapping({"name": "q", "task": "mlp", "search_space": str(space)}, source="t.yaml", base_dir=ROOT)
+
+
+def test_checking_the_space_against_a_task_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, tuner; tuner.validate('studies/quickstart.yaml'); tuner.validate('studies/digits_cnn.yaml'); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
+
+
 def test_metric_the_task_does_not_report() -> None:
     with pytest.raises(SpecError, match=r"metric: task mlp does not report 'val_acuracy'.*did you mean 'val_accuracy'"):
         spec_from_mapping({"name": "q", "task": "mlp", "metric": "val_acuracy", "search_space": "mlp.yaml"},

@@ -1069,6 +1069,26 @@ class SearchSpace:
                 lines.append(text)
         return lines
 
+    def extreme_values(self) -> Iterator[tuple[str, str, str, str, Any]]:
+        """``(source, path, name, what, value)`` for every choice, range end and fixed value.
+
+        A task checks each of them before any trial runs (``Task.check_params``): a value it
+        refuses would otherwise fail every trial that draws it. ``what`` is ``choice``, ``low``,
+        ``high`` or ``value``; per-layer params (lists) are left to the trial-time check.
+        """
+        for p in self._order:
+            for d in p.dims:
+                if d.per:
+                    continue
+                if d.kind == "choice":
+                    for choice in d.choices:
+                        yield p.source, d.path, p.name, "choice", choice
+                elif d.kind == "value":
+                    yield p.source, d.path, p.name, "value", d.value
+                else:
+                    yield p.source, d.path, p.name, "low", d.low
+                    yield p.source, d.path, p.name, "high", d.high
+
     def has_categorical(self) -> bool:
         """Whether any parameter is a choice among two or more values.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tuner._yaml import load_yaml_file
-from tuner.exceptions import SpecError
+from tuner.exceptions import SpaceError, SpecError
 
 __all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "SAMPLERS", "PRUNERS"]
 
@@ -100,6 +100,16 @@ class StudySpec:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+def _check_task_accepts(task_obj: Any, task: str, space: Any) -> None:
+    """Refuse a choice, range end or fixed value the task would refuse in every trial that draws it."""
+    for source, path, name, what, value in space.extreme_values():
+        try:
+            task_obj.check_params({name: value})
+        except SpaceError as exc:
+            raise SpaceError(source, path, f"{what} {value!r} is refused by task {task}",
+                             f"{exc.fix or exc.problem}; change or remove it") from None
 
 
 def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
@@ -197,6 +207,8 @@ class _Validator:
             raise self.fail("task_args", "task_args is only for built-in tasks", "pass settings to your objective through the search space as fixed values")
         metrics, directions = self._metrics(task, task_obj)
         space = self._space()
+        if task_obj is not None:
+            _check_task_accepts(task_obj, task, space)
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
         pruner, pruner_args = self._plugin("pruner", PRUNERS, "asha")
         if pruner == "successive_halving":

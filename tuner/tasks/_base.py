@@ -106,6 +106,15 @@ class Task(abc.ABC):
     def check_args(self, args: dict[str, Any]) -> None:
         """Validate (and normalise in place) the merged ``task_args``; raise with :meth:`arg_error`."""
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """Raise ``SpaceError`` for a parameter value this task would refuse in a trial.
+
+        Called before any trial runs with one value at a time (every choice, range end and fixed
+        value of the search space), so that a value the task cannot train with is a one-line
+        error at ``tuner validate`` and ``tuner run`` instead of a failure in every trial that
+        draws it. Must not import torch or load data (the driver runs it). Default: no check.
+        """
+
     @abc.abstractmethod
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         """Train one trial with ``params``, calling ``ctx.report`` once per epoch.

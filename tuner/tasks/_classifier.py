@@ -80,6 +80,12 @@ class TorchClassifierTask(Task):
             a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
             label=a["label"], source=self.source, key="task_args.dataset"))
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """The training parameters' checks (optimizer, schedule, learning rate, ...), without torch."""
+        from tuner.tasks._train_config import TrainConfig
+
+        TrainConfig.from_params(params)
+
     @abc.abstractmethod
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
         """The untrained model for ``data`` (``n_features`` in, ``n_classes`` logits out; 1 output for regression)."""

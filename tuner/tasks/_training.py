@@ -71,7 +71,6 @@ import io
 import math
 import os
 import time
-from dataclasses import dataclass, fields
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -79,82 +78,16 @@ import torch
 from torch import nn
 
 from tuner.data import Part, Splits
-from tuner.exceptions import SpaceError, TrialPruned
+from tuner.exceptions import TrialPruned
 from tuner.tasks._base import TrialContext, mark, write_artifacts
+from tuner.tasks._train_config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 - re-exported
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
                                   confusion_matrix, per_class, regression_scores, scores)
 
 __all__ = ["TrainConfig", "train_model", "train_classifier", "make_optimizer", "make_scheduler", "evaluate",
            "evaluate_regression", "measure_latency", "OPTIMIZERS", "SCHEDULES", "PRECISIONS"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
-PRECISIONS = ("fp32", "bf16", "fp16")
 _EVAL_BATCH = 4096
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The training parameters of one trial, validated (see the module docstring)."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    l1: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
-    schedule: str = "constant"
-    warmup_frac: float = 0.0
-    step_gamma: float = 0.1
-    step_epochs: int | None = None
-    batch_size: int = 64
-    epochs: int = 20
-    early_stopping_patience: int | None = 5
-    precision: str = "fp32"
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> "TrainConfig":
-        """Pick the training parameters out of a trial's ``params`` (others are ignored) and check them."""
-        names = {f.name for f in fields(cls)}
-        # None means "off"/"automatic" where the default is None, and "use the default" elsewhere.
-        none_allowed = {"grad_clip", "step_epochs", "early_stopping_patience"}
-        config = cls(**{k: v for k, v in params.items() if k in names and (v is not None or k in none_allowed)})
-        config._check()
-        return config
-
-    def _check(self) -> None:
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("precision", PRECISIONS)):
-            if getattr(self, name) not in choices:
-                raise _param_error(name, getattr(self, name), f"one of {', '.join(choices)}")
-        rules: list[tuple[str, Callable[[Any], bool], str]] = [
-            ("lr", lambda v: v >= 0, "a number >= 0"),
-            ("momentum", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-            ("weight_decay", lambda v: v >= 0, "a number >= 0"),
-            ("l1", lambda v: v >= 0, "a number >= 0"),
-            ("label_smoothing", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-            ("grad_clip", lambda v: v >= 0, "a number >= 0 (0 or null: off)"),
-            ("warmup_frac", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-            ("step_gamma", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-        ]
-        for name, ok, expected in rules:
-            value = getattr(self, name)
-            if value is None and name == "grad_clip":
-                continue
-            if not _is_number(value) or not ok(value):
-                raise _param_error(name, value, expected)
-        for name in ("batch_size", "epochs", "step_epochs", "early_stopping_patience"):
-            value = getattr(self, name)
-            allow_zero = name == "early_stopping_patience"
-            if value is None and name in ("step_epochs", "early_stopping_patience"):
-                continue
-            if not _is_int(value) or value < (0 if allow_zero else 1):
-                raise _param_error(name, value, f"an integer >= {0 if allow_zero else 1}")
-        if not isinstance(self.nesterov, (bool, np.bool_)):
-            raise _param_error("nesterov", self.nesterov, "true or false")
-        if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
-            raise _param_error("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum)")
 
 
 def train_model(
@@ -536,16 +469,3 @@ def _improved(score: float, best: float | None, direction: str) -> bool:
     if math.isnan(best):
         return True
     return score > best if direction == "maximize" else score < best
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _param_error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

@@ -118,6 +118,12 @@ class TextTask(Task):
             raise SpaceError("params", "max_length", f"invalid value {max_length!r}", "expected an integer in [8, 512]")
         return merged
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """``max_length`` and the training parameters' checks, without torch."""
+        from tuner.tasks._train_config import TrainConfig
+
+        TrainConfig.from_params(self.params_with_defaults(params))
+
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         import numpy as np
         import torch
