@@ -140,6 +140,14 @@ def test_bad_task_args_fail_at_validation() -> None:
     ("cnn", "precision", {"value": "fp8"}, "params.precision: value 'fp8' is refused by task cnn; expected one of fp32"),
     ("mlp", "batch_size", {"int": [0, 64]}, "params.batch_size: low 0 is refused by task mlp; expected an integer >= 1"),
     ("text", "max_length", {"choice": [4, 128]}, "params.max_length: choice 4 is refused by task text; expected an integer in [8, 512]"),
+    ("mlp", "activation", {"choice": ["relu", "relu6"]},
+     "params.activation: choice 'relu6' is refused by task mlp; expected one of relu, gelu, tanh, silu"),
+    ("mlp", "dropout", {"float": [0.0, 1.0]}, "params.dropout: high 1.0 is refused by task mlp; expected a number in [0, 1)"),
+    ("cnn", "kernel", {"choice": [3, 4]}, "params.kernel: choice 4 is refused by task cnn; expected an odd integer (3, 5, 7)"),
+    ("cnn", "pool", {"choice": ["max", "min"]}, "params.pool: choice 'min' is refused by task cnn; expected one of max, avg, none"),
+    ("resnet", "head_init", {"choice": ["random", "xavier"]},
+     "params.head_init: choice 'xavier' is refused by task resnet; expected one of random, zeros, keep"),
+    ("resnet", "n_stages", {"int": [0, 3]}, "params.n_stages: low 0 is refused by task resnet; expected an integer >= 1"),
 ])
 def test_a_value_the_task_refuses_fails_validation_not_every_trial(task: str, param: str, domain: dict[str, Any],
                                                                     message: str, tmp_path: Path) -> None:
@@ -154,8 +162,9 @@ def test_a_value_the_task_refuses_fails_validation_not_every_trial(task: str, pa
                           source="t.yaml", base_dir=ROOT)
     assert str(info.value).startswith("t.yaml: search_space: ") and message in str(info.value), str(info.value)
     assert "change or remove it" in str(info.value) and "\n" not in str(info.value)
-    fixed = {**params, param: {"value": "adam" if param == "optimizer" else 0.9 if param == "momentum" else
-                                 "fp32" if param == "precision" else 64 if param == "batch_size" else 128}}
+    accepted = {"optimizer": "adam", "momentum": 0.9, "precision": "fp32", "batch_size": 64, "max_length": 128,
+                "activation": "gelu", "dropout": 0.5, "kernel": 5, "pool": "avg", "head_init": "zeros", "n_stages": 2}
+    fixed = {**params, param: {"value": accepted[param]}}
     spec_from_mapping({"name": "q", "task": task, "task_args": args, "search_space": {"params": fixed}},
                       source="t.yaml", base_dir=ROOT)  # the same study with an accepted value validates
 
@@ -173,7 +182,7 @@ def test_checking_the_space_against_a_task_imports_no_torch() -> None:
     import sys
 
     code = ("import sys, tuner; tuner.validate('studies/quickstart.yaml'); tuner.validate('studies/digits_cnn.yaml'); "
-            "print('torch' in sys.modules)")
+            "tuner.validate('studies/resnet_pretrain.yaml'); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
 

@@ -16,29 +16,18 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from tuner.exceptions import SpaceError
+from tuner.tasks._model_params import ACTIVATION_NAMES, INITS, mlp_settings
 
 __all__ = ["build_mlp", "ACTIVATIONS", "INITS"]
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-INITS = ("default", "he", "xavier")
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(zip(ACTIVATION_NAMES, (nn.ReLU, nn.GELU, nn.Tanh, nn.SiLU)))
 
 
 def build_mlp(n_in: int, n_out: int, params: Mapping[str, Any]) -> nn.Module:
     """``[Linear -> (BatchNorm) -> activation -> (Dropout)] * n_layers -> Linear``, initialised per ``init``."""
-    widths = _widths(params)
-    activation = params.get("activation", "relu")
-    if activation not in ACTIVATIONS:
-        raise _error("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
-    batch_norm = params.get("batch_norm", False)
-    if not isinstance(batch_norm, bool):
-        raise _error("batch_norm", batch_norm, "true or false")
-    dropout = params.get("dropout", 0.0) or 0.0
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise _error("dropout", dropout, "a number in [0, 1)")
-    init = params.get("init", "default")
-    if init not in INITS:
-        raise _error("init", init, f"one of {', '.join(INITS)}")
+    settings = mlp_settings(params)
+    widths, activation, batch_norm = settings["widths"], settings["activation"], settings["batch_norm"]
+    dropout, init = settings["dropout"], settings["init"]
 
     layers: list[nn.Module] = []
     width_in = n_in
@@ -57,26 +46,6 @@ def build_mlp(n_in: int, n_out: int, params: Mapping[str, Any]) -> nn.Module:
     return model
 
 
-def _widths(params: Mapping[str, Any]) -> list[int]:
-    """One width per hidden layer, from ``width`` (int or list) and ``n_layers``."""
-    width = params.get("width", 128)
-    n_layers = params.get("n_layers")
-    if n_layers is not None and (not isinstance(n_layers, int) or isinstance(n_layers, bool) or n_layers < 0):
-        raise _error("n_layers", n_layers, "an integer >= 0")
-    if isinstance(width, (list, tuple)):
-        if n_layers is None:
-            n_layers = len(width)
-        if len(width) < n_layers:
-            raise _error("width", list(width), f"a list of at least n_layers={n_layers} widths (or one int)")
-        widths = list(width[:n_layers])
-    else:
-        widths = [width] * (2 if n_layers is None else n_layers)
-    for w in widths:
-        if not isinstance(w, int) or isinstance(w, bool) or w < 1:
-            raise _error("width", width, "positive integers")
-    return widths
-
-
 def _initialise(model: nn.Module, init: str, activation: str) -> None:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for i, layer in enumerate(linears):
@@ -87,7 +56,3 @@ def _initialise(model: nn.Module, init: str, activation: str) -> None:
         else:
             nn.init.xavier_uniform_(layer.weight)
         nn.init.zeros_(layer.bias)
-
-
-def _error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

@@ -29,7 +29,6 @@ ResNet parameters (:func:`build_resnet`; basic blocks of two 3x3 convs with an i
 
 from __future__ import annotations
 
-import numbers
 from collections import OrderedDict
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -37,14 +36,11 @@ import torch
 from torch import nn
 
 from tuner.exceptions import SpaceError
+from tuner.tasks._model_params import HEAD_INITS, POOLS, cnn_settings, resnet_settings
 from tuner.tasks._models import ACTIVATIONS
 
 __all__ = ["build_cnn", "build_resnet", "ResNet", "BasicBlock", "RESNET_ARCH_KEYS", "POOLS", "HEAD_INITS"]
 
-POOLS = ("max", "avg", "none")
-#: How a fine-tuned ResNet's new head starts: PyTorch's default init, zeros, or the pretrained head
-#: (only when the number of classes is the same).
-HEAD_INITS = ("random", "zeros", "keep")
 #: The parameters that define a ResNet's weights' shapes (rebuilt from a checkpoint when fine-tuning).
 RESNET_ARCH_KEYS = ("n_stages", "blocks", "width")
 
@@ -55,20 +51,11 @@ RESNET_ARCH_KEYS = ("n_stages", "blocks", "width")
 def build_cnn(input_shape: Sequence[int], n_classes: int, params: Mapping[str, Any]) -> nn.Module:
     """``[conv -> (BN) -> act] * convs_per_block -> pool`` per block, then a (hidden) linear head."""
     channels_in, height, width_px = _image_shape(input_shape)
-    n_conv = _int(params, "n_conv", 2, low=1)
-    channels = _per(params, "channels", 32, n_conv, "n_conv")
-    convs_per_block = _int(params, "convs_per_block", 1, low=1)
-    kernel = _int(params, "kernel", 3, low=1)
-    if kernel % 2 == 0:
-        raise _error("kernel", kernel, "an odd integer (3, 5, 7)")
-    pool = params.get("pool", "max") or "none"
-    if pool not in POOLS:
-        raise _error("pool", pool, f"one of {', '.join(POOLS)}")
-    batch_norm = _bool(params, "batch_norm", True)
-    activation = _activation(params)
-    global_pool = _bool(params, "global_pool", False)
-    head_width = _int(params, "head_width", 128, low=0)
-    dropout = _dropout(params)
+    settings = cnn_settings(params)
+    channels, convs_per_block, kernel, pool = (settings["channels"], settings["convs_per_block"], settings["kernel"],
+                                               settings["pool"])
+    batch_norm, activation, global_pool = settings["batch_norm"], settings["activation"], settings["global_pool"]
+    head_width, dropout = settings["head_width"], settings["dropout"]
 
     layers: OrderedDict[str, nn.Module] = OrderedDict(unflatten=nn.Unflatten(1, (channels_in, height, width_px)))
     c_in = channels_in
@@ -215,15 +202,13 @@ class ResNet(nn.Module):
 
 def resnet_arch(params: Mapping[str, Any]) -> dict[str, Any]:
     """The architecture a trial's params describe: ``{n_stages, blocks (list), width}``, checked."""
-    n_stages = _int(params, "n_stages", 3, low=1)
-    return {"n_stages": n_stages, "blocks": _per(params, "blocks", 1, n_stages, "n_stages"),
-            "width": _int(params, "width", 16, low=1)}
+    return {k: v for k, v in resnet_settings(params).items() if k in RESNET_ARCH_KEYS}
 
 
 def build_resnet(input_shape: Sequence[int], n_classes: int, params: Mapping[str, Any]) -> ResNet:
     """A :class:`ResNet` for ``input_shape`` (C, H, W) from ``n_stages``, ``blocks``, ``width``, ``dropout``."""
-    arch = resnet_arch(params)
-    return ResNet(input_shape, n_classes, blocks=arch["blocks"], width=arch["width"], dropout=_dropout(params))
+    settings = resnet_settings(params)
+    return ResNet(input_shape, n_classes, blocks=settings["blocks"], width=settings["width"], dropout=settings["dropout"])
 
 
 # ---- parameter checks -------------------------------------------------------------------------
@@ -234,55 +219,6 @@ def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
         raise ValueError(f"image models need inputs of shape (C, H, W), got {tuple(input_shape)}")
     c, h, w = (int(d) for d in input_shape)
     return c, h, w
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _int(params: Mapping[str, Any], name: str, default: int, *, low: int) -> int:
-    value = params.get(name)
-    value = default if value is None else value
-    if not _is_int(value) or value < low:
-        raise _error(name, value, f"an integer >= {low}")
-    return int(value)
-
-
-def _per(params: Mapping[str, Any], name: str, default: int, count: int, count_name: str) -> list[int]:
-    """One positive int per layer from an int or a list (at least ``count`` long)."""
-    value = params.get(name)
-    value = default if value is None else value
-    if isinstance(value, (list, tuple)):
-        if len(value) < count:
-            raise _error(name, list(value), f"a list of at least {count_name}={count} values (or one int)")
-        values = list(value[:count])
-    else:
-        values = [value] * count
-    if not all(_is_int(v) and v >= 1 for v in values):
-        raise _error(name, value, "positive integers")
-    return [int(v) for v in values]
-
-
-def _bool(params: Mapping[str, Any], name: str, default: bool) -> bool:
-    value = params.get(name)
-    value = default if value is None else value
-    if not isinstance(value, bool):
-        raise _error(name, value, "true or false")
-    return value
-
-
-def _activation(params: Mapping[str, Any]) -> str:
-    activation = params.get("activation") or "relu"
-    if activation not in ACTIVATIONS:
-        raise _error("activation", activation, f"one of {', '.join(ACTIVATIONS)}")
-    return activation
-
-
-def _dropout(params: Mapping[str, Any]) -> float:
-    dropout = params.get("dropout") or 0.0
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
-        raise _error("dropout", dropout, "a number in [0, 1)")
-    return float(dropout)
 
 
 def _error(name: str, value: Any, expected: str) -> SpaceError:

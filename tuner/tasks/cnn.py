@@ -107,6 +107,13 @@ class CNNTask(ImageClassifierTask):
 
     name = "cnn"
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """The training and model parameters' checks, without torch."""
+        from tuner.tasks._model_params import cnn_settings
+
+        super().check_params(params)
+        cnn_settings(params)
+
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
         from tuner.tasks._vision_models import build_cnn
 

@@ -24,6 +24,13 @@ class MLPTask(TorchClassifierTask):
 
     name = "mlp"
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """The training and model parameters' checks, without torch."""
+        from tuner.tasks._model_params import mlp_settings
+
+        super().check_params(params)
+        mlp_settings(params)
+
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "nn.Module":
         from tuner.tasks._models import build_mlp
 

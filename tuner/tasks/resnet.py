@@ -128,6 +128,14 @@ class ResNetTask(ImageClassifierTask):
                                 param_groups=groups if tuning["backbone_lr_frac"] not in (0, 1) else None,
                                 checkpoint_extra=extra)
 
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """The training, architecture and fine-tuning parameters' checks, without torch."""
+        from tuner.tasks._model_params import resnet_settings
+
+        super().check_params(params)
+        resnet_settings(params)
+        _fine_tuning_params(params)
+
     def build_model(self, data: Splits, params: Mapping[str, Any]) -> "ResNet":
         from tuner.tasks._vision_models import build_resnet
 
@@ -284,8 +292,8 @@ def load_checkpoint(path: str | Path, *, source: str = "<spec>") -> tuple[dict[s
 
 
 def _fine_tuning_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``freeze_stages``, ``backbone_lr_frac`` and ``head_init`` with defaults, checked."""
-    from tuner.tasks._vision_models import HEAD_INITS
+    """``freeze_stages``, ``backbone_lr_frac`` and ``head_init`` with defaults, checked (without torch)."""
+    from tuner.tasks._model_params import HEAD_INITS
 
     freeze = params.get("freeze_stages")
     freeze = 0 if freeze is None else freeze
