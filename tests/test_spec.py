@@ -169,6 +169,15 @@ def test_a_value_the_task_refuses_fails_validation_not_every_trial(task: str, pa
                       source="t.yaml", base_dir=ROOT)  # the same study with an accepted value validates
 
 
+def test_values_that_depend_on_other_params_are_left_to_the_trial() -> None:
+    """A list's length must match another param: checked alone against the defaults it would be refused."""
+    spec_from_mapping({"name": "q", "task": "cnn", "search_space": {"params": {
+        "n_conv": {"value": 1}, "channels": {"value": [16]}, "lr": {"float": [1.0e-4, 1.0e-1], "log": True}}}},
+        source="t.yaml", base_dir=ROOT)
+    spec_from_mapping({"name": "q", "task": "resnet", "search_space": {"params": {
+        "n_stages": {"value": 1}, "blocks": {"value": [2]}}}}, source="t.yaml", base_dir=ROOT)
+
+
 def test_a_refused_value_in_a_space_file_names_that_file(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("params:\n  lr: {float: [1.0e-4, 1.0e-1], log: true}\n  schedule: {choice: [cosine, linear]}\n")

@@ -1074,7 +1074,9 @@ class SearchSpace:
 
         A task checks each of them before any trial runs (``Task.check_params``): a value it
         refuses would otherwise fail every trial that draws it. ``what`` is ``choice``, ``low``,
-        ``high`` or ``value``; per-layer params (lists) are left to the trial-time check.
+        ``high`` or ``value``. Per-layer params and lists are left to the trial-time check: whether
+        a list fits depends on other params (``channels: [16]`` needs ``n_conv: 1``), and each value
+        is checked alone, against the task's defaults for the rest.
         """
         for p in self._order:
             for d in p.dims:
@@ -1082,9 +1084,11 @@ class SearchSpace:
                     continue
                 if d.kind == "choice":
                     for choice in d.choices:
-                        yield p.source, d.path, p.name, "choice", choice
+                        if _is_scalar(choice):
+                            yield p.source, d.path, p.name, "choice", choice
                 elif d.kind == "value":
-                    yield p.source, d.path, p.name, "value", d.value
+                    if _is_scalar(d.value):
+                        yield p.source, d.path, p.name, "value", d.value
                 else:
                     yield p.source, d.path, p.name, "low", d.low
                     yield p.source, d.path, p.name, "high", d.high
