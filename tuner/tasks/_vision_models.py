@@ -211,7 +211,7 @@ def build_resnet(input_shape: Sequence[int], n_classes: int, params: Mapping[str
     return ResNet(input_shape, n_classes, blocks=settings["blocks"], width=settings["width"], dropout=settings["dropout"])
 
 
-# ---- parameter checks -------------------------------------------------------------------------
+# ---- helpers (the parameters are checked in tuner/tasks/_model_params.py) -------------------
 
 
 def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
