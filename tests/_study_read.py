@@ -46,12 +46,12 @@ def refuse_optuna_trial_reads(monkeypatch: "pytest.MonkeyPatch") -> None:
 
     Such a read loads every trial it matches with all its rows; code that must not read a whole
     study (counts, rankings, a resume) is checked under this. tuner's writer wraps its own copy
-    of the method, so both classes are patched.
+    of the method, and its reader another, so all three classes are patched.
     """
-    from tuner._retry_storage import RetryingRDBStorage
+    from tuner._retry_storage import RetryingRDBStorage, TrialReadingRDBStorage
 
     def refuse(*_: object, **__: object) -> None:
         raise AssertionError("read the study's trials through Optuna's storage")
 
-    for cls in (optuna.storages.RDBStorage, RetryingRDBStorage):
+    for cls in (optuna.storages.RDBStorage, TrialReadingRDBStorage, RetryingRDBStorage):
         monkeypatch.setattr(cls, "_get_trials", refuse)

@@ -348,7 +348,7 @@ def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tm
     calls.clear()
     with pytest.raises(sqlalchemy.exc.OperationalError):  # a reader answers at once, as its own calls do
         call_with_retries(st.open_storage(url, readonly=True), "test", flaky)
-    assert calls == ["RDBStorage"]
+    assert calls == ["TrialReadingRDBStorage"]
 
 
 def _comparable(trials: list) -> list[dict[str, str]]:
@@ -384,6 +384,7 @@ def test_tuners_trial_reads_return_what_optunas_return(backend: str, tmp_path: P
         study.ask()  # three of the WAITING trials become RUNNING
     ids = [t._trial_id for t in study.get_trials(deepcopy=False)]
     theirs = optuna.storages.RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+    reader = st.open_storage(url, readonly=True)  # tuner's read-only storage reads the same way
     cases = [(None, set(), -1), ((TrialState.COMPLETE,), set(), -1), ((TrialState.WAITING, TrialState.RUNNING), set(), -1),
              (None, set(ids[10:20]), ids[600]), (None, set(), ids[1190]), (None, set(ids[5:1105]), ids[1110]),
              ((TrialState.PRUNED,), set(ids[:40]), ids[30]), (None, set(ids[100:110]), -1)]
@@ -391,11 +392,13 @@ def test_tuners_trial_reads_return_what_optunas_return(backend: str, tmp_path: P
         expected = theirs._get_trials(study._study_id, states, set(included), after)
         got = ours._get_trials(study._study_id, states, set(included), after)
         assert _comparable(got) == _comparable(expected), (states, len(included), after)
+        assert _comparable(reader._get_trials(study._study_id, states, set(included), after)) == _comparable(expected)
         assert got, (states, after)
     with pytest.MonkeyPatch.context() as mp:  # tuner's reader, not Optuna's ORM behind a wrapper
         mp.setattr(optuna.storages.RDBStorage, "_build_frozen_trial_from_trial_model",
                    lambda *_: pytest.fail("built through Optuna's ORM"))
         assert len(ours._get_trials(study._study_id, None, set(), -1)) == 1200
+        assert len(reader.get_all_trials(study._study_id, deepcopy=False)) == 1200
     with pytest.raises(KeyError):
         ours._get_trials(study._study_id + 100, None, set(), -1)
     theirs.engine.dispose()

@@ -13,6 +13,9 @@ Those answers, on a retry only, mean "already done" and are accepted (a paramete
 twice is already ignored by Optuna itself).
 The one write that cannot tell is ``create_new_trial``: a lost acknowledgement there leaves
 an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``).
+
+Both this writer and tuner's read-only storage (:class:`TrialReadingRDBStorage`) read trials
+through tuner's Core-query reader instead of Optuna's ORM (:func:`_get_trials`).
 """
 
 from __future__ import annotations
@@ -97,7 +100,16 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
     return call
 
 
-class RetryingRDBStorage(optuna.storages.RDBStorage):
+class TrialReadingRDBStorage(optuna.storages.RDBStorage):
+    """``RDBStorage`` whose trial reads go through tuner's reader (:func:`_get_trials` below).
+
+    tuner's read-only storage (the dashboard, ``tuner show``/``best``/``export``,
+    :func:`tuner.load_study`) and the base of its writer: a study's trials read through Optuna's
+    ORM take 8 s at 20,000 trials, 1.1 s this way.
+    """
+
+
+class RetryingRDBStorage(TrialReadingRDBStorage):
     """``RDBStorage`` whose calls survive a database restart (see the module docstring)."""
 
     def _reset_pool(self) -> None:
@@ -182,4 +194,5 @@ RetryingRDBStorage.get_n_trials = _retrying("get_n_trials", _count_trials)  # ty
 for _name in (*_READS, *_WRITES):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RetryingRDBStorage, _name, _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
+TrialReadingRDBStorage._get_trials = _get_trials  # type: ignore[method-assign]
 RetryingRDBStorage._get_trials = _retrying("_get_trials", _get_trials)  # type: ignore[method-assign]

@@ -162,9 +162,9 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
                          "connect_args": {"connect_timeout": 10}}
     # Writers ride out a database restart (tuner/_retry_storage.py); readers such as the
     # dashboard answer at once instead, and the next request tries again.
-    from tuner._retry_storage import RetryingRDBStorage
+    from tuner._retry_storage import RetryingRDBStorage, TrialReadingRDBStorage
 
-    storage_cls: type[optuna.storages.RDBStorage] = optuna.storages.RDBStorage if readonly else RetryingRDBStorage
+    storage_cls: type[optuna.storages.RDBStorage] = TrialReadingRDBStorage if readonly else RetryingRDBStorage
     try:
         storage = init_rdb_storage(storage_cls, url, engine_kwargs=engine_kwargs,
                                    skip_compatibility_check=worker, skip_table_creation=worker or readonly)
