@@ -149,20 +149,19 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
     from tuner._trial_read import read_trials
+    from tuner.storage import ranked_trial_ids
 
     study = load_study(name, storage)
     database = getattr(study._storage, "_backend", study._storage)
-    counts = _state_counts(database, study._study_id)
     attrs = study._storage.get_study_system_attrs(study._study_id)
     directions = [d.name.lower() for d in study.directions]
-    failed_ids = _ranked_trial_ids(database, study._study_id, "FAIL", None, limit=5)[::-1]  # the last five, in order
-    if len(directions) == 1:
-        top_ids = _ranked_trial_ids(database, study._study_id, "COMPLETE", directions[0], limit=top)
-        shown = {t._trial_id: t for t in read_trials(study, trial_ids=top_ids + failed_ids)}
-        ranked = [shown[i] for i in top_ids]
-    else:
-        ranked = list(study.best_trials)
-        shown = {t._trial_id: t for t in read_trials(study, trial_ids=failed_ids)}
+    with database.engine.connect() as conn:
+        counts = _state_counts(conn, study._study_id)
+        failed_ids = ranked_trial_ids(conn, study._study_id, "FAIL", None, limit=5)[::-1]  # the last five, in order
+        top_ids = (ranked_trial_ids(conn, study._study_id, "COMPLETE", directions[0], limit=top)
+                   if len(directions) == 1 else [])
+    shown = {t._trial_id: t for t in read_trials(study, trial_ids=top_ids + failed_ids)}
+    ranked = [shown[i] for i in top_ids] if len(directions) == 1 else list(study.best_trials)
     return {
         "name": name,
         "directions": directions,
@@ -176,38 +175,14 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     }
 
 
-def _state_counts(database: Any, study_id: int) -> dict[str, int]:
+def _state_counts(conn: Any, study_id: int) -> dict[str, int]:
     """Trials per state name, as one GROUP BY, in Optuna's order of states (the same on every database)."""
     import sqlalchemy as sa
     from optuna.storages._rdb import models as m
 
     t = m.TrialModel
-    with database.engine.connect() as conn:
-        rows = conn.execute(sa.select(t.state, sa.func.count()).where(t.study_id == study_id).group_by(t.state)).all()
+    rows = conn.execute(sa.select(t.state, sa.func.count()).where(t.study_id == study_id).group_by(t.state)).all()
     return {state.name: int(n) for state, n in sorted(rows, key=lambda row: row[0].value)}
-
-
-def _ranked_trial_ids(database: Any, study_id: int, state: str, direction: str | None, *, limit: int) -> list[int]:
-    """Ids of the study's ``state`` trials, best first by the first objective (``direction``), else newest first.
-
-    Ties go to the lower number, as a stable sort of Optuna's trials does. Infinite values are
-    stored as NULL with a type: they rank by that type, so +inf leads a maximisation.
-    """
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models as m
-
-    t, v = m.TrialModel, m.TrialValueModel
-    kind = v.TrialValueType
-    query = sa.select(t.trial_id).where(t.study_id == study_id, t.state == m.TrialState[state])
-    if direction is None:
-        query = query.order_by(t.number.desc())
-    else:
-        first, last = (kind.INF_POS, kind.INF_NEG) if direction == "maximize" else (kind.INF_NEG, kind.INF_POS)
-        rank = sa.case((v.value_type == first, 0), (v.value_type == last, 2), else_=1)
-        query = (query.join(v, sa.and_(v.trial_id == t.trial_id, v.objective == 0))
-                 .order_by(rank, v.value.desc() if direction == "maximize" else v.value.asc(), t.number))
-    with database.engine.connect() as conn:
-        return [int(i) for i in conn.execute(query.limit(limit)).scalars()]
 
 
 def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | None" = None) -> dict[str, Any]:

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage",
-           "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome"]
+           "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
+           "ranked_trial_ids"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
@@ -322,6 +323,29 @@ def trial_outcomes(storage: Any, study_id: int, states: Sequence[str], system_at
                     for number, state, value, value_type, attr in conn.execute(query)]
 
     return call_with_retries(getattr(storage, "_backend", storage), "trial_outcomes", read)
+
+
+def ranked_trial_ids(conn: Any, study_id: int, state: str, direction: str | None, *, limit: int) -> list[int]:
+    """Ids of the study's ``state`` trials, best first by the first objective (``direction``), else newest first.
+
+    One query on ``conn`` (a SQLAlchemy connection to the storage's engine). Ties go to the lower
+    number, as a stable sort of Optuna's trials does. Infinite values are stored as NULL with a
+    type: they rank by that type, so +inf leads a maximisation and trails a minimisation.
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t, v = m.TrialModel, m.TrialValueModel
+    kind = v.TrialValueType
+    query = sa.select(t.trial_id).where(t.study_id == study_id, t.state == m.TrialState[state])
+    if direction is None:
+        query = query.order_by(t.number.desc())
+    else:
+        first, last = (kind.INF_POS, kind.INF_NEG) if direction == "maximize" else (kind.INF_NEG, kind.INF_POS)
+        rank = sa.case((v.value_type == first, 0), (v.value_type == last, 2), else_=1)
+        query = (query.join(v, sa.and_(v.trial_id == t.trial_id, v.objective == 0))
+                 .order_by(rank, v.value.desc() if direction == "maximize" else v.value.asc(), t.number))
+    return [int(i) for i in conn.execute(query.limit(limit)).scalars()]
 
 
 def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:
