@@ -311,6 +311,26 @@ def test_token_is_required_on_every_request_when_set(dash_url: str) -> None:
         assert c.get("/api/studies", params={"token": "nope"}).status_code == 401
 
 
+@pytest.mark.parametrize("direction,best", [("minimize", 2), ("maximize", 1)])
+def test_the_best_trial_is_optunas_with_infinite_values(tmp_path: Path, direction: str, best: int) -> None:
+    """Optuna stores an infinite value as NULL with its sign in a type column: ranked by that type, not as NULL."""
+    from tuner.dashboard._queries import DashboardData
+    from tuner.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'inf.db'}"
+    dist = {"a": optuna.distributions.FloatDistribution(0, 2)}
+    study = optuna.create_study(study_name="inf", storage=url, direction=direction)
+    for value in (0.5, math.inf, -math.inf, 2.0):
+        study.add_trial(optuna.trial.create_trial(params={"a": 1.0}, distributions=dist, value=value))
+    assert study.best_trial.number == best
+    assert [t["number"] for t in DashboardData(open_storage(url, readonly=True)).study("inf")["best_trials"]] == [best]
+    pareto = optuna.create_study(study_name="mo", storage=url, directions=["minimize", "minimize"])
+    for values in ((1.0, math.inf), (2.0, 1.0), (-math.inf, 3.0), (3.0, 3.0)):
+        pareto.add_trial(optuna.trial.create_trial(params={"a": 1.0}, distributions=dist, values=list(values)))
+    front = DashboardData(open_storage(url, readonly=True)).study("mo")["best_trials"]
+    assert sorted(t["number"] for t in front) == sorted(t.number for t in pareto.best_trials) == [1, 2]
+
+
 def test_json_is_valid_even_with_infinite_values(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

@@ -560,18 +560,16 @@ class DashboardData:
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
 
+        from tuner.storage import ranked_trial_ids
+
         t, v = m.TrialModel, m.TrialValueModel
         if len(info.directions) == 1:
-            order = v.value.desc() if info.directions[0] == "maximize" else v.value.asc()
-            tid = conn.execute(sa.select(t.trial_id).join(v, v.trial_id == t.trial_id)
-                               .where(t.study_id == info.study_id, t.state == m.TrialState.COMPLETE, v.objective == 0)
-                               .order_by(order, t.number).limit(1)).scalar()
-            return [tid] if tid is not None else []
+            return ranked_trial_ids(conn, info.study_id, "COMPLETE", info.directions[0], limit=1)
         values: dict[int, dict[int, float]] = {}
-        for tid, objective, value in conn.execute(
-                sa.select(v.trial_id, v.objective, v.value).join(t, t.trial_id == v.trial_id)
+        for tid, objective, value, value_type in conn.execute(
+                sa.select(v.trial_id, v.objective, v.value, v.value_type).join(t, t.trial_id == v.trial_id)
                 .where(t.study_id == info.study_id, t.state == m.TrialState.COMPLETE)):
-            values.setdefault(tid, {})[objective] = value
+            values.setdefault(tid, {})[objective] = v.stored_repr_to_value(value, value_type)  # inf is stored as NULL
         signs = [-1.0 if d == "maximize" else 1.0 for d in info.directions]
         points = sorted((tuple(s * vals.get(i, math.inf) for i, s in enumerate(signs)), tid)
                         for tid, vals in values.items())
