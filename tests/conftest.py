@@ -11,6 +11,8 @@ from typing import Iterator
 
 import pytest
 
+from tuner.engine._ray_stop import shutdown_local_ray
+
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -54,7 +56,7 @@ def ray_cluster() -> Iterator[None]:
         ray.shutdown()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
-    ray.shutdown()
+    shutdown_local_ray()  # as tuner's runs stop their own Ray: without Ray's second for its monitor
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def ray_gpu_cluster() -> Iterator[None]:
         ray.shutdown()
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
-    ray.shutdown()
+    shutdown_local_ray()
 
 
 @pytest.fixture()

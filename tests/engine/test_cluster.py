@@ -75,8 +75,28 @@ def test_join_an_existing_ray_cluster(tmp_path: Path) -> None:
         status = subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env={**ENV, "RAY_AUTH_MODE": "token"}, capture_output=True,
                                 text=True, timeout=120)
         assert status.returncode == 0, status.stderr[-2000:]
+        # Its autoscaler monitor too: tuner kills the monitor only of a Ray it started itself.
+        assert any("monitor.py" in cmd for cmd in _cluster_commands(port)), _cluster_commands(port)
     finally:
         _stop_cluster(port)
+
+
+def _cluster_processes(port: int) -> dict[int, str]:
+    """pid -> command line of every process of the cluster on ``port`` (this process excluded)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if re.search(rf"(gcs-address=[^ ]+:{port}|gcs_server_port={port}|--port={port}|127\.0\.0\.1:{port})\b", cmd):
+                found[int(entry.name)] = cmd
+    return found
+
+
+def _cluster_commands(port: int) -> list[str]:
+    return list(_cluster_processes(port).values())
 
 
 def _stop_cluster(port: int) -> None:
@@ -85,16 +105,7 @@ def _stop_cluster(port: int) -> None:
     import time
 
     def pids() -> list[int]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if re.search(rf"(gcs-address=[^ ]+:{port}|gcs_server_port={port}|--port={port}|127\.0\.0\.1:{port})\b", cmd):
-                    found.append(int(entry.name))
-        return [p for p in found if p != os.getpid()]
+        return list(_cluster_processes(port))
 
     bootstrap = Path("/tmp/ray/ray_current_cluster")  # `ray start` leaves this; later ray.init() would follow it
     try:

@@ -33,6 +33,7 @@ from tuner.engine import _preload_trace
 from tuner.engine._prestart import (preload_modules, preload_warnings, ray_system_config,
                                     tune_actors_in_prestarted_workers, tuners_choice, worker_environment)
 from tuner.engine._progress import Progress
+from tuner.engine._ray_stop import shutdown_local_ray
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
                                  refuse_incompatible)
 from tuner.engine._worker import JobInfo, trainable
@@ -453,10 +454,8 @@ def run_study(
 
 def _shutdown_ray(owned: bool) -> None:
     if owned:
-        import ray
-
         try:
-            ray.shutdown()
+            shutdown_local_ray()
         finally:
             _preload_trace.close()
 
