@@ -329,6 +329,27 @@ def test_trial_outcomes_reads_number_state_first_value_and_one_attribute(
     assert st.trial_outcomes(study._storage, study._study_id + 100, states, _attrs.WORKER) == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_waiting_trial_ids_are_the_enqueued_trials_not_yet_taken_oldest_first(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'w.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="w", storage=st.open_storage(url))
+    neighbour = optuna.create_study(study_name="n", storage=study._storage)
+    assert st.waiting_trial_ids(study._storage, study._study_id) == []
+    neighbour.enqueue_trial({"x": 9.0})  # another study's queue must not leak in
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)  # COMPLETE trials
+    for x in (0.25, 0.5, 0.75):
+        study.enqueue_trial({"x": x})
+    taken = study.ask()  # Optuna's own ask takes the oldest waiting trial
+    assert taken.suggest_float("x", 0, 1) == 0.25
+    waiting = [t._trial_id for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))]
+    assert len(waiting) == 2
+    refuse_optuna_trial_reads(monkeypatch)
+    for storage in (study._storage, st.open_storage(url), st.open_storage(url, readonly=True)):  # cache, writer, reader
+        assert st.waiting_trial_ids(storage, study._study_id) == waiting
+    assert st.waiting_trial_ids(study._storage, study._study_id + 100) == []
+
+
 def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tmp_path: Path) -> None:
     import sqlalchemy.exc
 

@@ -8,6 +8,7 @@ connection problem into a one-line :class:`~tuner.exceptions.StorageError`.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import random
@@ -323,6 +324,38 @@ def trial_outcomes(storage: Any, study_id: int, states: Sequence[str], system_at
                     for number, state, value, value_type, attr in conn.execute(query)]
 
     return call_with_retries(getattr(storage, "_backend", storage), "trial_outcomes", read)
+
+
+def waiting_trial_ids(storage: Any, study_id: int) -> list[int]:
+    """Ids of the study's WAITING (enqueued, not yet taken) trials, oldest first.
+
+    One indexed query, asked once per new trial by the driver, where Optuna's
+    ``get_all_trials(states=(WAITING,))`` costs it a statement built through the ORM and, when
+    none is waiting (nearly always), a second query to check that the study exists: about
+    4 ms of the driver's 13 ms of CPU per trial (SQLite, trivial trials, 2 CPUs).
+    ``storage``: an RDB storage, or Optuna's cache over one.
+    """
+    database = getattr(storage, "_backend", storage)
+    query = _waiting_query()
+
+    def read(db: "optuna.storages.RDBStorage") -> list[int]:
+        with db.engine.connect() as conn:
+            return list(conn.execute(query, {"study_id": study_id}).scalars())
+
+    from tuner._retry_storage import call_with_retries
+
+    return call_with_retries(database, "waiting_trial_ids", read)
+
+
+@functools.lru_cache(maxsize=1)
+def _waiting_query() -> Any:
+    """Built once: SQLAlchemy then reuses its compiled form (a bound study id, not a literal)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t = m.TrialModel
+    return (sa.select(t.trial_id).where(t.study_id == sa.bindparam("study_id"), t.state == m.TrialState.WAITING)
+            .order_by(t.trial_id))
 
 
 def ranked_trial_ids(conn: Any, study_id: int, state: str, direction: str | None, *, limit: int) -> list[int]:

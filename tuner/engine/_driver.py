@@ -125,12 +125,13 @@ class _RunState:
         from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
+        from tuner.storage import waiting_trial_ids
+
         storage = self.study._storage
-        database = getattr(storage, "_backend", storage)  # past Optuna's cache, which reads much more
-        for trial in database.get_all_trials(self.study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        for trial_id in waiting_trial_ids(storage, self.study._study_id):  # past Optuna's cache, which reads much more
             try:
-                if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                    return trial._trial_id
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return trial_id
             except UpdateFinishedTrialError:
                 continue
         return None
