@@ -350,6 +350,71 @@ def test_waiting_trial_ids_are_the_enqueued_trials_not_yet_taken_oldest_first(
     assert st.waiting_trial_ids(study._storage, study._study_id + 100) == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_new_trials_are_created_as_optuna_creates_them_without_its_orm(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.storages import RDBStorage
+
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    writer = st.open_storage(url)
+    a = optuna.create_study(study_name="a", storage=writer)
+    b = optuna.create_study(study_name="b", storage=writer)
+    through_orm = []
+    real_prepare = RDBStorage._get_prepared_new_trial
+    monkeypatch.setattr(RDBStorage, "_get_prepared_new_trial",
+                        lambda self, *args: (through_orm.append(args[1]), real_prepare(self, *args))[1])
+
+    made = [writer._create_new_trial(a._study_id), writer._create_new_trial(b._study_id),
+            writer._create_new_trial(a._study_id)]
+    made_ids = [a._storage.create_new_trial(a._study_id), b._storage.create_new_trial(b._study_id)]  # Optuna's cache
+    assert through_orm == []  # none of them went through Optuna's ORM
+
+    plain = RDBStorage(url)  # Optuna's own storage reads back what was written
+    for frozen in made:
+        assert plain.get_trial(frozen._trial_id) == frozen  # number, state, start time, empty rest
+        assert frozen.state == TrialState.RUNNING and frozen.datetime_complete is None
+    assert [t.number for t in plain.get_all_trials(a._study_id)] == [0, 1, 2]  # numbered per study
+    assert [t.number for t in plain.get_all_trials(b._study_id)] == [0, 1]
+    assert plain.get_trial(made_ids[0]).number == 2 and plain.get_trial(made_ids[1]).number == 1
+    with pytest.raises(KeyError):
+        writer._create_new_trial(b._study_id + 100)
+
+    a.enqueue_trial({"x": 0.5})  # a trial from a template takes Optuna's own path
+    assert len(through_orm) == 1
+    waiting = plain.get_all_trials(a._study_id, states=(TrialState.WAITING,))
+    assert [(t.number, t.system_attrs["fixed_params"]) for t in waiting] == [(3, {"x": 0.5})]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_trials_created_at_once_by_several_writers_get_distinct_numbers(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'n.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="n", storage=st.open_storage(url))
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def create(count: int) -> None:
+        writer = st.open_storage(url)  # its own engine and connections, as each worker process has
+        start.wait()
+        try:
+            for _ in range(count):
+                writer.create_new_trial(study._study_id)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(25,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    trials = optuna.storages.RDBStorage(url).get_all_trials(study._study_id)
+    assert sorted(t.number for t in trials) == list(range(100))
+    assert [t.number for t in sorted(trials, key=lambda t: t._trial_id)] == list(range(100))  # in id order
+
+
 def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tmp_path: Path) -> None:
     import sqlalchemy.exc
 

@@ -15,7 +15,9 @@ The one write that cannot tell is ``create_new_trial``: a lost acknowledgement t
 an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``).
 
 Both this writer and tuner's read-only storage (:class:`TrialReadingRDBStorage`) read trials
-through tuner's Core-query reader instead of Optuna's ORM (:func:`_get_trials`).
+through tuner's Core-query reader instead of Optuna's ORM (:func:`_get_trials`), and the writer
+creates a new trial with Core statements as well (:func:`_create_new_trial`): the two storage
+calls a run makes most often in its driver and workers.
 """
 
 from __future__ import annotations
@@ -190,9 +192,61 @@ def _get_trials(self: optuna.storages.RDBStorage, study_id: int, states: Any, in
     return trials
 
 
+def _create_new_trial(self: optuna.storages.RDBStorage, study_id: int,
+                      template_trial: optuna.trial.FrozenTrial | None = None) -> optuna.trial.FrozenTrial:
+    """Optuna's ``RDBStorage._create_new_trial`` for a new RUNNING trial, in four prebuilt Core statements.
+
+    The driver creates every trial of a run through this (Ray Tune's thread, once per trial):
+    through Optuna's ORM it cost 1.7 ms of CPU alone and 3.6 ms in a run (SQLite, 400 trivial
+    trials at concurrency 2: a quarter of the driver's CPU per trial), this way 0.3 ms alone.
+    The same steps in the same transaction: lock the study row (``FOR UPDATE`` where the
+    database has it; a missing study is Optuna's ``KeyError``), insert the trial with no number,
+    number it by the study's trials with a smaller id, and return the ``FrozenTrial`` Optuna
+    builds (start time stored as naive UTC, returned as naive local time). A trial from a
+    template (``enqueue_trial``, ``add_trial``) takes Optuna's own path.
+    """
+    import datetime
+
+    from optuna.storages._rdb.models import NOT_FOUND_MSG
+
+    if template_trial is not None:
+        return optuna.storages.RDBStorage._create_new_trial(self, study_id, template_trial)
+    lock, insert, count, number = _create_statements()
+    start_utc = datetime.datetime.now().astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    with self.engine.begin() as conn:
+        if conn.execute(lock, {"study_id": study_id}).first() is None:
+            raise KeyError(NOT_FOUND_MSG)
+        trial_id = conn.execute(insert, {"of_study": study_id, "start": start_utc}).inserted_primary_key[0]
+        trial_number = int(conn.execute(count, {"study_id": study_id, "trial_id": trial_id}).scalar() or 0)
+        conn.execute(number, {"new_id": trial_id, "new_number": trial_number})
+    return optuna.trial.FrozenTrial(
+        number=trial_number, state=optuna.trial.TrialState.RUNNING, value=None, values=None,
+        datetime_start=start_utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None),
+        datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+        intermediate_values={}, trial_id=trial_id)
+
+
+@functools.lru_cache(maxsize=1)
+def _create_statements() -> tuple[Any, Any, Any, Any]:
+    """Built once, with bound parameters, so SQLAlchemy reuses their compiled forms."""
+    from optuna.storages._rdb import models
+
+    trials, studies = models.TrialModel.__table__, models.StudyModel.__table__
+    bind = sqlalchemy.bindparam
+    lock = sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == bind("study_id")).with_for_update()
+    insert = sqlalchemy.insert(trials).values(study_id=bind("of_study"), number=None,
+                                              state=optuna.trial.TrialState.RUNNING, datetime_start=bind("start"))
+    count = sqlalchemy.select(sqlalchemy.func.count(trials.c.trial_id)).where(
+        trials.c.study_id == bind("study_id"), trials.c.trial_id < bind("trial_id"))
+    # Bound names differ from the columns: an insert or update reserves the column names for itself.
+    number = sqlalchemy.update(trials).where(trials.c.trial_id == bind("new_id")).values(number=bind("new_number"))
+    return lock, insert, count, number
+
+
 RetryingRDBStorage.get_n_trials = _retrying("get_n_trials", _count_trials)  # type: ignore[method-assign]
 for _name in (*_READS, *_WRITES):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(RetryingRDBStorage, _name, _retrying(_name, getattr(optuna.storages.RDBStorage, _name)))
 TrialReadingRDBStorage._get_trials = _get_trials  # type: ignore[method-assign]
 RetryingRDBStorage._get_trials = _retrying("_get_trials", _get_trials)  # type: ignore[method-assign]
+RetryingRDBStorage._create_new_trial = _retrying("_create_new_trial", _create_new_trial)  # type: ignore[method-assign]
