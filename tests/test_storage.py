@@ -386,6 +386,41 @@ def test_new_trials_are_created_as_optuna_creates_them_without_its_orm(
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_trial_attributes_are_written_as_optuna_writes_them_without_its_orm(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RDBStorage
+
+    url = f"sqlite:///{tmp_path / 'a.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="a", storage=st.open_storage(url))
+    trial = study.ask()
+    through_orm = []
+    real_write = RDBStorage._set_trial_attr_without_commit
+    monkeypatch.setattr(RDBStorage, "_set_trial_attr_without_commit",
+                        lambda self, *args: (through_orm.append(args[2]), real_write(self, *args))[1])
+    storage, writer = study._storage, st.open_storage(url)  # Optuna's cache over tuner's writer, and the writer
+    placement = {"node": "n1", "pid": 7, "gpu": None, "trial_dir": "/runs/trial_00000"}
+    storage.set_trial_system_attr(trial._trial_id, "tuner:worker", placement)
+    writer.set_trial_system_attr(trial._trial_id, "tuner:metrics", {"acc": 0.5, "inf": float("inf")})
+    writer.set_trial_system_attr(trial._trial_id, "tuner:metrics", {"acc": 0.75})  # written again: replaced
+    storage.set_trial_user_attr(trial._trial_id, "note", ["a", 1, None])
+    writer.set_trial_user_attr(trial._trial_id, "note2", "text")
+    assert through_orm == []
+
+    read = RDBStorage(url).get_trial(trial._trial_id)  # as Optuna's own storage reads them back
+    assert read.system_attrs == {"tuner:worker": placement, "tuner:metrics": {"acc": 0.75}}
+    assert read.user_attrs == {"note": ["a", 1, None], "note2": "text"}
+    with pytest.raises(KeyError):
+        writer.set_trial_system_attr(trial._trial_id + 100, "k", 1)
+    study.tell(trial, 1.0)
+    with pytest.raises(UpdateFinishedTrialError):  # a finished trial takes no more attributes, as in Optuna
+        writer.set_trial_system_attr(trial._trial_id, "k", 1)
+    with pytest.raises(UpdateFinishedTrialError):
+        writer.set_trial_user_attr(trial._trial_id, "k", 1)
+    assert RDBStorage(url).get_trial(trial._trial_id).system_attrs == read.system_attrs
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_trials_created_at_once_by_several_writers_get_distinct_numbers(
         backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     import threading
