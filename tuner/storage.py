@@ -329,11 +329,11 @@ def trial_outcomes(storage: Any, study_id: int, states: Sequence[str], system_at
 def waiting_trial_ids(storage: Any, study_id: int) -> list[int]:
     """Ids of the study's WAITING (enqueued, not yet taken) trials, oldest first.
 
-    One indexed query, asked once per new trial by the driver, where Optuna's
-    ``get_all_trials(states=(WAITING,))`` costs it a statement built through the ORM and, when
-    none is waiting (nearly always), a second query to check that the study exists: about
-    4 ms of the driver's 13 ms of CPU per trial (SQLite, trivial trials, 2 CPUs).
-    ``storage``: an RDB storage, or Optuna's cache over one.
+    One prebuilt indexed query, asked once per new trial by the driver, where Optuna's
+    ``get_all_trials(states=(WAITING,))`` builds its statements anew and, when none is waiting
+    (nearly always), checks with a second query that the study exists: 0.54 ms of CPU per call
+    against 0.08 (SQLite, a 400-trial study). ``storage``: an RDB storage, or Optuna's cache
+    over one.
     """
     database = getattr(storage, "_backend", storage)
     query = _waiting_query()
