@@ -54,7 +54,10 @@ def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
         assert timing["finished"] <= t.datetime_complete.timestamp() + 0.001  # stored to the millisecond
         by_process.setdefault(worker["pid"], []).append(timing)
     # Each worker process counts the trials it ran, in the order it picked them up, from one start.
-    assert len(by_process) == 2
+    # At most two processes (concurrency 2, actors reused); eight trivial trials can all end in the
+    # first before Tune has the second actor up on a loaded machine (parallel trials are asserted
+    # with sleeping objectives by test_parallel_trials_overlap_in_time).
+    assert 1 <= len(by_process) <= 2
     for timings in by_process.values():
         timings.sort(key=lambda x: x["picked_up"])
         counts = [x["process_trial"] for x in timings]
