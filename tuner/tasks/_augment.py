@@ -29,13 +29,14 @@ Horizontal flips (probability 0.5) happen when augmentation is on and the data s
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch.nn import functional as F
 
-from tuner.exceptions import SpaceError
+from tuner.tasks._param_checks import is_int as _is_int
+from tuner.tasks._param_checks import is_number as _is_number
+from tuner.tasks._param_checks import param_error as _error
 
 __all__ = ["AUGMENT_PRESETS", "ImageAugment", "augment_from_params"]
 
@@ -126,15 +127,3 @@ def augment_from_params(params: Mapping[str, Any], input_shape: Sequence[int], *
     if len(input_shape) != 3:
         raise _error("augment", preset, f"none: the data are not images (input shape {tuple(input_shape)})")
     return ImageAugment(input_shape, shift=shift, rotate=rotate, scale=scale, flip=flip, seed=seed)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numbers
 from typing import Any, Mapping
 
-from tuner.exceptions import SpaceError
+from tuner.tasks._param_checks import is_int as _is_int
+from tuner.tasks._param_checks import param_error as _error
 
 __all__ = ["ACTIVATION_NAMES", "INITS", "POOLS", "HEAD_INITS", "mlp_settings", "cnn_settings", "resnet_settings"]
 
@@ -84,10 +85,6 @@ def _widths(params: Mapping[str, Any]) -> list[int]:
     return widths
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _int(params: Mapping[str, Any], name: str, default: int, *, low: int) -> int:
     value = params.get(name)
     value = default if value is None else value
@@ -131,7 +128,3 @@ def _dropout(params: Mapping[str, Any]) -> float:
     if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
         raise _error("dropout", dropout, "a number in [0, 1)")
     return float(dropout)
-
-
-def _error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

@@ -9,13 +9,14 @@ is in ``_training``'s docstring.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from tuner.exceptions import SpaceError
+from tuner.tasks._param_checks import is_int as _is_int
+from tuner.tasks._param_checks import is_number as _is_number
+from tuner.tasks._param_checks import param_error as _param_error
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "PRECISIONS", "TrainConfig"]
 
@@ -86,17 +87,3 @@ class TrainConfig:
             raise _param_error("nesterov", self.nesterov, "true or false")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise _param_error("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum)")
-
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
-        and math.isfinite(value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _param_error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")

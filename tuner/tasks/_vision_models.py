@@ -35,7 +35,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from tuner.exceptions import SpaceError
+from tuner.tasks._param_checks import param_error as _error
 from tuner.tasks._model_params import HEAD_INITS, POOLS, cnn_settings, resnet_settings
 from tuner.tasks._models import ACTIVATIONS
 
@@ -219,7 +219,3 @@ def _image_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
         raise ValueError(f"image models need inputs of shape (C, H, W), got {tuple(input_shape)}")
     c, h, w = (int(d) for d in input_shape)
     return c, h, w
-
-
-def _error(name: str, value: Any, expected: str) -> SpaceError:
-    return SpaceError("params", name, f"invalid value {value!r}", f"expected {expected}")
