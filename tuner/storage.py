@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
-           "ranked_trial_ids"]
+           "ranked_trial_ids", "waiting_trial_ids"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
 _SQLITE_BUSY_TIMEOUT_S = 60.0
