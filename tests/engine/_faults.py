@@ -183,8 +183,6 @@ def postgres_restarts(workdir: Path, url: str, *, restarts: int, n_trials: int, 
     each time ``every`` more trials have completed. The run must ride them all out."""
     import datetime as dt
 
-    import optuna
-
     name = f"pgrestart{seed}"
     spec = workdir / f"{name}.yaml"
     spec.write_text(SLOW_SPEC.format(name=name, n_trials=n_trials, concurrency=2, seed=seed))

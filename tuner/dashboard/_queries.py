@@ -276,7 +276,7 @@ class DashboardData:
 
         info = self._study_row(name)
         query.check(len(info.directions))
-        t, v, p = m.TrialModel, m.TrialValueModel, m.TrialParamModel
+        t, v = m.TrialModel, m.TrialValueModel
         where = [t.study_id == info.study_id]
         if query.states:
             where.append(t.state.in_([m.TrialState[s] for s in query.states]))

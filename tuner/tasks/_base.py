@@ -17,6 +17,7 @@ import pathlib
 from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from tuner.exceptions import SpecError
+from tuner.tasks._param_checks import is_int as _is_int
 
 __all__ = ["Task", "TrialContext", "mark", "write_artifacts"]
 
@@ -152,10 +153,6 @@ class Task(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.args!r})"
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _allowed(key: str, allowed: Mapping[str, Any]) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 import numpy as np
 
 from tuner.data import DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset, load_regression_dataset
-from tuner.tasks._base import Task, TrialContext, _is_int  # noqa: F401 - re-exported for subclasses
+from tuner.tasks._base import Task, TrialContext
 from tuner.tasks._metrics import (EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS, REGRESSION_EPOCH_METRICS,
                                   REGRESSION_FINAL_METRICS)
 

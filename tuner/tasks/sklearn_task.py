@@ -62,6 +62,7 @@ from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bun
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import Task, TrialContext, mark, write_artifacts
+from tuner.tasks._param_checks import is_int as _is_int
 from tuner.tasks._metrics import confusion_matrix, per_class, regression_scores, scores
 
 if TYPE_CHECKING:
@@ -501,7 +502,3 @@ def _plain(value: Any) -> Any:
 def _spec_dir(source: str) -> Path | None:
     path = Path(source)
     return path.parent if path.is_file() else None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

@@ -42,6 +42,7 @@ from tuner.exceptions import SpaceError
 from tuner.tasks._base import Task, TrialContext
 from tuner.tasks._hf import check_model
 from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS
+from tuner.tasks._param_checks import is_int as _is_int
 
 __all__ = ["TextTask", "TEXT_DEFAULTS"]
 
@@ -227,7 +228,3 @@ def _mtime(path: str) -> float:
 def _spec_dir(source: str) -> Path | None:
     path = Path(source)
     return path.parent if path.is_file() else None
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
