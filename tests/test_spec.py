@@ -34,6 +34,31 @@ def test_defaults() -> None:
     assert s.timeout is None and s.seed is None
 
 
+def test_gp_gets_no_pruner_unless_one_is_named() -> None:
+    # GPSampler models completed trials only; under ASHA it would hardly leave its random start-up.
+    assert (_spec(sampler="gp").pruner, _spec(sampler="gp").pruner_args) == ("none", {})
+    assert _spec(sampler={"name": "gp", "args": {"n_startup_trials": 5}}).pruner == "none"
+    assert _spec(sampler="gp", pruner="asha").pruner == "asha"
+    assert _spec(sampler="gp", pruner="median").pruner == "median"
+    # a pruner block without a name still means asha, with its arguments
+    named_by_args = _spec(sampler="gp", pruner={"args": {"reduction_factor": 3}})
+    assert (named_by_args.pruner, named_by_args.pruner_args) == ("asha", {"reduction_factor": 3})
+    assert [_spec(sampler=name).pruner for name in ("tpe", "random", "cmaes", "qmc")] == ["asha"] * 4
+    # the command line's sampler counts, as if the file had named it
+    overridden = spec_from_mapping(BASE, source="t.yaml", base_dir=ROOT, overrides={"sampler": "gp"})
+    assert overridden.pruner == "none"
+    assert spec_from_mapping({**BASE, "sampler": "gp"}, source="t.yaml", base_dir=ROOT,
+                             overrides={"pruner": "asha"}).pruner == "asha"
+
+
+def test_the_run_header_says_why_gp_has_no_pruner() -> None:
+    from tuner.engine._plugins import plugins_text
+
+    assert plugins_text(_spec(sampler="gp")) == "sampler gp, pruner none (gp's default: it models completed trials only)"
+    assert plugins_text(_spec(sampler="gp", pruner="none")) == "sampler gp, pruner none"
+    assert plugins_text(_spec(sampler="gp", pruner="asha")) == "sampler gp, pruner asha"
+
+
 def test_task_defaults_metric_from_the_task() -> None:
     s = spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
     assert s.metrics == ("val_accuracy",) and s.directions == ("maximize",)

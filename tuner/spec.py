@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tuner._yaml import load_yaml_file
+from tuner.engine._plugins import default_pruner
 from tuner.exceptions import SpaceError, SpecError
 
 __all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "SAMPLERS", "PRUNERS"]
@@ -63,7 +64,7 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     sampler: str = "tpe"
     sampler_args: dict[str, Any] = field(default_factory=dict)
-    pruner: str = "asha"  # why: the comment above _PRUNER_DEFAULTS in tuner/engine/_plugins.py
+    pruner: str = "asha"  # why: the comments above _PRUNER_DEFAULTS and _SAMPLER_PRUNERS in tuner/engine/_plugins.py
     pruner_args: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     max_failures: int = 10
@@ -210,7 +211,9 @@ class _Validator:
         if task_obj is not None:
             _check_task_accepts(task_obj, task, space)
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
-        pruner, pruner_args = self._plugin("pruner", PRUNERS, "asha")
+        # A pruner block without a name keeps asha (its args are asha's); no block at all gets the
+        # sampler's default pruner.
+        pruner, pruner_args = self._plugin("pruner", PRUNERS, "asha" if "pruner" in d else default_pruner(sampler))
         if pruner == "successive_halving":
             pruner = "asha"
         if len(metrics) > 1:

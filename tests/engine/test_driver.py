@@ -264,3 +264,23 @@ def test_same_seed_same_trials(tmp_path: Path) -> None:
     b = tuner.run(_spec(concurrency=1, n_trials=5, sampler="tpe"), objectives.quadratic,
                   storage=f"sqlite:///{tmp_path / 'b.db'}")
     assert [t.params for t in a.get_trials()] == [t.params for t in b.get_trials()]
+
+
+def test_gp_without_a_pruner_named_runs_unpruned_and_models_after_ten_trials(sqlite_url: str) -> None:
+    # Under ASHA (every other sampler's default) this objective's poor trials are cut, fewer than
+    # ten complete, and Optuna's GPSampler, which fits completed trials only, never leaves its
+    # random start-up draws; tuner gives gp no pruner unless one is named.
+    from tuner.engine._plugins import trial_seed
+
+    spec = _spec(search_space=SPACE_X, n_trials=11, concurrency=1, sampler="gp", metric="loss")
+    del spec["pruner"]
+    study = tuner.run(spec, objectives.curve, storage=sqlite_url)
+    assert _states(study) == {"COMPLETE": 11}
+
+    def start_up_draw(number: int) -> float:
+        draw = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=trial_seed(1, number))).ask()
+        return draw.suggest_float("x", *SPACE_X["params"]["x"]["float"])
+
+    xs = [t.params["x"] for t in sorted(study.get_trials(), key=lambda t: t.number)]
+    assert xs[:10] == [start_up_draw(n) for n in range(10)]  # the comparison itself holds
+    assert all(x != start_up_draw(n) for n, x in enumerate(xs) if n >= 10)  # the GP's own proposals

@@ -129,6 +129,24 @@ _PRUNER_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# The default pruner follows the sampler for `gp`: Optuna's GPSampler fits its Gaussian process
+# to completed trials only (and draws at random until it has 10), while ASHA completes few, so
+# under ASHA most of gp's trials are start-up draws. Without a pruner every trial completes and
+# every one after the tenth is the GP's. `efficiency_sweep`, 2026-12-06 (`bench/HISTORY.md`):
+# gp / none against gp / asha, Branin (25 full trials' budget, 30 seeds) 0.520 against 1.099
+# (26/30 seeds better, interval excluding zero; optimum 0.398, tpe / asha 0.464), Hartmann-6 (50,
+# 30 seeds) -3.117 against -2.306 (29/30; optimum -3.322, tpe / asha -3.126), digits MLP (20
+# seeds) 0.0365 against 0.0407 and GBM (10 seeds) 0.9724 against 0.9703 (13/20 and 7/10, within
+# noise); gp / median (from step 1) trails gp / none on both synthetic ones. cmaes keeps asha:
+# cmaes / asha led cmaes / none on Branin and Hartmann-6 (1.10 against 2.76, -2.70 against -2.45).
+_SAMPLER_PRUNERS: dict[str, str] = {"gp": "none"}
+
+
+def default_pruner(sampler: str) -> str:
+    """The pruner a study gets when its spec names none: ``asha``, or what suits ``sampler``."""
+    return _SAMPLER_PRUNERS.get(sampler, "asha")
+
+
 def space_preset(kind: str, name: str, args: dict[str, Any], space: Any) -> dict[str, Any]:
     """The space-dependent defaults that apply to this sampler/pruner (empty when none do)."""
     preset = _CATEGORICAL_SPACE_DEFAULTS.get((kind, name), {})
@@ -224,8 +242,10 @@ def trial_seed(seed: int | None, number: int) -> int | None:
 
 def plugins_text(spec: "StudySpec") -> str:
     """``sampler X, pruner Y`` as a run would build them, naming what the space's preset changed."""
-    return (f"sampler {describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)}, "
-            f"pruner {describe_plugin('pruner', spec.pruner, spec.pruner_args, spec.search_space)}")
+    pruner = describe_plugin('pruner', spec.pruner, spec.pruner_args, spec.search_space)
+    if spec.sampler in _SAMPLER_PRUNERS and "pruner" not in spec.raw and not spec.is_multi_objective:
+        pruner += f" ({spec.sampler}'s default: it models completed trials only)"
+    return f"sampler {describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)}, pruner {pruner}"
 
 
 def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any) -> "optuna.samplers.BaseSampler":
