@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 def _sampler_classes() -> dict[str, Callable[..., Any]]:
     import optuna
 
+    from tuner.engine._cmaes import CmaEsSampler
     from tuner.engine._grid import SpaceGridSampler
     from tuner.engine._tpe import TPESampler
 
@@ -25,7 +26,7 @@ def _sampler_classes() -> dict[str, Callable[..., Any]]:
         "tpe": TPESampler,
         "random": optuna.samplers.RandomSampler,
         "grid": SpaceGridSampler,
-        "cmaes": optuna.samplers.CmaEsSampler,
+        "cmaes": CmaEsSampler,
         "gp": optuna.samplers.GPSampler,
         "qmc": optuna.samplers.QMCSampler,
         "nsga2": optuna.samplers.NSGAIISampler,
