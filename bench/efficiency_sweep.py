@@ -79,7 +79,7 @@ def replay(setting: str, problem_name: str, seed: int, budget_scale: float = 1.0
         good_share = float(sampler_args.pop("gamma", 0.0))
 
         def build(sampler_seed: int) -> Any:
-            sampler = make_sampler(sampler_name, sampler_args, seed=sampler_seed, space=space)
+            sampler = make_sampler(sampler_name, sampler_args, seed=sampler_seed, space=space, study_seed=seed)
             if good_share:
                 _set_good_share(sampler, good_share)
             return sampler

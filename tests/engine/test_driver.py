@@ -284,3 +284,21 @@ def test_gp_without_a_pruner_named_runs_unpruned_and_models_after_ten_trials(sql
     xs = [t.params["x"] for t in sorted(study.get_trials(), key=lambda t: t.number)]
     assert xs[:10] == [start_up_draw(n) for n in range(10)]  # the comparison itself holds
     assert all(x != start_up_draw(n) for n, x in enumerate(xs) if n >= 10)  # the GP's own proposals
+
+
+def test_scrambled_qmc_is_one_sequence_across_workers(sqlite_url: str) -> None:
+    # Every trial builds its own sampler in whatever worker runs it; scrambled QMC must still draw
+    # the one sequence that a single Optuna QMCSampler seeded with the study's seed draws.
+    spec = _spec(search_space=SPACE_XY, n_trials=7, concurrency=1, sampler={"name": "qmc", "args": {"scramble": True}})
+    study = tuner.run(spec, objectives.quadratic, storage=sqlite_url)
+    ours = [(t.params["x"], t.params["y"]) for t in sorted(study.get_trials(), key=lambda t: t.number)]
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    single = optuna.create_study(sampler=optuna.samplers.QMCSampler(scramble=True, seed=1))
+    theirs = []
+    for _ in range(7):
+        trial = single.ask()
+        xy = (trial.suggest_float("x", -5.0, 5.0), trial.suggest_float("y", -3.0, 3.0))
+        single.tell(trial, objectives.quadratic({"x": xy[0], "y": xy[1]}, None))
+        theirs.append(xy)
+    assert ours[1:] == theirs[1:]  # trial 0 is the independent draw QMC learns the space from

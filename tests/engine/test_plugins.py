@@ -137,3 +137,45 @@ def test_trial_seeds_are_stable_across_versions() -> None:
     """Changing them changes every seeded study's trials; pinned so that it is done on purpose."""
     assert (trial_seed(0, 0), trial_seed(1, 2)) == (932831190, 690091414)
     assert trial_seed(None, 5) is None
+
+
+def _qmc_points(make: Any, n: int) -> list[tuple[float, int]]:
+    """A numbers-only study run as tuner's workers run one: a fresh sampler per trial."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study()
+    out = []
+    for number in range(n):
+        study.sampler = make(number)
+        trial = study.ask()
+        params = NUMBERS.suggest(trial)
+        study.tell(trial, params["x"])
+        out.append((params["x"], params["n"]))
+    return out
+
+
+def test_scrambled_qmc_draws_one_sequence_across_per_trial_samplers() -> None:
+    # Each trial gets its own sampler seeded by its number; a scrambled QMC sequence must still be
+    # one sequence, the one a single Optuna QMCSampler with the study's seed draws.
+    import optuna
+
+    args = {"scramble": True}
+    ours = _qmc_points(lambda k: make_sampler("qmc", args, seed=trial_seed(5, k), space=NUMBERS, study_seed=5), 9)
+    single = optuna.samplers.QMCSampler(scramble=True, seed=5)
+    theirs = _qmc_points(lambda k: single, 9)
+    # trial 0 is drawn by the independent sampler (QMC learns the space from it): the trial's seed
+    assert ours[1:] == theirs[1:]
+    # the trial's seed alone (what tuner passed before) scrambles differently in every trial
+    before = _qmc_points(lambda k: make_sampler("qmc", args, seed=trial_seed(5, k), space=NUMBERS), 9)
+    assert before[1:] != theirs[1:]
+    # unscrambled (Optuna's default) the sequence ignores seeds: study_seed changes nothing there
+    plain = _qmc_points(lambda k: make_sampler("qmc", {}, seed=trial_seed(5, k), space=NUMBERS, study_seed=5), 9)
+    assert plain == _qmc_points(lambda k: make_sampler("qmc", {}, seed=trial_seed(5, k), space=NUMBERS), 9)
+
+
+def test_qmc_study_seed_is_the_studys_or_one_every_worker_derives_alike() -> None:
+    from tuner.engine._plugins import qmc_study_seed
+
+    assert qmc_study_seed(7, "a") == 7
+    assert qmc_study_seed(None, "a") == qmc_study_seed(None, "a") != qmc_study_seed(None, "b")

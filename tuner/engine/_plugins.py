@@ -7,6 +7,7 @@ constructor signatures without importing Ray.
 from __future__ import annotations
 
 import inspect
+import zlib
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
@@ -223,6 +224,12 @@ def training_seed(seed: int | None, number: int) -> int:
     return (seed if seed is not None else 0) * 1_000_003 + number
 
 
+def qmc_study_seed(seed: int | None, study_name: str) -> int:
+    """The seed shared by every trial's QMC sampler: the study's, or, for an unseeded study, one
+    derived from its name (workers in other processes must agree on it without talking)."""
+    return seed if seed is not None else zlib.crc32(study_name.encode())
+
+
 def trial_seed(seed: int | None, number: int) -> int | None:
     """The sampler seed for one trial: a function of the study seed and the trial number.
 
@@ -249,8 +256,13 @@ def plugins_text(spec: "StudySpec") -> str:
     return f"sampler {describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)}, pruner {pruner}"
 
 
-def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any) -> "optuna.samplers.BaseSampler":
-    """The Optuna sampler ``name`` with tuner's defaults, ``args`` and ``seed``."""
+def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any,
+                 study_seed: int | None = None) -> "optuna.samplers.BaseSampler":
+    """The Optuna sampler ``name`` with tuner's defaults, ``args`` and ``seed`` (the trial's).
+
+    ``study_seed`` (:func:`qmc_study_seed`): the seed every trial's sampler of the study shares,
+    for the one sampler whose sequence must be the same in all of them (``qmc``, scrambled).
+    """
     import warnings
 
     import optuna
@@ -266,6 +278,15 @@ def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: An
         # Conditional/categorical parameters fall back to an independent sampler; keep it seeded.
         kwargs.setdefault("independent_sampler", optuna.samplers.RandomSampler(seed=seed))
         kwargs.setdefault("warn_independent_sampling", False)
+    if name == "qmc":
+        # A scrambled Sobol or Halton sequence is one sequence only if every trial's sampler
+        # scrambles it with the same seed (Optuna's docs: "all the samplers must share the same
+        # seed"); the point of trial k is the sequence's k-th. With the trial's own seed each
+        # trial drew from a different scramble: points without the low discrepancy QMC is for.
+        # The independent sampler (first trial, conditional parameters) keeps the trial's seed,
+        # or every trial would draw the same values there.
+        kwargs["seed"] = study_seed if study_seed is not None else seed
+        kwargs.setdefault("independent_sampler", optuna.samplers.RandomSampler(seed=seed))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return cls(**kwargs)

@@ -117,9 +117,10 @@ def _ask(job: JobInfo, study: Any, trial_id: int, number: int) -> tuple[Any, dic
     """Optuna's ask, second half: sample the parameters of the trial the driver created."""
     import optuna
 
-    from tuner.engine._plugins import make_sampler, trial_seed
+    from tuner.engine._plugins import make_sampler, qmc_study_seed, trial_seed
 
-    study.sampler = make_sampler(job.sampler, job.sampler_args, seed=trial_seed(job.seed, number), space=job.space)
+    study.sampler = make_sampler(job.sampler, job.sampler_args, seed=trial_seed(job.seed, number), space=job.space,
+                                 study_seed=qmc_study_seed(job.seed, job.study_name))
     # An incremental read (new and unfinished trials only) that also puts the trial the driver
     # just created into this process's storage cache, which Optuna's writes rely on.
     study._storage.get_all_trials(study._study_id, deepcopy=False)
