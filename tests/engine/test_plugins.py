@@ -77,6 +77,20 @@ def test_naming_the_tpe_model_drops_the_preset_as_a_whole() -> None:
     assert _rf({"reduction_factor": 2}, CATEGORICAL) == 2
 
 
+def test_cmaes_counts_pruned_trials_on_a_numbers_only_space_only() -> None:
+    def considers(args: dict[str, Any], space: SearchSpace | None) -> bool:
+        return make_sampler("cmaes", args, seed=0, space=space)._consider_pruned_trials  # type: ignore[attr-defined]
+
+    assert considers({}, NUMBERS) and considers({}, ONE_CHOICE) and considers({}, None)
+    assert not considers({}, CATEGORICAL)
+    # named, it wins either way
+    assert considers({"consider_pruned_trials": True}, CATEGORICAL)
+    assert not considers({"consider_pruned_trials": False}, NUMBERS)
+    assert describe_plugin("sampler", "cmaes", {}, CATEGORICAL) == (
+        "cmaes (consider_pruned_trials False: the space has categorical parameters)")
+    assert describe_plugin("sampler", "cmaes", {}, NUMBERS) == "cmaes"
+
+
 def test_asha_is_tuners_successive_halving_with_the_presets_arguments() -> None:
     from tuner.engine._pruners import SuccessiveHalvingPruner
 

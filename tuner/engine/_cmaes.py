@@ -6,6 +6,8 @@ pruner stops it) then arrives as NaN, and CMA-ES ranks a generation by sorting o
 one NaN in a generation leaves Python's sort free to put every member anywhere, so the update
 learns from a random ranking. tuner gives such a trial the worst value there is (+inf when
 minimising), which keeps the ranking and says what the trial showed: nothing good.
+``consider_pruned_trials`` is on by default for a space of numbers only (``_plugins.py`` says
+what measured it).
 """
 
 from __future__ import annotations
