@@ -286,7 +286,7 @@ def test_gp_without_a_pruner_named_runs_unpruned_and_models_after_ten_trials(sql
     assert all(x != start_up_draw(n) for n, x in enumerate(xs) if n >= 10)  # the GP's own proposals
 
 
-def test_scrambled_qmc_is_one_sequence_across_workers(sqlite_url: str) -> None:
+def test_scrambled_qmc_is_one_sequence_in_a_real_run(sqlite_url: str) -> None:
     # Every trial builds its own sampler in whatever worker runs it; scrambled QMC must still draw
     # the one sequence that a single Optuna QMCSampler seeded with the study's seed draws.
     spec = _spec(search_space=SPACE_XY, n_trials=7, concurrency=1, sampler={"name": "qmc", "args": {"scramble": True}})
