@@ -8,10 +8,10 @@ imported. What each parameter does is in the builders' module docstrings.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Mapping
 
 from tuner.tasks._param_checks import is_int as _is_int
+from tuner.tasks._param_checks import is_number as _is_number
 from tuner.tasks._param_checks import param_error as _error
 
 __all__ = ["ACTIVATION_NAMES", "INITS", "POOLS", "HEAD_INITS", "mlp_settings", "cnn_settings", "resnet_settings"]
@@ -125,6 +125,6 @@ def _activation(params: Mapping[str, Any]) -> str:
 
 def _dropout(params: Mapping[str, Any]) -> float:
     dropout = params.get("dropout") or 0.0
-    if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool) or not 0 <= dropout < 1:
+    if not _is_number(dropout) or not 0 <= dropout < 1:
         raise _error("dropout", dropout, "a number in [0, 1)")
     return float(dropout)

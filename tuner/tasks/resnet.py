@@ -30,7 +30,6 @@ trial with a message that says why.
 
 from __future__ import annotations
 
-import numbers
 import re
 import zipfile
 from pathlib import Path
@@ -40,6 +39,7 @@ from tuner.data import Splits
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import TrialContext
 from tuner.tasks._classifier import _spec_dir
+from tuner.tasks._param_checks import is_int, is_number, param_error
 from tuner.tasks.cnn import ImageClassifierTask
 
 if TYPE_CHECKING:
@@ -297,16 +297,15 @@ def _fine_tuning_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
     freeze = params.get("freeze_stages")
     freeze = 0 if freeze is None else freeze
-    if not isinstance(freeze, numbers.Integral) or isinstance(freeze, bool) or freeze < 0:
-        raise SpaceError("params", "freeze_stages", f"invalid value {freeze!r}", "expected an integer >= 0")
+    if not is_int(freeze) or freeze < 0:
+        raise param_error("freeze_stages", freeze, "an integer >= 0")
     frac = params.get("backbone_lr_frac")
     frac = 1.0 if frac is None else frac
-    if not isinstance(frac, numbers.Real) or isinstance(frac, bool) or not 0 <= frac <= 1:
-        raise SpaceError("params", "backbone_lr_frac", f"invalid value {frac!r}", "expected a number in [0, 1]")
+    if not is_number(frac) or not 0 <= frac <= 1:
+        raise param_error("backbone_lr_frac", frac, "a number in [0, 1]")
     head_init = params.get("head_init") or "random"
     if head_init not in HEAD_INITS:
-        raise SpaceError("params", "head_init", f"invalid value {head_init!r}",
-                         f"expected one of {', '.join(HEAD_INITS)}")
+        raise param_error("head_init", head_init, f"one of {', '.join(HEAD_INITS)}")
     return {"freeze_stages": int(freeze), "backbone_lr_frac": float(frac), "head_init": head_init}
 
 

@@ -62,8 +62,8 @@ from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bun
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import Task, TrialContext, mark, write_artifacts
-from tuner.tasks._param_checks import is_int as _is_int
 from tuner.tasks._metrics import confusion_matrix, per_class, regression_scores, scores
+from tuner.tasks._param_checks import is_int as _is_int
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
