@@ -59,6 +59,24 @@ def test_the_run_header_says_why_gp_has_no_pruner() -> None:
     assert plugins_text(_spec(sampler="gp", pruner="asha")) == "sampler gp, pruner asha"
 
 
+def test_the_run_header_says_when_nsga2_cannot_breed() -> None:
+    # NSGA-II draws at random until a whole generation has completed: a study shorter than a
+    # generation is random search under another name, which the header and validate now say.
+    from tuner.engine._plugins import plugins_text
+
+    assert plugins_text(_spec(sampler="nsga2")) == (
+        "sampler nsga2 (a generation is 50 completed trials, so all 20 trials are random draws: "
+        "set sampler.args.population_size to 4 or use tpe), pruner asha")
+    small = {"name": "nsga2", "args": {"population_size": 10}}
+    assert plugins_text(_spec(sampler=small, n_trials=100)) == (
+        "sampler nsga2 (breeds once 10 trials have completed; pruned trials do not count), pruner asha")
+    assert plugins_text(_spec(sampler=small, n_trials=100, pruner="none")) == "sampler nsga2, pruner none"
+    two_metrics = _spec(sampler=small, n_trials=30, metrics=["a", "b"], directions=["minimize", "minimize"])
+    assert plugins_text(two_metrics) == "sampler nsga2, pruner none"  # multi-objective studies are never pruned
+    assert plugins_text(_spec(sampler="nsga2", n_trials=50, pruner="none")).startswith(
+        "sampler nsga2 (a generation is 50 completed trials, so all 50 trials")
+
+
 def test_task_defaults_metric_from_the_task() -> None:
     s = spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
     assert s.metrics == ("val_accuracy",) and s.directions == ("maximize",)

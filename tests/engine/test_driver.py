@@ -286,6 +286,29 @@ def test_gp_without_a_pruner_named_runs_unpruned_and_models_after_ten_trials(sql
     assert all(x != start_up_draw(n) for n, x in enumerate(xs) if n >= 10)  # the GP's own proposals
 
 
+def test_nsga2_breeds_across_tuners_per_trial_samplers(sqlite_url: str) -> None:
+    # tuner builds a fresh sampler for every trial, in whatever worker runs it; NSGA-II keeps its
+    # generations in the trials' system attributes, so it must still breed generation after
+    # generation, and a study shorter than one generation (the default population of 50) never
+    # does, as the run header says.
+    key = "NSGAIISampler:generation"
+    spec = _spec(search_space=SPACE_XY, n_trials=13, concurrency=1, pruner="none",
+                 sampler={"name": "nsga2", "args": {"population_size": 4}})
+    study = tuner.run(spec, objectives.quadratic, storage=sqlite_url)
+    trials = sorted(study.get_trials(), key=lambda t: t.number)
+    assert [t.system_attrs[key] for t in trials] == [0] * 4 + [1] * 4 + [2] * 4 + [3]
+    # Children of uniform crossover inherit each coordinate from a parent unless it mutates (each
+    # with probability 1/2 here), so most share an exact value with an earlier trial, which a
+    # random draw never does.
+    inherited = [t.number for t in trials[4:] if t.params["x"] in {p.params["x"] for p in trials[:t.number]}
+                 or t.params["y"] in {p.params["y"] for p in trials[:t.number]}]
+    assert len(inherited) >= 5, inherited
+
+    one_generation = _spec(search_space=SPACE_XY, n_trials=6, concurrency=1, pruner="none", sampler="nsga2", name="ns50")
+    study = tuner.run(one_generation, objectives.quadratic, storage=sqlite_url)
+    assert [t.system_attrs[key] for t in study.get_trials()] == [0] * 6
+
+
 def test_scrambled_qmc_is_one_sequence_in_a_real_run(sqlite_url: str) -> None:
     # Every trial builds its own sampler in whatever worker runs it; scrambled QMC must still draw
     # the one sequence that a single Optuna QMCSampler seeded with the study's seed draws.

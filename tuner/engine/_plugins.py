@@ -265,7 +265,24 @@ def plugins_text(spec: "StudySpec") -> str:
     pruner = describe_plugin('pruner', spec.pruner, spec.pruner_args, spec.search_space)
     if spec.sampler in _SAMPLER_PRUNERS and "pruner" not in spec.raw and not spec.is_multi_objective:
         pruner += f" ({spec.sampler}'s default: it models completed trials only)"
-    return f"sampler {describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)}, pruner {pruner}"
+    sampler = describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)
+    if spec.sampler == "nsga2":
+        sampler += _nsga2_note(spec)
+    return f"sampler {sampler}, pruner {pruner}"
+
+
+def _nsga2_note(spec: "StudySpec") -> str:
+    # NSGA-II breeds only once a whole generation has completed; until then it draws at random
+    # (pruned trials never count), which a study shorter than a generation never gets past.
+    population = spec.sampler_args.get("population_size", 50)
+    if not isinstance(population, int):
+        return ""
+    if spec.n_trials <= population:
+        return (f" (a generation is {population} completed trials, so all {spec.n_trials} trials are random draws: "
+                f"set sampler.args.population_size to {max(2, spec.n_trials // 5)} or use tpe)")
+    if spec.pruner != "none":
+        return f" (breeds once {population} trials have completed; pruned trials do not count)"
+    return ""
 
 
 def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: Any,
