@@ -1,4 +1,4 @@
-"""Every benchmark command the docs give to reproduce a figure still runs as written.
+"""Every benchmark command the docs give to reproduce a figure still parses as written.
 
 The README, ``bench/README.md``, ``bench/HISTORY.md`` and ``bench/RESULTS.md`` hold some seventy
 ``python -m bench ...`` commands, each the way to reproduce a table. A renamed option or a
