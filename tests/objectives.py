@@ -24,14 +24,19 @@ def curve(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     return {"loss": loss, "acc": 1.0 / (1.0 + loss)}
 
 
-def _meet(folder: Path, tag: str, number: int, wait: bool) -> None:
+def _meet(folder: Path, tag: str, number: int, wait: bool, once: bool = False) -> None:
     """Marks this trial as running under ``tag`` and, when ``wait``, waits (up to 30 s) until
-    another trial runs under the same tag."""
+    another trial runs under the same tag; with ``once``, only until two trials under ``tag``
+    have met, so that a late trial whose partners have all finished does not wait out the 30 s."""
     mine = folder / f"{tag}-{number}"
+    met = folder / f"{tag}.met"
     mine.touch()
     try:
         deadline = time.time() + 30.0
-        while wait and time.time() < deadline and not any(p != mine for p in folder.glob(f"{tag}-*")):
+        while wait and time.time() < deadline and not (once and met.exists()):
+            if any(p != mine for p in folder.glob(f"{tag}-*")):
+                met.touch()
+                break
             time.sleep(0.05)
         time.sleep(0.2)
     finally:
@@ -52,14 +57,16 @@ def rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
 
 def gpu_rendezvous(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """``rendezvous`` per GPU: a trial of the first wave (number below ``params["wave"]``) waits (up
-    to 30 s) until another trial runs with its GPU visible, then records when and where it ran.
+    to 30 s) until another trial runs with its GPU visible, or two already have, then records when
+    and where it ran.
 
     Proves trials share a GPU without depending on how fast a loaded machine starts its workers;
-    later trials do not wait, since nothing guarantees them a partner on their GPU.
+    later trials do not wait, since nothing guarantees them a partner on their GPU, and neither
+    does a first-wave trial once its GPU has been shared (its partners may all have finished).
     """
     start = time.time()
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES", "-1") or "-1"
-    _meet(Path(params["folder"]), f"gpu{gpu}", ctx.number, wait=ctx.number < params["wave"])
+    _meet(Path(params["folder"]), f"gpu{gpu}", ctx.number, wait=ctx.number < params["wave"], once=True)
     return {"value": params["x"] ** 2, "start": start, "end": time.time(), "pid": float(os.getpid()),
             "gpu": float(gpu)}
 
