@@ -274,8 +274,6 @@ def plugins_text(spec: "StudySpec") -> str:
 def _nsga2_note(spec: "StudySpec") -> str:
     # NSGA-II breeds only once a whole generation has completed; until then it draws at random
     # (pruned trials never count), which a study shorter than a generation never gets past.
-    import inspect
-
     default = inspect.signature(_sampler_classes()["nsga2"]).parameters["population_size"].default
     population = spec.sampler_args.get("population_size", default)
     if not isinstance(population, int):
