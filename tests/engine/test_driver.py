@@ -308,6 +308,17 @@ def test_nsga2_breeds_across_tuners_per_trial_samplers(sqlite_url: str) -> None:
     study = tuner.run(one_generation, objectives.quadratic, storage=sqlite_url)
     assert [t.system_attrs[key] for t in study.get_trials()] == [0] * 6
 
+    # A generation is `population_size` *completed* trials: pruned ones are drawn in it but do not
+    # fill it (the run header's note for a pruned study says so), so under ASHA generation 0 runs
+    # on until its fourth completion, however many trials that takes.
+    asha = {"name": "asha", "args": {"min_resource": 1, "reduction_factor": 2, "min_early_stopping_rate": 1}}
+    pruned = _spec(search_space=SPACE_XY, n_trials=20, concurrency=1, metric="loss", direction="minimize",
+                   pruner=asha, sampler={"name": "nsga2", "args": {"population_size": 4}}, name="nsp")
+    trials = sorted(tuner.run(pruned, objectives.curve, storage=sqlite_url).get_trials(), key=lambda t: t.number)
+    first = [t for t in trials if t.system_attrs[key] == 0]
+    assert len(first) > 4 and [t.state for t in first].count(TrialState.COMPLETE) == 4, [t.state.name for t in first]
+    assert first[-1].state == TrialState.COMPLETE and trials[len(first)].system_attrs[key] == 1
+
 
 def test_scrambled_qmc_is_one_sequence_in_a_real_run(sqlite_url: str) -> None:
     # Every trial builds its own sampler in whatever worker runs it; scrambled QMC must still draw
