@@ -216,3 +216,36 @@ def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Pat
     missing = _cli("dashboard", "--storage", f"sqlite:///{tmp_path / 'nope' / 'x.db'}")
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
     assert "Traceback" not in missing.stderr
+
+
+def test_ls_and_the_dashboard_give_a_study_the_same_state(tmp_path: Path) -> None:
+    # `tuner ls` and the dashboard used to judge states apart: a study stopped by its failures was
+    # "stopped" in one and "failed" in the other, a plain Optuna study "stopped" and "finished".
+    import optuna
+
+    from tuner.dashboard._queries import DashboardData
+    from tuner.engine import _attrs
+    from tuner.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'states.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    plain = optuna.create_study(study_name="plain", storage=url)
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    failed = optuna.create_study(study_name="failed", storage=url)
+    failed._storage.set_study_system_attr(failed._study_id, _attrs.SPEC, {"n_trials": 10, "max_failures": 1})
+    for _ in range(2):
+        failed.tell(failed.ask(), state=optuna.trial.TrialState.FAIL)
+    short = optuna.create_study(study_name="short", storage=url)
+    short._storage.set_study_system_attr(short._study_id, _attrs.SPEC, {"n_trials": 10})
+    short.tell(short.ask(), 1.0)
+    done = optuna.create_study(study_name="done", storage=url)
+    done._storage.set_study_system_attr(done._study_id, _attrs.SPEC, {"n_trials": 1})
+    done.tell(done.ask(), 1.0)
+
+    expected = {"plain": "finished", "failed": "failed", "short": "stopped", "done": "finished"}
+    listed = json.loads(CliRunner().invoke(main, ["ls", "--storage", url, "--json"]).output)
+    assert {s["name"]: s["state"] for s in listed} == expected
+    text = CliRunner().invoke(main, ["ls", "--storage", url]).output
+    assert {line.split()[0]: line.split()[1] for line in text.splitlines()[1:]} == expected
+    dashboard = DashboardData(open_storage(url, readonly=True)).studies()
+    assert {s["name"]: s["state"] for s in dashboard} == expected

@@ -94,12 +94,13 @@ class StudyInfo:
     best: Any
     last_activity: str | None
     running: bool
+    state: str = "stopped"  # running / finished / failed / stopped, as the dashboard says
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def list_studies(storage: str | None = None) -> list[StudyInfo]:
     """Every study in the storage with trial counts by state and its best value."""
-    from tuner.engine._study import _lease_alive
+    from tuner.engine._study import study_state
     from tuner.storage import open_storage, study_overview
 
     st = open_storage(storage, readonly=True)
@@ -107,10 +108,11 @@ def list_studies(storage: str | None = None) -> list[StudyInfo]:
     for row in study_overview(st):
         attrs = row["system_attrs"]
         spec = attrs.get(_attrs.SPEC) or {}
+        state = study_state(row["counts"], spec, attrs.get(_attrs.DRIVER))
         out.append(StudyInfo(
             name=row["name"], directions=row["directions"], metrics=list(spec.get("metrics") or row["metrics"] or []),
             counts=row["counts"], n_trials_target=spec.get("n_trials"), best=row["best"],
-            last_activity=_iso(row["last_activity"]), running=_lease_alive(attrs.get(_attrs.DRIVER))))
+            last_activity=_iso(row["last_activity"]), running=state == "running", state=state))
     return out
 
 

@@ -227,9 +227,7 @@ def ls(storage: str | None, as_json: bool) -> None:
     click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best':>12}  last activity")
     for s in studies:
         c = s.counts
-        finished = c.get("COMPLETE", 0) + c.get("PRUNED", 0)
-        state = "running" if s.running else ("finished" if s.n_trials_target and finished >= s.n_trials_target else "stopped")
-        click.echo(f"{s.name[:30]:30} {state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} {c.get('FAIL', 0):>6} "
+        click.echo(f"{s.name[:30]:30} {s.state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} {c.get('FAIL', 0):>6} "
                    f"{c.get('RUNNING', 0):>7} {_fmt(s.best):>12}  {s.last_activity or '-'}")
 
 

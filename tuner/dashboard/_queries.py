@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import _lease_alive
+from tuner.engine._study import _lease_alive, study_state
 from tuner.exceptions import UserInputError
 from tuner.storage import sqlite_path
 
@@ -675,17 +675,7 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dic
     counts = {k: int(v) for k, v in row["counts"].items()}
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
     target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
-    max_failures = spec.get("max_failures") if isinstance(spec.get("max_failures"), int) else None
-    if _lease_alive(lease):
-        state = "running"
-    elif target is not None and finished >= target:
-        state = "finished"
-    elif max_failures is not None and counts.get("FAIL", 0) > max_failures:
-        state = "failed"
-    elif target is None and not counts.get("RUNNING"):
-        state = "finished"
-    else:
-        state = "stopped"
+    state = study_state(counts, spec, lease)
     last = row.get("last_activity")
     return {
         "name": row["name"],

@@ -157,6 +157,29 @@ def _lease_alive(lease: dict[str, Any] | None) -> bool:
     return time.time() - float(lease.get("heartbeat", 0)) < LEASE_STALE_S
 
 
+def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None) -> str:
+    """``running``, ``finished``, ``failed`` or ``stopped``: one answer for ``tuner ls`` and the
+    dashboard, which used to judge the same study two ways.
+
+    ``failed`` is a study whose failures passed its ``max_failures`` (the driver stops it for
+    that); a study with no ``n_trials`` target (run by plain Optuna, or until a time limit) is
+    ``finished`` once nothing in it is RUNNING.
+    """
+    spec = spec if isinstance(spec, dict) else {}
+    finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+    target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
+    max_failures = spec.get("max_failures") if isinstance(spec.get("max_failures"), int) else None
+    if _lease_alive(lease):
+        return "running"
+    if target is not None and finished >= target:
+        return "finished"
+    if max_failures is not None and counts.get("FAIL", 0) > max_failures:
+        return "failed"
+    if target is None and not counts.get("RUNNING"):
+        return "finished"
+    return "stopped"
+
+
 def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
     lease = attrs.get(_attrs.DRIVER)
     if _lease_alive(lease) and not (lease.get("host") == socket.gethostname() and lease.get("pid") == os.getpid()):
