@@ -129,6 +129,17 @@ def test_study_without_complete_trials_still_renders(tmp_path: Path, kind: str) 
     if kind == "no-complete":
         assert "RuntimeError: boom" in _section(html, "summary")
         assert "timeline" in _figures(html)
+    advice = _section(html, "advice")
+    assert "Judged on" not in advice and "0 complete trial(s): advice needs at least 20" in advice  # not "the best 5 of 0"
+
+
+def test_importances_from_few_trials_say_they_are_rough(tmp_path: Path) -> None:
+    (tmp_path / "few").mkdir(), (tmp_path / "many").mkdir()
+    few = write_report("s", tmp_path / "few.html", storage=_study(tmp_path / "few", n=6)[0]).read_text(encoding="utf-8")
+    assert "Only 6 complete trials: these importances are rough" in _section(few, "importance")
+    assert "Judged on" not in _section(few, "advice")
+    many = write_report("s", tmp_path / "many.html", storage=_study(tmp_path / "many", n=60)[0]).read_text(encoding="utf-8")
+    assert "rough" not in _section(many, "importance") and "Judged on the best 6 of 60" in _section(many, "advice")
 
 
 def test_large_study_is_thinned_and_says_so(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ class AdviceInfo:
     top_k: int
     n_complete: int
     notes: list[str] = field(default_factory=list)
+    judged: bool = True  # False when too few trials completed to judge anything (``notes`` says so)
 
 
 def _latest_distribution(trials: list[FrozenTrial], name: str) -> Any:
@@ -164,6 +165,7 @@ def _get_advice_info(data: StudyData, importance: ImportanceInfo | None = None, 
     info = AdviceInfo(items=[], top_k=k, n_complete=len(complete))
     if len(complete) < min_complete:
         info.notes.append(f"{len(complete)} complete trial(s): advice needs at least {min_complete}.")
+        info.judged = False
         return info
     names = sorted({n for t in complete for n in t.params})
     seen: set[tuple[str, str, str]] = set()

@@ -139,8 +139,9 @@ def _summary(report: "ReportData") -> str:
 def _advice(report: "ReportData") -> str:
     a = report.advice
     out = ['<section id="advice"><h2>Search-space advice</h2>']
-    out.append(f'<p class="caption">Judged on the best {a.top_k:,} of {a.n_complete:,} complete trials (top 10%, '
-               f'at least 5); importances from the figure below.</p>')
+    if a.judged:  # "the best 5 of 0" said nothing true when no advice was judged
+        out.append(f'<p class="caption">Judged on the best {a.top_k:,} of {a.n_complete:,} complete trials (top 10%, '
+                   f'at least 5); importances from the figure below.</p>')
     for note in a.notes:
         out.append(f'<p class="note">{_e(note)}</p>')
     if a.items:

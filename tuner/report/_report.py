@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import optuna
     import plotly.graph_objects as go
 
+# Below this many complete trials importances are mostly noise (the advice section waits for as many).
+_FEW_FOR_IMPORTANCE = 20
+
 __all__ = ["Section", "ReportData", "load_study_data", "compute_report", "build_report", "write_report"]
 
 
@@ -154,6 +157,9 @@ def compute_report(data: StudyData, *, top: int = 10, limits: Limits | None = No
                         f"complete trials ({importance.evaluator}).")
         else:
             caps.append(f"Evaluated on {importance.n_used:,} complete trials ({importance.evaluator}).")
+        if importance.n_used < _FEW_FOR_IMPORTANCE:
+            caps.append(f"Only {importance.n_used} complete trials: these importances are rough, and a parameter may "
+                        f"show some only by chance (read them from {_FEW_FOR_IMPORTANCE} or more).")
         caps += [f"Not evaluated for {e}" for e in importance.errors]
         sections.append(_section(timings, "importance", "Parameter importances", lambda: plot_importances(importance), caps))
     else:
