@@ -140,6 +140,18 @@ def test_unknown_study_and_trial_are_404(client: Any) -> None:
     assert page.status_code == 404 and "no study named" in page.text
 
 
+def test_a_mistyped_page_address_gets_a_page_and_the_api_keeps_json(client: Any) -> None:
+    page = client.get("/nosuchpage")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert '<p id="error-message">no such page: /nosuchpage</p>' in page.text
+    page = client.get(f"/studies/{STUDY}/trials/abc")
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+    assert "number: " in page.text and "(got &#39;abc&#39;)" in page.text
+    api = client.get(f"/api/studies/{STUDY}/trials/abc")
+    assert api.status_code == 422 and api.json()["detail"][0]["loc"] == ["path", "number"]
+    assert client.get("/api/nosuch").json() == {"detail": "Not Found"}
+
+
 # ---- one trial, compare, artifacts ---------------------------------------------------------------------
 
 

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuner.dashboard._auth import SecurityMiddleware
 from tuner.dashboard._figures import FigureCache
@@ -84,6 +87,21 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     @app.exception_handler(BadQuery)
     async def _bad_query(request: Request, exc: BadQuery) -> Response:
         return _error(request, templates, 400, str(exc))
+
+    # A person who mistypes a page's address gets a page that says so, not FastAPI's JSON; the API
+    # keeps FastAPI's own bodies, which its schema declares.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await http_exception_handler(request, exc)
+        message = f"no such page: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
+        return _error(request, templates, exc.status_code, message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        return _error(request, templates, 422, _validation_message(exc))
 
     # ---- JSON API (suffix routes before the bare study route: names may contain "/") --------
 
@@ -249,6 +267,17 @@ def _templates() -> Any:
 
 def _page(env: Any, template: str, request: Any, **context: Any) -> Any:
     return HTMLResponse(env.get_template(template).render(request_path=request.url.path, **context))
+
+
+def _validation_message(exc: Any) -> str:
+    """FastAPI's first validation error as one line: ``number: must be a whole number (got 'abc')``."""
+    errors = exc.errors()
+    if not errors:
+        return "the address could not be understood"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "address"
+    got = f" (got {first['input']!r})" if "input" in first else ""
+    return f"{where}: {first.get('msg', 'invalid')}{got}"
 
 
 def _error(request: Any, env: Any, status: int, message: str) -> Any:
