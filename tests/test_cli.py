@@ -154,6 +154,14 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     assert "Usage:" not in out.output
 
 
+@pytest.mark.parametrize("flag", ["name=", "name=null", "n_trials= "])
+def test_an_empty_set_value_is_refused_not_dropped(flag: str) -> None:
+    # None is how an override says "not given", so `--set name=` used to leave the name as it was.
+    out = CliRunner().invoke(main, ["validate", "studies/quickstart.yaml", "--set", flag], prog_name="tuner")
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith(f"error: --set {flag!r}: the value is empty or null")
+
+
 def test_bare_tuner_prints_the_help() -> None:
     out = CliRunner().invoke(main, [], prog_name="tuner")
     assert "Usage: tuner [OPTIONS] COMMAND" in out.output and "run" in out.output

@@ -108,9 +108,13 @@ def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
             raise UserInputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set task_args.max_samples=500")
         key, _, raw = item.partition("=")
         try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw) if raw.strip() else None
         except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: an int of over 4300 digits
-            out[key.strip()] = raw  # kept as text; the spec's validator says what it should be
+            value = raw  # kept as text; the spec's validator says what it should be
+        if value is None:  # an override of None means "flag not given": it would be dropped without a word
+            raise UserInputError(f"--set {item!r}: the value is empty or null, which would leave the spec as it is; "
+                                 f"give one, e.g. --set {key.strip() or 'KEY'}=VALUE (to drop a key, edit the spec)")
+        out[key.strip()] = value
     return out
 
 
