@@ -277,6 +277,11 @@ def test_unloadable_checkpoints_fail_the_trial_clearly(tmp_path: Path, make_ctx)
     with pytest.raises(SpecError) as info:
         load_checkpoint(tmp_path / "evil.pt", source="s.yaml")
     assert info.value.path == "task_args.pretrained" and "cannot load checkpoint" in str(info.value)
+    assert "holds Python objects" in str(info.value) and "weights_only` set to `False`" not in str(info.value)
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 8)  # torch's message would advise weights_only=False
+    with pytest.raises(SpecError) as info:
+        load_checkpoint(tmp_path / "noise.pt", source="s.yaml")
+    assert "False" not in str(info.value) and str(info.value).count("\n") == 0
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(SpecError, match="holds a list, not a state dict"):
         load_checkpoint(tmp_path / "list.pt")

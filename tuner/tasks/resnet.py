@@ -270,12 +270,13 @@ def load_checkpoint(path: str | Path, *, source: str = "<spec>") -> tuple[dict[s
     """
     import torch
 
+    from tuner._torch_load import UnreadableCheckpoint, read_checkpoint
+
     path = Path(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise SpecError(source, "task_args.pretrained", f"cannot load checkpoint {path}: {type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:300] if str(exc) else ''}", _PRETRAINED_FIX) from None
+        obj = read_checkpoint(path)
+    except UnreadableCheckpoint as exc:
+        raise SpecError(source, "task_args.pretrained", f"cannot load checkpoint {path}: {exc}", _PRETRAINED_FIX) from None
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         params = obj.get("params") if isinstance(obj.get("params"), Mapping) else {}
         task = obj.get("task") if isinstance(obj.get("task"), str) else None
