@@ -131,7 +131,28 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
     stored_spec = attrs.get(_attrs.SPEC) or {}
     if stored_spec.get("metrics") and list(stored_spec["metrics"]) != list(spec.metrics):
         return f"metrics {stored_spec['metrics']} (the spec says {list(spec.metrics)})"
+    # What the trials train and measure: a resumed study whose later trials ran another objective,
+    # task or data would rank values that cannot be compared (and the pruner would cut trials
+    # against them). Only a spec stored by a tuner that recorded the field is compared.
+    new = json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str))
+    for key in _WHAT_IS_MEASURED:
+        if key in stored_spec and stored_spec[key] != new[key]:
+            old = stored_spec[key]
+            if isinstance(old, dict) and isinstance(new[key], dict):
+                return f"other {key} ({_changed_values(old, new[key])})"
+            return f"{key} {old!r} (the spec says {new[key]!r})"
     return None
+
+
+# The spec's fields that decide what a trial's value means; the others (n_trials, concurrency,
+# resources, sampler, pruner, timeouts, ...) may change between runs of one study.
+_WHAT_IS_MEASURED = ("task", "objective", "task_args")
+
+
+def _changed_values(old: dict[str, Any], new: dict[str, Any]) -> str:
+    keys = sorted(set(old) | set(new), key=str)
+    return ", ".join(f"{k} {old.get(k, '(unset)')!r} -> {new.get(k, '(unset)')!r}"
+                     for k in keys if old.get(k, "(unset)") != new.get(k, "(unset)"))[:300]
 
 
 def _diff_keys(old: Any, new: Any) -> str:

@@ -1,0 +1,64 @@
+"""A resumed study must go on measuring what it measured: another objective, task or task
+arguments under the same name is refused like another search space, and the stored spec is left
+as the earlier trials ran with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+
+import tuner
+from tests import objectives
+from tuner.engine import _attrs
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+SPACE = {"params": {"x": {"float": [-5.0, 5.0]}}}
+
+
+def _spec(**kw: Any) -> dict[str, Any]:
+    return {"name": "same", "search_space": SPACE, "n_trials": 2, "concurrency": 1, "seed": 1, "pruner": "none", **kw}
+
+
+def _stored_spec(url: str, name: str = "same") -> dict[str, Any]:
+    study = optuna.load_study(study_name=name, storage=url)
+    return study._storage.get_study_system_attrs(study._study_id)[_attrs.SPEC]
+
+
+def test_another_objective_under_the_same_name_is_refused(sqlite_url: str) -> None:
+    tuner.run(_spec(), objectives.quadratic, storage=sqlite_url)
+    before = _stored_spec(sqlite_url)
+    with pytest.raises(tuner.UserInputError, match=r"objective 'tests.objectives:quadratic' \(the spec says "
+                                                   r"'tests.objectives:always_fails'\).*--force"):
+        tuner.run(_spec(n_trials=4), objectives.always_fails, storage=sqlite_url)
+    assert _stored_spec(sqlite_url) == before
+    assert len(optuna.load_study(study_name="same", storage=sqlite_url).get_trials()) == 2
+    # More trials of the same objective still resume.
+    assert len(tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url).get_trials()) == 3
+
+
+def test_other_task_args_are_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    small = {"task_args.max_samples": 200, "n_trials": 1, "concurrency": 1,
+             "search_space": {"include": ["../search_spaces/mlp.yaml"], "params": {"epochs": 1, "n_layers": 1}}}
+    quickstart = Path(__file__).resolve().parents[2] / "studies" / "quickstart.yaml"
+    tuner.run(quickstart, storage=url, overrides=small)
+    before = _stored_spec(url, "quickstart")
+    with pytest.raises(tuner.UserInputError, match=r"other task_args \(max_samples 200 -> 300\)"):
+        tuner.run(quickstart, storage=url, overrides={**small, "task_args.max_samples": 300, "n_trials": 2})
+    assert _stored_spec(url, "quickstart") == before
+    trials = optuna.load_study(study_name="quickstart", storage=url).get_trials()
+    assert len(trials) == 1
+
+
+def test_a_spec_file_without_an_objective_runs_the_function_passed(tmp_path: Path, sqlite_url: str) -> None:
+    # The README's `tuner.run("studies/mine.yaml", objective=objective)`: the file need not name one.
+    spec = tmp_path / "mine.yaml"
+    spec.write_text("name: mine\nsearch_space:\n  params:\n    x: {float: [-5, 5]}\nn_trials: 2\npruner: none\nseed: 0\n")
+    study = tuner.run(spec, objective=objectives.quadratic, storage=sqlite_url)
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "COMPLETE"]
+    assert _stored_spec(sqlite_url, "mine")["objective"] == "tests.objectives:quadratic"
+    with pytest.raises(tuner.SpecError, match="task: missing"):
+        tuner.validate(spec)  # without a function the file still needs `objective:` or `task:`
