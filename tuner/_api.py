@@ -30,12 +30,12 @@ def validate(spec: str | Path | Mapping[str, Any] | StudySpec, overrides: Mappin
         if overrides:
             return spec_from_mapping(spec.raw, source=spec.source, base_dir=spec.base_dir, overrides=overrides)
         return spec
+    # A function passed in stands for the spec's objective: a spec may leave `objective:` out then.
+    named = None if objective is None else \
+        f"{getattr(objective, '__module__', 'python')}:{getattr(objective, '__name__', 'objective')}"
     if isinstance(spec, Mapping):
-        data = dict(spec)
-        if objective is not None and "objective" not in data and "task" not in data:
-            data["objective"] = f"{getattr(objective, '__module__', 'python')}:{getattr(objective, '__name__', 'objective')}"
-        return spec_from_mapping(data, source="<python>", overrides=overrides)
-    return load_spec(spec, overrides=overrides)
+        return spec_from_mapping(dict(spec), source="<python>", overrides=overrides, default_objective=named)
+    return load_spec(spec, overrides=overrides, default_objective=named)
 
 
 def run(

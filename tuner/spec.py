@@ -113,8 +113,12 @@ def _check_task_accepts(task_obj: Any, task: str, space: Any) -> None:
                              f"{exc.fix or exc.problem}; change or remove it") from None
 
 
-def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> StudySpec:
-    """Read, validate and return the spec in ``path``, with ``overrides`` (CLI flags) applied."""
+def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
+              default_objective: str | None = None) -> StudySpec:
+    """Read, validate and return the spec in ``path``, with ``overrides`` (CLI flags) applied.
+
+    ``default_objective`` names the objective of a spec that has neither ``task:`` nor
+    ``objective:`` (``tuner.run(path, objective=fn)`` passes the function's name)."""
     p = Path(path)
     source = str(path)
     if not _is_file(p):
@@ -122,7 +126,8 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None) -> S
     data = load_yaml_file(p, source=source, error=SpecError)
     if not isinstance(data, dict):
         raise SpecError(source, "<root>", f"the spec must be a mapping, got {_kind(data)}", "write `key: value` lines")
-    return spec_from_mapping(data, source=source, base_dir=p.resolve().parent, overrides=overrides)
+    return spec_from_mapping(data, source=source, base_dir=p.resolve().parent, overrides=overrides,
+                             default_objective=default_objective)
 
 
 def spec_from_mapping(
@@ -131,13 +136,17 @@ def spec_from_mapping(
     source: str = "<spec>",
     base_dir: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    default_objective: str | None = None,
 ) -> StudySpec:
-    """Validate a spec given as a mapping (from Python or a parsed file)."""
+    """Validate a spec given as a mapping (from Python or a parsed file); ``default_objective`` as in
+    :func:`load_spec`."""
     if not isinstance(data, Mapping):
         raise SpecError(source, "<root>", f"the spec must be a mapping, got {_kind(data)}", "pass a dict")
     merged = dict(data)
     if overrides:
         merged = apply_overrides(merged, overrides, source=source)
+    if default_objective is not None and merged.get("task") is None and merged.get("objective") is None:
+        merged["objective"] = default_objective
     return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd()).build()
 
 
