@@ -1069,6 +1069,11 @@ class SearchSpace:
                 lines.append(text)
         return lines
 
+    def declared_params(self) -> Iterator[tuple[str, str, str]]:
+        """``(source, path, name)`` of every parameter the space declares (its file, for messages)."""
+        for p in self._order:
+            yield p.source, p.path, p.name
+
     def extreme_values(self) -> Iterator[tuple[str, str, str, str, Any]]:
         """``(source, path, name, what, value)`` for every choice, range end and fixed value.
 

@@ -103,6 +103,33 @@ class StudySpec:
 # --------------------------------------------------------------------------- loading
 
 
+# What other libraries call the built-in tasks' parameters (difflib finds typos, not synonyms).
+_OTHER_NAMES = {"learning_rate": "lr", "learningrate": "lr", "num_layers": "n_layers", "layers": "n_layers",
+                "hidden_size": "width", "hidden_units": "width", "units": "width", "num_epochs": "epochs",
+                "n_epochs": "epochs", "max_epochs": "epochs", "bs": "batch_size", "wd": "weight_decay",
+                "drop_rate": "dropout", "dropout_rate": "dropout", "patience": "early_stopping_patience",
+                "clip": "grad_clip", "gradient_clip_val": "grad_clip", "max_grad_norm": "grad_clip",
+                "lr_schedule": "schedule", "scheduler": "schedule", "warmup": "warmup_frac",
+                "warmup_ratio": "warmup_frac", "smoothing": "label_smoothing", "kernel_size": "kernel"}
+
+
+def _check_task_reads(task_obj: Any, task: str, space: Any) -> None:
+    """Refuse a parameter the task never reads (``Task.param_names`` says why); ``_``-names are the user's own."""
+    import difflib
+
+    known = task_obj.param_names()
+    if known is None:
+        return
+    for source, path, name in space.declared_params():
+        if name in known or name.startswith("_"):
+            continue
+        close = [_OTHER_NAMES[name]] if _OTHER_NAMES.get(name) in known else \
+            difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpaceError(source, path, f"task {task} has no parameter {name!r}: it would be tuned for nothing",
+                         f"{hint}task {task} reads {', '.join(sorted(known))}")
+
+
 def _check_task_accepts(task_obj: Any, task: str, space: Any) -> None:
     """Refuse a choice, range end or fixed value the task would refuse in every trial that draws it."""
     for source, path, name, what, value in space.extreme_values():
@@ -218,6 +245,7 @@ class _Validator:
         metrics, directions = self._metrics(task, task_obj)
         space = self._space()
         if task_obj is not None:
+            _check_task_reads(task_obj, task, space)
             _check_task_accepts(task_obj, task, space)
         sampler, sampler_args = self._plugin("sampler", SAMPLERS, "tpe")
         # A pruner block without a name keeps asha (its args are asha's); no block at all gets the

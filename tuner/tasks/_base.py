@@ -107,6 +107,16 @@ class Task(abc.ABC):
     def check_args(self, args: dict[str, Any]) -> None:
         """Validate (and normalise in place) the merged ``task_args``; raise with :meth:`arg_error`."""
 
+    def param_names(self) -> frozenset[str] | None:
+        """Every search-space parameter this task reads, or None when it takes any name.
+
+        A parameter the task never reads is tuned for nothing: a typo (``droput``) or another
+        task's name (``learning_rate`` for ``lr``) would spend the whole study's trials on a knob
+        that changes nothing, so the spec refuses it. None (the default) is for tasks that pass
+        names on, as the scikit-learn task passes them to its estimator, which checks them.
+        """
+        return None
+
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise ``SpaceError`` for a parameter value this task would refuse in a trial.
 

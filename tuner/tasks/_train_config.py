@@ -18,7 +18,7 @@ from tuner.tasks._param_checks import is_int as _is_int
 from tuner.tasks._param_checks import is_number as _is_number
 from tuner.tasks._param_checks import param_error as _param_error
 
-__all__ = ["OPTIMIZERS", "SCHEDULES", "PRECISIONS", "TrainConfig"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "PRECISIONS", "TrainConfig", "TRAINING_PARAMS"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -87,3 +87,7 @@ class TrainConfig:
             raise _param_error("nesterov", self.nesterov, "true or false")
         if self.optimizer == "sgd" and self.nesterov and self.momentum == 0:
             raise _param_error("nesterov", self.nesterov, "false when momentum is 0 (Nesterov needs momentum)")
+
+
+# The search-space parameters the shared training loop reads (every torch task's).
+TRAINING_PARAMS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))

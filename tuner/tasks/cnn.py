@@ -54,6 +54,13 @@ class ImageClassifierTask(TorchClassifierTask):
         "flip": False,
     }
 
+    @staticmethod
+    def _image_params(model: tuple[str, ...]) -> frozenset[str]:
+        """The training loop's parameters, augmentation's and the model's ``model``."""
+        from tuner.tasks._train_config import TRAINING_PARAMS
+
+        return frozenset(TRAINING_PARAMS + ("augment", "aug_shift", "aug_scale", "aug_rotate") + model)
+
     def __init__(self, task_args: Mapping[str, Any] | None = None, *, source: str = "<spec>") -> None:
         if isinstance(task_args, Mapping) and "task_type" in task_args:
             # TorchClassifierTask (mlp) takes task_type; the image tasks are classification only.
@@ -106,6 +113,10 @@ class CNNTask(ImageClassifierTask):
     (see :func:`tuner.tasks._vision_models.build_cnn`)."""
 
     name = "cnn"
+
+    def param_names(self) -> frozenset[str] | None:
+        return self._image_params(("n_conv", "channels", "convs_per_block", "kernel", "pool", "batch_norm",
+                                   "activation", "global_pool", "head_width", "dropout"))
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """The training and model parameters' checks, without torch."""

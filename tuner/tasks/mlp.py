@@ -24,6 +24,11 @@ class MLPTask(TorchClassifierTask):
 
     name = "mlp"
 
+    def param_names(self) -> frozenset[str] | None:
+        from tuner.tasks._train_config import TRAINING_PARAMS
+
+        return frozenset(TRAINING_PARAMS + ("n_layers", "width", "activation", "batch_norm", "dropout", "init"))
+
     def check_params(self, params: Mapping[str, Any]) -> None:
         """The training and model parameters' checks, without torch."""
         from tuner.tasks._model_params import mlp_settings

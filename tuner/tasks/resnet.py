@@ -54,6 +54,10 @@ class ResNetTask(ImageClassifierTask):
     """A ResNet classifier (see :mod:`tuner.tasks._vision_models`), optionally fine-tuned from ``pretrained``."""
 
     name = "resnet"
+
+    def param_names(self) -> frozenset[str] | None:
+        return self._image_params(("n_stages", "blocks", "width", "dropout", "freeze_stages", "backbone_lr_frac",
+                                   "head_init"))
     args_defaults: ClassVar[Mapping[str, Any]] = {**ImageClassifierTask.args_defaults, "pretrained": None}
 
     def check_args(self, args: dict[str, Any]) -> None:

@@ -72,6 +72,11 @@ class TextTask(Task):
     """Sentence classification by fine-tuning a pretrained encoder (all-MiniLM-L6-v2 by default)."""
 
     name = "text"
+
+    def param_names(self) -> frozenset[str] | None:
+        from tuner.tasks._train_config import TRAINING_PARAMS
+
+        return frozenset(TRAINING_PARAMS) | set(TEXT_DEFAULTS)
     args_defaults: ClassVar[Mapping[str, Any]] = {
         "dataset": None,
         "text": "text",
