@@ -309,7 +309,8 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
 @click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write the export into.")
 @click.option("--trial", type=int, help="Trial number (default: the best; required with several objectives).")
 @click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict (torch tasks; default all) or sklearn.")
-@click.option("--tolerance", default=1e-4, show_default=True, help="Largest output difference allowed vs the PyTorch model.")
+@click.option("--tolerance", default=1e-4, show_default=True,
+              help="Largest output difference allowed vs the trial's model (>= 0).")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write an int8 dynamically quantized TorchScript.")
 @click.option("--retrain", is_flag=True, help="Train the configuration again on train+validation (its best epoch count) first.")
 @click.option("--storage", help=_STORAGE_HELP)
@@ -335,13 +336,17 @@ def export_cmd(study: str, output: str, trial: int | None, formats: str | None, 
     elif retrained:
         click.echo(retrained["note"])
     click.echo(f"exported trial {result.trial} of {result.study} to {result.folder}/")
+    # what each file was compared with: a scikit-learn export has no PyTorch model behind it, and a
+    # retrained export is held to the retrained model's score, not to what the trial recorded
+    against = "the trial's model" if result.card.get("kind") == "sklearn" else "PyTorch"
+    expected = "retrained model" if retrained and "epochs" in retrained else "recorded"
     for name, path in result.files.items():
         check = result.checks[name]
         score = ", ".join(f"{k} {v:+.4f}" if k.endswith("_change") else f"{k} {v:.4f}"
                           for k, v in check.items() if k.startswith("test_"))
         size = f"; {check['size_ratio']:.2f}x the fp32 size" if "size_ratio" in check else ""
-        click.echo(f"  {name:<16} {path.name:<26} max |diff| vs PyTorch {check['max_abs_diff']:.2g}; {score} "
-                   f"(recorded {', '.join(f'{v:.4f}' for v in result.card['recorded_test'].values())}){size}")
+        click.echo(f"  {name:<16} {path.name:<26} max |diff| vs {against} {check['max_abs_diff']:.2g}; {score} "
+                   f"({expected} {', '.join(f'{v:.4f}' for v in result.card['recorded_test'].values())}){size}")
     click.echo("  model_card.md, model_card.json")
 
 
@@ -361,12 +366,19 @@ def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, m
 
     from tuner.export import load, read_inputs, read_texts
 
+    if output:  # checked first: predictions written into the export would replace its files, card included
+        target, folder = Path(output).resolve(), Path(export_dir).resolve()
+        if target == folder or folder in target.parents:
+            raise UserInputError(f"-o {output}: inside the export folder {export_dir}; write the predictions elsewhere")
+        if not target.parent.is_dir():
+            raise UserInputError(f"-o {output}: no such folder {target.parent}")
     predictor = load(export_dir, format=model_format)
     if predictor.kind == "text":
         X: Any = read_texts(inputs, column=(predictor.card.get("data", {}).get("task_args") or {}).get("text")
                             if str(inputs).lower().endswith(".csv") else None)
     else:
-        X = read_inputs(inputs, n_features=predictor.n_features)
+        X = read_inputs(inputs, n_features=predictor.n_features, feature_names=predictor.feature_names,
+                        label_column=predictor.label_column)
     predictions = predictor.predict(X)
     probabilities = predictor.predict_proba(X) if proba else None
     names = [str(c) for c in (predictor.class_names or range(probabilities.shape[1] if probabilities is not None else 0))]
@@ -377,18 +389,21 @@ def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, m
             row.update({f"p_{n}": float(v) for n, v in zip(names, probabilities[i])})
         rows.append(row)
     if output and output.lower().endswith(".json"):
-        Path(output).write_text(json.dumps(rows, indent=1) + "\n")
-        click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
-        return
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["prediction"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    if output:
-        Path(output).write_text(buffer.getvalue())
-        click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+        text = json.dumps(rows, indent=1) + "\n"
     else:
-        click.echo(buffer.getvalue(), nl=False)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["prediction"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    if not output:
+        click.echo(text, nl=False)
+        return
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise UserInputError(f"-o {output}: cannot write it ({exc.strerror or exc})") from None
+    click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
 
 
 @main.command("dashboard")

@@ -3,20 +3,24 @@
 Nothing is reported as exported before it is checked: every written file is loaded back and
 run on held-out test data (parity with the PyTorch model: max absolute difference of the
 outputs, below ``tolerance``) and scored (test accuracy within 0.5 percentage points of what
-the trial recorded; for regression the test RMSE within 0.5 %). A failed check removes the
-export folder's new files and raises.
+the trial recorded; for regression the test RMSE within 0.5 %). The export is built in a work
+folder beside the output folder and moved in only once every check passed, so a failed check
+(or any other failure) raises and leaves the output folder, and a previous export in it, as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -37,7 +41,7 @@ _RMSE_TOLERANCE = 0.005       # 0.5 % of the recorded test RMSE
 
 
 class ExportCheckError(UserInputError):
-    """An export that does not reproduce the trial (exit code 2, the folder is cleaned)."""
+    """An export that does not reproduce the trial (exit code 2; nothing is written)."""
 
 
 @dataclass
@@ -60,77 +64,182 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
     ``retrain=True`` first trains the trial's configuration again on train + validation for
     the trial's best epoch count and exports that model (checked against its own test score;
     the card gives both test scores).
+
+    The export is built and checked in a work folder beside ``output`` and moved in only when
+    every check passed: a failure leaves ``output`` (a previous export in it, its record in the
+    study) as it was, and creates no folder.
     """
     from tuner._api import load_study
 
+    if not tolerance >= 0:  # NaN too: it would pass no check and say so only after the writing
+        raise UserInputError(f"--tolerance must be >= 0 (got {tolerance:g}): it is the largest absolute difference "
+                             f"allowed between the exported file's outputs and the model's, e.g. 1e-4")
+    if quantize is not None and quantize != "int8":
+        raise UserInputError(f"--quantize: {quantize!r} is not supported; use int8")
     study = load_study(study_name, storage)
+    _check_built_in_task(study)
     number = _choose_trial(study, trial)
-    trained = load_trained(find_checkpoint(study, number))
-    retrained: dict[str, Any] | None = None
-    workdir = None
-    if retrain:
-        import tempfile
-
-        workdir = tempfile.TemporaryDirectory(prefix="tuner-retrain-")
-        trained, retrained = _retrain(trained, number, Path(workdir.name))
+    checkpoint = find_checkpoint(study, number)
+    trained = load_trained(checkpoint)
     chosen = check_formats(list(formats) if formats else
                            (["sklearn"] if trained.kind == "sklearn" else list(TORCH_FORMATS)), trained.kind)
     if quantize is not None:
-        if quantize != "int8":
-            raise UserInputError(f"--quantize: {quantize!r} is not supported; use int8")
+        if trained.kind not in EXPORTERS["torchscript_int8"].kinds:
+            raise UserInputError(f"--quantize {quantize} does not apply to a {trained.kind} model (it quantizes a "
+                                 f"neural network's linear layers); export without --quantize")
         chosen = check_formats([*chosen, "torchscript_int8"], trained.kind)
     folder = Path(output)
     _check_folder(folder)
-    test_X, test_y = _test_data(trained)
+    target = Path(os.path.abspath(folder))  # ".", "a/..": a name and a parent to put the work folder beside
 
-    _remove_previous_export(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    checks: dict[str, dict[str, Any]] = {}
-    try:
+    with contextlib.ExitStack() as cleanup:
+        stage = cleanup.enter_context(_staging(target, shown=str(output)))  # an unusable -o fails before training
+        retrained: dict[str, Any] | None = None
+        if retrain:
+            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="tuner-retrain-")))
+            trained, retrained = _retrain(trained, number, workdir)
+        test_X, test_y = _test_data(trained)
         reference = _reference_outputs(trained, test_X[:_PARITY_BATCH])
         recorded = _recorded_score(trained, study, number) if retrained is None else {
             k: float(v) for k, v in trained.metrics.items() if k in ("test_accuracy", "test_rmse")}
+        written: dict[str, Path] = {}
+        checks: dict[str, dict[str, Any]] = {}
         for name in chosen:
             exporter = EXPORTERS[name]
             t0 = time.perf_counter()
-            path = exporter.write(trained, folder, test_X[:8].copy())
+            path = exporter.write(trained, stage, test_X[:8].copy())
             written[name] = path
             run = exporter.runner(path)
             out = run(test_X[:_PARITY_BATCH])
-            diff = float(np.max(np.abs(out.astype(np.float64) - reference))) if trained.kind != "sklearn" else 0.0
             if trained.kind == "sklearn":
                 diff = float(np.max(np.abs(_as_float(out) - _as_float(reference)))) if len(out) else 0.0
+            else:
+                diff = float(np.max(np.abs(out.astype(np.float64) - reference)))
             if exporter.exact and not diff <= tolerance:
-                raise ExportCheckError(f"{name}: outputs differ from the PyTorch model by {diff:.3g} "
-                                       f"(tolerance {tolerance:g}); the export was removed")
+                raise ExportCheckError(f"{name}: outputs differ from {_compared_with(trained, retrained)} by "
+                                       f"{diff:.3g} (tolerance {tolerance:g}); {_NOTHING_WRITTEN}")
             score = _score(trained, run, test_X, test_y)
             if exporter.exact:
-                _check_score(name, score, recorded)
+                _check_score(name, score, recorded, "epochs" in (retrained or {}))
             else:  # quantized: report what it costs and saves instead of holding it to the trial's score
                 score.update({f"{k}_change": v - recorded[k] for k, v in score.items() if k in recorded})
-                score["size_ratio"] = path.stat().st_size / _fp32_size(trained, folder, written, test_X[:8].copy())
+                score["size_ratio"] = path.stat().st_size / _fp32_size(trained, stage, written, test_X[:8].copy())
             checks[name] = {"max_abs_diff": diff, "parity_batch": int(min(len(test_X), _PARITY_BATCH)),
                             **score, "seconds": round(time.perf_counter() - t0, 3)}
         if trained.kind == "text":  # the exported graphs take token ids: ship the tokenizer that makes them
-            trained.extra["tokenizer"].save_pretrained(str(folder / "tokenizer"))
-        card = _card(trained, study, number, written, checks, recorded)
-        if retrained is not None:
-            card["retrained"] = retrained
-        (folder / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
-        (folder / CARD_MD).write_text(_card_markdown(card))
-        try:
-            _record(study, number, folder, card)
-        except Exception:  # noqa: BLE001 - a read-only storage: the export stands, only its listing is missing
-            card["recorded_in_storage"] = False
+            trained.extra["tokenizer"].save_pretrained(str(stage / "tokenizer"))
+        card = _card(trained, study, number, written, checks, recorded, retrained, checkpoint)
+        (stage / CARD_JSON).write_text(json.dumps(card, indent=2, default=str) + "\n")
+        (stage / CARD_MD).write_text(_card_markdown(card))
+        _swap_in(stage, target, shown=str(output))
+    files = {name: folder / path.name for name, path in written.items()}
+    try:
+        _record(study, number, folder, card)
+    except Exception:  # noqa: BLE001 - a read-only storage: the export stands, only its listing is missing
+        card["recorded_in_storage"] = False
+    return ExportResult(folder, study.study_name, number, files, checks, card)
+
+
+_NOTHING_WRITTEN = "nothing was exported (the output folder is as it was)"
+
+
+# ---- where the files go ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _staging(target: Path, *, shown: str) -> Iterator[Path]:
+    """A fresh work folder beside ``target`` (same file system: the files are moved in by renaming),
+    removed on the way out, with the parent folders it had to create when the export failed."""
+    missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]  # deepest first
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name or 'export'}.tuner-export-", dir=target.parent))
+    except OSError as exc:
+        _remove_empty(missing)
+        raise UserInputError(f"-o {shown}: cannot create the export folder ({_why_not(target, exc)}); "
+                             f"give a folder in a writable location (e.g. -o ./{target.name or 'export'})") from None
+    stage = work / "new"
+    stage.mkdir()
+    try:
+        yield stage
     except BaseException:
-        for path in written.values():
-            path.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+        _remove_empty(missing)
         raise
-    finally:
-        if workdir is not None:
-            workdir.cleanup()
-    return ExportResult(folder, study.study_name, number, written, checks, card)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def _why_not(target: Path, exc: OSError) -> str:
+    """The reason a folder cannot be made there, in the user's terms (a file on the way, no such place)."""
+    for ancestor in [target, *target.parents]:
+        if ancestor.exists() and not ancestor.is_dir():
+            return f"{ancestor} is a file"
+        if ancestor.is_dir():
+            return f"{ancestor} takes no new folder: {exc.strerror or exc}"
+    return exc.strerror or str(exc)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders the export created (deepest first) when nothing ended up in them."""
+    for path in folders:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def _swap_in(stage: Path, target: Path, *, shown: str) -> None:
+    """Move the checked export from ``stage`` into ``target``: one rename when ``target`` does not exist;
+    else the previous export's files move aside, the new ones in, and the previous ones are deleted only
+    once every new one is in place (a failure puts the previous ones back)."""
+    if not target.exists():
+        try:
+            os.rename(stage, target)
+            return
+        except OSError as exc:
+            raise UserInputError(f"-o {shown}: cannot create the export folder ({_why_not(target, exc)}); "
+                                 f"{_NOTHING_WRITTEN}") from None
+    new = sorted(p.name for p in stage.iterdir())
+    old = sorted(set(_previous_export_names(target)) | {n for n in new if (target / n).exists()})
+    aside = stage.parent / "previous"
+    aside.mkdir()
+    moved_aside: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in old:
+            shutil.move(str(target / name), str(aside / name))
+            moved_aside.append(name)
+        for name in new:
+            shutil.move(str(stage / name), str(target / name))
+            moved_in.append(name)
+    except OSError as exc:
+        for name in moved_in:
+            path = target / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        for name in moved_aside:
+            shutil.move(str(aside / name), str(target / name))
+        raise UserInputError(f"-o {shown}: cannot move the new export into the folder ({exc.strerror or exc}); "
+                             f"the previous export is as it was") from None
+
+
+def _previous_export_names(folder: Path) -> list[str]:
+    """The names an export folder's previous export owns: the files its card lists, the cards, the tokenizer."""
+    card = folder / CARD_JSON
+    if not card.is_file():
+        return []
+    try:
+        files = json.loads(card.read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        files = {}
+    names = {CARD_JSON, CARD_MD, "tokenizer"}
+    for info in files.values() if isinstance(files, dict) else []:
+        name = str(info.get("file", "")) if isinstance(info, dict) else ""
+        if name and "/" not in name and name not in ("..", "."):
+            names.add(name)
+    return sorted(n for n in names if (folder / n).exists())
 
 
 # ---- choosing the trial --------------------------------------------------------------------------------
@@ -147,6 +256,20 @@ def _choose_trial(study: "optuna.Study", trial: int | None) -> int:
         return study.best_trial.number  # one query in the RDB storage
     except ValueError:
         raise UserInputError(f"study {study.study_name!r} has no complete trial to export yet") from None
+
+
+def _check_built_in_task(study: "optuna.Study") -> None:
+    """A study of the user's own objective trains no model tuner can rebuild: say so, not "pick another trial"."""
+    from tuner.engine import _attrs
+
+    spec = study._storage.get_study_system_attrs(study._study_id).get(_attrs.SPEC)
+    if not isinstance(spec, dict) or spec.get("task"):
+        return  # a built-in task, or a study tuner did not run (its trials are looked at one by one)
+    name = study.study_name
+    what = f"objective {spec['objective']}" if spec.get("objective") else "a Python objective"
+    raise UserInputError(f"study {name!r} has no checkpoint to export: it ran {what}, which is not a built-in task, "
+                         f"so its trials save no model tuner can rebuild; `tuner best {name}` prints the best "
+                         f"parameters to train and save your model with")
 
 
 def _check_folder(folder: Path) -> None:
@@ -254,25 +377,6 @@ def _fp32_size(trained: TrainedModel, folder: Path, written: dict[str, Path], ex
         return EXPORTERS["torchscript"].write(trained, Path(tmp), example).stat().st_size
 
 
-def _remove_previous_export(folder: Path) -> None:
-    """Re-exporting into an export folder: remove the files its card lists (and the card), nothing else."""
-    card = folder / CARD_JSON
-    if not card.is_file():
-        return
-    try:
-        files = json.loads(card.read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
-        files = {}
-    for info in files.values() if isinstance(files, dict) else []:
-        name = str(info.get("file", "")) if isinstance(info, dict) else ""
-        if name and "/" not in name and name not in ("..", "."):
-            (folder / name).unlink(missing_ok=True)
-    card.unlink(missing_ok=True)
-    (folder / CARD_MD).unlink(missing_ok=True)
-    if (folder / "tokenizer").is_dir():
-        shutil.rmtree(folder / "tokenizer")
-
-
 # ---- checking ------------------------------------------------------------------------------------------
 
 
@@ -335,13 +439,43 @@ def _recorded_score(trained: TrainedModel, study: "optuna.Study", number: int) -
     return {key: float(metrics[key])}
 
 
-def _check_score(name: str, score: dict[str, float], recorded: dict[str, float]) -> None:
+def _check_score(name: str, score: dict[str, float], recorded: dict[str, float], retrained: bool = False) -> None:
+    whose = "the retrained model scored" if retrained else "the trial recorded"
     for key, value in recorded.items():
         got = score[key]
         limit = _ACCURACY_TOLERANCE if key == "test_accuracy" else _RMSE_TOLERANCE * abs(value)
         if abs(got - value) > limit + 1e-12:
-            raise ExportCheckError(f"{name}: {key} of the export is {got:.4f} but the trial recorded {value:.4f} "
-                                   f"(allowed difference {limit:.4g}); the export was removed")
+            raise ExportCheckError(f"{name}: {key} of the export is {got:.4f} but {whose} {value:.4f} "
+                                   f"(allowed difference {limit:.4g}); {_NOTHING_WRITTEN}")
+
+
+def _compared_with(trained: TrainedModel, retrained: dict[str, Any] | None) -> str:
+    """What an exported file's outputs were compared with (the card and the error messages say it)."""
+    if trained.kind == "sklearn":
+        return "the trial's model as trained"
+    return "the retrained PyTorch model" if retrained and "epochs" in retrained else "the PyTorch model"
+
+
+def _checked_against(retrained: dict[str, Any] | None) -> str:
+    """Whose test score an exported file's score was held to."""
+    if retrained and "epochs" in retrained:
+        return "the retrained model's test score"
+    return "the trial's recorded test score"
+
+
+def _sklearn_preprocessing(model: Any) -> str:
+    """What the exported scikit-learn object does to raw features, read from the object itself."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return (f"none: the exported object is a bare {type(model).__name__}, with no preprocessing; "
+                f"feed the raw features as the data file holds them")
+    names = [type(step).__name__ for _, step in steps]
+    before = names[:-1]
+    if not before:
+        return f"none: the exported object is a Pipeline of one step ({names[-1]}); feed raw features"
+    does = "scales the raw features itself" if all(n.endswith("Scaler") for n in before) else \
+        "transforms the raw features itself"
+    return f"the exported object is a Pipeline ({' -> '.join(names)}): it {does}; feed raw features"
 
 
 # ---- the model card ------------------------------------------------------------------------------------
@@ -373,13 +507,27 @@ def _versions() -> dict[str, str]:
 
 
 def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: dict[str, Path],
-          checks: dict[str, dict[str, Any]], recorded: dict[str, float]) -> dict[str, Any]:
+          checks: dict[str, dict[str, Any]], recorded: dict[str, float], retrained: dict[str, Any] | None,
+          checkpoint: Path) -> dict[str, Any]:
+    """The model card of the exported model; a retrained export's metrics and sizes are the retrained
+    model's (the trial's own metrics are kept apart, as the trial's)."""
     from tuner._json import jsonable
     from tuner.engine import _attrs
+    from tuner.export._predictor import _schema  # here: _predictor imports this module
 
     t = trial_by_number(study, number)
-    metrics = {**trained.metrics, **(t.system_attrs.get(_attrs.METRICS) or {})}
-    data = trained.data
+    trial_metrics = {k: v for k, v in {**trained.metrics, **(t.system_attrs.get(_attrs.METRICS) or {})}.items()
+                     if k.startswith(("val_", "test_")) or k in ("n_params", "best_epoch")}
+    data = dict(trained.data)
+    info = retrained or {}
+    retrained_model = "epochs" in info
+    if retrained_model:
+        # the validation part was trained on (and stood in for by the test part): only test metrics describe it
+        metrics = {k: v for k, v in trained.metrics.items() if k.startswith("test_") or k == "n_params"}
+        sizes = data.get("sizes") or {}
+        data["sizes"] = {"train": int(info["train_samples"]), **({"test": sizes["test"]} if "test" in sizes else {})}
+    else:
+        metrics = trial_metrics
     n_features = int(data.get("n_features") or 0)
     preprocessing: dict[str, Any]
     if trained.kind == "torch":
@@ -393,8 +541,8 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
                          "max_length": trained.extra.get("max_length"), "encoder": trained.extra.get("encoder"),
                          "input": "token ids and attention mask stacked as [batch, 2, length] int64, right-padded"}
     else:
-        preprocessing = {"note": "the exported pipeline includes its scaler; feed raw features"}
-    return jsonable({
+        preprocessing = {"note": _sklearn_preprocessing(trained.model)}
+    card = {
         "study": study.study_name,
         "trial": number,
         "kind": trained.kind,
@@ -405,11 +553,17 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         "values": t.values,
         "metric_names": study.metric_names,
         "directions": [d.name.lower() for d in study.directions],
-        "metrics": {k: v for k, v in metrics.items() if k.startswith(("val_", "test_")) or k in ("n_params", "best_epoch")},
+        "metrics": metrics,
+        **({"retrained": retrained} if retrained is not None else {}),
+        **({"trial_metrics": trial_metrics} if retrained_model else {}),
         "recorded_test": recorded,
+        "checked_against": _checked_against(retrained),
+        "compared_with": _compared_with(trained, retrained),
         "data": {"dataset": data.get("dataset"), "task_args": trained.task_args,
                  "split": trained.task_args.get("split"), "split_seed": trained.task_args.get("split_seed"),
-                 "sizes": data.get("sizes")},
+                 "sizes": data.get("sizes"),
+                 **({"sizes_note": "train: the trial's train and validation parts, retrained on both"}
+                    if retrained_model else {})},
         "input": ({"shape": ["batch", 2, "length"], "dtype": "int64", "sample_shape": None,
                    "layout": "sentences tokenized with tokenizer/ (ids and attention mask); tuner.load takes the texts"}
                   if trained.kind == "text" else
@@ -419,31 +573,52 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         "output": ("the target value" if trained.task_type == "regression" else
                    ("the class index" if trained.kind == "sklearn" else "one logit per class")),
         "class_names": data.get("class_names"),
+        "schema": _schema(trained),  # CSV feature/label names and label type, read by tuner predict
         "preprocessing": preprocessing,
         "files": {name: {"file": path.name, "sha256": _sha256(path), "bytes": path.stat().st_size}
                   for name, path in written.items()},
         "checks": checks,
         "versions": {**_versions(), **({"trained_with": trained.extra["versions"]} if trained.extra.get("versions") else {})},
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(trained.checkpoint),
-    })
+        # a retrained model's own checkpoint was a temporary file: name the trial's, its parameters' source
+        "checkpoint": str(checkpoint),
+    }
+    return jsonable(card)
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
+    retrained = card.get("retrained") or {}
     lines = [f"# Model card: {card['study']}, trial {card['trial']}", "",
-             f"- **Task**: {card['task']} ({card['task_type']})" + (f", estimator `{card['estimator']}`" if card.get("estimator") else ""),
-             f"- **Data**: {card['data']['dataset']}, split {card['data']['split']} with seed {card['data']['split_seed']}"
-             + (f"; sizes {card['data']['sizes']}" if card['data'].get('sizes') else ""),
-             f"- **Input**: {card['input']['dtype']} array of shape {card['input']['shape']}; {card['input']['layout']}",
-             f"- **Output**: {card['output']}" + (f"; classes {card['class_names']}" if card.get("class_names") else ""),
-             f"- **Preprocessing**: {card['preprocessing'].get('standardize') or card['preprocessing'].get('note')}",
-             f"- **Exported**: {card['exported_at']} with " + ", ".join(f"{k} {v}" for k, v in card["versions"].items() if isinstance(v, str)),
-             "", "## Metrics", "", "| metric | value |", "|---|---:|"]
-    lines += [f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(card["metrics"].items())]
+             f"- **Task**: {card['task']} ({card['task_type']})" + (f", estimator `{card['estimator']}`" if card.get("estimator") else "")]
+    if "epochs" in retrained:
+        lines.append(f"- **Retrained**: this model was retrained on train + validation ({retrained['train_samples']} "
+                     f"samples) for {retrained['epochs']} epochs from trial {card['trial']}'s parameters; it is not "
+                     f"the model the trial trained (that one's metrics are under \"Trial {card['trial']}'s metrics\")"
+                     + (f"; {retrained['note']}" if retrained.get("note") else ""))
+    elif retrained.get("note"):
+        lines.append(f"- **Retrained**: no; {retrained['note']}")
+    lines += [f"- **Data**: {card['data']['dataset']}, split {card['data']['split']} with seed {card['data']['split_seed']}"
+              + (f"; sizes {card['data']['sizes']}" if card['data'].get('sizes') else "")
+              + (f" ({card['data']['sizes_note']})" if card['data'].get('sizes_note') else ""),
+              f"- **Input**: {card['input']['dtype']} array of shape {card['input']['shape']}; {card['input']['layout']}",
+              f"- **Output**: {card['output']}" + (f"; classes {card['class_names']}" if card.get("class_names") else ""),
+              f"- **Preprocessing**: {card['preprocessing'].get('standardize') or card['preprocessing'].get('note')}",
+              f"- **Exported**: {card['exported_at']} with " + ", ".join(f"{k} {v}" for k, v in card["versions"].items() if isinstance(v, str)),
+              "", "## Metrics", ""]
+    if "trial_metrics" in card:
+        lines += ["Of the exported (retrained) model, on the test part; the validation part was trained on.", ""]
+    lines += _metrics_table(card["metrics"])
+    if "trial_metrics" in card:
+        lines += ["", f"## Trial {card['trial']}'s metrics", "",
+                  "Of the model the trial trained in the study (not the exported one).", ""]
+        lines += _metrics_table(card["trial_metrics"])
     lines += ["", "## Parameters", "", "| parameter | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card["params"].items()]
+    against = card.get("compared_with", "the PyTorch model")
+    expected = card.get("checked_against", "the trial's recorded test score")
     lines += ["", "## Files and checks", "",
-              "| format | file | SHA-256 | max abs diff vs PyTorch | test score of the export (recorded) |", "|---|---|---|---:|---|"]
+              f"| format | file | SHA-256 | max abs diff vs {against} | test score of the export ({expected}) |",
+              "|---|---|---|---:|---|"]
     recorded = ", ".join(f"{k} {v:.4f}" for k, v in card["recorded_test"].items())
     for name, info in card["files"].items():
         check = card["checks"].get(name, {})
@@ -452,3 +627,8 @@ def _card_markdown(card: dict[str, Any]) -> str:
                      f"{score} ({recorded}) |")
     lines += ["", "Load it with `tuner.load(FOLDER)` (`predict`, `predict_proba`) or `tuner predict FOLDER INPUT`.", ""]
     return "\n".join(lines)
+
+
+def _metrics_table(metrics: dict[str, Any]) -> list[str]:
+    return ["| metric | value |", "|---|---:|"] + [
+        f"| {k} | {v:.6g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in sorted(metrics.items())]

@@ -150,8 +150,8 @@ class OnnxExporter(Exporter):
 
 
 class SklearnExporter(Exporter):
-    """The fitted scikit-learn estimator (scaler included) as joblib, with its versions and SHA-256 in
-    the model card; :func:`tuner.load` unpickles it only when the checksum matches the card."""
+    """The fitted scikit-learn estimator (with its preprocessing steps when it is a Pipeline) as joblib, with
+    its versions and SHA-256 in the model card; :func:`tuner.load` unpickles it only when the checksum matches."""
 
     name, filename, kinds = "sklearn", "model.joblib", ("sklearn",)
 

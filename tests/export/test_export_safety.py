@@ -1,0 +1,195 @@
+"""``tuner export`` must never lose a good export, and must say plainly what it did and why it refused.
+
+Two tiny studies (quickstart MLP, sklearn gradient boosting; real Ray, SQLite) and one study of a
+user's own objective, shared by the module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import optuna
+import pytest
+
+import tuner
+from tests import objectives
+from tests.export.test_export import _cli, _one_line_error, _run_tiny
+from tuner.export import EXPORTERS
+from tuner.export._export import CARD_JSON, CARD_MD, ExportCheckError
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("export-safety")
+    url = f"sqlite:///{folder / 'tuner.db'}"
+    for name in ("quickstart", "sklearn_gbm"):
+        _run_tiny(url, folder, name)
+    tuner.run({"name": "own_objective", "search_space": {"params": {"x": {"float": [0, 1]}}}, "n_trials": 2,
+               "concurrency": 1, "seed": 0}, objectives.quadratic, storage=url)
+    yield url
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _exports_recorded(storage: str, study: str) -> Any:
+    from tuner.engine import _attrs
+
+    loaded = optuna.load_study(study_name=study, storage=storage)
+    return loaded._storage.get_study_system_attrs(loaded._study_id).get(_attrs.EXPORTS)
+
+
+def _break_torchscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the TorchScript file's outputs differ from the model's: its parity check fails."""
+    exporter = EXPORTERS["torchscript"]
+    runner = exporter.runner
+
+    def off_by_one(path: Path) -> Any:
+        run = runner(path)
+        return lambda X: run(X) + 1.0
+
+    monkeypatch.setattr(exporter, "runner", off_by_one)
+
+
+# ---- 1. a failed export leaves what was there --------------------------------------------------------------
+
+
+def test_a_failed_reexport_keeps_the_previous_export(storage: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    keep = tmp_path / "keep"
+    tuner.export("quickstart", keep, storage=storage, formats=["state_dict", "onnx"])
+    (keep / "notes.txt").write_text("mine")
+    before, recorded = _snapshot(keep), _exports_recorded(storage, "quickstart")
+    assert {"model.pt", "model.onnx", CARD_JSON, CARD_MD, "notes.txt"} <= set(before)
+
+    _break_torchscript(monkeypatch)
+    with pytest.raises(ExportCheckError, match="outputs differ"):
+        tuner.export("quickstart", keep, storage=storage, formats=["torchscript", "onnx"])
+    assert _snapshot(keep) == before  # the old export, byte for byte, and nothing of the new one
+    assert _exports_recorded(storage, "quickstart") == recorded  # the dashboard's record too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]  # no work folder left beside it
+
+    monkeypatch.undo()  # a re-export that passes replaces the old export's files (and only those)
+    tuner.export("quickstart", keep, storage=storage, formats=["torchscript"])
+    card = json.loads((keep / CARD_JSON).read_text())
+    assert list(card["files"]) == ["torchscript"]
+    assert sorted(p.name for p in keep.iterdir()) == sorted([CARD_JSON, CARD_MD, "model.torchscript.pt", "notes.txt"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+    entries = [e for e in _exports_recorded(storage, "quickstart") if e["folder"] == str(keep.resolve())]
+    assert len(entries) == 1 and set(entries[0]["files"]) == {"torchscript", CARD_JSON, CARD_MD}
+
+
+def test_a_failed_export_into_a_new_folder_leaves_no_folder(storage: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _break_torchscript(monkeypatch)
+    with pytest.raises(ExportCheckError, match="outputs differ"):
+        tuner.export("quickstart", tmp_path / "new" / "deeper", storage=storage, formats=["torchscript"])
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "empty").mkdir()  # a folder the user made stays, empty
+    with pytest.raises(ExportCheckError, match="outputs differ"):
+        tuner.export("quickstart", tmp_path / "empty", storage=storage, formats=["torchscript"])
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"] and list((tmp_path / "empty").iterdir()) == []
+
+
+# ---- 2-4. one-line errors on the command line ----------------------------------------------------------------
+
+
+def test_unusable_output_paths_are_one_line_errors(storage: str, tmp_path: Path) -> None:
+    run = _cli("export", "quickstart", "-o", "/proc/x", "--storage", storage, "--format", "torchscript")
+    _one_line_error(run, "-o /proc/x: cannot create")
+    np.save(tmp_path / "somefile.npy", np.zeros(3))
+    target = str(tmp_path / "somefile.npy" / "sub")
+    run = _cli("export", "quickstart", "-o", target, "--storage", storage, "--format", "torchscript")
+    _one_line_error(run, f"-o {target}: cannot create")
+    assert "somefile.npy is a file" in run.stderr
+
+
+def test_a_negative_tolerance_is_refused_before_anything_is_written(storage: str, tmp_path: Path) -> None:
+    for value in ("-1", "nan"):
+        run = _cli("export", "quickstart", "-o", str(tmp_path / "t"), "--storage", storage, "--tolerance", value)
+        _one_line_error(run, "--tolerance must be >= 0")
+        assert not (tmp_path / "t").exists()
+
+
+def test_quantizing_a_sklearn_model_names_the_quantize_flag(storage: str, tmp_path: Path) -> None:
+    run = _cli("export", "sklearn_gbm", "-o", str(tmp_path / "q1"), "--storage", storage, "--quantize", "int8")
+    _one_line_error(run, "--quantize int8 does not apply to a sklearn model")
+    assert "--format" not in run.stderr and not (tmp_path / "q1").exists()
+
+
+# ---- 5-6. the model card describes the exported model ------------------------------------------------------
+
+
+def test_a_retrained_export_has_the_retrained_models_card(storage: str, tmp_path: Path) -> None:
+    out = tmp_path / "retr"
+    result = tuner.export("quickstart", out, storage=storage, formats=["torchscript"], retrain=True)
+    card = json.loads((out / CARD_JSON).read_text())
+    info = card["retrained"]
+    best = optuna.load_study(study_name="quickstart", storage=storage).best_trial
+    trial_metrics = best.system_attrs["tuner:metrics"]
+    # the metrics are the exported model's; the trial's are shown as the trial's
+    assert card["metrics"]["test_accuracy"] == pytest.approx(info["test_accuracy"])
+    assert card["trial_metrics"]["test_accuracy"] == pytest.approx(trial_metrics["test_accuracy"])
+    assert not any(k.startswith("val_") for k in card["metrics"])  # validation was trained on
+    # sizes add up: train (train + val of the trial) and test, the same samples as the trial's parts
+    sizes = card["data"]["sizes"]
+    from tuner.export._trained import find_checkpoint, load_trained
+
+    study = optuna.load_study(study_name="quickstart", storage=storage)
+    original = load_trained(find_checkpoint(study, best.number)).data["sizes"]
+    assert set(sizes) == {"train", "test"} and sizes["train"] == original["train"] + original["val"]
+    assert sizes["test"] == original["test"] and sum(sizes.values()) == sum(original.values())
+    assert result.card["checked_against"].startswith("the retrained model")
+    md = (out / CARD_MD).read_text()
+    assert f"retrained on train + validation ({sizes['train']} samples)" in md
+    assert f"from trial {best.number}'s parameters" in md
+    metrics_table = md.split("## Metrics", 1)[1].split("##", 1)[0]
+    assert f"| test_accuracy | {info['test_accuracy']:.6g} |" in metrics_table
+    trial_table = md.split(f"## Trial {best.number}'s metrics", 1)[1].split("##", 1)[0]
+    assert f"| test_accuracy | {trial_metrics['test_accuracy']:.6g} |" in trial_table
+    assert "(recorded)" not in md and "retrained model" in md.split("## Files and checks", 1)[1]
+
+
+def test_a_sklearn_card_says_what_the_exported_object_holds(storage: str, tmp_path: Path) -> None:
+    import joblib
+
+    out = tmp_path / "gbm"
+    run = _cli("export", "sklearn_gbm", "-o", str(out), "--storage", storage)
+    assert run.returncode == 0, run.stderr
+    model = joblib.load(out / "model.joblib")
+    card = json.loads((out / CARD_JSON).read_text())
+    note = card["preprocessing"]["note"]
+    assert not hasattr(model, "steps")  # the study's estimator is not scaled (task_args.scale: false)
+    assert "scaler" not in note and "HistGradientBoostingClassifier" in note and "no preprocessing" in note
+    assert "PyTorch" not in run.stdout and "vs the trial's model" in run.stdout
+    md = (out / CARD_MD).read_text()
+    assert "PyTorch" not in md and "max abs diff vs the trial's model as trained" in md
+    assert card["compared_with"] == "the trial's model as trained"
+
+
+def test_the_sklearn_preprocessing_note_reads_a_pipeline() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tuner.export._export import _sklearn_preprocessing
+
+    piped = _sklearn_preprocessing(Pipeline([("scale", StandardScaler()), ("model", HistGradientBoostingClassifier())]))
+    assert "StandardScaler" in piped and "scales the raw features itself" in piped
+    assert "no preprocessing" in _sklearn_preprocessing(HistGradientBoostingClassifier())
+
+
+# ---- 7. a study of a user's own objective -----------------------------------------------------------------------
+
+
+def test_a_custom_objective_study_says_there_is_no_model(storage: str, tmp_path: Path) -> None:
+    run = _cli("export", "own_objective", "-o", str(tmp_path / "p"), "--storage", storage)
+    _one_line_error(run, "is not a built-in task")
+    assert "tuner best own_objective" in run.stderr and "--trial" not in run.stderr
+    assert not (tmp_path / "p").exists()

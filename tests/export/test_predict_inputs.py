@@ -1,0 +1,201 @@
+"""What ``tuner predict`` and ``tuner.load(...).predict`` take: CSV columns by name, refused inputs
+(non-finite, empty, the wrong width, unreadable files) as one-line errors, and labels of their training type.
+
+Two tiny studies (real Ray, SQLite): the quickstart MLP on the bundled digits (no feature names,
+integer labels) and a scikit-learn classifier on an iris CSV with a header and a string ``label``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import tuner
+from tests.conftest import ROOT
+from tuner.export import load
+from tuner.export._export import CARD_JSON
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+def _one_line_error(run: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert run.returncode == 2, (run.stdout, run.stderr)
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), run.stderr
+    assert all(w in lines[0] for w in words), (words, run.stderr)
+    assert "Traceback" not in run.stderr
+
+
+def _predictions(run: subprocess.CompletedProcess[str]) -> list[str]:
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "prediction"
+    return lines[1:]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[dict[str, Path]]:
+    """``{"digits": the quickstart MLP's export, "iris": a classifier's trained on iris.csv, "dir": their folder}``."""
+    from sklearn.datasets import load_iris
+
+    folder = tmp_path_factory.mktemp("predict")
+    url = f"sqlite:///{folder / 'tuner.db'}"
+    iris = load_iris(as_frame=True)
+    frame = iris.data.set_axis(FEATURES, axis=1)
+    frame["label"] = [str(iris.target_names[i]) for i in iris.target]
+    frame.to_csv(folder / "iris.csv", index=False)
+    tuner.run(ROOT / "studies" / "quickstart.yaml", storage=url, overrides={
+        "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"),
+        "task_args.max_samples": 400, "search_space": {"include": ["../search_spaces/mlp.yaml"], "params": {
+            "epochs": 3, "n_layers": 1, "width": {"int": [16, 32], "per": "n_layers"}}}})
+    tuner.run({"name": "iris_csv", "task": "sklearn", "n_trials": 2, "concurrency": 1, "pruner": "none", "seed": 0,
+               "artifacts_dir": str(folder / "runs"),
+               "task_args": {"estimator": "sklearn.linear_model.LogisticRegression",
+                             "dataset": str(folder / "iris.csv"), "cv": 3},
+               "search_space": {"params": {"C": {"float": [0.5, 5], "log": True}, "max_iter": 500}}}, storage=url)
+    tuner.export("quickstart", folder / "digits", storage=url, formats=["torchscript"])
+    tuner.export("iris_csv", folder / "iris", storage=url)
+    yield {"digits": folder / "digits", "iris": folder / "iris", "dir": folder}
+
+
+# ---- 1. CSV columns are taken by name; no silent drop of a column ----------------------------------------
+
+
+def test_a_csv_model_selects_its_features_by_name(exports: dict[str, Path], tmp_path: Path) -> None:
+    out, data = exports["iris"], pd.read_csv(exports["dir"] / "iris.csv")
+    rows = data.iloc[::15]
+    expected = [str(v) for v in load(out).predict(rows[FEATURES].to_numpy())]
+    assert len(set(expected)) > 1  # the rows span classes: a column mix-up would show
+    reordered = rows[FEATURES[::-1]]
+    with_id = rows[FEATURES].copy()
+    with_id.insert(0, "id", range(1000, 1000 + len(rows)))
+    inputs = {"reordered.csv": reordered, "with_id.csv": with_id, "training.csv": rows}  # training: the label too
+    for name, frame in inputs.items():
+        frame.to_csv(tmp_path / name, index=False)
+        assert _predictions(_cli("predict", str(out), str(tmp_path / name))) == expected, name
+        assert [str(v) for v in load(out).predict(frame)] == expected, name  # a DataFrame: by name as well
+    rows[FEATURES[:3]].to_csv(tmp_path / "missing.csv", index=False)
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "missing.csv")), "missing.csv", "'petal_width'")
+    rows[FEATURES].to_csv(tmp_path / "no_header.csv", index=False, header=False)
+    assert _predictions(_cli("predict", str(out), str(tmp_path / "no_header.csv"))) == expected
+    with_id.to_csv(tmp_path / "no_header_id.csv", index=False, header=False)
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "no_header_id.csv")),
+                    "no_header_id.csv", "5 columns", "4 features")
+    card = json.loads((out / CARD_JSON).read_text())
+    assert card["schema"]["feature_names"] == FEATURES and card["schema"]["label_column"] == "label"
+
+
+def test_without_feature_names_a_width_mismatch_is_refused(exports: dict[str, Path], tmp_path: Path) -> None:
+    out = exports["digits"]
+    from sklearn.datasets import load_digits
+
+    X, _ = load_digits(return_X_y=True)
+    wide = np.column_stack([np.arange(5), X[:5]])  # an id column first, then the 64 features
+    np.save(tmp_path / "wide.npy", wide)
+    header = ",".join(["id"] + [f"p{i}" for i in range(64)])
+    np.savetxt(tmp_path / "wide.csv", wide, delimiter=",", header=header, comments="")
+    np.savetxt(tmp_path / "wide_nohead.csv", wide, delimiter=",")
+    for name in ("wide.npy", "wide.csv", "wide_nohead.csv"):
+        _one_line_error(_cli("predict", str(out), str(tmp_path / name)), name, "65", "64")
+    with pytest.raises(tuner.UserInputError, match="65 features per sample but the model takes 64"):
+        load(out).predict(wide)
+
+
+# ---- 2. NaN and infinite inputs ---------------------------------------------------------------------------
+
+
+def test_non_finite_inputs_are_refused(exports: dict[str, Path], tmp_path: Path) -> None:
+    X = np.zeros((4, 64))
+    X[1, 3], X[3, 0] = np.nan, np.inf
+    np.save(tmp_path / "nan.npy", X)
+    _one_line_error(_cli("predict", str(exports["digits"]), str(tmp_path / "nan.npy")),
+                    "nan.npy", "2 rows", "first: row index 1")
+    (tmp_path / "nan.csv").write_text(",".join(FEATURES) + "\n5.1,3.5,1.4,0.2\n5.1,nan,1.4,0.2\n")
+    _one_line_error(_cli("predict", str(exports["iris"]), str(tmp_path / "nan.csv")),
+                    "nan.csv", "1 row holds", "first: line 3")
+    with pytest.raises(tuner.UserInputError, match=r"2 rows hold NaN or infinite values \(first: row index 0\)"):
+        load(exports["digits"]).predict(np.full((2, 64), np.nan))
+    with pytest.raises(tuner.UserInputError, match="NaN or infinite"):
+        load(exports["iris"]).predict_proba(np.array([[1.0, 2.0, np.inf, 0.5]]))
+
+
+# ---- 3. the output must not overwrite the export ----------------------------------------------------------
+
+
+def test_predictions_are_never_written_into_the_export(exports: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    out = shutil.copytree(exports["digits"], tmp_path / "export")  # a copy: the other tests keep theirs, whatever
+    np.save(tmp_path / "x.npy", np.zeros((2, 64)))
+    card = (out / CARD_JSON).read_bytes()
+    for target in (out / CARD_JSON, out / "preds.csv"):
+        _one_line_error(_cli("predict", str(out), str(tmp_path / "x.npy"), "-o", str(target)),
+                        "inside the export folder")
+    assert (out / CARD_JSON).read_bytes() == card and not (out / "preds.csv").exists()
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "nowhere" / "out.csv")),
+                    "-o", "no such folder")
+
+
+# ---- 4. empty inputs --------------------------------------------------------------------------------------
+
+
+def test_empty_inputs_are_one_line_errors(exports: dict[str, Path], tmp_path: Path) -> None:
+    np.save(tmp_path / "X_empty.npy", np.zeros((0, 64)))
+    _one_line_error(_cli("predict", str(exports["digits"]), str(tmp_path / "X_empty.npy")), "no rows in", "X_empty.npy")
+    for out, width in ((exports["digits"], 64), (exports["iris"], 4)):
+        with pytest.raises(tuner.UserInputError, match="no rows"):
+            load(out).predict(np.zeros((0, width)))
+    (tmp_path / "header_only.csv").write_text(",".join(f"p{i}" for i in range(64)) + "\n")
+    _one_line_error(_cli("predict", str(exports["digits"]), str(tmp_path / "header_only.csv")),
+                    "no rows in", "header_only.csv", "only a header")
+
+
+# ---- 5. messages that say what is wrong -------------------------------------------------------------------
+
+
+def test_unreadable_inputs_and_folders_say_what_they_are(exports: dict[str, Path], tmp_path: Path) -> None:
+    out = exports["digits"]
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "text.npy")), "text.npy", "not a NumPy .npy file")
+    np.savez(tmp_path / "empty.npz")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "empty.npz")), "empty.npz", "holds no arrays")
+    np.save(tmp_path / "x.npy", np.zeros((2, 64)))
+    with pytest.raises(tuner.UserInputError, match="x.npy: a file, not an export folder"):
+        load(tmp_path / "x.npy")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "x.npy"), "--format", "bogus"),
+                    "unknown format 'bogus'", "torchscript", "onnx")
+
+
+# ---- 6. labels come back with the type they had in the training data --------------------------------------
+
+
+def test_labels_keep_their_training_type(exports: dict[str, Path], tmp_path: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    digits = load(exports["digits"])
+    pred = digits.predict(X[:200])
+    accuracy = np.mean([str(p) == str(t) for p, t in zip(pred, y[:200])])
+    assert pred.dtype.kind == "i" and accuracy > 0.2 and (pred == y[:200]).mean() == accuracy  # was 0.0: '3' != 3
+    iris = load(exports["iris"]).predict(np.array([[5.1, 3.5, 1.4, 0.2]]))
+    assert list(iris) == ["setosa"]  # string labels stay strings
+    np.save(tmp_path / "x.npy", X[:3])
+    run = _cli("predict", str(exports["digits"]), str(tmp_path / "x.npy"), "-o", str(tmp_path / "p.json"))
+    assert run.returncode == 0, run.stderr
+    written = [r["prediction"] for r in json.loads((tmp_path / "p.json").read_text())]
+    assert written == [int(v) for v in digits.predict(X[:3])]  # numbers in the JSON, not "3"
+    card = json.loads((exports["digits"] / CARD_JSON).read_text())
+    assert card["schema"]["label_type"] == "int"
