@@ -179,13 +179,12 @@ def load_trained(path: Path) -> TrainedModel:
     """Rebuild the model saved at ``path`` (a trial's ``best.pt``/``model.joblib``, or an export's ``model.pt``)."""
     if path.suffix == ".joblib":
         return _load_sklearn(path)
-    import torch
+    from tuner._torch_load import UnreadableCheckpoint, read_checkpoint
 
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise UserInputError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                             f"; is it a file written by tuner?") from None
+        ckpt = read_checkpoint(path)
+    except UnreadableCheckpoint as exc:
+        raise UserInputError(f"cannot read checkpoint {path}: {exc}; is it a file written by tuner?") from None
     if not isinstance(ckpt, Mapping) or not isinstance(ckpt.get("state_dict"), Mapping):
         raise UserInputError(f"{path} is not a tuner checkpoint (no state_dict); export a trial of a built-in task")
     task = ckpt.get("task")
