@@ -56,7 +56,7 @@ def test_the_run_header_says_why_gp_has_no_pruner() -> None:
 
     assert plugins_text(_spec(sampler="gp")) == "sampler gp, pruner none (gp's default: it models completed trials only)"
     assert plugins_text(_spec(sampler="gp", pruner="none")) == "sampler gp, pruner none"
-    assert plugins_text(_spec(sampler="gp", pruner="asha")) == "sampler gp, pruner asha"
+    assert plugins_text(_spec(sampler="gp", pruner="asha")) == "sampler gp, pruner asha (reduction_factor 4: the space holds numbers only)"
 
 
 def test_the_run_header_says_when_nsga2_cannot_breed() -> None:
@@ -66,10 +66,11 @@ def test_the_run_header_says_when_nsga2_cannot_breed() -> None:
 
     assert plugins_text(_spec(sampler="nsga2")) == (
         "sampler nsga2 (a generation is 50 completed trials, so all 20 trials are random draws: "
-        "set sampler.args.population_size to 4 or use tpe), pruner asha")
+        "set sampler.args.population_size to 4 or use tpe), pruner asha (reduction_factor 4: the space holds numbers only)")
     small = {"name": "nsga2", "args": {"population_size": 10}}
     assert plugins_text(_spec(sampler=small, n_trials=100)) == (
-        "sampler nsga2 (breeds once 10 trials have completed; pruned trials do not count), pruner asha")
+        "sampler nsga2 (breeds once 10 trials have completed; pruned trials do not count), pruner asha"
+        " (reduction_factor 4: the space holds numbers only)")
     assert plugins_text(_spec(sampler=small, n_trials=100, pruner="none")) == "sampler nsga2, pruner none"
     two_metrics = _spec(sampler=small, n_trials=30, metrics=["a", "b"], directions=["minimize", "minimize"])
     assert plugins_text(two_metrics) == "sampler nsga2, pruner none"  # multi-objective studies are never pruned

@@ -88,7 +88,7 @@ def test_cmaes_counts_pruned_trials_on_a_numbers_only_space_only() -> None:
     assert not considers({"consider_pruned_trials": False}, NUMBERS)
     assert describe_plugin("sampler", "cmaes", {}, CATEGORICAL) == (
         "cmaes (consider_pruned_trials False: the space has categorical parameters)")
-    assert describe_plugin("sampler", "cmaes", {}, NUMBERS) == "cmaes"
+    assert describe_plugin("sampler", "cmaes", {}, NUMBERS) == "cmaes (counts pruned trials: the space holds numbers only)"
 
 
 def test_asha_is_tuners_successive_halving_with_the_presets_arguments() -> None:
@@ -100,7 +100,9 @@ def test_asha_is_tuners_successive_halving_with_the_presets_arguments() -> None:
 
 
 def test_describe_names_what_the_space_changed() -> None:
-    assert describe_plugin("sampler", "tpe", {}, NUMBERS) == "tpe"
+    assert describe_plugin("sampler", "tpe", {}, NUMBERS) == "tpe (multivariate, grouped: the space holds numbers only)"
+    assert describe_plugin("sampler", "tpe", {"group": False}, NUMBERS) == "tpe"
+    assert describe_plugin("pruner", "asha", {}, NUMBERS) == "asha (reduction_factor 4: the space holds numbers only)"
     assert describe_plugin("sampler", "tpe", {}, CATEGORICAL) == (
         "tpe (independent, 4 EI candidates, every 2nd trial multivariate: the space has categorical parameters)")
     assert describe_plugin("sampler", "tpe", {"n_ei_candidates": 24, "alternate": None}, CATEGORICAL) == (
@@ -112,8 +114,10 @@ def test_describe_names_what_the_space_changed() -> None:
     assert describe_plugin("pruner", "median", {}, CATEGORICAL) == "median"
     assert describe_plugin("sampler", "tpe", {"alternate": 3}, CATEGORICAL) == (
         "tpe (independent, 4 EI candidates: the space has categorical parameters; every 3rd trial multivariate)")
-    assert describe_plugin("sampler", "tpe", {"alternate": 4}, NUMBERS) == "tpe (every 4th trial independent)"
-    assert describe_plugin("sampler", "tpe", {"alternate": 22}, NUMBERS) == "tpe (every 22nd trial independent)"
+    assert describe_plugin("sampler", "tpe", {"alternate": 4}, NUMBERS) == (
+        "tpe (multivariate, grouped: the space holds numbers only; every 4th trial independent)")
+    assert describe_plugin("sampler", "tpe", {"alternate": 22}, NUMBERS) == (
+        "tpe (multivariate, grouped: the space holds numbers only; every 22nd trial independent)")
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -193,11 +193,24 @@ def describe_plugin(kind: str, name: str, args: dict[str, Any], space: Any) -> s
     if preset:
         changed = _tpe_preset_words(preset) if tpe else [f"{k} {v}" for k, v in preset.items()]
         notes.append(f"{', '.join(changed)}: the space has categorical parameters")
+    elif space is not None and not space.has_categorical():
+        own = _NUMBERS_ONLY_WORDS.get((kind, name))
+        if own and not set(own[0]) & set(args):
+            notes.append(f"{own[1]}: the space holds numbers only")
     every = args.get("alternate") if tpe else None
     if every:
         own = resolved_args(kind, name, args, space).get("multivariate")
         notes.append(f"every {_ordinal(every)} trial {'independent' if own is None or own else 'multivariate'}")
     return f"{name} ({'; '.join(notes)})" if notes else name
+
+
+# tuner's own defaults where they differ from Optuna's and no categorical preset replaces them, in
+# the header's words (with the arguments that, when given, take their place).
+_NUMBERS_ONLY_WORDS: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
+    ("sampler", "tpe"): (("multivariate", "group"), "multivariate, grouped"),
+    ("sampler", "cmaes"): (("consider_pruned_trials",), "counts pruned trials"),
+    ("pruner", "asha"): (("reduction_factor",), f"reduction_factor {_PRUNER_DEFAULTS['asha']['reduction_factor']}"),
+}
 
 
 def _tpe_preset_words(preset: dict[str, Any]) -> list[str]:
