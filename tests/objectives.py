@@ -165,3 +165,15 @@ def worker_state(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     threads = float(sys.modules["torch"].get_num_threads()) if "torch" in sys.modules else math.nan
     return {"value": params["x"] ** 2, "pid": float(os.getpid()), "torch_threads": threads,
             "had_dynamo": float("torch._dynamo" in sys.modules), "had_ray_tune": float("ray.tune" in sys.modules)}
+
+
+def reports_another_metric(params: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Reports `acc` per step but returns `loss` too: in a `metric: loss` study the pruner never sees a value."""
+    for step in range(1, 4):
+        ctx.report(step, {"acc": 0.5 + 0.1 * step})
+    return {"loss": params["x"], "acc": 0.8}
+
+
+def returns_a_flag(params: dict[str, Any], ctx: Any) -> Any:
+    """Returns a bool for even trial numbers and a numeric string for odd ones: neither is a number."""
+    return params["x"] > 0 if ctx.number % 2 == 0 else str(params["x"])

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 SPEC = """\
@@ -126,3 +128,17 @@ def test_unreachable_ray_address_is_a_clear_error(tmp_path: Path) -> None:
     out = _run(spec, f"sqlite:///{tmp_path / 'u.db'}", "--ray-address", f"127.0.0.1:{_free_port()}")
     assert out.returncode == 2, out.stderr[-2000:]
     assert out.stderr.startswith("error: cannot join the Ray cluster") and out.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "garbage", "http://1.2.3.4", "ray://127.0.0.1:1", "host:notaport"])
+def test_a_malformed_ray_address_is_a_one_line_error_before_the_storage_is_touched(tmp_path: Path, address: str) -> None:
+    # Before, Ray's own check inside ray.init raised `ValueError: Invalid address format` (a 47-53
+    # line traceback, exit 1) after the study's database file had been created.
+    spec = tmp_path / "m.yaml"
+    spec.write_text(SPEC.format(name="malformed", concurrency=1))
+    out = _run(spec, f"sqlite:///{tmp_path / 'm.db'}", "--ray-address", address)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.startswith(f"error: --ray-address {address!r}: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "expected HOST:PORT of the cluster's head (e.g. 10.0.0.1:6379, as `ray status` there prints it), auto or local" \
+        in out.stderr
+    assert not (tmp_path / "m.db").exists()

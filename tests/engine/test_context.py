@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
-from tuner.engine._context import TrialContext
+from tuner.engine import _attrs
+from tuner.engine._context import TrialContext, real_number
 from tuner.exceptions import TrialPruned
 
 
@@ -65,3 +69,87 @@ def test_mark_keeps_the_first_moment_of_each_name_in_memory_only(tmp_path: Path)
     ctx.mark("data_loaded")
     assert before <= first == ctx.marks["training_started"] < ctx.marks["data_loaded"] <= time.time()
     assert not any(k.startswith("tuner:") for k in _trial(study, ctx.number).system_attrs)  # the worker stores them
+
+
+def test_a_first_report_without_the_study_metric_fails_naming_what_is_needed_and_what_came(tmp_path: Path) -> None:
+    """`acc` reported in a `metric: val_loss` study (a typo, a renamed metric) left pruning off
+    with no word; it fails at the first step instead, before the trial spends its budget."""
+    study, ctx = _context(tmp_path, optuna.pruners.MedianPruner())
+    with pytest.raises(ValueError, match=r"has no 'val_loss', the study's metric.*reported: \['acc', 'loss'\]"):
+        ctx.report(1, {"acc": 0.5, "loss": 0.1})
+    assert _trial(study, ctx.number).intermediate_values == {}
+
+
+def test_once_the_metric_came_a_step_without_it_is_a_step_without_evaluation(tmp_path: Path) -> None:
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    ctx.report(1, {"val_loss": 0.5, "train_loss": 0.4})
+    ctx.report(2, {"train_loss": 0.3})  # val_loss every other epoch, say
+    ctx.report(3, {"val_loss": 0.2, "train_loss": 0.2})
+    assert _trial(study, ctx.number).intermediate_values == {1: 0.5, 3: 0.2}
+    assert [c["step"] for c in ctx.curve] == [1, 2, 3]
+
+
+def test_without_a_pruner_reports_may_carry_other_names(tmp_path: Path) -> None:
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    ctx._prune = False  # pruner: none
+    ctx.report(1, {"acc": 0.5})
+    assert ctx.curve == [{"step": 1, "acc": 0.5}] and not ctx.warnings
+
+
+def test_a_built_in_task_without_the_metric_in_its_reports_warns_once_per_trial(tmp_path: Path) -> None:
+    """A task's study may rank by a final-only metric (test_accuracy): no failure, but a stored warning."""
+    study, ctx = _context(tmp_path, optuna.pruners.MedianPruner())
+    ctx._missing_metric_fails = False
+    ctx.report(1, {"val_accuracy": 0.5})
+    ctx.report(2, {"val_accuracy": 0.6})
+    assert len(ctx.warnings) == 1 and "has no 'val_loss'" in ctx.warnings[0] and "['val_accuracy']" in ctx.warnings[0]
+    stored = _trial(study, ctx.number).system_attrs[_attrs.ATTR_PREFIX + "artifact_warning"]
+    assert "this trial cannot be pruned" in stored
+
+
+@pytest.mark.parametrize("bad", [True, "0.5", None, [0.5]])
+def test_a_study_metric_that_is_not_a_number_is_refused(tmp_path: Path, bad: object) -> None:
+    _study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    if bad is None:  # a dict's None means "not measured at this step": here the first step, so missing
+        with pytest.raises(ValueError, match="has no 'val_loss'"):
+            ctx.report(1, {"val_loss": bad})
+        return
+    with pytest.raises(TypeError, match="must be a number"):
+        ctx.report(1, {"val_loss": bad})
+    with pytest.raises(TypeError, match="value must be a number or a dict of numbers"):
+        ctx.report(1, bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("step", ["one", "1", 1.5, True, np.bool_(True), None, math.nan])
+def test_a_step_that_is_not_a_whole_number_is_a_type_error_that_says_so(tmp_path: Path, step: object) -> None:
+    _study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    with pytest.raises(TypeError, match=r"ctx.report: step must be a whole number .*got \w+ "):
+        ctx.report(step, 0.5)  # type: ignore[arg-type]
+    assert ctx.curve == []
+
+
+def test_a_negative_step_is_refused_and_whole_numbers_of_any_type_are_taken(tmp_path: Path) -> None:
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    with pytest.raises(ValueError, match=r"ctx.report: step must be >= 0, got -1"):
+        ctx.report(-1, 0.5)
+    ctx.report(0, 0.9)
+    ctx.report(np.int64(1), 0.8)  # type: ignore[arg-type]
+    ctx.report(2.0, 0.7)  # type: ignore[arg-type]
+    assert _trial(study, ctx.number).intermediate_values == {0: 0.9, 1: 0.8, 2: 0.7}
+    assert [type(c["step"]) for c in ctx.curve] == [int, int, int]
+
+
+@pytest.mark.parametrize("value, expected", [
+    (3, 3.0), (0.5, 0.5), (np.float32(0.25), 0.25), (np.int64(4), 4.0), (np.array(0.5), 0.5),
+    (Fraction(1, 4), 0.25), (Decimal("0.5"), 0.5), (math.inf, math.inf),
+    (True, None), (np.bool_(False), None), ("0.5", None), (b"1", None), (1 + 0j, None), (np.array([0.5]), None),
+    (np.array(True), None), (np.array("0.5"), None), (None, None), ([1.0], None), (object(), None)])
+def test_real_number_takes_real_numbers_only(value: object, expected: float | None) -> None:
+    assert real_number(value) == expected
+
+
+def test_real_number_takes_torch_scalars_and_not_torch_bools() -> None:
+    torch = pytest.importorskip("torch")
+    assert real_number(torch.tensor(0.5)) == 0.5 and real_number(torch.tensor(3)) == 3.0
+    assert real_number(torch.tensor(True)) is None and real_number(torch.tensor(1 + 1j)) is None
+    assert real_number(torch.tensor([0.5, 0.6])) is None

@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
+import pytest
+
 from tuner.engine._progress import Progress, format_summary
 
 
 def _state(**kw: object) -> SimpleNamespace:
     base = dict(finished=3, target=10, running={"a": 1, "b": 2}, complete=2, pruned=1, failed=0)
     base.update(kw)
+    base.setdefault("started", set(base["running"]))  # every trial handed to Tune has started
     return SimpleNamespace(**base)
 
 
@@ -56,3 +59,34 @@ def test_summary_says_how_to_resume() -> None:
     assert line.startswith("interrupted: study 's' has 4/10 finished trials")
     assert "3 complete, 1 pruned, 2 failed" in line and "run the same command again to resume" in line
     assert "resume" not in format_summary(SimpleNamespace(**{**s.__dict__, "stopped_reason": None, "finished_total": 10}))
+
+
+def test_trials_waiting_for_a_free_slot_are_queued_not_running() -> None:
+    """concurrency 4 on 2 CPUs: Tune holds 3 unfinished trials, 2 of them started; the line said
+    `running 3`. Running counts the started ones only."""
+    p = Progress(stream=io.StringIO(), live=False)
+    held = {"a": (1, 1), "b": (2, 2), "c": (3, 3)}
+    assert "finished 1/4  running 2, queued 1  complete" in p._status(_state(finished=1, target=4, running=held,
+                                                                                started={"a", "b"}))
+    assert "running 0, queued 3  " in p._status(_state(running=held, started=set()))
+    line = p._status(_state(running=held, started={"a", "b", "c", "gone"}))  # a finished trial is not counted
+    assert "running 3  complete" in line and "queued" not in line
+
+
+def test_the_recorder_marks_a_trial_started_when_tune_starts_it_and_forgets_it_when_it_ends() -> None:
+    pytest.importorskip("ray.tune")
+    from optuna.trial import TrialState
+
+    from tuner.engine._tune_glue import Recorder
+
+    state = _state(running={"a": (1, 1), "b": (2, 2)}, started=set(), grid=None,
+                   retention=SimpleNamespace(trial_finished=lambda *a: None),
+                   spec=SimpleNamespace(max_failures=10), stop_reason=None)
+    state.count = lambda st: None
+    out = io.StringIO()
+    recorder = Recorder(state, Progress(stream=out, live=False))  # type: ignore[arg-type]
+    recorder.on_trial_start(0, [], SimpleNamespace(trial_id="a"))
+    recorder.on_trial_start(0, [], SimpleNamespace(trial_id="zz"))  # not this run's: ignored
+    assert state.started == {"a"}
+    recorder._finish(SimpleNamespace(trial_id="a"), TrialState.COMPLETE, [1.0], None)
+    assert state.started == set() and "running 0, queued 1" in out.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 
@@ -48,3 +49,19 @@ def test_ask_samples_the_drivers_trial_reading_it_once_and_calling_before_trial_
     expected = optuna.create_study(sampler=real_make("random", {}, seed=_plugins.trial_seed(7, 0), space=space))
     assert params == space.suggest(expected.ask())
     assert study._storage.get_trial(trial_id).params == params
+
+
+@pytest.mark.parametrize("returned", [True, False, np.bool_(True), "0.5", "hello", b"1", 1 + 0j, None, [0.5]])
+def test_a_return_that_is_not_a_real_number_fails_as_a_string_does(tmp_path: Path, returned: object) -> None:
+    """float() took True as 1.0 and "0.5" as 0.5, so a returned flag or unparsed text ranked the trial."""
+    job = _job(SearchSpace.from_mapping({"params": {"x": {"float": [0, 1]}}}, source="t"), "sqlite://")
+    with pytest.raises(TypeError, match=r"^the objective returned a non-number for 'v': "):
+        _worker._values(job, returned, None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^the objective returned a non-number for 'v': "):
+        _worker._values(job, {"v": returned}, None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("returned", [3, 0.5, np.float32(0.5), np.int64(3), np.array(0.5)])
+def test_real_numbers_of_python_and_numpy_are_taken(tmp_path: Path, returned: object) -> None:
+    job = _job(SearchSpace.from_mapping({"params": {"x": {"float": [0, 1]}}}, source="t"), "sqlite://")
+    assert _worker._values(job, returned, None) == [float(returned)]  # type: ignore[arg-type]

@@ -7,7 +7,11 @@ trial, also those running in parallel elsewhere.
 
 from __future__ import annotations
 
+import math
+import numbers
+import operator
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -18,7 +22,7 @@ from tuner.exceptions import TrialPruned
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["TrialContext"]
+__all__ = ["TrialContext", "real_number"]
 
 
 class TrialContext:
@@ -38,6 +42,7 @@ class TrialContext:
         seed: int,
         num_threads: int,
         prune: bool,
+        missing_metric_fails: bool = True,
     ) -> None:
         self._study = study
         self._trial = trial
@@ -51,6 +56,11 @@ class TrialContext:
         self.seed = seed
         self.num_threads = num_threads
         self._prune = prune and len(metrics) == 1
+        # A built-in task's study may rank trials by a metric known only at the end (test_accuracy,
+        # n_params): its reports cannot carry it, which is the spec's choice, not a typo (warned).
+        self._missing_metric_fails = missing_metric_fails
+        self._metric_reported = False  # a report of this trial has carried the study metric
+        self._missing_metric_warned = False
         self.curve: list[dict[str, Any]] = []
         self.last_step: int | None = None
         #: Problems that did not cost the trial (e.g. a checkpoint the disk had no room for);
@@ -76,17 +86,38 @@ class TrialContext:
         """Record the value(s) at ``step`` (an epoch) and raise :class:`TrialPruned` if told to stop.
 
         ``value`` is the study metric itself, or a dict of metrics that contains it.
-        Steps must increase; a repeated step overwrites nothing and is ignored by Optuna.
+        ``step`` is a whole number >= 0 (a bool or a string is a mistake, refused with a
+        TypeError); steps must increase; a repeated step overwrites nothing and is ignored by Optuna.
+
+        When a pruner is on, the first report of a trial must carry the study metric: pruning
+        runs on it alone, so reports under other names (``acc`` in a ``metric: loss`` study, a
+        typo) would leave the study unpruned with no word. Such a report fails the trial (a
+        ValueError naming the metric needed and the names reported) at its first step, when
+        it costs least, instead of after a full training. Once the metric has been reported,
+        a report without it is a step without evaluation (e.g. ``val_loss`` every 5th epoch)
+        and is fine. A built-in task only warns (once per trial): its reports are fixed, and a
+        study ranking by a final-only metric (``test_accuracy``, ``n_params``) just cannot prune.
+        Multi-objective studies are never pruned, and a study with ``pruner: none`` may use
+        reports as a log of other values, so neither checks the names.
         """
+        step = _whole_step(step)
         if isinstance(value, Mapping):
-            # A study metric missing here (e.g. n_params, known only at the end) just means no
-            # intermediate value and no pruning at this step; the curve is still recorded.
-            metrics = {str(k): float(v) for k, v in value.items() if _is_number(v)}
-        elif _is_number(value):
-            metrics = {self.metric: float(value)}
+            names = [str(k) for k in value]
+            metrics = {str(k): float(v) for k, v in value.items() if _is_number(v)}  # other non-numbers: left out
+            if (given := value.get(self.metric)) is not None:  # None: not measured at this step
+                if (number := real_number(given)) is None:
+                    raise TypeError(f"ctx.report: {self.metric!r} must be a number, got "
+                                    f"{type(given).__name__} {given!r}"[:300])
+                metrics[self.metric] = number
+        elif (number := real_number(value)) is not None:
+            names, metrics = [self.metric], {self.metric: number}
         else:
-            raise TypeError(f"ctx.report: value must be a number or a dict of numbers, got {type(value).__name__}")
-        step = int(step)
+            raise TypeError(f"ctx.report: value must be a number or a dict of numbers, got "
+                            f"{type(value).__name__} {value!r}"[:300])
+        if self.metric in metrics:
+            self._metric_reported = True
+        elif self._prune and not self._metric_reported:
+            self._missing_metric(step, names)
         self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})
         self.last_step = step
         if self._study is None or self._trial_id is None:
@@ -100,6 +131,17 @@ class TrialContext:
             self._trial.report(metrics[self.metric], step)
             if self._prune and self._trial.should_prune():
                 raise TrialPruned(f"pruned at step {step} ({self.metric}={metrics[self.metric]:.6g})")
+
+    def _missing_metric(self, step: int, reported: list[str]) -> None:
+        """A report without the study metric before any report carried it: fail, or warn once (see report)."""
+        message = (f"ctx.report(step {step}) has no {self.metric!r}, the study's metric, which the pruner decides on "
+                   f"(reported: {sorted(reported)}); report {self.metric!r} "
+                   f"at each step the pruner may stop the trial, change the spec's metric, or set pruner: none")
+        if self._missing_metric_fails:
+            raise ValueError(message)
+        if not self._missing_metric_warned:
+            self._missing_metric_warned = True
+            self.warn(message + " (this trial cannot be pruned)")
 
     def set_attr(self, key: str, value: Any) -> None:
         """Store a JSON-able result with the trial (a confusion matrix, per-class scores, ...)."""
@@ -124,6 +166,53 @@ class TrialContext:
 
     def __repr__(self) -> str:
         return f"TrialContext(number={self.number}, device={self.device!r}, trial_dir={str(self.trial_dir)!r})"
+
+
+def real_number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number, else None.
+
+    Real numbers: ``int``, ``float``, ``Fraction``, ``Decimal``, NumPy's integers and floats,
+    and arrays or tensors of a real numeric dtype that hold one value (a 0-d NumPy array, a
+    torch scalar; torch also converts a one-element tensor). A bool, a string (even ``"0.5"``),
+    a complex number and anything else is not: ``float()`` would turn ``True`` into 1.0 and
+    ``"0.5"`` into 0.5, so a returned flag or an unparsed line of text would rank the trial.
+    """
+    if _is_boolean(value) or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, (numbers.Real, Decimal)):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return None
+    kind = getattr(dtype, "kind", None)  # NumPy; torch's dtypes have no kind, only a name
+    if (kind not in ("i", "u", "f")) if kind is not None else any(w in str(dtype) for w in ("bool", "complex")):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):  # more than one value (torch raises RuntimeError)
+        return None
+
+
+def _is_boolean(value: Any) -> bool:
+    """True for ``bool``, NumPy's ``bool_`` and bool arrays or tensors."""
+    if isinstance(value, bool):
+        return True
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and (getattr(dtype, "kind", None) == "b" or str(dtype) in ("bool", "torch.bool"))
+
+
+def _whole_step(step: Any) -> int:
+    """``step`` as an int: a whole number >= 0 (an int, NumPy integer, or a float such as 3.0)."""
+    number = None if _is_boolean(step) else real_number(step)
+    if number is None or not math.isfinite(number) or not number.is_integer():
+        raise TypeError(f"ctx.report: step must be a whole number (the epoch or batch count), "
+                        f"got {type(step).__name__} {step!r}"[:300])
+    if number < 0:
+        raise ValueError(f"ctx.report: step must be >= 0, got {step!r}")
+    try:
+        return operator.index(step)  # exact for ints beyond float precision
+    except TypeError:
+        return int(number)
 
 
 def _is_number(value: Any) -> bool:

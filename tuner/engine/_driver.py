@@ -78,6 +78,9 @@ class _RunState:
         self.target = spec.n_trials
         self.finished = finished_before
         self.running: dict[str, tuple[int, int]] = {}  # Tune trial id -> (Optuna trial id, number)
+        # Of those, the ones Tune has started on a worker; the rest wait for a free slot (Tune holds
+        # max_concurrent_trials of them even when fewer fit in the cluster's CPUs and GPUs).
+        self.started: set[str] = set()
         self.failed = 0
         self.complete = 0
         self.pruned = 0
@@ -273,11 +276,41 @@ def cluster_address(ray_address: str | None) -> str | None:
     """The cluster to join, or None to start Ray here: Ray's own ``local`` (and a blank) means the latter.
 
     So that ``--ray-address local`` gets what a local start gets (``--num-cpus``, the prestarted
-    and preloaded workers) instead of being taken for a cluster.
+    and preloaded workers) instead of being taken for a cluster. Any other value must be
+    ``auto`` or ``HOST:PORT``: checked here, before the storage is opened, because Ray's own
+    check comes only inside ``ray.init`` (a traceback ending in ``Invalid address format``)
+    after the study's database has been created.
     """
     if ray_address is None or ray_address.strip().lower() in ("", "local"):
         return None
-    return ray_address.strip()
+    address = ray_address.strip()
+    if address.lower() == "auto":
+        return "auto"
+    if problem := _address_problem(address):
+        raise UserInputError(f"--ray-address {ray_address!r}: {problem}; expected HOST:PORT of the cluster's head "
+                             f"(e.g. 10.0.0.1:6379, as `ray status` there prints it), auto or local")
+    return address
+
+
+def _address_problem(address: str) -> str | None:
+    """What is wrong with ``address`` as a ``HOST:PORT`` Ray address, or None when nothing is."""
+    if "://" in address:
+        scheme = address.split("://", 1)[0]
+        if scheme.lower() == "ray":
+            return "Ray Client addresses (ray://) are not supported"
+        return f"a {scheme}:// URL is not a Ray address"
+    if any(c.isspace() for c in address):
+        return "it contains a space"
+    host, colon, port = address.rpartition(":")
+    if not colon:
+        return "no port"
+    if not host or host in ("[]",):
+        return "no host"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        return f"the port {port!r} is not a number from 1 to 65535"
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        return "an IPv6 host goes in brackets, e.g. [::1]:6379"
+    return None
 
 
 def _check_reachable(address: str) -> None:
@@ -288,7 +321,7 @@ def _check_reachable(address: str) -> None:
         return
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=5):
+        with socket.create_connection((host.removeprefix("[").removesuffix("]"), int(port)), timeout=5):
             return
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
@@ -423,6 +456,7 @@ def run_study(
                                            "message": "the run was interrupted before this trial finished"})
             state.count(study._storage.get_trial(trial_id).state)
         state.running.clear()
+        state.started.clear()
         # This run holds the lease, and every trial it started has now ended: a trial still
         # RUNNING is a row whose creation was retried after a lost connection and never ran.
         recover_stale_trials(study, reason="created twice when a storage write was retried after a lost "

@@ -67,9 +67,15 @@ class Progress:
                         f"{', '.join(map(str, summary.recovered[:10]))}")
 
     def _status(self, state: Any) -> str:
+        """The status line. Running counts the trials started on a worker; trials Tune holds for
+        a free slot are queued (with concurrency above what the cluster fits, Tune holds up to
+        ``concurrency`` trials, of which only as many run as fit)."""
         elapsed = time.monotonic() - self._t0
-        return (f"[{elapsed:6.1f}s] finished {state.finished}/{state.target}  running {len(state.running)}  "
-                f"complete {state.complete}  pruned {state.pruned}  failed {state.failed}  best {_fmt(self._best)}")
+        running = sum(1 for trial_id in state.running if trial_id in state.started)
+        queued = len(state.running) - running
+        return (f"[{elapsed:6.1f}s] finished {state.finished}/{state.target}  running {running}"
+                + (f", queued {queued}" if queued else "")
+                + f"  complete {state.complete}  pruned {state.pruned}  failed {state.failed}  best {_fmt(self._best)}")
 
     def trial_done(self, number: int, state_name: str, values: Any, state: Any) -> None:
         if values is not None and len(values) == 1:

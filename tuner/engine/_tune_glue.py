@@ -77,6 +77,11 @@ class Recorder(_Unpicklable, tune.Callback):
         self._state = state
         self._progress = progress
 
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A trial got its worker (a new actor or a reused one): it runs now, no longer queued."""
+        if trial.trial_id in self._state.running:
+            self._state.started.add(trial.trial_id)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState
 
@@ -144,6 +149,7 @@ class Recorder(_Unpicklable, tune.Callback):
 
         state = self._state
         entry = state.running.pop(tune_trial.trial_id, None)
+        state.started.discard(tune_trial.trial_id)
         if entry is None:
             return
         trial_id, number = entry

@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 from tuner.engine import _attrs
 from tuner._json import jsonable
-from tuner.engine._context import TrialContext
+from tuner.engine._context import TrialContext, real_number
 from tuner.exceptions import TrialPruned
 
 STATE_KEY = "tuner_state"
@@ -264,7 +264,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=training_seed(job.seed, number),
-                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
+                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none",
+                           missing_metric_fails=job.task is None)
         if dir_warning:
             ctx.warn(dir_warning)
         if early_cuda:
@@ -379,7 +380,11 @@ def _unpickle_objective(blob: bytes) -> Callable[..., Any]:
 
 
 def _values(job: JobInfo, result: Any, ctx: TrialContext) -> list[float]:
-    """The objective values, in spec order; anything missing or non-finite is an error."""
+    """The objective values, in spec order; anything missing, not a real number or non-finite is an error.
+
+    Not ``float(v)``: it would take ``True`` as 1.0 and ``"0.5"`` as 0.5, so a returned flag or
+    an unparsed string would rank the trial; :func:`real_number` says what counts.
+    """
     if isinstance(result, Mapping):
         missing = [m for m in job.metrics if m not in result]
         if missing:
@@ -393,10 +398,9 @@ def _values(job: JobInfo, result: Any, ctx: TrialContext) -> list[float]:
                         f"got {type(result).__name__}")
     values = []
     for name, v in zip(job.metrics, raw):
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise TypeError(f"the objective returned a non-number for {name!r}: {v!r}") from None
+        f = real_number(v)
+        if f is None:
+            raise TypeError(f"the objective returned a non-number for {name!r}: {v!r}"[:500])
         if not math.isfinite(f):
             raise ValueError(f"the objective returned {f} for {name!r}")
         values.append(f)
