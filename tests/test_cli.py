@@ -257,3 +257,40 @@ def test_ls_and_the_dashboard_give_a_study_the_same_state(tmp_path: Path) -> Non
     assert {line.split()[0]: line.split()[1] for line in text.splitlines()[1:]} == expected
     dashboard = DashboardData(open_storage(url, readonly=True)).studies()
     assert {s["name"]: s["state"] for s in dashboard} == expected
+
+
+PER_LAYER = """\
+name: perlayer
+objective: tests.objectives:quadratic
+search_space:
+  params:
+    x: {float: [-5, 5]}
+    n: {int: [1, 2]}
+    w: {int: [1, 3], per: n}
+n_trials: 3
+concurrency: 1
+pruner: none
+seed: 0
+"""
+
+
+def test_show_prints_the_spec_and_the_names_the_objective_saw(tmp_path: Path) -> None:
+    spec = tmp_path / "per.yaml"
+    spec.write_text(PER_LAYER)
+    url = f"sqlite:///{tmp_path / 'per.db'}"
+    assert _cli("run", str(spec), "--storage", url, "--num-cpus", "1", "--quiet").returncode == 0
+    out = CliRunner().invoke(main, ["show", "perlayer", "--storage", url]).output
+    assert "spec: objective tests.objectives:quadratic, n trials 3, concurrency 1, sampler tpe, pruner none, seed 0" in out
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 3 and "w.0" not in out and "w.1" not in out, out
+    assert all("w=[" in row for row in rows if "n=2" in row) and any("n=2" in row for row in rows), out
+
+
+def test_set_on_a_spec_whose_space_is_a_file_keeps_the_file() -> None:
+    # `search_space: ../search_spaces/mlp.yaml` plus --set search_space.params.epochs=2 used to
+    # replace the whole space by {epochs: 2}.
+    out = CliRunner().invoke(main, ["validate", "studies/quickstart.yaml", "--set", "search_space.params.epochs=2",
+                                    "--json"])
+    resolved = json.loads(out.output)
+    params = resolved["search_space"]["params"]
+    assert params["epochs"] == {"value": 2} and {"lr", "optimizer", "n_layers", "width"} <= set(params), sorted(params)

@@ -172,7 +172,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
         "n_trials": sum(counts.values()),
         "spec": attrs.get(_attrs.SPEC),
         "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
-        "top": [_trial_row(t) for t in ranked[:top]],
+        "top": [{**_trial_row(t), "objective_params": _user_params(study, t)} for t in ranked[:top]],
         "recent_failures": [_trial_row(shown[i]) for i in failed_ids],
     }
 

@@ -254,14 +254,28 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(d["counts"].items())) or "no trials"
     metrics = d["metrics"] or ["value"] * len(d["directions"])
     click.echo(f"study {d['name']}: {counts}; {', '.join(f'{m} ({x})' for m, x in zip(metrics, d['directions']))}")
+    if isinstance(d["spec"], dict):
+        click.echo(f"spec: {_spec_line(d['spec'])} (--json for all of it)")
     if d["top"]:
         click.echo(f"top {len(d['top'])}:")
         click.echo(f"  {'#':>5} {'value':>12} {'duration':>9}  params")
         for row in d["top"]:
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in row["params"].items())
+            # the names the objective saw (lr, width: [..]), as `tuner best` prints them
+            params = ", ".join(f"{k}={_fmt(v)}" for k, v in (row.get("objective_params") or row["params"]).items())
             click.echo(f"  {row['number']:>5} {_fmt(row['values']):>12} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+
+
+def _spec_line(spec: dict[str, Any]) -> str:
+    """The stored spec in one line: what is trained and how the study searches."""
+    what = f"task {spec['task']}" if spec.get("task") else f"objective {spec.get('objective') or '?'}"
+    args = spec.get("task_args") or {}
+    if args:
+        what += " (" + ", ".join(f"{k} {_fmt(v)}" for k, v in args.items()) + ")"
+    parts = [what] + [f"{key.replace('_', ' ')} {_fmt(spec[key])}" for key in
+                      ("n_trials", "concurrency", "sampler", "pruner", "seed") if spec.get(key) is not None]
+    return ", ".join(parts)
 
 
 @main.command()

@@ -189,6 +189,10 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, so
             child = node.get(key)
             if isinstance(child, str) and key in ("sampler", "pruner"):
                 child = {"name": child}
+            if isinstance(child, str) and key == "search_space" and node is out:
+                # `search_space: file.yaml` with --set search_space.params.x=...: the file stays,
+                # and the override lands over it (it used to replace the whole space without a word)
+                child = {"include": [child]}
             if not isinstance(child, Mapping):
                 child = {}
             child = dict(child)
