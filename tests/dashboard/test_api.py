@@ -125,6 +125,7 @@ def test_pagination_covers_every_trial_once(client: Any) -> None:
     ({"page": 0}, 422, ""),
     ({"per_page": 501}, 422, ""),
     ({"value_min": "nan"}, 400, "finite"),
+    ({"sort": "param:nosuch"}, 400, "the study has no parameter 'nosuch'; it has tag, width, x"),
 ])
 def test_bad_table_queries_are_client_errors(client: Any, params: dict[str, Any], status: int, words: str) -> None:
     res = client.get(f"/api/studies/{STUDY}/trials", params=params)
