@@ -540,6 +540,25 @@ def test_grid_float_steps_are_rounded_and_high_adjusted() -> None:
     assert sorted({p["k"] for p in sp.grid()}) == [0, 4, 8]
 
 
+def test_a_high_off_the_step_grid_is_noted() -> None:
+    # The high is still lowered to the last grid value (Optuna does the same); the space says so,
+    # for `validate` and the run header, instead of dropping 1.0 and 10 without a word.
+    sp = space({"x": {"float": [0, 1], "step": 0.3}, "k": {"int": [0, 10], "step": 3},
+                "ok": {"float": [0, 1], "step": 0.25}, "n": {"int": [1, 5]},
+                "v": [{"int": [1, 4], "step": 2, "when": {"k": 0}},
+                      {"float": [0.1, 0.75], "step": 0.1, "when": {"k": 3}}]})
+    assert sp.to_dict()["params"]["x"] == {"float": [0.0, 0.9], "step": 0.3}
+    assert sp.notes() == [
+        "params.x: high 1 is not on the step grid (0, 0.3, ...), so the highest value tried is 0.9",
+        "params.k: high 10 is not on the step grid (0, 3, ...), so the highest value tried is 9",
+        "params.v[0]: high 4 is not on the step grid (1, 3, ...), so the highest value tried is 3",
+        "params.v[1]: high 0.75 is not on the step grid (0.1, 0.2, ...), so the highest value tried is 0.7",
+    ]
+    # The note is about what was written: the stored (adjusted) form rebuilds an equal space without it.
+    again = SearchSpace.from_mapping(sp.to_dict())
+    assert again == sp and again.notes() == []
+
+
 def test_grid_points_drive_optuna_trials() -> None:
     sp = space({"o": {"choice": ["a", "b"]}, "x": {"float": [0.0, 0.3], "step": 0.1, "when": {"o": "a"}},
                 "n": {"int": [0, 2]}, "w": {"int": [1, 2], "per": "n"}})

@@ -303,3 +303,91 @@ def test_spec_round_trips_to_json() -> None:
     data = json.loads(json.dumps(s.to_dict()))
     assert data["sampler_args"] == {"n_startup_trials": 4} and data["timeout"] == 300.0
     assert yaml.safe_dump(data)
+
+
+# --------------------------------------------------------------------------- notes, grid size, storage path
+
+
+def _write(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "study.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_high_off_the_step_grid_is_said_by_validate_and_the_run_header(tmp_path: Path) -> None:
+    import io
+    import json
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+    from tuner.engine._plugins import plugins_text
+    from tuner.engine._progress import Progress
+
+    spec_file = _write(tmp_path, "name: steps\nobjective: tests.objectives:quadratic\nsearch_space:\n  params:\n"
+                                 "    x: {float: [0, 1], step: 0.3}\n    k: {int: [0, 10], step: 3}\n")
+    note_x = "params.x: high 1 is not on the step grid (0, 0.3, ...), so the highest value tried is 0.9"
+    note_k = "params.k: high 10 is not on the step grid (0, 3, ...), so the highest value tried is 9"
+    spec = load_spec(spec_file)
+    assert spec.notes == (note_x, note_k)
+    assert plugins_text(spec).endswith(f"; note: {note_x}; note: {note_k}")
+    assert "notes" not in spec.to_dict()  # what is stored with the study is unchanged
+    out = CliRunner().invoke(main, ["validate", str(spec_file)])
+    assert out.exit_code == 0 and len(out.output.splitlines()) == 1
+    assert "ok: study 'steps'" in out.output and f"note: {note_x}; note: {note_k}" in out.output
+    data = json.loads(CliRunner().invoke(main, ["validate", str(spec_file), "--json"]).output)
+    assert data["notes"] == [note_x, note_k]
+    # The run's first line is the driver's Progress.start, which ends with plugins_text(spec).
+    stream = io.StringIO()
+    summary = SimpleNamespace(resumed=False, finished_before=0, recovered=[], storage_url="sqlite:///t.db")
+    state = SimpleNamespace(study=SimpleNamespace(directions=[1], best_value=None))
+    Progress(stream=stream, live=False).start(spec, summary, state)
+    first = stream.getvalue().splitlines()[0]
+    assert first.startswith("starting study 'steps'") and f"note: {note_x}; note: {note_k}" in first
+    assert _spec().notes == ()
+
+
+GRID_SPACE = {"params": {"a": {"choice": [1, 2, 3]}, "b": {"int": [0, 2]}}}
+
+
+def test_grid_caps_n_trials_at_the_grids_size_and_says_so() -> None:
+    from tuner.engine._plugins import plugins_text
+
+    s = _spec(sampler="grid", search_space=GRID_SPACE, n_trials=20)
+    assert s.n_trials == 9 and s.notes == ("grid: 9 points, so n_trials 20 runs 9",)
+    assert s.to_dict()["n_trials"] == 9  # the stored target: the study reads finished at 9/9, not stopped at 9/20
+    assert plugins_text(s).endswith("; note: grid: 9 points, so n_trials 20 runs 9")
+    assert _spec(sampler="grid", search_space=GRID_SPACE).notes == (
+        "grid: 9 points, so n_trials 20 (the default) runs 9",)
+    for n in (9, 4):  # a target the grid can reach is kept, without a note
+        kept = _spec(sampler="grid", search_space=GRID_SPACE, n_trials=n)
+        assert (kept.n_trials, kept.notes) == (n, ())
+    assert _spec(search_space=GRID_SPACE, n_trials=20).n_trials == 20  # other samplers may repeat points
+    # the command line's sampler counts too
+    overridden = spec_from_mapping({**BASE, "search_space": GRID_SPACE, "n_trials": 50}, source="t.yaml",
+                                   base_dir=ROOT, overrides={"sampler": "grid"})
+    assert overridden.n_trials == 9 and overridden.notes == ("grid: 9 points, so n_trials 50 runs 9",)
+
+
+def test_a_relative_sqlite_storage_in_the_spec_is_read_from_the_specs_folder(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "specs"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    body = "name: st\nobjective: tests.objectives:quadratic\nsearch_space: {params: {x: {float: [0.0, 1.0]}}}\n"
+    spec_file = _write(folder, body + "storage: sqlite:///specstore.db\n")
+    assert load_spec(spec_file).storage == f"sqlite:///{folder / 'specstore.db'}"
+    assert load_spec("../specs/study.yaml").storage == f"sqlite:///{folder / 'specstore.db'}"
+    _write(folder, body + "storage: sqlite:///../dbs/s.db?timeout=5\n")
+    assert load_spec(spec_file).storage == f"sqlite:///{tmp_path / 'dbs' / 's.db'}?timeout=5"
+    for url in ("sqlite:////abs/s.db", "postgresql+psycopg://u@h/db", "sqlite:///:memory:"):
+        _write(folder, body + f"storage: '{url}'\n")
+        assert load_spec(spec_file).storage == url
+    # A URL typed on the command line is read from where it was typed, as --storage and $TUNER_STORAGE are.
+    assert load_spec(spec_file, {"storage": "sqlite:///typed.db"}).storage == f"sqlite:///{elsewhere / 'typed.db'}"
+    # A mapping from Python: its base_dir when given, else the working directory.
+    assert _spec(storage="sqlite:///m.db").storage == f"sqlite:///{ROOT / 'm.db'}"
+    assert spec_from_mapping({**BASE, "storage": "sqlite:///m.db"}).storage == f"sqlite:///{elsewhere / 'm.db'}"

@@ -51,6 +51,32 @@ def test_bad_storage_urls_are_one_line_errors(url: str, match: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_sqlite_files_sqlite_cannot_open_are_explained_not_sent_to_a_server(tmp_path: Path) -> None:
+    # What open_storage says after SQLite's bare "unable to open database file".
+    made = tmp_path / "made.db"
+    assert "does not exist" in st._sqlite_open_problem(tmp_path / "no" / "x.db", readonly=False)
+    assert "is a folder" in st._sqlite_open_problem(tmp_path, readonly=False)
+    assert "running and reachable" not in st._sqlite_open_problem(made, readonly=False)
+    assert not made.exists()  # a file created to ask the OS is removed again
+    if Path("/proc/self").is_dir():
+        assert st._sqlite_open_problem(Path("/proc/x.db"), readonly=False) == (
+            "folder /proc refuses a new file x.db (No such file or directory); choose a path in a folder you can write")
+        with pytest.raises(tuner.StorageError) as info:
+            st.open_storage("sqlite:////proc/x.db")
+        assert str(info.value) == ("cannot open storage sqlite:////proc/x.db: unable to open database file; folder "
+                                   "/proc refuses a new file x.db (No such file or directory); choose a path in a "
+                                   "folder you can write")
+
+
+def test_anchor_sqlite_url_makes_relative_sqlite_paths_absolute(tmp_path: Path) -> None:
+    assert st.anchor_sqlite_url("sqlite:///x.db", tmp_path) == f"sqlite:///{tmp_path / 'x.db'}"
+    assert (st.anchor_sqlite_url("sqlite:///../y/x.db?timeout=5", tmp_path)
+            == f"sqlite:///{tmp_path.parent / 'y' / 'x.db'}?timeout=5")
+    for url in ("sqlite:////abs/x.db", "sqlite:///:memory:", "sqlite://", "postgresql+psycopg://u@h/db",
+                "sqlite:///file:x.db?mode=ro&uri=true"):
+        assert st.anchor_sqlite_url(url, tmp_path) == url
+
+
 def test_read_only_database_file(tmp_path: Path) -> None:
     """A database file the user cannot write: a clear error, the file untouched.
 

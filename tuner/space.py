@@ -46,7 +46,7 @@ import math
 import numbers
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,6 +180,13 @@ def _render(x: Any) -> str:
     return str(x)
 
 
+def _plain(x: Any) -> str:
+    """A bound or step as a user writes it: ``1`` for ``1.0``, ``0.3``, ``1e-05``."""
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return _render(x)
+
+
 def _show(x: Any, limit: int = 60) -> str:
     text = repr(x)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -238,6 +245,9 @@ class _Dim:
     value: Any = None
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     per: str | None = None
+    # The high the user wrote when it is off the step grid (``high`` is then the last grid value):
+    # kept only to say so in :meth:`SearchSpace.notes`, never part of the space's identity.
+    given_high: Any = field(default=None, compare=False)
 
     @property
     def cond(self) -> str:
@@ -285,6 +295,19 @@ class _Dim:
             extra += f" in steps of {_render(self.step)}"
         noun = "an integer" if self.kind == "int" else "a number"
         return f"{noun} in [{_render(self.low)}, {_render(self.high)}]{extra}"
+
+    def high_note(self) -> str | None:
+        """Why the highest value tried is below the high written, when it is (else None).
+
+        The adjustment is Optuna's own (it would warn and do the same on every suggest); the
+        note makes it visible in ``validate`` and the run header, where it is otherwise silent.
+        """
+        if self.given_high is None:
+            return None
+        second = Decimal(str(self.low)) + Decimal(str(self.step))
+        second_value = int(second) if self.kind == "int" else float(second)
+        return (f"{self.path}: high {_plain(self.given_high)} is not on the step grid "
+                f"({_plain(self.low)}, {_plain(second_value)}, ...), so the highest value tried is {_plain(self.high)}")
 
     def grid_size(self) -> int | None:
         """Number of grid values, or None when the spec is not finite for a grid."""
@@ -550,6 +573,7 @@ def _parse_dim(raw: Mapping[Any, Any], source: str, path: str, variant: bool) ->
         raise _fail(source, path, "low must be >= 1 when log: true", "raise low to 1 or drop log")
 
     step: Any = 1 if kind == "int" else None
+    given_high: Any = None
     if "step" in raw:
         spath = f"{path}.step"
         if log:
@@ -568,10 +592,12 @@ def _parse_dim(raw: Mapping[Any, Any], source: str, path: str, variant: bool) ->
             if adjusted is None:
                 raise _fail(source, spath, f"low {_render(low)} + k * step {_render(step)} cannot end exactly "
                             f"at or below high {_render(high)}", "round low, high and step to fewer decimals")
-            high = adjusted
+            given_high, high = high, adjusted
         else:
-            high = low + (high - low) // step * step
-    return _Dim(kind, path, low=low, high=high, log=log, step=step, when=when, per=per)
+            given_high, high = high, low + (high - low) // step * step
+        if given_high == high:
+            given_high = None
+    return _Dim(kind, path, low=low, high=high, log=log, step=step, when=when, per=per, given_high=given_high)
 
 
 def _parse_choices(raw: Any, source: str, path: str) -> tuple[Any, ...]:
@@ -1068,6 +1094,13 @@ class SearchSpace:
                     text += f", when {d.cond}"
                 lines.append(text)
         return lines
+
+    def notes(self) -> list[str]:
+        """Things the space does that its text does not show (a ``high`` off the ``step`` grid).
+
+        Not errors: ``validate`` and the run header print them so that nothing changes silently.
+        """
+        return [note for p in self._order for d in p.dims if (note := d.high_note()) is not None]
 
     def declared_params(self) -> Iterator[tuple[str, str, str]]:
         """``(source, path, name)`` of every parameter the space declares (its file, for messages)."""

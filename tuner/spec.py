@@ -75,6 +75,10 @@ class StudySpec:
     source: str = "<spec>"
     base_dir: str = "."
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: What validation changed or decided that the spec's text does not show (a range's high
+    #: off its step grid, n_trials capped at a grid's size): ``validate`` and the run header
+    #: print them (``plugins_text``), so that nothing changes silently. Not stored with the study.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def is_multi_objective(self) -> bool:
@@ -90,8 +94,9 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form stored with the study, so that anyone can see what ran."""
-        data = asdict(replace(self, search_space=None, raw={}))
+        data = asdict(replace(self, search_space=None, raw={}, notes=()))
         data.pop("raw")
+        data.pop("notes")
         data["search_space"] = self.search_space.to_dict()
         data["resources"] = asdict(self.resources)
         data["metrics"] = list(self.metrics)
@@ -174,7 +179,10 @@ def spec_from_mapping(
         merged = apply_overrides(merged, overrides, source=source)
     if default_objective is not None and merged.get("task") is None and merged.get("objective") is None:
         merged["objective"] = default_objective
-    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd()).build()
+    # A storage URL typed on the command line (--set storage=...) is relative to where it was
+    # typed, as --storage and $TUNER_STORAGE are; one written in the spec, to the spec's folder.
+    typed_here = bool(overrides) and overrides.get("storage") is not None  # type: ignore[union-attr]
+    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here).build()
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -217,10 +225,11 @@ _TOP_LEVEL = {
 class _Validator:
     """Turns a raw mapping into a :class:`StudySpec`, failing on the first problem with its location."""
 
-    def __init__(self, data: dict[str, Any], source: str, base_dir: Path) -> None:
+    def __init__(self, data: dict[str, Any], source: str, base_dir: Path, *, storage_from_cwd: bool = False) -> None:
         self.data = data
         self.source = source
         self.base_dir = base_dir
+        self.storage_from_cwd = storage_from_cwd
 
     def fail(self, path: str, problem: str, fix: str | None = None) -> SpecError:
         return SpecError(self.source, path, problem, fix)
@@ -264,9 +273,11 @@ class _Validator:
             if pruner != "none" and "pruner" in d:
                 raise self.fail("pruner", "pruning is not supported for multi-objective studies", "set pruner: none")
             pruner, pruner_args = "none", {}
-        if sampler == "grid":
-            space.grid()  # raises SpaceError with the fix when the space is not finite
+        notes = list(space.notes())
         n_trials = self._int("n_trials", default=20, low=1, high=_MAX_TRIALS)
+        if sampler == "grid":
+            # raises SpaceError with the fix when the space is not finite
+            n_trials = self._grid_trials(len(space.grid()), n_trials, notes)
         concurrency = self._int("concurrency", default=1, low=1, high=100_000)
         resources = self._resources()
         spec = StudySpec(
@@ -290,11 +301,12 @@ class _Validator:
             seed=self._seed(),
             max_failures=self._int("max_failures", default=10, low=0, high=_MAX_TRIALS),
             keep_checkpoints=self._keep_checkpoints(),
-            storage=self._str("storage", default=None),
+            storage=self._storage(),
             artifacts_dir=self._str("artifacts_dir", default=None),
             source=self.source,
             base_dir=str(self.base_dir),
             raw=dict(d),
+            notes=tuple(notes),
         )
         from tuner.engine._plugins import check_plugins
 
@@ -444,6 +456,25 @@ class _Validator:
             raise self.fail(f"{key}.args.{arg}", f"{name} takes no argument {arg!r}",
                             f"allowed: {', '.join(allowed_args) or 'none'}")
         return name, args
+
+    def _grid_trials(self, points: int, n_trials: int, notes: list[str]) -> int:
+        """``n_trials``, capped at the grid's size: each point is tried once, so a larger target
+        could never be reached, and the study would read as unfinished (``9/20``, ``stopped``) forever."""
+        if n_trials <= points:
+            return n_trials
+        given = f"n_trials {n_trials}" + ("" if "n_trials" in self.data else " (the default)")
+        notes.append(f"grid: {points} point{'s' if points != 1 else ''}, so {given} runs {points}")
+        return points
+
+    def _storage(self) -> str | None:
+        """The spec's storage URL, a relative SQLite path made absolute from the spec's folder, as
+        its other paths are: the same study whatever folder the run starts in."""
+        from tuner.storage import anchor_sqlite_url
+
+        url = self._str("storage", default=None)
+        if url is None:
+            return None
+        return anchor_sqlite_url(url, Path.cwd() if self.storage_from_cwd else self.base_dir)
 
     def _resources(self) -> Resources:
         raw = self.data.get("resources", {}) or {}

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "redact", "ensure_indexes", "init_rdb_storage",
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "anchor_sqlite_url", "redact",
+           "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
            "ranked_trial_ids", "waiting_trial_ids"]
 
@@ -53,6 +54,20 @@ def sqlite_path(url: str) -> Path | None:
     if path in ("", ":memory:"):
         return None
     return Path(path)
+
+
+def anchor_sqlite_url(url: str, base_dir: Path) -> str:
+    """``url`` with a relative SQLite path made absolute from ``base_dir``; any other URL as it is.
+
+    A spec's ``storage: sqlite:///studies.db`` must name one file whatever folder the run starts
+    in (resuming is rerunning the spec), as the spec's search space and objective paths do.
+    """
+    text = url.strip()
+    path = sqlite_path(text)
+    if path is None or path.is_absolute() or "uri=true" in text.partition("?")[2].lower():
+        return url  # (a file: URI of SQLite's own is passed to it as written)
+    query = text[len("sqlite:///"):].partition("?")[1:]
+    return "sqlite:///" + os.path.normpath(Path(base_dir) / path) + "".join(query)
 
 
 def redact(url: str) -> str:
@@ -140,6 +155,39 @@ def _check_sqlite_path(url: str, path: Path, readonly: bool) -> None:
         raise StorageError(f"storage {url[:100]!r}: {getattr(exc, 'strerror', None) or exc}; choose another path") from None
 
 
+def _sqlite_open_problem(path: Path, readonly: bool) -> str:
+    """What is wrong with a SQLite file that SQLite could not open, with the fix.
+
+    Called after SQLite failed, where :func:`_check_sqlite_path` saw nothing wrong: root passes
+    every ``os.access`` check, and special file systems (``/proc``, ``/sys``) refuse to create
+    files that permissions allow. SQLite's own words ("unable to open database file") do not
+    say why, and a SQLite file has no server to be "running and reachable". The OS is asked
+    the same question (open or create the file) to get its reason; a file created to ask is
+    removed again.
+    """
+    where = "choose a path in a folder you can write" if not readonly else "check the path"
+    try:
+        if not path.parent.is_dir():
+            return f"folder {path.parent} does not exist or is not a folder; create it or {where}"
+        if path.is_dir():
+            return f"{path} is a folder, not a database file; pass a file path such as sqlite:///{path}/tuner.db"
+        if path.exists():
+            with open(path, "rb" if readonly else "r+b"):
+                pass
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.close(fd)
+            os.unlink(path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if path.exists():
+            purpose = "reading" if readonly else "writing"
+            return f"cannot open {path} for {purpose} ({reason}); {where}"
+        return f"folder {path.parent} refuses a new file {path.name} ({reason}); {where}"
+    return (f"SQLite cannot use {path} (its file system may not support SQLite's locks, or the -wal/-shm "
+            f"files SQLite keeps beside it); {where}")
+
+
 def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool = False) -> "optuna.storages.RDBStorage":
     """Open (and create, unless ``readonly``) the storage at ``url``; cached per process.
 
@@ -179,6 +227,8 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
             fix = "it holds no tuner studies; run a study first or correct the URL"
         elif "database" in reason and "does not exist" in reason:
             fix = "create it first (e.g. createdb) or correct the URL"
+        elif path is not None and isinstance(cause, sqlalchemy.exc.OperationalError):
+            fix = _sqlite_open_problem(path, readonly)
         elif isinstance(cause, sqlalchemy.exc.OperationalError):
             fix = "check that the database is running and reachable"
         else:

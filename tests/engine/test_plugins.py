@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,96 @@ def test_qmc_study_seed_is_the_studys_or_one_every_worker_derives_alike() -> Non
 
     assert qmc_study_seed(7, "a") == 7
     assert qmc_study_seed(None, "a") == qmc_study_seed(None, "a") != qmc_study_seed(None, "b")
+
+
+# Every integer count argument of the samplers and pruners tuner offers, one value below its least.
+# Those Optuna left unchecked ran (n_startup_trials -3 acting as 0, Hyperband dividing by zero at
+# the first report); all must fail at validation with one line naming the field and the range.
+_BELOW_RANGE = [
+    ("sampler", "tpe", "n_startup_trials", -3, ">= 0"),
+    ("sampler", "cmaes", "n_startup_trials", -1, ">= 0"),
+    ("sampler", "cmaes", "popsize", 1, ">= 2"),
+    ("sampler", "gp", "n_startup_trials", -3, ">= 0"),
+    ("sampler", "nsga2", "population_size", 1, ">= 2"),
+    ("pruner", "median", "n_startup_trials", -1, ">= 0"),
+    ("pruner", "median", "n_warmup_steps", -1, ">= 0"),
+    ("pruner", "median", "interval_steps", 0, ">= 1"),
+    ("pruner", "median", "n_min_trials", 0, ">= 1"),
+    ("pruner", "percentile", "n_startup_trials", -1, ">= 0"),
+    ("pruner", "percentile", "n_warmup_steps", -1, ">= 0"),
+    ("pruner", "percentile", "interval_steps", 0, ">= 1"),
+    ("pruner", "percentile", "n_min_trials", 0, ">= 1"),
+    ("pruner", "asha", "min_resource", 0, ">= 1"),
+    ("pruner", "asha", "reduction_factor", 1, ">= 2"),
+    ("pruner", "asha", "min_early_stopping_rate", -1, ">= 0"),
+    ("pruner", "asha", "bootstrap_count", -1, ">= 0"),
+    ("pruner", "asha", "max_rungs", 0, ">= 1"),
+    ("pruner", "hyperband", "min_resource", 0, ">= 1"),
+    ("pruner", "hyperband", "max_resource", 0, ">= 1"),
+    ("pruner", "hyperband", "reduction_factor", 1, ">= 2"),
+    ("pruner", "hyperband", "bootstrap_count", -1, ">= 0"),
+]
+_SPEC_BASE: dict[str, Any] = {"name": "s", "objective": "tests.objectives:quadratic",
+                              "search_space": {"params": {"x": {"float": [-1.0, 1.0]}}}}
+
+
+def _plugin_spec(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    if name == "percentile":
+        args = {"percentile": 25.0, **args}
+    return {**_SPEC_BASE, kind: {"name": name, "args": args}, **({"pruner": "none"} if name == "nsga2" else {})}
+
+
+@pytest.mark.parametrize(("kind", "name", "arg", "value", "allowed"), _BELOW_RANGE)
+def test_integer_counts_below_their_range_fail_in_one_line(kind: str, name: str, arg: str, value: int,
+                                                           allowed: str) -> None:
+    from tuner.spec import spec_from_mapping
+
+    with pytest.raises(tuner.SpecError) as info:
+        spec_from_mapping(_plugin_spec(kind, name, {arg: value}), source="t.yaml")
+    assert str(info.value) == (f"t.yaml: {kind}.args.{arg}: {arg} {value} is out of range for {name}; "
+                               f"use an integer {allowed}")
+    low = int(allowed.split()[-1])
+    spec_from_mapping(_plugin_spec(kind, name, {arg: low}), source="t.yaml")  # the least value is accepted
+
+
+def test_hyperband_max_resource_below_min_resource_is_refused() -> None:
+    # Optuna builds no bracket then, and the pruner silently never prunes.
+    from tuner.spec import spec_from_mapping
+
+    with pytest.raises(tuner.SpecError, match=r"pruner\.args\.max_resource: max_resource 2 is out of range for "
+                                              r"hyperband; use auto or an integer >= min_resource \(4\)"):
+        spec_from_mapping(_plugin_spec("pruner", "hyperband", {"min_resource": 4, "max_resource": 2}), source="t.yaml")
+    spec_from_mapping(_plugin_spec("pruner", "hyperband", {"min_resource": 4, "max_resource": 4}), source="t.yaml")
+    spec_from_mapping(_plugin_spec("pruner", "hyperband", {"min_resource": 4, "max_resource": "auto"}), source="t.yaml")
+
+
+@pytest.mark.parametrize(("kind", "name", "args", "words"), [
+    # checked by the constructors themselves (tuner's TPE, Optuna's pruners): one line too
+    ("sampler", "tpe", {"n_ei_candidates": 0}, "n_ei_candidates must be an integer of at least 1"),
+    ("sampler", "tpe", {"alternate": 1}, "alternate must be an integer of at least 2"),
+    ("pruner", "asha", {"bootstrap_count": 2}, "bootstrap_count > 0 and min_resource == 'auto'"),
+    ("pruner", "percentile", {"percentile": 101.0}, "percentile"),
+])
+def test_values_the_constructors_refuse_are_one_line_errors(kind: str, name: str, args: dict[str, Any],
+                                                           words: str) -> None:
+    from tuner.spec import spec_from_mapping
+
+    with pytest.raises(tuner.SpecError) as info:
+        spec_from_mapping(_plugin_spec(kind, name, args), source="t.yaml")
+    message = str(info.value)
+    assert message.startswith(f"t.yaml: {kind}.args") and words in message and "; " in message
+    assert "\n" not in message
+
+
+def test_a_negative_count_on_the_command_line_exits_2_in_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nobjective: tests.objectives:quadratic\n"
+                    "search_space: {params: {x: {float: [0.0, 1.0]}}}\n")
+    out = CliRunner().invoke(main, ["validate", str(spec), "--set", "sampler.args.n_startup_trials=-3"])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert out.output.strip() == (f"error: {spec}: sampler.args.n_startup_trials: n_startup_trials -3 is out of "
+                                  "range for tpe; use an integer >= 0")

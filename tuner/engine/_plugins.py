@@ -274,14 +274,19 @@ def trial_seed(seed: int | None, number: int) -> int | None:
 
 
 def plugins_text(spec: "StudySpec") -> str:
-    """``sampler X, pruner Y`` as a run would build them, naming what the space's preset changed."""
+    """``sampler X, pruner Y`` as a run would build them, naming what the space's preset changed,
+    then the spec's notes (``; note: ...``, :attr:`StudySpec.notes`).
+
+    The notes ride here because this text ends both ``validate``'s line and the run's first
+    line: what validation adjusted is then said wherever the spec is shown.
+    """
     pruner = describe_plugin('pruner', spec.pruner, spec.pruner_args, spec.search_space)
     if spec.sampler in _SAMPLER_PRUNERS and "pruner" not in spec.raw and not spec.is_multi_objective:
         pruner += f" ({spec.sampler}'s default: it models completed trials only)"
     sampler = describe_plugin('sampler', spec.sampler, spec.sampler_args, spec.search_space)
     if spec.sampler == "nsga2":
         sampler += _nsga2_note(spec)
-    return f"sampler {sampler}, pruner {pruner}"
+    return f"sampler {sampler}, pruner {pruner}" + "".join(f"; note: {note}" for note in spec.notes)
 
 
 def _nsga2_note(spec: "StudySpec") -> str:
@@ -368,6 +373,48 @@ def _arg_type_problem(cls: Callable[..., Any], args: dict[str, Any]) -> tuple[st
     return None
 
 
+# The least value of each integer count argument of the samplers and pruners tuner offers.
+# Optuna checks some of these in its constructors, with messages that do not name the spec's
+# field; others it stores unchecked, and a bad value then fails inside every trial or is
+# silently read as something else (Optuna 5.0): n_startup_trials -3 of TPE, GP and CMA-ES acts
+# as 0; Hyperband's min_resource 0 and reduction_factor 1 raise ZeroDivisionError at the first
+# report, and a max_resource below min_resource gives it no brackets, so it never prunes;
+# CMA-ES's popsize below 2 fails an assertion when it first samples (inc_popsize is left out:
+# Optuna no longer reads it). One table gives all of them the same one-line error, naming the
+# field and the range, before anything runs. TPE's n_ei_candidates and alternate are left to its
+# constructor, whose messages already name the argument and its least value.
+_MIN_INT_ARGS: dict[tuple[str, str], dict[str, int]] = {
+    ("sampler", "tpe"): {"n_startup_trials": 0},
+    ("sampler", "cmaes"): {"n_startup_trials": 0, "popsize": 2},
+    ("sampler", "gp"): {"n_startup_trials": 0},
+    ("sampler", "nsga2"): {"population_size": 2},
+    ("pruner", "median"): {"n_startup_trials": 0, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
+    ("pruner", "percentile"): {"n_startup_trials": 0, "n_warmup_steps": 0, "interval_steps": 1, "n_min_trials": 1},
+    ("pruner", "asha"): {"min_resource": 1, "reduction_factor": 2, "min_early_stopping_rate": 0,
+                         "bootstrap_count": 0, "max_rungs": 1},
+    ("pruner", "hyperband"): {"min_resource": 1, "max_resource": 1, "reduction_factor": 2, "bootstrap_count": 0},
+}
+
+
+def _arg_range_problem(kind: str, name: str, args: dict[str, Any]) -> tuple[str, str] | None:
+    """(arg, allowed) for the first integer count argument below its least value (``_MIN_INT_ARGS``).
+
+    Call after :func:`_arg_type_problem`: only integers are compared (``auto``, ``null`` and the
+    like are the constructor's to judge).
+    """
+    for arg, low in _MIN_INT_ARGS.get((kind, name), {}).items():
+        value = args.get(arg)
+        if isinstance(value, int) and not isinstance(value, bool) and value < low:
+            return arg, f"an integer >= {low}"
+    if kind == "pruner" and name == "hyperband":
+        # Its brackets are floor(log(max_resource / min_resource, reduction_factor)) + 1: none below.
+        low = resolved_args(kind, name, args, None).get("min_resource")
+        high = args.get("max_resource")
+        if isinstance(low, int) and isinstance(high, int) and not isinstance(high, bool) and high < low:
+            return "max_resource", f"auto or an integer >= min_resource ({low})"
+    return None
+
+
 def check_plugins(spec: "StudySpec") -> None:
     """Check argument types and build the sampler and pruner once, so that a bad value fails before any trial."""
     from tuner.exceptions import SpecError
@@ -378,6 +425,10 @@ def check_plugins(spec: "StudySpec") -> None:
         if bad:
             raise SpecError(spec.source, f"{kind}.args.{bad[0]}", f"{name} expects {bad[1]}, got {args[bad[0]]!r}"[:200],
                             f"give {bad[0]} as {bad[1]}")
+        bad = _arg_range_problem(kind, name, args)
+        if bad:
+            raise SpecError(spec.source, f"{kind}.args.{bad[0]}",
+                            f"{bad[0]} {args[bad[0]]!r} is out of range for {name}", f"use {bad[1]}")
     for kind, build in (("sampler", lambda: make_sampler(spec.sampler, spec.sampler_args, seed=spec.seed,
                                                           space=spec.search_space)),
                         ("pruner", lambda: make_pruner(spec.pruner, spec.pruner_args, space=spec.search_space))):
