@@ -398,8 +398,8 @@ def _budget_progress(log: StepLog, budget: int) -> Any:
         trial starts and the run ends when the running ones have finished.
         """
 
-        def trial_done(self, number: int, state_name: str, values: Any, state: Any) -> None:
-            super().trial_done(number, state_name, values, state)
+        def trial_done(self, number: int, state_name: str, values: Any, state: Any, **kw: Any) -> None:
+            super().trial_done(number, state_name, values, state, **kw)
             if state.stop_reason is None and log.steps() >= budget:
                 state.stop_reason = "budget"
 

@@ -177,3 +177,23 @@ def reports_another_metric(params: dict[str, Any], ctx: Any) -> dict[str, float]
 def returns_a_flag(params: dict[str, Any], ctx: Any) -> Any:
     """Returns a bool for even trial numbers and a numeric string for odd ones: neither is a number."""
     return params["x"] > 0 if ctx.number % 2 == 0 else str(params["x"])
+
+
+def first_sleeps_others_fail(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 runs for two minutes (so a max_failures stop cuts it short); every other trial raises."""
+    if ctx.number == 0:
+        time.sleep(120)
+        return params["x"]
+    raise RuntimeError(f"trial {ctx.number} fails on its own")
+
+
+def warns_and_prints(params: dict[str, Any], ctx: Any) -> float:
+    """Output a worker sends to the driver's console: an Optuna UserWarning (a step reported
+    twice), a warning of the objective's own and a print."""
+    import warnings
+
+    ctx.report(1, params["x"])
+    ctx.report(1, params["x"])
+    warnings.warn("a warning from the objective", UserWarning)
+    print("printed by the objective", flush=True)
+    return params["x"]

@@ -7,6 +7,7 @@ too many failed trials exit 3; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -34,7 +35,13 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TunerError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; run the same command again to resume", 130)
+            click.echo("error: interrupted; run the same command again to resume", err=True)
+            # Everything this run stores is stored by now. Leave at once: a Ray interrupted while
+            # starting can still have threads that crash the interpreter's finalisation (exit 139);
+            # the processes it started share this one's fate and end with it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
 
     return wrapper
 
@@ -173,7 +180,7 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
     from tuner.engine._progress import Progress, format_summary
     from tuner.exceptions import TooManyFailuresError
 
-    progress = Progress(quiet=quiet or as_json)
+    progress = Progress(quiet=quiet or as_json, mute_workers=quiet or as_json)  # --json: stdout is JSON alone
     try:
         _study, summary = run_study(checked, url, ray_address=ray_address, num_cpus=num_cpus, num_gpus=num_gpus,
                                     force=force, progress=progress)
@@ -204,7 +211,7 @@ def validate(spec: str, as_json: bool, **flags: Any) -> None:
 
     checked = _validate(spec, _overrides(**flags))
     if as_json:
-        _echo_json(checked.to_dict())
+        _echo_json({**checked.to_dict(), "notes": list(checked.notes)})  # notes: what validation adjusted
         return
     space = checked.search_space
     what = f"task {checked.task}" if checked.task else f"objective {checked.objective}"

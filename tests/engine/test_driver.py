@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -363,3 +365,47 @@ def test_a_bool_or_a_numeric_string_returned_fails_the_trial_as_any_non_number(s
     assert errors[0]["message"] in ("the objective returned a non-number for 'value': True",
                                     "the objective returned a non-number for 'value': False")
     assert errors[1]["message"] == f"the objective returned a non-number for 'value': {str(trials[1].params['x'])!r}"
+
+
+def test_max_failures_counts_only_trials_that_failed_and_labels_the_one_it_stopped(sqlite_url: str) -> None:
+    """Trial 0 runs for minutes; the others fail. The stop at max_failures=1 kills trial 0: it is
+    stored as stopped by max_failures (not "interrupted"), is not counted as a failure, and every
+    trial that did fail gets its console line with its error."""
+    from tuner.engine._progress import Progress
+
+    console = io.StringIO()
+    started = time.monotonic()
+    with pytest.raises(tuner.TooManyFailuresError) as info:
+        tuner.run(_spec(n_trials=4, max_failures=1), objectives.first_sleeps_others_fail, storage=sqlite_url,
+                  progress=Progress(stream=console, live=False))
+    assert time.monotonic() - started < 60  # trial 0 was killed, not waited for (it sleeps 120 s)
+    trials = {t.number: t for t in optuna.load_study(study_name="s", storage=sqlite_url).get_trials()}
+    errors = {n: t.system_attrs[_attrs.ERROR] for n, t in trials.items()}
+    assert {t.state for t in trials.values()} == {TrialState.FAIL}
+    assert errors[0] == {"type": "StoppedByMaxFailures", "traceback": "",
+                         "message": "the run stopped after 2 failures (max_failures=1) before this trial finished"}
+    own = sorted(n for n, e in errors.items() if e["type"] == "RuntimeError")
+    assert len(own) == len(trials) - 1 >= 2, errors
+    assert str(info.value).startswith(f"stopped: {len(own)} trials failed in this run (max_failures=1); "
+                                      f"1 running trial stopped unfinished; "), str(info.value)
+    lines = console.getvalue().splitlines()
+    for n in own:
+        own_line = f"trial {n} failed: RuntimeError: trial {n} fails on its own |"
+        assert sum(line.startswith(own_line) for line in lines) == 1, lines
+    assert not any(line.startswith("trial 0 ") for line in lines), lines
+    assert f"(this run: 0 complete, 0 pruned, {len(own)} failed, 1 stopped unfinished)" in lines[-1], lines[-1]
+
+
+def test_force_says_what_it_deletes(sqlite_url: str) -> None:
+    from tuner.engine._progress import Progress
+
+    tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    study.tell(study.ask(), state=TrialState.FAIL)
+    console = io.StringIO()
+    changed = _spec(n_trials=1, search_space={"params": {"x": {"float": [-1.0, 1.0]}}})
+    tuner.run(changed, objectives.quadratic, storage=sqlite_url, force=True,
+              progress=Progress(stream=console, live=False))
+    lines = console.getvalue().splitlines()
+    assert lines[0] == "--force: deleted study 's' (4 trials: 3 complete, 1 failed) to start over", lines
+    assert lines[1].startswith(f"starting study 's' in {sqlite_url}: 0/1 trials finished"), lines

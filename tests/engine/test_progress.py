@@ -90,3 +90,20 @@ def test_the_recorder_marks_a_trial_started_when_tune_starts_it_and_forgets_it_w
     assert state.started == {"a"}
     recorder._finish(SimpleNamespace(trial_id="a"), TrialState.COMPLETE, [1.0], None)
     assert state.started == set() and "running 0, queued 1" in out.getvalue()
+
+
+def test_the_first_line_names_the_storage_with_its_password_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    optuna = pytest.importorskip("optuna")
+    from tuner.engine import _progress
+
+    monkeypatch.setattr(_progress, "plugins_text", lambda spec: "sampler random, pruner none")
+    out = io.StringIO()
+    spec = SimpleNamespace(name="quickstart", n_trials=30, concurrency=2, directions=["maximize"])
+    summary = SimpleNamespace(resumed=False, recovered=[], finished_before=0,
+                              storage_url="postgresql+psycopg://tuner:s3cret@db.example:5432/studies")
+    state = SimpleNamespace(study=optuna.create_study(direction="maximize"))
+    Progress(stream=out, live=False).start(spec, summary, state)  # type: ignore[arg-type]
+    first = out.getvalue().splitlines()[0]
+    assert first.startswith("starting study 'quickstart' in postgresql+psycopg://tuner:***@db.example:5432/studies: "
+                            "0/30 trials finished"), first
+    assert "s3cret" not in out.getvalue()

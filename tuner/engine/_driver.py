@@ -20,22 +20,23 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from tuner.engine import _tune_env  # noqa: F401 - Ray Tune's environment, before Ray starts
 from tuner.engine import _preload_trace
 from tuner.engine._prestart import (preload_modules, preload_warnings, ray_system_config,
                                     tune_actors_in_prestarted_workers, tuners_choice, worker_environment)
-from tuner.engine._progress import Progress
+from tuner.engine._progress import Progress, failure_text
 from tuner.engine._ray_stop import shutdown_local_ray
 from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
-                                 refuse_incompatible)
+                                 refuse_if_running, refuse_incompatible)
 from tuner.engine._worker import JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError, exception_chain
 
@@ -59,6 +60,7 @@ class RunSummary:
     complete: int = 0
     pruned: int = 0
     failed: int = 0
+    cut_short: int = 0  # trials the stop itself ended (Ctrl-C, max_failures): not failures of their own
     elapsed_s: float = 0.0
     stopped_reason: str | None = None
     best_value: Any = None
@@ -86,6 +88,10 @@ class _RunState:
         self.pruned = 0
         self.deadline = deadline
         self.stop_reason: str | None = None
+        self.interrupt_requested = False  # Ctrl-C, seen by the recorder at Tune's next step
+        self.failures_at_stop = 0  # state.failed when max_failures stopped the run
+        self.cut_short_ids: set[str] = set()  # Tune trial ids whose workers the stop killed
+        self.cut_short = 0  # trials the stop ended unfinished (stored FAIL with the stop as reason)
         self.preload_crash: str | None = None  # why Ray's workers die as they start, once one did
         self.preloaded_by_tuner: set[str] = set()  # what tuner itself has this run's workers preload
         self.grid = None
@@ -187,9 +193,14 @@ class _BackgroundImport:
         except BaseException:  # noqa: BLE001 - the caller's own import of the module repeats it and raises
             pass
 
-    def wait(self) -> None:
-        """Until the import has ended, imported or failed (then the caller's own import raises the error)."""
-        self._thread.join()
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the import has ended, imported or failed (then the caller's own import raises the error).
+
+        ``timeout`` (seconds) is for a caller that was interrupted: a Ctrl-C can land while the
+        main thread holds a lock the import needs (logging's module lock, seen once in about 25
+        interrupts during Ray's start), and an unbounded wait then never ends.
+        """
+        self._thread.join(timeout)
 
 
 def tuner_error_in(exc: BaseException) -> TunerError | None:
@@ -211,9 +222,28 @@ def _init_ray_importing_tune(ray_address: str | None, num_cpus: float | None, nu
         return _init_ray(ray_address, num_cpus, num_gpus, preload, cpus_per_trial)
     glue = _BackgroundImport("tuner.engine._tune_glue")
     try:
-        return _init_ray(ray_address, num_cpus, num_gpus, preload, cpus_per_trial)
-    finally:
+        started = _init_ray(ray_address, num_cpus, num_gpus, preload, cpus_per_trial)
         glue.wait()  # a failed import is repeated by the caller, inside the run's clean-up
+        return started
+    except BaseException:
+        # Interrupted (Ctrl-C) while Ray was starting, or after it started but before the caller
+        # learnt that it owns it: stop what has started now. Left to the interpreter's exit, Ray's
+        # threads were still running during finalisation and the process died of a segfault
+        # (exit 139 instead of 130) in about one interrupt in five at the right moment.
+        glue.wait(timeout=5.0)
+        _stop_partial_ray()
+        raise
+
+
+def _stop_partial_ray() -> None:
+    """Shut down a local Ray whose start was cut short, as far as it got; never raises."""
+    try:
+        from ray._private import worker as ray_worker
+
+        if ray_worker.global_worker.connected or getattr(ray_worker, "_global_node", None) is not None:
+            shutdown_local_ray()
+    except BaseException:  # noqa: BLE001 - a second Ctrl-C or a half-made node: the exit goes on
+        pass
 
 
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
@@ -341,24 +371,42 @@ def run_study(
     progress: Progress | None = None,
 ) -> tuple["optuna.Study", RunSummary]:
     """Run ``spec`` until ``n_trials`` trials have finished (complete or pruned) in the storage."""
+    progress = progress or Progress(quiet=True)
+    with _ray_console(progress.mute_workers):
+        return _run_study(spec, storage_url, objective=objective, ray_address=ray_address, num_cpus=num_cpus,
+                          num_gpus=num_gpus, force=force, progress=progress)
+
+
+def _run_study(
+    spec: "StudySpec",
+    storage_url: str,
+    *,
+    objective: Callable[..., Any] | None,
+    ray_address: str | None,
+    num_cpus: float | None,
+    num_gpus: float | None,
+    force: bool,
+    progress: Progress,
+) -> tuple["optuna.Study", RunSummary]:
     from optuna.trial import TrialState
 
     from tuner.storage import fold_in_sqlite_log, open_storage, sqlite_path
 
     import optuna
 
-    progress = progress or Progress(quiet=True)
     started = time.monotonic()
     ray_address = cluster_address(ray_address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
+    refuse_if_running(storage, spec.name)  # so is a study another run drives (the lease below decides)
     owns_ray = False
     preload = preload_modules(spec.resources.gpus, spec.concurrency, num_cpus) if ray_address is None else []
     if _finished_count(storage, spec.name) < spec.n_trials or force:
         # Start Ray and check that a trial fits before anything is written to the storage.
         owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
         try:
+            _quiet_ray_logging(progress.mute_workers)
             _warn_capacity(spec, progress)
             if ray_address is None and (note := _mps_note(spec)):
                 progress.note(note)
@@ -367,8 +415,14 @@ def run_study(
         except BaseException:
             _shutdown_ray(owns_ray)
             raise
+    deleted: list[str] = []
+
+    def on_delete(line: str) -> None:
+        deleted.append(line)
+        progress.note(line)
+
     try:
-        study, resumed = open_for_run(storage, spec, force=force)
+        study, resumed = open_for_run(storage, spec, force=force, on_delete=on_delete)
         lease = DriverLease(study)
         recovered = lease.acquire()
         try:
@@ -388,10 +442,13 @@ def run_study(
         if preload:
             state.preloaded_by_tuner = set(tuners_choice(spec.resources.gpus, spec.concurrency, num_cpus))
         summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
+        if deleted:
+            summary.extra["force_deleted"] = deleted[0]
         progress.start(spec, summary, state)
         if state.want_more():
             if not owns_ray:
                 owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
+                _quiet_ray_logging(progress.mute_workers)
             artifacts = spec.artifacts_dir or _default_artifacts_dir(storage_url, sqlite_path)
             job = JobInfo(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
@@ -432,14 +489,15 @@ def run_study(
             # write (the storage is the record); its warning about them is noise.
             logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
             # On Ctrl-C Tune suggests `Tuner.restore(...)`; with tuner, resuming is re-running the
-            # same command (the storage is the state), which the final summary says instead.
-            logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+            # same command (the storage is the state), which the final summary says instead. Its
+            # "Trials did not complete: [t1a2b3]" (ERROR) names Tune's ids, which nobody can look up.
+            logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
             # A Ray started here gave its workers the driver's environment: Tune's actors need
             # none of their own, and so start in the workers Ray started ahead of time.
             in_prestarted = (tune_actors_in_prestarted_workers() if owns_ray and ray_address is None
                              else contextlib.nullcontext())
             try:
-                with in_prestarted:
+                with in_prestarted, _interrupt_stops(state):
                     tuner.fit()
             except tune.TuneError as exc:
                 # A tuner error raised in a Tune callback (the storage lost while recording a dead
@@ -450,11 +508,7 @@ def run_study(
                     raise
                 raise inner from None
         interrupted = bool(state.running) or (state.stop_reason is None and state.want_more())
-        for trial_id, _number in list(state.running.values()):
-            # Tune stopped before reporting these; a worker may still have finished and told the study.
-            mark_failed(study, trial_id, {"type": "Interrupted", "traceback": "",
-                                           "message": "the run was interrupted before this trial finished"})
-            state.count(study._storage.get_trial(trial_id).state)
+        _end_unfinished(state, progress)
         state.running.clear()
         state.started.clear()
         # This run holds the lease, and every trial it started has now ended: a trial still
@@ -462,6 +516,7 @@ def run_study(
         recover_stale_trials(study, reason="created twice when a storage write was retried after a lost "
                                            "connection; this copy never ran")
         summary.complete, summary.pruned, summary.failed = state.complete, state.pruned, state.failed
+        summary.cut_short = state.cut_short
         summary.stopped_reason = state.stop_reason or ("interrupted" if interrupted else None)
         summary.elapsed_s = time.monotonic() - started
         summary.best_value = _best(study)
@@ -470,8 +525,11 @@ def run_study(
             fix = (f"{state.preload_crash}; then run again to resume (`tuner show {spec.name}` lists the errors)"
                    if state.preload_crash else
                    f"see `tuner show {spec.name}` for their errors, fix the objective and run again to resume")
-            err = TooManyFailuresError(
-                f"stopped: {state.failed} trials failed in this run (max_failures={spec.max_failures}); {fix}")
+            unfinished = (f"; {state.cut_short} running trial{'s' if state.cut_short != 1 else ''} stopped unfinished"
+                          if state.cut_short else "")
+            trials = "trial" if state.failed == 1 else "trials"
+            err = TooManyFailuresError(f"stopped: {state.failed} {trials} failed in this run "
+                                       f"(max_failures={spec.max_failures}){unfinished}; {fix}")
             err.study = study  # type: ignore[attr-defined]
             err.summary = summary  # type: ignore[attr-defined]
             raise err
@@ -485,6 +543,137 @@ def run_study(
             # Every trial of this run has ended and Tune has stopped its workers (and with a Ray
             # of our own, their processes): what the run wrote is all in the log by now.
             fold_in_sqlite_log(storage)
+
+
+def _end_unfinished(state: _RunState, progress: Progress) -> None:
+    """Settle the trials Tune stopped before it reported them, after the run's loop has ended.
+
+    A trial whose worker told the study how it ended (it failed or finished just as the run
+    stopped) counts as that and gets its console line; one still RUNNING was ended by the stop
+    itself (Ctrl-C, or ``max_failures`` reached by other trials) and is stored FAIL with the stop
+    as its reason, counted apart (``cut_short``): it did not fail, and calling it a failure, or
+    "interrupted" when nobody interrupted it, misled the user about what went wrong.
+    """
+    from optuna.trial import TrialState
+
+    from tuner.engine import _attrs
+
+    if state.stop_reason == "max_failures":
+        failures = state.failures_at_stop
+        error = {"type": "StoppedByMaxFailures", "traceback": "",
+                 "message": f"the run stopped after {failures} failure{'s' if failures != 1 else ''} "
+                            f"(max_failures={state.spec.max_failures}) before this trial finished"}
+    else:
+        error = {"type": "Interrupted", "traceback": "",
+                 "message": "the run was interrupted before this trial finished"}
+    storage = state.study._storage
+    for trial_id, number in sorted(state.running.values(), key=lambda entry: entry[1]):
+        mark_failed(state.study, trial_id, error)  # a no-op for a trial its worker finished
+        try:
+            trial = storage.get_trial(trial_id)
+        except Exception:  # noqa: BLE001 - the storage's own retries are spent: it stays the stop's
+            state.cut_short += 1
+            continue
+        stored_error = trial.system_attrs.get(_attrs.ERROR)
+        if trial.state == TrialState.FAIL and stored_error == error:
+            state.cut_short += 1
+            continue
+        state.count(trial.state)
+        values = trial.values if trial.state == TrialState.COMPLETE else None
+        progress.trial_done(trial.number, trial.state.name, values, state,
+                            reason=failure_text(stored_error) if trial.state == TrialState.FAIL else None)
+
+
+@contextlib.contextmanager
+def _interrupt_stops(state: _RunState) -> Iterator[None]:
+    """Around Tune's loop: a first Ctrl-C asks the run to stop, a second raises KeyboardInterrupt.
+
+    Tune's own handler ends its loop without a word and leaves the running trials to its
+    clean-up, which waited 10 s on trainables that answer only when their trial ends. Here the
+    handler only flags the interrupt; the recorder, at Tune's next step (a tenth of a second),
+    says so and kills the running trials' workers (``Recorder.cut_short``), so the run ends in
+    about a second. The previous handler (Python's: KeyboardInterrupt) is back for a second Ctrl-C.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; Tune's own handling applies
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    restore = previous if previous is not None else signal.default_int_handler
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, restore)
+        state.interrupt_requested = True
+
+    tune_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # read by Tune when fit() starts
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, restore)
+        if tune_handler is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = tune_handler
+
+
+# Ray's own loggers that speak to the console during a run, and the level tuner gives them.
+_TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+@contextlib.contextmanager
+def _ray_console(quiet: bool) -> Iterator[None]:
+    """What Ray prints on the driver's console during a run, cut to what a tuner user can use.
+
+    * Ray's ``Token authentication is enabled ...`` warning at every local start: nothing to
+      act on for a Ray that exists for one run (``--ray-address`` clusters pass their token).
+    * The raylet's messages (``(raylet) A worker died ... the OOM killer ...``), on stdout
+      (``--json`` too): tuner prints its own line for the trial whose worker died and stores the
+      error with it; the raylet's text stays in Ray's session logs
+      (``/tmp/ray/session_latest/logs``) and goes to tuner's logger at DEBUG.
+    * With ``quiet``, the workers' own output as well (``(trainable pid=...)`` lines: warnings
+      from Optuna or the objective), which Ray keeps in the same session logs.
+
+    Ray's printer is a module function its listener threads look up at each message; it is
+    wrapped for this run only and restored after it (a notebook keeps Ray's behaviour).
+    """
+    token_logger = logging.getLogger(_TOKEN_SETUP_LOGGER)
+    token_level = token_logger.level
+    token_logger.setLevel(logging.ERROR)
+    try:
+        from ray._private import worker as ray_worker
+
+        original = ray_worker.print_to_stdstream
+    except (ImportError, AttributeError):  # another Ray version: its console as it is
+        ray_worker, original = None, None
+
+    def filtered(data: dict[str, Any], ignore_prefix: bool) -> None:
+        if ray_worker is None or ray_worker.print_to_stdstream is not filtered:
+            return original(data, ignore_prefix)  # the run has ended: Ray's behaviour again
+        if data.get("pid") == "raylet":
+            _log.debug("ray: %s", " ".join(map(str, data.get("lines", ()))))
+            return None
+        if quiet:
+            return None
+        return original(data, ignore_prefix)
+
+    if ray_worker is not None:
+        ray_worker.print_to_stdstream = filtered
+    ray_level = logging.getLogger("ray").level
+    try:
+        yield
+    finally:
+        token_logger.setLevel(token_level)
+        if quiet:
+            logging.getLogger("ray").setLevel(ray_level)
+        if ray_worker is not None and ray_worker.print_to_stdstream is filtered:
+            ray_worker.print_to_stdstream = original
+
+
+def _quiet_ray_logging(quiet: bool) -> None:
+    """With ``--quiet``, Ray's warnings off the console once Ray is up (``ray.init`` sets its level)."""
+    if quiet:
+        logging.getLogger("ray").setLevel(logging.ERROR)
 
 
 def _shutdown_ray(owned: bool) -> None:

@@ -28,9 +28,14 @@ def _fmt(value: Any) -> str:
 class Progress:
     """Prints what a run is doing; ``quiet`` silences all but the final summary line."""
 
-    def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None, live: bool | None = None) -> None:
+    def __init__(self, *, quiet: bool = False, stream: IO[str] | None = None, live: bool | None = None,
+                 mute_workers: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        # `tuner run --quiet`: the final line alone, so the trials' own output (print, warnings) and
+        # Ray's warnings are held back too. tuner.run() is quiet by default but keeps them: they are
+        # the user's objective speaking, which a notebook should show.
+        self.mute_workers = mute_workers
         self.live = (self.stream.isatty() if live is None else live) and not quiet
         self._t0 = time.monotonic()
         self._last_tick = 0.0
@@ -59,8 +64,12 @@ class Progress:
         self._best = _initial_best(state.study)
         if self.quiet:
             return
+        from tuner.storage import redact
+
         verb = "resuming" if summary.resumed else "starting"
-        self._write(f"{verb} study {spec.name!r}: {summary.finished_before}/{spec.n_trials} trials finished, "
+        # The storage is named (its password hidden): the run used to say which only with --json.
+        self._write(f"{verb} study {spec.name!r} in {redact(summary.storage_url)}: "
+                    f"{summary.finished_before}/{spec.n_trials} trials finished, "
                     f"concurrency {spec.concurrency}, {plugins_text(spec)}")
         if summary.recovered:
             self._write(f"marked {len(summary.recovered)} trial(s) left RUNNING by a stopped run as FAIL: "
@@ -77,17 +86,27 @@ class Progress:
                 + (f", queued {queued}" if queued else "")
                 + f"  complete {state.complete}  pruned {state.pruned}  failed {state.failed}  best {_fmt(self._best)}")
 
-    def trial_done(self, number: int, state_name: str, values: Any, state: Any) -> None:
+    def trial_done(self, number: int, state_name: str, values: Any, state: Any, *, reason: str | None = None) -> None:
+        """A trial ended; ``reason``: why it failed (the stored error), for a FAIL.
+
+        A failure gets a line of its own in a terminal as well, where the other trials only
+        update the status line: it is what the user must go and read.
+        """
         if values is not None and len(values) == 1:
             v = values[0]
             if self._best is None or (v > self._best if self._maximize[0] else v < self._best):
                 self._best = v
         if self.quiet:
             return
+        failed = state_name == "FAIL"
         if self.live:
+            if failed:
+                self._write(f"trial {number} failed: {reason or 'no error recorded'}")
             self.stream.write("\r\033[K" + self._status(state))
             self.stream.flush()
             self._line_open = True
+        elif failed:
+            self._write(f"trial {number} failed: {reason or 'no error recorded'} | " + self._status(state))
         else:
             shown = values[0] if values is not None and len(values) == 1 else values
             self._write(f"trial {number} {state_name.lower()} value={_fmt(shown)} | " + self._status(state))
@@ -112,12 +131,24 @@ def format_summary(summary: Any) -> str:
     best = summary.best_value
     reason = {None: "done", "timeout": "stopped: timeout reached", "max_failures": "stopped: too many failures",
               "interrupted": "interrupted"}.get(summary.stopped_reason, summary.stopped_reason)
+    # Trials the stop itself ended (Ctrl-C, max_failures) did not fail: counted apart.
+    cut_short = getattr(summary, "cut_short", 0)
+    unfinished = f", {cut_short} stopped unfinished" if cut_short else ""
     line = (f"{reason}: study {summary.study_name!r} has {summary.finished_total}/{summary.n_trials} finished trials "
-            f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed) "
+            f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed{unfinished}) "
             f"in {summary.elapsed_s:.1f}s; best {_fmt(best)}")
     if summary.stopped_reason in ("interrupted", "timeout") and summary.finished_total < summary.n_trials:
         line += "; run the same command again to resume"
     return line
+
+
+def failure_text(error: Any) -> str | None:
+    """A stored trial error (``tuner:error``) as one short line: ``Type: message``."""
+    if not isinstance(error, dict):
+        return None
+    message = " ".join(str(error.get("message") or "").split())
+    text = f"{error.get('type') or 'Error'}: {message}" if message else str(error.get("type") or "Error")
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _initial_best(study: Any) -> Any:

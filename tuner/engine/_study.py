@@ -53,11 +53,14 @@ def load_study(storage: "optuna.storages.BaseStorage", name: str) -> "optuna.Stu
         raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
 
 
-def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> tuple["optuna.Study", bool]:
+def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool,
+                 on_delete: Callable[[str], None] | None = None) -> tuple["optuna.Study", bool]:
     """Create the study, or load it for resuming; returns (study, resumed).
 
     Refuses (exit 2, nothing touched) when the stored study ran with another search space,
-    other metrics or directions, unless ``force`` asks to delete it and start over.
+    other metrics or directions, unless ``force`` asks to delete it and start over. Then
+    ``on_delete`` is told what is deleted (a line for the console) before it is: ``--force``
+    used to delete a study's trials without a word.
     """
     import optuna
 
@@ -74,7 +77,10 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
         if problem and force:
             # Claim the old study's lease before deleting it: a live driver, or one that starts
             # at this moment, makes the claim fail (one line, exit 2) instead of losing its study.
-            _claim(storage, storage.get_study_id_from_name(spec.name), _own_record(), spec.name)
+            study_id = storage.get_study_id_from_name(spec.name)
+            _claim(storage, study_id, _own_record(), spec.name)
+            if on_delete is not None:
+                on_delete(f"--force: deleted study {spec.name!r} ({_trials_text(storage, study_id)}) to start over")
             optuna.delete_study(study_name=spec.name, storage=storage)
             exists = False
     if exists:
@@ -92,6 +98,35 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
             study.set_metric_names(list(spec.metrics))
         storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
     return study, exists
+
+
+def _trials_text(storage: "optuna.storages.BaseStorage", study_id: int) -> str:
+    """``N trials: C complete, P pruned, ...`` of a study, one COUNT per state (no trial is read)."""
+    from optuna.trial import TrialState
+
+    database = getattr(storage, "_backend", storage)
+    counts = {state: database.get_n_trials(study_id, (state,)) for state in
+              (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING)}
+    total = sum(counts.values())
+    if not total:
+        return "no trials"
+    names = {TrialState.FAIL: "failed"}
+    parts = [f"{n} {names.get(state, state.name.lower())}" for state, n in counts.items() if n]
+    return f"{total} trial{'s' if total != 1 else ''}: {', '.join(parts)}"
+
+
+def refuse_if_running(storage: "optuna.storages.BaseStorage", name: str) -> None:
+    """Raise (exit 2) when a live run holds the study's lease; reads only.
+
+    The driver asks before it starts Ray, so that a second run of a study is refused at once
+    instead of after Ray's start (seconds). :meth:`DriverLease.acquire` remains the check that
+    counts: it alone is atomic against a run that starts at the same moment.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        return
+    _check_no_live_driver(storage.get_study_system_attrs(study_id), name)
 
 
 def record_spec(study: "optuna.Study", spec: "StudySpec") -> None:

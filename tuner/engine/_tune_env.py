@@ -21,6 +21,9 @@ TUNE_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "TUNE_RESULT_BUFFER_LENGTH": "1",
     "TUNE_GLOBAL_CHECKPOINT_S": "3600",
+    # Tune logs each failed trial's Ray traceback (`ERROR tune_controller.py -- Trial task
+    # failed`); tuner prints its own line per failed trial and stores the error with the trial.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
     # Tune sets this on every trial actor (PyTorch Lightning must not fork inside Ray); set here,
     # a Ray that tuner starts hands it to every worker, which lets trial actors use Ray's
     # prestarted workers (tuner.engine._prestart).

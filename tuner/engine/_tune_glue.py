@@ -10,7 +10,8 @@ set before Tune is imported, whoever imports this.
   whenever Tune has a free slot, until enough trials have finished;
 * :class:`Recorder` (a Tune ``Callback``) tells the study how each trial ended, including
   trials whose worker died, and drives the progress display;
-* :class:`Stopper` stops every running trial once ``max_failures`` is exceeded.
+* :class:`Stopper` stops every running trial once ``max_failures`` is exceeded or Ctrl-C was
+  pressed; the recorder kills those trials' workers at that moment (see :meth:`Recorder.cut_short`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ray import tune  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
 from tuner.engine import _attrs, _preload_trace
-from tuner.engine._progress import Progress
+from tuner.engine._progress import Progress, failure_text
 from tuner.engine._study import mark_failed
 from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
 
@@ -76,11 +77,45 @@ class Recorder(_Unpicklable, tune.Callback):
     def __init__(self, state: "_RunState", progress: Progress) -> None:
         self._state = state
         self._progress = progress
+        self._tune_trials: dict[str, Any] = {}  # Tune's trial objects of the running trials, for their actors
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial got its worker (a new actor or a reused one): it runs now, no longer queued."""
         if trial.trial_id in self._state.running:
             self._state.started.add(trial.trial_id)
+            self._tune_trials[trial.trial_id] = trial
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """Act on a Ctrl-C (:func:`tuner.engine._driver._interrupt_stops` only flags it): say so, stop."""
+        state = self._state
+        if getattr(state, "interrupt_requested", False) and state.stop_reason not in ("interrupted", "max_failures"):
+            state.stop_reason = "interrupted"
+            n = len(state.running)
+            self._progress.note(f"stopping: marking {n} running trial{'s' if n != 1 else ''} interrupted; "
+                                f"press Ctrl-C again to quit at once")
+            self.cut_short()
+
+    def cut_short(self) -> None:
+        """Kill the workers of the trials still running, now that the run stops (Ctrl-C, max_failures).
+
+        Tune would ask each to stop, and a function trainable answers only once its trial has
+        ended: Tune waits 5 s, then kills it 10 s after asking, so every stop took 10 s in which
+        nothing was printed. These trials are ended by the stop, not failed: they are left in
+        ``state.running`` for the driver, which stores them with the stop as their reason
+        (``_driver._end_unfinished``) unless their worker told the study first.
+        """
+        import ray
+
+        state = self._state
+        for tune_id in list(state.running):
+            state.cut_short_ids.add(tune_id)
+            actor = getattr(getattr(self._tune_trials.get(tune_id), "temporary_state", None), "ray_actor", None)
+            if actor is None:  # queued, never started: Tune's stop ends it
+                continue
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - dead already, or Ray's private API changed: Tune stops it (slower)
+                pass
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState
@@ -101,6 +136,8 @@ class Recorder(_Unpicklable, tune.Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState
 
+        if trial.trial_id in getattr(self._state, "cut_short_ids", ()):
+            return  # its worker was killed by the stop (cut_short): the driver settles it
         message = "the worker process running this trial died"
         try:
             err = trial.get_error()
@@ -150,6 +187,7 @@ class Recorder(_Unpicklable, tune.Callback):
         state = self._state
         entry = state.running.pop(tune_trial.trial_id, None)
         state.started.discard(tune_trial.trial_id)
+        self._tune_trials.pop(tune_trial.trial_id, None)
         if entry is None:
             return
         trial_id, number = entry
@@ -167,21 +205,35 @@ class Recorder(_Unpicklable, tune.Callback):
             state.retention.trial_finished(trial_id, number, st.name, values)
         except Exception:  # noqa: BLE001 - disk housekeeping must never stop a study
             pass
+        reason = None
         if st not in (TrialState.COMPLETE, TrialState.PRUNED):
+            reason = self._stored_failure(trial_id)
             if state.grid is not None:  # grid search: a failed point is tried again
                 idx = state.study._storage.get_trial_system_attrs(trial_id).get("tuner:grid_index")
                 if idx is not None:
                     state.grid.release(int(idx))
             if state.failed > state.spec.max_failures and state.stop_reason is None:
                 state.stop_reason = "max_failures"
-        self._progress.trial_done(number, st.name, values, state)
+                state.failures_at_stop = state.failed
+                self._progress.trial_done(number, st.name, values, state, reason=reason)
+                self.cut_short()
+                return
+        self._progress.trial_done(number, st.name, values, state, reason=reason)
+
+    def _stored_failure(self, trial_id: int) -> str | None:
+        """The failed trial's stored error as one line (the worker's own when it wrote one)."""
+        try:
+            return failure_text(self._state.study._storage.get_trial_system_attrs(trial_id).get(_attrs.ERROR))
+        except Exception:  # noqa: BLE001 - the storage's own retries are spent: the line says less
+            return None
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress.tick(self._state)
 
 
 class Stopper(_Unpicklable, tune.Stopper):
-    """Ends each trial at its one result; stops every running trial once ``max_failures`` is exceeded."""
+    """Ends each trial at its one result; stops every running trial once ``max_failures`` is exceeded
+    or the run is interrupted (Ctrl-C)."""
 
     def __init__(self, state: "_RunState") -> None:
         self._state = state
@@ -193,4 +245,4 @@ class Stopper(_Unpicklable, tune.Stopper):
         return STATE_KEY in result
 
     def stop_all(self) -> bool:
-        return self._state.stop_reason == "max_failures"
+        return self._state.stop_reason in ("max_failures", "interrupted")
