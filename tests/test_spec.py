@@ -391,3 +391,20 @@ def test_a_relative_sqlite_storage_in_the_spec_is_read_from_the_specs_folder(tmp
     # A mapping from Python: its base_dir when given, else the working directory.
     assert _spec(storage="sqlite:///m.db").storage == f"sqlite:///{ROOT / 'm.db'}"
     assert spec_from_mapping({**BASE, "storage": "sqlite:///m.db"}).storage == f"sqlite:///{elsewhere / 'm.db'}"
+
+
+def test_a_spec_storage_that_moved_with_the_rule_change_is_refused_not_recreated(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Until 2026-12-07 a relative storage: was read from the working directory; a database left
+    # there must not be passed over for an empty new one beside the spec.
+    (tmp_path / "studies").mkdir()
+    spec = tmp_path / "studies" / "s.yaml"
+    spec.write_text("name: s\nobjective: tests.objectives:quadratic\nstorage: sqlite:///old.db\n"
+                    "search_space:\n  params:\n    x: {float: [0, 1]}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_spec(spec).storage == f"sqlite:///{tmp_path / 'studies' / 'old.db'}"  # nothing here yet: fine
+    (tmp_path / "old.db").write_bytes(b"")
+    with pytest.raises(SpecError, match=r"storage: sqlite:///old.db is read from the spec's folder .* while "
+                                        rf"{tmp_path / 'old.db'} exists"):
+        load_spec(spec)
+

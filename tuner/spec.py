@@ -474,7 +474,17 @@ class _Validator:
         url = self._str("storage", default=None)
         if url is None:
             return None
-        return anchor_sqlite_url(url, Path.cwd() if self.storage_from_cwd else self.base_dir)
+        anchored = anchor_sqlite_url(url, Path.cwd() if self.storage_from_cwd else self.base_dir)
+        from tuner.storage import sqlite_path
+
+        here, there = sqlite_path(anchor_sqlite_url(url, Path.cwd())), sqlite_path(anchored)
+        if there is not None and here is not None and here != there and here.exists() and not there.exists():
+            # Before 2026-12-07 this path was read from the working directory: do not start an
+            # empty study beside the one the earlier runs filled.
+            raise self.fail("storage", f"{url} is read from the spec's folder ({there}), which has no such file, "
+                            f"while {here} exists (where tuner read it before 2026-12-07)",
+                            f"write storage: sqlite:///{here} to keep that database, or move it to {there}")
+        return anchored
 
     def _resources(self) -> Resources:
         raw = self.data.get("resources", {}) or {}

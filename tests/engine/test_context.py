@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -71,13 +72,21 @@ def test_mark_keeps_the_first_moment_of_each_name_in_memory_only(tmp_path: Path)
     assert not any(k.startswith("tuner:") for k in _trial(study, ctx.number).system_attrs)  # the worker stores them
 
 
-def test_a_first_report_without_the_study_metric_fails_naming_what_is_needed_and_what_came(tmp_path: Path) -> None:
+def test_a_first_report_without_the_study_metric_warns_naming_what_is_needed_and_what_came(tmp_path: Path) -> None:
     """`acc` reported in a `metric: val_loss` study (a typo, a renamed metric) left pruning off
-    with no word; it fails at the first step instead, before the trial spends its budget."""
+    with no word; the trial is warned once (not failed: logging other values first is legitimate)."""
     study, ctx = _context(tmp_path, optuna.pruners.MedianPruner())
-    with pytest.raises(ValueError, match=r"has no 'val_loss', the study's metric.*reported: \['acc', 'loss'\]"):
-        ctx.report(1, {"acc": 0.5, "loss": 0.1})
+    ctx.report(1, {"acc": 0.5, "loss": 0.1})
+    ctx.report(2, {"acc": 0.6, "loss": 0.1})
+    assert len(ctx.warnings) == 1 and re.search(r"has no 'val_loss', the study's metric.*reported: \['acc', 'loss'\]",
+                                                 ctx.warnings[0]), ctx.warnings
     assert _trial(study, ctx.number).intermediate_values == {}
+
+
+def test_a_metric_reported_as_none_is_not_measured_yet_and_not_missing(tmp_path: Path) -> None:
+    _study, ctx = _context(tmp_path, optuna.pruners.MedianPruner())
+    ctx.report(1, {"val_loss": None, "train_loss": 0.4})
+    assert not ctx.warnings and ctx.curve == [{"step": 1, "train_loss": 0.4}]
 
 
 def test_once_the_metric_came_a_step_without_it_is_a_step_without_evaluation(tmp_path: Path) -> None:
@@ -99,7 +108,6 @@ def test_without_a_pruner_reports_may_carry_other_names(tmp_path: Path) -> None:
 def test_a_built_in_task_without_the_metric_in_its_reports_warns_once_per_trial(tmp_path: Path) -> None:
     """A task's study may rank by a final-only metric (test_accuracy): no failure, but a stored warning."""
     study, ctx = _context(tmp_path, optuna.pruners.MedianPruner())
-    ctx._missing_metric_fails = False
     ctx.report(1, {"val_accuracy": 0.5})
     ctx.report(2, {"val_accuracy": 0.6})
     assert len(ctx.warnings) == 1 and "has no 'val_loss'" in ctx.warnings[0] and "['val_accuracy']" in ctx.warnings[0]
@@ -110,9 +118,8 @@ def test_a_built_in_task_without_the_metric_in_its_reports_warns_once_per_trial(
 @pytest.mark.parametrize("bad", [True, "0.5", None, [0.5]])
 def test_a_study_metric_that_is_not_a_number_is_refused(tmp_path: Path, bad: object) -> None:
     _study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
-    if bad is None:  # a dict's None means "not measured at this step": here the first step, so missing
-        with pytest.raises(ValueError, match="has no 'val_loss'"):
-            ctx.report(1, {"val_loss": bad})
+    if bad is None:  # a dict's None means "not measured at this step"
+        ctx.report(1, {"val_loss": bad})
         return
     with pytest.raises(TypeError, match="must be a number"):
         ctx.report(1, {"val_loss": bad})

@@ -62,3 +62,19 @@ def test_a_spec_file_without_an_objective_runs_the_function_passed(tmp_path: Pat
     assert _stored_spec(sqlite_url, "mine")["objective"] == "tests.objectives:quadratic"
     with pytest.raises(tuner.SpecError, match="task: missing"):
         tuner.validate(spec)  # without a function the file still needs `objective:` or `task:`
+
+
+def test_the_same_objective_from_a_moved_folder_resumes(tmp_path: Path, sqlite_url: str) -> None:
+    # A file objective is stored with its absolute path: a moved project (or another machine
+    # sharing a PostgreSQL study) names the same function by another path, which is no change.
+    code = "def f(params, ctx):\n    return (params['x'] - 1.0) ** 2\n"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "obj.py").write_text(code)
+    first = _spec(objective=f"{tmp_path / 'a' / 'obj.py'}:f")
+    tuner.run(first, storage=sqlite_url)
+    moved = _spec(objective=f"{tmp_path / 'b' / 'obj.py'}:f", n_trials=3)
+    assert len(tuner.run(moved, storage=sqlite_url).get_trials()) == 3
+    with pytest.raises(tuner.UserInputError, match=r"objective .*obj.py:f' \(the spec says .*obj.py:g'\)"):
+        (tmp_path / "b" / "obj.py").write_text(code + "g = f\n")
+        tuner.run(_spec(objective=f"{tmp_path / 'b' / 'obj.py'}:g", n_trials=4), storage=sqlite_url)

@@ -193,3 +193,30 @@ def test_a_custom_objective_study_says_there_is_no_model(storage: str, tmp_path:
     _one_line_error(run, "is not a built-in task")
     assert "tuner best own_objective" in run.stderr and "--trial" not in run.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_an_interrupt_while_swapping_puts_the_previous_export_back(storage: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Ctrl-C between moving the old files aside and moving the new ones in used to leave the
+    # old ones in the work folder, which was then deleted.
+    import tuner.export._export as export_module
+
+    keep = tmp_path / "keep"
+    tuner.export("quickstart", keep, storage=storage, formats=["state_dict"])
+    before = _snapshot(keep)
+    real_move, moves = export_module.shutil.move, []
+
+    def interrupted_move(src: str, dst: str) -> Any:
+        moves.append(src)
+        if len(moves) == 4:  # three old files moved aside (card, card.md, model.pt); then the first new one
+            raise KeyboardInterrupt
+        return real_move(src, dst)
+
+    monkeypatch.setattr(export_module.shutil, "move", interrupted_move)
+    with pytest.raises(KeyboardInterrupt):
+        tuner.export("quickstart", keep, storage=storage, formats=["state_dict"])
+    monkeypatch.undo()
+    assert _snapshot(keep) == before
+    assert [p.name for p in keep.iterdir() if p.name.startswith(".")] == []  # the work folder went too
+    # An existing output folder holds the work folder itself: nothing is made beside it (`-o .`).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]

@@ -42,7 +42,7 @@ class TrialContext:
         seed: int,
         num_threads: int,
         prune: bool,
-        missing_metric_fails: bool = True,
+        missing_metric_fails: bool = False,
     ) -> None:
         self._study = study
         self._trial = trial
@@ -89,16 +89,13 @@ class TrialContext:
         ``step`` is a whole number >= 0 (a bool or a string is a mistake, refused with a
         TypeError); steps must increase; a repeated step overwrites nothing and is ignored by Optuna.
 
-        When a pruner is on, the first report of a trial must carry the study metric: pruning
-        runs on it alone, so reports under other names (``acc`` in a ``metric: loss`` study, a
-        typo) would leave the study unpruned with no word. Such a report fails the trial (a
-        ValueError naming the metric needed and the names reported) at its first step, when
-        it costs least, instead of after a full training. Once the metric has been reported,
-        a report without it is a step without evaluation (e.g. ``val_loss`` every 5th epoch)
-        and is fine. A built-in task only warns (once per trial): its reports are fixed, and a
-        study ranking by a final-only metric (``test_accuracy``, ``n_params``) just cannot prune.
-        Multi-objective studies are never pruned, and a study with ``pruner: none`` may use
-        reports as a log of other values, so neither checks the names.
+        When a pruner is on and a trial's first report lacks the study metric (``acc`` in a
+        ``metric: loss`` study, a typo), the trial is warned, once (stored with it and printed):
+        pruning runs on that metric alone, so such reports left the study unpruned with no word.
+        It is a warning, not a failure: an objective may log other values before its first
+        evaluation (``val_loss`` from epoch 5), and that is legitimate. A key present with None
+        means "not measured at this step" and counts as reported. Multi-objective studies are
+        never pruned, and ``pruner: none`` may use reports as a log of anything, so neither checks.
         """
         step = _whole_step(step)
         if isinstance(value, Mapping):
@@ -114,8 +111,8 @@ class TrialContext:
         else:
             raise TypeError(f"ctx.report: value must be a number or a dict of numbers, got "
                             f"{type(value).__name__} {value!r}"[:300])
-        if self.metric in metrics:
-            self._metric_reported = True
+        if self.metric in metrics or (isinstance(value, Mapping) and self.metric in value):
+            self._metric_reported = True  # present, if only as None ("not measured at this step")
         elif self._prune and not self._metric_reported:
             self._missing_metric(step, names)
         self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})

@@ -244,6 +244,8 @@ def _stop_partial_ray() -> None:
             shutdown_local_ray()
     except BaseException:  # noqa: BLE001 - a second Ctrl-C or a half-made node: the exit goes on
         pass
+    finally:
+        _preload_trace.close()  # its folder's other clean-up is an atexit handler, which os._exit skips
 
 
 def _init_ray(ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
@@ -598,6 +600,9 @@ def _interrupt_stops(state: _RunState) -> Iterator[None]:
         yield  # signal handlers belong to the main thread; Tune's own handling applies
         return
     previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        yield  # started with SIGINT ignored (`tuner run ... &` from a script): a Ctrl-C is not for this run
+        return
     restore = previous if previous is not None else signal.default_int_handler
 
     def on_sigint(signum: int, frame: Any) -> None:

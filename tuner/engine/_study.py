@@ -171,6 +171,8 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
     # against them). Only a spec stored by a tuner that recorded the field is compared.
     new = json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str))
     for key in _WHAT_IS_MEASURED:
+        if key == "objective" and _function_name(stored_spec.get(key)) == _function_name(new[key]):
+            continue  # the same function from a moved folder, another machine or __main__: one objective
         if key in stored_spec and stored_spec[key] != new[key]:
             old = stored_spec[key]
             if isinstance(old, dict) and isinstance(new[key], dict):
@@ -182,6 +184,13 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
 # The spec's fields that decide what a trial's value means; the others (n_trials, concurrency,
 # resources, sampler, pruner, timeouts, ...) may change between runs of one study.
 _WHAT_IS_MEASURED = ("task", "objective", "task_args")
+
+
+def _function_name(reference: Any) -> Any:
+    """``objective`` by its function's name alone: a file objective is stored with its absolute path
+    and a passed function with its module (``__main__`` in a script), neither of which says
+    whether the objective itself changed."""
+    return reference.rpartition(":")[2] if isinstance(reference, str) else reference
 
 
 def _changed_values(old: dict[str, Any], new: dict[str, Any]) -> str:

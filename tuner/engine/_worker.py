@@ -264,8 +264,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=training_seed(job.seed, number),
-                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none",
-                           missing_metric_fails=job.task is None)
+                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
         if dir_warning:
             ctx.warn(dir_warning)
         if early_cuda:

@@ -151,9 +151,12 @@ def _staging(target: Path, *, shown: str) -> Iterator[Path]:
     """A fresh work folder beside ``target`` (same file system: the files are moved in by renaming),
     removed on the way out, with the parent folders it had to create when the export failed."""
     missing = [p for p in [target.parent, *target.parent.parents] if not p.exists()]  # deepest first
+    # An existing output folder holds its own work folder: `-o .` or a mounted folder under a
+    # parent the user cannot write must work; a new one is made beside, so it can be renamed in.
+    home = target if target.is_dir() else target.parent
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name or 'export'}.tuner-export-", dir=target.parent))
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name or 'export'}.tuner-export-", dir=home))
     except OSError as exc:
         _remove_empty(missing)
         raise UserInputError(f"-o {shown}: cannot create the export folder ({_why_not(target, exc)}); "
@@ -212,15 +215,20 @@ def _swap_in(stage: Path, target: Path, *, shown: str) -> None:
         for name in new:
             shutil.move(str(stage / name), str(target / name))
             moved_in.append(name)
-    except OSError as exc:
-        for name in moved_in:
+    except BaseException as exc:  # a Ctrl-C too: the previous export goes back before the work folder goes
+        undo = list(moved_in)
+        if len(moved_aside) == len(old):  # failed moving in: the name being moved may be there in part
+            undo += [n for n in new if n not in moved_in][:1]
+        for name in undo:
             path = target / name
-            if path.is_dir():
+            if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
         for name in moved_aside:
             shutil.move(str(aside / name), str(target / name))
+        if not isinstance(exc, OSError):
+            raise
         raise UserInputError(f"-o {shown}: cannot move the new export into the folder ({exc.strerror or exc}); "
                              f"the previous export is as it was") from None
 
