@@ -177,12 +177,14 @@ def spec_from_mapping(
     merged = dict(data)
     if overrides:
         merged = apply_overrides(merged, overrides, source=source)
+    passed = None
     if default_objective is not None and merged.get("task") is None and merged.get("objective") is None:
-        merged["objective"] = default_objective
+        merged["objective"] = passed = default_objective
     # A storage URL typed on the command line (--set storage=...) is relative to where it was
     # typed, as --storage and $TUNER_STORAGE are; one written in the spec, to the spec's folder.
     typed_here = bool(overrides) and overrides.get("storage") is not None  # type: ignore[union-attr]
-    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here).build()
+    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here,
+                      passed_objective=passed).build()
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -225,11 +227,15 @@ _TOP_LEVEL = {
 class _Validator:
     """Turns a raw mapping into a :class:`StudySpec`, failing on the first problem with its location."""
 
-    def __init__(self, data: dict[str, Any], source: str, base_dir: Path, *, storage_from_cwd: bool = False) -> None:
+    def __init__(self, data: dict[str, Any], source: str, base_dir: Path, *, storage_from_cwd: bool = False,
+                 passed_objective: str | None = None) -> None:
         self.data = data
         self.source = source
         self.base_dir = base_dir
         self.storage_from_cwd = storage_from_cwd
+        # The name of a function passed in with the spec (tuner.run(spec, objective=fn)): a label,
+        # not a reference to import (a closure or a lambda has none), since the function itself travels.
+        self.passed_objective = passed_objective
 
     def fail(self, path: str, problem: str, fix: str | None = None) -> SpecError:
         return SpecError(self.source, path, problem, fix)
@@ -337,6 +343,8 @@ class _Validator:
 
             get_task(task, source=self.source, path="task")  # unknown name -> SpecError listing tasks
             return task, None
+        if objective is not None and objective == self.passed_objective:
+            return None, objective
         if not isinstance(objective, str) or ":" not in objective:
             raise self.fail("objective", f"expected 'package.module:function' or 'path/file.py:function', got {_short(objective)}",
                             "write e.g. `objective: my_pkg.train:objective`")

@@ -78,3 +78,21 @@ def test_the_same_objective_from_a_moved_folder_resumes(tmp_path: Path, sqlite_u
     with pytest.raises(tuner.UserInputError, match=r"objective .*obj.py:f' \(the spec says .*obj.py:g'\)"):
         (tmp_path / "b" / "obj.py").write_text(code + "g = f\n")
         tuner.run(_spec(objective=f"{tmp_path / 'b' / 'obj.py'}:g", n_trials=4), storage=sqlite_url)
+
+
+def test_a_closure_or_a_lambda_passed_as_the_objective_is_a_label_not_an_import(tmp_path: Path,
+                                                                                sqlite_url: str) -> None:
+    # The function travels to the workers itself; its name was imported as a check, which a
+    # closure or a lambda cannot pass ("cannot import __main__:objective").
+    spec = tmp_path / "mine.yaml"
+    spec.write_text("name: mine\nsearch_space:\n  params:\n    x: {float: [-5, 5]}\nn_trials: 2\npruner: none\nseed: 0\n")
+
+    def make(shift: float) -> Any:
+        def objective(params: dict[str, Any], ctx: Any) -> float:
+            return (params["x"] - shift) ** 2
+        return objective
+
+    assert tuner.validate(spec, objective=make(1.0)).objective.endswith(":objective")
+    assert tuner.validate(_spec(), objective=lambda p, c: p["x"]).objective.endswith(":<lambda>")
+    study = tuner.run(spec, objective=make(2.0), storage=sqlite_url)
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "COMPLETE"]
