@@ -277,8 +277,8 @@ class DashboardData:
         info = self._study_row(name)
         query.check(len(info.directions))
         key, _, arg = query.sort.partition(":")
-        if key == "param" and arg not in self.param_names(name):  # a typo would sort by nothing, silently
-            known = self.param_names(name)
+        known = self.param_names(name) if key == "param" else []
+        if key == "param" and arg not in known:  # a typo would sort by nothing, silently
             raise BadQuery(f"sort {query.sort!r}: the study has no parameter {arg!r}"
                            + (f"; it has {', '.join(known[:20])}" if known else " (no trial has parameters yet)"))
         t, v = m.TrialModel, m.TrialValueModel
