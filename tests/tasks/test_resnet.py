@@ -324,3 +324,28 @@ def test_pretrained_study_reference_uses_the_best_trials_checkpoint(pretrained: 
         assert info.value.path == "task_args.pretrained.study" and words in str(info.value)
     with pytest.raises(SpecError, match="no storage to look study 'pre' up in"):
         ResNetTask({**FT_ARGS, "pretrained": {"study": "pre"}}).run({"epochs": 1}, make_ctx())
+
+
+def test_a_relative_pretrained_storage_is_read_from_the_spec_folder_then_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trials run in Ray workers with another working directory: a relative SQLite path must
+    reach them absolute, found where the user meant it (the spec's folder first, as for the spec's
+    own storage and the checkpoint path)."""
+    specs, elsewhere = tmp_path / "specs", tmp_path / "elsewhere"
+    specs.mkdir()
+    elsewhere.mkdir()
+    spec = specs / "ft.yaml"
+    spec.write_text("task: resnet\n")
+    monkeypatch.chdir(elsewhere)
+
+    def storage_of(url: str) -> str:
+        return ResNetTask({"pretrained": {"study": "pre", "storage": url}}, source=str(spec)).args["pretrained"]["storage"]
+
+    # Neither folder holds the file: the spec's folder is named (the lookup then says which file has no study).
+    assert storage_of("sqlite:///pre.db") == f"sqlite:///{specs / 'pre.db'}"
+    (elsewhere / "pre.db").write_bytes(b"")
+    assert storage_of("sqlite:///pre.db") == f"sqlite:///{elsewhere / 'pre.db'}"  # only the working directory has it
+    (specs / "pre.db").write_bytes(b"")
+    assert storage_of("sqlite:///pre.db?timeout=5") == f"sqlite:///{specs / 'pre.db'}?timeout=5"  # the spec's folder first
+    assert storage_of(f"sqlite:///{elsewhere / 'pre.db'}") == f"sqlite:///{elsewhere / 'pre.db'}"  # absolute: as written
+    assert storage_of("postgresql://u@h/db") == "postgresql://u@h/db"

@@ -77,12 +77,28 @@ class ResNetTask(ImageClassifierTask):
             if storage is not None and (not isinstance(storage, str) or not storage):
                 raise self.arg_error("pretrained.storage", f"expected a storage URL, got {storage!r}",
                                      "e.g. sqlite:///tuner.db; leave it out to use the running study's storage")
-            args["pretrained"] = {"study": study, **({"storage": storage} if storage else {})}
+            args["pretrained"] = {"study": study, **({"storage": self._anchored_storage(storage)} if storage else {})}
             return
         if not isinstance(pretrained, (str, Path)) or not str(pretrained):
             raise self.arg_error("pretrained", f"expected a checkpoint path or {{study: NAME}}, got {pretrained!r}",
                                  _PRETRAINED_FIX)
         args["pretrained"] = str(self._checkpoint_file(pretrained))
+
+    def _anchored_storage(self, url: str) -> str:
+        """``url`` with a relative SQLite path made absolute, read as the checkpoint path is.
+
+        The spec's own ``storage:`` is relative to the spec's folder, and the trials run in Ray
+        workers whose working directory is not the user's: a relative path left as written would
+        name another (empty) file there. The spec's folder is tried first, then the working
+        directory; where neither holds the file, the spec's folder is named (the lookup then says
+        the study is missing, with the full path).
+        """
+        from tuner.storage import anchor_sqlite_url, sqlite_path
+
+        base = _spec_dir(self.source)
+        candidates = [anchor_sqlite_url(url, b) for b in (*([base] if base else []), Path.cwd())]
+        existing = [c for c in candidates if (p := sqlite_path(c)) is not None and p.is_file()]
+        return (existing or candidates)[0]
 
     def _checkpoint_file(self, pretrained: str | Path) -> Path:
         """The absolute path of an existing file that looks like a torch.save file (cheap: no loading)."""
