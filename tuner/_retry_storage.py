@@ -156,6 +156,10 @@ def call_with_retries(storage: optuna.storages.RDBStorage, name: str,
     return read(storage)
 
 
+# Up to this many included trial ids are listed in one IN; beyond, the ids are filtered after the read.
+_INCLUDED_IN_MAX = 1000
+
+
 def _get_trials(self: optuna.storages.RDBStorage, study_id: int, states: Any, included_trial_ids: set[int],
                 trial_id_greater_than: int) -> list[optuna.trial.FrozenTrial]:
     """Optuna's ``RDBStorage._get_trials`` (what every trial read comes down to), through tuner's reader.
@@ -179,7 +183,7 @@ def _get_trials(self: optuna.storages.RDBStorage, study_id: int, states: Any, in
     if trial_id_greater_than > -1:
         if not included:
             conditions.append(t.trial_id > trial_id_greater_than)
-        elif len(included) <= 1000:
+        elif len(included) <= _INCLUDED_IN_MAX:
             conditions.append(sqlalchemy.or_(t.trial_id.in_(sorted(included)), t.trial_id > trial_id_greater_than))
         else:
             conditions.append(t.trial_id >= min(included))

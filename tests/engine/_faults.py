@@ -84,6 +84,7 @@ class KillReport:
     kill_delays_s: list[float] = field(default_factory=list)
     running_at_kill: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)  # finished trials that disappeared or changed
+    in_flight: set[int] = field(default_factory=set)  # trials RUNNING at a kill (read just before and after it)
     final: dict[str, int] = field(default_factory=dict)
     final_rc: int | None = None
     final_stderr: str = ""
@@ -124,9 +125,13 @@ def sigkill_cycles(workdir: Path, *, kills: int, n_trials: int, seed: int = 0, c
         try:
             proc.wait(timeout=delay)
         except subprocess.TimeoutExpired:
-            running = states(finished_snapshot(url, name)).get("RUNNING", 0)
+            before_kill = {n for n, r in finished_snapshot(url, name).items() if r[0] == "RUNNING"}
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
+            # A trial started between the read and the kill is caught by the read after it; one
+            # in flight may still finish in its orphaned worker, which tells the study itself.
+            report.in_flight |= before_kill | {n for n, r in finished_snapshot(url, name).items() if r[0] == "RUNNING"}
+            running = len(before_kill)
             report.kills += 1
             report.kill_delays_s.append(round(time.monotonic() - t0, 2))
             report.running_at_kill.append(running)

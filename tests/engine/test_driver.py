@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 import tuner
 from tuner._retry_storage import RetryingRDBStorage
 from tuner.engine import _attrs
+from tuner.engine._progress import Progress
 from tests import objectives
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -157,9 +158,14 @@ def test_a_resumed_run_reads_no_finished_trial_in_the_driver(sqlite_url: str, mo
         return original(self, study_id, states, included_trial_ids, trial_id_greater_than)
 
     monkeypatch.setattr(RetryingRDBStorage, "_get_trials", spy)
-    study = tuner.run(_spec(n_trials=6), objectives.quadratic, storage=sqlite_url)  # workers are other processes
+    out = io.StringIO()
+    study = tuner.run(_spec(n_trials=6), objectives.quadratic, storage=sqlite_url,  # workers are other processes
+                      progress=Progress(stream=out, live=False))
     monkeypatch.undo()
     assert _states(study) == {"COMPLETE": 6, "FAIL": 1}
+    assert "marked 1 trial(s) left RUNNING by a stopped run as FAIL: 4" in out.getvalue()  # the recovery is told
+    (lost,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
+    assert lost.number == 4 and lost.system_attrs[_attrs.ERROR]["type"] == "DriverLost"
     whole = [(states, after) for states, after in reads if after == -1 and (
         states is None or any(s.is_finished() for s in states))]
     assert reads and not whole, reads
@@ -367,8 +373,6 @@ def test_max_failures_counts_only_trials_that_failed_and_labels_the_one_it_stopp
     """Trial 0 runs for minutes; the others fail. The stop at max_failures=1 kills trial 0: it is
     stored as stopped by max_failures (not "interrupted"), is not counted as a failure, and every
     trial that did fail gets its console line with its error."""
-    from tuner.engine._progress import Progress
-
     console = io.StringIO()
     started = time.monotonic()
     with pytest.raises(tuner.TooManyFailuresError) as info:
@@ -393,8 +397,6 @@ def test_max_failures_counts_only_trials_that_failed_and_labels_the_one_it_stopp
 
 
 def test_force_says_what_it_deletes(sqlite_url: str) -> None:
-    from tuner.engine._progress import Progress
-
     tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
     study = optuna.load_study(study_name="s", storage=sqlite_url)
     study.tell(study.ask(), state=TrialState.FAIL)

@@ -1,5 +1,5 @@
-"""Faults a long study meets, injected for real: repeated kill -9 of the driver, a PostgreSQL
-restart, eight trials writing one SQLite file at once, and a disk that fills up.
+"""Faults a long study meets, injected for real: repeated kill -9 of the driver (with what the
+next run recovers), a PostgreSQL restart, eight trials writing one SQLite file at once, and a disk that fills up.
 
 The short forms run here; ``python -m bench soak`` runs the long forms (ten kills, more trials).
 """
@@ -20,13 +20,25 @@ from tuner.engine import _attrs
 
 
 def test_repeated_sigkill_then_rerun_loses_nothing(tmp_path: Path) -> None:
+    """kill -9 of ``tuner run`` three times (once while it starts, twice with trials in flight),
+    a re-run after each: exactly n_trials finish, nothing is left RUNNING, no trial is lost or
+    doubled, and each trial a kill caught in flight either finished in its orphaned worker or
+    was failed as ``DriverLost`` by the next run's recovery."""
     report = _faults.sigkill_cycles(tmp_path, kills=3, n_trials=10, seed=1)
     assert report.kills == 3, report  # every kill landed on a live driver
     assert report.final_rc == 0, report.final_stderr[-3000:]
     assert report.lost == []  # no trial finished before a kill disappeared or changed after it
     finished = report.final.get("COMPLETE", 0) + report.final.get("PRUNED", 0)
     assert finished == 10 and "RUNNING" not in report.final, report.final
-    assert max(report.running_at_kill) >= 1  # the kills really caught trials mid-flight
+    assert max(report.running_at_kill) >= 1 and report.in_flight  # the kills really caught trials mid-flight
+    trials = optuna.load_study(study_name="killed1", storage=f"sqlite:///{tmp_path / 'kill.db'}").get_trials()
+    assert sorted(t.number for t in trials) == list(range(len(trials)))  # numbered once each, no gap
+    for t in trials:
+        if t.number in report.in_flight:
+            assert t.state == TrialState.COMPLETE or (
+                t.state == TrialState.FAIL and t.system_attrs[_attrs.ERROR]["type"] == "DriverLost"), t
+        else:
+            assert t.state == TrialState.COMPLETE, t
 
 
 def test_postgres_restart_mid_study_is_ridden_out(tmp_path: Path, postgres_url: str) -> None:

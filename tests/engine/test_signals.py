@@ -48,17 +48,25 @@ def _start(tmp_path: Path, *, complete_first: int) -> tuple[list[str], str, subp
     return cmd, url, proc
 
 
-def test_sigint_stops_marks_and_resumes(tmp_path: Path) -> None:
+def test_sigint_says_so_stops_marks_and_resumes(tmp_path: Path) -> None:
+    """One Ctrl-C: tuner says what it does at once (Tune's own handling waited 10 s, silent, for
+    trials that answer its stop only when they end), kills the trials' workers, stores them as
+    interrupted, exits 130 with a resume hint; the same command then finishes the study."""
+    from tests._study_read import read_trials
+
     cmd, url, proc = _start(tmp_path, complete_first=0)
+    running = _states(url).get("RUNNING", 0)
     proc.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    _out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - sent < 45
+    _out, err = proc.communicate(timeout=60)  # how fast it ends is a benchmark's business, not a test's
     assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: study 'sigint'" in err and "run the same command again to resume" in err
-    assert "Tuner.restore" not in err  # Ray's own resume advice does not apply to tuner
+    assert "stopping: marking " in err and "press Ctrl-C again to quit at once" in err, err[-2000:]
+    assert err.index("stopping: marking ") < err.index("interrupted: study 'sigint'")
+    assert "stopped unfinished" in err and "run the same command again to resume" in err
+    assert "Tuner.restore" not in err and "Traceback" not in err  # Ray's own resume advice does not apply to tuner
     after = _states(url)
     assert "RUNNING" not in after and after.get("COMPLETE", 0) < 8
+    errors = [t.system_attrs.get("tuner:error") or {} for t in read_trials(url, "sigint") if t.state.name == "FAIL"]
+    assert len(errors) >= running and {e.get("type") for e in errors} == {"Interrupted"}, errors
     rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
@@ -86,20 +94,3 @@ def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> No
     final = _states(url)
     assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
     assert final.get("COMPLETE", 0) >= done_before
-
-
-def test_a_first_sigint_says_so_at_once_and_the_run_ends_in_seconds(tmp_path: Path) -> None:
-    """Tune's own handling waited 10 s, silent, for trials that answer its stop only when they end;
-    tuner says what it does and kills those trials' workers, which are stored as interrupted."""
-    _cmd, url, proc = _start(tmp_path, complete_first=0)
-    running = _states(url).get("RUNNING", 0)
-    proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=60)  # how fast it ends is a benchmark's business, not a test's
-    assert proc.returncode == 130, err[-2000:]
-    assert "stopping: marking " in err and "press Ctrl-C again to quit at once" in err, err[-2000:]
-    assert err.index("stopping: marking ") < err.index("interrupted: study 'sigint'")
-    assert "stopped unfinished" in err and "Traceback" not in err
-    from tests._study_read import read_trials
-
-    errors = [t.system_attrs.get("tuner:error") or {} for t in read_trials(url, "sigint") if t.state.name == "FAIL"]
-    assert len(errors) >= running and {e.get("type") for e in errors} == {"Interrupted"}, errors
