@@ -38,9 +38,17 @@ def _states(study: optuna.Study) -> dict[str, int]:
     return out
 
 
-def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
+def test_user_objective_runs_and_everything_is_stored(sqlite_url: str, tmp_path: Path) -> None:
     study = tuner.run(_spec(search_space=SPACE_XY, n_trials=8), objectives.quadratic, storage=sqlite_url)
     assert _states(study) == {"COMPLETE": 8}
+    # SQLite's write-ahead log holds recent writes beside the file until a checkpoint; a run
+    # folds it in when it ends, so tuner.db copied on its own (a backup, another machine) is whole.
+    copy = tmp_path / "alone" / "tuner.db"
+    copy.parent.mkdir()
+    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), copy)
+    copied = optuna.load_study(study_name="s", storage=f"sqlite:///{copy}")
+    assert [t.state.name for t in copied.get_trials()] == ["COMPLETE"] * 8
+    assert copied._storage.get_study_system_attrs(copied._study_id)[_attrs.DRIVER] is None
     # Read back through a fresh storage object: it is in the SQLite file, not in memory.
     fresh = optuna.load_study(study_name="s", storage=sqlite_url)
     trials = fresh.get_trials()
@@ -70,18 +78,6 @@ def test_user_objective_runs_and_everything_is_stored(sqlite_url: str) -> None:
     assert attrs[_attrs.SPEC]["name"] == "s"
     assert attrs[_attrs.SPACE]["params"].keys() == {"x", "y"}
     assert attrs[_attrs.DRIVER] is None  # lease released
-
-
-def test_the_sqlite_file_alone_holds_every_trial_once_the_run_returns(sqlite_url: str, tmp_path: Path) -> None:
-    # SQLite's write-ahead log holds recent writes beside the file until a checkpoint; a run
-    # folds it in when it ends, so tuner.db copied on its own (a backup, another machine) is whole.
-    tuner.run(_spec(search_space=SPACE_XY, n_trials=6), objectives.quadratic, storage=sqlite_url)
-    copy = tmp_path / "alone" / "tuner.db"
-    copy.parent.mkdir()
-    shutil.copyfile(sqlite_url.removeprefix("sqlite:///"), copy)
-    copied = optuna.load_study(study_name="s", storage=f"sqlite:///{copy}")
-    assert [t.state.name for t in copied.get_trials()] == ["COMPLETE"] * 6
-    assert copied._storage.get_study_system_attrs(copied._study_id)[_attrs.DRIVER] is None
 
 
 def test_parallel_trials_overlap_in_time(sqlite_url: str, tmp_path: Path) -> None:
@@ -138,18 +134,17 @@ def test_max_failures_stops_the_run_cleanly(sqlite_url: str) -> None:
     assert "max_failures=2" in str(info.value)
 
 
-def test_resume_continues_to_n_trials(sqlite_url: str) -> None:
+def test_resume_recovers_takes_enqueued_trials_and_continues_to_n_trials(sqlite_url: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A re-run of a study: the trial a dead run left RUNNING is failed (and said so), the trials
+    enqueued meanwhile run first with their parameters, the run goes on to n_trials finished, and
+    a run of a finished study does nothing. Counting, recovering and ranking go by query: the
+    driver never reads the finished trials whole (at 20,000 trials each whole read took 7 s)."""
     tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
-    study = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url)
-    assert _states(study) == {"COMPLETE": 7}
-    again = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url)  # nothing left to do
-    assert len(again.get_trials()) == 7
-
-
-def test_a_resumed_run_reads_no_finished_trial_in_the_driver(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Counting, recovering and ranking go by query: at 20,000 trials each whole read took 7 s."""
-    tuner.run(_spec(n_trials=4), objectives.quadratic, storage=sqlite_url)
-    optuna.load_study(study_name="s", storage=sqlite_url).ask()  # left RUNNING, as by a killed run
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    study.ask()  # trial 3, left RUNNING, as by a killed run
+    study.enqueue_trial({"x": 4.25})
+    study.enqueue_trial({"x": -3.5})
     reads: list[tuple[Any, int]] = []
     original = RetryingRDBStorage._get_trials  # the driver's storage class
 
@@ -159,39 +154,38 @@ def test_a_resumed_run_reads_no_finished_trial_in_the_driver(sqlite_url: str, mo
 
     monkeypatch.setattr(RetryingRDBStorage, "_get_trials", spy)
     out = io.StringIO()
-    study = tuner.run(_spec(n_trials=6), objectives.quadratic, storage=sqlite_url,  # workers are other processes
+    study = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url,  # workers are other processes
                       progress=Progress(stream=out, live=False))
     monkeypatch.undo()
-    assert _states(study) == {"COMPLETE": 6, "FAIL": 1}
-    assert "marked 1 trial(s) left RUNNING by a stopped run as FAIL: 4" in out.getvalue()  # the recovery is told
-    (lost,) = [t for t in study.get_trials() if t.state == TrialState.FAIL]
-    assert lost.number == 4 and lost.system_attrs[_attrs.ERROR]["type"] == "DriverLost"
+    assert _states(study) == {"COMPLETE": 7, "FAIL": 1}
+    assert "marked 1 trial(s) left RUNNING by a stopped run as FAIL: 3" in out.getvalue()  # the recovery is told
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert trials[3].state == TrialState.FAIL and trials[3].system_attrs[_attrs.ERROR]["type"] == "DriverLost"
+    assert [t.params["x"] for t in trials[4:6]] == [4.25, -3.5]  # the two enqueued, taken first, not left WAITING
+    assert trials[4].value == pytest.approx(objectives.quadratic({"x": 4.25}, None))
     whole = [(states, after) for states, after in reads if after == -1 and (
         states is None or any(s.is_finished() for s in states))]
     assert reads and not whole, reads
+    again = tuner.run(_spec(n_trials=7), objectives.quadratic, storage=sqlite_url)  # nothing left to do
+    assert len(again.get_trials()) == 8
 
 
-def test_enqueued_trials_run_first_with_their_parameters(sqlite_url: str) -> None:
-    tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
+def test_changed_search_space_is_refused_then_forced_and_force_says_what_it_deletes(sqlite_url: str) -> None:
+    tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
     study = optuna.load_study(study_name="s", storage=sqlite_url)
-    study.enqueue_trial({"x": 4.25})
-    study.enqueue_trial({"x": -3.5})
-    study = tuner.run(_spec(n_trials=5), objectives.quadratic, storage=sqlite_url)
-    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 5  # the two taken, not left WAITING
-    assert [t.params["x"] for t in trials[2:4]] == [4.25, -3.5]
-    assert trials[2].value == pytest.approx(objectives.quadratic({"x": 4.25}, None))
-
-
-def test_changed_search_space_is_refused_then_forced(sqlite_url: str) -> None:
-    tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
+    study.tell(study.ask(), state=TrialState.FAIL)
     changed = _spec(n_trials=2, search_space={"params": {"x": {"float": [-1.0, 1.0]}}})
     with pytest.raises(tuner.UserInputError, match="different search space.*changed: x.*--force"):
         tuner.run(changed, objectives.quadratic, storage=sqlite_url)
-    assert len(optuna.load_study(study_name="s", storage=sqlite_url).get_trials()) == 2  # untouched
-    study = tuner.run(changed, objectives.quadratic, storage=sqlite_url, force=True)
+    assert len(optuna.load_study(study_name="s", storage=sqlite_url).get_trials()) == 4  # untouched
+    console = io.StringIO()
+    study = tuner.run(changed, objectives.quadratic, storage=sqlite_url, force=True,
+                      progress=Progress(stream=console, live=False))
     assert len(study.get_trials()) == 2
     assert all(-1.0 <= t.params["x"] <= 1.0 for t in study.get_trials())
+    lines = console.getvalue().splitlines()
+    assert lines[0] == "--force: deleted study 's' (4 trials: 3 complete, 1 failed) to start over", lines
+    assert lines[1].startswith(f"starting study 's' in {sqlite_url}: 0/2 trials finished"), lines
 
 
 def test_worker_killed_mid_trial_fails_that_trial_and_study_finishes(sqlite_url: str) -> None:
@@ -394,16 +388,3 @@ def test_max_failures_counts_only_trials_that_failed_and_labels_the_one_it_stopp
         assert sum(line.startswith(own_line) for line in lines) == 1, lines
     assert not any(line.startswith("trial 0 ") for line in lines), lines
     assert f"(this run: 0 complete, 0 pruned, {len(own)} failed, 1 stopped unfinished)" in lines[-1], lines[-1]
-
-
-def test_force_says_what_it_deletes(sqlite_url: str) -> None:
-    tuner.run(_spec(n_trials=3), objectives.quadratic, storage=sqlite_url)
-    study = optuna.load_study(study_name="s", storage=sqlite_url)
-    study.tell(study.ask(), state=TrialState.FAIL)
-    console = io.StringIO()
-    changed = _spec(n_trials=1, search_space={"params": {"x": {"float": [-1.0, 1.0]}}})
-    tuner.run(changed, objectives.quadratic, storage=sqlite_url, force=True,
-              progress=Progress(stream=console, live=False))
-    lines = console.getvalue().splitlines()
-    assert lines[0] == "--force: deleted study 's' (4 trials: 3 complete, 1 failed) to start over", lines
-    assert lines[1].startswith(f"starting study 's' in {sqlite_url}: 0/1 trials finished"), lines
