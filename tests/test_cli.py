@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -154,12 +155,36 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     assert "Usage:" not in out.output
 
 
-@pytest.mark.parametrize("flag", ["name=", "name=null", "n_trials= "])
+@pytest.mark.parametrize("flag", ["name=", "n_trials= "])
 def test_an_empty_set_value_is_refused_not_dropped(flag: str) -> None:
     # None is how an override says "not given", so `--set name=` used to leave the name as it was.
     out = CliRunner().invoke(main, ["validate", "studies/quickstart.yaml", "--set", flag], prog_name="tuner")
     assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
-    assert out.output.startswith(f"error: --set {flag!r}: the value is empty or null")
+    assert out.output.startswith(f"error: --set {flag!r}: the value is empty")
+
+
+def test_set_null_sets_the_key_to_null_as_the_spec_file_would(tmp_path: Path) -> None:
+    """`--set KEY=null` is the spec's `KEY: null`: the default where null means it, a one-line
+    error naming the key where null is not allowed (it used to be refused, or dropped before that)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\nobjective: tests.objectives:quadratic\nsearch_space: {params: {x: {float: [-1, 1]}}}\n"
+                    "n_trials: 3\ntrial_timeout: 30\n")
+
+    def validated(*sets: str) -> Any:
+        args = ["validate", str(spec), "--json"] + [a for s in sets for a in ("--set", s)]
+        return CliRunner().invoke(main, args, prog_name="tuner")
+
+    assert json.loads(validated().output)["trial_timeout"] == 30
+    for null in ("null", "~", "Null"):
+        out = validated(f"trial_timeout={null}")
+        assert out.exit_code == 0 and json.loads(out.output)["trial_timeout"] is None, out.output
+    out = validated("name=null")
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and "name" in out.output, out.output
+    out = validated("n_trials=null")
+    assert out.exit_code == 2 and out.output.count("\n") == 1 and "n_trials" in out.output, out.output
+    resnet = CliRunner().invoke(main, ["validate", "studies/resnet_finetune.yaml", "--json", "--set",
+                                       "task_args.pretrained=null"], prog_name="tuner")
+    assert resnet.exit_code == 0 and json.loads(resnet.output)["task_args"]["pretrained"] is None, resnet.output
 
 
 def test_bare_tuner_prints_the_help() -> None:

@@ -109,19 +109,22 @@ def main() -> None:
 def _parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     import yaml
 
+    from tuner.spec import SET_NULL
+
     out: dict[str, Any] = {}
     for item in values:
         if "=" not in item:
             raise UserInputError(f"--set {item!r}: expected KEY=VALUE, e.g. --set task_args.max_samples=500")
         key, _, raw = item.partition("=")
+        if not raw.strip():  # an override of None means "flag not given": it would be dropped without a word
+            raise UserInputError(f"--set {item!r}: the value is empty, which would leave the spec as it is; "
+                                 f"give one, e.g. --set {key.strip() or 'KEY'}=VALUE (or {key.strip() or 'KEY'}=null "
+                                 "for the default)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = yaml.safe_load(raw)
         except (yaml.YAMLError, ValueError, RecursionError):  # ValueError: an int of over 4300 digits
             value = raw  # kept as text; the spec's validator says what it should be
-        if value is None:  # an override of None means "flag not given": it would be dropped without a word
-            raise UserInputError(f"--set {item!r}: the value is empty or null, which would leave the spec as it is; "
-                                 f"give one, e.g. --set {key.strip() or 'KEY'}=VALUE (to drop a key, edit the spec)")
-        out[key.strip()] = value
+        out[key.strip()] = SET_NULL if value is None else value  # null typed on purpose: the key's default
     return out
 
 

@@ -182,9 +182,25 @@ def spec_from_mapping(
         merged["objective"] = passed = default_objective
     # A storage URL typed on the command line (--set storage=...) is relative to where it was
     # typed, as --storage and $TUNER_STORAGE are; one written in the spec, to the spec's folder.
-    typed_here = bool(overrides) and overrides.get("storage") is not None  # type: ignore[union-attr]
+    typed_here = bool(overrides) and overrides.get("storage") not in (None, SET_NULL)  # type: ignore[union-attr]
     return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here,
                       passed_objective=passed).build()
+
+
+class _SetNull:
+    """An override that sets its key to null (``--set KEY=null``).
+
+    None in an override means "not given" (a flag left out), so a null typed on purpose needs a
+    value of its own; the key then reads as it would with ``KEY: null`` in the spec (for most keys,
+    tuner's default: ``trial_timeout``, ``task_args.pretrained``, ...), and where null is not
+    allowed the validator says so.
+    """
+
+    def __repr__(self) -> str:
+        return "null"
+
+
+SET_NULL: Any = _SetNull()
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str) -> dict[str, Any]:
@@ -193,6 +209,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], *, so
     for dotted, value in overrides.items():
         if value is None:
             continue
+        if value is SET_NULL:
+            value = None
         keys = dotted.split(".")
         node = out
         for key in keys[:-1]:
