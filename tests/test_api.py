@@ -62,3 +62,27 @@ def test_study_details_of_a_study_without_complete_trials(tmp_path: Path) -> Non
     d = study_details("e", url)
     assert d["top"] == [] and d["best"] is None and d["counts"] == {"FAIL": 1}
     assert [row["number"] for row in d["recent_failures"]] == [0]
+
+
+def test_study_details_parses_the_stored_space_once_and_gives_each_shown_trial_its_objective_params(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tuner.space import SearchSpace
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    _study(url, "minimize")
+    study = optuna.load_study(study_name="d", storage=url)
+    space = {"params": {"x": {"float": [0.0, 1.0]}, "epochs": 3}}  # a fixed value the objective sees too
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPACE, space)
+    parsed: list[str] = []
+    original = SearchSpace.from_mapping.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type, *args: object, **kwargs: object) -> SearchSpace:
+        parsed.append(str(kwargs.get("source")))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(SearchSpace, "from_mapping", classmethod(counting))
+    d = study_details("d", url, top=8)
+    assert len(d["top"]) == 8 and parsed == ["<stored>"] * 2  # once for the top rows, once for the best trial
+    for row in d["top"]:
+        assert row["objective_params"] == {"x": row["params"]["x"], "epochs": 3}
+    assert d["best"]["params_user"] == {"x": d["best"]["params"]["x"], "epochs": 3}

@@ -164,6 +164,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
                    if len(directions) == 1 else [])
     shown = {t._trial_id: t for t in read_trials(study, trial_ids=top_ids + failed_ids)}
     ranked = [shown[i] for i in top_ids] if len(directions) == 1 else list(study.best_trials)
+    user_params = _user_params(study)
     return {
         "name": name,
         "directions": directions,
@@ -172,7 +173,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
         "n_trials": sum(counts.values()),
         "spec": attrs.get(_attrs.SPEC),
         "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
-        "top": [{**_trial_row(t), "objective_params": _user_params(study, t)} for t in ranked[:top]],
+        "top": [{**_trial_row(t), "objective_params": user_params(t)} for t in ranked[:top]],
         "recent_failures": [_trial_row(shown[i]) for i in failed_ids],
     }
 
@@ -196,7 +197,8 @@ def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | 
         front = study.best_trials
         if not front:
             raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first")
-        return {"name": name, "pareto_front": [_best_row(study, t) for t in front]}
+        user_params = _user_params(study)
+        return {"name": name, "pareto_front": [_best_row(study, t, user_params) for t in front]}
     try:
         t = study.best_trial
     except ValueError:
@@ -204,20 +206,33 @@ def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | 
     return {"name": name, **_best_row(study, t)}
 
 
-def _best_row(study: "optuna.Study", t: Any) -> dict[str, Any]:
+def _best_row(study: "optuna.Study", t: Any,
+              user_params: Callable[[Any], dict[str, Any] | None] | None = None) -> dict[str, Any]:
     row = _trial_row(t)
-    row["params_user"] = _user_params(study, t)
+    row["params_user"] = (user_params or _user_params(study))(t)
     return row
 
 
-def _user_params(study: "optuna.Study", t: Any) -> dict[str, Any] | None:
-    """The parameter dict the objective saw (fixed values included, per-layer lists rebuilt)."""
+def _user_params(study: "optuna.Study") -> Callable[[Any], dict[str, Any] | None]:
+    """A function giving a trial's parameter dict as the objective saw it (fixed values included,
+    per-layer lists rebuilt), or None. The stored space is read and parsed once, not per trial
+    (``tuner show --top 100`` parsed it a hundred times)."""
     space = study._storage.get_study_system_attrs(study._study_id).get(_attrs.SPACE)
-    if not space:
-        return None
-    try:
-        from tuner.space import SearchSpace
+    parsed = None
+    if space:
+        try:
+            from tuner.space import SearchSpace
 
-        return SearchSpace.from_mapping(space, source="<stored>").params_from_optuna(dict(t.params))
-    except Exception:  # noqa: BLE001 - a stored space from another version must not break `best`
-        return None
+            parsed = SearchSpace.from_mapping(space, source="<stored>")
+        except Exception:  # noqa: BLE001 - a stored space from another version must not break `best`
+            parsed = None
+
+    def convert(t: Any) -> dict[str, Any] | None:
+        if parsed is None:
+            return None
+        try:
+            return parsed.params_from_optuna(dict(t.params))
+        except Exception:  # noqa: BLE001 - as above, for a trial the stored space cannot read
+            return None
+
+    return convert
