@@ -26,14 +26,22 @@ def dash_spec(name: str = STUDY, **kw: Any) -> dict[str, Any]:
     return spec
 
 
-@pytest.fixture(scope="module")
-def dash_url(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> str:
-    """SQLite storage holding study ``dash``: 10 finished trials (complete), failures with tracebacks, artifacts."""
+@pytest.fixture(scope="session")
+def dash_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite storage holding study ``dash``: 10 finished trials (complete), failures with tracebacks, artifacts.
+
+    Built once per test process (each xdist worker that needs it builds its own) and shared by the
+    modules that read it: the dashboard only reads its storage (every route is a GET, see
+    test_security's read-only test), and no test writes to this one (test_api's deleted-file
+    test puts the file it removes back). The run starts its own Ray and stops it at its end, as
+    ``tuner.run`` does outside a Ray instance: no Ray outlives the fixture, and the modules that
+    read the study need none.
+    """
     import tuner
 
     folder = tmp_path_factory.mktemp("dash")
     url = f"sqlite:///{folder / 'tuner.db'}"
-    tuner.run(dash_spec(artifacts_dir=str(folder / "artifacts")), objectives.dashboard_mix, storage=url)
+    tuner.run(dash_spec(artifacts_dir=str(folder / "artifacts")), objectives.dashboard_mix, storage=url, num_cpus=2)
     return url
 
 
@@ -172,10 +180,14 @@ def fill_hostile_study(storage: str, name: str, folder: Path) -> None:
         "files": {SCRIPT: {"file": f"{IMG}.onnx", "bytes": 4}, "state_dict": {"file": "../../etc/passwd", "bytes": 1}}}])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hostile_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """SQLite storage holding one study per hostile name (see :data:`HOSTILE_STUDIES`), each filled
-    by :func:`fill_hostile_study`; built with Optuna alone (no Ray), in well under a second each."""
+    by :func:`fill_hostile_study`; built with Optuna alone (no Ray), in well under a second each.
+
+    Built once per test process and shared by test_security, test_fuzz and test_browser: they
+    only read it (the dashboard's one write, its indexes, is idempotent and data-free).
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

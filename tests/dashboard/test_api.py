@@ -13,8 +13,6 @@ from optuna.trial import TrialState
 
 from tests.dashboard.conftest import STUDY, XSS
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
-
 
 def _trials(url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=STUDY, storage=url).get_trials(deepcopy=False)
