@@ -1,4 +1,8 @@
-"""tuner export / tuner.load / tuner predict on tiny studies of every exportable built-in task (real Ray, SQLite)."""
+"""tuner export / tuner.load / tuner predict on tiny studies of every exportable built-in task (real Ray, SQLite).
+
+The studies are trained once per test run (``tiny_studies``, tests/export/conftest.py); this
+module works on its own copy of their storage.
+"""
 
 from __future__ import annotations
 
@@ -6,65 +10,35 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
 
 import tuner
-from tests import objectives
 from tests.conftest import ROOT
+from tests.export.conftest import SLOW_STUDIES, STUDIES, TINY, TinyStudies, cli_in_process, copy_storage, run_tiny
 from tuner.export import load, read_inputs
 from tuner.export._export import CARD_JSON
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
-STUDIES = ROOT / "studies"
-
-TINY: dict[str, tuple[str, dict[str, Any]]] = {
-    "quickstart": ("quickstart", {"task_args.max_samples": 400, "search_space": {
-        "include": ["../search_spaces/mlp.yaml"], "params": {"epochs": 3, "n_layers": 1, "width": {"int": [16, 32], "per": "n_layers"}}}}),
-    "diabetes_mlp": ("diabetes_mlp", {"search_space": {
-        "include": ["../search_spaces/mlp_regression.yaml"], "params": {"epochs": 3, "early_stopping_patience": 0}}}),
-    "digits_cnn": ("digits_cnn", {"task_args.max_samples": 300, "search_space": {
-        "include": ["cnn.yaml"], "params": {"epochs": 2, "n_conv": 1, "channels": {"int": [4, 8], "per": "n_conv"},
-                                           "convs_per_block": 1, "head_width": 16, "batch_size": 64}}}),
-    "resnet_pretrain": ("resnet_pretrain", {"task_args.max_samples": 300, "search_space": {
-        "include": ["resnet.yaml"], "params": {"epochs": 2, "n_stages": 2, "width": 8, "blocks": 1, "batch_size": 64}}}),
-    "sklearn_gbm": ("sklearn_gbm", {"task_args.max_samples": 300, "task_args.cv": 3, "search_space": {
-        "include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 10}}}),
-    "text_finetune": ("text_finetune", {"task_args.max_samples": 200, "search_space": {
-        "include": ["text.yaml"], "params": {"epochs": 1, "freeze_layers": 5, "max_length": 16, "precision": "fp32"}}}),
-}
 KIND = {"sklearn_gbm": "sklearn", "text_finetune": "text"}
-
 
 # The text model's study and exports take minutes on 2 CPUs: its tests run with `-m slow`
 # (and in bench/tasks_text.py); the text task itself is tested in tests/tasks.
-SLOW_STUDIES = {"text_finetune"}
 slow_text = pytest.mark.slow
 
 
-def _run_tiny(url: str, folder: Path, name: str) -> None:
-    study, overrides = TINY[name]
-    tuner.run(STUDIES / f"{study}.yaml", storage=url, overrides={
-        "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"), **overrides})
+@pytest.fixture(scope="module")
+def storage(tmp_path_factory: pytest.TempPathFactory, tiny_studies: TinyStudies) -> str:
+    """This module's copy of the tiny studies' storage: its exports are recorded there, its studies added there."""
+    return copy_storage(tiny_studies, tmp_path_factory.mktemp("export"))
 
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("export")
-    url = f"sqlite:///{folder / 'tuner.db'}"
-    for name in TINY:
-        if name not in SLOW_STUDIES:
-            _run_tiny(url, folder, name)
-    yield url
-
-
-@pytest.fixture(scope="module")
-def text_storage(storage: str) -> str:
+def text_storage(storage: str, ray_cluster: None) -> str:
     """``storage`` with the text study in it too (run only when a slow text test asks)."""
-    _run_tiny(storage, Path(storage.removeprefix("sqlite:///")).parent, "text_finetune")
+    run_tiny(storage, Path(storage.removeprefix("sqlite:///")).parent, "text_finetune")
     return storage
 
 
@@ -133,6 +107,8 @@ def _test_inputs(card: dict[str, Any]) -> np.ndarray:
 
 
 def test_tuner_predict_reads_npy_npz_and_csv(storage: str, tmp_path: Path) -> None:
+    """Each input type through the command's own code, in this process (``cli_in_process``); the
+    run that writes a JSON file is a real ``tuner predict`` process."""
     out = tmp_path / "qs"
     tuner.export("quickstart", out, storage=storage, formats=["torchscript"])
     from sklearn.datasets import load_digits
@@ -144,7 +120,7 @@ def test_tuner_predict_reads_npy_npz_and_csv(storage: str, tmp_path: Path) -> No
         [f"p{i}" for i in range(64)] + ["label"]), comments="")
     expected = [str(v) for v in load(out).predict(X[:10])]
     for name in ("x.npy", "x.npz", "x.csv"):
-        run = _cli("predict", str(out), str(tmp_path / name))
+        run = cli_in_process("predict", str(out), str(tmp_path / name))
         assert run.returncode == 0, run.stderr
         lines = run.stdout.strip().splitlines()
         assert lines[0] == "prediction" and lines[1:] == expected, name
@@ -155,7 +131,9 @@ def test_tuner_predict_reads_npy_npz_and_csv(storage: str, tmp_path: Path) -> No
     assert [str(r["prediction"]) for r in rows] == expected
 
 
-def test_an_exported_state_dict_is_a_pretrained_checkpoint(storage: str, tmp_path: Path) -> None:
+def test_an_exported_state_dict_is_a_pretrained_checkpoint(storage: str, tmp_path: Path,
+                                                            ray_cluster: None) -> None:
+    """The only test here that trains (a fine-tuning study): the module's Ray starts for it."""
     out = tmp_path / "pre"
     tuner.export("resnet_pretrain", out, storage=storage, formats=["state_dict"])
     study = tuner.run(STUDIES / "resnet_finetune.yaml", storage=storage, overrides={
@@ -194,18 +172,9 @@ def test_export_errors(storage: str, tmp_path: Path) -> None:
     assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
 
 
-def test_a_negative_tolerance_leaves_nothing_behind(storage: str, tmp_path: Path) -> None:
-    # A failed check leaving the folder as it was: tests/export/test_export_safety.py (a broken exporter).
-    run = _cli("export", "quickstart", "-o", str(tmp_path / "e"), "--storage", storage, "--format", "onnx",
-               "--tolerance", "-1")
-    _one_line_error(run, "--tolerance must be >= 0")
-    assert not (tmp_path / "e").exists()
-
-
-def test_trial_without_checkpoint_and_multi_objective(storage: str, tmp_path: Path) -> None:
-    tuner.run({"name": "plain", "search_space": {"params": {"x": {"float": [0, 1]}}}, "n_trials": 2,
-               "concurrency": 1, "seed": 0}, objectives.quadratic, storage=storage)
-    _one_line_error(_cli("export", "plain", "-o", str(tmp_path / "p"), "--storage", storage), "has no checkpoint")
+def test_a_multi_objective_study_asks_which_trial(storage: str, tmp_path: Path) -> None:
+    """A study with several objectives has no single best trial: the error lists its Pareto front.
+    (A study of a Python objective, which saved no checkpoint: test_export_safety.py.)"""
     mo = optuna.create_study(study_name="two", storage=storage, directions=["maximize", "minimize"])
     mo.optimize(lambda t: (t.suggest_float("a", 0, 1), t.suggest_float("b", 0, 1)), n_trials=4)
     front = sorted(t.number for t in mo.best_trials)
@@ -214,23 +183,22 @@ def test_trial_without_checkpoint_and_multi_objective(storage: str, tmp_path: Pa
 
 
 def test_broken_export_folders(storage: str, tmp_path: Path) -> None:
+    """A missing, tampered-with or unreadable export, or a missing input file: one-line errors.
+    (An input of the wrong width: test_predict_inputs.py.)"""
     out = tmp_path / "x"
     tuner.export("quickstart", out, storage=storage, formats=["torchscript", "state_dict"])
     np.save(tmp_path / "in.npy", np.zeros((2, 64), dtype=np.float32))
     _one_line_error(_cli("predict", str(tmp_path / "missing"), str(tmp_path / "in.npy")), "no such export folder")
+    _one_line_error(_cli("predict", str(out), str(tmp_path / "nothere.csv")), "no such input file")
     with open(out / "model.torchscript.pt", "ab") as fh:  # tampered with after the export
         fh.write(b"!")
     _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy")), "SHA-256 does not match")
-    assert _cli("predict", str(out), str(tmp_path / "in.npy"), "--format", "state_dict").returncode == 0
+    # the other files still serve (the command's code in this process: nothing here is about an error)
+    assert cli_in_process("predict", str(out), str(tmp_path / "in.npy"), "--format", "state_dict").returncode == 0
     (out / "model.pt").unlink()
     _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy"), "--format", "state_dict"), "model.pt is missing")
     (out / CARD_JSON).write_text("{not json")
     _one_line_error(_cli("predict", str(out), str(tmp_path / "in.npy")), "not a tuner export")
-    np.save(tmp_path / "bad.npy", np.zeros((2, 5), dtype=np.float32))
-    good = tmp_path / "good"
-    tuner.export("quickstart", good, storage=storage, formats=["torchscript"])
-    _one_line_error(_cli("predict", str(good), str(tmp_path / "bad.npy")), "5 features per sample but the model takes 64")
-    _one_line_error(_cli("predict", str(good), str(tmp_path / "nothere.csv")), "no such input file")
     with pytest.raises(tuner.UserInputError, match="unsupported input type"):
         read_inputs(__file__)
 
@@ -252,8 +220,7 @@ def test_int8_quantization_reports_size_and_accuracy_change(storage: str, tmp_pa
     X = _test_inputs(result.card)
     agree = np.mean(predictor.predict(X) == load(out, format="torchscript").predict(X))
     assert agree >= 0.8
-    _one_line_error(_cli("export", "sklearn_gbm", "-o", str(tmp_path / "s"), "--storage", storage, "--quantize", "int8"),
-                    "does not apply to a sklearn model")
+    # --quantize on a sklearn model: test_export_safety.py
 
 
 def test_the_dashboard_lists_and_serves_a_trials_exports(storage: str, tmp_path: Path) -> None:

@@ -1,37 +1,31 @@
 """``tuner export`` must never lose a good export, and must say plainly what it did and why it refused.
 
-Two tiny studies (quickstart MLP, sklearn gradient boosting; real Ray, SQLite) and one study of a
-user's own objective, shared by the module.
+Two tiny studies (quickstart MLP, sklearn gradient boosting) and one study of a user's own
+objective, from the tiny studies trained once per test run (tests/export/conftest.py); this
+module works on its own copy of their storage and trains nothing itself.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import optuna
 import pytest
 
 import tuner
-from tests import objectives
-from tests.export.test_export import _cli, _one_line_error, _run_tiny
+from tests.export.conftest import TinyStudies, copy_storage
+from tests.export.test_export import _cli, _one_line_error
 from tuner.export import EXPORTERS
 from tuner.export._export import CARD_JSON, CARD_MD, ExportCheckError
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
-
 
 @pytest.fixture(scope="module")
-def storage(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("export-safety")
-    url = f"sqlite:///{folder / 'tuner.db'}"
-    for name in ("quickstart", "sklearn_gbm"):
-        _run_tiny(url, folder, name)
-    tuner.run({"name": "own_objective", "search_space": {"params": {"x": {"float": [0, 1]}}}, "n_trials": 2,
-               "concurrency": 1, "seed": 0}, objectives.quadratic, storage=url)
-    yield url
+def storage(tmp_path_factory: pytest.TempPathFactory, tiny_studies: TinyStudies) -> str:
+    """This module's copy of the tiny studies' storage: the exports its tests record (and count) are its own."""
+    return copy_storage(tiny_studies, tmp_path_factory.mktemp("export-safety"))
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -190,7 +184,8 @@ def test_the_sklearn_preprocessing_note_reads_a_pipeline() -> None:
 
 def test_a_custom_objective_study_says_there_is_no_model(storage: str, tmp_path: Path) -> None:
     run = _cli("export", "own_objective", "-o", str(tmp_path / "p"), "--storage", storage)
-    _one_line_error(run, "is not a built-in task")
+    _one_line_error(run, "has no checkpoint to export")
+    assert "is not a built-in task" in run.stderr
     assert "tuner best own_objective" in run.stderr and "--trial" not in run.stderr
     assert not (tmp_path / "p").exists()
 
