@@ -1,8 +1,9 @@
 """What ``tuner predict`` and ``tuner.load(...).predict`` take: CSV columns by name, refused inputs
 (non-finite, empty, the wrong width, unreadable files) as one-line errors, and labels of their training type.
 
-Two tiny studies (real Ray, SQLite): the quickstart MLP on the bundled digits (no feature names,
-integer labels) and a scikit-learn classifier on an iris CSV with a header and a string ``label``.
+Two tiny studies, from those trained once per test run (tests/export/conftest.py): the quickstart
+MLP on the bundled digits (no feature names, integer labels) and a scikit-learn classifier on an
+iris CSV with a header and a string ``label``. This module exports them and trains nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -19,11 +19,12 @@ import pytest
 
 import tuner
 from tests.conftest import ROOT
+from tests.export.conftest import IRIS_FEATURES, TinyStudies, cli_in_process, copy_storage
 from tuner.export import load
 from tuner.export._export import CARD_JSON
+from tuner.exceptions import UserInputError
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
-FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+FEATURES = IRIS_FEATURES
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,35 +48,26 @@ def _predictions(run: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> Iterator[dict[str, Path]]:
-    """``{"digits": the quickstart MLP's export, "iris": a classifier's trained on iris.csv, "dir": their folder}``."""
-    from sklearn.datasets import load_iris
+def exports(tmp_path_factory: pytest.TempPathFactory, tiny_studies: TinyStudies) -> dict[str, Path]:
+    """``{"digits": the quickstart MLP's export, "iris": the classifier's trained on it, "iris.csv": its data}``.
 
+    Exported once for the module (on its own copy of the storage); a test that changes an export
+    changes a copy of it.
+    """
     folder = tmp_path_factory.mktemp("predict")
-    url = f"sqlite:///{folder / 'tuner.db'}"
-    iris = load_iris(as_frame=True)
-    frame = iris.data.set_axis(FEATURES, axis=1)
-    frame["label"] = [str(iris.target_names[i]) for i in iris.target]
-    frame.to_csv(folder / "iris.csv", index=False)
-    tuner.run(ROOT / "studies" / "quickstart.yaml", storage=url, overrides={
-        "n_trials": 2, "concurrency": 1, "pruner": "none", "artifacts_dir": str(folder / "runs"),
-        "task_args.max_samples": 400, "search_space": {"include": ["../search_spaces/mlp.yaml"], "params": {
-            "epochs": 3, "n_layers": 1, "width": {"int": [16, 32], "per": "n_layers"}}}})
-    tuner.run({"name": "iris_csv", "task": "sklearn", "n_trials": 2, "concurrency": 1, "pruner": "none", "seed": 0,
-               "artifacts_dir": str(folder / "runs"),
-               "task_args": {"estimator": "sklearn.linear_model.LogisticRegression",
-                             "dataset": str(folder / "iris.csv"), "cv": 3},
-               "search_space": {"params": {"C": {"float": [0.5, 5], "log": True}, "max_iter": 500}}}, storage=url)
+    url = copy_storage(tiny_studies, folder)
     tuner.export("quickstart", folder / "digits", storage=url, formats=["torchscript"])
     tuner.export("iris_csv", folder / "iris", storage=url)
-    yield {"digits": folder / "digits", "iris": folder / "iris", "dir": folder}
+    return {"digits": folder / "digits", "iris": folder / "iris", "iris.csv": tiny_studies.iris_csv}
 
 
 # ---- 1. CSV columns are taken by name; no silent drop of a column ----------------------------------------
 
 
 def test_a_csv_model_selects_its_features_by_name(exports: dict[str, Path], tmp_path: Path) -> None:
-    out, data = exports["iris"], pd.read_csv(exports["dir"] / "iris.csv")
+    """The successful reads run the command's code in this process (``cli_in_process``), the refusals
+    a real ``tuner predict``."""
+    out, data = exports["iris"], pd.read_csv(exports["iris.csv"])
     rows = data.iloc[::15]
     expected = [str(v) for v in load(out).predict(rows[FEATURES].to_numpy())]
     assert len(set(expected)) > 1  # the rows span classes: a column mix-up would show
@@ -85,17 +77,26 @@ def test_a_csv_model_selects_its_features_by_name(exports: dict[str, Path], tmp_
     inputs = {"reordered.csv": reordered, "with_id.csv": with_id, "training.csv": rows}  # training: the label too
     for name, frame in inputs.items():
         frame.to_csv(tmp_path / name, index=False)
-        assert _predictions(_cli("predict", str(out), str(tmp_path / name))) == expected, name
+        assert _predictions(cli_in_process("predict", str(out), str(tmp_path / name))) == expected, name
         assert [str(v) for v in load(out).predict(frame)] == expected, name  # a DataFrame: by name as well
     rows[FEATURES[:3]].to_csv(tmp_path / "missing.csv", index=False)
     _one_line_error(_cli("predict", str(out), str(tmp_path / "missing.csv")), "missing.csv", "'petal_width'")
     rows[FEATURES].to_csv(tmp_path / "no_header.csv", index=False, header=False)
-    assert _predictions(_cli("predict", str(out), str(tmp_path / "no_header.csv"))) == expected
+    assert _predictions(cli_in_process("predict", str(out), str(tmp_path / "no_header.csv"))) == expected
     with_id.to_csv(tmp_path / "no_header_id.csv", index=False, header=False)
     _one_line_error(_cli("predict", str(out), str(tmp_path / "no_header_id.csv")),
                     "no_header_id.csv", "5 columns", "4 features")
     card = json.loads((out / CARD_JSON).read_text())
     assert card["schema"]["feature_names"] == FEATURES and card["schema"]["label_column"] == "label"
+    # A DataFrame made from an array (columns 0, 1, ...) is refused, with the way to name them.
+    model = load(out)
+    with pytest.raises(UserInputError) as info:
+        model.predict(pd.DataFrame(rows[FEATURES].to_numpy()))
+    assert "numbered columns" in str(info.value) and "columns=model.feature_names" in str(info.value)
+    assert [str(v) for v in model.predict(pd.DataFrame(rows[FEATURES].to_numpy(), columns=model.feature_names))] == expected
+    with pytest.raises(UserInputError) as info:
+        model.predict(rows[FEATURES[:3]])  # named, one missing: no hint about numbered columns
+    assert "'petal_width'" in str(info.value) and "numbered" not in str(info.value)
 
 
 def test_without_feature_names_a_width_mismatch_is_refused(exports: dict[str, Path], tmp_path: Path) -> None:
@@ -108,8 +109,11 @@ def test_without_feature_names_a_width_mismatch_is_refused(exports: dict[str, Pa
     header = ",".join(["id"] + [f"p{i}" for i in range(64)])
     np.savetxt(tmp_path / "wide.csv", wide, delimiter=",", header=header, comments="")
     np.savetxt(tmp_path / "wide_nohead.csv", wide, delimiter=",")
-    for name in ("wide.npy", "wide.csv", "wide_nohead.csv"):
-        _one_line_error(_cli("predict", str(out), str(tmp_path / name)), name, "65", "64")
+    # the array files' wording in full (the one check of it on the command line)
+    words = {"wide.npy": ["wide.npy: 65 features per sample but the model takes 64"],
+             "wide.csv": ["wide.csv", "65", "64"], "wide_nohead.csv": ["wide_nohead.csv", "65", "64"]}
+    for name, expected in words.items():
+        _one_line_error(_cli("predict", str(out), str(tmp_path / name)), *expected)
     with pytest.raises(tuner.UserInputError, match="65 features per sample but the model takes 64"):
         load(out).predict(wide)
 

@@ -98,7 +98,12 @@ class Predictor:
         if self.kind == "text":
             return self._tokens(X)
         if hasattr(X, "columns") and self.feature_names:  # a DataFrame: its columns by name, as a CSV's
-            index = _select_columns([str(c).strip() for c in X.columns], self.feature_names, "inputs")
+            names = [str(c).strip() for c in X.columns]
+            unnamed = all(isinstance(c, (int, np.integer)) for c in X.columns)  # pd.DataFrame(array)'s 0, 1, ...
+            index = _select_columns(names, self.feature_names, "inputs", hint=(
+                "; a DataFrame made from an array has numbered columns: name them "
+                "(pd.DataFrame(X, columns=model.feature_names)) or pass the array in that order"
+                if unnamed and names else ""))
             X = X[[X.columns[i] for i in index]]
         try:
             X = np.asarray(X, dtype=np.float32)
@@ -293,7 +298,7 @@ def _read_csv(p: Path, n_features: int | None, feature_names: Sequence[str] | No
     return X, lambda i: f"line {lines[i]}"
 
 
-def _select_columns(header: list[str], feature_names: Sequence[str], source: str) -> list[int]:
+def _select_columns(header: list[str], feature_names: Sequence[str], source: str, *, hint: str = "") -> list[int]:
     """Where each feature is in ``header``; a missing one is refused by name (a model's columns are not
     interchangeable, and guessing by position gives confident wrong answers)."""
     missing = [name for name in feature_names if name not in header]
@@ -301,7 +306,7 @@ def _select_columns(header: list[str], feature_names: Sequence[str], source: str
         shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         what = "column {}, a feature" if len(missing) == 1 else "columns {}, features"
         raise UserInputError(f"{source}: no {what.format(shown)} the model was trained on "
-                             f"(it takes {', '.join(feature_names)}; other columns are ignored)")
+                             f"(it takes {', '.join(feature_names)}; other columns are ignored){hint}")
     return [header.index(name) for name in feature_names]
 
 
