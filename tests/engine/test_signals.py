@@ -17,7 +17,7 @@ objective: tests.objectives:slow_steps
 search_space:
   params:
     x: {float: [0.0, 1.0]}
-n_trials: 8
+n_trials: 6
 concurrency: 2
 pruner: none
 seed: 5
@@ -32,7 +32,7 @@ ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _start(tmp_path: Path, *, complete_first: int) -> tuple[list[str], str, subprocess.Popen[str]]:
-    """Start `tuner run` on the 8-trial spec; return once ``complete_first`` trials finished and one runs."""
+    """Start `tuner run` on the 6-trial spec; return once ``complete_first`` trials finished and one runs."""
     spec = tmp_path / "sigint.yaml"
     spec.write_text(SPEC)
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -64,13 +64,13 @@ def test_sigint_says_so_stops_marks_and_resumes(tmp_path: Path) -> None:
     assert "stopped unfinished" in err and "run the same command again to resume" in err
     assert "Tuner.restore" not in err and "Traceback" not in err  # Ray's own resume advice does not apply to tuner
     after = _states(url)
-    assert "RUNNING" not in after and after.get("COMPLETE", 0) < 8
+    assert "RUNNING" not in after and after.get("COMPLETE", 0) < 6
     errors = [t.system_attrs.get("tuner:error") or {} for t in read_trials(url, "sigint") if t.state.name == "FAIL"]
     assert len(errors) >= running and {e.get("type") for e in errors} == {"Interrupted"}, errors
     rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
-    assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
+    assert final.get("COMPLETE", 0) == 6 and "RUNNING" not in final
 
 
 def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> None:
@@ -92,5 +92,5 @@ def test_second_sigint_exits_at_once_and_the_study_resumes(tmp_path: Path) -> No
     rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     final = _states(url)
-    assert final.get("COMPLETE", 0) == 8 and "RUNNING" not in final
+    assert final.get("COMPLETE", 0) == 6 and "RUNNING" not in final
     assert final.get("COMPLETE", 0) >= done_before
