@@ -22,8 +22,15 @@ PG_ADMIN_URL = os.environ.get("TUNER_TEST_PG", "postgresql+psycopg://postgres@12
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Every test that uses the PostgreSQL server carries the ``postgres`` mark (see _postgres_turn)."""
-    if "postgres_url" in getattr(item, "fixturenames", ()):
+    """Every test that uses the PostgreSQL server carries the ``postgres`` mark (see _postgres_turn).
+
+    Also a test parametrized over databases that asks for ``postgres_url`` only in its PostgreSQL
+    case (``request.getfixturevalue``), which the fixture names cannot show: unmarked, such a test
+    once created its database while a fault test had the server stopped (AdminShutdown).
+    """
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "postgres_url" in getattr(item, "fixturenames", ()) or any(
+            isinstance(v, str) and v in ("postgresql", "postgres") for v in params.values()):
         item.add_marker(pytest.mark.postgres)
 
 
