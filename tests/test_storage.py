@@ -498,6 +498,59 @@ def test_tuners_own_queries_ride_out_a_lost_connection_like_its_storage_calls(tm
     assert calls == ["TrialReadingRDBStorage"]
 
 
+class _Clock:
+    """A fake ``time`` for tuner._retry_storage: sleeping moves it on, at once."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_lost_storage_gets_one_retry_window_per_outage_not_one_per_call(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call on a storage shares the outage's window, which counts from its first failed
+    call: once it is spent, a call that still fails gives up at once. Before, each call waited a
+    window of its own, and a run that lost its database for good took 60 s to stop after saying
+    "lost the storage for 10s" (tests/engine/test_faults.py)."""
+    import sqlalchemy.exc
+
+    from tuner import _retry_storage
+    from tuner._retry_storage import call_with_retries
+    from tuner.exceptions import StorageError
+
+    clock = _Clock()
+    monkeypatch.setattr(_retry_storage, "time", clock)
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "10")
+    down = True
+    attempts: list[float] = []
+
+    def read(storage: optuna.storages.RDBStorage) -> str:
+        attempts.append(clock.now)
+        if down:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+        return "read"
+
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    with pytest.raises(StorageError, match="lost the storage for 10s"):
+        call_with_retries(storage, "first", read)
+    assert len(attempts) > 3 and attempts[-1] - attempts[0] >= 10  # the whole window, with backoff
+    attempts.clear()
+    with pytest.raises(StorageError):
+        call_with_retries(storage, "second", read)
+    assert len(attempts) == 1  # the outage's window is spent: one try, no second wait
+    down = False
+    assert call_with_retries(storage, "back", read) == "read"  # the database answered: the outage is over
+    down, attempts = True, []
+    with pytest.raises(StorageError):
+        call_with_retries(storage, "next outage", read)
+    assert attempts[-1] - attempts[0] >= 10  # a new outage, a whole new window
+
+
 def _comparable(trials: list) -> list[dict[str, str]]:
     return [{k: repr(v) for k, v in t.__dict__.items()} for t in trials]  # NaN != NaN: compare reprs
 

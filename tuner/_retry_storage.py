@@ -4,7 +4,8 @@ A study runs for hours; a PostgreSQL restart, a failover or a network blip of a 
 must not cost it. Optuna's ``RDBStorage`` raises on the first failed statement, which would
 fail the trial being told (or crash the driver inside Ray Tune's loop). This subclass retries
 every storage call whose failure is a lost or refused connection, with backoff, for up to
-``TUNER_STORAGE_RETRY_S`` seconds (default 120); after that it raises a one-line
+``TUNER_STORAGE_RETRY_S`` seconds (default 120) from the outage's first failed call; after
+that it, and every call that still fails, raises a one-line
 :class:`~tuner.exceptions.StorageError` that says how to resume.
 
 A write can land and its acknowledgement be lost with the connection. Retrying it then meets
@@ -71,24 +72,36 @@ def _already_done(name: str, exc: BaseException) -> bool:
     return False
 
 
+# Where a storage object keeps the moment its database was first found unreachable (see _retrying).
+_LOST_SINCE = "_tuner_lost_since"
+
+
 def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
+    """``method`` retried on a lost connection, within one window per outage of the storage.
+
+    The window counts from the first failed call of the outage, for every call on that storage
+    object, in any thread; any call that reaches the database ends the outage. Counted per call,
+    the driver's clean-up after a lost database (each call the storage's own, each waiting its
+    own window before it gave up) took six windows to end a run that said "lost the storage for
+    10s": 60 s after the server stopped, and with the default window twelve minutes.
+    """
     @functools.wraps(method)
     def call(self: "RetryingRDBStorage", *args: Any, **kwargs: Any) -> Any:
-        deadline = None
         delay = 0.2
         attempt = 0
         while True:
             try:
-                return method(self, *args, **kwargs)
+                result = method(self, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - sorted below: transient, already done, or raised
                 if attempt and _already_done(name, exc):
+                    self.__dict__.pop(_LOST_SINCE, None)
                     if name == "create_new_study":
                         return self.get_study_id_from_name(kwargs.get("study_name") or args[1])
                     return True if name == "set_trial_state_values" else None
                 if not _is_transient(exc):
                     raise
                 now = time.monotonic()
-                deadline = deadline if deadline is not None else now + retry_window_s()
+                deadline = self.__dict__.setdefault(_LOST_SINCE, now) + retry_window_s()
                 if now >= deadline:
                     reason = str(getattr(exc, "orig", None) or exc.__cause__ or exc).strip().splitlines()
                     raise StorageError(
@@ -99,6 +112,9 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
                 time.sleep(min(delay, max(0.0, deadline - now)))
                 delay = min(delay * 2, 5.0)
                 attempt += 1
+            else:
+                self.__dict__.pop(_LOST_SINCE, None)
+                return result
 
     return call
 

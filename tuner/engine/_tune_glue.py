@@ -225,7 +225,7 @@ class Recorder(_Unpicklable, tune.Callback):
         try:
             return failure_text(self._state.study._storage.get_trial_system_attrs(trial_id).get(_attrs.ERROR))
         except Exception:  # noqa: BLE001 - the storage's own retries are spent: the line says less
-            return None
+            return "its error could not be read: the storage did not answer"
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._progress.tick(self._state)
