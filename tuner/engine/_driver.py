@@ -421,7 +421,7 @@ def _run_study(
 
     def on_delete(line: str) -> None:
         deleted.append(line)
-        progress.note(line)
+        progress.warn(line)  # a deletion is told even under --quiet (and --json, on stderr)
 
     try:
         study, resumed = open_for_run(storage, spec, force=force, on_delete=on_delete)

@@ -55,7 +55,7 @@ class Progress:
             self._write(text)
 
     def warn(self, text: str) -> None:
-        """A line shown whatever the verbosity: something the user has to act on."""
+        """A line shown whatever the verbosity: something the user has to act on, or a deletion they asked for."""
         self._write(text)
 
     def start(self, spec: "StudySpec", summary: Any, state: Any) -> None:
