@@ -54,14 +54,27 @@ def _postgres_turn(request: pytest.FixtureRequest) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    """A real local Ray instance for one test module (2 CPUs, no dashboard), shut down after it."""
+def start_test_ray(num_cpus: int, num_gpus: int | None = None) -> None:
+    """A fresh local Ray for tests (no dashboard, no worker output on the console).
+
+    Without the idle workers Ray starts ahead of time (one per CPU): the trials of a
+    ``tuner.run()`` under a Ray it did not start get processes of their own anyway (their
+    runtime environment differs; ``tuner.engine._prestart``), so those idled, at 0.7 CPU-seconds
+    each to start, in every module of a suite that is CPU-bound on 2 CPUs. tuner's own Ray
+    starts (``tuner run``) keep them: their trials use them.
+    """
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False,
+             configure_logging=False, _system_config={"prestart_worker_first_driver": False})
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A real local Ray instance for one test module (2 CPUs, no dashboard), shut down after it."""
+    start_test_ray(num_cpus=2)
     yield
     shutdown_local_ray()  # as tuner's runs stop their own Ray: without Ray's second for its monitor
 
@@ -69,11 +82,7 @@ def ray_cluster() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def ray_gpu_cluster() -> Iterator[None]:
     """Ray with 2 declared (fake) GPUs: placement and CUDA_VISIBLE_DEVICES are real, the devices are not."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_test_ray(num_cpus=4, num_gpus=2)
     yield
     shutdown_local_ray()
 

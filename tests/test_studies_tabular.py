@@ -2,7 +2,9 @@
 
 Each runs the study file as shipped with fewer trials and a smaller budget per trial (fewer
 samples, folds, boosting rounds or epochs, set through overrides; the search space is the
-shipped one, included, with one value pinned).
+shipped one, included, with one value pinned), one trial at a time: a second trial process
+costs its imports (torch, Ray Tune) again, a third of this module's CPU time, and trials in
+parallel are tested in tests/engine.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def _check_curves_and_metrics(study: optuna.Study, n_trials: int, steps: int, me
 
 def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "task_args.max_samples": 300, "task_args.cv": 3,
+        "n_trials": 3, "concurrency": 1, "task_args.max_samples": 300, "task_args.cv": 3,
         "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 15}},
     }
     study = tuner.run(STUDIES / "sklearn_gbm.yaml", storage=sqlite_url, overrides=overrides)
@@ -72,7 +74,7 @@ def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_sklearn_regression_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "task_args.cv": 3,
+        "n_trials": 3, "concurrency": 1, "task_args.cv": 3,
         "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 30}},
     }
     study = tuner.run(STUDIES / "sklearn_regression.yaml", storage=sqlite_url, overrides=overrides)
@@ -84,7 +86,7 @@ def test_sklearn_regression_study(sqlite_url: str) -> None:
 
 def test_diabetes_mlp_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3,
+        "n_trials": 3, "concurrency": 1,
         "search_space": {"include": ["../search_spaces/mlp_regression.yaml"],
                          "params": {"epochs": 4, "early_stopping_patience": 0}},
     }
@@ -110,7 +112,7 @@ def test_diabetes_mlp_study(sqlite_url: str) -> None:
 
 def test_mlp_pareto_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "task_args.max_samples": 300,
+        "n_trials": 3, "concurrency": 1, "task_args.max_samples": 300,
         "search_space": {"include": ["../search_spaces/mlp_pareto.yaml"], "params": {"epochs": 3}},
     }
     study = tuner.run(STUDIES / "mlp_pareto.yaml", storage=sqlite_url, overrides=overrides)
@@ -132,7 +134,7 @@ def test_a_diverging_configuration_is_pruned_at_its_first_epoch_not_failed(sqlit
     where its loss became NaN and is PRUNED (the sampler ranks it last) instead of training on
     NaN weights for every remaining epoch and ending FAIL (which TPE ignores)."""
     overrides: dict[str, Any] = {
-        "n_trials": 2, "pruner": "none", "task_args.max_samples": 400,
+        "n_trials": 2, "concurrency": 1, "pruner": "none", "task_args.max_samples": 400,
         "search_space": {"params": {"n_layers": 1, "width": 64, "optimizer": "sgd", "lr": 1.0e6,
                                     "batch_size": 64, "epochs": 5, "early_stopping_patience": 0}},
     }

@@ -1,6 +1,7 @@
 """A Ray node lost mid-study: a two-node cluster on this machine (`ray start --head` plus a second
-`ray start --address`), the second node's raylet killed while it runs trials; the study must
-finish on the head node, the lost trials FAIL with their cause, nothing left RUNNING."""
+`ray start --address`), joined with `--ray-address`, the second node's raylet killed while it
+runs trials; the study must finish on the head node, the lost trials FAIL with their cause,
+nothing left RUNNING, and the cluster (a joined one, not tuner's) still runs after the run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from optuna.trial import TrialState
 
 from tests._study_read import read_trials
 from tests.engine import _faults
-from tests.engine.test_cluster import _free_port, _stop_cluster
+from tests.engine.test_cluster import _cluster_commands, _free_port, _stop_cluster
 from tuner.engine import _attrs
 
 _RAY = str(Path(sys.executable).parent / "ray")
@@ -117,5 +118,11 @@ def test_study_finishes_when_a_ray_node_is_lost(tmp_path: Path) -> None:
         # After the loss, every trial ran on the remaining node.
         late = [t for t in trials if t.datetime_start.timestamp() > killed_at + 1]
         assert late and all(t.system_attrs[_attrs.WORKER]["node_id"] != lost[0] for t in late)
+        # The cluster outlives the run: tuner did not shut down a cluster it merely joined, nor
+        # its autoscaler monitor (tuner kills the monitor only of a Ray it started itself).
+        status = subprocess.run([_RAY, "status", f"--address=127.0.0.1:{port}"], env=_ENV, capture_output=True,
+                                text=True, timeout=120)
+        assert status.returncode == 0, status.stderr[-2000:]
+        assert any("monitor.py" in cmd for cmd in _cluster_commands(port)), _cluster_commands(port)
     finally:
         _stop_cluster(port)

@@ -129,7 +129,7 @@ def test_describe_names_what_the_space_changed() -> None:
                          "reduction_factor": 4}),
 ], ids=["categorical", "numbers"])
 def test_workers_build_the_spaces_defaults(sqlite_url: str, space: dict[str, Any], expected: dict[str, Any]) -> None:
-    spec = {"name": "plugins", "search_space": space, "n_trials": 3, "concurrency": 2, "seed": 0}
+    spec = {"name": "plugins", "search_space": space, "n_trials": 3, "concurrency": 1, "seed": 0}
     study = tuner.run(spec, objectives.plugin_probe, storage=sqlite_url)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 3

@@ -25,7 +25,7 @@ import pytest
 
 import tuner
 from tests import objectives
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_test_ray
 from tuner.engine._ray_stop import shutdown_local_ray
 
 STUDIES = ROOT / "studies"
@@ -87,7 +87,7 @@ def _build(folder: Path) -> None:
     frame.to_csv(folder / "iris.csv", index=False)
     started = not ray.is_initialized()  # as the module fixture ray_cluster starts it
     if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_test_ray(num_cpus=2)
     try:
         for name in TINY:
             if name not in SLOW_STUDIES:
