@@ -238,7 +238,10 @@ def test_multi_objective(sqlite_url: str) -> None:
     assert study.best_trials and all(len(t.values) == 2 for t in study.best_trials)
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "gp", "qmc", "nsga2", "grid"])
+# The other samplers run through real studies in tests of their own below: random in the pruner
+# tests, gp (test_gp_without_a_pruner...), qmc (test_scrambled_qmc...), nsga2 (test_nsga2_breeds...,
+# test_multi_objective); tpe also in tests/engine/test_tpe.py.
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes", "grid"])
 def test_each_sampler_through_a_real_study(sqlite_url: str, sampler: str) -> None:
     space = SPACE_XY if sampler != "grid" else {"params": {"x": {"float": [-1.0, 1.0], "step": 0.5},
                                                            "y": {"choice": [0.0, 1.0]}}}
@@ -252,9 +255,9 @@ def test_each_sampler_through_a_real_study(sqlite_url: str, sampler: str) -> Non
     assert math.isfinite(study.best_value)
 
 
-@pytest.mark.parametrize("pruner", ["median", "percentile", "asha", "hyperband"])
+@pytest.mark.parametrize("pruner", ["percentile", "asha", "hyperband"])  # median: test_pruned_trials_exist...
 def test_each_pruner_prunes(sqlite_url: str, pruner: str) -> None:
-    args = {"median": {"n_startup_trials": 2}, "percentile": {"n_startup_trials": 2, "percentile": 50.0},
+    args = {"percentile": {"n_startup_trials": 2, "percentile": 50.0},
             "asha": {"min_resource": 1, "reduction_factor": 2}, "hyperband": {"min_resource": 1, "max_resource": 8}}[pruner]
     spec = _spec(n_trials=16, sampler="random", metric="loss", pruner={"name": pruner, "args": args})
     study = tuner.run(spec, objectives.curve, storage=sqlite_url)
