@@ -550,6 +550,17 @@ def test_a_lost_storage_gets_one_retry_window_per_outage_not_one_per_call(tmp_pa
         call_with_retries(storage, "next outage", read)
     assert attempts[-1] - attempts[0] >= 10  # a new outage, a whole new window
 
+    # A call whose statement keeps failing gives up after its own window, though another
+    # thread's calls succeed meanwhile (each success ends the storage's outage).
+    def failing_while_others_succeed(storage: optuna.storages.RDBStorage) -> str:
+        storage.__dict__.pop(_retry_storage._LOST_SINCE, None)  # as another thread's success does
+        return read(storage)
+
+    attempts.clear()
+    with pytest.raises(StorageError):
+        call_with_retries(storage, "keeps failing", failing_while_others_succeed)
+    assert 10 <= attempts[-1] - attempts[0] <= 16
+
 
 def _comparable(trials: list) -> list[dict[str, str]]:
     return [{k: repr(v) for k, v in t.__dict__.items()} for t in trials]  # NaN != NaN: compare reprs

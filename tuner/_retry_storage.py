@@ -80,7 +80,9 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
     """``method`` retried on a lost connection, within one window per outage of the storage.
 
     The window counts from the first failed call of the outage, for every call on that storage
-    object, in any thread; any call that reaches the database ends the outage. Counted per call,
+    object, in any thread; any call that reaches the database ends the outage. A call also gives
+    up a window after its own first failure, so one whose statement keeps failing (SQLite's "no
+    such table" is an OperationalError too) ends while other threads' calls succeed. Counted per call,
     the driver's clean-up after a lost database (each call the storage's own, each waiting its
     own window before it gave up) took six windows to end a run that said "lost the storage for
     10s": 60 s after the server stopped, and with the default window twelve minutes.
@@ -89,6 +91,7 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
     def call(self: "RetryingRDBStorage", *args: Any, **kwargs: Any) -> Any:
         delay = 0.2
         attempt = 0
+        first_failure: float | None = None
         while True:
             try:
                 result = method(self, *args, **kwargs)
@@ -101,7 +104,8 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
                 if not _is_transient(exc):
                     raise
                 now = time.monotonic()
-                deadline = self.__dict__.setdefault(_LOST_SINCE, now) + retry_window_s()
+                first_failure = now if first_failure is None else first_failure
+                deadline = min(first_failure, self.__dict__.setdefault(_LOST_SINCE, now)) + retry_window_s()
                 if now >= deadline:
                     reason = str(getattr(exc, "orig", None) or exc.__cause__ or exc).strip().splitlines()
                     raise StorageError(
