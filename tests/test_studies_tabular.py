@@ -26,6 +26,11 @@ pytestmark = pytest.mark.usefixtures("ray_cluster")
 STUDIES = ROOT / "studies"
 
 
+def _run(name: str, storage: str, overrides: dict[str, Any]) -> optuna.Study:
+    """The shipped study ``name`` with ``overrides``, one trial at a time (see the module docstring)."""
+    return tuner.run(STUDIES / f"{name}.yaml", storage=storage, overrides={**overrides, "concurrency": 1})
+
+
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     return [t for t in study.trials if t.state in states]
@@ -55,10 +60,10 @@ def _check_curves_and_metrics(study: optuna.Study, n_trials: int, steps: int, me
 
 def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "concurrency": 1, "task_args.max_samples": 300, "task_args.cv": 3,
+        "n_trials": 3, "task_args.max_samples": 300, "task_args.cv": 3,
         "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 15}},
     }
-    study = tuner.run(STUDIES / "sklearn_gbm.yaml", storage=sqlite_url, overrides=overrides)
+    study = _run("sklearn_gbm", sqlite_url, overrides)
     _check_curves_and_metrics(study, 3, steps=3, metric="val_accuracy")
     best = study.best_trial
     metrics = best.system_attrs[_attrs.METRICS]
@@ -74,10 +79,10 @@ def test_sklearn_gbm_study(sqlite_url: str, tmp_path: Path) -> None:
 
 def test_sklearn_regression_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "concurrency": 1, "task_args.cv": 3,
+        "n_trials": 3, "task_args.cv": 3,
         "search_space": {"include": ["../search_spaces/sklearn_gbm.yaml"], "params": {"max_iter": 30}},
     }
-    study = tuner.run(STUDIES / "sklearn_regression.yaml", storage=sqlite_url, overrides=overrides)
+    study = _run("sklearn_regression", sqlite_url, overrides)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     _check_curves_and_metrics(study, 3, steps=3, metric="val_rmse")
     metrics = study.best_trial.system_attrs[_attrs.METRICS]
@@ -86,11 +91,11 @@ def test_sklearn_regression_study(sqlite_url: str) -> None:
 
 def test_diabetes_mlp_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "concurrency": 1,
+        "n_trials": 3,
         "search_space": {"include": ["../search_spaces/mlp_regression.yaml"],
                          "params": {"epochs": 4, "early_stopping_patience": 0}},
     }
-    study = tuner.run(STUDIES / "diabetes_mlp.yaml", storage=sqlite_url, overrides=overrides)
+    study = _run("diabetes_mlp", sqlite_url, overrides)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     _check_curves_and_metrics(study, 3, steps=4, metric="val_rmse")
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -112,10 +117,10 @@ def test_diabetes_mlp_study(sqlite_url: str) -> None:
 
 def test_mlp_pareto_study(sqlite_url: str) -> None:
     overrides: dict[str, Any] = {
-        "n_trials": 3, "concurrency": 1, "task_args.max_samples": 300,
+        "n_trials": 3, "task_args.max_samples": 300,
         "search_space": {"include": ["../search_spaces/mlp_pareto.yaml"], "params": {"epochs": 3}},
     }
-    study = tuner.run(STUDIES / "mlp_pareto.yaml", storage=sqlite_url, overrides=overrides)
+    study = _run("mlp_pareto", sqlite_url, overrides)
     assert len(study.directions) == 2
     _check_curves_and_metrics(study, 3, steps=3, metric="val_accuracy")
     front = study.best_trials
@@ -134,11 +139,11 @@ def test_a_diverging_configuration_is_pruned_at_its_first_epoch_not_failed(sqlit
     where its loss became NaN and is PRUNED (the sampler ranks it last) instead of training on
     NaN weights for every remaining epoch and ending FAIL (which TPE ignores)."""
     overrides: dict[str, Any] = {
-        "n_trials": 2, "concurrency": 1, "pruner": "none", "task_args.max_samples": 400,
+        "n_trials": 2, "pruner": "none", "task_args.max_samples": 400,
         "search_space": {"params": {"n_layers": 1, "width": 64, "optimizer": "sgd", "lr": 1.0e6,
                                     "batch_size": 64, "epochs": 5, "early_stopping_patience": 0}},
     }
-    study = tuner.run(STUDIES / "quickstart.yaml", storage=sqlite_url, overrides=overrides)
+    study = _run("quickstart", sqlite_url, overrides)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2, \
         [(t.params, t.system_attrs.get(_attrs.CURVE)) for t in study.trials]
     for trial in study.trials:

@@ -82,10 +82,10 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
     The window counts from the first failed call of the outage, for every call on that storage
     object, in any thread; any call that reaches the database ends the outage. A call also gives
     up a window after its own first failure, so one whose statement keeps failing (SQLite's "no
-    such table" is an OperationalError too) ends while other threads' calls succeed. Counted per call,
-    the driver's clean-up after a lost database (each call the storage's own, each waiting its
-    own window before it gave up) took six windows to end a run that said "lost the storage for
-    10s": 60 s after the server stopped, and with the default window twelve minutes.
+    such table" is an OperationalError too) ends while other threads' calls succeed. Counted
+    per call, the driver's clean-up after a lost database (each call the storage's own, each
+    waiting its own window before it gave up) took six windows to end a run that said "lost the
+    storage for 10s": 60 s after the server stopped, and with the default window twelve minutes.
     """
     @functools.wraps(method)
     def call(self: "RetryingRDBStorage", *args: Any, **kwargs: Any) -> Any:
