@@ -197,3 +197,14 @@ def warns_and_prints(params: dict[str, Any], ctx: Any) -> float:
     warnings.warn("a warning from the objective", UserWarning)
     print("printed by the objective", flush=True)
     return params["x"]
+
+
+def warns_then_prunes(params: dict[str, Any], ctx: Any) -> float:
+    """Records a warning (as a checkpoint that could not be written does), then prunes itself:
+    odd trials after one report, even ones before any."""
+    from tuner import TrialPruned
+
+    ctx.warn(f"trial {ctx.number}: its checkpoint was not written")
+    if ctx.number % 2:
+        ctx.report(3, params["x"])
+    raise TrialPruned("stopped by the objective")

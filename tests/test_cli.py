@@ -63,8 +63,39 @@ def test_ls_show_best_text_and_json(ran_study: tuple[Path, str]) -> None:
     best = json.loads(runner.invoke(main, ["best", "clidemo", "--storage", url, "--json"]).output)
     assert best["values"][0] == pytest.approx(objectives.quadratic(best["params"], None))
     assert best["values"][0] == show["top"][0]["values"][0]
+    assert best["objectives"] == ["value"] and best["directions"] == ["minimize"]
     text = runner.invoke(main, ["best", "clidemo", "--storage", url])
-    assert text.exit_code == 0 and f"trial {best['number']}" in text.output and "x:" in text.output
+    assert text.exit_code == 0 and text.output.startswith(f"trial {best['number']}: value {best['values'][0]:.6g}\n")
+    assert "  x: " in text.output
+
+
+def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_path: Path) -> None:
+    """Several objectives: `best` printed bare value lists, `show` headed the front `top N` with its
+    columns pushed out of line, and `ls` gave the first objective's best without saying so."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = optuna.create_study(study_name="mo", storage=url, directions=["maximize", "minimize"])
+    study.set_metric_names(["acc", "size"])
+    for x, values in ((0.1, [0.9, 100.0]), (0.2, [0.8, 200.0]), (0.3, [0.95, 3000.0]), (0.4, [0.5, 10.0])):
+        study.enqueue_trial({"x": x})
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        study.tell(trial, values)  # trial 1 is dominated by trial 0; the others form the front
+    runner = CliRunner()
+    listing = runner.invoke(main, ["ls", "--storage", url]).output.splitlines()
+    assert listing[0].split()[-4:] == ["best", "metric", "last", "activity"]
+    assert listing[1].split()[:10] == ["mo", "finished", "4", "0", "0", "0", "0.95", "acc", "(max)", "+1"]
+    best = runner.invoke(main, ["best", "mo", "--storage", url])
+    heads = [line for line in best.output.splitlines() if not line.startswith(" ")]
+    assert heads == ["pareto front of 3 trials (maximize acc, minimize size):", "trial 0: acc 0.9, size 100",
+                     "trial 2: acc 0.95, size 3000", "trial 3: acc 0.5, size 10"], best.output
+    shown = runner.invoke(main, ["show", "mo", "--storage", url, "--top", "2"]).output.splitlines()
+    assert shown[0] == "study mo: complete 4; acc (maximize), size (minimize)"
+    assert shown[1] == "pareto front: 2 of 3:"
+    header, rows = shown[2], shown[3:5]
+    assert [row.index("]") for row in rows] == [header.index("value") + len("value") - 1] * 2  # right-aligned
+    full = runner.invoke(main, ["show", "mo", "--storage", url]).output.splitlines()
+    assert full[1] == "pareto front: all 3:" and len(full) == 6
 
 
 def test_rerun_of_finished_study_does_nothing(ran_study: tuple[Path, str]) -> None:

@@ -193,17 +193,27 @@ def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | 
     from tuner.exceptions import StudyNotFoundError
 
     study = study or load_study(name, storage)
+    # What the values are: ``metrics`` is taken (a trial's own metrics), so the study's are ``objectives``.
+    goal = {"objectives": _objective_names(study), "directions": [d.name.lower() for d in study.directions]}
     if len(study.directions) > 1:
         front = study.best_trials
         if not front:
             raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first")
         user_params = _user_params(study)
-        return {"name": name, "pareto_front": [_best_row(study, t, user_params) for t in front]}
+        return {"name": name, **goal, "pareto_front": [_best_row(study, t, user_params) for t in front]}
     try:
         t = study.best_trial
     except ValueError:
         raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first (tuner run ...)") from None
-    return {"name": name, **_best_row(study, t)}
+    return {"name": name, **goal, **_best_row(study, t)}
+
+
+def _objective_names(study: "optuna.Study") -> list[str]:
+    """The study's metric names (``value``, ``value_1`` ... for a study stored without them)."""
+    names = study.metric_names
+    if names and len(names) == len(study.directions):
+        return [str(n) for n in names]
+    return ["value"] if len(study.directions) == 1 else [f"value_{i}" for i in range(len(study.directions))]
 
 
 def _best_row(study: "optuna.Study", t: Any,

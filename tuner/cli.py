@@ -238,11 +238,24 @@ def ls(storage: str | None, as_json: bool) -> None:
     if not studies:
         click.echo("no studies yet")
         return
-    click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best':>12}  last activity")
+    click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best':>12} "
+               f"{'metric':24} last activity")
     for s in studies:
         c = s.counts
         click.echo(f"{s.name[:30]:30} {s.state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} {c.get('FAIL', 0):>6} "
-                   f"{c.get('RUNNING', 0):>7} {_fmt(s.best):>12}  {s.last_activity or '-'}")
+                   f"{c.get('RUNNING', 0):>7} {_fmt(s.best):>12} {_metric_label(s.metrics, s.directions):24} "
+                   f"{s.last_activity or '-'}")
+
+
+def _metric_label(metrics: list[str], directions: list[str]) -> str:
+    """What the best column holds, as the dashboard's studies page says it: the first metric, and
+    ``(+1)`` for each further objective (the column shows the first objective's best value)."""
+    if not directions:
+        return "-"
+    label = f"{(metrics or ['value'])[0]} ({'max' if directions[0] == 'maximize' else 'min'})"
+    if len(directions) > 1:
+        label += f" +{len(directions) - 1}"
+    return label if len(label) <= 24 else label[:23] + "~"
 
 
 @main.command()
@@ -267,14 +280,32 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
     if isinstance(d["spec"], dict):
         click.echo(f"spec: {_spec_line(d['spec'])} (--json for all of it)")
     if d["top"]:
-        click.echo(f"top {len(d['top'])}:")
-        click.echo(f"  {'#':>5} {'value':>12} {'duration':>9}  params")
-        for row in d["top"]:
+        if len(d["directions"]) > 1:  # several objectives rank nothing: the trials shown are the Pareto front
+            size = len((d["best"] or {}).get("pareto_front") or d["top"])
+            click.echo(f"pareto front: {len(d['top'])} of {size}:" if len(d["top"]) < size else f"pareto front: all {size}:")
+        else:
+            click.echo(f"top {len(d['top'])}:")
+        values = [_fmt(row["values"]) for row in d["top"]]
+        width = max(12, *map(len, values))  # a multi-objective [0.988889, 16960] keeps the columns aligned
+        click.echo(f"  {'#':>5} {'value':>{width}} {'duration':>9}  params")
+        for row, value in zip(d["top"], values):
             # the names the objective saw (lr, width: [..]), as `tuner best` prints them
             params = ", ".join(f"{k}={_fmt(v)}" for k, v in (row.get("objective_params") or row["params"]).items())
-            click.echo(f"  {row['number']:>5} {_fmt(row['values']):>12} {_fmt(row['duration_s']):>9}  {params}")
+            click.echo(f"  {row['number']:>5} {value:>{width}} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+
+
+def _goal(metrics: list[str], directions: list[str]) -> str:
+    """``maximize val_accuracy, minimize n_params``: what a study's values are and which way is better."""
+    return ", ".join(f"{d} {m}" for m, d in zip(metrics, directions))
+
+
+def _named_values(metrics: list[str], values: list[float] | None) -> str:
+    """``val_accuracy 0.98, n_params 16960``: a trial's objective values, each with its metric's name."""
+    if not values:
+        return "no value"
+    return ", ".join(f"{m} {_fmt(v)}" for m, v in zip(metrics, values))
 
 
 def _spec_line(spec: dict[str, Any]) -> str:
@@ -301,9 +332,12 @@ def best(study: str, storage: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(b)
         return
-    rows = b.get("pareto_front") or [b]
-    for row in rows:
-        click.echo(f"trial {row['number']}: value {_fmt(row['values'])}")
+    front = b.get("pareto_front")
+    if front:
+        click.echo(f"pareto front of {len(front)} trial{'s' if len(front) != 1 else ''} "
+                   f"({_goal(b['objectives'], b['directions'])}):")
+    for row in front or [b]:
+        click.echo(f"trial {row['number']}: {_named_values(b['objectives'], row['values'])}")
         params = row.get("params_user") or row["params"]
         for k, v in params.items():
             click.echo(f"  {k}: {_fmt(v)}")

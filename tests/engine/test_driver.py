@@ -99,20 +99,40 @@ def test_pruned_trials_exist_and_carry_intermediate_values(sqlite_url: str) -> N
     spec = _spec(n_trials=14, metric="loss", direction="minimize",
                  pruner={"name": "median", "args": {"n_startup_trials": 3, "n_warmup_steps": 3}},
                  sampler="random")
-    study = tuner.run(spec, objectives.curve, storage=sqlite_url)
+    console = io.StringIO()
+    study = tuner.run(spec, objectives.curve, storage=sqlite_url, progress=Progress(stream=console, live=False))
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert pruned, _states(study)
     assert len(pruned) + len(complete) == 14
     assert any(max(t.intermediate_values) < 8 for t in pruned)  # stopped early, not just relabelled
     assert all(max(t.intermediate_values) >= 3 for t in pruned)  # the warm-up steps were respected
+    lines = console.getvalue().splitlines()
     for t in pruned:
         assert sorted(t.intermediate_values) == list(range(1, max(t.intermediate_values) + 1))
         curve = t.system_attrs[_attrs.CURVE]
         assert [c["step"] for c in curve] == sorted(t.intermediate_values)
         assert {"loss", "acc"} <= set(curve[0])
+        # the console says where the pruner stopped it: its last step and the study metric there
+        last = max(t.intermediate_values)
+        said = f"trial {t.number} pruned at step {last} value={t.intermediate_values[last]:.6g} |"
+        assert any(line.startswith(said) for line in lines), (said, lines)
     for t in complete:
         assert sorted(t.intermediate_values) == list(range(1, 9))
+
+
+def test_a_pruned_trials_warnings_are_printed_as_a_complete_trials_are(sqlite_url: str) -> None:
+    """A pruned trial's warnings (a checkpoint not written) never reached the console."""
+    console = io.StringIO()
+    study = tuner.run(_spec(n_trials=2), objectives.warns_then_prunes, storage=sqlite_url,
+                      progress=Progress(stream=console, live=False))
+    assert _states(study) == {"PRUNED": 2}
+    lines = console.getvalue().splitlines()
+    for number in (0, 1):
+        assert f"warning: trial {number}: trial {number}: its checkpoint was not written" in lines, lines
+    x = study.trials[1].params["x"]
+    assert any(line.startswith("trial 0 pruned |") for line in lines), lines  # pruned before any report
+    assert any(line.startswith(f"trial 1 pruned at step 3 value={x:.6g} |") for line in lines), lines
 
 
 def test_raising_and_nan_objectives_fail_with_error_stored(sqlite_url: str) -> None:

@@ -23,12 +23,58 @@ def test_plain_mode_prints_one_line_per_trial() -> None:
     p._maximize = [True]
     p.trial_done(4, "COMPLETE", [0.5], _state())
     p.trial_done(5, "COMPLETE", [0.7], _state(finished=4))
-    p.trial_done(6, "PRUNED", None, _state(finished=5))
+    p.trial_done(6, "PRUNED", None, _state(finished=5), pruned_at={"step": 4, "value": 0.25})
+    p.trial_done(7, "PRUNED", None, _state(finished=6), pruned_at={"step": None, "value": None})  # raised before reporting
+    p.trial_done(8, "PRUNED", None, _state(finished=7), pruned_at={"step": 0, "value": float("nan")})  # diverged
     lines = out.getvalue().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 5
     assert lines[0].startswith("trial 4 complete value=0.5 |") and "finished 3/10" in lines[0]
-    assert "best 0.7" in lines[2] and lines[2].startswith("trial 6 pruned value=-")
+    assert "best 0.7" in lines[2] and lines[2].startswith("trial 6 pruned at step 4 value=0.25 |")
+    assert lines[3].startswith("trial 7 pruned |") and lines[4].startswith("trial 8 pruned at step 0 value=nan |")
     assert "\r" not in out.getvalue()
+
+
+def test_several_objectives_count_the_pareto_front_not_a_list_of_values() -> None:
+    """The status line said `best -` all run long and the final line printed every front member's
+    values as one nested list; now both give the front's size, kept up to date trial by trial."""
+    out = io.StringIO()
+    p = Progress(stream=out, live=False)
+    p._maximize = [True, False]  # maximize accuracy, minimize size
+    for number, values in enumerate([[0.9, 100.0], [0.8, 200.0], [0.95, 300.0], [0.9, 50.0], [0.9, 50.0]]):
+        p.trial_done(number, "COMPLETE", values, _state())
+    p.trial_done(5, "PRUNED", None, _state())
+    lines = out.getvalue().splitlines()
+    # 1: dominated by 0, not on the front; 3 dominates 0 and replaces it; 4 equals 3: both kept, as Optuna keeps them
+    fronts = [line.rsplit("  ", 1)[1] for line in lines]
+    assert fronts == ["pareto front 1", "pareto front 1", "pareto front 2", "pareto front 2", "pareto front 3",
+                      "pareto front 3"]
+    assert lines[2].startswith("trial 2 complete value=[0.95, 300] |")
+    summary = SimpleNamespace(best_value=[[0.95, 300.0], [0.9, 50.0], [0.9, 50.0]], stopped_reason=None,
+                              study_name="mo", finished_total=6, n_trials=6, complete=5, pruned=1, failed=0,
+                              elapsed_s=3.0)
+    assert format_summary(summary).endswith("; pareto front of 3 trials (tuner best mo lists them)")
+    assert format_summary(SimpleNamespace(**{**summary.__dict__, "best_value": [[0.9, 50.0]]})).endswith(
+        "; pareto front of 1 trial (tuner best mo lists them)")
+    assert format_summary(SimpleNamespace(**{**summary.__dict__, "best_value": None})).endswith("; best -")
+
+
+def test_a_resumed_run_counts_the_front_the_study_already_has(monkeypatch: pytest.MonkeyPatch) -> None:
+    optuna = pytest.importorskip("optuna")
+    from tuner.engine import _progress
+
+    monkeypatch.setattr(_progress, "plugins_text", lambda spec: "sampler nsga2, pruner none")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for values in ([0.9, 100.0], [0.8, 200.0], [0.95, 300.0]):
+        study.tell(study.ask(), values)
+    spec = SimpleNamespace(name="mo", n_trials=10, concurrency=1, directions=["maximize", "minimize"],
+                           metrics=("val_accuracy", "n_params"))
+    out = io.StringIO()
+    p = Progress(stream=out, live=False)
+    p.start(spec, SimpleNamespace(resumed=True, recovered=[], finished_before=3, storage_url="sqlite:///x.db"),
+            SimpleNamespace(study=study))  # type: ignore[arg-type]
+    assert out.getvalue().startswith("resuming study 'mo' (maximize val_accuracy, minimize n_params) in sqlite:///x.db")
+    p.trial_done(3, "COMPLETE", [0.99, 10.0], _state())  # dominates all three
+    assert out.getvalue().splitlines()[-1].endswith("  pareto front 1")
 
 
 def test_live_mode_rewrites_one_status_line() -> None:
@@ -104,6 +150,7 @@ def test_the_first_line_names_the_storage_with_its_password_hidden(monkeypatch: 
     state = SimpleNamespace(study=optuna.create_study(direction="maximize"))
     Progress(stream=out, live=False).start(spec, summary, state)  # type: ignore[arg-type]
     first = out.getvalue().splitlines()[0]
-    assert first.startswith("starting study 'quickstart' in postgresql+psycopg://tuner:***@db.example:5432/studies: "
+    assert first.startswith("starting study 'quickstart' (maximize value) in "
+                            "postgresql+psycopg://tuner:***@db.example:5432/studies: "
                             "0/30 trials finished"), first
     assert "s3cret" not in out.getvalue()

@@ -46,7 +46,8 @@ def test_a_dying_worker_gets_tuners_one_line_not_rays_console_output(tmp_path: P
     run = _run(tmp_path, "kills_worker", 3)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = run.stderr.splitlines()
-    assert lines[0].startswith(f"starting study 'console' in sqlite:///{tmp_path / 'c.db'}: 0/3 trials finished")
+    assert lines[0].startswith(f"starting study 'console' (minimize value) in sqlite:///{tmp_path / 'c.db'}: "
+                               f"0/3 trials finished")
     assert [line for line in lines if " failed: " in line] == [
         next(line for line in lines if line.startswith("trial 1 failed: WorkerDied: the worker process running this "
                                                        "trial died"))]

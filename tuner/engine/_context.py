@@ -63,6 +63,8 @@ class TrialContext:
         self._missing_metric_warned = False
         self.curve: list[dict[str, Any]] = []
         self.last_step: int | None = None
+        #: The study metric at the last report that carried it (NaN kept, unlike the stored curve).
+        self.last_value: float | None = None
         #: Problems that did not cost the trial (e.g. a checkpoint the disk had no room for);
         #: the worker hands them to the driver, which prints them.
         self.warnings: list[str] = []
@@ -117,6 +119,7 @@ class TrialContext:
             self._missing_metric(step, names)
         self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})
         self.last_step = step
+        self.last_value = metrics.get(self.metric, self.last_value)
         if self._study is None or self._trial_id is None:
             return
         self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)

@@ -42,6 +42,8 @@ class Progress:
         self._best: Any = None
         self._line_open = False
         self._maximize: list[bool] = [False]
+        # Several objectives: the values of the Pareto-optimal trials so far (the status line counts them).
+        self._front: list[list[float]] = []
 
     def _write(self, text: str) -> None:
         if self._line_open:
@@ -61,14 +63,19 @@ class Progress:
     def start(self, spec: "StudySpec", summary: Any, state: Any) -> None:
         self._t0 = time.monotonic()
         self._maximize = [d == "maximize" for d in spec.directions]
-        self._best = _initial_best(state.study)
+        if len(self._maximize) > 1:
+            self._front = _initial_front(state.study)
+        else:
+            self._best = _initial_best(state.study)
         if self.quiet:
             return
         from tuner.storage import redact
 
         verb = "resuming" if summary.resumed else "starting"
+        metrics = getattr(spec, "metrics", None) or ["value"] * len(spec.directions)
+        goal = ", ".join(f"{d} {m}" for m, d in zip(metrics, spec.directions))
         # The storage is named (its password hidden): the run used to say which only with --json.
-        self._write(f"{verb} study {spec.name!r} in {redact(summary.storage_url)}: "
+        self._write(f"{verb} study {spec.name!r} ({goal}) in {redact(summary.storage_url)}: "
                     f"{summary.finished_before}/{spec.n_trials} trials finished, "
                     f"concurrency {spec.concurrency}, {plugins_text(spec)}")
         if summary.recovered:
@@ -84,10 +91,19 @@ class Progress:
         queued = len(state.running) - running
         return (f"[{elapsed:6.1f}s] finished {state.finished}/{state.target}  running {running}"
                 + (f", queued {queued}" if queued else "")
-                + f"  complete {state.complete}  pruned {state.pruned}  failed {state.failed}  best {_fmt(self._best)}")
+                + f"  complete {state.complete}  pruned {state.pruned}  failed {state.failed}  {self._best_text()}")
 
-    def trial_done(self, number: int, state_name: str, values: Any, state: Any, *, reason: str | None = None) -> None:
-        """A trial ended; ``reason``: why it failed (the stored error), for a FAIL.
+    def _best_text(self) -> str:
+        """The status line's last field: the best value, or with several objectives the size of
+        the Pareto front (a list of value lists grows past any line's width)."""
+        if len(self._maximize) > 1:
+            return f"pareto front {len(self._front)}"
+        return f"best {_fmt(self._best)}"
+
+    def trial_done(self, number: int, state_name: str, values: Any, state: Any, *, reason: str | None = None,
+                   pruned_at: dict[str, Any] | None = None) -> None:
+        """A trial ended; ``reason``: why it failed (the stored error), for a FAIL; ``pruned_at``:
+        the step and study-metric value a pruned trial stopped at (the worker's ``PRUNED_AT_KEY``).
 
         A failure gets a line of its own in a terminal as well, where the other trials only
         update the status line: it is what the user must go and read.
@@ -96,6 +112,8 @@ class Progress:
             v = values[0]
             if self._best is None or (v > self._best if self._maximize[0] else v < self._best):
                 self._best = v
+        elif values is not None and len(values) == len(self._maximize) > 1 and state_name == "COMPLETE":
+            self._front = _add_to_front(self._front, list(values), self._maximize)
         if self.quiet:
             return
         failed = state_name == "FAIL"
@@ -107,6 +125,8 @@ class Progress:
             self._line_open = True
         elif failed:
             self._write(f"trial {number} failed: {reason or 'no error recorded'} | " + self._status(state))
+        elif state_name == "PRUNED":
+            self._write(f"trial {number} pruned{_pruned_text(pruned_at)} | " + self._status(state))
         else:
             shown = values[0] if values is not None and len(values) == 1 else values
             self._write(f"trial {number} {state_name.lower()} value={_fmt(shown)} | " + self._status(state))
@@ -134,9 +154,14 @@ def format_summary(summary: Any) -> str:
     # Trials the stop itself ended (Ctrl-C, max_failures) did not fail: counted apart.
     cut_short = getattr(summary, "cut_short", 0)
     unfinished = f", {cut_short} stopped unfinished" if cut_short else ""
+    if _is_front(best):  # several objectives: how many trials are Pareto-optimal, and where to see them
+        outcome = (f"pareto front of {len(best)} trial{'s' if len(best) != 1 else ''} "
+                   f"(tuner best {summary.study_name} lists them)")
+    else:
+        outcome = f"best {_fmt(best)}"
     line = (f"{reason}: study {summary.study_name!r} has {summary.finished_total}/{summary.n_trials} finished trials "
             f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed{unfinished}) "
-            f"in {summary.elapsed_s:.1f}s; best {_fmt(best)}")
+            f"in {summary.elapsed_s:.1f}s; {outcome}")
     if summary.stopped_reason in ("interrupted", "timeout") and summary.finished_total < summary.n_trials:
         line += "; run the same command again to resume"
     return line
@@ -149,6 +174,43 @@ def failure_text(error: Any) -> str | None:
     message = " ".join(str(error.get("message") or "").split())
     text = f"{error.get('type') or 'Error'}: {message}" if message else str(error.get("type") or "Error")
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _pruned_text(pruned_at: dict[str, Any] | None) -> str:
+    """`` at step 4 value=0.31``: where the pruner stopped the trial (its last report), when the worker said."""
+    if not isinstance(pruned_at, dict) or pruned_at.get("step") is None:
+        return ""
+    value = pruned_at.get("value")
+    return f" at step {pruned_at['step']}" + (f" value={_fmt(value)}" if value is not None else "")
+
+
+def _is_front(best: Any) -> bool:
+    """Whether a run summary's best is a Pareto front (a list of value lists), as several objectives give."""
+    return isinstance(best, (list, tuple)) and all(isinstance(v, (list, tuple)) for v in best)
+
+
+def _dominates(a: list[float], b: list[float], maximize: list[bool]) -> bool:
+    """``a`` at least as good as ``b`` in every objective and better in one (Optuna's definition)."""
+    better = False
+    for x, y, up in zip(a, b, maximize):
+        if (x < y) if up else (x > y):
+            return False
+        better = better or x != y
+    return better
+
+
+def _add_to_front(front: list[list[float]], values: list[float], maximize: list[bool]) -> list[list[float]]:
+    """The Pareto front after a new complete trial: in time linear in the front, not in the study."""
+    if any(_dominates(kept, values, maximize) for kept in front):
+        return front
+    return [kept for kept in front if not _dominates(values, kept, maximize)] + [values]
+
+
+def _initial_front(study: Any) -> list[list[float]]:
+    try:
+        return [list(t.values) for t in study.best_trials]
+    except Exception:  # noqa: BLE001 - the status line's count is informative only
+        return []
 
 
 def _initial_best(study: Any) -> Any:

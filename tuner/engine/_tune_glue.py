@@ -27,7 +27,7 @@ from ray.tune.search import Searcher  # noqa: E402
 from tuner.engine import _attrs, _preload_trace
 from tuner.engine._progress import Progress, failure_text
 from tuner.engine._study import mark_failed
-from tuner.engine._worker import STATE_KEY, VALUES_KEY, WARNINGS_KEY
+from tuner.engine._worker import PRUNED_AT_KEY, STATE_KEY, VALUES_KEY, WARNINGS_KEY
 
 if TYPE_CHECKING:
     from tuner.engine._driver import _RunState
@@ -131,7 +131,7 @@ class Recorder(_Unpicklable, tune.Callback):
         for warning in result.get(WARNINGS_KEY) or ():
             # Printed even with --quiet: the run goes on, but a later export will miss the file.
             self._progress.warn(f"warning: trial {entry[1] if entry else '?'}: {warning}")
-        self._finish(trial, st, values, None)
+        self._finish(trial, st, values, None, pruned_at=result.get(PRUNED_AT_KEY))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState
@@ -181,7 +181,8 @@ class Recorder(_Unpicklable, tune.Callback):
         except Exception:  # noqa: BLE001 - the storage's own retries are spent: attribute nothing
             return False
 
-    def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None) -> None:
+    def _finish(self, tune_trial: Any, st: Any, values: list[float] | None, error: dict | None, *,
+                pruned_at: dict[str, Any] | None = None) -> None:
         from optuna.trial import TrialState
 
         state = self._state
@@ -218,7 +219,8 @@ class Recorder(_Unpicklable, tune.Callback):
                 self._progress.trial_done(number, st.name, values, state, reason=reason)
                 self.cut_short()
                 return
-        self._progress.trial_done(number, st.name, values, state, reason=reason)
+        self._progress.trial_done(number, st.name, values, state, reason=reason,
+                                  pruned_at=pruned_at if st == TrialState.PRUNED else None)
 
     def _stored_failure(self, trial_id: int) -> str | None:
         """The failed trial's stored error as one line (the worker's own when it wrote one)."""

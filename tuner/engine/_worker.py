@@ -37,6 +37,9 @@ from tuner.exceptions import TrialPruned
 STATE_KEY = "tuner_state"
 VALUES_KEY = "tuner_values"
 WARNINGS_KEY = "tuner_warnings"
+#: Where a pruned trial stopped: ``{"step": ..., "value": ...}`` (the study metric at its last
+#: report; both None when the objective raised ``TrialPruned`` before reporting anything).
+PRUNED_AT_KEY = "tuner_pruned_at"
 
 
 @dataclass
@@ -285,7 +288,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         _record_artifacts(storage, trial_id, trial_dir)
         _record_timing(storage, trial_id, timing, ctx)
         study.tell(trial, state=TrialState.PRUNED)
-        return {STATE_KEY: "PRUNED", VALUES_KEY: None}
+        return {STATE_KEY: "PRUNED", VALUES_KEY: None, WARNINGS_KEY: ctx.warnings if ctx is not None else [],
+                PRUNED_AT_KEY: _pruned_at(ctx)}
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -303,6 +307,17 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _pruned_at(ctx: TrialContext | None) -> dict[str, Any]:
+    """The step a pruned trial stopped at and its study metric there, for the run's console line.
+
+    The pruner decides on the last report, so that is where the trial stopped; an objective that
+    raises ``TrialPruned`` itself may not have reported at all (both None then).
+    """
+    if ctx is None:
+        return {"step": None, "value": None}
+    return {"step": ctx.last_step, "value": ctx.last_value}
 
 
 def _record_timing(storage: Any, trial_id: int, timing: dict[str, Any], ctx: TrialContext | None) -> None:
