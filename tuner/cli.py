@@ -345,6 +345,28 @@ def best(study: str, storage: str | None, as_json: bool) -> None:
             click.echo(f"  [{k}] {_fmt(v)}")
 
 
+@main.command()
+@click.argument("study")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--interval", default=2.0, show_default=True, type=float, help="Seconds between looks at the storage.")
+@click.option("--wait", is_flag=True, help="Wait for the study to be created and a run of it to start.")
+@_guard
+def watch(study: str, storage: str | None, interval: float, wait: bool) -> None:
+    """Follow STUDY, run by another process (a tmux pane, a scheduler, a cluster's head node),
+    trial by trial until that run ends. Exit 0: the study reached n_trials; 3: it stopped on too
+    many failures; 1: it stopped short (interrupted, timeout, its driver lost)."""
+    from tuner._watch import watch as _watch
+    from tuner.engine._progress import Progress
+
+    try:
+        summary = _watch(study, storage, interval=interval, wait=wait, progress=Progress(stream=sys.stdout))
+    except KeyboardInterrupt:  # the watch stops; the run it follows goes on
+        if sys.stdout.isatty():
+            click.echo("")  # past the status line
+        sys.exit(130)
+    sys.exit({"finished": 0, "failed": 3}.get(summary.state, 1))
+
+
 @main.command("report")
 @click.argument("study")
 @click.option("-o", "--output", default="report.html", show_default=True, type=click.Path(dir_okay=False),

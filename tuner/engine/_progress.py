@@ -60,13 +60,28 @@ class Progress:
         """A line shown whatever the verbosity: something the user has to act on, or a deletion they asked for."""
         self._write(text)
 
+    def track(self, directions: Any, study: Any) -> None:
+        """Keep the best value (or the Pareto front) of ``study`` from its finished trials on."""
+        self._maximize = [d == "maximize" for d in directions]
+        if len(self._maximize) > 1:
+            self._front = _initial_front(study)
+        else:
+            self._best = _initial_best(study)
+
+    def best_value(self) -> Any:
+        """The best value so far, or the Pareto front's values with several objectives (as a run's summary holds it)."""
+        return [list(v) for v in self._front] if len(self._maximize) > 1 else self._best
+
+    def follow_run_started(self, started: Any) -> None:
+        """Count the status line's elapsed time from ``started`` (Unix seconds), a run's start seen from elsewhere."""
+        try:
+            self._t0 = time.monotonic() - max(0.0, time.time() - float(started))
+        except (TypeError, ValueError):
+            pass
+
     def start(self, spec: "StudySpec", summary: Any, state: Any) -> None:
         self._t0 = time.monotonic()
-        self._maximize = [d == "maximize" for d in spec.directions]
-        if len(self._maximize) > 1:
-            self._front = _initial_front(state.study)
-        else:
-            self._best = _initial_best(state.study)
+        self.track(spec.directions, state.study)
         if self.quiet:
             return
         from tuner.storage import redact
@@ -154,17 +169,21 @@ def format_summary(summary: Any) -> str:
     # Trials the stop itself ended (Ctrl-C, max_failures) did not fail: counted apart.
     cut_short = getattr(summary, "cut_short", 0)
     unfinished = f", {cut_short} stopped unfinished" if cut_short else ""
-    if _is_front(best):  # several objectives: how many trials are Pareto-optimal, and where to see them
-        outcome = (f"pareto front of {len(best)} trial{'s' if len(best) != 1 else ''} "
-                   f"(tuner best {summary.study_name} lists them)")
-    else:
-        outcome = f"best {_fmt(best)}"
+    outcome = format_best(best, summary.study_name)
     line = (f"{reason}: study {summary.study_name!r} has {summary.finished_total}/{summary.n_trials} finished trials "
             f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed{unfinished}) "
             f"in {summary.elapsed_s:.1f}s; {outcome}")
     if summary.stopped_reason in ("interrupted", "timeout") and summary.finished_total < summary.n_trials:
         line += "; run the same command again to resume"
     return line
+
+
+def format_best(best: Any, study_name: str) -> str:
+    """``best 0.98``, or with several objectives how many trials are Pareto-optimal and where to see them."""
+    if _is_front(best):
+        return (f"pareto front of {len(best)} trial{'s' if len(best) != 1 else ''} "
+                f"(tuner best {study_name} lists them)")
+    return f"best {_fmt(best)}"
 
 
 def failure_text(error: Any) -> str | None:
