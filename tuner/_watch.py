@@ -111,9 +111,8 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
     A storage that stops answering (a database restart) is retried at the next poll, with one
     line saying so, for as long as the watch lasts: Ctrl-C ends it (``KeyboardInterrupt``).
     """
-    import sqlalchemy.exc
-
     from tuner._api import _objective_names, load_study
+    from tuner._retry_storage import _is_transient
     from tuner.engine._progress import Progress
     from tuner.engine._study import study_state
     from tuner.exceptions import StorageError, StudyNotFoundError
@@ -180,10 +179,11 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
             polled += trials.poll()
             finished = _read(study, polled)
             attrs = study._storage.get_study_system_attrs(study._study_id)
-        except sqlalchemy.exc.OperationalError as exc:
+        except Exception as exc:  # noqa: BLE001 - a lost database is retried; anything else is raised
+            if not _is_transient(exc):
+                raise
             if not lost:
-                progress.warn(f"the storage did not answer ({' '.join(str(exc.orig or exc).split())[:200]}); "
-                              f"trying again every {interval:g}s")
+                progress.warn(f"the storage did not answer ({_first_cause(exc)}); trying again every {interval:g}s")
             lost = True
             sleep(interval)
             continue
@@ -273,6 +273,19 @@ def _standing(summary: WatchSummary) -> str:
     if summary.state == "stopped":
         text += "; run its spec again to resume it"
     return text
+
+
+def _first_cause(exc: BaseException) -> str:
+    """The database's own words for a lost connection, on one line: the deepest error of the chain
+    (Optuna wraps SQLAlchemy's, SQLAlchemy the driver's) that says something."""
+    from tuner.exceptions import exception_chain
+
+    for link in reversed(list(exception_chain(exc))):
+        lines = str(getattr(link, "orig", None) or link).strip().splitlines()
+        text = " ".join(lines[0].split()) if lines else ""
+        if text.strip("()[] "):
+            return text[:200]
+    return type(exc).__name__
 
 
 def _clock(started: Any) -> str:

@@ -175,12 +175,17 @@ def test_postgres_restart_is_ridden_out_and_a_longer_outage_stops_cleanly_and_re
     (TUNER_STORAGE_RETRY_S), is ridden out: every storage call is retried until the server is
     back, and trials go on finishing in the same run. A stop longer than the window ends the run
     with one line saying how to resume (exit 2, no traceback); finished trials are kept through
-    both, and the re-run finishes the study. (One scenario: a run on PostgreSQL costs a Ray start.)"""
+    both, and the re-run finishes the study. (One scenario: a run on PostgreSQL costs a Ray start.)
+    A `tuner watch` follows the run from another process through both outages: it retries the
+    lost database with one line, and ends when it finds the run gone."""
     spec = tmp_path / "down.yaml"
     spec.write_text(_faults.SLOW_SPEC.format(name="pgdown", n_trials=10, concurrency=2, seed=6))
     cmd = _faults.tuner_cmd("run", str(spec), "--storage", postgres_url, "--num-cpus", "2", "--quiet")
     proc = subprocess.Popen(cmd, cwd=_faults.ROOT, env={**_faults.ENV, "TUNER_STORAGE_RETRY_S": "10"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch = subprocess.Popen(_faults.tuner_cmd("watch", "pgdown", "--storage", postgres_url, "--wait", "--interval",
+                                               "0.3"), cwd=_faults.ROOT, env=_faults.ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
     version = sorted(os.listdir("/etc/postgresql"))[0]
 
     def complete() -> int:
@@ -203,12 +208,27 @@ def test_postgres_restart_is_ridden_out_and_a_longer_outage_stops_cleanly_and_re
         if proc.poll() is None:
             proc.kill()
         subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], timeout=120)
+        try:
+            watched, watch_err = watch.communicate(timeout=120)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
     assert proc.returncode == 2, err[-3000:]
     assert "Traceback" not in err
     last = err.rstrip().splitlines()[-1]
     assert last.startswith("error: lost the storage for 10s") and "run the same command again to resume" in last
     assert _faults.wait_for(lambda: bool(_faults.postgres_start_time()), 60)
-    assert _faults.lost_or_changed(before, _faults.finished_snapshot(postgres_url, "pgdown")) == []
+    at_stop = _faults.finished_snapshot(postgres_url, "pgdown")
+    assert _faults.lost_or_changed(before, at_stop) == []
+    # The watch: through both outages, every finished trial told once, and the stopped run seen as stopped.
+    assert watch.returncode == 1 and watch_err == "", (watched[-3000:], watch_err[-2000:])
+    lines = watched.splitlines()
+    told = sorted(int(line.split()[1]) for line in lines if line.startswith("trial "))
+    finished = sorted(n for n, (state, _values, _params) in at_stop.items() if state in ("COMPLETE", "PRUNED", "FAIL"))
+    assert told == finished, (told, at_stop)
+    assert any(line.startswith("the storage did not answer (") for line in lines), watched[-3000:]
+    assert "the storage answers again" in lines and "Traceback" not in watched
+    assert lines[-1].startswith("the run ended: study 'pgdown' stopped"), lines[-1]
     rerun = subprocess.run(cmd, cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     final = _faults.states(_faults.finished_snapshot(postgres_url, "pgdown"))
