@@ -159,6 +159,9 @@ _WRONG_SPEC_VALUES: dict[str, st.SearchStrategy[Any]] = {
                                   st.integers(max_value=0)),
     "version": st.one_of(_letters, st.integers(2, 10**6), st.integers(max_value=0), _lists, _maps),
     "task_args": st.one_of(st.integers(1, 9), _lists, _letters, _maps),  # only for built-in tasks
+    # a point outside the space, a param it does not have, a list of non-points, not a list at all
+    "enqueue": st.one_of(st.integers(), _letters, _maps, _lists, st.just([{}]),
+                         st.floats(5.01, 1e6).map(lambda x: [{"x": x}]), _maps.map(lambda m: [m])),
 }
 
 #: Search-space fields and values each is certain to refuse: (param, field or None for the bound, strategy, key).

@@ -489,6 +489,39 @@ def test_contains_rejects_points_outside() -> None:
         sp.distributions_for({**good, "width": [8]})
 
 
+def test_a_partial_point_fixes_the_params_it_gives_in_optunas_names() -> None:
+    """What `enqueue:` stores: the given params under the names the trial will suggest (the active
+    variant, one per layer), nothing for fixed values, and the sampler draws the rest."""
+    sp = space(COND_SPACE)
+    assert sp.partial_optuna_params({"optimizer": "adam", "lr": 2}) == {"optimizer": "adam", "lr|optimizer=adam": 2}
+    assert sp.partial_optuna_params({"n_layers": 2, "width": [8, 64], "epochs": 3}) == {
+        "n_layers": 2, "width.0": 8, "width.1": 64}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(sp.partial_optuna_params({"optimizer": "sgd", "lr": 0.05, "n_layers": 1, "width": [9]}))
+    drawn = sp.suggest(study.ask())
+    assert {k: drawn[k] for k in ("optimizer", "lr", "n_layers", "width")} == {
+        "optimizer": "sgd", "lr": 0.05, "n_layers": 1, "width": [9]}
+    assert 0.5 <= drawn["momentum"] <= 0.99  # left to the sampler
+
+
+@pytest.mark.parametrize(("point", "param", "problem"), [
+    ({"lr": 2}, "lr", "depends on optimizer"),  # which lr variant is fixed is unknown
+    ({"width": [8]}, "width", "depends on n_layers"),
+    ({"optimizer": "adam", "momentum": 0.9}, "momentum", "inactive for the values this point gives optimizer='adam'"),
+    ({"optimizer": "sgd", "lr": 2}, "lr", "2 is not a number in [0.01, 0.1]"),  # the adam variant's value
+    ({"n_layers": 2, "width": [8]}, "width", "expected a list of 2 values (one per n_layers)"),
+    ({"n_layers": 1, "width": [65]}, "width", "65 is not an integer in [8, 64] (log)"),
+    ({"epochs": 4}, "epochs", "4 given, but the space fixes it at 3"),
+    ({"optimizer": "rmsprop"}, "optimizer", "'rmsprop' is not one of sgd, adam"),
+    ({"extra": 1}, "extra", "not a param of this search space"),
+    ({}, "", "an empty point"),
+    ([1], "", "expected a mapping of param values, got a list"),
+])
+def test_a_partial_point_outside_the_space_says_which_param_and_why(point: Any, param: str, problem: str) -> None:
+    found = space(COND_SPACE).partial_point_problem(point)
+    assert found is not None and found[0] == param and problem in found[1], found
+
+
 def test_distributions_for_records_a_point_with_add_trial() -> None:
     sp = space(COND_SPACE)
     point = {"optimizer": "adam", "n_layers": 1, "width": [16], "drop": [0.2], "lr": 2, "epochs": 3}

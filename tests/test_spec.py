@@ -160,6 +160,15 @@ def test_durations(value: Any, seconds: float | None) -> None:
     ({"search_space": 5}, "search_space", "expected a path or a mapping"),
     ({"task_args": {"a": 1}}, "task_args", "only for built-in tasks"),
     ({"storge": "x"}, "storge", "did you mean 'storage'"),
+    ({"enqueue": {"x": 0.5}}, "enqueue", "expected a list of points"),
+    ({"enqueue": [{"x": 0.5}, {"x": 2.0}]}, "enqueue[1].x", "2.0 is not a number in [-1.0, 1.0]"),
+    ({"enqueue": [{"y": 0.5}]}, "enqueue[0].y", "not a param of this search space; use the space's names: x"),
+    ({"enqueue": [{"x": 0.5}, {"x": 0.5}]}, "enqueue[1]", "the same point as enqueue[0]"),
+    ({"enqueue": [{"x": 0.1}, {"x": 0.2}], "n_trials": 1}, "enqueue", "2 points but n_trials is 1"),
+    ({"enqueue": [{"x": 0.5}], "sampler": "grid", "search_space": {"params": {"x": {"choice": [0.5, 1.0]}}}},
+     "enqueue", "grid search already tries every point"),
+    ({"enqueue": [{"k": 3}], "search_space": {"params": {"x": {"float": [0, 1]}, "k": 3}}}, "enqueue[0]",
+     "it gives only values the space fixes"),
 ])
 def test_spec_errors_name_key_and_problem(change: dict[str, Any], where: str, problem: str) -> None:
     data = {**BASE, **change}

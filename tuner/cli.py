@@ -219,8 +219,9 @@ def validate(spec: str, as_json: bool, **flags: Any) -> None:
     space = checked.search_space
     what = f"task {checked.task}" if checked.task else f"objective {checked.objective}"
     metrics = ", ".join(f"{m} ({d})" for m, d in zip(checked.metrics, checked.directions))
+    first = f" ({len(checked.enqueue)} enqueued to run first)" if checked.enqueue else ""
     click.echo(f"{spec}: ok: study {checked.name!r}, {what}, {len(space.names)} parameters, metric {metrics}, "
-               f"{checked.n_trials} trials, concurrency {checked.concurrency}, {plugins_text(checked)}")
+               f"{checked.n_trials} trials{first}, concurrency {checked.concurrency}, {plugins_text(checked)}")
 
 
 @main.command("ls")

@@ -966,6 +966,65 @@ class SearchSpace:
             return f"{_show(unknown[0])}: not a param of this space"
         return None
 
+    def partial_point_problem(self, params: Any) -> tuple[str, str, str] | None:
+        """Why ``params`` cannot be enqueued as a (possibly partial) point of this space, or None.
+
+        A partial point fixes some params and leaves the others to the sampler (Optuna's
+        ``enqueue_trial``). Each given param must be active and inside its range; one whose range
+        or presence depends on others (``when``, ``per``) needs those given too, since they decide
+        which of its Optuna params is fixed. Returns (the param, the problem, the fix).
+        """
+        if not isinstance(params, Mapping) or not params:
+            return "", "an empty point" if params == {} else f"expected a mapping of param values, got {_kind(params)}", \
+                "write e.g. {lr: 0.001, optimizer: adam}"
+        for key in params:
+            if key not in self._params:
+                known = ", ".join(sorted(self._params))
+                return str(key), "not a param of this search space", f"use the space's names: {known}"[:300]
+        for p in self._order:
+            if p.name not in params:
+                continue
+            missing = [dep for dep in p.deps() if dep not in params]
+            if missing:
+                return p.name, f"its range or presence depends on {', '.join(missing)}", \
+                    f"give {', '.join(missing)} in the same point"
+            d = self._active(p, params)
+            if d is None:
+                return p.name, "inactive for the values this point gives " + ", ".join(
+                    f"{k}={_show(params[k])}" for k in p.deps()), "drop it from this point"
+            v = params[p.name]
+            if d.per is not None:
+                n = params[d.per]
+                if not isinstance(v, (list, tuple)) or len(v) != n:
+                    return p.name, f"expected a list of {n} values (one per {d.per}), got {_show(v)}", \
+                        f"give {n} values or change {d.per}"
+                bad = [x for x in v if not d.accepts(x)]
+                if bad:
+                    return p.name, f"{_show(bad[0])} is not {d.domain_text()}", "pick values inside the space"
+            elif d.kind == "value" and not d.accepts(v):
+                return p.name, f"{_show(v)} given, but the space fixes it at {_show(d.value)}", \
+                    "drop it from this point (fixed values are never tuned)"
+            elif not d.accepts(v):
+                return p.name, f"{_show(v)} is not {d.domain_text()}", "pick a value inside the space"
+        return None
+
+    def partial_optuna_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A (possibly partial) point in Optuna's names, for ``study.enqueue_trial``; fixed values
+        are not Optuna params and are left out. Check it with :meth:`partial_point_problem` first."""
+        out: dict[str, Any] = {}
+        for p in self._order:
+            if p.name not in params:
+                continue
+            d = self._active(p, params)
+            if d is None or d.kind == "value":
+                continue
+            base = p.optuna_name(d)
+            if d.per is None:
+                out[base] = params[p.name]
+            else:
+                out.update((f"{base}.{i}", v) for i, v in enumerate(params[p.name]))
+        return out
+
     def contains(self, params: Mapping[str, Any]) -> bool:
         """Whether a user-facing dict is a point of this space.
 

@@ -69,6 +69,9 @@ class StudySpec:
     seed: int | None = None
     max_failures: int = 10
     keep_checkpoints: int | None = 5   # checkpoints of the best K trials are kept; None: all
+    #: Points to try first (each a mapping of some or all params, in the space's names): a known
+    #: good configuration, the current baseline. Enqueued once per study; the sampler fills in the rest.
+    enqueue: tuple[dict[str, Any], ...] = ()
     storage: str | None = None
     artifacts_dir: str | None = None
     description: str = ""
@@ -239,7 +242,11 @@ _TOP_LEVEL = {
     "version", "name", "description", "task", "task_args", "objective", "search_space", "metric",
     "direction", "metrics", "directions", "n_trials", "timeout", "trial_timeout", "concurrency",
     "resources", "sampler", "pruner", "seed", "max_failures", "storage", "artifacts_dir", "keep_checkpoints",
+    "enqueue",
 }
+
+#: At most this many points in ``enqueue`` (each becomes a trial row when the run starts).
+_MAX_ENQUEUE = 10_000
 
 
 class _Validator:
@@ -325,6 +332,7 @@ class _Validator:
             seed=self._seed(),
             max_failures=self._int("max_failures", default=10, low=0, high=_MAX_TRIALS),
             keep_checkpoints=self._keep_checkpoints(),
+            enqueue=self._enqueue(space, sampler, n_trials),
             storage=self._storage(),
             artifacts_dir=self._str("artifacts_dir", default=None),
             source=self.source,
@@ -559,6 +567,39 @@ class _Validator:
             raise self.fail("keep_checkpoints", f"expected a number of trials >= 1 or all, got {_short(value)}",
                             "e.g. keep_checkpoints: 5 (the best five trials keep their checkpoints) or all")
         return value
+
+    def _enqueue(self, space: Any, sampler: str, n_trials: int) -> tuple[dict[str, Any], ...]:
+        """The points to try first, each checked against the space as the trial would be."""
+        import json
+
+        points = self.data.get("enqueue")
+        if points is None:
+            return ()
+        if not isinstance(points, list):
+            raise self.fail("enqueue", f"expected a list of points, got {_short(points)}",
+                            "e.g. enqueue: [{optimizer: adam, lr: 0.001}]")
+        if sampler == "grid" and points:
+            raise self.fail("enqueue", "grid search already tries every point of the space in order",
+                            "drop enqueue, or use another sampler")
+        if len(points) > min(n_trials, _MAX_ENQUEUE):
+            raise self.fail("enqueue", f"{len(points)} points but n_trials is {n_trials}: the last would never run"
+                            if len(points) <= _MAX_ENQUEUE else f"{len(points)} points is more than {_MAX_ENQUEUE}",
+                            "raise n_trials or drop points")
+        seen: dict[str, int] = {}
+        for i, point in enumerate(points):
+            problem = space.partial_point_problem(point)
+            if problem is not None:
+                param, what, fix = problem
+                raise self.fail(f"enqueue[{i}]" + (f".{param}" if param else ""), what, fix)
+            flat = space.partial_optuna_params(point)
+            if not flat:
+                raise self.fail(f"enqueue[{i}]", "it gives only values the space fixes: the trial would be a random one",
+                                "give at least one tuned param")
+            key = json.dumps(flat, sort_keys=True, default=str)
+            if key in seen:
+                raise self.fail(f"enqueue[{i}]", f"the same point as enqueue[{seen[key]}]", "drop one of them")
+            seen[key] = i
+        return tuple(dict(point) for point in points)
 
     def _int(self, key: str, default: int, low: int, high: int) -> int:
         value = self.data.get(key, default)

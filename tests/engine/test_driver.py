@@ -135,6 +135,32 @@ def test_a_pruned_trials_warnings_are_printed_as_a_complete_trials_are(sqlite_ur
     assert any(line.startswith(f"trial 1 pruned at step 3 value={x:.6g} |") for line in lines), lines
 
 
+def test_the_specs_enqueued_points_run_first_once_per_study(sqlite_url: str) -> None:
+    """`enqueue:` points (a baseline, a partial one the sampler completes) are the first trials; a
+    resumed run does not try them again, and a point added to the spec later runs next."""
+    points = [{"x": 4.25, "y": -1.0}, {"x": -3.5}]
+    console = io.StringIO()
+    study = tuner.run(_spec(search_space=SPACE_XY, n_trials=4, enqueue=points), objectives.quadratic,
+                      storage=sqlite_url, progress=Progress(stream=console, live=False))
+    assert "enqueued 2 points of the spec's enqueue: they run first" in console.getvalue()
+    first = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert first[0].params == {"x": 4.25, "y": -1.0} and first[1].params["x"] == -3.5
+    assert -3.0 <= first[1].params["y"] <= 3.0  # drawn by the sampler
+    assert first[0].value == pytest.approx(objectives.quadratic(first[0].params, None))
+    # a resume with the same list: nothing enqueued; with one more point: that one alone, first
+    console = io.StringIO()
+    study = tuner.run(_spec(search_space=SPACE_XY, n_trials=6, enqueue=[*points, {"x": 0.5, "y": 0.5}]),
+                      objectives.quadratic, storage=sqlite_url, progress=Progress(stream=console, live=False))
+    assert "enqueued 1 point of the spec's enqueue: it runs first" in console.getvalue()
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6 and trials[4].params == {"x": 0.5, "y": 0.5}
+    assert sum(t.params["x"] == 4.25 for t in trials) == 1
+    console = io.StringIO()
+    tuner.run(_spec(search_space=SPACE_XY, n_trials=7, enqueue=points[::-1]), objectives.quadratic,
+              storage=sqlite_url, progress=Progress(stream=console, live=False))
+    assert "of the spec's enqueue" not in console.getvalue()  # reordered, the same points
+
+
 def test_raising_and_nan_objectives_fail_with_error_stored(sqlite_url: str) -> None:
     study = tuner.run(_spec(n_trials=4, max_failures=50), objectives.flaky, storage=sqlite_url)
     states = _states(study)

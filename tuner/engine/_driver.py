@@ -35,8 +35,8 @@ from tuner.engine._prestart import (preload_modules, preload_warnings, ray_syste
                                     tune_actors_in_prestarted_workers, tuners_choice, worker_environment)
 from tuner.engine._progress import Progress, failure_text
 from tuner.engine._ray_stop import shutdown_local_ray
-from tuner.engine._study import (DriverLease, mark_failed, open_for_run, record_spec, recover_stale_trials,
-                                 refuse_if_running, refuse_incompatible)
+from tuner.engine._study import (DriverLease, enqueue_points, mark_failed, open_for_run, record_spec,
+                                 recover_stale_trials, refuse_if_running, refuse_incompatible)
 from tuner.engine._worker import JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError, exception_chain
 
@@ -429,6 +429,7 @@ def _run_study(
         recovered = lease.acquire()
         try:
             record_spec(study, spec)
+            enqueued = enqueue_points(study, spec)
         except BaseException:
             lease.release()
             raise
@@ -447,6 +448,9 @@ def _run_study(
         if deleted:
             summary.extra["force_deleted"] = deleted[0]
         progress.start(spec, summary, state)
+        if enqueued:
+            progress.note(f"enqueued {enqueued} point{'s' if enqueued != 1 else ''} of the spec's enqueue: "
+                          f"{'they run' if enqueued != 1 else 'it runs'} first")
         if state.want_more():
             if not owns_ray:
                 owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)

@@ -138,6 +138,31 @@ def record_spec(study: "optuna.Study", spec: "StudySpec") -> None:
                                          json.loads(json.dumps(spec.to_dict(), default=str)))
 
 
+def enqueue_points(study: "optuna.Study", spec: "StudySpec") -> int:
+    """Enqueue the spec's ``enqueue`` points that no earlier run of the study enqueued; returns how many.
+
+    Once per point and study: a resumed run must not try the baseline again, while a point added
+    to the spec between runs is enqueued by the next. Points are told apart by their Optuna
+    params, so reordering the list or rewriting a value (1e-3 as 0.001) enqueues nothing new.
+    Called with the lease held: two runs cannot enqueue the same point at once.
+    """
+    if not spec.enqueue:
+        return 0
+    storage = study._storage
+    done = list(storage.get_study_system_attrs(study._study_id).get(_attrs.ENQUEUED) or [])
+    added = 0
+    for point in spec.enqueue:
+        flat = spec.search_space.partial_optuna_params(point)
+        key = json.dumps(flat, sort_keys=True, default=str)
+        if key in done:
+            continue
+        study.enqueue_trial(flat)
+        done.append(key)
+        added += 1
+        storage.set_study_system_attr(study._study_id, _attrs.ENQUEUED, done)  # per point: a crash enqueues none twice
+    return added
+
+
 def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> str | None:
     """Raise (exit 2) when a stored study of this name ran with another space, metrics or directions.
 
