@@ -911,6 +911,27 @@ class SearchSpace:
                 values[p.name] = [d.sample(trial, f"{base}.{i}") for i in range(values[d.per])]
         return values
 
+    def display_names(self, optuna_names: Iterable[str]) -> dict[str, str]:
+        """Optuna names as a reader should see them: ``lr (optimizer=adam/adamw)`` for the variant
+        ``lr|optimizer=adam/adamw``, ``drop.0 (optimizer=adam)`` for a per-layer one; others as
+        they are. Optuna's names carry a variant's condition so that the two ranges of ``lr`` are
+        two params; a report needs the condition too, not the syntax built for uniqueness. Read
+        from the space, not parsed: ``a|k=1.5`` is no per-layer ``a|k=1``."""
+        variants = {p.optuna_name(d): (p, d) for p in self._order if p.variants for d in p.dims}
+        out: dict[str, str] = {}
+        for name in optuna_names:
+            base, layer = name, ""
+            if name not in variants:
+                head, _, tail = name.rpartition(".")
+                if tail.isdigit() and head in variants and variants[head][1].per is not None:
+                    base, layer = head, f".{tail}"
+            if base in variants:
+                p, d = variants[base]
+                out[name] = f"{p.name}{layer} ({d.cond.replace(',', ', ')})"
+            else:
+                out[name] = name
+        return out
+
     def params_from_optuna(self, optuna_params: Mapping[str, Any]) -> dict[str, Any]:
         """Rebuild the user-facing dict from a trial's Optuna-named params (plus fixed values).
 

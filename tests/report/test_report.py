@@ -153,3 +153,42 @@ def test_large_study_is_thinned_and_says_so(tmp_path: Path) -> None:
     assert "Showing 100 of 400" in captions["history"] and "Showing 100 of 400" in captions["slice"]
     assert "sample of 150 of 400" in captions["importance"] and report.importance.n_used == 150
     assert all(s.figure is not None for s in report.sections if s.id != "curves")
+
+
+def test_variant_params_are_shown_with_their_condition_not_optunas_syntax(tmp_path: Path) -> None:
+    """A param with one range per optimizer is two Optuna params, ``lr|opt=adam`` and
+    ``lr|opt=sgd``; every axis, table and advice of the report named them so."""
+    from tuner import storage as st
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_mapping({"params": {
+        "opt": {"choice": ["adam", "sgd"]}, "n": {"int": [1, 2]},
+        "lr": [{"float": [1e-4, 1e-2], "log": True, "when": {"opt": "adam"}},
+               {"float": [1e-3, 1e-1], "log": True, "when": {"opt": "sgd"}}],
+        "drop": [{"float": [0.0, 0.5], "per": "n", "when": {"opt": "sgd"}},
+                 {"float": [0.1, 0.2], "per": "n", "when": {"opt": "adam"}}]}}, source="<test>")
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    study = optuna.create_study(study_name="v", storage=st.open_storage(url),
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPACE, space.to_dict())
+    for _ in range(40):
+        trial = study.ask()
+        p = space.suggest(trial)
+        study.tell(trial, p["lr"] * (10 if p["opt"] == "sgd" else 1) + sum(p.get("drop", [])))
+    assert {"lr|opt=adam", "lr|opt=sgd", "drop|opt=sgd.0"} <= {k for t in study.trials for k in t.params}
+    html = write_report("v", tmp_path / "v.html", storage=url).read_text(encoding="utf-8")
+    assert "lr|opt" not in html and "drop|opt" not in html
+    parallel = {d["label"] for d in _figures(html)["parallel"]["data"][0]["dimensions"]}
+    assert {"lr (opt=adam) (log)", "lr (opt=sgd) (log)", "drop.0 (opt=sgd)", "drop.1 (opt=adam)"} <= parallel, parallel
+    assert "lr (opt=sgd)" in _section(html, "top")
+
+
+def test_display_names_come_from_the_space_not_from_parsing_the_name() -> None:
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_mapping({"params": {
+        "k": {"choice": [1, 1.5]}, "n": {"int": [1, 2]},
+        "a": [{"float": [0, 1], "when": {"k": 1}}, {"float": [1, 2], "when": {"k": 1.5}}],
+        "w": {"int": [1, 8], "per": "n"}}}, source="<test>")
+    assert space.display_names(["a|k=1", "a|k=1.5", "w.0", "k", "gone|x=1"]) == {
+        "a|k=1": "a (k=1)", "a|k=1.5": "a (k=1.5)", "w.0": "w.0", "k": "k", "gone|x=1": "gone|x=1"}

@@ -73,8 +73,35 @@ def load_study_data(study: "optuna.Study") -> StudyData:
     names = study.metric_names or (spec or {}).get("metrics")
     if not names or len(names) != len(directions):
         names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
+    trials = read_trials(study, skip_attr_prefixes=(_attrs.ATTR_PREFIX,))
+    _show_variant_names(trials, attrs.get(_attrs.SPACE))
     return StudyData(name=study.study_name, directions=directions, metric_names=[str(n) for n in names],
-                     trials=read_trials(study, skip_attr_prefixes=(_attrs.ATTR_PREFIX,)), spec=spec, system_attrs=attrs)
+                     trials=trials, spec=spec, system_attrs=attrs)
+
+
+def _show_variant_names(trials: list[Any], stored_space: Any) -> None:
+    """Give the trials' variant params the names a reader sees on every axis, table and advice of
+    the report (``lr (optimizer=adam/adamw)``, not Optuna's ``lr|optimizer=adam/adamw``).
+
+    In place: the trials are the report's own copies (:func:`read_trials` builds them), and
+    only trials holding such a param are touched. A space that cannot be read keeps Optuna's names.
+    """
+    if not isinstance(stored_space, dict):
+        return
+    names = {name for t in trials for name in t.params if "|" in name}
+    if not names:
+        return
+    try:
+        from tuner.space import SearchSpace
+
+        shown = SearchSpace.from_mapping(stored_space, source="<stored>").display_names(names)
+    except Exception:  # noqa: BLE001 - a stored space from another version: Optuna's names then
+        return
+    renamed = {old: new for old, new in shown.items() if old != new}
+    for t in trials:
+        if any(name in renamed for name in t.params):
+            t._params = {renamed.get(k, k): v for k, v in t._params.items()}
+            t._distributions = {renamed.get(k, k): v for k, v in t._distributions.items()}
 
 
 def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
