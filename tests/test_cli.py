@@ -350,3 +350,16 @@ def test_set_on_a_spec_whose_space_is_a_file_keeps_the_file() -> None:
     resolved = json.loads(out.output)
     params = resolved["search_space"]["params"]
     assert params["epochs"] == {"value": 2} and {"lr", "optimizer", "n_layers", "width"} <= set(params), sorted(params)
+
+
+def test_a_parameter_whose_value_is_none_is_printed_as_none_not_as_a_dash(tmp_path: Path) -> None:
+    """`grad_clip: {choice: [null, 1.0]}`: None is a value; `-` is what show prints for a missing one."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    study = optuna.create_study(study_name="none", storage=url)
+    clip = optuna.distributions.CategoricalDistribution([None, 1.0])
+    study.add_trial(optuna.trial.create_trial(params={"clip": None}, distributions={"clip": clip}, value=1.0))
+    runner = CliRunner()
+    assert "  clip: None\n" in runner.invoke(main, ["best", "none", "--storage", url]).output
+    assert "clip=None" in runner.invoke(main, ["show", "none", "--storage", url]).output

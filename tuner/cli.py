@@ -62,6 +62,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _fmt_param(value: Any) -> str:
+    """A parameter's value: None is one a choice can hold (``grad_clip: null``), printed as None;
+    ``-`` stays for what is missing."""
+    return "None" if value is None else _fmt(value)
+
+
 class _UsageLine(click.UsageError):
     """A usage error shown as tuner's other input errors are: one line on stderr, exit 2."""
 
@@ -291,7 +297,7 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
         click.echo(f"  {'#':>5} {'value':>{width}} {'duration':>9}  params")
         for row, value in zip(d["top"], values):
             # the names the objective saw (lr, width: [..]), as `tuner best` prints them
-            params = ", ".join(f"{k}={_fmt(v)}" for k, v in (row.get("objective_params") or row["params"]).items())
+            params = ", ".join(f"{k}={_fmt_param(v)}" for k, v in (row.get("objective_params") or row["params"]).items())
             click.echo(f"  {row['number']:>5} {value:>{width}} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
@@ -341,7 +347,7 @@ def best(study: str, storage: str | None, as_json: bool) -> None:
         click.echo(f"trial {row['number']}: {_named_values(b['objectives'], row['values'])}")
         params = row.get("params_user") or row["params"]
         for k, v in params.items():
-            click.echo(f"  {k}: {_fmt(v)}")
+            click.echo(f"  {k}: {_fmt_param(v)}")
         for k, v in sorted((row.get("metrics") or {}).items()):
             click.echo(f"  [{k}] {_fmt(v)}")
 

@@ -355,3 +355,24 @@ def test_json_is_valid_even_with_infinite_values(tmp_path: Path) -> None:
         rows = c.get("/api/studies/inf/trials").json()["trials"]
         assert rows[0]["values"] == [None]
         assert c.get("/api/studies/inf").status_code == 200
+
+
+def test_a_parameter_whose_value_is_none_reads_none_and_an_inactive_one_differs_from_it(tmp_path: Path) -> None:
+    """`grad_clip: {choice: [null, 1.0]}`: None is a value. The pages showed it as the dash they use
+    for a missing value, and the comparison called None and inactive the same."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    study = optuna.create_study(study_name="none", storage=url)
+    clip = optuna.distributions.CategoricalDistribution([None, 1.0])
+    study.add_trial(optuna.trial.create_trial(params={"clip": None}, distributions={"clip": clip}, value=1.0))
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=2.0))  # clip inactive
+    with TestClient(create_app(url)) as c:
+        assert re.search(r"<th>clip</th><td>None</td>", c.get("/studies/none/trials/0").text)
+        assert "clip=None" in c.get("/studies/none").text  # the best trial's line
+        page = c.get("/studies/none/compare?trials=0,1").text
+        row = re.search(r'<tr class="(\w+)"><th>clip</th><td>(.*?)</td><td>(.*?)</td></tr>', page)
+        assert row and row.groups() == ("differ", "None", '<span class="small">inactive</span>'), page[-2000:]
+        assert c.get("/api/studies/none/compare", params={"trials": "0,1"}).json()["differ"] == ["clip"]

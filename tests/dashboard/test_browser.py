@@ -329,3 +329,22 @@ def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, scr
         if proc.poll() is None:
             proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_the_trials_table_shows_a_none_parameter_as_none_and_an_inactive_one_blank(page: Page, tmp_path: Path) -> None:
+    """The table drawn by the page's script: None is a value of `clip` (the dash is for a missing value)."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    study = optuna.create_study(study_name="none", storage=url)
+    clip = optuna.distributions.CategoricalDistribution([None, 1.0])
+    study.add_trial(optuna.trial.create_trial(params={"clip": None}, distributions={"clip": clip}, value=1.0))
+    study.add_trial(optuna.trial.create_trial(params={"clip": 1.0}, distributions={"clip": clip}, value=2.0))
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=3.0))
+    with LiveServer(url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/none")
+        p.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 3")
+        rows = p.locator("#trials tbody tr").evaluate_all(
+            "rows => rows.map(r => [r.dataset.number, r.lastElementChild.textContent])")
+        assert sorted(rows) == [["0", "None"], ["1", "1"], ["2", ""]], rows

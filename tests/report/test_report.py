@@ -192,3 +192,13 @@ def test_display_names_come_from_the_space_not_from_parsing_the_name() -> None:
         "w": {"int": [1, 8], "per": "n"}}}, source="<test>")
     assert space.display_names(["a|k=1", "a|k=1.5", "w.0", "k", "gone|x=1"]) == {
         "a|k=1": "a (k=1)", "a|k=1.5": "a (k=1.5)", "w.0": "w.0", "k": "k", "gone|x=1": "gone|x=1"}
+
+
+def test_the_slices_label_a_string_choice_as_itself_not_its_repr(tmp_path: Path) -> None:
+    """Optuna's slice plot labels categories by repr: 'adam' with its quotes, beside None and 1.0."""
+    url, _ = _study(tmp_path)
+    figure = _figures(write_report("s", tmp_path / "s.html", storage=url).read_text(encoding="utf-8"))["slice"]
+    labels = {x for trace in figure["data"] for x in (trace.get("x") or []) if isinstance(x, str)}
+    labels |= {x for key, axis in figure["layout"].items() if key.startswith("xaxis")
+               for x in (axis.get("categoryarray") or [])}
+    assert {"adam", "sgd"} <= labels and not any(x.startswith("'") for x in labels), labels

@@ -259,6 +259,7 @@ def _templates() -> Any:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_HERE / "templates")), autoescape=True,
                              undefined=jinja2.StrictUndefined)
     env.filters["fmt"] = _fmt
+    env.filters["param"] = _fmt_param
     env.filters["duration"] = _fmt_duration
     env.filters["urlname"] = lambda name: __import__("urllib.parse").parse.quote(str(name), safe="")
     env.filters["tojson_text"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
@@ -297,6 +298,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
     return str(value)
+
+
+def _fmt_param(value: Any) -> str:
+    """A parameter's value: None is a value a choice can hold (``grad_clip: null``, no clipping),
+    shown as ``None``; the dash is for what is missing (a value, a duration)."""
+    return "None" if value is None else _fmt(value)
 
 
 def _fmt_duration(seconds: Any) -> str:

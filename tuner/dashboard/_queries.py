@@ -471,7 +471,8 @@ class DashboardData:
             raise BadQuery("compare: give 2 to 5 different trial numbers, e.g. trials=3,7")
         trials = [self.trial(name, n) for n in numbers]
         names = sorted({k for t in trials for k in t["params"]})
-        differ = [k for k in names if len({repr(t["params"].get(k)) for t in trials}) > 1]
+        # inactive in one trial and None in another differ (a choice of None is a value)
+        differ = [k for k in names if len({(k in t["params"], repr(t["params"].get(k))) for t in trials}) > 1]
         return {"study": name, "trials": trials, "params": names, "differ": differ}
 
     def exports(self, name: str, number: int) -> list[dict[str, Any]]:

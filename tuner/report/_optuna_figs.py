@@ -70,7 +70,24 @@ def plot_slices(data: StudyData, trials: Sequence[FrozenTrial], params: list[str
     if len(trials) > 2_000:
         # Optuna's hover text repeats every parameter of every point; at this size it would be most of the file.
         fig.update_traces(hovertext=None, hovertemplate="%{x}: %{y:.6g}<extra></extra>", selector={"type": "scatter"})
+    _unquote_categories(fig)
     return fig
+
+
+def _unquote_categories(fig: "go.Figure") -> None:
+    """Categorical slices label a string choice by its repr (``'adam'``, quotes and all, beside
+    ``None`` and ``1.0``): the labels the rest of the report uses, without the quotes."""
+    def unquote(values: Any) -> Any:
+        if values is None or not all(isinstance(v, str) for v in values):
+            return values
+        return [v[1:-1] if len(v) >= 2 and v[0] == v[-1] == "'" else v for v in values]
+
+    for trace in fig.data:
+        if getattr(trace, "x", None) is not None and len(trace.x) and isinstance(trace.x[0], str):
+            trace.x = unquote(list(trace.x))
+    for key in fig.layout:
+        if key.startswith("xaxis") and fig.layout[key].categoryarray is not None:
+            fig.layout[key].categoryarray = unquote(list(fig.layout[key].categoryarray))
 
 
 def plot_edf(data: StudyData) -> "go.Figure":

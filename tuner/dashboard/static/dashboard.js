@@ -21,6 +21,9 @@
     if (Array.isArray(v)) return "[" + v.map(fmt).join(", ") + "]";
     return String(v);
   }
+  function fmtParam(v) {  // a parameter's None is a value (grad_clip: null): the dash is for what is missing
+    return v === null ? "None" : fmt(v);
+  }
   function fmtDuration(s) {
     if (typeof s !== "number") return "—";
     if (s < 60) return s.toFixed(1) + " s";
@@ -152,7 +155,7 @@
           row.appendChild(el("td", t.state, "state-" + t.state.toLowerCase()));
           boot.metric_names.forEach(function (m, i) { row.appendChild(el("td", t.values ? fmt(t.values[i]) : "—", "num")); });
           row.appendChild(el("td", fmtDuration(t.duration_s), "num"));
-          boot.params.forEach(function (p) { row.appendChild(el("td", p in t.params ? fmt(t.params[p]) : "")); });
+          boot.params.forEach(function (p) { row.appendChild(el("td", p in t.params ? fmtParam(t.params[p]) : "")); });
           tbody.appendChild(row);
         });
         $("#table-info").textContent = res.total + " trial" + (res.total === 1 ? "" : "s") + " match";
