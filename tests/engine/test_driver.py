@@ -161,6 +161,30 @@ def test_the_specs_enqueued_points_run_first_once_per_study(sqlite_url: str) -> 
     assert "of the spec's enqueue" not in console.getvalue()  # reordered, the same points
 
 
+def test_a_new_study_never_takes_the_files_an_old_one_of_its_name_left(tmp_path: Path) -> None:
+    """A study whose SQLite file was removed (or deleted by --force) leaves its trial folders; the
+    new study of that name numbers its trials from 0 again, and its trial 0 recorded the old trial
+    0's files as its own (served by the dashboard, searched by export)."""
+    artifacts = tmp_path / "runs"
+    spec = _spec(n_trials=2, artifacts_dir=str(artifacts))
+    old = tuner.run(spec, objectives.writes_checkpoint, storage=f"sqlite:///{tmp_path / 'old.db'}")
+    old_dirs = sorted(t.system_attrs[_attrs.WORKER]["trial_dir"] for t in old.trials)
+    assert old_dirs == [str(artifacts / "s" / "trial_00000"), str(artifacts / "s" / "trial_00001")]
+    (artifacts / "s" / "trial_00001" / "notes.txt").write_text("the old study's")
+    (artifacts / "s" / "trial_00002").mkdir()  # an empty folder is taken as it is
+    new = tuner.run(_spec(n_trials=3, artifacts_dir=str(artifacts)), objectives.writes_checkpoint,
+                    storage=f"sqlite:///{tmp_path / 'new.db'}")
+    trials = sorted(new.trials, key=lambda t: t.number)
+    assert [t.system_attrs[_attrs.WORKER]["trial_dir"] for t in trials] == [
+        str(artifacts / "s" / "trial_00000.1"), str(artifacts / "s" / "trial_00001.1"), str(artifacts / "s" / "trial_00002")]
+    for t in trials:
+        assert [a["name"] for a in t.system_attrs[_attrs.ARTIFACTS]] == ["model.txt"]
+        assert (Path(t.system_attrs[_attrs.WORKER]["trial_dir"]) / "model.txt").read_text() == f"x={t.params['x']}\n"
+    # the old study's files are where its storage says they are
+    assert (artifacts / "s" / "trial_00001" / "notes.txt").read_text() == "the old study's"
+    assert (artifacts / "s" / "trial_00000" / "model.txt").read_text() == f"x={old.trials[0].params['x']}\n"
+
+
 def test_raising_and_nan_objectives_fail_with_error_stored(sqlite_url: str) -> None:
     study = tuner.run(_spec(n_trials=4, max_failures=50), objectives.flaky, storage=sqlite_url)
     states = _states(study)

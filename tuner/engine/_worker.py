@@ -361,14 +361,30 @@ def _record_artifacts(storage: Any, trial_id: int, trial_dir: Path, *, max_files
 def _make_trial_dir(trial_dir: Path, job: JobInfo) -> tuple[Path, str | None]:
     """The trial's folder, and a warning when it had to be a scratch folder instead."""
     try:
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        return trial_dir, None
+        return _fresh_folder(trial_dir), None
     except OSError as exc:
         # An unwritable artifact folder must not lose the trial: it runs in a scratch folder.
-        scratch = Path(os.environ.get("TMPDIR", "/tmp")) / "tuner-scratch" / job.study_name / trial_dir.name
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch = _fresh_folder(Path(os.environ.get("TMPDIR", "/tmp")) / "tuner-scratch" / job.study_name / trial_dir.name)
         return scratch, (f"artifacts folder {trial_dir.parent} unusable ({exc.strerror or exc}); this trial's files "
                          f"went to {scratch}: fix artifacts_dir (or its permissions) for the next trials")
+
+
+def _fresh_folder(trial_dir: Path) -> Path:
+    """``trial_dir`` created empty, or ``trial_dir.1``, ``.2``, ... when one of that name holds files.
+
+    Such files are another study's: a study deleted by ``--force``, or one whose SQLite file was
+    removed, leaves its trial folders behind, and a new study of the same name numbers its
+    trials from 0 again. A trial records every file in its folder as its own (the dashboard
+    serves them, export looks there for weights), so it must not start in one that holds
+    another's. Nothing is deleted or moved: the old files may still be another storage's.
+    """
+    candidate = trial_dir
+    for k in range(1, 10_000):
+        candidate.mkdir(parents=True, exist_ok=True)
+        if not any(candidate.iterdir()):
+            return candidate
+        candidate = trial_dir.with_name(f"{trial_dir.name}.{k}")
+    raise OSError(f"every folder from {trial_dir.name} to {candidate.name} holds files of other studies")
 
 
 def _call(job: JobInfo, params: dict[str, Any], ctx: TrialContext) -> Any:
