@@ -39,7 +39,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 _MODULE_SECONDS = {
     "tests/engine/test_driver.py": 230, "tests/engine/test_faults.py": 180, "tests/export/test_export.py": 120,
     "tests/dashboard/test_browser.py": 90, "tests/engine/test_resume_identity.py": 60, "tests/test_storage.py": 60,
-    "tests/engine/test_prestart.py": 60, "tests/engine/test_signals.py": 55, "tests/engine/test_node_loss.py": 55,
+    "tests/engine/test_prestart.py": 60, "tests/engine/test_signals.py": 70, "tests/engine/test_node_loss.py": 55,
     "tests/test_bad_storage.py": 55, "tests/engine/test_cluster.py": 50, "tests/test_studies_vision.py": 50,
     "tests/test_studies_tabular.py": 50, "tests/tasks/test_text.py": 40, "tests/test_cli.py": 38,
     "tests/export/test_predict_inputs.py": 37, "tests/engine/test_run_console.py": 36,

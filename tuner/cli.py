@@ -206,6 +206,8 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
         click.echo(format_summary(summary))
     if summary.stopped_reason == "interrupted":
         sys.exit(130)
+    if summary.stopped_reason == "stop_requested":
+        sys.exit(1)  # stopped short of n_trials, as `tuner watch` says of such a run
 
 
 @main.command()
@@ -372,6 +374,45 @@ def watch(study: str, storage: str | None, interval: float, wait: bool) -> None:
             click.echo("")  # past the status line
         sys.exit(130)
     sys.exit({"finished": 0, "failed": 3}.get(summary.state, 1))
+
+
+@main.command()
+@click.argument("study")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--no-wait", is_flag=True, help="Return once the run is asked, without waiting for it to stop.")
+@click.option("--timeout", "wait_s", default=120.0, show_default=True, type=float,
+              help="Seconds to wait for the run to stop.")
+@_guard
+def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
+    """Ask the run of STUDY (in another terminal, or on another machine sharing the storage) to
+    stop as at a Ctrl-C: its running trials are ended, and running its spec again resumes."""
+    import time
+
+    from tuner._api import load_study
+    from tuner.engine import _attrs
+    from tuner.engine._study import _lease_alive, _names_run, request_stop
+    from tuner.storage import open_storage
+
+    load_study(study, storage)  # read-only first: a missing study or database is one line, and nothing is created
+    st = open_storage(storage)
+    lease = request_stop(st, study)
+    if lease is None:
+        click.echo(f"study {study!r} is not running: nothing to stop")
+        return
+    click.echo(f"asked the run of study {study!r} (pid {lease.get('pid')} on {lease.get('host')}) to stop; "
+               f"it ends its running trials within a few seconds")
+    if no_wait:
+        return
+    study_id = st.get_study_id_from_name(study)
+    deadline = time.monotonic() + max(0.0, wait_s)
+    while time.monotonic() < deadline:
+        held = st.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+        if not (_lease_alive(held) and _names_run(held, lease)):
+            click.echo("the run has stopped; run its spec again to resume")
+            return
+        time.sleep(0.5)
+    _fail(f"the run of study {study!r} has not stopped within {wait_s:g}s; it is still ending its trials "
+          f"(or does not reach the storage): `tuner watch {study}` follows it", code=1)
 
 
 @main.command("report")

@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) on `tuner run`: trials stopped and marked, a resume hint, exit 130, resumable."""
+"""Ctrl-C (SIGINT) on `tuner run`, and `tuner stop` from another process: trials stopped and marked,
+a resume hint, exit 130 (1 for a requested stop), resumable."""
 
 from __future__ import annotations
 
@@ -84,9 +85,30 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     assert last == "error: interrupted; run the same command again to resume" or (
         last.startswith("interrupted: study 'sigint'") and last.endswith("run the same command again to resume")), last
     assert "Traceback" not in err
+
+    # The next resume is stopped from another process by `tuner stop`, as at a Ctrl-C: exit 1,
+    # its running trials stored as stopped by the request; `tuner stop` waits for it to end.
+    stopped_before = {t.number for t in read_trials(url, "sigint")
+                      if (t.system_attrs.get("tuner:error") or {}).get("type") == "StoppedByRequest"}
+    assert stopped_before == set()
+    cmd, url, proc = _start(tmp_path, complete_first=_states(url).get("COMPLETE", 0))
+    asked = subprocess.run([sys.executable, "-m", "tuner.cli", "stop", "sigint", "--storage", url], cwd=ROOT, env=ENV,
+                           capture_output=True, text=True, timeout=120)
+    _out, err = proc.communicate(timeout=60)
+    assert asked.returncode == 0 and asked.stdout.startswith("asked the run of study 'sigint' (pid "), asked
+    assert asked.stdout.splitlines()[-1] == "the run has stopped; run its spec again to resume", asked.stdout
+    assert proc.returncode == 1, err[-2000:]
+    assert "stopping: `tuner stop` from pid " in err and "Traceback" not in err, err[-2000:]
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("stopped by `tuner stop`: study 'sigint'") and "run the same command again" in last
+    stopped = [t for t in read_trials(url, "sigint")
+               if (t.system_attrs.get("tuner:error") or {}).get("type") == "StoppedByRequest"]
+    assert stopped and all("stopped by `tuner stop`" in t.system_attrs["tuner:error"]["message"] for t in stopped)
+    assert "RUNNING" not in _states(url)
+
     done_before = _states(url).get("COMPLETE", 0)
     rerun = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert rerun.returncode == 0, rerun.stderr[-2000:]  # an old request names the old run: this one is not stopped
     final = _states(url)
     assert final.get("COMPLETE", 0) == 6 and "RUNNING" not in final
     assert final.get("COMPLETE", 0) >= done_before

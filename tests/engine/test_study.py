@@ -165,3 +165,35 @@ def test_force_does_not_delete_a_study_another_live_run_drives(tmp_path: Path) -
     # With its driver gone, --force starts over.
     fresh, resumed = open_for_run(storage, changed, force=True)
     assert not resumed and fresh.trials == []
+
+
+def test_a_stop_request_reaches_the_run_it_names_and_no_later_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tuner stop` writes a request naming the live run (host, pid, start); the run's lease thread
+    sees it within a poll. A run started later (a resume) is not stopped by the old request."""
+    import time
+
+    from tuner.engine._study import request_stop
+
+    monkeypatch.setattr(_study, "STOP_POLL_S", 0.02)
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    storage = st.open_storage(url)
+    assert request_stop(storage, "raced") is None  # no run: nothing asked
+    assert _attrs.STOP not in storage.get_study_system_attrs(storage.get_study_id_from_name("raced"))
+    lease = DriverLease(optuna.load_study(study_name="raced", storage=storage))
+    lease.acquire()
+    time.sleep(0.1)
+    assert lease.stop_requested is None
+    asked = request_stop(storage, "raced")
+    assert asked is not None and asked["pid"] == os.getpid()
+    deadline = time.monotonic() + 10
+    while lease.stop_requested is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lease.stop_requested is not None and lease.stop_requested["by"].startswith(f"pid {os.getpid()} on ")
+    lease.release()
+    later = DriverLease(optuna.load_study(study_name="raced", storage=storage))
+    later._record["started"] += 1  # the next run of the study (same process here: its start tells them apart)
+    later.acquire()
+    time.sleep(0.2)
+    assert later.stop_requested is None
+    later.release()

@@ -89,6 +89,7 @@ class _RunState:
         self.deadline = deadline
         self.stop_reason: str | None = None
         self.interrupt_requested = False  # Ctrl-C, seen by the recorder at Tune's next step
+        self.lease: Any = None  # the run's DriverLease, whose stop_requested the recorder reads (`tuner stop`)
         self.failures_at_stop = 0  # state.failed when max_failures stopped the run
         self.cut_short_ids: set[str] = set()  # Tune trial ids whose workers the stop killed
         self.cut_short = 0  # trials the stop ended unfinished (stored FAIL with the stop as reason)
@@ -442,6 +443,7 @@ def _run_study(
         finished_before = database.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
         deadline = started + spec.timeout if spec.timeout else None
         state = _RunState(study, spec, finished_before, deadline)
+        state.lease = lease
         if preload:
             state.preloaded_by_tuner = set(tuners_choice(spec.resources.gpus, spec.concurrency, num_cpus))
         summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
@@ -569,6 +571,10 @@ def _end_unfinished(state: _RunState, progress: Progress) -> None:
         error = {"type": "StoppedByMaxFailures", "traceback": "",
                  "message": f"the run stopped after {failures} failure{'s' if failures != 1 else ''} "
                             f"(max_failures={state.spec.max_failures}) before this trial finished"}
+    elif state.stop_reason == "stop_requested":
+        by = (getattr(state.lease, "stop_requested", None) or {}).get("by", "?")
+        error = {"type": "StoppedByRequest", "traceback": "",
+                 "message": f"the run was stopped by `tuner stop` ({by}) before this trial finished"}
     else:
         error = {"type": "Interrupted", "traceback": "",
                  "message": "the run was interrupted before this trial finished"}

@@ -165,7 +165,8 @@ def format_summary(summary: Any) -> str:
     """One line saying how a run ended, and how to resume when it did not finish."""
     best = summary.best_value
     reason = {None: "done", "timeout": "stopped: timeout reached", "max_failures": "stopped: too many failures",
-              "interrupted": "interrupted"}.get(summary.stopped_reason, summary.stopped_reason)
+              "interrupted": "interrupted", "stop_requested": "stopped by `tuner stop`"}.get(
+        summary.stopped_reason, summary.stopped_reason)
     # Trials the stop itself ended (Ctrl-C, max_failures) did not fail: counted apart.
     cut_short = getattr(summary, "cut_short", 0)
     unfinished = f", {cut_short} stopped unfinished" if cut_short else ""
@@ -173,7 +174,7 @@ def format_summary(summary: Any) -> str:
     line = (f"{reason}: study {summary.study_name!r} has {summary.finished_total}/{summary.n_trials} finished trials "
             f"(this run: {summary.complete} complete, {summary.pruned} pruned, {summary.failed} failed{unfinished}) "
             f"in {summary.elapsed_s:.1f}s; {outcome}")
-    if summary.stopped_reason in ("interrupted", "timeout") and summary.finished_total < summary.n_trials:
+    if summary.stopped_reason in ("interrupted", "timeout", "stop_requested") and summary.finished_total < summary.n_trials:
         line += "; run the same command again to resume"
     return line
 

@@ -29,6 +29,8 @@ _T = TypeVar("_T")
 
 LEASE_HEARTBEAT_S = 10.0
 LEASE_STALE_S = 60.0
+#: How often a run looks for a `tuner stop` addressed to it (one single-row query).
+STOP_POLL_S = 2.0
 
 
 def _proc_start_time(pid: int) -> str | None:
@@ -302,6 +304,8 @@ class DriverLease:
         self._held: str | None = None  # the lease row's text as this driver last wrote it
         self.lost = False
         self._record = _own_record()
+        #: A `tuner stop` addressed to this run (:func:`request_stop`), once the heartbeat thread saw one.
+        self.stop_requested: dict[str, Any] | None = None
 
     def acquire(self) -> list[int]:
         """Take the lease; returns the numbers of stale RUNNING trials it turned into FAIL."""
@@ -329,7 +333,16 @@ class DriverLease:
         return self._replace(dict(self._record))
 
     def _beat(self) -> None:
-        while not self._stop.wait(LEASE_HEARTBEAT_S):
+        last_write = time.monotonic()
+        while not self._stop.wait(min(STOP_POLL_S, LEASE_HEARTBEAT_S)):
+            if self.stop_requested is None:
+                try:
+                    self.stop_requested = self._stop_request()
+                except Exception:  # noqa: BLE001 - looked for again at the next tick
+                    pass
+            if time.monotonic() - last_write < LEASE_HEARTBEAT_S:
+                continue
+            last_write = time.monotonic()
             try:
                 if not self._write():
                     self.lost = True
@@ -338,6 +351,21 @@ class DriverLease:
                     return
             except Exception:  # noqa: BLE001 - a missed heartbeat is retried; the run goes on
                 pass
+
+    def _stop_request(self) -> dict[str, Any] | None:
+        """The study's `tuner stop` request when it names this run (an older one named another)."""
+        engine = _engine(self._storage)
+        if engine is None:
+            request = self._storage.get_study_system_attrs(self._study._study_id).get(_attrs.STOP)
+        else:
+            import sqlalchemy as sa
+
+            table, _ = _lease_row(self._study._study_id)
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(table.c.value_json).where(
+                    table.c.study_id == self._study._study_id, table.c.key == _attrs.STOP)).first()
+            request = json.loads(row[0]) if row is not None else None
+        return request if isinstance(request, dict) and _names_run(request.get("run"), self._record) else None
 
     def release(self) -> None:
         self._stop.set()
@@ -349,6 +377,26 @@ class DriverLease:
             self._replace(None)
         except Exception:  # noqa: BLE001 - a stale lease is detected by pid/heartbeat anyway
             pass
+
+
+def _names_run(target: Any, lease: dict[str, Any] | None) -> bool:
+    """Whether a stop request's ``run`` is the run holding ``lease`` (host, pid and start: pids are reused)."""
+    return (isinstance(target, dict) and isinstance(lease, dict)
+            and all(target.get(k) == lease.get(k) for k in ("host", "pid", "started")))
+
+
+def request_stop(storage: "optuna.storages.BaseStorage", name: str) -> dict[str, Any] | None:
+    """Ask the run that holds study ``name``'s lease to stop (``tuner stop``); returns its lease,
+    None when no live run holds it. The run sees the request within ``STOP_POLL_S`` and stops
+    as at a Ctrl-C: its running trials are ended and stored as stopped, and a re-run resumes."""
+    study_id = storage.get_study_id_from_name(name)
+    lease = storage.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+    if not _lease_alive(lease):
+        return None
+    request = {"run": {k: lease.get(k) for k in ("host", "pid", "started")},
+               "by": f"pid {os.getpid()} on {socket.gethostname()}", "at": time.time()}
+    storage.set_study_system_attr(study_id, _attrs.STOP, request)
+    return lease
 
 
 def _lease_row(study_id: int) -> tuple[Any, Any]:

@@ -71,6 +71,10 @@ class OptunaSearcher(_Unpicklable, Searcher):
         pass
 
 
+#: The reasons a run stops every running trial at once (others, timeout and done, let them finish).
+STOPS = ("max_failures", "interrupted", "stop_requested")
+
+
 class Recorder(_Unpicklable, tune.Callback):
     """Tells the study how each trial ended (worker deaths included) and shows progress."""
 
@@ -86,13 +90,22 @@ class Recorder(_Unpicklable, tune.Callback):
             self._tune_trials[trial.trial_id] = trial
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        """Act on a Ctrl-C (:func:`tuner.engine._driver._interrupt_stops` only flags it): say so, stop."""
+        """Act on a Ctrl-C (:func:`tuner.engine._driver._interrupt_stops` only flags it) or a
+        `tuner stop` (the lease's thread only notes it): say so, stop."""
         state = self._state
-        if getattr(state, "interrupt_requested", False) and state.stop_reason not in ("interrupted", "max_failures"):
+        if state.stop_reason in STOPS:
+            return
+        if getattr(state, "interrupt_requested", False):
             state.stop_reason = "interrupted"
             n = len(state.running)
             self._progress.note(f"stopping: marking {n} running trial{'s' if n != 1 else ''} interrupted; "
                                 f"press Ctrl-C again to quit at once")
+            self.cut_short()
+        elif request := getattr(getattr(state, "lease", None), "stop_requested", None):
+            state.stop_reason = "stop_requested"
+            n = len(state.running)
+            self._progress.warn(f"stopping: `tuner stop` from {request.get('by', '?')}; marking {n} running "
+                                f"trial{'s' if n != 1 else ''} stopped")
             self.cut_short()
 
     def cut_short(self) -> None:
@@ -247,4 +260,4 @@ class Stopper(_Unpicklable, tune.Stopper):
         return STATE_KEY in result
 
     def stop_all(self) -> bool:
-        return self._state.stop_reason in ("max_failures", "interrupted")
+        return self._state.stop_reason in STOPS
