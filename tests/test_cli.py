@@ -363,3 +363,79 @@ def test_a_parameter_whose_value_is_none_is_printed_as_none_not_as_a_dash(tmp_pa
     runner = CliRunner()
     assert "  clip: None\n" in runner.invoke(main, ["best", "none", "--storage", url]).output
     assert "clip=None" in runner.invoke(main, ["show", "none", "--storage", url]).output
+
+
+def _study_with_folders(tmp_path: Path) -> tuple[str, list[Path]]:
+    """A study of three trials whose recorded folders are: tuner's own two, and one elsewhere."""
+    import optuna
+
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    study = optuna.create_study(study_name="gone", storage=url)
+    runs = tmp_path / "runs" / "gone"
+    folders = [runs / "trial_00000", runs / "trial_00001.1", tmp_path / "elsewhere"]
+    for number, folder in enumerate(folders):
+        folder.mkdir(parents=True)
+        (folder / "best.pt").write_text("weights")
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.1 * number}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=float(number), system_attrs={_attrs.WORKER: {"trial_dir": str(folder)}}))
+    optuna.create_study(study_name="other", storage=url)
+    return url, folders
+
+
+def test_rm_deletes_a_study_and_with_artifacts_only_the_folders_tuner_made_for_its_trials(tmp_path: Path) -> None:
+    url, folders = _study_with_folders(tmp_path)
+    runner = CliRunner()
+    refused = runner.invoke(main, ["rm", "gone", "--storage", url])  # not a terminal: no question, no deletion
+    assert refused.exit_code == 2 and refused.output == (
+        "error: tuner rm gone: this deletes 3 trials: 3 complete; pass --yes to delete without asking\n")
+    done = runner.invoke(main, ["rm", "gone", "--storage", url, "--yes", "--artifacts"])
+    assert done.exit_code == 0, done.output
+    assert done.output.splitlines() == [
+        "deleted study 'gone' (3 trials: 3 complete)",
+        f"removed 2 trial folder(s) in {folders[0].parent}",
+        f"kept 1 folder(s) its trials recorded outside tuner's artifacts layout (in {tmp_path}): tuner removes "
+        f"only folders it made"]
+    assert not folders[0].exists() and not folders[1].exists() and not folders[0].parent.exists()
+    assert (folders[2] / "best.pt").read_text() == "weights"  # not a folder tuner names: never removed
+    listed = json.loads(runner.invoke(main, ["ls", "--storage", url, "--json"]).output)
+    assert [s["name"] for s in listed] == ["other"]
+    missing = runner.invoke(main, ["rm", "gone", "--storage", url, "--yes"])
+    assert missing.exit_code == 2 and missing.output.startswith("error: no study named 'gone' in this storage")
+
+
+def test_rm_asks_at_a_terminal_keeps_folders_by_default_and_refuses_a_running_study(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import socket
+    import time
+
+    import optuna
+
+    from tuner import cli
+    from tuner.engine import _attrs
+    from tuner.engine._study import _proc_start_time
+
+    url, folders = _study_with_folders(tmp_path)
+    monkeypatch.setattr(cli, "_interactive", lambda: True)
+    runner = CliRunner()
+    kept = runner.invoke(main, ["rm", "gone", "--storage", url], input="n\n")
+    assert kept.exit_code == 1 and "delete study 'gone' (3 trials: 3 complete)? [y/N]" in kept.output
+    assert "error: nothing deleted" in kept.output
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["gone", "other"]
+    # a live run of the study (the test's parent process stands for its driver): refused, named, kept
+    storage = optuna.storages.RDBStorage(url)
+    driver = {"host": socket.gethostname(), "pid": os.getppid(), "proc_start": _proc_start_time(os.getppid()),
+              "started": time.time(), "heartbeat": time.time()}
+    storage.set_study_system_attr(storage.get_study_id_from_name("gone"), _attrs.DRIVER, driver)
+    busy = runner.invoke(main, ["rm", "gone", "--storage", url, "--yes"])
+    assert busy.exit_code == 2 and busy.output == (
+        f"error: study 'gone' is being run right now by pid {os.getppid()} on {socket.gethostname()}; "
+        f"wait for it to end, or stop it first (tuner stop gone)\n")
+    storage.set_study_system_attr(storage.get_study_id_from_name("gone"), _attrs.DRIVER, None)  # the run ended
+    done = runner.invoke(main, ["rm", "gone", "--storage", url], input="y\n")
+    assert done.exit_code == 0 and "deleted study 'gone' (3 trials: 3 complete)" in done.output
+    assert f"kept 2 trial folder(s) in {folders[0].parent}; --artifacts removes them" in done.output
+    assert all((f / "best.pt").exists() for f in folders)

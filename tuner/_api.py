@@ -6,6 +6,7 @@ and ``tuner --help`` stay fast.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     from tuner.engine._progress import Progress
 
-__all__ = ["run", "validate", "load_study", "list_studies", "study_details", "best_trial", "StudyInfo"]
+__all__ = ["run", "validate", "load_study", "list_studies", "study_details", "best_trial", "delete_study", "StudyInfo"]
 
 
 def validate(spec: str | Path | Mapping[str, Any] | StudySpec, overrides: Mapping[str, Any] | None = None,
@@ -80,6 +81,50 @@ def load_study(name: str, storage: str | None = None) -> "optuna.Study":
     from tuner.storage import open_storage
 
     return _load(open_storage(storage, readonly=True), name)
+
+
+def delete_study(name: str, storage: str | None = None, *, artifacts: bool = False) -> dict[str, Any]:
+    """Delete study ``name`` with its trials (refused while a run holds it); with ``artifacts``,
+    also the folders its trials wrote in (checkpoints, files). Returns what was deleted:
+    ``{"name", "trials", "folders_removed", "folders_kept"}``.
+
+    Only folders the study's own trials recorded, named as tuner names them
+    (``<study>/trial_NNNNN`` or ``trial_NNNNN.K``), are removed: a path in a database written
+    otherwise cannot make this remove anything else. Exports (``tuner export -o DIR``) are yours.
+    """
+    from tuner.engine._study import _trials_text
+    from tuner.engine._study import delete_study as _delete
+    from tuner.storage import open_storage
+
+    load_study(name, storage)  # read-only first: a missing study or database is one line, and nothing is created
+    st = open_storage(storage)
+    said: list[str] = []
+    folders = _delete(st, name, on_delete=said.append)
+    trials = said[0] if said else _trials_text(st, st.get_study_id_from_name(name))
+    removed, kept = [], []
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            continue
+        if artifacts and _is_trial_folder(path, name):
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(folder)
+                with contextlib.suppress(OSError):
+                    path.parent.rmdir()  # the study's folder, once empty
+                continue
+        kept.append(folder)
+    return {"name": name, "trials": trials, "folders_removed": removed, "folders_kept": kept}
+
+
+def _is_trial_folder(path: Path, study: str) -> bool:
+    """A folder tuner made for a trial of ``study``: ``<study>/trial_NNNNN`` (``.K`` when taken)."""
+    import re
+
+    return path.parent.name == study and re.fullmatch(r"trial_\d{5,}(\.\d+)?", path.name) is not None and \
+        not path.is_symlink()
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -413,6 +414,48 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
         time.sleep(0.5)
     _fail(f"the run of study {study!r} has not stopped within {wait_s:g}s; it is still ending its trials "
           f"(or does not reach the storage): `tuner watch {study}` follows it", code=1)
+
+
+def _interactive() -> bool:
+    """Whether someone at a terminal can answer a question (a script or a pipe cannot)."""
+    return sys.stdin.isatty()
+
+
+@main.command("rm")
+@click.argument("study")
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--artifacts", is_flag=True, help="Also delete the folders its trials wrote in (checkpoints, files).")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking.")
+@_guard
+def rm(study: str, storage: str | None, artifacts: bool, yes: bool) -> None:
+    """Delete STUDY and its trials (refused while a run holds it)."""
+    from tuner._api import delete_study, load_study
+    from tuner.engine._study import _trials_text
+
+    if not yes:
+        loaded = load_study(study, storage)
+        what = _trials_text(loaded._storage, loaded._study_id) + (", and their folders" if artifacts else "")
+        if not _interactive():
+            raise UserInputError(f"tuner rm {study}: this deletes {what}; pass --yes to delete without asking")
+        if not click.confirm(f"delete study {study!r} ({what})?", default=False):
+            _fail("nothing deleted", code=1)
+    from tuner._api import _is_trial_folder
+
+    done = delete_study(study, storage, artifacts=artifacts)
+    click.echo(f"deleted study {study!r} ({done['trials']})")
+    if done["folders_removed"]:
+        click.echo(f"removed {len(done['folders_removed'])} trial folder(s) in {_common(done['folders_removed'])}")
+    own = [f for f in done["folders_kept"] if _is_trial_folder(Path(f), study)]
+    if own:  # left by choice (no --artifacts), or one that could not be removed
+        click.echo(f"kept {len(own)} trial folder(s) in {_common(own)}"
+                   + ("" if artifacts else "; --artifacts removes them"))
+    if others := [f for f in done["folders_kept"] if f not in own]:
+        click.echo(f"kept {len(others)} folder(s) its trials recorded outside tuner's artifacts layout "
+                   f"(in {_common(others)}): tuner removes only folders it made")
+
+
+def _common(folders: list[str]) -> str:
+    return os.path.commonpath(folders) if len(folders) > 1 else str(Path(folders[0]).parent)
 
 
 @main.command("report")

@@ -77,13 +77,8 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
     if exists:
         problem = refuse_incompatible(storage, spec, force=force)
         if problem and force:
-            # Claim the old study's lease before deleting it: a live driver, or one that starts
-            # at this moment, makes the claim fail (one line, exit 2) instead of losing its study.
-            study_id = storage.get_study_id_from_name(spec.name)
-            _claim(storage, study_id, _own_record(), spec.name)
-            if on_delete is not None:
-                on_delete(f"--force: deleted study {spec.name!r} ({_trials_text(storage, study_id)}) to start over")
-            optuna.delete_study(study_name=spec.name, storage=storage)
+            delete_study(storage, spec.name, on_delete=None if on_delete is None else (
+                lambda trials: on_delete(f"--force: deleted study {spec.name!r} ({trials}) to start over")))
             exists = False
     if exists:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
@@ -100,6 +95,49 @@ def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, f
             study.set_metric_names(list(spec.metrics))
         storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
     return study, exists
+
+
+def delete_study(storage: "optuna.storages.BaseStorage", name: str, *,
+                 on_delete: Callable[[str], None] | None = None) -> list[str]:
+    """Delete study ``name`` and its trials (``tuner rm``, ``--force``); returns the folders its
+    trials recorded (``trial_dir``), for the caller to remove or leave.
+
+    The study's lease is claimed first: a live run, or one that starts at this moment, makes the
+    claim fail (one line, exit 2) instead of losing its study under it. ``on_delete`` is told
+    what is deleted (``12 trials: 10 complete, 2 pruned``) before it is.
+    """
+    import optuna
+
+    study_id = storage.get_study_id_from_name(name)
+    _claim(storage, study_id, _own_record(), name)
+    folders = _trial_folders(storage, study_id)
+    if on_delete is not None:
+        on_delete(_trials_text(storage, study_id))
+    optuna.delete_study(study_name=name, storage=storage)
+    return folders
+
+
+def _trial_folders(storage: "optuna.storages.BaseStorage", study_id: int) -> list[str]:
+    """The ``trial_dir`` each trial of the study recorded (one query on the attribute table)."""
+    engine = _engine(storage)
+    if engine is None:
+        return []
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    a, t = m.TrialSystemAttributeModel, m.TrialModel
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(a.value_json).join(t, t.trial_id == a.trial_id)
+                            .where(t.study_id == study_id, a.key == _attrs.WORKER)).all()
+    folders = []
+    for (text,) in rows:
+        try:
+            folder = json.loads(text).get("trial_dir")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(folder, str) and folder:
+            folders.append(folder)
+    return sorted(set(folders))
 
 
 def _trials_text(storage: "optuna.storages.BaseStorage", study_id: int) -> str:
@@ -276,7 +314,7 @@ def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
     lease = attrs.get(_attrs.DRIVER)
     if _lease_alive(lease) and not (lease.get("host") == socket.gethostname() and lease.get("pid") == os.getpid()):
         raise UserInputError(f"study {name!r} is being run right now by pid {lease.get('pid')} on {lease.get('host')}; "
-                             f"wait for it to end or stop it first")
+                             f"wait for it to end, or stop it first (tuner stop {name})")
 
 
 def _own_record() -> dict[str, Any]:
