@@ -479,7 +479,8 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
 @click.argument("study")
 @click.option("-o", "--output", required=True, type=click.Path(), help="Folder to write the export into.")
 @click.option("--trial", type=int, help="Trial number (default: the best; required with several objectives).")
-@click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict (torch tasks; default all) or sklearn.")
+@click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict,exported_program (torch tasks; "
+                                          "default all) or sklearn.")
 @click.option("--tolerance", default=1e-4, show_default=True,
               help="Largest output difference allowed vs the trial's model (>= 0).")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write an int8 dynamically quantized TorchScript.")
@@ -526,7 +527,8 @@ def export_cmd(study: str, output: str, trial: int | None, formats: str | None, 
 @click.argument("inputs", type=click.Path())
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here (.csv or .json); default: CSV on stdout.")
 @click.option("--proba", is_flag=True, help="Add one probability column per class (classification).")
-@click.option("--format", "model_format", help="Which exported file to run (default: torchscript, else state_dict, onnx).")
+@click.option("--format", "model_format", help="Which exported file to run (default: torchscript, else state_dict, onnx, "
+                                               "exported_program).")
 @_guard
 def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, model_format: str | None) -> None:
     """Predict with an export: INPUTS is a .npy, .npz or .csv of raw features (one row or array per sample);

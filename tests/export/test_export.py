@@ -63,7 +63,7 @@ def test_export_every_format_checks_and_reloads(request: pytest.FixtureRequest, 
     assert result.trial == best.number
     card = json.loads((out / CARD_JSON).read_text())
     kind = KIND.get(study, "torch")
-    expected = ["sklearn"] if kind == "sklearn" else ["state_dict", "torchscript", "onnx"]
+    expected = ["sklearn"] if kind == "sklearn" else ["state_dict", "torchscript", "onnx", "exported_program"]
     assert list(card["files"]) == expected and card["kind"] == kind
     for name in expected:
         assert (out / card["files"][name]["file"]).is_file()

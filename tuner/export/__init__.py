@@ -1,4 +1,4 @@
-"""Export a trial's model (TorchScript, ONNX, state dict, or a scikit-learn pipeline) with a model card,
+"""Export a trial's model (TorchScript, ONNX, state dict, torch.export program, or a scikit-learn pipeline) with a model card,
 checked against what the trial measured, and load it back (:func:`load`) to predict."""
 
 from __future__ import annotations

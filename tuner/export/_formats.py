@@ -89,6 +89,35 @@ class TorchScriptExporter(Exporter):
         return _torch_runner(torch.jit.load(str(path), map_location="cpu").eval())
 
 
+class ExportedProgramExporter(Exporter):
+    """``torch.export``'s ExportedProgram (``.pt2``), with the standardisation inside and a dynamic
+    batch axis: the format PyTorch recommends now that it deprecates TorchScript (torch 2.13 warns
+    on ``torch.jit.trace`` and ``torch.jit.load``). ``torch.export.load(path).module()`` runs it
+    with no tuner installed; AOTInductor and ExecuTorch compile it for serving and devices."""
+
+    name, filename, kinds = "exported_program", "model.pt2", ("torch", "text")
+
+    def write(self, trained: TrainedModel, folder: Path, example: np.ndarray) -> Path:
+        import torch
+
+        path = folder / self.filename
+        x = torch.from_numpy(example)
+        x = torch.cat([x, x]) if len(x) < 2 else x  # a batch of one would pin the batch axis to 1
+        shapes = {0: torch.export.Dim("batch")}
+        if trained.kind == "text":  # token ids [batch, 2, length]: the length varies too, up to what the
+            shapes[2] = torch.export.Dim.AUTO  # encoder's position table holds (512): export finds that bound
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.export.export(trained.model.eval(), (x,), dynamic_shapes=(shapes,))
+        torch.export.save(program, str(path))
+        return path
+
+    def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+        import torch
+
+        return _torch_runner(torch.export.load(str(path)).module())
+
+
 class QuantizedTorchScriptExporter(TorchScriptExporter):
     """TorchScript with int8 dynamic quantization of the linear layers (weights int8, activations
     quantized on the fly): smaller and faster on CPU, not bit-exact, so the export reports its
@@ -168,8 +197,9 @@ class SklearnExporter(Exporter):
 
 
 EXPORTERS: dict[str, Exporter] = {e.name: e for e in (StateDictExporter(), TorchScriptExporter(), OnnxExporter(),
-                                                       QuantizedTorchScriptExporter(), SklearnExporter())}
-TORCH_FORMATS = ("state_dict", "torchscript", "onnx")
+                                                       ExportedProgramExporter(), QuantizedTorchScriptExporter(),
+                                                       SklearnExporter())}
+TORCH_FORMATS = ("state_dict", "torchscript", "onnx", "exported_program")
 
 
 def check_formats(formats: list[str], kind: str) -> list[str]:

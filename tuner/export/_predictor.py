@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Predictor", "load", "read_inputs", "read_texts"]
 
-_PREFERENCE = ("torchscript", "state_dict", "onnx", "sklearn")
+_PREFERENCE = ("torchscript", "state_dict", "onnx", "exported_program", "sklearn")
 #: The label column's name when the card names none (tuner's CSV convention, see tuner.data.tabular).
 _DEFAULT_LABEL = "label"
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
