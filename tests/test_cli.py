@@ -365,13 +365,13 @@ def test_a_parameter_whose_value_is_none_is_printed_as_none_not_as_a_dash(tmp_pa
     assert "clip=None" in runner.invoke(main, ["show", "none", "--storage", url]).output
 
 
-def _study_with_folders(tmp_path: Path) -> tuple[str, list[Path]]:
+def _study_with_folders(tmp_path: Path, url: str | None = None) -> tuple[str, list[Path]]:
     """A study of three trials whose recorded folders are: tuner's own two, and one elsewhere."""
     import optuna
 
     from tuner.engine import _attrs
 
-    url = f"sqlite:///{tmp_path / 'rm.db'}"
+    url = url or f"sqlite:///{tmp_path / 'rm.db'}"
     study = optuna.create_study(study_name="gone", storage=url)
     runs = tmp_path / "runs" / "gone"
     folders = [runs / "trial_00000", runs / "trial_00001.1", tmp_path / "elsewhere"]
@@ -385,8 +385,10 @@ def _study_with_folders(tmp_path: Path) -> tuple[str, list[Path]]:
     return url, folders
 
 
-def test_rm_deletes_a_study_and_with_artifacts_only_the_folders_tuner_made_for_its_trials(tmp_path: Path) -> None:
-    url, folders = _study_with_folders(tmp_path)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_rm_deletes_a_study_and_with_artifacts_only_the_folders_tuner_made_for_its_trials(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    url, folders = _study_with_folders(tmp_path, None if backend == "sqlite" else request.getfixturevalue("postgres_url"))
     runner = CliRunner()
     refused = runner.invoke(main, ["rm", "gone", "--storage", url])  # not a terminal: no question, no deletion
     assert refused.exit_code == 2 and refused.output == (

@@ -167,7 +167,10 @@ def test_force_does_not_delete_a_study_another_live_run_drives(tmp_path: Path) -
     assert not resumed and fresh.trials == []
 
 
-def test_a_stop_request_reaches_the_run_it_names_and_no_later_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_stop_request_reaches_the_run_it_names_and_no_later_one(backend: str, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`tuner stop` writes a request naming the live run (host, pid, start); the run's lease thread
     sees it within a poll. A run started later (a resume) is not stopped by the old request."""
     import time
@@ -175,7 +178,7 @@ def test_a_stop_request_reaches_the_run_it_names_and_no_later_one(tmp_path: Path
     from tuner.engine._study import request_stop
 
     monkeypatch.setattr(_study, "STOP_POLL_S", 0.02)
-    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    url = f"sqlite:///{tmp_path / 'stop.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     optuna.create_study(study_name="raced", storage=st.open_storage(url))
     storage = st.open_storage(url)
     assert request_stop(storage, "raced") is None  # no run: nothing asked
