@@ -22,7 +22,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from tuner.engine._prestart import (preload_modules, preload_warnings, ray_syste
                                     tune_actors_in_prestarted_workers, tuners_choice, worker_environment)
 from tuner.engine._progress import Progress, failure_text
 from tuner.engine._ray_stop import shutdown_local_ray
+from tuner.engine._scratch import make_scratch
 from tuner.engine._study import (DriverLease, enqueue_points, mark_failed, open_for_run, record_spec,
                                  recover_stale_trials, refuse_if_running, refuse_incompatible)
 from tuner.engine._worker import JobInfo, trainable
@@ -437,7 +437,7 @@ def _run_study(
     except BaseException:
         _shutdown_ray(owns_ray)
         raise
-    scratch = Path(tempfile.mkdtemp(prefix="tuner-ray-"))
+    scratch = make_scratch()
     try:
         database = getattr(study._storage, "_backend", study._storage)  # a COUNT, not Optuna's cache (every trial)
         finished_before = database.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
