@@ -502,6 +502,11 @@ def test_a_partial_point_fixes_the_params_it_gives_in_optunas_names() -> None:
     assert {k: drawn[k] for k in ("optimizer", "lr", "n_layers", "width")} == {
         "optimizer": "sgd", "lr": 0.05, "n_layers": 1, "width": [9]}
     assert 0.5 <= drawn["momentum"] <= 0.99  # left to the sampler
+    # a value is passed on as the sampler would draw it: 64.0 written for choice 64 reached the
+    # objective as a float (nn.Linear(8, 64.0) fails), and lr: 1 and lr: 1.0 were two points
+    typed = space({"w": {"choice": [32, 64]}, "lr": {"float": [0.5, 2.0]}, "n": {"int": [1, 4]}})
+    flat = typed.partial_optuna_params({"w": 64.0, "lr": 1, "n": 2})
+    assert flat == {"w": 64, "lr": 1.0, "n": 2} and [type(v) for v in flat.values()] == [int, float, int]
 
 
 @pytest.mark.parametrize(("point", "param", "problem"), [

@@ -290,3 +290,35 @@ def test_a_real_run_watched_from_another_process_gets_the_runs_own_trial_lines(t
     assert watched.stdout.splitlines()[-1].startswith(
         "the run ended: study 'followed' finished, 5/5 trials finished")
     assert watched.stderr == ""
+
+
+def test_a_storage_lost_while_the_watch_waits_for_a_run_is_waited_for_too(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tuner watch --wait` for a run a scheduler will start: a database restart meanwhile raised
+    SQLAlchemy's error out of the watch (a traceback) instead of the one line and a retry."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = _study(url, n_trials=1, running=False)
+    real_init = _Trials.__init__
+    fails = iter([False, True, True])
+
+    def init(self: _Trials, engine: Any, study_id: int) -> None:
+        if next(fails, False):
+            raise sqlalchemy.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+        real_init(self, engine, study_id)
+
+    monkeypatch.setattr(_Trials, "__init__", init)
+
+    def start() -> None:
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, _own_record())
+
+    def finish() -> None:
+        study.tell(study.ask(_X), 0.4)
+        _end_run(study)
+
+    out = io.StringIO()
+    summary = watch("w", url, interval=0.5, wait=True, progress=Progress(stream=out, live=False),
+                    sleep=_script(lambda: None, start, lambda: None, finish))
+    lines = _lines(out)
+    assert lines[:2] == ["waiting for a run of study 'w' to start (it is stopped; Ctrl-C stops waiting)",
+                         "the storage did not answer (server closed the connection); trying again every 0.5s"]
+    assert lines[2].startswith("watching study 'w'") and summary.state == "finished"

@@ -144,8 +144,18 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
         sleep(interval)
     backend = getattr(study._storage, "_backend", study._storage)
     while True:
-        trials = _Trials(backend.engine, study._study_id)
-        attrs = study._storage.get_study_system_attrs(study._study_id)
+        try:
+            trials = _Trials(backend.engine, study._study_id)
+            attrs = study._storage.get_study_system_attrs(study._study_id)
+        except Exception as exc:  # noqa: BLE001 - a lost database is waited for, as below; anything else is raised
+            if not _is_transient(exc):
+                raise
+            if "lost" not in said:
+                progress.warn(f"the storage did not answer ({_first_cause(exc)}); trying again every {interval:g}s")
+                said.add("lost")
+            sleep(interval)
+            continue
+        said.discard("lost")
         spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
         lease = attrs.get(_attrs.DRIVER)
         state = study_state(trials.counts, spec, lease)

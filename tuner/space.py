@@ -167,6 +167,19 @@ def _sort_key(x: Any) -> tuple[int, Any]:
     return (2, x)
 
 
+def _as_drawn(d: _Dim, value: Any) -> Any:
+    """``value`` (accepted by ``d``) as the sampler would have drawn it: the choice itself (``64``
+    for ``64.0`` given against ``choice: [32, 64]``), a float for a float range, an int for an int
+    one. An enqueued value reaches the objective unchanged, and ``nn.Linear(8, 64.0)`` fails."""
+    if d.kind == "choice":
+        return next(c for c in d.choices if _eq(value, c))
+    if d.kind == "float":
+        return float(value)
+    if d.kind == "int":
+        return int(value)
+    return value
+
+
 def _render(x: Any) -> str:
     """A scalar as YAML would show it; used in Optuna names and messages."""
     if x is None:
@@ -1041,9 +1054,9 @@ class SearchSpace:
                 continue
             base = p.optuna_name(d)
             if d.per is None:
-                out[base] = params[p.name]
+                out[base] = _as_drawn(d, params[p.name])
             else:
-                out.update((f"{base}.{i}", v) for i, v in enumerate(params[p.name]))
+                out.update((f"{base}.{i}", _as_drawn(d, v)) for i, v in enumerate(params[p.name]))
         return out
 
     def contains(self, params: Mapping[str, Any]) -> bool:

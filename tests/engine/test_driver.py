@@ -171,12 +171,15 @@ def test_a_new_study_never_takes_the_files_an_old_one_of_its_name_left(tmp_path:
     old_dirs = sorted(t.system_attrs[_attrs.WORKER]["trial_dir"] for t in old.trials)
     assert old_dirs == [str(artifacts / "s" / "trial_00000"), str(artifacts / "s" / "trial_00001")]
     (artifacts / "s" / "trial_00001" / "notes.txt").write_text("the old study's")
-    (artifacts / "s" / "trial_00002").mkdir()  # an empty folder is taken as it is
-    new = tuner.run(_spec(n_trials=3, artifacts_dir=str(artifacts)), objectives.writes_checkpoint,
+    # an empty folder may be another live study's trial that has written nothing yet: not taken either
+    (artifacts / "s" / "trial_00002").mkdir()
+    new = tuner.run(_spec(n_trials=4, artifacts_dir=str(artifacts)), objectives.writes_checkpoint,
                     storage=f"sqlite:///{tmp_path / 'new.db'}")
     trials = sorted(new.trials, key=lambda t: t.number)
     assert [t.system_attrs[_attrs.WORKER]["trial_dir"] for t in trials] == [
-        str(artifacts / "s" / "trial_00000.1"), str(artifacts / "s" / "trial_00001.1"), str(artifacts / "s" / "trial_00002")]
+        str(artifacts / "s" / "trial_00000.1"), str(artifacts / "s" / "trial_00001.1"),
+        str(artifacts / "s" / "trial_00002.1"), str(artifacts / "s" / "trial_00003")]
+    assert not any((artifacts / "s" / "trial_00002").iterdir())
     for t in trials:
         assert [a["name"] for a in t.system_attrs[_attrs.ARTIFACTS]] == ["model.txt"]
         assert (Path(t.system_attrs[_attrs.WORKER]["trial_dir"]) / "model.txt").read_text() == f"x={t.params['x']}\n"

@@ -38,7 +38,8 @@ def test_only_old_folders_of_processes_that_are_gone_are_removed(tmp_path: Path)
     mine = _folder(tmp_path, f"tuner-ray-{os.getpid()}-jkl012", age_s=3600)
     unnamed = _folder(tmp_path, "tuner-ray-x1y2z3", age_s=3600)  # before the pid was in the name: unknown owner
     other = _folder(tmp_path, f"other-{gone}-abc", age_s=3600)
-    assert sweep_stale(tmp_path) == [killed]
+    no_pid = _folder(tmp_path, "tuner-ray-99999999999999999999-x", age_s=3600)  # os.kill raised OverflowError
+    assert sorted(sweep_stale(tmp_path)) == sorted([killed, no_pid])
     assert not killed.exists() and all(f.is_dir() for f in (recent, alive, mine, unnamed, other))
     # a folder whose run/ was written recently is in use, however old the folder itself
     busy = _folder(tmp_path, f"tuner-ray-{gone}-busy", age_s=3600)

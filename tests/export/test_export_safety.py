@@ -215,3 +215,25 @@ def test_an_interrupt_while_swapping_puts_the_previous_export_back(storage: str,
     assert [p.name for p in keep.iterdir() if p.name.startswith(".")] == []  # the work folder went too
     # An existing output folder holds the work folder itself: nothing is made beside it (`-o .`).
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
+
+
+def test_a_model_torch_export_cannot_capture_is_one_line_and_nothing_written(
+        storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older torch (or a graph torch.export cannot capture) raised its own error, a traceback,
+    out of a default export; it is one line naming the format and the other formats to use."""
+    import torch
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("data-dependent control flow\nmore detail")
+
+    monkeypatch.setattr(torch.export, "export", refuse)
+    out = tmp_path / "best"
+    result = CliRunner().invoke(main, ["export", "quickstart", "-o", str(out), "--storage", storage])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"error: exported_program: torch {torch.__version__} could not capture the model "
+                             f"(RuntimeError: data-dependent control flow); export the other formats with --format "
+                             f"state_dict,torchscript,onnx, or use the torch version in constraints.txt\n")
+    assert not out.exists()

@@ -451,8 +451,9 @@ def _run_study(
             summary.extra["force_deleted"] = deleted[0]
         progress.start(spec, summary, state)
         if enqueued:
+            when = "first" if state.want_more() else f"when the study is resumed past n_trials={spec.n_trials}"
             progress.note(f"enqueued {enqueued} point{'s' if enqueued != 1 else ''} of the spec's enqueue: "
-                          f"{'they run' if enqueued != 1 else 'it runs'} first")
+                          f"{'they run' if enqueued != 1 else 'it runs'} {when}")
         if state.want_more():
             if not owns_ray:
                 owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)

@@ -27,7 +27,10 @@ STALE_AFTER_S = 600.0
 
 def make_scratch() -> Path:
     """A new scratch folder for this run, after removing the ones killed runs left behind."""
-    sweep_stale()
+    try:
+        sweep_stale()
+    except Exception:  # noqa: BLE001 - housekeeping: whatever lies in /tmp must never stop a run
+        pass
     return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
 
 
@@ -60,9 +63,9 @@ def sweep_stale(root: Path | None = None, *, min_age_s: float = STALE_AFTER_S) -
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):  # gone, or no pid at all (tuner-ray-99999999999999-x)
         return False
-    except (PermissionError, OSError):  # another user's process: alive
+    except OSError:  # another user's process (PermissionError): alive
         return True
     return True
 

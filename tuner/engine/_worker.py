@@ -370,21 +370,25 @@ def _make_trial_dir(trial_dir: Path, job: JobInfo) -> tuple[Path, str | None]:
 
 
 def _fresh_folder(trial_dir: Path) -> Path:
-    """``trial_dir`` created empty, or ``trial_dir.1``, ``.2``, ... when one of that name holds files.
+    """A new folder for the trial: ``trial_dir``, or ``trial_dir.1``, ``.2``, ... when one of that name exists.
 
-    Such files are another study's: a study deleted by ``--force``, or one whose SQLite file was
-    removed, leaves its trial folders behind, and a new study of the same name numbers its
-    trials from 0 again. A trial records every file in its folder as its own (the dashboard
-    serves them, export looks there for weights), so it must not start in one that holds
-    another's. Nothing is deleted or moved: the old files may still be another storage's.
+    An existing one is another study's: a study deleted by ``--force``, or one whose SQLite file
+    was removed, leaves its trial folders behind, a new study of the same name numbers its trials
+    from 0 again, and two storages in one folder share ``tuner_runs/<study>/``. A trial records
+    every file in its folder as its own (the dashboard serves them, export looks there for weights,
+    ``tuner rm --artifacts`` removes them), so it must never share one, even one still empty while
+    the other study's trial trains. Each folder is claimed by creating it (``mkdir`` fails if it
+    exists, atomically, also for two runs at the same moment); nothing is deleted or moved.
     """
+    trial_dir.parent.mkdir(parents=True, exist_ok=True)
     candidate = trial_dir
     for k in range(1, 10_000):
-        candidate.mkdir(parents=True, exist_ok=True)
-        if not any(candidate.iterdir()):
+        try:
+            candidate.mkdir()
             return candidate
-        candidate = trial_dir.with_name(f"{trial_dir.name}.{k}")
-    raise OSError(f"every folder from {trial_dir.name} to {candidate.name} holds files of other studies")
+        except FileExistsError:
+            candidate = trial_dir.with_name(f"{trial_dir.name}.{k}")
+    raise OSError(f"every folder from {trial_dir.name} to {candidate.name} exists already")
 
 
 def _call(job: JobInfo, params: dict[str, Any], ctx: TrialContext) -> Any:

@@ -105,10 +105,18 @@ class ExportedProgramExporter(Exporter):
         x = torch.cat([x, x]) if len(x) < 2 else x  # a batch of one would pin the batch axis to 1
         shapes = {0: torch.export.Dim("batch")}
         if trained.kind == "text":  # token ids [batch, 2, length]: the length varies too, up to what the
-            shapes[2] = torch.export.Dim.AUTO  # encoder's position table holds (512): export finds that bound
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            program = torch.export.export(trained.model.eval(), (x,), dynamic_shapes=(shapes,))
+            # encoder's position table holds (512): torch.export finds that bound itself (Dim.AUTO)
+            auto = getattr(torch.export.Dim, "AUTO", None)
+            shapes[2] = auto if auto is not None else torch.export.Dim("length", max=512)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.export.export(trained.model.eval(), (x,), dynamic_shapes=(shapes,))
+        except Exception as exc:  # noqa: BLE001 - an older torch, or a graph torch.export cannot capture
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UserInputError(f"exported_program: torch {torch.__version__} could not capture the model "
+                                 f"({type(exc).__name__}: {first}); export the other formats with --format "
+                                 f"state_dict,torchscript,onnx, or use the torch version in constraints.txt") from None
         torch.export.save(program, str(path))
         return path
 
