@@ -113,7 +113,7 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
     """
     from tuner._api import _objective_names, load_study
     from tuner._retry_storage import _is_transient
-    from tuner.engine._progress import Progress
+    from tuner.engine._progress import Progress, goal_text
     from tuner.engine._study import study_state
     from tuner.exceptions import StorageError, StudyNotFoundError
     from tuner.storage import redact, resolve_url, sqlite_path
@@ -168,7 +168,7 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
     target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
     directions = [d.name.lower() for d in study.directions]
     progress.track(directions, study)
-    goal = ", ".join(f"{d} {m}" for m, d in zip(_objective_names(study), directions))
+    goal = goal_text(_objective_names(study), directions)
     n_finished = trials.counts.get("COMPLETE", 0) + trials.counts.get("PRUNED", 0)
     of_target = f"{n_finished}/{target}" if target is not None else f"{n_finished}"
     if state != "running":

@@ -306,11 +306,6 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
 
 
-def _goal(metrics: list[str], directions: list[str]) -> str:
-    """``maximize val_accuracy, minimize n_params``: what a study's values are and which way is better."""
-    return ", ".join(f"{d} {m}" for m, d in zip(metrics, directions))
-
-
 def _named_values(metrics: list[str], values: list[float] | None) -> str:
     """``val_accuracy 0.98, n_params 16960``: a trial's objective values, each with its metric's name."""
     if not values:
@@ -337,6 +332,7 @@ def _spec_line(spec: dict[str, Any]) -> str:
 def best(study: str, storage: str | None, as_json: bool) -> None:
     """Print the best trial's parameters and metrics (the Pareto front when several objectives)."""
     from tuner._api import best_trial
+    from tuner.engine._progress import goal_text
 
     b = best_trial(study, storage)
     if as_json:
@@ -345,7 +341,7 @@ def best(study: str, storage: str | None, as_json: bool) -> None:
     front = b.get("pareto_front")
     if front:
         click.echo(f"pareto front of {len(front)} trial{'s' if len(front) != 1 else ''} "
-                   f"({_goal(b['objectives'], b['directions'])}):")
+                   f"({goal_text(b['objectives'], b['directions'])}):")
     for row in front or [b]:
         click.echo(f"trial {row['number']}: {_named_values(b['objectives'], row['values'])}")
         params = row.get("params_user") or row["params"]

@@ -88,7 +88,7 @@ class Progress:
 
         verb = "resuming" if summary.resumed else "starting"
         metrics = getattr(spec, "metrics", None) or ["value"] * len(spec.directions)
-        goal = ", ".join(f"{d} {m}" for m, d in zip(metrics, spec.directions))
+        goal = goal_text(metrics, spec.directions)
         # The storage is named (its password hidden): the run used to say which only with --json.
         self._write(f"{verb} study {spec.name!r} ({goal}) in {redact(summary.storage_url)}: "
                     f"{summary.finished_before}/{spec.n_trials} trials finished, "
@@ -177,6 +177,11 @@ def format_summary(summary: Any) -> str:
     if summary.stopped_reason in ("interrupted", "timeout", "stop_requested") and summary.finished_total < summary.n_trials:
         line += "; run the same command again to resume"
     return line
+
+
+def goal_text(metrics: Any, directions: Any) -> str:
+    """``maximize val_accuracy, minimize n_params``: what a study's values are and which way is better."""
+    return ", ".join(f"{d} {m}" for m, d in zip(metrics, directions))
 
 
 def format_best(best: Any, study_name: str) -> str:
