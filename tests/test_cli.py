@@ -69,6 +69,47 @@ def test_ls_show_best_text_and_json(ran_study: tuple[Path, str]) -> None:
     assert "  x: " in text.output
 
 
+def test_show_lists_the_latest_runs_and_how_each_ended(tmp_path: Path) -> None:
+    """Every run's entry in the run log, as `tuner show` prints the last five: a run killed (logged
+    by the next), one ended by an error, a run that found the trials a dead one left."""
+    import datetime as dt
+
+    import optuna
+
+    from tuner.engine._study import record_run
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="r", storage=url)
+    study._storage.set_study_system_attr(study._study_id, "tuner:spec", {"n_trials": 10})
+    t0 = dt.datetime(2026, 12, 7, 9, 0, 0).timestamp()
+    base = {"host": "node-1", "complete": 3, "pruned": 1, "failed": 0, "stopped_unfinished": 0, "recovered": 0}
+    record_run(study, {**base, "started": t0 - 100, "ended": t0 - 90, "pid": 10, "end": "done"})
+    record_run(study, {**base, "started": t0, "ended": t0 + 61.5, "pid": 11, "end": "interrupted", "stopped_unfinished": 2})
+    record_run(study, {"started": t0 + 100, "ended": None, "last_heard": t0 + 130, "host": "node-2", "pid": 12,
+                       "end": "lost", "complete": None, "pruned": None, "failed": None, "stopped_unfinished": 1})
+    record_run(study, {**base, "started": t0 + 200, "ended": t0 + 203, "pid": 13, "end": "error", "complete": 0,
+                       "pruned": 0, "recovered": 1, "error": "StorageError: the database did not answer"})
+    record_run(study, {**base, "started": t0 + 300, "ended": t0 + 310, "pid": 14, "end": "max_failures", "failed": 3})
+    record_run(study, {**base, "started": t0 + 400, "ended": t0 + 410, "pid": 15, "end": "stop_requested"})
+    out = CliRunner().invoke(main, ["show", "r", "--storage", url])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].startswith("study r (stopped): no trials")
+    assert lines[-6:] == [
+        "runs: 6, the last 5:",
+        "  2026-12-07 09:00:00     61.5s  interrupted: 3 complete, 1 pruned, 0 failed, 2 stopped unfinished (pid 11 on node-1)",
+        "  2026-12-07 09:01:40         ?  lost (killed or crashed): last heard 2026-12-07 09:02:10; the next run marked "
+        "the 1 trial it left running FAIL (pid 12 on node-2)",
+        "  2026-12-07 09:03:20      3.0s  ended by an error (StorageError: the database did not answer): 0 complete, "
+        "0 pruned, 0 failed; marked 1 left running by a lost run FAIL (pid 13 on node-1)",
+        "  2026-12-07 09:05:00     10.0s  stopped: too many failures: 3 complete, 1 pruned, 3 failed (pid 14 on node-1)",
+        "  2026-12-07 09:06:40     10.0s  stopped by `tuner stop`: 3 complete, 1 pruned, 0 failed (pid 15 on node-1)"]
+    shown = json.loads(CliRunner().invoke(main, ["show", "r", "--storage", url, "--json"]).output)
+    assert [r["end"] for r in shown["runs"]] == ["done", "interrupted", "lost", "error", "max_failures", "stop_requested"]
+    assert shown["state"] == "stopped"
+
+
 def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_path: Path) -> None:
     """Several objectives: `best` printed bare value lists, `show` headed the front `top N` with its
     columns pushed out of line, and `ls` gave the first objective's best without saying so."""
@@ -90,7 +131,7 @@ def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_pat
     assert heads == ["pareto front of 3 trials (maximize acc, minimize size):", "trial 0: acc 0.9, size 100",
                      "trial 2: acc 0.95, size 3000", "trial 3: acc 0.5, size 10"], best.output
     shown = runner.invoke(main, ["show", "mo", "--storage", url, "--top", "2"]).output.splitlines()
-    assert shown[0] == "study mo: complete 4; acc (maximize), size (minimize)"
+    assert shown[0] == "study mo (finished): complete 4; acc (maximize), size (minimize)"
     assert shown[1] == "pareto front: 2 of 3:"
     header, rows = shown[2], shown[3:5]
     assert [row.index("]") for row in rows] == [header.index("value") + len("value") - 1] * 2  # right-aligned
@@ -337,7 +378,7 @@ def test_show_prints_the_spec_and_the_names_the_objective_saw(tmp_path: Path) ->
     assert _cli("run", str(spec), "--storage", url, "--num-cpus", "1", "--quiet").returncode == 0
     out = CliRunner().invoke(main, ["show", "perlayer", "--storage", url]).output
     assert "spec: objective tests.objectives:quadratic, n trials 3, concurrency 1, sampler tpe, pruner none, seed 0" in out
-    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit() and "=" in line]  # not the run's line
     assert len(rows) == 3 and "w.0" not in out and "w.1" not in out, out
     assert all("w=[" in row for row in rows if "n=2" in row) and any("n=2" in row for row in rows), out
 

@@ -25,7 +25,7 @@ from tuner._watch import _Trials, watch
 from tuner.cli import main
 from tuner.engine import _attrs
 from tuner.engine._progress import Progress
-from tuner.engine._study import _own_record
+from tuner.engine._study import _own_record, record_run
 from tuner.exceptions import StudyNotFoundError, UserInputError
 
 _X = {"x": FloatDistribution(0.0, 1.0)}
@@ -41,7 +41,12 @@ def _study(url: str, *, n_trials: int = 4, directions: tuple[str, ...] = ("maxim
     return study
 
 
-def _end_run(study: optuna.Study) -> None:
+def _end_run(study: optuna.Study, **run: Any) -> None:
+    """The run gives the study up, logging itself first (``run``: its entry) as the driver does."""
+    if run:
+        lease = study._storage.get_study_system_attrs(study._study_id)[_attrs.DRIVER]
+        record_run(study, {"started": lease["started"], "ended": lease["started"] + 1.0, "host": lease["host"],
+                           "pid": lease["pid"], **run})
     study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, None)
 
 
@@ -81,7 +86,7 @@ def test_the_watch_prints_each_trial_as_the_run_did_and_ends_with_the_run(
                                              {"type": "ValueError", "message": "boom", "traceback": ""})
         study.tell(failed, state=TrialState.FAIL)
         study.tell(study.ask(_X), 0.7)  # trial 4: the fourth finished trial
-        _end_run(study)
+        _end_run(study, end="done", complete=3, pruned=1, failed=1, stopped_unfinished=0)
 
     out = io.StringIO()
     summary = watch("w", url, interval=0.5, progress=Progress(stream=out, live=False), sleep=_script(first, second))
@@ -96,8 +101,8 @@ def test_the_watch_prints_each_trial_as_the_run_did_and_ends_with_the_run(
     assert [line.split("  ", 2)[2] for line in lines[1:5]] == [
         "complete 2  pruned 0  failed 0  best 0.9", "complete 2  pruned 1  failed 0  best 0.9",
         "complete 2  pruned 1  failed 1  best 0.9", "complete 3  pruned 1  failed 1  best 0.9"]
-    assert lines[5:] == ["the run ended: study 'w' finished, 4/4 trials finished (3 complete, 1 pruned, 1 failed); "
-                         "best 0.9"]
+    assert lines[5:] == ["the run ended (done; this run: 3 complete, 1 pruned, 1 failed): study 'w' finished, 4/4 "
+                         "trials finished (3 complete, 1 pruned, 1 failed); best 0.9"]
     assert (summary.state, summary.seen, summary.counts) == ("finished", 4, {"COMPLETE": 3, "PRUNED": 1, "FAIL": 1})
 
 
@@ -287,8 +292,9 @@ def test_a_real_run_watched_from_another_process_gets_the_runs_own_trial_lines(t
         return sorted(line.split(" | ")[0] for line in text.splitlines() if line.startswith("trial "))
 
     assert len(trial_lines(run_err)) == 5 and trial_lines(watched.stdout) == trial_lines(run_err)
-    assert watched.stdout.splitlines()[-1].startswith(
-        "the run ended: study 'followed' finished, 5/5 trials finished")
+    last = watched.stdout.splitlines()[-1]  # the run's own entry in the run log says how it ended
+    assert re.fullmatch(r"the run ended \(done; this run: (\d) complete, (\d) pruned, 0 failed\): study 'followed' "
+                        r"finished, 5/5 trials finished \(\1 complete, \2 pruned, 0 failed\); best .*", last), last
     assert watched.stderr == ""
 
 
@@ -322,3 +328,80 @@ def test_a_storage_lost_while_the_watch_waits_for_a_run_is_waited_for_too(tmp_pa
     assert lines[:2] == ["waiting for a run of study 'w' to start (it is stopped; Ctrl-C stops waiting)",
                          "the storage did not answer (server closed the connection); trying again every 0.5s"]
     assert lines[2].startswith("watching study 'w'") and summary.state == "finished"
+
+
+def test_a_stopped_runs_unfinished_trials_are_told_apart_and_do_not_make_the_study_failed(tmp_path: Path) -> None:
+    """A Ctrl-C ends the run's running trials, stored FAIL as ``Interrupted``. The run prints no
+    failure line for them and counts them apart, and so does the watch. The study's state comes
+    from the run log: its FAIL trials over all runs (2 failures in an earlier run, 1 trial the
+    Ctrl-C ended) are more than ``max_failures=2``, but no run stopped on failures, so the study
+    is ``stopped`` (exit 1), not ``failed`` (exit 3), as it was judged before."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = _study(url, n_trials=10, running=False)
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, {"n_trials": 10, "max_failures": 2})
+    for _ in range(2):
+        failed = study.ask(_X)
+        study._storage.set_trial_system_attr(failed._trial_id, _attrs.ERROR,
+                                             {"type": "ValueError", "message": "boom", "traceback": ""})
+        study.tell(failed, state=TrialState.FAIL)
+    record_run(study, {"started": 1.0, "ended": 2.0, "host": "h", "pid": 1, "end": "timeout", "complete": 0,
+                       "pruned": 0, "failed": 2, "stopped_unfinished": 0})
+    study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, _own_record())
+    cut = study.ask(_X)
+
+    def interrupted() -> None:
+        study.tell(study.ask(_X), 0.5)
+        study._storage.set_trial_system_attr(cut._trial_id, _attrs.ERROR, {
+            "type": "Interrupted", "message": "the run was interrupted before this trial finished", "traceback": ""})
+        study.tell(cut, state=TrialState.FAIL)
+        _end_run(study, end="interrupted", complete=1, pruned=0, failed=0, stopped_unfinished=1)
+
+    out = io.StringIO()
+    summary = watch("w", url, interval=0.5, progress=Progress(stream=out, live=False), sleep=_script(interrupted))
+    lines = _lines(out)
+    assert [line for line in lines if line.startswith("trial ")] == [
+        "trial 3 complete value=0.5 | finished 1/10  running 0  complete 1  pruned 0  failed 2  best 0.5"]
+    assert lines[-1] == ("the run ended (interrupted; this run: 1 complete, 0 pruned, 0 failed, 1 stopped unfinished): "
+                         "study 'w' stopped, 1/10 trials finished (1 complete, 0 pruned, 2 failed, 1 stopped "
+                         "unfinished); best 0.5; run its spec again to resume it")
+    assert (summary.state, summary.stopped_unfinished) == ("stopped", 1)
+    assert CliRunner().invoke(main, ["watch", "w", "--storage", url]).exit_code == 1
+    # a later watch counts the stopped trial apart from the start
+    assert "(1 complete, 0 pruned, 2 failed, 1 stopped unfinished)" in CliRunner().invoke(
+        main, ["watch", "w", "--storage", url]).output
+    # the run log decides: a last run that stopped at max_failures makes the study failed
+    record_run(study, {"started": 3.0, "ended": 4.0, "host": "h", "pid": 2, "end": "max_failures", "complete": 0,
+                       "pruned": 0, "failed": 3, "stopped_unfinished": 0})
+    assert CliRunner().invoke(main, ["watch", "w", "--storage", url]).exit_code == 3
+
+
+def test_a_run_that_dies_is_told_as_killed(tmp_path: Path) -> None:
+    """A run killed with SIGKILL logs nothing and keeps the study's lease: the watch, which sees its
+    process gone, says so and ends, where the run's trials are left RUNNING."""
+    import signal
+    import subprocess
+
+    from tuner.engine._study import _proc_start_time
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = _study(url, n_trials=3, running=False)
+    driver = subprocess.Popen(["sleep", "120"])
+    try:
+        lease = {**_own_record(), "pid": driver.pid, "proc_start": _proc_start_time(driver.pid)}
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, lease)
+        study.ask(_X)  # left RUNNING by the killed run
+
+        def kill() -> None:
+            study.tell(study.ask(_X), 0.2)
+            driver.send_signal(signal.SIGKILL)
+            driver.wait()
+
+        out = io.StringIO()
+        summary = watch("w", url, interval=0.5, progress=Progress(stream=out, live=False), sleep=_script(kill))
+    finally:
+        driver.kill()
+        driver.wait()
+    assert _lines(out)[-1] == ("the run ended without giving the study up (killed or crashed; the next run marks its "
+                               "running trials FAIL): study 'w' stopped, 1/3 trials finished (1 complete, 0 pruned, "
+                               "0 failed); best 0.2; run its spec again to resume it")
+    assert summary.state == "stopped" and summary.run is None

@@ -151,7 +151,7 @@ def list_studies(storage: str | None = None) -> list[StudyInfo]:
     for row in study_overview(st):
         attrs = row["system_attrs"]
         spec = attrs.get(_attrs.SPEC) or {}
-        state = study_state(row["counts"], spec, attrs.get(_attrs.DRIVER))
+        state = study_state(row["counts"], spec, attrs.get(_attrs.DRIVER), attrs.get(_attrs.RUN_LOG))
         out.append(StudyInfo(
             name=row["name"], directions=row["directions"], metrics=list(spec.get("metrics") or row["metrics"] or []),
             counts=row["counts"], n_trials_target=spec.get("n_trials"), best=row["best"],
@@ -194,6 +194,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
     from tuner._trial_read import read_trials
+    from tuner.engine._study import run_log, run_row, study_state
     from tuner.storage import ranked_trial_ids
 
     study = load_study(name, storage)
@@ -208,13 +209,16 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     shown = {t._trial_id: t for t in read_trials(study, trial_ids=top_ids + failed_ids)}
     ranked = [shown[i] for i in top_ids] if len(directions) == 1 else list(study.best_trials)
     user_params = _user_params(study)
+    runs = run_log(attrs)
     return {
         "name": name,
+        "state": study_state(counts, attrs.get(_attrs.SPEC), attrs.get(_attrs.DRIVER), runs),
         "directions": directions,
         "metrics": study.metric_names,
         "counts": counts,
         "n_trials": sum(counts.values()),
         "spec": attrs.get(_attrs.SPEC),
+        "runs": [run_row(run) for run in runs],
         "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
         "top": [{**_trial_row(t), "objective_params": user_params(t)} for t in ranked[:top]],
         "recent_failures": [_trial_row(shown[i]) for i in failed_ids],

@@ -42,6 +42,8 @@ class WatchSummary:
     n_trials: int | None
     best_value: Any
     seen: int = 0  # trials that finished while watched
+    stopped_unfinished: int = 0  # of the FAIL trials, those a run's stop ended (not failures of their own)
+    run: dict[str, Any] | None = None  # the watched run's entry in the run log, once it ended
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,6 +71,8 @@ class _Trials:
             self.max_id = max(self.max_id, trial_id)
             if state.name not in _FINISHED:
                 self.unfinished[trial_id] = state.name
+        #: FAIL trials a run's stop ended unfinished (``STOP_ERRORS``): told and counted apart, as the run does.
+        self.stopped = _stopped_count(engine, study_id, self.max_id)
 
     def poll(self) -> list[int]:
         """Ids of the trials that finished since the last poll (new ones that are already
@@ -99,6 +103,31 @@ class _Trials:
                 self.unfinished[trial_id] = state.name
         self.counts = {k: v for k, v in self.counts.items() if v}
         return done
+
+
+def _stopped_count(engine: Any, study_id: int, max_id: int) -> int:
+    """How many of the study's FAIL trials up to ``max_id`` a run's stop ended (their stored error says so)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    from tuner.engine._study import STOP_ERRORS
+
+    t, a = m.TrialModel, m.TrialSystemAttributeModel
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(a.value_json).join(t, t.trial_id == a.trial_id).where(
+            t.study_id == study_id, t.trial_id <= max_id, t.state == m.TrialState.FAIL,
+            a.key == _attrs.ERROR)).scalars().all()
+    return sum(1 for text in rows if _error_type(text) in STOP_ERRORS)
+
+
+def _error_type(text: Any) -> Any:
+    import json
+
+    try:
+        error = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return error.get("type") if isinstance(error, dict) else None
 
 
 def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait: bool = False,
@@ -158,7 +187,7 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
         said.discard("lost")
         spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
         lease = attrs.get(_attrs.DRIVER)
-        state = study_state(trials.counts, spec, lease)
+        state = study_state(trials.counts, spec, lease, attrs.get(_attrs.RUN_LOG))
         if state == "running" or not wait:
             break
         if "run" not in said:
@@ -205,11 +234,14 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
         if not finished:
             progress.tick(_RunView(trials, target))
         if ending:
-            state = study_state(trials.counts, spec, attrs.get(_attrs.DRIVER))  # with the trials the run ended with
+            # with the trials the run ended with, and the run's own entry in the run log
+            state = study_state(trials.counts, spec, attrs.get(_attrs.DRIVER), attrs.get(_attrs.RUN_LOG))
             summary = _summary(name, state, trials, target, progress, seen=seen)
-            progress.warn(f"the run ended: study {name!r} {_standing(summary)}")
+            summary.run = _logged_run(attrs, lease)
+            died = summary.run is None and _names_same_run(attrs.get(_attrs.DRIVER), lease)
+            progress.warn(f"the run ended{_run_text(summary.run, died)}: study {name!r} {_standing(summary)}")
             return summary
-        state = study_state(trials.counts, spec, attrs.get(_attrs.DRIVER))
+        state = study_state(trials.counts, spec, attrs.get(_attrs.DRIVER), attrs.get(_attrs.RUN_LOG))
         if state != "running":
             ending = True
             continue
@@ -222,7 +254,8 @@ class _RunView:
 
     def __init__(self, trials: _Trials, target: int | None, counts: dict[str, int] | None = None) -> None:
         counts = trials.counts if counts is None else counts
-        self.complete, self.pruned, self.failed = counts.get("COMPLETE", 0), counts.get("PRUNED", 0), counts.get("FAIL", 0)
+        self.complete, self.pruned = counts.get("COMPLETE", 0), counts.get("PRUNED", 0)
+        self.failed = counts.get("FAIL", 0) - trials.stopped  # as the run counts them: a stop's trials apart
         self.finished = self.complete + self.pruned
         self.target = target if target is not None else "?"
         self.running = {i: None for i, s in trials.unfinished.items() if s == "RUNNING"}
@@ -246,8 +279,19 @@ def _tell_all(progress: "Progress", finished: list[Any], trials: _Trials, target
         counts[trial.state.name] -= 1
     for trial in finished:  # ... then forward, one trial at a time
         counts[trial.state.name] += 1
+        if trial.state.name == "FAIL" and _stopped_by_run(trial):
+            trials.stopped += 1  # the run prints no line for it either: its summary counts them
+            continue
         _tell(progress, trial, _RunView(trials, target, counts))
     return len(finished)
+
+
+def _stopped_by_run(trial: Any) -> bool:
+    """Whether a FAIL trial is one a run's stop ended (Ctrl-C, ``tuner stop``, ``max_failures``)."""
+    from tuner.engine._study import STOP_ERRORS
+
+    error = trial.system_attrs.get(_attrs.ERROR)
+    return isinstance(error, dict) and error.get("type") in STOP_ERRORS
 
 
 def _tell(progress: "Progress", trial: Any, view: _RunView) -> None:
@@ -269,7 +313,40 @@ def _tell(progress: "Progress", trial: Any, view: _RunView) -> None:
 def _summary(name: str, state: str, trials: _Trials, target: int | None, progress: "Progress", *,
              seen: int) -> WatchSummary:
     return WatchSummary(study_name=name, state=state, counts=dict(trials.counts), n_trials=target,
-                        best_value=progress.best_value(), seen=seen)
+                        best_value=progress.best_value(), seen=seen, stopped_unfinished=trials.stopped)
+
+
+def _logged_run(attrs: dict[str, Any], lease: Any) -> dict[str, Any] | None:
+    """The watched run's entry in the study's run log (the run holding ``lease`` when the watch began)."""
+    from tuner.engine._study import run_log
+
+    if not isinstance(lease, dict):
+        return None
+    for run in reversed(run_log(attrs)):
+        if run.get("host") == lease.get("host") and run.get("pid") == lease.get("pid"):
+            return run
+    return None
+
+
+def _names_same_run(held: Any, lease: Any) -> bool:
+    """Whether the study's lease is still the watched run's: a run that ends gives it up."""
+    return (isinstance(held, dict) and isinstance(lease, dict)
+            and all(held.get(k) == lease.get(k) for k in ("host", "pid", "started")))
+
+
+def _run_text(run: dict[str, Any] | None, died: bool) -> str:
+    """`` (interrupted; this run: 9 complete, 3 pruned, 0 failed, 2 stopped unfinished)``: how the
+    watched run ended, in its own summary's words, from the run log; a run that ended without
+    giving the study up (``died``) was killed or crashed."""
+    from tuner.engine._study import RUN_ENDS
+
+    if run is None:
+        return " without giving the study up (killed or crashed; the next run marks its running trials FAIL)" if died else ""
+    end = str(run.get("end") or "?")
+    counts = ", ".join(f"{run.get(k, 0)} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
+                       if k != "stopped_unfinished" or run.get(k))
+    error = f": {run['error']}" if run.get("error") else ""
+    return f" ({RUN_ENDS.get(end, end)}{error}; this run: {counts})"
 
 
 def _standing(summary: WatchSummary) -> str:
@@ -278,8 +355,11 @@ def _standing(summary: WatchSummary) -> str:
 
     c = summary.counts
     of_target = f"{summary.finished}/{summary.n_trials}" if summary.n_trials is not None else f"{summary.finished}"
+    stopped = summary.stopped_unfinished
+    unfinished = f", {stopped} stopped unfinished" if stopped else ""
     text = (f"{summary.state}, {of_target} trials finished ({c.get('COMPLETE', 0)} complete, {c.get('PRUNED', 0)} "
-            f"pruned, {c.get('FAIL', 0)} failed); {format_best(summary.best_value, summary.study_name)}")
+            f"pruned, {c.get('FAIL', 0) - stopped} failed{unfinished}); "
+            f"{format_best(summary.best_value, summary.study_name)}")
     if summary.state == "stopped":
         text += "; run its spec again to resume it"
     return text

@@ -286,7 +286,8 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
         return
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(d["counts"].items())) or "no trials"
     metrics = d["metrics"] or ["value"] * len(d["directions"])
-    click.echo(f"study {d['name']}: {counts}; {', '.join(f'{m} ({x})' for m, x in zip(metrics, d['directions']))}")
+    click.echo(f"study {d['name']} ({d['state']}): {counts}; "
+               f"{', '.join(f'{m} ({x})' for m, x in zip(metrics, d['directions']))}")
     if isinstance(d["spec"], dict):
         click.echo(f"spec: {_spec_line(d['spec'])} (--json for all of it)")
     if d["top"]:
@@ -304,6 +305,31 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
             click.echo(f"  {row['number']:>5} {value:>{width}} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+    if d["runs"]:
+        shown = d["runs"][-_RUNS_SHOWN:]
+        click.echo(f"runs: {len(d['runs'])}" + (f", the last {len(shown)}:" if len(shown) < len(d["runs"]) else ":"))
+        for run in shown:
+            click.echo(f"  {_run_line(run)}")
+
+
+#: How many of a study's logged runs `tuner show` lists (--json has them all).
+_RUNS_SHOWN = 5
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """``2026-12-07T13:05:12  31.2s  done: 13 complete, 17 pruned, 0 failed (pid 4121 on node-1)``."""
+    started = (run["started"] or "?").replace("T", " ")
+    length = f"{run['duration_s']:.1f}s" if run["duration_s"] is not None else "?"
+    trials = ", ".join(f"{run[k]} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
+                       if run[k] is not None and (run[k] or k != "stopped_unfinished"))
+    if run["end"] == "lost":
+        left = run["stopped_unfinished"] or 0
+        heard = (run["last_heard"] or "?").replace("T", " ")
+        trials = f"last heard {heard}; the next run marked the {left} trial{'s' if left != 1 else ''} it left running FAIL"
+    elif run["recovered"]:
+        trials += f"; marked {run['recovered']} left running by a lost run FAIL"
+    error = f" ({run['error']})" if run["error"] else ""
+    return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid']} on {run['host']})"
 
 
 def _named_values(metrics: list[str], values: list[float] | None) -> str:

@@ -49,6 +49,16 @@ def test_study_gives_best_trial_spec_and_version(client: Any, dash_url: str) -> 
     assert client.get(f"/api/studies/{STUDY}/params").json()["params"] == ["tag", "width", "x"]
 
 
+def test_study_lists_its_runs_and_how_each_ended(client: Any) -> None:
+    s = client.get(f"/api/studies/{STUDY}").json()
+    assert s["n_runs"] == 1 and len(s["runs"]) == 1
+    run = s["runs"][0]
+    assert (run["end"], run["end_text"], run["complete"], run["pruned"], run["failed"]) == ("done", "done", 10, 0, 3)
+    assert run["started"].endswith("+00:00") and run["duration_s"] > 0 and run["pid"] > 0
+    page = client.get(f"/studies/{STUDY}").text
+    assert '<span id="n-runs">1</span>' in page and '<td class="run-done">done</td>' in page
+
+
 # ---- the trials table: sorting, filtering, pagination ----------------------------------------------
 
 

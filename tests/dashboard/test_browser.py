@@ -319,6 +319,11 @@ def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, scr
             p.wait_for_function("document.querySelector('#study-state').textContent === 'finished'", timeout=180_000)
             _wait_numbers(p, [0, 1, 2, 3, 4])  # 4 finished as asked, and trial 3 failed (dashboard_mix)
             assert sorted(_counts(p)) == ["COMPLETE: 4", "FAIL: 1"] and p.evaluate("window.notReloaded") is True
+            # the run's entry in the run log, written as it gave the study up, shown without a reload
+            p.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 1", timeout=60_000)
+            cells = [c.strip() for c in p.locator("#runs tbody td").all_text_contents()]
+            assert cells[2:7] == ["done", "4", "0", "1", "0"], cells
+            assert p.text_content("#n-runs") == "1"
             p.wait_for_selector("#plot-history .main-svg", timeout=60_000)
             p.screenshot(path=str(screenshots_dir / "study-live.png"), full_page=True)
             assert page.errors == []

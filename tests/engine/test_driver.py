@@ -17,6 +17,7 @@ import tuner
 from tuner._retry_storage import RetryingRDBStorage
 from tuner.engine import _attrs
 from tuner.engine._progress import Progress
+from tuner.engine._study import run_log
 from tests import objectives
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -207,6 +208,21 @@ def test_max_failures_stops_the_run_cleanly(sqlite_url: str) -> None:
     states = _states(study)
     assert states.get("FAIL", 0) >= 3 and "RUNNING" not in states and "COMPLETE" not in states
     assert "max_failures=2" in str(info.value)
+    # the run logged how it ended, which makes the study "failed" wherever it is listed
+    runs = run_log(study._storage.get_study_system_attrs(study._study_id))
+    assert [(r["end"], r["complete"], r["failed"]) for r in runs] == [("max_failures", 0, info.value.summary.failed)]
+    assert [s.state for s in tuner.list_studies(sqlite_url)] == ["failed"]
+
+
+def test_the_run_log_says_how_a_run_ended_that_did_not_get_to_its_end() -> None:
+    """A run that an error or a second Ctrl-C ended logs that, with the error's first words."""
+    from tuner.engine._driver import _run_entry
+
+    error = _run_entry(None, None, RuntimeError("the storage\nwent away"), 2)
+    assert error == {"end": "error", "complete": 0, "pruned": 0, "failed": 0, "stopped_unfinished": 0, "recovered": 2,
+                     "error": "RuntimeError: the storage went away"}
+    assert _run_entry(None, None, KeyboardInterrupt(), 0)["end"] == "interrupted"
+    assert _run_entry(None, "timeout", None, 0)["end"] == "timeout"
 
 
 def test_resume_recovers_takes_enqueued_trials_and_continues_to_n_trials(sqlite_url: str,
@@ -465,3 +481,20 @@ def test_max_failures_counts_only_trials_that_failed_and_labels_the_one_it_stopp
         assert sum(line.startswith(own_line) for line in lines) == 1, lines
     assert not any(line.startswith("trial 0 ") for line in lines), lines
     assert f"(this run: 0 complete, 0 pruned, {len(own)} failed, 1 stopped unfinished)" in lines[-1], lines[-1]
+
+
+def test_an_objective_ray_cannot_send_is_refused_before_anything_starts(sqlite_url: str) -> None:
+    """A closure over a lock cannot be pickled for Ray's workers: one line saying how to fix it,
+    before Ray starts and before the study is created (it used to be created, empty, first)."""
+    import threading
+
+    lock = threading.Lock()
+
+    def objective(params: dict[str, Any], ctx: Any) -> float:
+        with lock:
+            return params["x"] ** 2
+
+    with pytest.raises(tuner.UserInputError, match=r"the objective function cannot be sent to Ray workers .*"
+                                                   r"define it at module level"):
+        tuner.run(_spec(n_trials=2), objective, storage=sqlite_url)
+    assert optuna.get_all_study_names(sqlite_url) == []

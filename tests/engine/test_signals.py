@@ -3,6 +3,7 @@ a resume hint, exit 130 (1 for a requested stop), resumable."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -112,3 +113,14 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     final = _states(url)
     assert final.get("COMPLETE", 0) == 6 and "RUNNING" not in final
     assert final.get("COMPLETE", 0) >= done_before
+
+    # Each run logged how it ended (they used to be told once, in their own terminal), and
+    # `tuner show` lists them.
+    shown = subprocess.run([sys.executable, "-m", "tuner.cli", "show", "sigint", "--storage", url, "--json"],
+                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    runs = json.loads(shown.stdout)["runs"]
+    assert [run["end"] for run in runs] == ["interrupted", "interrupted", "stop_requested", "done"], runs
+    assert runs[0]["stopped_unfinished"] >= running and runs[2]["stopped_unfinished"] == len(stopped), runs
+    assert runs[3]["complete"] == 6 - done_before and runs[3]["failed"] == 0, runs
+    assert all(run["pid"] and run["duration_s"] > 0 for run in runs), runs
+    assert json.loads(shown.stdout)["state"] == "finished"

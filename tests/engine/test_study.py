@@ -109,8 +109,62 @@ def test_a_lease_taken_over_is_neither_renewed_nor_erased_by_its_old_driver(tmp_
     while not lease.lost and time.monotonic() < deadline:
         time.sleep(0.02)
     assert lease.lost
-    lease.release()
+    lease.release({"end": "done", "complete": 1, "pruned": 0, "failed": 0, "stopped_unfinished": 0})
     assert _lease_row(url) == taken
+    assert _study.run_log(storage.get_study_system_attrs(storage.get_study_id_from_name("raced"))) == []  # B's to log
+
+
+def test_a_run_is_logged_as_it_releases_and_a_dead_one_by_the_run_that_finds_it(tmp_path: Path) -> None:
+    """The run log (``tuner:runs``) gets one entry per run: the run's own as it gives the study up,
+    and, for a run that died holding it, one written by the next run, with the trials it left."""
+    import subprocess
+    import time
+
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    study = optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = {"host": socket.gethostname(), "pid": dead.pid, "proc_start": "1", "started": 100.0, "heartbeat": 160.0}
+    study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, stale)
+    study.ask()  # left RUNNING by the dead run
+    lease = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    assert lease.acquire() == [0]
+    before = time.time()
+    lease.release({"started": before - 5.0, "end": "interrupted", "complete": 2, "pruned": 1, "failed": 0,
+                   "stopped_unfinished": 1, "recovered": 1})
+    runs = _study.run_log(study._storage.get_study_system_attrs(study._study_id))
+    assert runs[0] == {"started": 100.0, "ended": None, "last_heard": 160.0, "host": socket.gethostname(),
+                       "pid": dead.pid, "end": "lost", "complete": None, "pruned": None, "failed": None,
+                       "stopped_unfinished": 1}
+    assert runs[1]["started"] == before - 5.0 and before <= runs[1]["ended"] <= time.time()
+    assert {k: runs[1][k] for k in ("host", "pid", "end", "complete", "stopped_unfinished")} == {
+        "host": socket.gethostname(), "pid": os.getpid(), "end": "interrupted", "complete": 2, "stopped_unfinished": 1}
+    assert len(runs) == 2 and _lease_row(url) is None
+    # as shown: times as text, the length, the end in words
+    row = _study.run_row(runs[1])
+    assert row["end_text"] == "interrupted" and row["duration_s"] == pytest.approx(runs[1]["ended"] - runs[1]["started"])
+    assert _study.run_row(runs[0])["duration_s"] is None and _study.run_row(runs[0])["end_text"] == "lost (killed or crashed)"
+
+
+def test_the_run_log_keeps_the_latest_runs(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="long", storage=st.open_storage(f"sqlite:///{tmp_path / 'l.db'}"))
+    for i in range(_study.RUN_LOG_KEEP + 3):
+        _study.record_run(study, {"started": float(i), "end": "done"})
+    runs = _study.run_log(study._storage.get_study_system_attrs(study._study_id))
+    assert len(runs) == _study.RUN_LOG_KEEP and runs[0]["started"] == 3.0 and runs[-1]["started"] == _study.RUN_LOG_KEEP + 2
+
+
+@pytest.mark.parametrize(("counts", "spec", "runs", "state"), [
+    ({"COMPLETE": 2, "FAIL": 4}, {"n_trials": 10, "max_failures": 2}, [{"end": "interrupted"}], "stopped"),
+    ({"COMPLETE": 2, "FAIL": 1}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], "failed"),
+    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}, {"end": "lost"}], "stopped"),
+    ({"COMPLETE": 10, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], "finished"),
+    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, None, "failed"),  # no log: the old guess
+    ({"COMPLETE": 2}, {}, None, "finished"),  # plain Optuna
+])
+def test_the_study_state_follows_the_last_logged_run(counts: dict[str, int], spec: dict[str, Any], runs: Any,
+                                                     state: str) -> None:
+    assert _study.study_state(counts, spec, None, runs) == state
 
 
 def test_release_clears_the_lease_so_the_next_run_starts_at_once(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import _lease_alive, study_state
+from tuner.engine._study import _lease_alive, run_log, run_row, study_state
 from tuner.exceptions import UserInputError
 from tuner.storage import sqlite_path
 
@@ -38,6 +38,7 @@ MAX_PER_PAGE = 500
 SQL_INT_MAX = 2**63 - 1
 _REVERSE_FROM = 2_500    # from this row on, a page sorted by value or parameter may be read from the far end
 _MEMOS = 64              # memoised answers kept (SQLite), least recently used dropped first
+_RUNS_SHOWN = 20         # a study page lists its latest runs, newest first
 #: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
 SORT_KEYS = ("number", "state", "value", "duration", "started", "completed")
 _STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
@@ -194,7 +195,7 @@ class DashboardData:
             row = dict(memo_row)  # the memo is shared: leave it as it was
             attrs = row.pop("system_attrs")
             spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
-            rows.append(_study_summary(row, spec, attrs.get(_attrs.DRIVER)))
+            rows.append(_study_summary(row, spec, attrs.get(_attrs.DRIVER), attrs.get(_attrs.RUN_LOG)))
         return rows
 
     def study(self, name: str) -> dict[str, Any]:
@@ -224,11 +225,15 @@ class DashboardData:
         spec = info.system_attrs.get(_attrs.SPEC) if isinstance(info.system_attrs.get(_attrs.SPEC), dict) else {}
         summary = _study_summary({"study_id": info.study_id, "name": info.name, "directions": info.directions,
                                   "counts": counts, "best": None, "last_activity": last,
-                                  "metrics": info.metric_names}, spec, info.system_attrs.get(_attrs.DRIVER))
+                                  "metrics": info.metric_names}, spec, info.system_attrs.get(_attrs.DRIVER),
+                                 info.system_attrs.get(_attrs.RUN_LOG))
         best = self._read(info, best_ids) if best_ids else []
         summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
         summary["best_trials"] = best
         summary["spec"] = spec or None
+        # The latest runs, newest first: when the study ran, where, and how each run ended.
+        summary["runs"] = [run_row(run, utc=True) for run in reversed(run_log(info.system_attrs)[-_RUNS_SHOWN:])]
+        summary["n_runs"] = len(run_log(info.system_attrs))
         summary["version"] = self.version(name, info=info)
         return summary
 
@@ -677,11 +682,11 @@ def _timing_rows(timing: Any, started: "_dt.datetime | None") -> list[dict[str, 
             for name, seconds in trial_phases(timing, started).items()]
 
 
-def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any) -> dict[str, Any]:
+def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any, runs: Any) -> dict[str, Any]:
     counts = {k: int(v) for k, v in row["counts"].items()}
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
     target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
-    state = study_state(counts, spec, lease)
+    state = study_state(counts, spec, lease, runs)
     last = row.get("last_activity")
     return {
         "name": row["name"],

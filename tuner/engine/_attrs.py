@@ -10,7 +10,7 @@ SPEC = "tuner:spec"            # the validated spec (JSON) the study last ran wi
 SPACE = "tuner:space"          # the canonical search space, to refuse an incompatible resume
 DRIVER = "tuner:driver"        # {host, pid, start, heartbeat} of the driver running the study
 EXPORTS = "tuner:exports"      # [{trial, folder, files: {format: {file, sha256, bytes}}, exported_at}] by tuner export
-RUN_LOG = "tuner:runs"         # list of {started, ended, finished, failed, exit} per `tuner run`
+RUN_LOG = "tuner:runs"         # [{started, ended, host, pid, end, complete, pruned, failed, ...}] per run, oldest first
 STOP = "tuner:stop"            # {run: {host, pid, started} of the run asked to stop, by, at}: `tuner stop`
 ENQUEUED = "tuner:enqueued"    # the spec's `enqueue` points already enqueued (canonical JSON of their Optuna params)
 

@@ -397,7 +397,8 @@ def _run_study(
 
     import optuna
 
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
+    objective_blob = _pickle_objective(objective)  # an objective Ray cannot send is refused before Ray starts
     ray_address = cluster_address(ray_address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
@@ -438,6 +439,9 @@ def _run_study(
         _shutdown_ray(owns_ray)
         raise
     scratch = make_scratch()
+    state: _RunState | None = None
+    end: str | None = None  # how the run ended, once it did (the run log's ``end``)
+    ended_by: BaseException | None = None
     try:
         database = getattr(study._storage, "_backend", study._storage)  # a COUNT, not Optuna's cache (every trial)
         finished_before = database.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
@@ -463,7 +467,7 @@ def _run_study(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
                 pruner=spec.pruner, pruner_args=spec.pruner_args, sampler=spec.sampler, sampler_args=spec.sampler_args,
                 space=spec.search_space, task=spec.task, task_args=spec.task_args,
-                objective_ref=spec.objective, objective_blob=_pickle_objective(objective), artifacts_dir=str(Path(artifacts).resolve()),
+                objective_ref=spec.objective, objective_blob=objective_blob, artifacts_dir=str(Path(artifacts).resolve()),
                 source=spec.source, base_dir=spec.base_dir, driver_cwd=os.getcwd(),
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
@@ -527,6 +531,7 @@ def _run_study(
         summary.complete, summary.pruned, summary.failed = state.complete, state.pruned, state.failed
         summary.cut_short = state.cut_short
         summary.stopped_reason = state.stop_reason or ("interrupted" if interrupted else None)
+        end = summary.stopped_reason or "done"
         summary.elapsed_s = time.monotonic() - started
         summary.best_value = _best(study)
         progress.end(summary)
@@ -543,8 +548,11 @@ def _run_study(
             err.summary = summary  # type: ignore[attr-defined]
             raise err
         return study, summary
+    except BaseException as exc:
+        ended_by = exc
+        raise
     finally:
-        lease.release()
+        lease.release({"started": started_at, **_run_entry(state, end, ended_by, len(recovered))})
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             _shutdown_ray(owns_ray)
@@ -552,6 +560,21 @@ def _run_study(
             # Every trial of this run has ended and Tune has stopped its workers (and with a Ray
             # of our own, their processes): what the run wrote is all in the log by now.
             fold_in_sqlite_log(storage)
+
+
+def _run_entry(state: "_RunState | None", end: str | None, ended_by: BaseException | None,
+               recovered: int) -> dict[str, Any]:
+    """This run as the study's run log keeps it (``tuner:runs``): its trials and how it ended
+    (``end``: the run's stop reason or ``done``, None when it did not get that far)."""
+    if end is None:  # the run did not reach its end: an error, or a second Ctrl-C
+        end = "interrupted" if isinstance(ended_by, KeyboardInterrupt) else "error"
+    entry: dict[str, Any] = {"end": end, "complete": state.complete if state else 0,
+                             "pruned": state.pruned if state else 0, "failed": state.failed if state else 0,
+                             "stopped_unfinished": state.cut_short if state else 0, "recovered": recovered}
+    if end == "error":
+        message = " ".join(str(ended_by).split())
+        entry["error"] = f"{type(ended_by).__name__}: {message}"[:300] if message else type(ended_by).__name__
+    return entry
 
 
 def _end_unfinished(state: _RunState, progress: Progress) -> None:

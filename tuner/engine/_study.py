@@ -7,6 +7,7 @@ driver left RUNNING into FAIL, so that they never count and are never lost silen
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import os
@@ -287,13 +288,16 @@ def _lease_alive(lease: dict[str, Any] | None) -> bool:
     return time.time() - float(lease.get("heartbeat", 0)) < LEASE_STALE_S
 
 
-def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None) -> str:
-    """``running``, ``finished``, ``failed`` or ``stopped``: one answer for ``tuner ls`` and the
-    dashboard, which used to judge the same study two ways.
+def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None, runs: Any = None) -> str:
+    """``running``, ``finished``, ``failed`` or ``stopped``: one answer for ``tuner ls``, ``tuner
+    watch`` and the dashboard, which used to judge the same study two ways.
 
-    ``failed`` is a study whose failures passed its ``max_failures`` (the driver stops it for
-    that); a study with no ``n_trials`` target (run by plain Optuna, or until a time limit) is
-    ``finished`` once nothing in it is RUNNING.
+    ``failed`` is a study whose last run stopped at ``max_failures``, as its run log
+    (``runs``, :func:`run_log`) says. The driver counts failures per run, so the study's FAIL
+    trials over all its runs, which include the trials a Ctrl-C or a stop ended, say nothing
+    of it; they are the guess for a study run before runs were logged. A study with no
+    ``n_trials`` target (run by plain Optuna, or until a time limit) is ``finished`` once nothing
+    in it is RUNNING.
     """
     spec = spec if isinstance(spec, dict) else {}
     finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
@@ -303,11 +307,85 @@ def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None)
         return "running"
     if target is not None and finished >= target:
         return "finished"
-    if max_failures is not None and counts.get("FAIL", 0) > max_failures:
+    logged = [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
+    if logged:
+        if logged[-1].get("end") == "max_failures":
+            return "failed"
+    elif max_failures is not None and counts.get("FAIL", 0) > max_failures:
         return "failed"
     if target is None and not counts.get("RUNNING"):
         return "finished"
     return "stopped"
+
+
+#: How each logged run ended (``tuner:runs``' ``end``), in the words ``tuner show`` and the dashboard use.
+RUN_ENDS = {
+    "done": "done",
+    "timeout": "stopped: timeout reached",
+    "max_failures": "stopped: too many failures",
+    "interrupted": "interrupted",
+    "stop_requested": "stopped by `tuner stop`",
+    "error": "ended by an error",
+    "lost": "lost (killed or crashed)",
+}
+#: The error types of trials a run's stop ended unfinished (Ctrl-C, ``tuner stop``, ``max_failures``
+#: reached by other trials): stored FAIL, but not failures of their own.
+STOP_ERRORS = frozenset({"Interrupted", "StoppedByRequest", "StoppedByMaxFailures"})
+#: The run log keeps the latest runs: a study resumed every hour for a year stays one small row.
+RUN_LOG_KEEP = 200
+
+
+def run_log(attrs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study's logged runs, oldest first (``[]`` for a study run before runs were logged)."""
+    runs = attrs.get(_attrs.RUN_LOG)
+    return [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
+
+
+def record_run(study: "optuna.Study", entry: dict[str, Any]) -> None:
+    """Append one run to the study's run log (``tuner:runs``).
+
+    Only the run holding the study's lease writes it (and a run whose lease a newer run took over
+    does not), so this read-then-write races no other writer. Why a run ended used to be printed
+    once, in its own terminal; the log keeps it for ``tuner show``, ``tuner watch``, the dashboard
+    and the study's state (``failed`` is a last run stopped by ``max_failures``).
+    """
+    storage = study._storage
+    runs = run_log(storage.get_study_system_attrs(study._study_id))
+    storage.set_study_system_attr(study._study_id, _attrs.RUN_LOG, (runs + [entry])[-RUN_LOG_KEEP:])
+
+
+def run_row(run: dict[str, Any], *, utc: bool = False) -> dict[str, Any]:
+    """One logged run (``tuner:runs``) to show: its times as ISO text (local, or UTC for the
+    dashboard, as its other times), its length, and how it ended in words."""
+    def when(seconds: Any) -> str | None:
+        try:
+            zone = _dt.timezone.utc if utc else None
+            return _dt.datetime.fromtimestamp(float(seconds), zone).isoformat(timespec="seconds")
+        except (TypeError, ValueError, OverflowError, OSError):
+            return None
+
+    try:
+        duration = max(0.0, float(run["ended"]) - float(run["started"]))
+    except (KeyError, TypeError, ValueError):
+        duration = None
+    counts = {k: run.get(k) if isinstance(run.get(k), int) else None
+              for k in ("complete", "pruned", "failed", "stopped_unfinished", "recovered")}
+    end = str(run.get("end") or "?")
+    return {"started": when(run.get("started")), "ended": when(run.get("ended")),
+            "last_heard": when(run.get("last_heard")), "duration_s": duration,
+            "host": run.get("host"), "pid": run.get("pid"), "end": end, "end_text": RUN_ENDS.get(end, end),
+            **counts, "error": run.get("error") if isinstance(run.get("error"), str) else None}
+
+
+def _lost_run(lease: Any, recovered: list[int]) -> dict[str, Any] | None:
+    """The run log's entry for a run that died holding the lease: when it ended is not known, only
+    its last heartbeat; its trials are counted in no run (the trials it finished are stored as
+    they ended, those it left RUNNING are the ``stopped_unfinished``)."""
+    if not isinstance(lease, dict):
+        return None
+    return {"started": lease.get("started"), "ended": None, "last_heard": lease.get("heartbeat"),
+            "host": lease.get("host"), "pid": lease.get("pid"), "end": "lost", "complete": None, "pruned": None,
+            "failed": None, "stopped_unfinished": len(recovered)}
 
 
 def _check_no_live_driver(attrs: dict[str, Any], name: str) -> None:
@@ -350,6 +428,11 @@ class DriverLease:
         self._record["heartbeat"] = time.time()
         previous, self._held = _claim(self._storage, self._study._study_id, self._record, self._study.study_name)
         recovered = recover_stale_trials(self._study, reason=_stale_reason(previous))
+        if (lost := _lost_run(previous, recovered)) is not None:
+            try:
+                record_run(self._study, lost)
+            except Exception:  # noqa: BLE001 - the history is informative; the run goes on
+                _log.debug("could not log the lost run of study %r", self._study.study_name, exc_info=True)
         self._thread = threading.Thread(target=self._beat, name="tuner-lease", daemon=True)
         self._thread.start()
         return recovered
@@ -405,12 +488,20 @@ class DriverLease:
             request = json.loads(row[0]) if row is not None else None
         return request if isinstance(request, dict) and _names_run(request.get("run"), self._record) else None
 
-    def release(self) -> None:
+    def release(self, run: dict[str, Any] | None = None) -> None:
+        """Give the lease up, logging ``run`` (:func:`record_run`) first: who sees the lease gone
+        (``tuner watch``, the dashboard) then finds how the run ended."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self.lost:
             return  # the lease is another run's now
+        if run is not None:
+            try:
+                record_run(self._study, {"started": self._record["started"], "ended": time.time(),
+                                         "host": self._record["host"], "pid": self._record["pid"], **run})
+            except Exception:  # noqa: BLE001 - the history is informative; the release goes on
+                _log.debug("could not log this run of study %r", self._study.study_name, exc_info=True)
         try:
             self._replace(None)
         except Exception:  # noqa: BLE001 - a stale lease is detected by pid/heartbeat anyway

@@ -175,6 +175,24 @@
         });
         var pt = $("#progress-text");
         if (pt && s.target) pt.textContent = s.finished + " / " + s.target + " finished";
+        showRuns(s);
+      });
+    }
+
+    function showRuns(s) {  // a run that ended (or began) while the page was open
+      var body = $("#runs tbody");
+      if (!body || !s.runs) return;
+      $("#n-runs").textContent = s.n_runs;
+      body.textContent = "";
+      s.runs.forEach(function (r) {
+        var row = el("tr");
+        row.appendChild(el("td", (r.started || "—").replace("+00:00", "").replace("T", " ")));
+        row.appendChild(el("td", fmtDuration(r.duration_s), "num"));
+        row.appendChild(el("td", r.end_text + (r.error ? ": " + r.error : "") +
+          (r.last_heard ? "; last heard " + r.last_heard.replace("+00:00", "").replace("T", " ") : ""), "run-" + r.end));
+        ["complete", "pruned", "failed", "stopped_unfinished"].forEach(function (k) { row.appendChild(el("td", fmt(r[k]), "num")); });
+        row.appendChild(el("td", fmt(r.pid) + " on " + fmt(r.host)));
+        body.appendChild(row);
       });
     }
 
