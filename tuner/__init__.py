@@ -29,6 +29,7 @@ __all__ = [
     "load_study",
     "list_studies",
     "best_trial",
+    "trial_details",
     "delete_study",
     "watch",
     "report",
@@ -53,6 +54,7 @@ _LAZY = {
     "load_study": ("tuner._api", "load_study"),
     "list_studies": ("tuner._api", "list_studies"),
     "best_trial": ("tuner._api", "best_trial"),
+    "trial_details": ("tuner._trial_details", "trial_details"),
     "delete_study": ("tuner._api", "delete_study"),
     "watch": ("tuner._watch", "watch"),
     "report": ("tuner.report", "report"),  # the callable module: tuner.report(name, "out.html"), tuner.report.build_report

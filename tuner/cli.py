@@ -332,6 +332,24 @@ def _run_line(run: dict[str, Any]) -> str:
     return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid']} on {run['host']})"
 
 
+@main.command()
+@click.argument("study")
+@click.argument("number", type=int)
+@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--json", "as_json", is_flag=True)
+@_guard
+def trial(study: str, number: int, storage: str | None, as_json: bool) -> None:
+    """Show one trial in full: values, parameters, metrics, curve, where it ran, its error's traceback, its files."""
+    from tuner._json import jsonable
+    from tuner._trial_details import trial_details, trial_lines
+
+    d = trial_details(study, storage, number)
+    if as_json:
+        _echo_json(jsonable(d))
+        return
+    click.echo("\n".join(trial_lines(d)))
+
+
 def _named_values(metrics: list[str], values: list[float] | None) -> str:
     """``val_accuracy 0.98, n_params 16960``: a trial's objective values, each with its metric's name."""
     if not values:

@@ -1,0 +1,107 @@
+"""`tuner trial STUDY N`: one trial in full in the terminal, from a real run (Ray, SQLite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from click.testing import CliRunner
+from optuna.trial import TrialState
+
+import tuner
+from tests import objectives
+from tuner.cli import main
+
+SPEC = {"name": "td", "search_space": {"params": {"x": {"float": [-3.0, 3.0]}, "tag": {"choice": ["a", None]}}},
+        "n_trials": 4, "concurrency": 1, "seed": 3, "metric": "loss", "direction": "minimize", "pruner": "none",
+        "max_failures": 4}
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Study ``td``: trials 0-2 and 4 complete with a curve, a checkpoint and a confusion matrix;
+    trial 3 failed with a traceback (``objectives.dashboard_mix``)."""
+    folder = tmp_path_factory.mktemp("td")
+    url = f"sqlite:///{folder / 'td.db'}"
+    tuner.run({**SPEC, "artifacts_dir": str(folder / "runs")}, objectives.dashboard_mix, storage=url, num_cpus=1)
+    return url
+
+
+def _show(url: str, *args: str) -> tuple[int, str]:
+    out = CliRunner().invoke(main, ["trial", "td", *args, "--storage", url])
+    return out.exit_code, out.output
+
+
+def test_a_complete_trial_shows_its_values_params_curve_matrix_placement_and_files(ran: str) -> None:
+    stored = optuna.load_study(study_name="td", storage=ran).trials[0]
+    code, text = _show(ran, "0")
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0] == f"trial 0 of study 'td': COMPLETE, loss {stored.value:.6g} (minimize)"
+    worker = stored.system_attrs["tuner:worker"]
+    assert f"on {worker['host']}, pid {worker['pid']}; folder {worker['trial_dir']}" in lines
+    assert any(line.startswith("time: ") and "training " in line for line in lines), lines
+    tag = "None" if stored.params["tag"] is None else "a"
+    assert f"  x: {stored.params['x']:.6g}" in lines and f"  tag: {tag}" in lines
+    start = lines.index("curve (4 steps):")
+    assert lines[start + 1].split() == ["step", "loss", "val_acc"]
+    for step in range(1, 5):
+        loss = abs(stored.params["x"] - 2.0) + 1.0 / step
+        assert lines[start + 1 + step].split() == [str(step), f"{loss:.6g}", f"{1.0 / (1.0 + loss):.6g}"]
+    matrix = lines.index("confusion matrix (rows: true class, columns: predicted):")
+    assert [line.split() for line in lines[matrix + 1:matrix + 4]] == [["0", "1"], ["0", "5", "1"], ["1", "2", "7"]]
+    checkpoint = Path(worker["trial_dir"]) / "best.pt"
+    assert lines[lines.index("files:") + 1] == f"  {checkpoint} ({checkpoint.stat().st_size} B)"
+    assert "error:" not in text
+
+
+def test_a_failed_trial_shows_its_whole_traceback(ran: str) -> None:
+    code, text = _show(ran, "3")
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "trial 3 of study 'td': FAIL"
+    assert "error: RuntimeError: diverged in trial 3: loss is <nan> & rising" in lines
+    traceback = lines[lines.index("traceback:") + 1:]
+    assert traceback[0] == "  Traceback (most recent call last):"
+    assert any("in dashboard_mix" in line for line in traceback) and traceback[-1].startswith("  RuntimeError: diverged")
+
+
+def test_json_has_everything_and_no_nan(ran: str) -> None:
+    code, text = _show(ran, "0", "--json")
+    assert code == 0
+    d = json.loads(text)
+    assert d["number"] == 0 and d["state"] == "COMPLETE" and d["objectives"] == ["loss"]
+    assert [row["step"] for row in d["curve"]] == [1, 2, 3, 4] and d["attrs"]["confusion_matrix"] == [[5, 1], [2, 7]]
+    assert d["artifacts"][0]["name"] == "best.pt" and d["phases"]["training"] >= 0
+    assert tuner.trial_details("td", ran, 0)["values"] == d["values"]
+
+
+def test_a_trial_that_is_not_there_is_one_line_naming_what_is(ran: str) -> None:
+    code, text = _show(ran, "9")
+    assert code == 2 and text == "error: study 'td' has no trial 9; its trials are numbered 0 to 4 (tuner show td lists the best)\n"
+    out = CliRunner().invoke(main, ["trial", "nope", "0", "--storage", ran])
+    assert out.exit_code == 2 and out.output.startswith("error: no study named 'nope'")
+    out = CliRunner().invoke(main, ["trial", "td", "x", "--storage", ran])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+
+
+def test_a_long_curve_is_shortened_and_a_pruned_trial_says_where_it_stopped(tmp_path: Path) -> None:
+    """A plain Optuna objective's reports (no tuner curve): the pruner's intermediate values are the curve."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="td", storage=url)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    for step in range(1, 41):
+        trial.report(1.0 / step, step)
+    study.tell(trial, state=TrialState.PRUNED)
+    code, text = _show(url, "0")
+    assert code == 0, text
+    lines = text.splitlines()
+    assert lines[0] == "trial 0 of study 'td': PRUNED at step 40, value 0.025 (minimize)"
+    start = lines.index("curve (40 steps):")
+    shown = lines[start + 2:]
+    assert [row.split()[0] for row in shown[:5]] == ["1", "2", "3", "4", "5"]
+    assert shown[5] == "    ...  (15 steps left out; --json has them all)"
+    assert [row.split()[0] for row in shown[6:]] == [str(s) for s in range(21, 41)]
