@@ -43,10 +43,10 @@ def _study(url: str, *, n_trials: int = 4, directions: tuple[str, ...] = ("maxim
 
 def _end_run(study: optuna.Study, **run: Any) -> None:
     """The run gives the study up, logging itself first (``run``: its entry) as the driver does."""
-    if run:
+    if run:  # as the driver logs it: its start is the process's, a little before it took the lease
         lease = study._storage.get_study_system_attrs(study._study_id)[_attrs.DRIVER]
-        record_run(study, {"started": lease["started"], "ended": lease["started"] + 1.0, "host": lease["host"],
-                           "pid": lease["pid"], **run})
+        record_run(study, {"started": lease["started"] - 3.0, "ended": lease["started"] + 1.0, "host": lease["host"],
+                           "pid": lease["pid"], **run, "claimed": lease["started"]})
     study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, None)
 
 
@@ -377,7 +377,8 @@ def test_a_stopped_runs_unfinished_trials_are_told_apart_and_do_not_make_the_stu
 
 def test_a_run_that_dies_is_told_as_killed(tmp_path: Path) -> None:
     """A run killed with SIGKILL logs nothing and keeps the study's lease: the watch, which sees its
-    process gone, says so and ends, where the run's trials are left RUNNING."""
+    process gone, says so and ends, where the run's trials are left RUNNING. An earlier run of the
+    same host and pid (a notebook's, a container's) that ended well is not taken for it."""
     import signal
     import subprocess
 
@@ -388,6 +389,9 @@ def test_a_run_that_dies_is_told_as_killed(tmp_path: Path) -> None:
     driver = subprocess.Popen(["sleep", "120"])
     try:
         lease = {**_own_record(), "pid": driver.pid, "proc_start": _proc_start_time(driver.pid)}
+        record_run(study, {"started": lease["started"] - 100, "ended": lease["started"] - 50, "host": lease["host"],
+                           "pid": driver.pid, "end": "done", "complete": 7, "pruned": 0, "failed": 0,
+                           "claimed": lease["started"] - 99})
         study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, lease)
         study.ask(_X)  # left RUNNING by the killed run
 
@@ -405,3 +409,28 @@ def test_a_run_that_dies_is_told_as_killed(tmp_path: Path) -> None:
                                "running trials FAIL): study 'w' stopped, 1/3 trials finished (1 complete, 0 pruned, "
                                "0 failed); best 0.2; run its spec again to resume it")
     assert summary.state == "stopped" and summary.run is None
+
+
+def test_a_trial_stopped_between_the_watchs_first_two_reads_is_counted_once(tmp_path: Path) -> None:
+    """The watch reads the trials' states, then which failures were a stop's: a trial RUNNING at
+    the first read and ended by a Ctrl-C before the second is counted when a poll sees it end."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = _study(url, n_trials=5)
+    running = study.ask(_X)
+    trials = _Trials(st.open_storage(url, readonly=True).engine, study._study_id)
+    study._storage.set_trial_system_attr(running._trial_id, _attrs.ERROR, {
+        "type": "Interrupted", "message": "the run was interrupted before this trial finished", "traceback": ""})
+    study.tell(running, state=TrialState.FAIL)
+    trials.count_stopped()
+    assert trials.stopped == 0
+    out = io.StringIO()
+    finished = _watch._read(study, trials.poll())
+    assert _watch._tell_all(Progress(stream=out, live=False), finished, trials, 5) == 1
+    assert trials.stopped == 1 and trials.counts == {"FAIL": 1} and out.getvalue() == ""
+    assert _watch._RunView(trials, 5).failed == 0
+
+
+def test_a_lost_runs_entry_is_told_without_counts() -> None:
+    lost = {"end": "lost", "complete": None, "pruned": None, "failed": None, "stopped_unfinished": 2}
+    assert _watch._run_text(lost, died=False) == (
+        " (lost (killed or crashed); the next run marked the 2 trials it left running FAIL)")

@@ -71,8 +71,28 @@ class _Trials:
             self.max_id = max(self.max_id, trial_id)
             if state.name not in _FINISHED:
                 self.unfinished[trial_id] = state.name
-        #: FAIL trials a run's stop ended unfinished (``STOP_ERRORS``): told and counted apart, as the run does.
-        self.stopped = _stopped_count(engine, study_id, self.max_id)
+        #: FAIL trials their run ended unfinished (``UNFINISHED_ERRORS``): told and counted apart, as
+        #: the run does. Counted once the watch begins to follow (:meth:`count_stopped`), then kept.
+        self.stopped = 0
+
+    def count_stopped(self) -> None:
+        """Count the FAIL trials read so far that their run ended unfinished (a Ctrl-C's, a stop's,
+        a dead run's), by their stored error. Trials read unfinished are left to :meth:`poll`,
+        which tells them when it sees them finish (counted here too, they were counted twice).
+        One query, over the errors of such trials alone (not every failure's traceback)."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        from tuner.engine._study import UNFINISHED_ERRORS
+
+        t, a = self._t, m.TrialSystemAttributeModel
+        where = [t.study_id == self._study_id, t.trial_id <= self.max_id, t.state == m.TrialState.FAIL,
+                 a.key == _attrs.ERROR, sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS])]
+        if self.unfinished:
+            where.append(t.trial_id.not_in(list(self.unfinished)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(a.value_json).join(t, t.trial_id == a.trial_id).where(*where)).scalars().all()
+        self.stopped = sum(1 for text in rows if _error_type(text) in UNFINISHED_ERRORS)
 
     def poll(self) -> list[int]:
         """Ids of the trials that finished since the last poll (new ones that are already
@@ -103,21 +123,6 @@ class _Trials:
                 self.unfinished[trial_id] = state.name
         self.counts = {k: v for k, v in self.counts.items() if v}
         return done
-
-
-def _stopped_count(engine: Any, study_id: int, max_id: int) -> int:
-    """How many of the study's FAIL trials up to ``max_id`` a run's stop ended (their stored error says so)."""
-    import sqlalchemy as sa
-    from optuna.storages._rdb import models as m
-
-    from tuner.engine._study import STOP_ERRORS
-
-    t, a = m.TrialModel, m.TrialSystemAttributeModel
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(a.value_json).join(t, t.trial_id == a.trial_id).where(
-            t.study_id == study_id, t.trial_id <= max_id, t.state == m.TrialState.FAIL,
-            a.key == _attrs.ERROR)).scalars().all()
-    return sum(1 for text in rows if _error_type(text) in STOP_ERRORS)
 
 
 def _error_type(text: Any) -> Any:
@@ -189,6 +194,13 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
         lease = attrs.get(_attrs.DRIVER)
         state = study_state(trials.counts, spec, lease, attrs.get(_attrs.RUN_LOG))
         if state == "running" or not wait:
+            try:
+                trials.count_stopped()
+            except Exception as exc:  # noqa: BLE001 - as above: a lost database is waited for
+                if not _is_transient(exc):
+                    raise
+                sleep(interval)
+                continue
             break
         if "run" not in said:
             progress.warn(f"waiting for a run of study {name!r} to start (it is {state}; Ctrl-C stops waiting)")
@@ -287,11 +299,11 @@ def _tell_all(progress: "Progress", finished: list[Any], trials: _Trials, target
 
 
 def _stopped_by_run(trial: Any) -> bool:
-    """Whether a FAIL trial is one a run's stop ended (Ctrl-C, ``tuner stop``, ``max_failures``)."""
-    from tuner.engine._study import STOP_ERRORS
+    """Whether a FAIL trial is one its run ended unfinished (Ctrl-C, ``tuner stop``, ``max_failures``, a dead run)."""
+    from tuner.engine._study import UNFINISHED_ERRORS
 
     error = trial.system_attrs.get(_attrs.ERROR)
-    return isinstance(error, dict) and error.get("type") in STOP_ERRORS
+    return isinstance(error, dict) and error.get("type") in UNFINISHED_ERRORS
 
 
 def _tell(progress: "Progress", trial: Any, view: _RunView) -> None:
@@ -317,13 +329,15 @@ def _summary(name: str, state: str, trials: _Trials, target: int | None, progres
 
 
 def _logged_run(attrs: dict[str, Any], lease: Any) -> dict[str, Any] | None:
-    """The watched run's entry in the study's run log (the run holding ``lease`` when the watch began)."""
+    """The watched run's entry in the study's run log (the run holding ``lease`` when the watch
+    began): by host, pid and the lease's start, since a notebook's or a container's runs can
+    share a host and pid."""
     from tuner.engine._study import run_log
 
     if not isinstance(lease, dict):
         return None
     for run in reversed(run_log(attrs)):
-        if run.get("host") == lease.get("host") and run.get("pid") == lease.get("pid"):
+        if all(run.get(k) == lease.get(k) for k in ("host", "pid")) and run.get("claimed") == lease.get("started"):
             return run
     return None
 
@@ -343,7 +357,10 @@ def _run_text(run: dict[str, Any] | None, died: bool) -> str:
     if run is None:
         return " without giving the study up (killed or crashed; the next run marks its running trials FAIL)" if died else ""
     end = str(run.get("end") or "?")
-    counts = ", ".join(f"{run.get(k, 0)} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
+    if end == "lost":  # logged by a run that took the study over since: this run's trials were not counted
+        left = run.get("stopped_unfinished") or 0
+        return f" ({RUN_ENDS[end]}; the next run marked the {left} trial{'s' if left != 1 else ''} it left running FAIL)"
+    counts = ", ".join(f"{run.get(k) or 0} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
                        if k != "stopped_unfinished" or run.get(k))
     error = f": {run['error']}" if run.get("error") else ""
     return f" ({RUN_ENDS.get(end, end)}{error}; this run: {counts})"

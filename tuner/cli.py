@@ -318,18 +318,18 @@ _RUNS_SHOWN = 5
 
 def _run_line(run: dict[str, Any]) -> str:
     """``2026-12-07T13:05:12  31.2s  done: 13 complete, 17 pruned, 0 failed (pid 4121 on node-1)``."""
-    started = (run["started"] or "?").replace("T", " ")
+    started = (run["started"] or "?")[:19].replace("T", " ")  # local time, its offset left out
     length = f"{run['duration_s']:.1f}s" if run["duration_s"] is not None else "?"
     trials = ", ".join(f"{run[k]} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
                        if run[k] is not None and (run[k] or k != "stopped_unfinished"))
     if run["end"] == "lost":
         left = run["stopped_unfinished"] or 0
-        heard = (run["last_heard"] or "?").replace("T", " ")
+        heard = (run["last_heard"] or "?")[:19].replace("T", " ")
         trials = f"last heard {heard}; the next run marked the {left} trial{'s' if left != 1 else ''} it left running FAIL"
     elif run["recovered"]:
-        trials += f"; marked {run['recovered']} left running by a lost run FAIL"
+        trials += f"; marked FAIL the {run['recovered']} trial{'s' if run['recovered'] != 1 else ''} an earlier run left running"
     error = f" ({run['error']})" if run["error"] else ""
-    return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid']} on {run['host']})"
+    return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid'] or '?'} on {run['host']})"
 
 
 @main.command()

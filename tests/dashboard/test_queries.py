@@ -186,3 +186,10 @@ def test_the_version_changes_when_the_run_ends_without_any_trial_changing(tmp_pa
     assert data.version("s") != died
     study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, None)
     assert data.version("s") == died
+
+    # A run that changed no trial (a run of a finished study) and ended between two polls: its
+    # entry in the run log is a new version, so the page's runs table shows it.
+    from tuner.engine._study import record_run
+
+    record_run(study, {"started": 1.0, "ended": 2.0, "host": "h", "pid": 1, "end": "done", "complete": 0})
+    assert data.version("s") != died and data.study("s")["n_runs"] == 1

@@ -114,6 +114,23 @@ def test_a_lease_taken_over_is_neither_renewed_nor_erased_by_its_old_driver(tmp_
     assert _study.run_log(storage.get_study_system_attrs(storage.get_study_id_from_name("raced"))) == []  # B's to log
 
 
+def test_a_run_whose_lease_was_just_taken_over_neither_logs_itself_nor_releases(tmp_path: Path) -> None:
+    """Run B took the study over a moment before A ends, before A's heartbeat could notice: A's
+    release finds the lease no longer its own, so it writes neither its entry (B logs A as lost)
+    nor over B's lease; the check and both writes are one transaction."""
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    lease = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    lease.acquire()
+    taken = {"host": "other-host", "pid": 4242, "proc_start": "1", "started": 1.0, "heartbeat": 2.0}
+    storage = st.open_storage(url)
+    storage.set_study_system_attr(storage.get_study_id_from_name("raced"), _attrs.DRIVER, taken)
+    assert not lease.lost  # its heartbeat has not looked yet
+    lease.release({"end": "done", "complete": 1, "pruned": 0, "failed": 0, "stopped_unfinished": 0})
+    assert lease.lost and _lease_row(url) == taken
+    assert _study.run_log(storage.get_study_system_attrs(storage.get_study_id_from_name("raced"))) == []
+
+
 def test_a_run_is_logged_as_it_releases_and_a_dead_one_by_the_run_that_finds_it(tmp_path: Path) -> None:
     """The run log (``tuner:runs``) gets one entry per run: the run's own as it gives the study up,
     and, for a run that died holding it, one written by the next run, with the trials it left."""
@@ -133,10 +150,11 @@ def test_a_run_is_logged_as_it_releases_and_a_dead_one_by_the_run_that_finds_it(
     lease.release({"started": before - 5.0, "end": "interrupted", "complete": 2, "pruned": 1, "failed": 0,
                    "stopped_unfinished": 1, "recovered": 1})
     runs = _study.run_log(study._storage.get_study_system_attrs(study._study_id))
-    assert runs[0] == {"started": 100.0, "ended": None, "last_heard": 160.0, "host": socket.gethostname(),
-                       "pid": dead.pid, "end": "lost", "complete": None, "pruned": None, "failed": None,
-                       "stopped_unfinished": 1}
+    assert runs[0] == {"started": 100.0, "claimed": 100.0, "ended": None, "last_heard": 160.0,
+                       "host": socket.gethostname(), "pid": dead.pid, "end": "lost", "complete": None, "pruned": None,
+                       "failed": None, "stopped_unfinished": 1}
     assert runs[1]["started"] == before - 5.0 and before <= runs[1]["ended"] <= time.time()
+    assert runs[1]["claimed"] == lease._record["started"]  # tells it from an earlier run with its pid
     assert {k: runs[1][k] for k in ("host", "pid", "end", "complete", "stopped_unfinished")} == {
         "host": socket.gethostname(), "pid": os.getpid(), "end": "interrupted", "complete": 2, "stopped_unfinished": 1}
     assert len(runs) == 2 and _lease_row(url) is None
@@ -144,6 +162,11 @@ def test_a_run_is_logged_as_it_releases_and_a_dead_one_by_the_run_that_finds_it(
     row = _study.run_row(runs[1])
     assert row["end_text"] == "interrupted" and row["duration_s"] == pytest.approx(runs[1]["ended"] - runs[1]["started"])
     assert _study.run_row(runs[0])["duration_s"] is None and _study.run_row(runs[0])["end_text"] == "lost (killed or crashed)"
+    # an entry written by hand: what cannot be a time, a count or a pid is shown as missing
+    odd = _study.run_row({"started": "x", "ended": float("inf"), "complete": True, "failed": 2, "pid": "7", "end": None})
+    assert (odd["started"], odd["ended"], odd["duration_s"], odd["complete"], odd["failed"], odd["pid"], odd["end"]) == (
+        None, None, None, None, 2, None, "?")
+    assert _study.run_row({"started": 0.0}, utc=True)["started"] == "1970-01-01T00:00:00+00:00"
 
 
 def test_the_run_log_keeps_the_latest_runs(tmp_path: Path) -> None:
@@ -154,17 +177,21 @@ def test_the_run_log_keeps_the_latest_runs(tmp_path: Path) -> None:
     assert len(runs) == _study.RUN_LOG_KEEP and runs[0]["started"] == 3.0 and runs[-1]["started"] == _study.RUN_LOG_KEEP + 2
 
 
-@pytest.mark.parametrize(("counts", "spec", "runs", "state"), [
-    ({"COMPLETE": 2, "FAIL": 4}, {"n_trials": 10, "max_failures": 2}, [{"end": "interrupted"}], "stopped"),
-    ({"COMPLETE": 2, "FAIL": 1}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], "failed"),
-    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}, {"end": "lost"}], "stopped"),
-    ({"COMPLETE": 10, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], "finished"),
-    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, None, "failed"),  # no log: the old guess
-    ({"COMPLETE": 2}, {}, None, "finished"),  # plain Optuna
+@pytest.mark.parametrize(("counts", "spec", "runs", "dead_lease", "state"), [
+    ({"COMPLETE": 2, "FAIL": 4}, {"n_trials": 10, "max_failures": 2}, [{"end": "interrupted"}], False, "stopped"),
+    ({"COMPLETE": 2, "FAIL": 1}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], False, "failed"),
+    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}, {"end": "lost"}], False,
+     "stopped"),
+    ({"COMPLETE": 10, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], False, "finished"),
+    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, None, False, "failed"),  # no log: the old guess
+    ({"COMPLETE": 2}, {}, None, False, "finished"),  # plain Optuna
+    # a lease left behind: a run died after the one that stopped at max_failures, and logged nothing
+    ({"COMPLETE": 2, "FAIL": 3}, {"n_trials": 10, "max_failures": 2}, [{"end": "max_failures"}], True, "stopped"),
 ])
 def test_the_study_state_follows_the_last_logged_run(counts: dict[str, int], spec: dict[str, Any], runs: Any,
-                                                     state: str) -> None:
-    assert _study.study_state(counts, spec, None, runs) == state
+                                                     dead_lease: bool, state: str) -> None:
+    dead = {"host": socket.gethostname(), "pid": 999_999_999, "proc_start": "1", "started": 1.0, "heartbeat": 2.0}
+    assert _study.study_state(counts, spec, dead if dead_lease else None, runs) == state
 
 
 def test_release_clears_the_lease_so_the_next_run_starts_at_once(tmp_path: Path) -> None:

@@ -243,8 +243,8 @@ class DashboardData:
         return {"name": info.name, "directions": info.directions, "metric_names": info.metric_names}
 
     def version(self, name: str, *, info: _StudyRow | None = None) -> str:
-        """A marker that changes whenever a trial of the study is added or changes state, or the
-        study starts or stops being run.
+        """A marker that changes whenever a trial of the study is added or changes state, the
+        study starts or stops being run, or a run is logged.
 
         The study page polls it and refreshes only when it changes. The trials' part is one
         aggregate query on the trials table (indexed by study). The run's part is read fresh:
@@ -254,7 +254,9 @@ class DashboardData:
         """
         info = info or self._study_row(name)
         trials = self._memo(("version", info.study_id), lambda: self._read_version(info))
-        return f"{trials}-{'run' if _lease_alive(info.system_attrs.get(_attrs.DRIVER)) else 'idle'}"
+        # the runs logged: a run that changed no trial (one of a finished study) still shows in the runs table
+        runs = len(run_log(info.system_attrs))
+        return f"{trials}-{'run' if _lease_alive(info.system_attrs.get(_attrs.DRIVER)) else 'idle'}-{runs}"
 
     def _read_version(self, info: _StudyRow) -> str:
         import sqlalchemy as sa

@@ -159,12 +159,12 @@ class _RunState:
             self.failed += 1
 
     def want_more(self) -> bool:
-        if self.stop_reason is not None:
-            return False
+        if self.stop_reason is not None or self.finished >= self.target:
+            return False  # a run that reached its target as its time ran out is done, not timed out
         if self.deadline is not None and time.monotonic() >= self.deadline:
             self.stop_reason = "timeout"
             return False
-        return self.finished < self.target
+        return True
 
     def done(self) -> bool:
         return not self.want_more() and not self.running
@@ -398,7 +398,6 @@ def _run_study(
     import optuna
 
     started, started_at = time.monotonic(), time.time()
-    objective_blob = _pickle_objective(objective)  # an objective Ray cannot send is refused before Ray starts
     ray_address = cluster_address(ray_address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
     storage = open_storage(storage_url)
@@ -406,7 +405,9 @@ def _run_study(
     refuse_if_running(storage, spec.name)  # so is a study another run drives (the lease below decides)
     owns_ray = False
     preload = preload_modules(spec.resources.gpus, spec.concurrency, num_cpus) if ray_address is None else []
+    objective_blob = None
     if _finished_count(storage, spec.name) < spec.n_trials or force:
+        objective_blob = _pickle_objective(objective)  # an objective Ray cannot send is refused before Ray starts
         # Start Ray and check that a trial fits before anything is written to the storage.
         owns_ray = _init_ray_importing_tune(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
         try:
@@ -432,13 +433,13 @@ def _run_study(
         try:
             record_spec(study, spec)
             enqueued = enqueue_points(study, spec)
-        except BaseException:
-            lease.release()
+            scratch = make_scratch()
+        except BaseException as exc:
+            lease.release({"started": started_at, **_run_entry(None, None, exc, len(recovered))})
             raise
     except BaseException:
         _shutdown_ray(owns_ray)
         raise
-    scratch = make_scratch()
     state: _RunState | None = None
     end: str | None = None  # how the run ended, once it did (the run log's ``end``)
     ended_by: BaseException | None = None
@@ -467,7 +468,8 @@ def _run_study(
                 storage_url=storage_url, study_name=spec.name, metrics=spec.metrics, directions=spec.directions,
                 pruner=spec.pruner, pruner_args=spec.pruner_args, sampler=spec.sampler, sampler_args=spec.sampler_args,
                 space=spec.search_space, task=spec.task, task_args=spec.task_args,
-                objective_ref=spec.objective, objective_blob=objective_blob, artifacts_dir=str(Path(artifacts).resolve()),
+                objective_ref=spec.objective,
+                objective_blob=objective_blob if objective_blob is not None else _pickle_objective(objective), artifacts_dir=str(Path(artifacts).resolve()),
                 source=spec.source, base_dir=spec.base_dir, driver_cwd=os.getcwd(),
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
@@ -566,11 +568,14 @@ def _run_entry(state: "_RunState | None", end: str | None, ended_by: BaseExcepti
                recovered: int) -> dict[str, Any]:
     """This run as the study's run log keeps it (``tuner:runs``): its trials and how it ended
     (``end``: the run's stop reason or ``done``, None when it did not get that far)."""
+    unfinished = state.cut_short if state else 0
     if end is None:  # the run did not reach its end: an error, or a second Ctrl-C
         end = "interrupted" if isinstance(ended_by, KeyboardInterrupt) else "error"
+        # its running trials stay RUNNING, for the next run to mark FAIL: they ended unfinished too
+        unfinished = max(unfinished, len(state.running)) if state else 0
     entry: dict[str, Any] = {"end": end, "complete": state.complete if state else 0,
                              "pruned": state.pruned if state else 0, "failed": state.failed if state else 0,
-                             "stopped_unfinished": state.cut_short if state else 0, "recovered": recovered}
+                             "stopped_unfinished": unfinished, "recovered": recovered}
     if end == "error":
         message = " ".join(str(ended_by).split())
         entry["error"] = f"{type(ended_by).__name__}: {message}"[:300] if message else type(ended_by).__name__

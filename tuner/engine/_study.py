@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -309,7 +310,8 @@ def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None,
         return "finished"
     logged = [run for run in runs if isinstance(run, dict)] if isinstance(runs, list) else []
     if logged:
-        if logged[-1].get("end") == "max_failures":
+        # A lease still held is a run that died (it logged nothing): whatever the last log says, it ran after.
+        if logged[-1].get("end") == "max_failures" and not lease:
             return "failed"
     elif max_failures is not None and counts.get("FAIL", 0) > max_failures:
         return "failed"
@@ -328,11 +330,13 @@ RUN_ENDS = {
     "error": "ended by an error",
     "lost": "lost (killed or crashed)",
 }
-#: The error types of trials a run's stop ended unfinished (Ctrl-C, ``tuner stop``, ``max_failures``
-#: reached by other trials): stored FAIL, but not failures of their own.
-STOP_ERRORS = frozenset({"Interrupted", "StoppedByRequest", "StoppedByMaxFailures"})
-#: The run log keeps the latest runs: a study resumed every hour for a year stays one small row.
-RUN_LOG_KEEP = 200
+#: The error types of trials their run ended unfinished: its stop (Ctrl-C, ``tuner stop``,
+#: ``max_failures`` reached by other trials) or its death (``DriverLost``, stored by the next
+#: run). Stored FAIL, but not failures of their own.
+UNFINISHED_ERRORS = frozenset({"Interrupted", "StoppedByRequest", "StoppedByMaxFailures", "DriverLost"})
+#: The run log keeps the latest runs (about 50 kB at most): a study resumed every hour for a
+#: month stays one small row.
+RUN_LOG_KEEP = 100
 
 
 def run_log(attrs: dict[str, Any]) -> list[dict[str, Any]]:
@@ -344,37 +348,71 @@ def run_log(attrs: dict[str, Any]) -> list[dict[str, Any]]:
 def record_run(study: "optuna.Study", entry: dict[str, Any]) -> None:
     """Append one run to the study's run log (``tuner:runs``).
 
-    Only the run holding the study's lease writes it (and a run whose lease a newer run took over
-    does not), so this read-then-write races no other writer. Why a run ended used to be printed
-    once, in its own terminal; the log keeps it for ``tuner show``, ``tuner watch``, the dashboard
-    and the study's state (``failed`` is a last run stopped by ``max_failures``).
+    Only the run holding the study's lease writes it: the lost run's entry just after the lease
+    is taken over, a run's own as it gives the lease up, in the same transaction
+    (:meth:`DriverLease.release`). Why a run ended used to be printed once, in its own terminal;
+    the log keeps it for ``tuner show``, ``tuner watch``, the dashboard and the study's state
+    (``failed`` is a last run stopped by ``max_failures``).
     """
     storage = study._storage
     runs = run_log(storage.get_study_system_attrs(study._study_id))
     storage.set_study_system_attr(study._study_id, _attrs.RUN_LOG, (runs + [entry])[-RUN_LOG_KEEP:])
 
 
+def _log_and_release(engine: Any, study_id: int, held: str, entry: dict[str, Any]) -> bool:
+    """Give up the lease (still ``held``) and append ``entry`` to the run log, in one transaction;
+    False, writing nothing, when the lease is no longer this run's (another run took the study
+    over and logs this one as lost)."""
+    import sqlalchemy as sa
+
+    table, this = _lease_row(study_id)
+    log = sa.and_(table.c.study_id == study_id, table.c.key == _attrs.RUN_LOG)
+    with engine.begin() as conn:
+        if not conn.execute(sa.update(table).where(this, table.c.value_json == held)
+                            .values(value_json=json.dumps(None))).rowcount:
+            return False
+        row = conn.execute(sa.select(table.c.value_json).where(log)).first()
+        runs = run_log({_attrs.RUN_LOG: _loads(row[0]) if row is not None else None})
+        text = json.dumps((runs + [entry])[-RUN_LOG_KEEP:])
+        if row is None:
+            conn.execute(sa.insert(table).values(study_id=study_id, key=_attrs.RUN_LOG, value_json=text))
+        else:
+            conn.execute(sa.update(table).where(log).values(value_json=text))
+    return True
+
+
+def _loads(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def run_row(run: dict[str, Any], *, utc: bool = False) -> dict[str, Any]:
     """One logged run (``tuner:runs``) to show: its times as ISO text (local, or UTC for the
     dashboard, as its other times), its length, and how it ended in words."""
-    def when(seconds: Any) -> str | None:
-        try:
-            zone = _dt.timezone.utc if utc else None
-            return _dt.datetime.fromtimestamp(float(seconds), zone).isoformat(timespec="seconds")
-        except (TypeError, ValueError, OverflowError, OSError):
+    def seconds(value: Any) -> float | None:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        return number if math.isfinite(number) else None
+
+    def when(value: Any) -> str | None:
+        if (number := seconds(value)) is None:
+            return None
+        try:  # with its offset: local time for the terminal, UTC for the dashboard
+            stamp = _dt.datetime.fromtimestamp(number, _dt.timezone.utc)
+            return (stamp if utc else stamp.astimezone()).isoformat(timespec="seconds")
+        except (ValueError, OverflowError, OSError):
             return None
 
-    try:
-        duration = max(0.0, float(run["ended"]) - float(run["started"]))
-    except (KeyError, TypeError, ValueError):
-        duration = None
-    counts = {k: run.get(k) if isinstance(run.get(k), int) else None
+    started, ended = seconds(run.get("started")), seconds(run.get("ended"))
+    counts = {k: run.get(k) if isinstance(run.get(k), int) and not isinstance(run.get(k), bool) else None
               for k in ("complete", "pruned", "failed", "stopped_unfinished", "recovered")}
     end = str(run.get("end") or "?")
-    return {"started": when(run.get("started")), "ended": when(run.get("ended")),
-            "last_heard": when(run.get("last_heard")), "duration_s": duration,
-            "host": run.get("host"), "pid": run.get("pid"), "end": end, "end_text": RUN_ENDS.get(end, end),
-            **counts, "error": run.get("error") if isinstance(run.get("error"), str) else None}
+    return {"started": when(started), "ended": when(ended), "last_heard": when(run.get("last_heard")),
+            "duration_s": max(0.0, ended - started) if started is not None and ended is not None else None,
+            "host": str(run.get("host") or "?"), "pid": run.get("pid") if isinstance(run.get("pid"), int) else None,
+            "end": end, "end_text": RUN_ENDS.get(end, end), **counts,
+            "error": run.get("error") if isinstance(run.get("error"), str) else None}
 
 
 def _lost_run(lease: Any, recovered: list[int]) -> dict[str, Any] | None:
@@ -383,8 +421,9 @@ def _lost_run(lease: Any, recovered: list[int]) -> dict[str, Any] | None:
     they ended, those it left RUNNING are the ``stopped_unfinished``)."""
     if not isinstance(lease, dict):
         return None
-    return {"started": lease.get("started"), "ended": None, "last_heard": lease.get("heartbeat"),
-            "host": lease.get("host"), "pid": lease.get("pid"), "end": "lost", "complete": None, "pruned": None,
+    return {"started": lease.get("started"), "claimed": lease.get("started"), "ended": None,
+            "last_heard": lease.get("heartbeat"), "host": lease.get("host"), "pid": lease.get("pid"),
+            "end": "lost", "complete": None, "pruned": None,
             "failed": None, "stopped_unfinished": len(recovered)}
 
 
@@ -497,10 +536,19 @@ class DriverLease:
         if self.lost:
             return  # the lease is another run's now
         if run is not None:
+            # ``claimed``: the lease's own start, which tells this run from an earlier one with the same pid
+            entry = {"started": self._record["started"], "ended": time.time(), "host": self._record["host"],
+                     "pid": self._record["pid"], **run, "claimed": self._record["started"]}
             try:
-                record_run(self._study, {"started": self._record["started"], "ended": time.time(),
-                                         "host": self._record["host"], "pid": self._record["pid"], **run})
-            except Exception:  # noqa: BLE001 - the history is informative; the release goes on
+                if self._held is None:  # a storage without SQL tables (none that tuner opens)
+                    record_run(self._study, entry)
+                else:
+                    held = self._held
+                    if not _with_retry(self._storage, "release_lease", lambda: _log_and_release(
+                            _engine(self._storage), self._study._study_id, held, entry)):
+                        self.lost = True  # another run took the study over, and logs this one as lost
+                    return
+            except Exception:  # noqa: BLE001 - the history is informative: the lease is released below
                 _log.debug("could not log this run of study %r", self._study.study_name, exc_info=True)
         try:
             self._replace(None)
