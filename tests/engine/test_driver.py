@@ -498,3 +498,20 @@ def test_an_objective_ray_cannot_send_is_refused_before_anything_starts(sqlite_u
                                                    r"define it at module level"):
         tuner.run(_spec(n_trials=2), objective, storage=sqlite_url)
     assert optuna.get_all_study_names(sqlite_url) == []
+
+
+def test_a_run_that_reached_its_target_as_its_time_ran_out_is_done_not_timed_out(sqlite_url: str) -> None:
+    """The last trial finished after the deadline: the run did what it was asked, and its summary
+    and its run log said "stopped: timeout reached" (checked before the target)."""
+    import time
+
+    from tuner.engine._driver import _RunState
+    from tuner.spec import spec_from_mapping
+
+    spec = spec_from_mapping(_spec(n_trials=3, timeout=1, objective="tests.objectives:quadratic"), source="<test>")
+    study = optuna.create_study(study_name="s", storage=sqlite_url)
+    past = time.monotonic() - 1.0
+    done = _RunState(study, spec, 3, past)
+    assert not done.want_more() and done.stop_reason is None
+    short = _RunState(study, spec, 2, past)
+    assert not short.want_more() and short.stop_reason == "timeout"
