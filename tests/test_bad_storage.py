@@ -220,7 +220,7 @@ def test_read_only_storage_refuses_run_but_still_reads(what: str, expected: str,
         assert listing.returncode == 0, listing.stderr[-2000:]
         assert STUDY in listing.stdout and "finished" in listing.stdout
         show, _ = _cli("show", STUDY, "--storage", url)
-        assert show.returncode == 0 and f"study {STUDY}: complete 3" in show.stdout, show.stderr[-2000:]
+        assert show.returncode == 0 and f"study {STUDY} (finished): complete 3" in show.stdout, show.stderr[-2000:]
         best, _ = _cli("best", STUDY, "--storage", url)
         assert best.returncode == 0 and best.stdout.startswith("trial ") and "x:" in best.stdout, best.stderr[-2000:]
     assert _snapshot(db) == before

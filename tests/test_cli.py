@@ -99,10 +99,10 @@ def test_show_lists_the_latest_runs_and_how_each_ended(tmp_path: Path) -> None:
     assert lines[-6:] == [
         "runs: 6, the last 5:",
         "  2026-12-07 09:00:00     61.5s  interrupted: 3 complete, 1 pruned, 0 failed, 2 stopped unfinished (pid 11 on node-1)",
-        "  2026-12-07 09:01:40         ?  lost (killed or crashed): last heard 2026-12-07 09:02:10; the next run marked "
+        "  2026-12-07 09:01:40         ?  lost (killed, crashed, or cut off from the storage): last heard 2026-12-07 09:02:10; the next run marked "
         "the 1 trial it left running FAIL (pid 12 on node-2)",
         "  2026-12-07 09:03:20      3.0s  ended by an error (StorageError: the database did not answer): 0 complete, "
-        "0 pruned, 0 failed; marked 1 left running by a lost run FAIL (pid 13 on node-1)",
+        "0 pruned, 0 failed; marked FAIL the 1 trial an earlier run left running (pid 13 on node-1)",
         "  2026-12-07 09:05:00     10.0s  stopped: too many failures: 3 complete, 1 pruned, 3 failed (pid 14 on node-1)",
         "  2026-12-07 09:06:40     10.0s  stopped by `tuner stop`: 3 complete, 1 pruned, 0 failed (pid 15 on node-1)"]
     shown = json.loads(CliRunner().invoke(main, ["show", "r", "--storage", url, "--json"]).output)

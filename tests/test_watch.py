@@ -405,7 +405,7 @@ def test_a_run_that_dies_is_told_as_killed(tmp_path: Path) -> None:
     finally:
         driver.kill()
         driver.wait()
-    assert _lines(out)[-1] == ("the run ended without giving the study up (killed or crashed; the next run marks its "
+    assert _lines(out)[-1] == ("the run ended without giving the study up (killed, crashed, or cut off from the storage; the next run marks its "
                                "running trials FAIL): study 'w' stopped, 1/3 trials finished (1 complete, 0 pruned, "
                                "0 failed); best 0.2; run its spec again to resume it")
     assert summary.state == "stopped" and summary.run is None
@@ -433,4 +433,4 @@ def test_a_trial_stopped_between_the_watchs_first_two_reads_is_counted_once(tmp_
 def test_a_lost_runs_entry_is_told_without_counts() -> None:
     lost = {"end": "lost", "complete": None, "pruned": None, "failed": None, "stopped_unfinished": 2}
     assert _watch._run_text(lost, died=False) == (
-        " (lost (killed or crashed); the next run marked the 2 trials it left running FAIL)")
+        " (lost (killed, crashed, or cut off from the storage); the next run marked the 2 trials it left running FAIL)")

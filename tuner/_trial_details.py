@@ -58,6 +58,7 @@ def trial_details(name: str, storage: str | None, number: int) -> dict[str, Any]
         "attrs": extras,
         "user_attrs": dict(trial.user_attrs),
         "error": attrs.get(_attrs.ERROR) if isinstance(attrs.get(_attrs.ERROR), dict) else None,
+        "rerun_of": attrs.get(_attrs.RERUN_OF),
         "artifacts": [a for a in attrs.get(_attrs.ARTIFACTS) or [] if isinstance(a, dict)],
     }
 
@@ -119,6 +120,8 @@ def _headline(d: dict[str, Any]) -> str:
         text += ", " + ", ".join(f"{m} {_num(v)} ({x})" for m, v, x in zip(d["objectives"], d["values"], d["directions"]))
     elif d["state"] == "PRUNED" and last is not None:
         text += f", {d['objectives'][0]} {_num(last[1])} ({d['directions'][0]})"
+    if d.get("rerun_of") is not None:
+        text += f" (trial {d['rerun_of']}'s parameters, run again: its run left it unfinished)"
     return text
 
 

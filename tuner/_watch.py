@@ -351,11 +351,12 @@ def _names_same_run(held: Any, lease: Any) -> bool:
 def _run_text(run: dict[str, Any] | None, died: bool) -> str:
     """`` (interrupted; this run: 9 complete, 3 pruned, 0 failed, 2 stopped unfinished)``: how the
     watched run ended, in its own summary's words, from the run log; a run that ended without
-    giving the study up (``died``) was killed or crashed."""
+    giving the study up (``died``) was killed, crashed, or could not reach the storage as it ended."""
     from tuner.engine._study import RUN_ENDS
 
     if run is None:
-        return " without giving the study up (killed or crashed; the next run marks its running trials FAIL)" if died else ""
+        return (" without giving the study up (killed, crashed, or cut off from the storage; the next run marks "
+                "its running trials FAIL)") if died else ""
     end = str(run.get("end") or "?")
     if end == "lost":  # logged by a run that took the study over since: this run's trials were not counted
         left = run.get("stopped_unfinished") or 0

@@ -72,6 +72,9 @@ class StudySpec:
     #: Points to try first (each a mapping of some or all params, in the space's names): a known
     #: good configuration, the current baseline. Enqueued once per study; the sampler fills in the rest.
     enqueue: tuple[dict[str, Any], ...] = ()
+    #: Run again, with the same parameters, the trials a run left unfinished (a Ctrl-C, `tuner
+    #: stop`, ``max_failures`` reached by other trials, a run that was killed), when the study resumes.
+    rerun_unfinished: bool = True
     storage: str | None = None
     artifacts_dir: str | None = None
     description: str = ""
@@ -242,7 +245,7 @@ _TOP_LEVEL = {
     "version", "name", "description", "task", "task_args", "objective", "search_space", "metric",
     "direction", "metrics", "directions", "n_trials", "timeout", "trial_timeout", "concurrency",
     "resources", "sampler", "pruner", "seed", "max_failures", "storage", "artifacts_dir", "keep_checkpoints",
-    "enqueue",
+    "enqueue", "rerun_unfinished",
 }
 
 #: At most this many points in ``enqueue``: each becomes a trial row when the run starts, and
@@ -334,6 +337,7 @@ class _Validator:
             max_failures=self._int("max_failures", default=10, low=0, high=_MAX_TRIALS),
             keep_checkpoints=self._keep_checkpoints(),
             enqueue=self._enqueue(space, sampler, n_trials),
+            rerun_unfinished=self._bool("rerun_unfinished", default=True),
             storage=self._storage(),
             artifacts_dir=self._str("artifacts_dir", default=None),
             source=self.source,
@@ -553,6 +557,12 @@ class _Validator:
         if not isinstance(value, Mapping):
             raise self.fail(key, f"expected a mapping, got {_kind(value)}", f"write {key}: {{name: value, ...}}")
         return dict(value)
+
+    def _bool(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {_short(value)}", f"write {key}: true or {key}: false")
+        return value
 
     def _str(self, key: str, default: str | None) -> Any:
         value = self.data.get(key, default)

@@ -515,3 +515,53 @@ def test_a_run_that_reached_its_target_as_its_time_ran_out_is_done_not_timed_out
     assert not done.want_more() and done.stop_reason is None
     short = _RunState(study, spec, 2, past)
     assert not short.want_more() and short.stop_reason == "timeout"
+
+
+def _unfinished(study: optuna.Study, x: float | None, kind: str = "Interrupted", **attrs: Any) -> int:
+    """A trial a run left unfinished, as the driver stores it: FAIL, with the stop as its error;
+    ``x``: the parameter it had sampled (None: stopped before it sampled)."""
+    trial = study.ask()
+    if x is not None:
+        study._storage.set_trial_param(trial._trial_id, "x", x, optuna.distributions.FloatDistribution(-5.0, 5.0))
+    for key, value in {_attrs.ERROR: {"type": kind, "message": "ended by the run", "traceback": ""}, **attrs}.items():
+        study._storage.set_trial_system_attr(trial._trial_id, key, value)
+    study.tell(trial, state=TrialState.FAIL)
+    return trial.number
+
+
+def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_parameters(sqlite_url: str) -> None:
+    """The trials a Ctrl-C, a `tuner stop`, max_failures or a killed run ended are enqueued again,
+    with their parameters, when the study resumes (Ray Tune's restore resumes them, Optuna's
+    RetryFailedTrialCallback re-enqueues them); a trial that failed on its own is not, nor one
+    stopped before it sampled, nor a configuration already left unfinished three times."""
+    tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    interrupted = _unfinished(study, 1.25)
+    requested = _unfinished(study, -2.5, "StoppedByRequest")
+    lost = _unfinished(study, 3.75, "DriverLost")
+    _unfinished(study, 0.5, "RuntimeError")  # failed on its own
+    _unfinished(study, None)  # queued when the run stopped: never sampled
+    study._storage.set_study_system_attr(study._study_id, _attrs.RERUN, {"0": 3})  # trial 0's point: 3 times already
+    third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: 0})
+    out = io.StringIO()
+    tuner.run(_spec(n_trials=6), objectives.quadratic, storage=sqlite_url, progress=Progress(stream=out, live=False))
+    trials = sorted(optuna.load_study(study_name="s", storage=sqlite_url).trials, key=lambda t: t.number)
+    reruns = {t.system_attrs[_attrs.RERUN_OF]: t for t in trials if _attrs.RERUN_OF in t.system_attrs and
+              t.state == TrialState.COMPLETE}
+    assert sorted(reruns) == [interrupted, requested, lost]
+    assert {n: t.params["x"] for n, t in reruns.items()} == {interrupted: 1.25, requested: -2.5, lost: 3.75}
+    assert all(t.value == pytest.approx((t.params["x"] - 2.0) ** 2) for t in reruns.values())
+    assert min(t.number for t in reruns.values()) > third  # run first: the new trials follow them
+    text = out.getvalue()
+    assert (f"running again, with their parameters, 3 trials ({interrupted}, {requested}, {lost}) an earlier run "
+            f"left unfinished (rerun_unfinished: false turns this off)") in text, text
+    assert f"not running again 1 trial ({third}) left unfinished 3 times with the same parameters" in text, text
+    # once only: the next resume enqueues none of them again
+    again = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), -1.0)
+    out = io.StringIO()
+    tuner.run(_spec(n_trials=7, rerun_unfinished=False), objectives.quadratic, storage=sqlite_url,
+              progress=Progress(stream=out, live=False))
+    final = optuna.load_study(study_name="s", storage=sqlite_url).trials
+    assert "running again" not in out.getvalue() and not any(
+        t.system_attrs.get(_attrs.RERUN_OF) == again for t in final)
+    assert sum(_attrs.RERUN_OF in t.system_attrs for t in final) == 4  # the 3 reruns and the given-up trial's mark

@@ -59,6 +59,10 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     from tests._study_read import read_trials
 
     cmd, url, proc = _start(tmp_path, complete_first=0)
+    deadline = time.monotonic() + 60  # until a running trial has sampled its parameters (it reports every 0.4 s)
+    while time.monotonic() < deadline and not any(t.state.name == "RUNNING" and t.intermediate_values
+                                                  for t in read_trials(url, "sigint")):
+        time.sleep(0.1)
     running = _states(url).get("RUNNING", 0)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=60)  # how fast it ends is a benchmark's business, not a test's
@@ -71,6 +75,8 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     assert "RUNNING" not in after and after.get("COMPLETE", 0) < 6
     errors = [t.system_attrs.get("tuner:error") or {} for t in read_trials(url, "sigint") if t.state.name == "FAIL"]
     assert len(errors) >= running and {e.get("type") for e in errors} == {"Interrupted"}, errors
+    cut = {t.number: t.params for t in read_trials(url, "sigint") if t.state.name == "FAIL" and t.params}
+    assert cut  # the interrupted trials had sampled their parameters: the resume runs them again
 
     # The resume, interrupted twice once one of its trials has finished and another runs.
     cmd, url, proc = _start(tmp_path, complete_first=after.get("COMPLETE", 0) + 1)
@@ -124,3 +130,7 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     assert runs[3]["complete"] == 6 - done_before and runs[3]["failed"] == 0, runs
     assert all(run["pid"] and run["duration_s"] > 0 for run in runs), runs
     assert json.loads(shown.stdout)["state"] == "finished"
+    # the first run's interrupted trials ran again in the next run, with their parameters
+    reruns = {t.system_attrs["tuner:rerun_of"]: t.params for t in read_trials(url, "sigint")
+              if "tuner:rerun_of" in t.system_attrs}
+    assert any(reruns.get(number) == params for number, params in cut.items()), (cut, reruns)

@@ -161,7 +161,7 @@ def test_a_run_is_logged_as_it_releases_and_a_dead_one_by_the_run_that_finds_it(
     # as shown: times as text, the length, the end in words
     row = _study.run_row(runs[1])
     assert row["end_text"] == "interrupted" and row["duration_s"] == pytest.approx(runs[1]["ended"] - runs[1]["started"])
-    assert _study.run_row(runs[0])["duration_s"] is None and _study.run_row(runs[0])["end_text"] == "lost (killed or crashed)"
+    assert _study.run_row(runs[0])["duration_s"] is None and _study.run_row(runs[0])["end_text"] == "lost (killed, crashed, or cut off from the storage)"
     # an entry written by hand: what cannot be a time, a count or a pid is shown as missing
     odd = _study.run_row({"started": "x", "ended": float("inf"), "complete": True, "failed": 2, "pid": "7", "end": None})
     assert (odd["started"], odd["ended"], odd["duration_s"], odd["complete"], odd["failed"], odd["pid"], odd["end"]) == (

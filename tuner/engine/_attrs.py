@@ -13,6 +13,7 @@ EXPORTS = "tuner:exports"      # [{trial, folder, files: {format: {file, sha256,
 RUN_LOG = "tuner:runs"         # [{started, ended, host, pid, end, complete, pruned, failed, ...}] per run, oldest first
 STOP = "tuner:stop"            # {run: {host, pid, started} of the run asked to stop, by, at}: `tuner stop`
 ENQUEUED = "tuner:enqueued"    # the spec's `enqueue` points already enqueued (canonical JSON of their Optuna params)
+RERUN = "tuner:rerun"          # {trial number: times its parameters were cut short}: trials enqueued again once
 
 # trial system attrs
 WORKER = "tuner:worker"        # {host, ip, node_id, pid, gpu_ids, cuda_visible_devices, trial_dir, started}
@@ -21,4 +22,5 @@ CURVE = "tuner:curve"          # [{"step": n, metric: value, ...}, ...] every re
 METRICS = "tuner:metrics"      # final metrics {name: value}
 ERROR = "tuner:error"          # {type, message, traceback} of a failed trial
 ARTIFACTS = "tuner:artifacts"  # [{name, uri, size}] files the trial left in its folder (the only downloadable ones)
+RERUN_OF = "tuner:rerun_of"    # the number of the unfinished trial whose parameters this trial runs again
 ATTR_PREFIX = "tuner:attr:"    # ctx.set_attr(key, value) -> tuner:attr:key

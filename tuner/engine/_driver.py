@@ -35,8 +35,8 @@ from tuner.engine._prestart import (preload_modules, preload_warnings, ray_syste
 from tuner.engine._progress import Progress, failure_text
 from tuner.engine._ray_stop import shutdown_local_ray
 from tuner.engine._scratch import make_scratch
-from tuner.engine._study import (DriverLease, enqueue_points, mark_failed, open_for_run, record_spec,
-                                 recover_stale_trials, refuse_if_running, refuse_incompatible)
+from tuner.engine._study import (MAX_RERUNS, DriverLease, enqueue_points, mark_failed, open_for_run, record_spec,
+                                 recover_stale_trials, refuse_if_running, refuse_incompatible, requeue_unfinished)
 from tuner.engine._worker import JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError, exception_chain
 
@@ -433,6 +433,7 @@ def _run_study(
         try:
             record_spec(study, spec)
             enqueued = enqueue_points(study, spec)
+            rerun, given_up = requeue_unfinished(study, spec)
             scratch = make_scratch()
         except BaseException as exc:
             lease.release({"started": started_at, **_run_entry(None, None, exc, len(recovered))})
@@ -459,6 +460,12 @@ def _run_study(
             when = "first" if state.want_more() else f"when the study is resumed past n_trials={spec.n_trials}"
             progress.note(f"enqueued {enqueued} point{'s' if enqueued != 1 else ''} of the spec's enqueue: "
                           f"{'they run' if enqueued != 1 else 'it runs'} {when}")
+        if rerun:
+            progress.note(f"running again, with their parameters, {_trials_text(rerun)} an earlier run left "
+                          f"unfinished (rerun_unfinished: false turns this off)")
+        if given_up:
+            progress.warn(f"not running again {_trials_text(given_up)} left unfinished {MAX_RERUNS} times "
+                          f"with the same parameters (a configuration that may be what ended those runs)")
         if state.want_more():
             if not owns_ray:
                 owns_ray = _init_ray(ray_address, num_cpus, num_gpus, preload, spec.resources.cpus)
@@ -562,6 +569,12 @@ def _run_study(
             # Every trial of this run has ended and Tune has stopped its workers (and with a Ray
             # of our own, their processes): what the run wrote is all in the log by now.
             fold_in_sqlite_log(storage)
+
+
+def _trials_text(numbers: list[int]) -> str:
+    """``3 trials (12, 13, 14)``, the numbers cut after ten."""
+    shown = ", ".join(map(str, numbers[:10])) + (", ..." if len(numbers) > 10 else "")
+    return f"{len(numbers)} trial{'s' if len(numbers) != 1 else ''} ({shown})"
 
 
 def _run_entry(state: "_RunState | None", end: str | None, ended_by: BaseException | None,

@@ -205,6 +205,72 @@ def enqueue_points(study: "optuna.Study", spec: "StudySpec") -> int:
     return added
 
 
+#: A configuration whose trial was left unfinished this many times is not run again: it may be
+#: what ended its runs (a trial that takes the machine down with it).
+MAX_RERUNS = 3
+
+
+def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[int], list[int]]:
+    """Enqueue again, with their parameters, the trials earlier runs left unfinished; returns the
+    numbers of those enqueued and of those given up (left unfinished :data:`MAX_RERUNS` times).
+
+    A Ctrl-C, a `tuner stop`, ``max_failures`` reached by other trials or a killed run ends the
+    trials it was running: they did not fail, and their configurations were never judged. Ray
+    Tune's ``Tuner.restore`` resumes such trials, and Optuna's ``RetryFailedTrialCallback``
+    re-enqueues them; tuner used to drop them, and a resumed study drew new points instead.
+    Each is enqueued once (``tuner:rerun``), oldest first, at most as many as the study still
+    needs; a trial stopped before it sampled its parameters has none to run again. Called with
+    the lease held: no other run enqueues them at the same time.
+    """
+    from optuna.trial import TrialState, create_trial
+
+    from tuner._trial_read import read_trials
+
+    if not spec.rerun_unfinished or spec.sampler == "grid":  # grid search tries a failed point again itself
+        return [], []
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None:
+        return [], []
+    done: dict[str, int] = dict(storage.get_study_system_attrs(study._study_id).get(_attrs.RERUN) or {})
+    ids = _unfinished_trial_ids(engine, study._study_id)
+    candidates = [t for t in read_trials(study, trial_ids=ids) if str(t.number) not in done]
+    room = spec.n_trials - backend.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
+    rerun: list[int] = []
+    given_up: list[int] = []
+    for trial in sorted(candidates, key=lambda t: t.number):
+        if len(rerun) >= room:
+            break
+        if not trial.params:
+            continue
+        origin = trial.system_attrs.get(_attrs.RERUN_OF)
+        times = 1 + (done.get(str(origin), 0) if origin is not None else 0)
+        done[str(trial.number)] = times
+        if times > MAX_RERUNS:
+            given_up.append(trial.number)
+        else:
+            study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={
+                "fixed_params": dict(trial.params), _attrs.RERUN_OF: trial.number}))
+            rerun.append(trial.number)
+        storage.set_study_system_attr(study._study_id, _attrs.RERUN, done)  # per trial: a crash enqueues none twice
+    return rerun, given_up
+
+
+def _unfinished_trial_ids(engine: Any, study_id: int) -> list[int]:
+    """Ids of the study's FAIL trials whose stored error says their run ended them unfinished."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t, a = m.TrialModel, m.TrialSystemAttributeModel
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(t.trial_id, a.value_json).join(a, a.trial_id == t.trial_id).where(
+            t.study_id == study_id, t.state == m.TrialState.FAIL, a.key == _attrs.ERROR,
+            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]))).all()
+    return [trial_id for trial_id, text in rows
+            if isinstance(error := _loads(text), dict) and error.get("type") in UNFINISHED_ERRORS]
+
+
 def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> str | None:
     """Raise (exit 2) when a stored study of this name ran with another space, metrics or directions.
 
@@ -328,7 +394,7 @@ RUN_ENDS = {
     "interrupted": "interrupted",
     "stop_requested": "stopped by `tuner stop`",
     "error": "ended by an error",
-    "lost": "lost (killed or crashed)",
+    "lost": "lost (killed, crashed, or cut off from the storage)",
 }
 #: The error types of trials their run ended unfinished: its stop (Ctrl-C, ``tuner stop``,
 #: ``max_failures`` reached by other trials) or its death (``DriverLost``, stored by the next
