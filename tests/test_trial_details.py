@@ -105,3 +105,9 @@ def test_a_long_curve_is_shortened_and_a_pruned_trial_says_where_it_stopped(tmp_
     assert [row.split()[0] for row in shown[:5]] == ["1", "2", "3", "4", "5"]
     assert shown[5] == "    ...  (15 steps left out; --json has them all)"
     assert [row.split()[0] for row in shown[6:]] == [str(s) for s in range(21, 41)]
+
+
+def test_show_points_from_a_failure_to_tuner_trial(ran: str) -> None:
+    out = CliRunner().invoke(main, ["show", "td", "--storage", ran])
+    assert "  failed #3: RuntimeError: diverged in trial 3: loss is <nan> & rising\n" \
+           "  (tuner trial td 3 prints a trial in full, its traceback included)\n" in out.output, out.output

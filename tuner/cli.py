@@ -305,6 +305,9 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
             click.echo(f"  {row['number']:>5} {value:>{width}} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+    if d["recent_failures"]:
+        last = d["recent_failures"][-1]["number"]
+        click.echo(f"  (tuner trial {d['name']} {last} prints a trial in full, its traceback included)")
     if d["runs"]:
         shown = d["runs"][-_RUNS_SHOWN:]
         click.echo(f"runs: {len(d['runs'])}" + (f", the last {len(shown)}:" if len(shown) < len(d["runs"]) else ":"))

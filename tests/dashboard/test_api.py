@@ -386,3 +386,22 @@ def test_a_parameter_whose_value_is_none_reads_none_and_an_inactive_one_differs_
         row = re.search(r'<tr class="(\w+)"><th>clip</th><td>(.*?)</td><td>(.*?)</td></tr>', page)
         assert row and row.groups() == ("differ", "None", '<span class="small">inactive</span>'), page[-2000:]
         assert c.get("/api/studies/none/compare", params={"trials": "0,1"}).json()["differ"] == ["clip"]
+
+
+def test_a_rerun_trial_links_the_trial_whose_parameters_it_runs_again(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'rerun.db'}"
+    study = optuna.create_study(study_name="rr", storage=url)
+    x = optuna.distributions.FloatDistribution(0.0, 1.0)
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": x}, state=TrialState.FAIL))
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": x}, value=1.0,
+                                              system_attrs={"tuner:rerun_of": 0}))
+    with TestClient(create_app(url)) as c:
+        assert c.get("/api/studies/rr/trials/1").json()["rerun_of"] == 0
+        assert c.get("/api/studies/rr/trials/0").json()["rerun_of"] is None
+        page = c.get("/studies/rr/trials/1").text
+        assert '<td id="rerun-of">the parameters of <a href="/studies/rr/trials/0">trial 0</a>' in page
+        assert 'id="rerun-of"' not in c.get("/studies/rr/trials/0").text
