@@ -107,6 +107,23 @@ def test_a_long_curve_is_shortened_and_a_pruned_trial_says_where_it_stopped(tmp_
     assert [row.split()[0] for row in shown[6:]] == [str(s) for s in range(21, 41)]
 
 
+def test_a_curve_column_only_the_left_out_steps_have_is_still_a_column(tmp_path: Path) -> None:
+    """A metric reported at epochs 6-20 only (a warm-up's end, say) of a 40-epoch curve: every row
+    shown lacks it. It used to raise a TypeError (a traceback for the user)."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="td", storage=url)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    curve = [{"step": s, "loss": 1.0 / s, **({"lr": 0.01} if 6 <= s <= 20 else {})} for s in range(1, 41)]
+    study._storage.set_trial_system_attr(trial._trial_id, "tuner:curve", curve)
+    study.tell(trial, 0.025)
+    code, text = _show(url, "0")
+    assert code == 0, text
+    lines = text.splitlines()
+    start = lines.index("curve (40 steps):")
+    assert lines[start + 1].split() == ["step", "loss", "lr"] and lines[start + 2].split() == ["1", "1", "-"]
+
+
 def test_show_points_from_a_failure_to_tuner_trial(ran: str) -> None:
     out = CliRunner().invoke(main, ["show", "td", "--storage", ran])
     assert "  failed #3: RuntimeError: diverged in trial 3: loss is <nan> & rising\n" \

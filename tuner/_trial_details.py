@@ -88,7 +88,7 @@ def trial_lines(d: dict[str, Any]) -> list[str]:
     if d["params"]:
         lines.append("params:")
         lines += [f"  {k}: {_param(v)}" for k, v in d["params"].items()]
-    scalars = {k: v for k, v in d["metrics"].items() if _is_number(v)}
+    scalars = {k: v for k, v in d["metrics"].items() if not isinstance(v, (dict, list))}  # nested ones: --json
     if scalars:
         lines.append("metrics: " + ", ".join(f"{k} {_num(v)}" for k, v in scalars.items()))
     lines += _curve(d)
@@ -132,7 +132,7 @@ def _when_and_where(d: dict[str, Any]) -> list[str]:
         lines.append(f"ran {d['started']}{length}")
     w = d["worker"]
     if w:
-        gpus = f", GPUs {','.join(map(str, w['gpu_ids']))}" if w.get("gpu_ids") else ""
+        gpus = f", GPUs {','.join(map(str, w['gpu_ids']))}" if isinstance(w.get("gpu_ids"), list) and w["gpu_ids"] else ""
         lines.append(f"on {w.get('host') or '?'}, pid {w.get('pid') or '?'}{gpus}; folder {w.get('trial_dir') or '-'}")
     if d["phases"]:
         lines.append("time: " + ", ".join(f"{phase} {_seconds(s)}" for phase, s in d["phases"].items()))
@@ -151,7 +151,7 @@ def _curve(d: dict[str, Any]) -> list[str]:
     shown: list[dict[str, Any] | None] = list(rows)
     if len(rows) > CURVE_ROWS:
         shown = rows[:5] + [None] + rows[-(CURVE_ROWS - 5):]
-    widths = [max(len(k), *(len(_num(row[k])) for row in shown if row is not None and k in row)) for k in keys]
+    widths = [max([len(k), *(len(_num(row[k])) for row in shown if row is not None and k in row)]) for k in keys]
     lines = [f"curve ({len(rows)} step{'s' if len(rows) != 1 else ''}):",
              "  " + f"{'step':>5}  " + "  ".join(f"{k:>{w}}" for k, w in zip(keys, widths))]
     for row in shown:
@@ -212,7 +212,7 @@ def _short(value: Any) -> str:
 
 
 def _seconds(seconds: Any) -> str:
-    if not _is_number(seconds):
+    if not _is_number(seconds) or not math.isfinite(seconds):
         return "-"
     return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s" if seconds < 600 else f"{seconds / 60:.1f} min"
 

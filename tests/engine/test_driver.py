@@ -532,36 +532,50 @@ def _unfinished(study: optuna.Study, x: float | None, kind: str = "Interrupted",
 def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_parameters(sqlite_url: str) -> None:
     """The trials a Ctrl-C, a `tuner stop`, max_failures or a killed run ended are enqueued again,
     with their parameters, when the study resumes (Ray Tune's restore resumes them, Optuna's
-    RetryFailedTrialCallback re-enqueues them); a trial that failed on its own is not, nor one
-    stopped before it sampled, nor a configuration already left unfinished three times."""
+    RetryFailedTrialCallback re-enqueues them): once each, after the trials already waiting, as
+    many as the study still needs. Not a trial that failed on its own, nor one stopped before
+    anything chose its parameters, nor a configuration left unfinished three times."""
     tuner.run(_spec(n_trials=2), objectives.quadratic, storage=sqlite_url)
     study = optuna.load_study(study_name="s", storage=sqlite_url)
     interrupted = _unfinished(study, 1.25)
     requested = _unfinished(study, -2.5, "StoppedByRequest")
     lost = _unfinished(study, 3.75, "DriverLost")
     _unfinished(study, 0.5, "RuntimeError")  # failed on its own
-    _unfinished(study, None)  # queued when the run stopped: never sampled
-    study._storage.set_study_system_attr(study._study_id, _attrs.RERUN, {"0": 3})  # trial 0's point: 3 times already
-    third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: 0})
+    _unfinished(study, None)  # queued when the run stopped: nothing chose its parameters
+    popped = _unfinished(study, None, fixed_params={"x": 0.75})  # an enqueued point stopped before it was sampled
+    first = _unfinished(study, 4.5)  # one configuration, left unfinished three times: given up
+    second = _unfinished(study, 4.5, **{_attrs.RERUN_OF: first})
+    third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: second})
     out = io.StringIO()
-    tuner.run(_spec(n_trials=6), objectives.quadratic, storage=sqlite_url, progress=Progress(stream=out, live=False))
+    # 2 finished, 1 point of the spec waiting: room for 3 reruns of the 4 owed (the oldest first)
+    tuner.run(_spec(n_trials=6, enqueue=[{"x": -4.0}]), objectives.quadratic, storage=sqlite_url,
+              progress=Progress(stream=out, live=False))
     trials = sorted(optuna.load_study(study_name="s", storage=sqlite_url).trials, key=lambda t: t.number)
     reruns = {t.system_attrs[_attrs.RERUN_OF]: t for t in trials if _attrs.RERUN_OF in t.system_attrs and
-              t.state == TrialState.COMPLETE}
+              t.number > third}
     assert sorted(reruns) == [interrupted, requested, lost]
     assert {n: t.params["x"] for n, t in reruns.items()} == {interrupted: 1.25, requested: -2.5, lost: 3.75}
-    assert all(t.value == pytest.approx((t.params["x"] - 2.0) ** 2) for t in reruns.values())
-    assert min(t.number for t in reruns.values()) > third  # run first: the new trials follow them
+    assert all(t.state == TrialState.COMPLETE and t.value == pytest.approx((t.params["x"] - 2.0) ** 2)
+               for t in reruns.values())
+    assert [t.params["x"] for t in trials if t.number > third][0] == -4.0  # the spec's point went first
+    assert "WAITING" not in _states(optuna.load_study(study_name="s", storage=sqlite_url))  # none stranded
     text = out.getvalue()
     assert (f"running again, with their parameters, 3 trials ({interrupted}, {requested}, {lost}) an earlier run "
             f"left unfinished (rerun_unfinished: false turns this off)") in text, text
     assert f"not running again 1 trial ({third}) left unfinished 3 times with the same parameters" in text, text
-    # once only: the next resume enqueues none of them again
-    again = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), -1.0)
+    # the next resume: the one owed (its enqueued parameters) and one left since, none of the others again
+    since = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), -1.0)
     out = io.StringIO()
-    tuner.run(_spec(n_trials=7, rerun_unfinished=False), objectives.quadratic, storage=sqlite_url,
+    tuner.run(_spec(n_trials=8), objectives.quadratic, storage=sqlite_url, progress=Progress(stream=out, live=False))
+    trials = optuna.load_study(study_name="s", storage=sqlite_url).trials
+    runs_of = sorted(t.system_attrs[_attrs.RERUN_OF] for t in trials if _attrs.RERUN_OF in t.system_attrs)
+    assert runs_of == sorted([first, second, interrupted, requested, lost, popped, since]), runs_of
+    assert {t.params["x"] for t in trials if t.system_attrs.get(_attrs.RERUN_OF) in (popped, since)} == {0.75, -1.0}
+    assert "not running again" not in out.getvalue()  # told once
+    # switched off
+    off = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), 2.5)
+    out = io.StringIO()
+    tuner.run(_spec(n_trials=9, rerun_unfinished=False), objectives.quadratic, storage=sqlite_url,
               progress=Progress(stream=out, live=False))
-    final = optuna.load_study(study_name="s", storage=sqlite_url).trials
     assert "running again" not in out.getvalue() and not any(
-        t.system_attrs.get(_attrs.RERUN_OF) == again for t in final)
-    assert sum(_attrs.RERUN_OF in t.system_attrs for t in final) == 4  # the 3 reruns and the given-up trial's mark
+        t.system_attrs.get(_attrs.RERUN_OF) == off for t in optuna.load_study(study_name="s", storage=sqlite_url).trials)

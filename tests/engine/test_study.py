@@ -281,3 +281,25 @@ def test_a_stop_request_reaches_the_run_it_names_and_no_later_one(backend: str, 
     time.sleep(0.2)
     assert later.stop_requested is None
     later.release()
+
+
+def test_a_heartbeat_after_the_release_began_writes_nothing_and_a_retried_release_is_recognised(tmp_path: Path) -> None:
+    """The release gives up waiting for a heartbeat stuck in an outage after 5 s: that beat must
+    not write the lease back over the release. And a release whose commit a lost connection did
+    not acknowledge is retried: the retry finds it done (not "taken over"), logged once."""
+    url = f"sqlite:///{tmp_path / 'lease.db'}"
+    optuna.create_study(study_name="raced", storage=st.open_storage(url))
+    lease = DriverLease(optuna.load_study(study_name="raced", storage=st.open_storage(url)))
+    lease.acquire()
+    held = lease._held
+    lease._stop.set()
+    assert lease._write() is True and lease._held == held  # nothing written
+    storage = st.open_storage(url)
+    study_id = storage.get_study_id_from_name("raced")
+    entry = {"started": 1.0, "ended": 2.0, "end": "done", "claimed": 1.0}
+    assert _study._log_and_release(_study._engine(storage), study_id, held, entry) is True
+    assert _study._log_and_release(_study._engine(storage), study_id, held, entry) is True  # the retry
+    assert _study.run_log(storage.get_study_system_attrs(study_id)) == [entry] and _lease_row(url) is None
+    other = {**entry, "ended": 3.0}
+    assert _study._log_and_release(_study._engine(storage), study_id, held, other) is False  # not this one's
+    lease.release()

@@ -13,7 +13,7 @@ EXPORTS = "tuner:exports"      # [{trial, folder, files: {format: {file, sha256,
 RUN_LOG = "tuner:runs"         # [{started, ended, host, pid, end, complete, pruned, failed, ...}] per run, oldest first
 STOP = "tuner:stop"            # {run: {host, pid, started} of the run asked to stop, by, at}: `tuner stop`
 ENQUEUED = "tuner:enqueued"    # the spec's `enqueue` points already enqueued (canonical JSON of their Optuna params)
-RERUN = "tuner:rerun"          # {trial number: times its parameters were cut short}: trials enqueued again once
+RERUN = "tuner:rerun"          # numbers of the unfinished trials not run again: their configuration was cut short 3 times
 
 # trial system attrs
 WORKER = "tuner:worker"        # {host, ip, node_id, pid, gpu_ids, cuda_visible_devices, trial_dir, started}

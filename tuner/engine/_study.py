@@ -212,15 +212,20 @@ MAX_RERUNS = 3
 
 def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[int], list[int]]:
     """Enqueue again, with their parameters, the trials earlier runs left unfinished; returns the
-    numbers of those enqueued and of those given up (left unfinished :data:`MAX_RERUNS` times).
+    numbers of those enqueued and of those given up (the configuration was left unfinished
+    :data:`MAX_RERUNS` times).
 
     A Ctrl-C, a `tuner stop`, ``max_failures`` reached by other trials or a killed run ends the
     trials it was running: they did not fail, and their configurations were never judged. Ray
     Tune's ``Tuner.restore`` resumes such trials, and Optuna's ``RetryFailedTrialCallback``
     re-enqueues them; tuner used to drop them, and a resumed study drew new points instead.
-    Each is enqueued once (``tuner:rerun``), oldest first, at most as many as the study still
-    needs; a trial stopped before it sampled its parameters has none to run again. Called with
-    the lease held: no other run enqueues them at the same time.
+
+    A trial is enqueued again once: its rerun carries ``tuner:rerun_of``, which is how the next
+    resume knows (a crash between the two writes cannot enqueue it twice), and how many times a
+    configuration was left unfinished is the length of that chain. Oldest first, at most as many
+    as the study still needs once the trials already waiting (``enqueue`` points) have run. A
+    trial stopped before a worker sampled it runs again with the parameters it was enqueued with,
+    if any. Called with the lease held: no other run enqueues them at the same time.
     """
     from optuna.trial import TrialState, create_trial
 
@@ -233,42 +238,60 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
     engine = getattr(backend, "engine", None)
     if engine is None:
         return [], []
-    done: dict[str, int] = dict(storage.get_study_system_attrs(study._study_id).get(_attrs.RERUN) or {})
-    ids = _unfinished_trial_ids(engine, study._study_id)
-    candidates = [t for t in read_trials(study, trial_ids=ids) if str(t.number) not in done]
-    room = spec.n_trials - backend.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED))
+    origins, unfinished = _with_retry(storage, "read_unfinished_trials",
+                                      lambda: _rerun_records(engine, study._study_id))
+    given_up_before = set(storage.get_study_system_attrs(study._study_id).get(_attrs.RERUN) or [])
+    pending = [trial_id for trial_id, number in unfinished
+               if number not in set(origins.values()) and number not in given_up_before]
+    room = spec.n_trials - backend.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                  TrialState.WAITING))
     rerun: list[int] = []
     given_up: list[int] = []
-    for trial in sorted(candidates, key=lambda t: t.number):
-        if len(rerun) >= room:
-            break
-        if not trial.params:
-            continue
-        origin = trial.system_attrs.get(_attrs.RERUN_OF)
-        times = 1 + (done.get(str(origin), 0) if origin is not None else 0)
-        done[str(trial.number)] = times
-        if times > MAX_RERUNS:
+    for trial in (read_trials(study, trial_ids=pending) if pending else []):
+        params = trial.params or trial.system_attrs.get("fixed_params")
+        if not params or not isinstance(params, dict):
+            continue  # stopped before anything chose its parameters: nothing to run again
+        if _times_left_unfinished(trial.number, origins) >= MAX_RERUNS:
             given_up.append(trial.number)
-        else:
-            study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={
-                "fixed_params": dict(trial.params), _attrs.RERUN_OF: trial.number}))
-            rerun.append(trial.number)
-        storage.set_study_system_attr(study._study_id, _attrs.RERUN, done)  # per trial: a crash enqueues none twice
+            storage.set_study_system_attr(study._study_id, _attrs.RERUN, sorted(given_up_before | set(given_up)))
+            continue
+        if len(rerun) >= room:
+            continue  # owed still: a later resume past n_trials runs it
+        study.add_trial(create_trial(state=TrialState.WAITING, system_attrs={
+            "fixed_params": dict(params), _attrs.RERUN_OF: trial.number}))
+        rerun.append(trial.number)
     return rerun, given_up
 
 
-def _unfinished_trial_ids(engine: Any, study_id: int) -> list[int]:
-    """Ids of the study's FAIL trials whose stored error says their run ended them unfinished."""
+def _times_left_unfinished(number: int, origins: dict[int, int]) -> int:
+    """How many times trial ``number``'s configuration was left unfinished: it, and each trial
+    whose parameters it ran again before it (``origins``: rerun number -> the number it reruns)."""
+    times, seen = 1, {number}
+    while number in origins and origins[number] not in seen:
+        number = origins[number]
+        seen.add(number)
+        times += 1
+    return times
+
+
+def _rerun_records(engine: Any, study_id: int) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """The study's reruns (number -> the number whose parameters it runs again), and the ids and
+    numbers of its FAIL trials whose stored error says their run ended them unfinished, oldest first."""
     import sqlalchemy as sa
     from optuna.storages._rdb import models as m
 
     t, a = m.TrialModel, m.TrialSystemAttributeModel
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(t.trial_id, a.value_json).join(a, a.trial_id == t.trial_id).where(
+        reruns = conn.execute(sa.select(t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
+            t.study_id == study_id, a.key == _attrs.RERUN_OF)).all()
+        rows = conn.execute(sa.select(t.trial_id, t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
             t.study_id == study_id, t.state == m.TrialState.FAIL, a.key == _attrs.ERROR,
-            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]))).all()
-    return [trial_id for trial_id, text in rows
-            if isinstance(error := _loads(text), dict) and error.get("type") in UNFINISHED_ERRORS]
+            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]))
+            .order_by(t.number)).all()
+    origins = {number: origin for number, text in reruns if isinstance(origin := _loads(text), int)}
+    unfinished = [(trial_id, number) for trial_id, number, text in rows
+                  if isinstance(error := _loads(text), dict) and error.get("type") in UNFINISHED_ERRORS]
+    return origins, unfinished
 
 
 def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool) -> str | None:
@@ -436,7 +459,10 @@ def _log_and_release(engine: Any, study_id: int, held: str, entry: dict[str, Any
     with engine.begin() as conn:
         if not conn.execute(sa.update(table).where(this, table.c.value_json == held)
                             .values(value_json=json.dumps(None))).rowcount:
-            return False
+            # A retry of this very transaction, whose commit a lost connection did not acknowledge, finds it done.
+            row = conn.execute(sa.select(table.c.value_json).where(log)).first()
+            runs = run_log({_attrs.RUN_LOG: _loads(row[0]) if row is not None else None})
+            return bool(runs) and runs[-1] == json.loads(json.dumps(entry))
         row = conn.execute(sa.select(table.c.value_json).where(log)).first()
         runs = run_log({_attrs.RUN_LOG: _loads(row[0]) if row is not None else None})
         text = json.dumps((runs + [entry])[-RUN_LOG_KEEP:])
@@ -545,18 +571,27 @@ class DriverLease:
     def _replace(self, value: dict[str, Any] | None) -> bool:
         """Write ``value`` over the lease if it is still this driver's; False when it is not."""
         with self._lock:
-            if self._held is None:  # a storage without SQL tables (none that tuner opens)
-                self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, value)
-                return True
-            text = json.dumps(value)
-            if not _swap(self._storage, self._study._study_id, self._held, text):
-                return False
-            self._held = text
+            return self._replace_held(value)
+
+    def _replace_held(self, value: dict[str, Any] | None) -> bool:
+        """:meth:`_replace`, with ``self._lock`` held by the caller."""
+        if self._held is None:  # a storage without SQL tables (none that tuner opens)
+            self._storage.set_study_system_attr(self._study._study_id, _attrs.DRIVER, value)
             return True
+        text = json.dumps(value)
+        if not _swap(self._storage, self._study._study_id, self._held, text):
+            return False
+        self._held = text
+        return True
 
     def _write(self) -> bool:
-        self._record["heartbeat"] = time.time()
-        return self._replace(dict(self._record))
+        """The heartbeat; none once the release has begun (a beat still retrying through an outage
+        when the release gave up waiting for it must not write the lease back over the release)."""
+        with self._lock:
+            if self._stop.is_set():
+                return True
+            self._record["heartbeat"] = time.time()
+            return self._replace_held(dict(self._record))
 
     def _beat(self) -> None:
         last_write = time.monotonic()
@@ -609,10 +644,13 @@ class DriverLease:
                 if self._held is None:  # a storage without SQL tables (none that tuner opens)
                     record_run(self._study, entry)
                 else:
-                    held = self._held
-                    if not _with_retry(self._storage, "release_lease", lambda: _log_and_release(
-                            _engine(self._storage), self._study._study_id, held, entry)):
-                        self.lost = True  # another run took the study over, and logs this one as lost
+                    with self._lock:  # after a heartbeat the join above gave up on: it has written by then
+                        held = self._held
+                        if _with_retry(self._storage, "release_lease", lambda: _log_and_release(
+                                _engine(self._storage), self._study._study_id, held, entry)):
+                            self._held = json.dumps(None)
+                        else:
+                            self.lost = True  # another run took the study over, and logs this one as lost
                     return
             except Exception:  # noqa: BLE001 - the history is informative: the lease is released below
                 _log.debug("could not log this run of study %r", self._study.study_name, exc_info=True)
