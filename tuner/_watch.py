@@ -83,7 +83,7 @@ class _Trials:
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
 
-        from tuner.engine._study import UNFINISHED_ERRORS
+        from tuner.engine._study import UNFINISHED_ERRORS, _loads, ended_unfinished
 
         t, a = self._t, m.TrialSystemAttributeModel
         where = [t.study_id == self._study_id, t.trial_id <= self.max_id, t.state == m.TrialState.FAIL,
@@ -92,7 +92,7 @@ class _Trials:
             where.append(t.trial_id.not_in(list(self.unfinished)))
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(a.value_json).join(t, t.trial_id == a.trial_id).where(*where)).scalars().all()
-        self.stopped = sum(1 for text in rows if _error_type(text) in UNFINISHED_ERRORS)
+        self.stopped = sum(1 for text in rows if ended_unfinished(_loads(text)))
 
     def poll(self) -> list[int]:
         """Ids of the trials that finished since the last poll (new ones that are already
@@ -123,16 +123,6 @@ class _Trials:
                 self.unfinished[trial_id] = state.name
         self.counts = {k: v for k, v in self.counts.items() if v}
         return done
-
-
-def _error_type(text: Any) -> Any:
-    import json
-
-    try:
-        error = json.loads(text)
-    except (TypeError, ValueError):
-        return None
-    return error.get("type") if isinstance(error, dict) else None
 
 
 def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait: bool = False,
@@ -300,10 +290,9 @@ def _tell_all(progress: "Progress", finished: list[Any], trials: _Trials, target
 
 def _stopped_by_run(trial: Any) -> bool:
     """Whether a FAIL trial is one its run ended unfinished (Ctrl-C, ``tuner stop``, ``max_failures``, a dead run)."""
-    from tuner.engine._study import UNFINISHED_ERRORS
+    from tuner.engine._study import ended_unfinished
 
-    error = trial.system_attrs.get(_attrs.ERROR)
-    return isinstance(error, dict) and error.get("type") in UNFINISHED_ERRORS
+    return ended_unfinished(trial.system_attrs.get(_attrs.ERROR))
 
 
 def _tell(progress: "Progress", trial: Any, view: _RunView) -> None:

@@ -517,13 +517,15 @@ def test_a_run_that_reached_its_target_as_its_time_ran_out_is_done_not_timed_out
     assert not short.want_more() and short.stop_reason == "timeout"
 
 
-def _unfinished(study: optuna.Study, x: float | None, kind: str = "Interrupted", **attrs: Any) -> int:
+def _unfinished(study: optuna.Study, x: float | None, kind: str = "Interrupted", traceback: str = "",
+                **attrs: Any) -> int:
     """A trial a run left unfinished, as the driver stores it: FAIL, with the stop as its error;
     ``x``: the parameter it had sampled (None: stopped before it sampled)."""
     trial = study.ask()
     if x is not None:
         study._storage.set_trial_param(trial._trial_id, "x", x, optuna.distributions.FloatDistribution(-5.0, 5.0))
-    for key, value in {_attrs.ERROR: {"type": kind, "message": "ended by the run", "traceback": ""}, **attrs}.items():
+    for key, value in {_attrs.ERROR: {"type": kind, "message": "ended by the run", "traceback": traceback},
+                       **attrs}.items():
         study._storage.set_trial_system_attr(trial._trial_id, key, value)
     study.tell(trial, state=TrialState.FAIL)
     return trial.number
@@ -541,6 +543,7 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     requested = _unfinished(study, -2.5, "StoppedByRequest")
     lost = _unfinished(study, 3.75, "DriverLost")
     _unfinished(study, 0.5, "RuntimeError")  # failed on its own
+    _unfinished(study, 0.6, traceback="Traceback (most recent call last): ...")  # the objective's own `Interrupted`
     _unfinished(study, None)  # queued when the run stopped: nothing chose its parameters
     popped = _unfinished(study, None, fixed_params={"x": 0.75})  # an enqueued point stopped before it was sampled
     first = _unfinished(study, 4.5)  # one configuration, left unfinished three times: given up

@@ -290,7 +290,7 @@ def _rerun_records(engine: Any, study_id: int) -> tuple[dict[int, int], list[tup
             .order_by(t.number)).all()
     origins = {number: origin for number, text in reruns if isinstance(origin := _loads(text), int)}
     unfinished = [(trial_id, number) for trial_id, number, text in rows
-                  if isinstance(error := _loads(text), dict) and error.get("type") in UNFINISHED_ERRORS]
+                  if ended_unfinished(_loads(text))]
     return origins, unfinished
 
 
@@ -423,6 +423,13 @@ RUN_ENDS = {
 #: ``max_failures`` reached by other trials) or its death (``DriverLost``, stored by the next
 #: run). Stored FAIL, but not failures of their own.
 UNFINISHED_ERRORS = frozenset({"Interrupted", "StoppedByRequest", "StoppedByMaxFailures", "DriverLost"})
+
+
+def ended_unfinished(error: Any) -> bool:
+    """Whether a trial's stored error (``tuner:error``) is one its run wrote as it ended the trial
+    unfinished. The run writes no traceback; an objective's own exception class of the same name
+    (``class Interrupted(Exception)``) comes with one, and is a failure of its own."""
+    return isinstance(error, dict) and error.get("type") in UNFINISHED_ERRORS and not error.get("traceback")
 #: The run log keeps the latest runs (about 50 kB at most): a study resumed every hour for a
 #: month stays one small row.
 RUN_LOG_KEEP = 100
