@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import html
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from tuner.report._common import fmt_duration, fmt_time, fmt_value
@@ -109,6 +110,14 @@ def _summary(report: "ReportData") -> str:
                            for name, seconds in sorted(s.phase_s.items(), key=lambda kv: -kv[1]))
         rows.append(("time in trials", f"{shares} (of {_e(fmt_duration(total))} over {s.timed_trials:,} trials "
                                        f"that recorded it; a trial's page splits its own)"))
+    if s.unfinished:
+        shown = ", ".join(str(n) for n in s.unfinished[:10]) + (", ..." if len(s.unfinished) > 10 else "")
+        rows.append(("ended unfinished", f"{len(s.unfinished):,} trial(s) a Ctrl-C, a stop or a lost run ended "
+                                         f"(stored FAIL, not failures of their own; {_e(shown)})"))
+    if s.runs:
+        ends = Counter(run["end_text"] for run in s.runs)
+        rows.append(("runs", f"{len(s.runs):,}: " + ", ".join(f"{_e(end)} {n:,}" for end, n in ends.most_common())
+                             + " (listed below)"))
     out = ['<section id="summary"><h2>Summary</h2>']
     if not s.best:
         out.append('<p class="warn">No complete trial yet: the summary shows what there is, and figures that need '
@@ -125,6 +134,8 @@ def _summary(report: "ReportData") -> str:
         out.append("<h3>Failures</h3><table><tr><th>error</th><th>trials</th><th>e.g. trial</th></tr>" + "".join(
             f"<tr><td>{_e(msg)}</td><td class=num>{n:,}</td><td>{_e(', '.join(str(x) for x in nums[:5]))}</td></tr>"
             for msg, n, nums in s.failures) + "</table>")
+    if s.runs:
+        out.append(_runs_table(s.runs))
     if s.spec is not None:
         import yaml
 
@@ -134,6 +145,21 @@ def _summary(report: "ReportData") -> str:
         out.append('<p class="caption">No tuner spec stored with this study (it did not run through tuner).</p>')
     out.append("</section>")
     return "".join(out)
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> str:
+    """Each run of the study (``tuner run`` and its resumes): when, how long, how it ended, its trials."""
+    def count(run: dict[str, Any], key: str) -> str:
+        return "—" if run[key] is None else f"{run[key]:,}"
+
+    body = "".join(
+        f"<tr><td>{_e((run['started'] or '—')[:19].replace('T', ' '))}</td><td class=num>{_e(fmt_duration(run['duration_s']))}</td>"
+        f"<td>{_e(run['end_text'])}{_e(': ' + run['error']) if run['error'] else ''}</td>"
+        + "".join(f"<td class=num>{count(run, k)}</td>" for k in ("complete", "pruned", "failed", "stopped_unfinished"))
+        + f"<td>{_e(str(run['pid'] or '?'))} on {_e(run['host'])}</td></tr>" for run in runs[::-1])
+    return ("<details open><summary>Runs, newest first</summary><table><tr><th>started</th><th>length</th>"
+            "<th>how it ended</th><th>complete</th><th>pruned</th><th>failed</th><th>stopped unfinished</th>"
+            f"<th>pid on host</th></tr>{body}</table></details>")
 
 
 def _advice(report: "ReportData") -> str:

@@ -10,6 +10,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from tuner.engine import _attrs
+from tuner.engine._study import ended_unfinished, run_log, run_row
 from tuner.report._common import STATE_ORDER, StudyData, duration_s, gpus_of, pareto_front, ranked, worker, worker_label
 from tuner.report._timing import PHASES, trial_phases
 
@@ -47,6 +48,8 @@ class SummaryInfo:
     failures: list[tuple[str, int, list[int]]] = field(default_factory=list)  # (type: message, count, trial numbers)
     phase_s: dict[str, float] = field(default_factory=dict)  # seconds per phase (PHASES order), summed over trials
     timed_trials: int = 0                       # finished trials that recorded their timing
+    unfinished: list[int] = field(default_factory=list)  # FAIL trials their run ended (a stop, a dead run): not failures
+    runs: list[dict[str, Any]] = field(default_factory=list)  # the study's logged runs (run_row), oldest first
 
 
 def _peak_concurrency(intervals: list[tuple[_dt.datetime, _dt.datetime]]) -> int:
@@ -106,10 +109,14 @@ def _get_summary_info(data: StudyData, *, max_failure_groups: int = 10) -> Summa
     busy = compute / (wall * peak) if wall and peak else None
 
     groups: dict[str, list[int]] = {}
+    unfinished: list[int] = []
     for t in trials:
         if t.state != TrialState.FAIL:
             continue
         err = t.system_attrs.get(_attrs.ERROR)
+        if ended_unfinished(err):  # a Ctrl-C's, a stop's or a dead run's: listed apart, not as failures
+            unfinished.append(t.number)
+            continue
         if isinstance(err, dict):
             key = f"{err.get('type', 'Error')}: {str(err.get('message', '')).strip().splitlines()[0] if str(err.get('message', '')).strip() else ''}"
         else:
@@ -125,4 +132,4 @@ def _get_summary_info(data: StudyData, *, max_failure_groups: int = 10) -> Summa
         compute_s=compute, gpu_hours=gpu_s / 3600.0, gpu_trials=gpu_trials, n_workers=len(rows) if trials else 0,
         peak_concurrency=peak, busy_fraction=busy, n_trials_target=target if isinstance(target, int) else None,
         spec=spec, failures=failures, phase_s={k: v for k, v in phase_s.items() if v > 0},
-        timed_trials=timed)
+        timed_trials=timed, unfinished=unfinished, runs=[run_row(run) for run in run_log(data.system_attrs)])
