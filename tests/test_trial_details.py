@@ -127,4 +127,4 @@ def test_a_curve_column_only_the_left_out_steps_have_is_still_a_column(tmp_path:
 def test_show_points_from_a_failure_to_tuner_trial(ran: str) -> None:
     out = CliRunner().invoke(main, ["show", "td", "--storage", ran])
     assert "  failed #3: RuntimeError: diverged in trial 3: loss is <nan> & rising\n" \
-           "  (tuner trial td 3 prints a trial in full, its traceback included)\n" in out.output, out.output
+           "  (tuner trial td 3 prints a trial in full, a failure's traceback included)\n" in out.output, out.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -307,7 +308,8 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
         click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
     if d["recent_failures"]:
         last = d["recent_failures"][-1]["number"]
-        click.echo(f"  (tuner trial {d['name']} {last} prints a trial in full, its traceback included)")
+        click.echo(f"  (tuner trial {shlex.quote(d['name'])} {last} prints a trial in full, a failure's traceback "
+                   f"included)")
     if d["runs"]:
         shown = d["runs"][-_RUNS_SHOWN:]
         click.echo(f"runs: {len(d['runs'])}" + (f", the last {len(shown)}:" if len(shown) < len(d["runs"]) else ":"))

@@ -303,3 +303,38 @@ def test_a_heartbeat_after_the_release_began_writes_nothing_and_a_retried_releas
     other = {**entry, "ended": 3.0}
     assert _study._log_and_release(_study._engine(storage), study_id, held, other) is False  # not this one's
     lease.release()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_the_unfinished_trials_read_for_a_rerun_are_those_with_parameters_to_run(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A trial that drew parameters, or was enqueued with some, can run again; one stopped before
+    either (Tune held it for a free slot) is left out by the query, not read at every resume. An
+    objective's own exception named like the run's is a failure; a rerun's chain is read back."""
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="rr", storage=st.open_storage(url))
+    stopped = {"type": "Interrupted", "message": "the run was interrupted before this trial finished", "traceback": ""}
+
+    def trial(error: dict[str, Any], x: float | None = None, **attrs: Any) -> int:
+        t = study.ask()
+        if x is not None:
+            study._storage.set_trial_param(t._trial_id, "x", x, FloatDistribution(0, 1))
+        for key, value in {_attrs.ERROR: error, **attrs}.items():
+            study._storage.set_trial_system_attr(t._trial_id, key, value)
+        study.tell(t, state=TrialState.FAIL)
+        return t._trial_id
+
+    drew = trial(stopped, 0.5)
+    trial(stopped)  # nothing chosen
+    enqueued = trial(stopped, fixed_params={"x": 0.25})
+    trial({**stopped, "traceback": "Traceback ..."}, 0.75)  # the objective's own Interrupted
+    trial({"type": "ValueError", "message": "boom", "traceback": "Traceback ..."}, 0.1)
+    rerun = study.ask()
+    study._storage.set_trial_system_attr(rerun._trial_id, _attrs.RERUN_OF, 0)
+    origins, unfinished = _study._rerun_records(_study._engine(study._storage), study._study_id)
+    assert [trial_id for trial_id, _number in unfinished] == [drew, enqueued]
+    assert origins == {rerun.number: 0}
+    assert _study._times_left_unfinished(9, {9: 5, 5: 2}) == 3 and _study._times_left_unfinished(1, {1: 1}) == 1

@@ -661,7 +661,8 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
         "metrics": jsonable(sa_.get(_attrs.METRICS)),
         "error": jsonable(sa_.get(_attrs.ERROR)),
         "worker": jsonable(sa_.get(_attrs.WORKER)),
-        "rerun_of": sa_.get(_attrs.RERUN_OF) if isinstance(sa_.get(_attrs.RERUN_OF), int) else None,
+        "rerun_of": (sa_.get(_attrs.RERUN_OF) if isinstance(sa_.get(_attrs.RERUN_OF), int)
+                     and not isinstance(sa_.get(_attrs.RERUN_OF), bool) else None),
     }
     if full:
         row["intermediate_values"] = {str(k): _finite(v) for k, v in sorted(t.intermediate_values.items())}

@@ -240,17 +240,20 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
         return [], []
     origins, unfinished = _with_retry(storage, "read_unfinished_trials",
                                       lambda: _rerun_records(engine, study._study_id))
-    given_up_before = set(storage.get_study_system_attrs(study._study_id).get(_attrs.RERUN) or [])
-    pending = [trial_id for trial_id, number in unfinished
-               if number not in set(origins.values()) and number not in given_up_before]
+    recorded = storage.get_study_system_attrs(study._study_id).get(_attrs.RERUN)
+    given_up_before = {n for n in recorded if _is_int(n)} if isinstance(recorded, list) else set()
+    run_again = set(origins.values())
+    pending = [trial_id for trial_id, number in unfinished if number not in run_again and number not in given_up_before]
     room = spec.n_trials - backend.get_n_trials(study._study_id, (TrialState.COMPLETE, TrialState.PRUNED,
                                                                   TrialState.WAITING))
     rerun: list[int] = []
     given_up: list[int] = []
-    for trial in (read_trials(study, trial_ids=pending) if pending else []):
-        params = trial.params or trial.system_attrs.get("fixed_params")
-        if not params or not isinstance(params, dict):
-            continue  # stopped before anything chose its parameters: nothing to run again
+    heavy = (_attrs.CURVE, _attrs.ATTR_PREFIX, _attrs.TIMING, _attrs.METRICS, _attrs.ARTIFACTS)  # not needed here
+    for trial in (read_trials(study, trial_ids=pending, skip_attr_prefixes=heavy) if pending else []):
+        fixed = trial.system_attrs.get("fixed_params")
+        params = {**(fixed if isinstance(fixed, dict) else {}), **trial.params}  # what it was enqueued with, and drew
+        if not params:
+            continue  # nothing chose its parameters (the query leaves most such trials out)
         if _times_left_unfinished(trial.number, origins) >= MAX_RERUNS:
             given_up.append(trial.number)
             storage.set_study_system_attr(study._study_id, _attrs.RERUN, sorted(given_up_before | set(given_up)))
@@ -261,6 +264,10 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
             "fixed_params": dict(params), _attrs.RERUN_OF: trial.number}))
         rerun.append(trial.number)
     return rerun, given_up
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _times_left_unfinished(number: int, origins: dict[int, int]) -> int:
@@ -280,15 +287,22 @@ def _rerun_records(engine: Any, study_id: int) -> tuple[dict[int, int], list[tup
     import sqlalchemy as sa
     from optuna.storages._rdb import models as m
 
-    t, a = m.TrialModel, m.TrialSystemAttributeModel
+    from sqlalchemy.orm import aliased
+
+    t, a, p = m.TrialModel, m.TrialSystemAttributeModel, m.TrialParamModel
+    # A trial with no parameter drawn and none enqueued has nothing to run again: left out here, it
+    # is not read at every resume (a Ctrl-C leaves such rows: trials Tune held for a free slot).
+    enqueued = aliased(a)  # another row of the attributes table than the error's
+    chosen = sa.or_(sa.exists().where(p.trial_id == t.trial_id),
+                    sa.exists().where(enqueued.trial_id == t.trial_id, enqueued.key == "fixed_params"))
     with engine.connect() as conn:
         reruns = conn.execute(sa.select(t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
             t.study_id == study_id, a.key == _attrs.RERUN_OF)).all()
         rows = conn.execute(sa.select(t.trial_id, t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
             t.study_id == study_id, t.state == m.TrialState.FAIL, a.key == _attrs.ERROR,
-            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]))
+            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]), chosen)
             .order_by(t.number)).all()
-    origins = {number: origin for number, text in reruns if isinstance(origin := _loads(text), int)}
+    origins = {number: origin for number, text in reruns if _is_int(origin := _loads(text))}
     unfinished = [(trial_id, number) for trial_id, number, text in rows
                   if ended_unfinished(_loads(text))]
     return origins, unfinished

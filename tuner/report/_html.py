@@ -14,6 +14,7 @@ import html
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from tuner.engine._study import RUN_LOG_KEEP
 from tuner.report._common import fmt_duration, fmt_time, fmt_value
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ def _summary(report: "ReportData") -> str:
                                          f"(stored FAIL, not failures of their own; {_e(shown)})"))
     if s.runs:
         ends = Counter(run["end_text"] for run in s.runs)
-        rows.append(("runs", f"{len(s.runs):,}: " + ", ".join(f"{_e(end)} {n:,}" for end, n in ends.most_common())
+        kept = f"the last {len(s.runs):,} logged" if len(s.runs) >= RUN_LOG_KEEP else f"{len(s.runs):,}"
+        rows.append(("runs", f"{kept}: " + ", ".join(f"{_e(end)} {n:,}" for end, n in ends.most_common())
                              + " (listed below)"))
     out = ['<section id="summary"><h2>Summary</h2>']
     if not s.best:
