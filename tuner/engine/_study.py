@@ -444,6 +444,8 @@ def ended_unfinished(error: Any) -> bool:
     unfinished. The run writes no traceback; an objective's own exception class of the same name
     (``class Interrupted(Exception)``) comes with one, and is a failure of its own."""
     return isinstance(error, dict) and error.get("type") in UNFINISHED_ERRORS and not error.get("traceback")
+
+
 #: The run log keeps the latest runs (about 50 kB at most): a study resumed every hour for a
 #: month stays one small row.
 RUN_LOG_KEEP = 100
