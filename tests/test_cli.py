@@ -482,3 +482,47 @@ def test_rm_asks_at_a_terminal_keeps_folders_by_default_and_refuses_a_running_st
     assert done.exit_code == 0 and "deleted study 'gone' (3 trials: 3 complete)" in done.output
     assert f"kept 2 trial folder(s) in {folders[0].parent}; --artifacts removes them" in done.output
     assert all((f / "best.pt").exists() for f in folders)
+
+
+def test_stop_says_how_the_run_ended_and_names_a_run_that_started_meanwhile(tmp_path: Path) -> None:
+    """`tuner stop` waits for the run it asked; it then says how that run ended (its entry in the
+    run log) and, where another run took the study meanwhile (a scheduler's restart), that this
+    one is still running. The runs are two live processes of this host holding the lease in turn."""
+    import subprocess
+    import threading
+    import time
+
+    import optuna
+
+    from tuner.engine import _attrs
+    from tuner.engine._study import _own_record, _proc_start_time, record_run
+
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="st", storage=url)
+    first, second = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+    try:
+        def lease(proc: subprocess.Popen[bytes], started: float) -> dict[str, Any]:
+            return {**_own_record(), "pid": proc.pid, "proc_start": _proc_start_time(proc.pid), "started": started}
+
+        a, b = lease(first, 100.0), lease(second, 200.0)
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, a)
+
+        def first_stops_then_second_starts() -> None:
+            time.sleep(1.0)
+            record_run(study, {"started": 99.0, "ended": 150.0, "host": a["host"], "pid": a["pid"], "claimed": 100.0,
+                               "end": "stop_requested", "complete": 3, "pruned": 1, "failed": 0,
+                               "stopped_unfinished": 2})
+            study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, b)
+
+        threading.Thread(target=first_stops_then_second_starts).start()
+        out = CliRunner().invoke(main, ["stop", "st", "--storage", url])
+    finally:
+        for proc in (first, second):
+            proc.kill()
+            proc.wait()
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[1:] == [
+        "the run has stopped (stopped by `tuner stop`; this run: 3 complete, 1 pruned, 0 failed, 2 stopped unfinished); "
+        "run its spec again to resume",
+        f"another run holds study 'st' now (pid {second.pid} on {a['host']}); `tuner stop st` stops that one"]

@@ -435,6 +435,7 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     import time
 
     from tuner._api import load_study
+    from tuner._watch import _logged_run, _run_text
     from tuner.engine import _attrs
     from tuner.engine._study import _lease_alive, _names_run, request_stop
     from tuner.storage import open_storage
@@ -452,9 +453,15 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     study_id = st.get_study_id_from_name(study)
     deadline = time.monotonic() + max(0.0, wait_s)
     while time.monotonic() < deadline:
-        held = st.get_study_system_attrs(study_id).get(_attrs.DRIVER)
+        attrs = st.get_study_system_attrs(study_id)
+        held = attrs.get(_attrs.DRIVER)
         if not (_lease_alive(held) and _names_run(held, lease)):
-            click.echo("the run has stopped; run its spec again to resume")
+            # how it ended, from the entry it logged as it gave the study up
+            run = _logged_run(attrs, lease)
+            click.echo(f"the run has stopped{_run_text(run, False)}; run its spec again to resume")
+            if _lease_alive(held):  # a run started meanwhile (a scheduler's restart): not the one asked
+                click.echo(f"another run holds study {study!r} now (pid {held.get('pid')} on {held.get('host')}); "
+                           f"`tuner stop {shlex.quote(study)}` stops that one")
             return
         time.sleep(0.5)
     _fail(f"the run of study {study!r} has not stopped within {wait_s:g}s; it is still ending its trials "
