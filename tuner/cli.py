@@ -278,6 +278,7 @@ def _metric_label(metrics: list[str], directions: list[str]) -> str:
 def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
     """Show a study: counts by state, best trial, top trials and recent failures."""
     from tuner._api import study_details
+    from tuner.engine._study import run_line
 
     if top < 0:
         raise UserInputError("--top must be >= 0")
@@ -314,27 +315,11 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
         shown = d["runs"][-_RUNS_SHOWN:]
         click.echo(f"runs: {len(d['runs'])}" + (f", the last {len(shown)}:" if len(shown) < len(d["runs"]) else ":"))
         for run in shown:
-            click.echo(f"  {_run_line(run)}")
+            click.echo(f"  {run_line(run)}")
 
 
 #: How many of a study's logged runs `tuner show` lists (--json has them all).
 _RUNS_SHOWN = 5
-
-
-def _run_line(run: dict[str, Any]) -> str:
-    """``2026-12-07T13:05:12  31.2s  done: 13 complete, 17 pruned, 0 failed (pid 4121 on node-1)``."""
-    started = (run["started"] or "?")[:19].replace("T", " ")  # local time, its offset left out
-    length = f"{run['duration_s']:.1f}s" if run["duration_s"] is not None else "?"
-    trials = ", ".join(f"{run[k]} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
-                       if run[k] is not None and (run[k] or k != "stopped_unfinished"))
-    if run["end"] == "lost":
-        left = run["stopped_unfinished"] or 0
-        heard = (run["last_heard"] or "?")[:19].replace("T", " ")
-        trials = f"last heard {heard}; the next run marked the {left} trial{'s' if left != 1 else ''} it left running FAIL"
-    elif run["recovered"]:
-        trials += f"; marked FAIL the {run['recovered']} trial{'s' if run['recovered'] != 1 else ''} an earlier run left running"
-    error = f" ({run['error']})" if run["error"] else ""
-    return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid'] or '?'} on {run['host']})"
 
 
 @main.command()

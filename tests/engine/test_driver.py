@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -563,6 +564,9 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     assert [t.params["x"] for t in trials if t.number > third][0] == -4.0  # the spec's point went first
     assert "WAITING" not in _states(optuna.load_study(study_name="s", storage=sqlite_url))  # none stranded
     text = out.getvalue()
+    # the resume says how the last run ended (its run log entry)
+    assert re.search(r"^last run: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d +[0-9.]+s  done: 2 complete, 0 pruned, 0 failed "
+                     r"\(pid \d+ on ", text, flags=re.M), text
     assert (f"running again, with their parameters, 3 trials ({interrupted}, {requested}, {lost}) an earlier run "
             f"left unfinished (rerun_unfinished: false turns this off)") in text, text
     assert f"not running again 1 trial ({third}) left unfinished 3 times with the same parameters" in text, text

@@ -36,7 +36,8 @@ from tuner.engine._progress import Progress, failure_text
 from tuner.engine._ray_stop import shutdown_local_ray
 from tuner.engine._scratch import make_scratch
 from tuner.engine._study import (MAX_RERUNS, DriverLease, enqueue_points, mark_failed, open_for_run, record_spec,
-                                 recover_stale_trials, refuse_if_running, refuse_incompatible, requeue_unfinished)
+                                 recover_stale_trials, refuse_if_running, refuse_incompatible, requeue_unfinished,
+                                 run_line, run_log, run_row)
 from tuner.engine._worker import JobInfo, trainable
 from tuner.exceptions import TooManyFailuresError, TunerError, UserInputError, exception_chain
 
@@ -456,6 +457,8 @@ def _run_study(
         if deleted:
             summary.extra["force_deleted"] = deleted[0]
         progress.start(spec, summary, state)
+        if resumed and (runs := run_log(study._storage.get_study_system_attrs(study._study_id))):
+            progress.note(f"last run: {run_line(run_row(runs[-1]))}")  # how it ended: interrupted, lost, ...
         if enqueued:
             when = "first" if state.want_more() else f"when the study is resumed past n_trials={spec.n_trials}"
             progress.note(f"enqueued {enqueued} point{'s' if enqueued != 1 else ''} of the spec's enqueue: "

@@ -530,6 +530,23 @@ def run_row(run: dict[str, Any], *, utc: bool = False) -> dict[str, Any]:
             "error": run.get("error") if isinstance(run.get("error"), str) else None}
 
 
+def run_line(run: dict[str, Any]) -> str:
+    """A logged run (:func:`run_row`) on one line, as ``tuner show`` lists runs and a resume names
+    the last: ``2026-12-07 13:05:12  31.2s  done: 13 complete, 17 pruned, 0 failed (pid 4121 on node-1)``."""
+    started = (run["started"] or "?")[:19].replace("T", " ")  # local time, its offset left out
+    length = f"{run['duration_s']:.1f}s" if run["duration_s"] is not None else "?"
+    trials = ", ".join(f"{run[k]} {k.replace('_', ' ')}" for k in ("complete", "pruned", "failed", "stopped_unfinished")
+                       if run[k] is not None and (run[k] or k != "stopped_unfinished"))
+    if run["end"] == "lost":
+        left = run["stopped_unfinished"] or 0
+        heard = (run["last_heard"] or "?")[:19].replace("T", " ")
+        trials = f"last heard {heard}; the next run marked the {left} trial{'s' if left != 1 else ''} it left running FAIL"
+    elif run["recovered"]:
+        trials += f"; marked FAIL the {run['recovered']} trial{'s' if run['recovered'] != 1 else ''} an earlier run left running"
+    error = f" ({run['error']})" if run["error"] else ""
+    return f"{started}  {length:>8}  {run['end_text']}{error}: {trials} (pid {run['pid'] or '?'} on {run['host']})"
+
+
 def _lost_run(lease: Any, recovered: list[int]) -> dict[str, Any] | None:
     """The run log's entry for a run that died holding the lease: when it ended is not known, only
     its last heartbeat; its trials are counted in no run (the trials it finished are stored as
