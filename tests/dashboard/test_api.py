@@ -405,3 +405,19 @@ def test_a_rerun_trial_links_the_trial_whose_parameters_it_runs_again(tmp_path: 
         page = c.get("/studies/rr/trials/1").text
         assert '<td id="rerun-of">the parameters of <a href="/studies/rr/trials/0">trial 0</a>' in page
         assert 'id="rerun-of"' not in c.get("/studies/rr/trials/0").text
+
+
+def test_a_run_stopped_by_tuner_stop_reads_without_the_terminals_quotes(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine._study import record_run
+
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    study = optuna.create_study(study_name="sr", storage=url)
+    record_run(study, {"started": 1.0, "ended": 5.0, "host": "h", "pid": 3, "end": "stop_requested", "complete": 1,
+                       "pruned": 0, "failed": 0, "stopped_unfinished": 2})
+    with TestClient(create_app(url)) as c:
+        page = c.get("/studies/sr").text
+        assert '<td class="run-stop_requested">stopped by tuner stop</td>' in page, page[-3000:]
+        assert c.get("/api/studies/sr").json()["runs"][0]["stopped_unfinished"] == 2

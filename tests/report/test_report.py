@@ -95,17 +95,19 @@ def test_summary_lists_the_runs_and_the_trials_a_run_ended_apart_from_the_failur
     study = optuna.load_study(study_name="s", storage=url)
     record_run(study, {"started": 1_000.0, "ended": 1_090.0, "host": "n1", "pid": 7, "end": "interrupted",
                        "complete": 6, "pruned": 0, "failed": 1, "stopped_unfinished": 1})
+    record_run(study, {"started": 1_500.0, "ended": 1_560.0, "host": "n1", "pid": 9, "end": "stop_requested",
+                       "complete": 0, "pruned": 0, "failed": 0, "stopped_unfinished": 0})
     record_run(study, {"started": 2_000.0, "ended": 2_030.0, "host": "n1", "pid": 8, "end": "done",
                        "complete": 4, "pruned": 0, "failed": 0, "stopped_unfinished": 0})
     summary = _section(build_report(study), "summary")
     assert re.search(r"<th>ended unfinished</th><td>1 trial\(s\) a Ctrl-C, a stop or a lost run ended .*?; 10\)</td>",
                      summary), summary
-    assert "<th>runs</th><td>2: interrupted 1, done 1 (listed below)</td>" in summary
+    assert "<th>runs</th><td>3: interrupted 1, stopped by tuner stop 1, done 1 (listed below)</td>" in summary
     failures = re.search(r"<h3>Failures</h3>(.*?)</table>", summary, flags=re.S).group(1)
     assert "ValueError: boom" in failures and "Interrupted" not in failures
     runs = summary[summary.index("<summary>Runs, newest first</summary>"):]
     rows = re.findall(r"<tr><td>[^<]*</td><td class=num>([^<]*)</td><td>([^<]*)</td>", runs)
-    assert rows == [("30.0 s", "done"), ("1.5 min", "interrupted")]  # newest first
+    assert rows == [("30.0 s", "done"), ("1.0 min", "stopped by tuner stop"), ("1.5 min", "interrupted")]  # newest first
 
 
 def test_top_table_rows_are_sorted_best_first(tmp_path: Path) -> None:

@@ -116,7 +116,7 @@ def _summary(report: "ReportData") -> str:
         rows.append(("ended unfinished", f"{len(s.unfinished):,} trial(s) a Ctrl-C, a stop or a lost run ended "
                                          f"(stored FAIL, not failures of their own; {_e(shown)})"))
     if s.runs:
-        ends = Counter(run["end_text"] for run in s.runs)
+        ends = Counter(run["end_text"].replace("`", "") for run in s.runs)  # the terminal's quotes, not HTML's
         kept = f"the last {len(s.runs):,} logged" if len(s.runs) >= RUN_LOG_KEEP else f"{len(s.runs):,}"
         rows.append(("runs", f"{kept}: " + ", ".join(f"{_e(end)} {n:,}" for end, n in ends.most_common())
                              + " (listed below)"))
@@ -156,7 +156,7 @@ def _runs_table(runs: list[dict[str, Any]]) -> str:
 
     body = "".join(
         f"<tr><td>{_e((run['started'] or '—')[:19].replace('T', ' '))}</td><td class=num>{_e(fmt_duration(run['duration_s']))}</td>"
-        f"<td>{_e(run['end_text'])}{_e(': ' + run['error']) if run['error'] else ''}</td>"
+        f"<td>{_e(run['end_text'].replace('`', ''))}{_e(': ' + run['error']) if run['error'] else ''}</td>"
         + "".join(f"<td class=num>{count(run, k)}</td>" for k in ("complete", "pruned", "failed", "stopped_unfinished"))
         + f"<td>{_e(str(run['pid'] or '?'))} on {_e(run['host'])}</td></tr>" for run in runs[::-1])
     return ("<details open><summary>Runs, newest first</summary><table><tr><th>started</th><th>length</th>"

@@ -188,7 +188,7 @@
         var row = el("tr");
         row.appendChild(el("td", (r.started || "—").replace("+00:00", "").replace("T", " ")));
         row.appendChild(el("td", fmtDuration(r.duration_s), "num"));
-        row.appendChild(el("td", r.end_text + (r.error ? ": " + r.error : "") +
+        row.appendChild(el("td", r.end_text.replace(/`/g, "") + (r.error ? ": " + r.error : "") +
           (r.last_heard ? "; last heard " + r.last_heard.replace("+00:00", "").replace("T", " ") : ""), "run-" + r.end));
         ["complete", "pruned", "failed", "stopped_unfinished"].forEach(function (k) { row.appendChild(el("td", fmt(r[k]), "num")); });
         row.appendChild(el("td", fmt(r.pid) + " on " + fmt(r.host)));
