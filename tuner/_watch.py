@@ -83,11 +83,11 @@ class _Trials:
         import sqlalchemy as sa
         from optuna.storages._rdb import models as m
 
-        from tuner.engine._study import UNFINISHED_ERRORS, _loads, ended_unfinished
+        from tuner.engine._study import _loads, ended_unfinished, unfinished_error_rows
 
         t, a = self._t, m.TrialSystemAttributeModel
         where = [t.study_id == self._study_id, t.trial_id <= self.max_id, t.state == m.TrialState.FAIL,
-                 a.key == _attrs.ERROR, sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS])]
+                 unfinished_error_rows(a)]
         if self.unfinished:
             where.append(t.trial_id.not_in(list(self.unfinished)))
         with self._engine.connect() as conn:

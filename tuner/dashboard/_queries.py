@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import _lease_alive, run_log, run_row, study_state
+from tuner.engine._study import _is_int, _lease_alive, run_log, run_row, study_state
 from tuner.exceptions import UserInputError
 from tuner.storage import sqlite_path
 
@@ -232,8 +232,9 @@ class DashboardData:
         summary["best_trials"] = best
         summary["spec"] = spec or None
         # The latest runs, newest first: when the study ran, where, and how each run ended.
-        summary["runs"] = [run_row(run, utc=True) for run in reversed(run_log(info.system_attrs)[-_RUNS_SHOWN:])]
-        summary["n_runs"] = len(run_log(info.system_attrs))
+        runs = run_log(info.system_attrs)
+        summary["runs"] = [run_row(run, utc=True) for run in reversed(runs[-_RUNS_SHOWN:])]
+        summary["n_runs"] = len(runs)
         summary["version"] = self.version(name, info=info)
         return summary
 
@@ -661,8 +662,7 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
         "metrics": jsonable(sa_.get(_attrs.METRICS)),
         "error": jsonable(sa_.get(_attrs.ERROR)),
         "worker": jsonable(sa_.get(_attrs.WORKER)),
-        "rerun_of": (sa_.get(_attrs.RERUN_OF) if isinstance(sa_.get(_attrs.RERUN_OF), int)
-                     and not isinstance(sa_.get(_attrs.RERUN_OF), bool) else None),
+        "rerun_of": sa_.get(_attrs.RERUN_OF) if _is_int(sa_.get(_attrs.RERUN_OF)) else None,
     }
     if full:
         row["intermediate_values"] = {str(k): _finite(v) for k, v in sorted(t.intermediate_values.items())}

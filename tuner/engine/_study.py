@@ -267,6 +267,7 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
 
 
 def _is_int(value: Any) -> bool:
+    """A whole number as JSON stores one (``True`` is an int to Python, not to a run log)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -299,8 +300,7 @@ def _rerun_records(engine: Any, study_id: int) -> tuple[dict[int, int], list[tup
         reruns = conn.execute(sa.select(t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
             t.study_id == study_id, a.key == _attrs.RERUN_OF)).all()
         rows = conn.execute(sa.select(t.trial_id, t.number, a.value_json).join(a, a.trial_id == t.trial_id).where(
-            t.study_id == study_id, t.state == m.TrialState.FAIL, a.key == _attrs.ERROR,
-            sa.or_(*[a.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]), chosen)
+            t.study_id == study_id, t.state == m.TrialState.FAIL, unfinished_error_rows(a), chosen)
             .order_by(t.number)).all()
     origins = {number: origin for number, text in reruns if _is_int(origin := _loads(text))}
     unfinished = [(trial_id, number) for trial_id, number, text in rows
@@ -439,6 +439,16 @@ RUN_ENDS = {
 UNFINISHED_ERRORS = frozenset({"Interrupted", "StoppedByRequest", "StoppedByMaxFailures", "DriverLost"})
 
 
+def unfinished_error_rows(attributes: Any) -> Any:
+    """The SQL condition that picks, of the trial attributes table (``attributes``), the stored
+    errors that may say their run ended the trial unfinished: a cheap filter on the JSON text
+    (Optuna writes it with ``json.dumps``' separators), for :func:`ended_unfinished` to confirm."""
+    import sqlalchemy as sa
+
+    return sa.and_(attributes.key == _attrs.ERROR,
+                   sa.or_(*[attributes.value_json.like(f'%"type": "{kind}"%') for kind in UNFINISHED_ERRORS]))
+
+
 def ended_unfinished(error: Any) -> bool:
     """Whether a trial's stored error (``tuner:error``) is one its run wrote as it ended the trial
     unfinished. The run writes no traceback; an objective's own exception class of the same name
@@ -520,12 +530,12 @@ def run_row(run: dict[str, Any], *, utc: bool = False) -> dict[str, Any]:
             return None
 
     started, ended = seconds(run.get("started")), seconds(run.get("ended"))
-    counts = {k: run.get(k) if isinstance(run.get(k), int) and not isinstance(run.get(k), bool) else None
+    counts = {k: run.get(k) if _is_int(run.get(k)) else None
               for k in ("complete", "pruned", "failed", "stopped_unfinished", "recovered")}
     end = str(run.get("end") or "?")
     return {"started": when(started), "ended": when(ended), "last_heard": when(run.get("last_heard")),
             "duration_s": max(0.0, ended - started) if started is not None and ended is not None else None,
-            "host": str(run.get("host") or "?"), "pid": run.get("pid") if isinstance(run.get("pid"), int) else None,
+            "host": str(run.get("host") or "?"), "pid": run.get("pid") if _is_int(run.get("pid")) else None,
             "end": end, "end_text": RUN_ENDS.get(end, end), **counts,
             "error": run.get("error") if isinstance(run.get("error"), str) else None}
 
