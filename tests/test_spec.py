@@ -146,6 +146,7 @@ def test_durations(value: Any, seconds: float | None) -> None:
     ({"n_trials": 0}, "n_trials", "out of range"),
     ({"n_trials": True}, "n_trials", "expected an integer"),
     ({"concurrency": 1.5}, "concurrency", "expected an integer"),
+    ({"rerun_unfinished": "yes"}, "rerun_unfinished", "expected true or false, got 'yes'"),
     ({"resources": {"cpus": 0, "gpus": 0}}, "resources", "some CPU or GPU"),
     ({"resources": {"gpus": -1}}, "resources.gpus", "out of range"),
     ({"resources": {"tpus": 1}}, "resources.tpus", "unknown key"),
