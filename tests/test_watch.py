@@ -188,6 +188,36 @@ def test_wait_waits_for_the_study_and_its_run_to_start(tmp_path: Path) -> None:
         watch("other", url, interval=0.5, progress=Progress(stream=io.StringIO(), live=False))
 
 
+@pytest.mark.parametrize("stored", ["none yet", "the last run's"])
+def test_a_watch_that_began_before_the_run_recorded_its_spec_reads_the_runs_target(stored: str,
+                                                                                  tmp_path: Path) -> None:
+    """A run takes the study, then records its spec: a watch that read the study in between saw
+    no spec (a new study) or the previous run's (a resume with a raised n_trials). It counts
+    against the running spec's target from its next poll on."""
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    study = _study(url, n_trials=1)
+    study.tell(study.ask(_X), 0.5)
+    if stored == "none yet":
+        study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, None)
+
+    def record_spec_and_finish_a_trial() -> None:
+        study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, {"n_trials": 2, "max_failures": 5})
+        study.tell(study.ask(_X), 0.7)
+
+    def end() -> None:
+        _end_run(study, end="done", complete=1, pruned=0, failed=0, stopped_unfinished=0)
+
+    out = io.StringIO()
+    summary = watch("w", url, interval=0.5, progress=Progress(stream=out, live=False),
+                    sleep=_script(record_spec_and_finish_a_trial, end))
+    lines = _lines(out)
+    assert ": 1 trials finished; run by pid " in lines[0] if stored == "none yet" else ": 1/1 trials finished;" in lines[0]
+    assert lines[1].startswith("trial 1 complete value=0.7 | finished 2/2"), lines
+    assert lines[-1] == ("the run ended (done; this run: 1 complete, 0 pruned, 0 failed): study 'w' finished, 2/2 trials "
+                         "finished (2 complete, 0 pruned, 0 failed); best 0.7")
+    assert summary.n_trials == 2 and summary.state == "finished"
+
+
 def test_several_objectives_are_followed_by_their_pareto_front(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     study = _study(url, n_trials=3, directions=("maximize", "minimize"), metrics=("acc", "size"))

@@ -196,7 +196,7 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
             progress.warn(f"waiting for a run of study {name!r} to start (it is {state}; Ctrl-C stops waiting)")
             said.add("run")
         sleep(interval)
-    target = spec.get("n_trials") if isinstance(spec.get("n_trials"), int) else None
+    target = _target(spec)
     directions = [d.name.lower() for d in study.directions]
     progress.track(directions, study)
     goal = goal_text(_objective_names(study), directions)
@@ -232,6 +232,11 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
             progress.warn("the storage answers again")
             lost = False
         polled = []
+        if isinstance(attrs.get(_attrs.SPEC), dict):
+            # the run records its spec just after it takes the study: a watch that began in between
+            # read none (or a resumed study's previous spec), so the target is read again each poll
+            spec = attrs[_attrs.SPEC]
+            target = _target(spec)
         seen += _tell_all(progress, finished, trials, target)
         if not finished:
             progress.tick(_RunView(trials, target))
@@ -248,6 +253,12 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
             ending = True
             continue
         sleep(interval)
+
+
+def _target(spec: dict[str, Any]) -> int | None:
+    """The stored spec's ``n_trials``, or None where it has none (a study no tuner run has driven)."""
+    n_trials = spec.get("n_trials")
+    return n_trials if isinstance(n_trials, int) and not isinstance(n_trials, bool) else None
 
 
 class _RunView:
