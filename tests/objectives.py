@@ -208,3 +208,15 @@ def warns_then_prunes(params: dict[str, Any], ctx: Any) -> float:
     if ctx.number % 2:
         ctx.report(3, params["x"])
     raise TrialPruned("stopped by the objective")
+
+
+def counts_on(params: dict[str, Any], ctx: Any) -> float:
+    """Counts to 5, one report a step, keeping its count in its folder; a rerun goes on from the
+    count of the trial it reruns (``ctx.resumed_from``). Returns how many steps this trial counted."""
+    saved = ctx.resumed_from / "count.txt" if ctx.resumed_from is not None else None
+    start = int(saved.read_text()) if saved is not None and saved.exists() else 0
+    ctx.trial_dir.mkdir(parents=True, exist_ok=True)
+    for step in range(start + 1, 6):
+        (ctx.trial_dir / "count.txt").write_text(str(step))
+        ctx.report(step, float(step))
+    return float(5 - start)

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from tuner.engine import _attrs
+from tuner.engine._study import _is_int
 
 if TYPE_CHECKING:
     import optuna
@@ -121,7 +122,9 @@ def _headline(d: dict[str, Any]) -> str:
     elif d["state"] == "PRUNED" and last is not None:
         text += f", {d['objectives'][0]} {_num(last[1])} ({d['directions'][0]})"
     if d.get("rerun_of") is not None:
-        text += f" (trial {d['rerun_of']}'s parameters, run again: its run left it unfinished)"
+        epoch = d["attrs"].get("resumed_at_epoch")
+        went_on = f" from the end of its epoch {epoch}" if _is_int(epoch) else ""
+        text += f" (trial {d['rerun_of']}'s parameters, run again{went_on}: its run left it unfinished)"
     return text
 
 

@@ -398,12 +398,13 @@ def test_a_rerun_trial_links_the_trial_whose_parameters_it_runs_again(tmp_path: 
     x = optuna.distributions.FloatDistribution(0.0, 1.0)
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": x}, state=TrialState.FAIL))
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": x}, value=1.0,
-                                              system_attrs={"tuner:rerun_of": 0}))
+                                              system_attrs={"tuner:rerun_of": 0, "tuner:attr:resumed_at_epoch": 3}))
     with TestClient(create_app(url)) as c:
         assert c.get("/api/studies/rr/trials/1").json()["rerun_of"] == 0
         assert c.get("/api/studies/rr/trials/0").json()["rerun_of"] is None
         page = c.get("/studies/rr/trials/1").text
         assert '<td id="rerun-of">the parameters of <a href="/studies/rr/trials/0">trial 0</a>' in page
+        assert "which its run left unfinished; went on from the end of its epoch 3</td>" in page
         assert 'id="rerun-of"' not in c.get("/studies/rr/trials/0").text
 
 

@@ -532,7 +532,8 @@ def _unfinished(study: optuna.Study, x: float | None, kind: str = "Interrupted",
     return trial.number
 
 
-def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_parameters(sqlite_url: str) -> None:
+def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_parameters(sqlite_url: str,
+                                                                                       tmp_path: Path) -> None:
     """The trials a Ctrl-C, a `tuner stop`, max_failures or a killed run ended are enqueued again,
     with their parameters, when the study resumes (Ray Tune's restore resumes them, Optuna's
     RetryFailedTrialCallback re-enqueues them): once each, after the trials already waiting, as
@@ -549,7 +550,10 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     popped = _unfinished(study, None, fixed_params={"x": 0.75})  # an enqueued point stopped before it was sampled
     first = _unfinished(study, 4.5)  # one configuration, left unfinished three times: given up
     second = _unfinished(study, 4.5, **{_attrs.RERUN_OF: first})
-    third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: second})
+    left = tmp_path / "third"  # where its trial left a resume point (a built-in task's)
+    left.mkdir()
+    (left / "resume.pt").write_bytes(b"state")
+    third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: second, _attrs.WORKER: {"trial_dir": str(left)}})
     out = io.StringIO()
     # 2 finished, 1 point of the spec waiting: room for 3 reruns of the 4 owed (the oldest first)
     tuner.run(_spec(n_trials=6, enqueue=[{"x": -4.0}]), objectives.quadratic, storage=sqlite_url,
@@ -570,6 +574,7 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     assert (f"running again, with their parameters, 3 trials ({interrupted}, {requested}, {lost}) an earlier run "
             f"left unfinished (rerun_unfinished: false turns this off)") in text, text
     assert f"not running again 1 trial ({third}) left unfinished 3 times with the same parameters" in text, text
+    assert not (left / "resume.pt").exists()  # given up: nothing will resume it
     # the next resume: the one owed (its enqueued parameters) and one left since, none of the others again
     since = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), -1.0)
     out = io.StringIO()

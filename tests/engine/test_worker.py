@@ -65,3 +65,45 @@ def test_a_return_that_is_not_a_real_number_fails_as_a_string_does(tmp_path: Pat
 def test_real_numbers_of_python_and_numpy_are_taken(tmp_path: Path, returned: object) -> None:
     job = _job(SearchSpace.from_mapping({"params": {"x": {"float": [0, 1]}}}, source="t"), "sqlite://")
     assert _worker._values(job, returned, None) == [float(returned)]  # type: ignore[arg-type]
+
+
+def test_a_rerun_is_given_the_folder_of_the_trial_it_runs_again(tmp_path: Path) -> None:
+    """``ctx.resumed_from``: where the interrupted trial left its files, so an objective that
+    keeps its own checkpoints goes on from there; None for a trial that reruns nothing, or whose
+    trial's folder is gone."""
+    from optuna.trial import TrialState
+
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    space = SearchSpace.from_mapping({"params": {"x": {"float": [0, 1]}}}, source="t")
+    job = _job(space, url)
+    job.objective_ref, job.artifacts_dir = "tests.objectives:counts_on", str(tmp_path / "runs")
+    study = optuna.create_study(storage=url, study_name="s")
+    storage = study._storage
+    old = storage.create_new_trial(study._study_id)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "count.txt").write_text("3")
+    storage.set_trial_system_attr(old, _attrs.WORKER, {"trial_dir": str(tmp_path / "old")})
+    storage.set_trial_state_values(old, TrialState.FAIL)
+    gone = storage.create_new_trial(study._study_id)
+    storage.set_trial_system_attr(gone, _attrs.WORKER, {"trial_dir": str(tmp_path / "deleted")})
+    storage.set_trial_state_values(gone, TrialState.FAIL)
+    unstarted = storage.create_new_trial(study._study_id)  # trial 0's rerun, stopped before a worker took it
+    storage.set_trial_system_attr(unstarted, _attrs.RERUN_OF, 0)
+    storage.set_trial_state_values(unstarted, TrialState.FAIL)
+
+    def run(rerun_of: int | None) -> list[float]:
+        trial_id = storage.create_new_trial(study._study_id)
+        if rerun_of is not None:
+            storage.set_trial_system_attr(trial_id, _attrs.RERUN_OF, rerun_of)
+        number = storage.get_trial_number_from_id(trial_id)
+        result = _worker.run_trial(job, {"trial_id": trial_id, "number": number})
+        assert result[_worker.STATE_KEY] == "COMPLETE", storage.get_trial_system_attrs(trial_id)
+        return result[_worker.VALUES_KEY]
+
+    assert run(0) == [2.0]  # steps 4 and 5: it went on from trial 0's count
+    assert run(None) == [5.0]
+    assert run(1) == [5.0]  # trial 1's folder is gone: from the start
+    assert run(2) == [2.0]  # trial 2 never had a folder: the one before it, trial 0's
+    assert _worker._rerun_folders(storage, study._study_id, unstarted) == [tmp_path / "old"]

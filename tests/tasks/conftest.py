@@ -40,6 +40,39 @@ class FakeContext:
         return [m[name] for _, m in self.reports]
 
 
+class Killed(BaseException):
+    """What a killed worker amounts to for the loop: it stops at once and cleans nothing up."""
+
+
+class RunContext(FakeContext):
+    """The engine's trial as the loop sees it: resumable, maybe a rerun, maybe killed at a report."""
+
+    def __init__(self, trial_dir: pathlib.Path, *, resumed_from: pathlib.Path | None = None,
+                 kill_at: int | None = None, **kwargs: Any) -> None:
+        super().__init__(trial_dir, **kwargs)
+        self.resumable = True
+        self.resumed_from = resumed_from
+        self.kill_at = kill_at
+        self.warnings: list[str] = []
+
+    def report(self, step: int, metrics: dict[str, float]) -> None:
+        if step == self.kill_at:
+            raise Killed
+        super().report(step, metrics)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def rerun_context(trial_dir: pathlib.Path, *stopped: pathlib.Path, **kwargs: Any) -> RunContext:
+    """The rerun of the trials whose folders are ``stopped`` (nearest first), as the engine
+    starts one: their nearest resume point moved into its folder before the task runs."""
+    from tuner.tasks._resume import take_over
+
+    take_over(list(stopped), trial_dir)
+    return RunContext(trial_dir, resumed_from=stopped[0] if stopped else None, **kwargs)
+
+
 @pytest.fixture
 def make_ctx(tmp_path: pathlib.Path):
     counter = iter(range(10_000))

@@ -217,6 +217,33 @@ def test_pruning_propagates_and_seeds_repeat(easy: Path, make_ctx) -> None:
     assert a.series("val_loss") == pytest.approx(b.series("val_loss"), rel=1e-5)
 
 
+def test_a_rerun_goes_on_from_the_saved_trained_part_and_ends_as_the_uninterrupted_trial(
+        easy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The resume point holds what training changes (the unfrozen layers, the head) and the
+    length-bucketed batch order's generator; the frozen encoder comes from the bundled model."""
+    from tests.tasks.conftest import Killed, RunContext, rerun_context
+    from tuner.tasks import _resume
+    from tuner.tasks._resume import RESUME_FILE
+
+    monkeypatch.setattr(_resume, "TIME_SHARE", 1e9)  # a point after every epoch, however short
+
+    task = TextTask({"dataset": str(easy), "max_samples": 80})
+    params = {**FAST, "lr": 2e-3, "epochs": 3, "freeze_layers": 5, "dropout": 0.1}
+    whole = RunContext(tmp_path / "whole", seed=3)
+    expected = task.run(dict(params), whole)
+    with pytest.raises(Killed):
+        task.run(dict(params), RunContext(tmp_path / "stopped", seed=3, kill_at=3))
+    saved = torch.load(tmp_path / "stopped" / RESUME_FILE, weights_only=False)
+    assert saved["epoch"] == 2 and "head.weight" in saved["model"]
+    assert not any(k.startswith(("encoder.embeddings.", "encoder.encoder.layer.4.")) for k in saved["model"])
+    rerun = rerun_context(tmp_path / "rerun", tmp_path / "stopped", seed=11)
+    got = task.run(dict(params), rerun)
+    assert rerun.attrs["resumed_at_epoch"] == 2 and rerun.warnings == []
+    assert [s for s, _ in rerun.reports] == [1, 2, 3]
+    assert rerun.series("val_loss") == pytest.approx(whole.series("val_loss"), rel=1e-5)
+    assert got["test_loss"] == pytest.approx(expected["test_loss"], rel=1e-5)
+
+
 def test_csv_next_to_the_spec_and_null_params_take_text_defaults(tmp_path: Path, make_ctx) -> None:
     rows = ["review,stars"] + [f'"{t}",{"5" if "good" in t else "1"}'
                                for t in (_easy_folder(tmp_path / "src", n=20) / "good.txt").read_text().split("\n")

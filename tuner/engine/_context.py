@@ -43,6 +43,8 @@ class TrialContext:
         num_threads: int,
         prune: bool,
         missing_metric_fails: bool = False,
+        resumable: bool = True,
+        resumed_from: Path | None = None,
     ) -> None:
         self._study = study
         self._trial = trial
@@ -55,6 +57,14 @@ class TrialContext:
         self.device = device
         self.seed = seed
         self.num_threads = num_threads
+        #: The folder of the unfinished trial whose parameters this trial runs again (see
+        #: ``rerun_unfinished``; the nearest one that had a folder, when that one was stopped
+        #: before it started), or None: an objective that saves its own checkpoints in
+        #: ``trial_dir`` can load them from here and go on where the interrupted trial stopped.
+        #: The built-in tasks do so from ``resume.pt`` (:mod:`tuner.tasks._resume`).
+        self.resumed_from = resumed_from
+        #: Built-in tasks save a resume point after each epoch (off where the study never reruns a trial).
+        self.resumable = resumable
         self._prune = prune and len(metrics) == 1
         # A built-in task's study may rank trials by a metric known only at the end (test_accuracy,
         # n_params): its reports cannot carry it, which is the spec's choice, not a typo (warned).

@@ -484,6 +484,7 @@ def _run_study(
                 source=spec.source, base_dir=spec.base_dir, driver_cwd=os.getcwd(),
                 driver_sys_path=[p for p in sys.path if p and os.path.isdir(p)][:20],
                 cpus=spec.resources.cpus, gpus=spec.resources.gpus, seed=spec.seed, trial_timeout=spec.trial_timeout,
+                resume_points=spec.rerun_unfinished and spec.sampler != "grid",  # what requeue_unfinished reruns
             )
             from tuner.engine import _tune_glue  # imported already, unless Ray was up before this run
 

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from tuner.engine import _attrs
@@ -256,6 +257,7 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
             continue  # nothing chose its parameters (the query leaves most such trials out)
         if _times_left_unfinished(trial.number, origins) >= MAX_RERUNS:
             given_up.append(trial.number)
+            _drop_resume_point(trial.system_attrs.get(_attrs.WORKER))
             storage.set_study_system_attr(study._study_id, _attrs.RERUN, sorted(given_up_before | set(given_up)))
             continue
         if len(rerun) >= room:
@@ -264,6 +266,16 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
             "fixed_params": dict(params), _attrs.RERUN_OF: trial.number}))
         rerun.append(trial.number)
     return rerun, given_up
+
+
+def _drop_resume_point(worker: Any) -> None:
+    """A configuration given up is not run again: the resume point its last trial left (a
+    built-in task's, in the trial's folder) would only take disk space."""
+    folder = worker.get("trial_dir") if isinstance(worker, dict) else None
+    if isinstance(folder, str):
+        from tuner.tasks._resume import drop
+
+        drop(Path(folder))
 
 
 def _is_int(value: Any) -> bool:

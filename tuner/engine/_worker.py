@@ -72,6 +72,8 @@ class JobInfo:
     seed: int | None
     trial_timeout: float | None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Built-in tasks save resume points between epochs: the study reruns what a stop cuts short.
+    resume_points: bool = True
 
 
 _STUDIES: dict[tuple[str, str], Any] = {}
@@ -264,18 +266,26 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         trial_dir, dir_warning = _make_trial_dir(trial_dir, job)
         early_cuda = _cuda_before_placement(job)  # before _device() looks at the GPU
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
+        reruns = _rerun_folders(storage, study._study_id, trial_id)
+        if reruns and job.task is not None and job.resume_points:
+            _take_over_resume_point(reruns, trial_dir)
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=training_seed(job.seed, number),
-                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none")
+                           num_threads=max(1, int(job.cpus)), prune=job.pruner != "none",
+                           resumable=job.resume_points, resumed_from=reruns[0] if reruns else None)
         if dir_warning:
             ctx.warn(dir_warning)
         if early_cuda:
             ctx.warn(early_cuda)
         if job.trial_timeout:
-            watchdog = _Watchdog(job.trial_timeout, lambda: storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
-                "type": "TrialTimeout", "traceback": "",
-                "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"}))
+            def timed_out(folder: Path = trial_dir) -> None:
+                _drop_resume_point(folder)
+                storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
+                    "type": "TrialTimeout", "traceback": "",
+                    "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"})
+
+            watchdog = _Watchdog(job.trial_timeout, timed_out)
         result = _call(job, params, ctx)
         values = _values(job, result, ctx)
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
@@ -293,6 +303,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
         if isinstance(exc, KeyboardInterrupt):
             raise
+        _drop_resume_point(trial_dir)
         try:
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
             _record_artifacts(storage, trial_id, trial_dir)
@@ -307,6 +318,54 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     finally:
         if watchdog is not None:
             watchdog.cancel()
+
+
+def _rerun_folders(storage: Any, study_id: int, trial_id: int) -> list[Path]:
+    """The folders of the unfinished trials this one runs again, nearest first, that still exist.
+
+    ``tuner:rerun_of`` names the trial whose parameters this one runs; if that one was a rerun
+    too, its own ``rerun_of`` names the one before (at most ``MAX_RERUNS`` deep). The first is
+    ``ctx.resumed_from``; a built-in task resumes from the nearest that holds a resume point,
+    which is not the first where that rerun was stopped before it started (it never had a folder).
+    """
+    from tuner.engine._study import MAX_RERUNS, _is_int
+
+    folders: list[Path] = []
+    origin = storage.get_trial_system_attrs(trial_id).get(_attrs.RERUN_OF)
+    seen: set[int] = set()
+    while _is_int(origin) and origin not in seen and len(seen) < MAX_RERUNS:
+        seen.add(origin)
+        try:
+            attrs = storage.get_trial_system_attrs(storage.get_trial_id_from_study_id_trial_number(study_id, origin))
+        except KeyError:
+            break
+        folder = (attrs.get(_attrs.WORKER) or {}).get("trial_dir")
+        if isinstance(folder, str) and _is_dir(Path(folder)):
+            folders.append(Path(folder))
+        origin = attrs.get(_attrs.RERUN_OF)
+    return folders
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a folder this worker may not read (Python 3.11 raises on EACCES)
+        return False
+
+
+def _take_over_resume_point(folders: list[Path], trial_dir: Path) -> None:
+    """Move the interrupted trial's resume point into this trial's folder, before the task loads
+    its data: a rerun stopped while it loads still holds the point for the next rerun."""
+    from tuner.tasks._resume import take_over
+
+    take_over(folders, trial_dir)
+
+
+def _drop_resume_point(trial_dir: Path) -> None:
+    """A failed trial is not run again: its resume point would only take disk space."""
+    from tuner.tasks._resume import drop
+
+    drop(trial_dir)
 
 
 def _pruned_at(ctx: TrialContext | None) -> dict[str, Any]:

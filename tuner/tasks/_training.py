@@ -58,6 +58,11 @@ the validation or test data), and ``param_groups`` splits the model's parameters
 with their own learning-rate multiplier (fine-tuning: a smaller lr for a pretrained backbone;
 every schedule scales each group's lr the same way, and the reported ``lr`` is the first group's).
 
+An engine trial (``ctx.resumable``) saves ``resume.pt`` between epochs (as often as 5% of its
+training time pays for), and the rerun of an interrupted trial, into whose folder the engine
+moved it, loads it, reports the epochs it had again and trains on from the next one
+(:mod:`tuner.tasks._resume`).
+
 Three more serve the text task: ``batches`` orders an epoch's training samples into mini-batches
 (sentences of similar length together), ``eval_batch_size`` bounds evaluation batches (a
 transformer's activations), and ``checkpoint_state`` saves only the weights training changed.
@@ -80,6 +85,7 @@ from torch import nn
 from tuner.data import Part, Splits
 from tuner.exceptions import TrialPruned
 from tuner.tasks._base import TrialContext, mark, write_artifacts
+from tuner.tasks._resume import ResumePoint
 from tuner.tasks._train_config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 - re-exported
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
                                   confusion_matrix, per_class, regression_scores, scores)
@@ -148,9 +154,39 @@ def train_model(
     start_time = time.perf_counter()
     mark(ctx, "training_started")
 
+    # ---- a rerun of an interrupted trial goes on where it stopped (see tuner.tasks._resume) --
+    resume = ResumePoint(ctx, {"params": params, "data": data.describe(), "steps_per_epoch": steps_per_epoch,
+                               "shapes": {k: list(v.shape) for k, v in model.state_dict().items()}})
+    generators = {"shuffle": shuffle_generator,
+                  **({"augment": augment.generator} if isinstance(getattr(augment, "generator", None),
+                                                                  torch.Generator) else {})}
+    saved_state = (lambda: checkpoint_state(model, model.state_dict())) if checkpoint_state else model.state_dict
+    curve: list[tuple[int, dict[str, float]]] = []  # every epoch's reported metrics, for a rerun to report again
+    time_before = 0.0  # training time of the epochs a rerun took over
+    first_epoch = 1
+    if (state := resume.load()) is not None:
+        strict = checkpoint_state is None  # a saved subset (the text task's trained weights) fills in
+        model.load_state_dict(state["model"], strict=strict)
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_states(state["rng"], generators, device)
+        best_score, best_epoch, best_metrics = state["best_score"], state["best_epoch"], state["best_metrics"]
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best_state.update({k: v.to(device) for k, v in (state["best_state"] or {}).items()})
+        curve, time_before, first_epoch = list(state["curve"]), state["train_time_s"], state["epoch"] + 1
+        ctx.set_attr("resumed_at_epoch", state["epoch"])
+        try:
+            for step, metrics in curve:  # the pruner sees the same values; it may stop the rerun here
+                ctx.report(step, metrics)
+        except TrialPruned:
+            resume.discard()
+            raise
+
     # ---- loop ----------------------------------------------------------------------------
-    epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    epoch = first_epoch - 1
+    for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         if batches is None:
@@ -195,7 +231,12 @@ def train_model(
             "lr": float(lr),
             "epoch_time_s": time.perf_counter() - epoch_start,
         }
-        ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
+        curve.append((epoch, metrics))
+        try:
+            ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
+        except TrialPruned:
+            resume.discard()
+            raise
         if not math.isfinite(metrics["train_loss"]) or (len(y_val) and not math.isfinite(val_loss)):
             # Diverged (too high an lr, say): NaN weights never recover, so training on would only
             # spend the budget. Stop, as Lightning's EarlyStopping(check_finite=True) does: keep the
@@ -203,6 +244,7 @@ def train_model(
             # the NaN, and TPE ranks the trial last at this step instead of ignoring a failure).
             ctx.set_attr("diverged_at_epoch", epoch)
             if best_state is None:
+                resume.discard()
                 raise TrialPruned(f"training diverged at epoch {epoch} (train_loss {metrics['train_loss']:.3g}, "
                                   f"val_loss {val_loss:.3g}); lower lr or set grad_clip")
             break
@@ -215,7 +257,18 @@ def train_model(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
             break
-    train_time = time.perf_counter() - start_time
+        if epoch < cfg.epochs:
+            resume.save(lambda: {
+                "epoch": epoch, "model": _cpu(saved_state()), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict(), "rng": _rng_states(generators, device),
+                "best_score": best_score, "best_epoch": best_epoch, "best_metrics": best_metrics,
+                # None: the best epoch is this one, whose weights are saved once, as "model"
+                "best_state": None if best_epoch == epoch else _cpu(
+                    checkpoint_state(model, best_state) if checkpoint_state else best_state),
+                "curve": curve, "train_time_s": time_before + time.perf_counter() - start_time})
+    resume.discard()
+    train_time = time_before + time.perf_counter() - start_time
     mark(ctx, "training_ended")
 
     # ---- test the best weights and save them ------------------------------------------------
@@ -389,6 +442,31 @@ def measure_latency(model: nn.Module, X: torch.Tensor,
             if i >= 3:
                 times.append((time.perf_counter() - start) * 1000.0)
     return float(np.median(times))
+
+
+def _rng_states(generators: Mapping[str, torch.Generator], device: torch.device) -> dict[str, Any]:
+    """Every random stream the loop draws from (dropout, batch order, augmentation), to resume from."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), **{k: g.get_state() for k, g in generators.items()}}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: Mapping[str, Any], generators: Mapping[str, torch.Generator], device: torch.device
+                    ) -> None:
+    """Put every random stream back where a resume point left it: the rerun draws what the
+    interrupted trial would have drawn next, not what its own seed gives."""
+    torch.set_rng_state(states["torch"])
+    for name, generator in generators.items():
+        if name in states:
+            generator.set_state(states[name])
+    if device.type == "cuda" and "cuda" in states:  # a point saved on a CPU has no CUDA stream to restore
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict as a resume point keeps it: on the CPU, so a rerun on another device loads it."""
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def _study_wants(ctx: TrialContext, metric: str) -> bool:
