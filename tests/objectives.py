@@ -220,3 +220,10 @@ def counts_on(params: dict[str, Any], ctx: Any) -> float:
         (ctx.trial_dir / "count.txt").write_text(str(step))
         ctx.report(step, float(step))
     return float(5 - start)
+
+
+def saves_then_fails(params: dict[str, Any], ctx: Any) -> float:
+    """Saves a checkpoint of its own under the name the built-in tasks use, then fails."""
+    ctx.trial_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.trial_dir / "resume.pt").write_bytes(b"mine")
+    raise RuntimeError("failed after saving")

@@ -550,7 +550,7 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     popped = _unfinished(study, None, fixed_params={"x": 0.75})  # an enqueued point stopped before it was sampled
     first = _unfinished(study, 4.5)  # one configuration, left unfinished three times: given up
     second = _unfinished(study, 4.5, **{_attrs.RERUN_OF: first})
-    left = tmp_path / "third"  # where its trial left a resume point (a built-in task's)
+    left = tmp_path / "third"  # a file of a built-in task's name, here the user objective's own
     left.mkdir()
     (left / "resume.pt").write_bytes(b"state")
     third = _unfinished(study, 4.5, **{_attrs.RERUN_OF: second, _attrs.WORKER: {"trial_dir": str(left)}})
@@ -574,7 +574,7 @@ def test_a_resume_runs_the_trials_a_run_left_unfinished_again_once_with_their_pa
     assert (f"running again, with their parameters, 3 trials ({interrupted}, {requested}, {lost}) an earlier run "
             f"left unfinished (rerun_unfinished: false turns this off)") in text, text
     assert f"not running again 1 trial ({third}) left unfinished 3 times with the same parameters" in text, text
-    assert not (left / "resume.pt").exists()  # given up: nothing will resume it
+    assert (left / "resume.pt").exists()  # not a built-in task's: never deleted (tests/engine/test_study.py)
     # the next resume: the one owed (its enqueued parameters) and one left since, none of the others again
     since = _unfinished(optuna.load_study(study_name="s", storage=sqlite_url), -1.0)
     out = io.StringIO()

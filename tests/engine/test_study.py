@@ -338,3 +338,39 @@ def test_the_unfinished_trials_read_for_a_rerun_are_those_with_parameters_to_run
     assert [trial_id for trial_id, _number in unfinished] == [drew, enqueued]
     assert origins == {rerun.number: 0}
     assert _study._times_left_unfinished(9, {9: 5, 5: 2}) == 3 and _study._times_left_unfinished(1, {1: 1}) == 1
+
+
+def test_a_configuration_given_up_loses_its_built_in_resume_point_wherever_its_chain_left_it(tmp_path: Path) -> None:
+    """Left unfinished three times, a configuration is not run again: its resume point would
+    only take disk space. Its last trial may never have started (no folder of its own), so the
+    point can sit in an earlier trial's folder of the chain. A user objective's study keeps
+    every file (a file named resume.pt is its own there)."""
+    from types import SimpleNamespace
+
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState
+
+    def study_with_chain(name: str) -> tuple[optuna.Study, Path]:
+        study = optuna.create_study(study_name=name, storage=f"sqlite:///{tmp_path / (name + '.db')}")
+        folder = tmp_path / name / "first"
+        folder.mkdir(parents=True)
+        (folder / "resume.pt").write_bytes(b"point")
+        previous = None
+        for attrs in ({_attrs.WORKER: {"trial_dir": str(folder)}}, {}, {}):  # first ran; its reruns never started
+            trial = study.ask()
+            study._storage.set_trial_param(trial._trial_id, "x", 0.5, FloatDistribution(0.0, 1.0))
+            for key, value in {_attrs.ERROR: {"type": "Interrupted", "message": "", "traceback": ""}, **attrs,
+                               **({_attrs.RERUN_OF: previous} if previous is not None else {})}.items():
+                study._storage.set_trial_system_attr(trial._trial_id, key, value)
+            study.tell(trial, state=TrialState.FAIL)
+            previous = trial.number
+        return study, folder
+
+    spec = SimpleNamespace(rerun_unfinished=True, sampler="tpe", n_trials=10, task="mlp")
+    study, folder = study_with_chain("task")
+    assert _study.requeue_unfinished(study, spec) == ([], [2])  # type: ignore[arg-type]
+    assert not (folder / "resume.pt").exists()
+    study, folder = study_with_chain("objective")
+    objective_spec = SimpleNamespace(**{**vars(spec), "task": None})
+    assert _study.requeue_unfinished(study, objective_spec) == ([], [2])  # type: ignore[arg-type]
+    assert (folder / "resume.pt").exists()

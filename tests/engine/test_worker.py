@@ -10,7 +10,15 @@ import optuna
 import pytest
 
 from tuner.engine import _plugins, _worker
+from tuner.tasks import Task
 from tuner.space import SearchSpace
+
+
+@pytest.fixture
+def in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_trial`` called here, not in a Ray worker: its placement record would start a Ray
+    instance just to ask for the node (what is recorded of it is tested with real runs)."""
+    monkeypatch.setattr(_worker, "_placement", lambda job, trial_dir: {"trial_dir": str(trial_dir)})
 
 
 def _job(space: SearchSpace, url: str) -> _worker.JobInfo:
@@ -67,7 +75,7 @@ def test_real_numbers_of_python_and_numpy_are_taken(tmp_path: Path, returned: ob
     assert _worker._values(job, returned, None) == [float(returned)]  # type: ignore[arg-type]
 
 
-def test_a_rerun_is_given_the_folder_of_the_trial_it_runs_again(tmp_path: Path) -> None:
+def test_a_rerun_is_given_the_folder_of_the_trial_it_runs_again(tmp_path: Path, in_process: None) -> None:
     """``ctx.resumed_from``: where the interrupted trial left its files, so an objective that
     keeps its own checkpoints goes on from there; None for a trial that reruns nothing, or whose
     trial's folder is gone."""
@@ -106,4 +114,101 @@ def test_a_rerun_is_given_the_folder_of_the_trial_it_runs_again(tmp_path: Path) 
     assert run(None) == [5.0]
     assert run(1) == [5.0]  # trial 1's folder is gone: from the start
     assert run(2) == [2.0]  # trial 2 never had a folder: the one before it, trial 0's
-    assert _worker._rerun_folders(storage, study._study_id, unstarted) == [tmp_path / "old"]
+    from tuner.engine._study import rerun_chain_folders
+
+    assert rerun_chain_folders(storage, study._study_id, storage.get_trial_system_attrs(unstarted)) == \
+        [tmp_path / "old"]
+
+
+class _ProbeTask(Task):
+    """A built-in task as the worker sees one: it writes a resume point, then does what
+    ``params["then"]`` says: return, raise, or find its trial stored as unfinished by a later run
+    (a killed driver's orphaned worker) at its next report."""
+
+    name = "probe"
+    seen: dict[str, Any] = {}
+    url = ""
+
+    def run(self, params: dict[str, Any], ctx: Any) -> dict[str, float]:
+        from optuna.trial import TrialState
+
+        from tuner.engine import _attrs
+
+        type(self).seen = {"resumable": ctx.resumable, "taken_over": (ctx.trial_dir / "resume.pt").is_file(),
+                           "resumed_from": ctx.resumed_from}
+        (ctx.trial_dir / "resume.pt").write_bytes(b"point")
+        if params["then"] == "fail":
+            raise ValueError("boom")
+        if params["then"] == "taken by a later run":
+            other = optuna.storages.RDBStorage(self.url)
+            other.set_trial_system_attr(ctx._trial_id, _attrs.ERROR, {"type": "DriverLost", "message": "",
+                                                                      "traceback": ""})
+            other.set_trial_state_values(ctx._trial_id, TrialState.FAIL)
+            ctx.report(1, 0.5)  # refused: the trial is finished
+        return {"v": 1.0}
+
+    def metric_names(self) -> list[str]:
+        return ["v"]
+
+
+@pytest.mark.parametrize("then, kept", [("fail", False), ("taken by a later run", True), ("return", False)])
+def test_a_failed_built_in_trial_drops_its_resume_point_and_an_orphaned_one_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, then: str, kept: bool,
+        in_process: None) -> None:
+    """A trial that failed on its own is not run again; one a later run stored as unfinished
+    while its worker still ran (the driver was killed) is, and its rerun needs the point."""
+    from tuner.tasks import _registry
+
+    monkeypatch.setitem(_registry._TASKS, "probe", _ProbeTask)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setattr(_ProbeTask, "url", url)
+    space = SearchSpace.from_mapping({"params": {"then": then}}, source="t")
+    job = _job(space, url)
+    job.task, job.artifacts_dir, job.resume_points = "probe", str(tmp_path / "runs"), True
+    study = optuna.create_study(storage=url, study_name="s")
+    trial_id = study._storage.create_new_trial(study._study_id)
+    result = _worker.run_trial(job, {"trial_id": trial_id, "number": 0})
+    assert result[_worker.STATE_KEY] == ("COMPLETE" if then == "return" else "FAIL")
+    # a trial that returned: the probe wrote its point after the loop would have discarded it
+    assert (tmp_path / "runs" / "s" / "trial_00000" / "resume.pt").exists() == (kept or then == "return")
+    assert _ProbeTask.seen == {"resumable": True, "taken_over": False, "resumed_from": None}
+
+
+def test_a_built_in_rerun_takes_the_point_over_before_it_starts_and_none_is_written_where_reruns_are_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None) -> None:
+    from optuna.trial import TrialState
+
+    from tuner.engine import _attrs
+    from tuner.tasks import _registry
+
+    monkeypatch.setitem(_registry._TASKS, "probe", _ProbeTask)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    job = _job(SearchSpace.from_mapping({"params": {"then": "return"}}, source="t"), url)
+    job.task, job.artifacts_dir, job.resume_points = "probe", str(tmp_path / "runs"), True
+    study = optuna.create_study(storage=url, study_name="s")
+    storage = study._storage
+    old = storage.create_new_trial(study._study_id)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "resume.pt").write_bytes(b"point")
+    storage.set_trial_system_attr(old, _attrs.WORKER, {"trial_dir": str(tmp_path / "old")})
+    storage.set_trial_state_values(old, TrialState.FAIL)
+    rerun = storage.create_new_trial(study._study_id)
+    storage.set_trial_system_attr(rerun, _attrs.RERUN_OF, 0)
+    _worker.run_trial(job, {"trial_id": rerun, "number": 1})
+    assert _ProbeTask.seen == {"resumable": True, "taken_over": True, "resumed_from": tmp_path / "old"}
+    assert not (tmp_path / "old" / "resume.pt").exists()
+
+    job.resume_points = False  # rerun_unfinished: false, or grid search: nothing is resumed
+    _worker.run_trial(job, {"trial_id": storage.create_new_trial(study._study_id), "number": 2})
+    assert _ProbeTask.seen["resumable"] is False
+
+
+def test_a_user_objectives_own_file_named_resume_pt_is_never_touched(tmp_path: Path, in_process: None) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    job = _job(SearchSpace.from_mapping({"params": {"x": {"float": [0, 1]}}}, source="t"), url)
+    job.objective_ref, job.artifacts_dir, job.resume_points = "tests.objectives:saves_then_fails", \
+        str(tmp_path / "runs"), True
+    study = optuna.create_study(storage=url, study_name="s")
+    result = _worker.run_trial(job, {"trial_id": study._storage.create_new_trial(study._study_id), "number": 0})
+    assert result[_worker.STATE_KEY] == "FAIL"
+    assert (tmp_path / "runs" / "s" / "trial_00000" / "resume.pt").read_bytes() == b"mine"

@@ -251,7 +251,7 @@ def test_a_point_is_saved_only_once_the_training_since_the_last_paid_for_it(tmp_
         clock[0] += 0.01
 
     monkeypatch.setattr(_resume, "_write", write)
-    point = ResumePoint(RunContext(tmp_path / "t"), {"lr": 0.1})
+    point = ResumePoint(RunContext(tmp_path / "t"), lambda: {"lr": 0.1})
     for epoch in range(1, 8):
         clock[0] += 0.11  # the epoch's training
         point.save(lambda: {"epoch": epoch})

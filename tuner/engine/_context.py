@@ -43,7 +43,7 @@ class TrialContext:
         num_threads: int,
         prune: bool,
         missing_metric_fails: bool = False,
-        resumable: bool = True,
+        resumable: bool = False,
         resumed_from: Path | None = None,
     ) -> None:
         self._study = study

@@ -257,7 +257,9 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
             continue  # nothing chose its parameters (the query leaves most such trials out)
         if _times_left_unfinished(trial.number, origins) >= MAX_RERUNS:
             given_up.append(trial.number)
-            _drop_resume_point(trial.system_attrs.get(_attrs.WORKER))
+            if spec.task is not None:  # a built-in task's resume point: nothing will resume it now
+                drop_resume_points([*_own_folder(trial.system_attrs),
+                                    *rerun_chain_folders(storage, study._study_id, trial.system_attrs)])
             storage.set_study_system_attr(study._study_id, _attrs.RERUN, sorted(given_up_before | set(given_up)))
             continue
         if len(rerun) >= room:
@@ -268,14 +270,49 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
     return rerun, given_up
 
 
-def _drop_resume_point(worker: Any) -> None:
-    """A configuration given up is not run again: the resume point its last trial left (a
-    built-in task's, in the trial's folder) would only take disk space."""
-    folder = worker.get("trial_dir") if isinstance(worker, dict) else None
-    if isinstance(folder, str):
-        from tuner.tasks._resume import drop
+def rerun_chain_folders(storage: Any, study_id: int, system_attrs: dict[str, Any]) -> list[Path]:
+    """The folders of the unfinished trials a rerun (whose system attributes are given) runs
+    again, nearest first, of those that had a folder this process can see.
 
-        drop(Path(folder))
+    ``tuner:rerun_of`` names the trial whose parameters a rerun runs; if that one was a rerun
+    too, its own ``rerun_of`` names the one before (at most ``MAX_RERUNS`` deep). A trial
+    stopped before a worker took it never had a folder: the walk goes on past it. A folder on
+    another node's disk is not seen (resuming across nodes needs a shared ``artifacts_dir``).
+    """
+    folders: list[Path] = []
+    origin = system_attrs.get(_attrs.RERUN_OF)
+    seen: set[int] = set()
+    while _is_int(origin) and origin not in seen and len(seen) < MAX_RERUNS:
+        seen.add(origin)
+        try:
+            attrs = storage.get_trial_system_attrs(storage.get_trial_id_from_study_id_trial_number(study_id, origin))
+        except KeyError:
+            break
+        folders += [f for f in _own_folder(attrs) if _is_dir(f)]
+        origin = attrs.get(_attrs.RERUN_OF)
+    return folders
+
+
+def _own_folder(system_attrs: dict[str, Any]) -> list[Path]:
+    """The trial's folder as its worker recorded it (none if no worker took the trial)."""
+    worker = system_attrs.get(_attrs.WORKER)
+    folder = worker.get("trial_dir") if isinstance(worker, dict) else None
+    return [Path(folder)] if isinstance(folder, str) and folder else []
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a folder this process may not read (Python 3.11 raises on EACCES)
+        return False
+
+
+def drop_resume_points(folders: list[Path]) -> None:
+    """Delete the built-in tasks' resume points in ``folders``: their trials will not be resumed."""
+    from tuner.tasks._resume import drop
+
+    for folder in folders:
+        drop(folder)
 
 
 def _is_int(value: Any) -> bool:

@@ -207,6 +207,8 @@ class Recorder(_Unpicklable, tune.Callback):
         trial_id, number = entry
         if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
             mark_failed(state.study, trial_id, error)
+            if error.get("type") == "WorkerDied" and state.spec.task is not None:
+                _drop_resume_point(state.study, trial_id)  # not run again: a killer or a crash may strike again
             # A worker can die (its node lost) after telling the study: count what the storage
             # holds, or a COMPLETE trial counted as failed is run again, one trial too many.
             try:
@@ -261,3 +263,13 @@ class Stopper(_Unpicklable, tune.Stopper):
 
     def stop_all(self) -> bool:
         return self._state.stop_reason in STOPS
+
+
+def _drop_resume_point(study: Any, trial_id: int) -> None:
+    """Delete the resume point of a trial whose worker died (where this driver sees its folder)."""
+    from tuner.engine._study import _own_folder, drop_resume_points
+
+    try:
+        drop_resume_points(_own_folder(study._storage.get_trial_system_attrs(trial_id)))
+    except Exception:  # noqa: BLE001 - disk housekeeping must never stop a study
+        pass

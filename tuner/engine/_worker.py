@@ -73,7 +73,7 @@ class JobInfo:
     trial_timeout: float | None
     extra: dict[str, Any] = field(default_factory=dict)
     #: Built-in tasks save resume points between epochs: the study reruns what a stop cuts short.
-    resume_points: bool = True
+    resume_points: bool = False
 
 
 _STUDIES: dict[tuple[str, str], Any] = {}
@@ -260,30 +260,33 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     watchdog: _Watchdog | None = None
     trial = None
     ctx: TrialContext | None = None
+    claimed = False  # whether trial_dir is this trial's (else a folder of that name may be another's)
+    builtin = job.task is not None  # resume.pt in a folder is a built-in task's, not a user's file
     try:
         trial, params = _ask(job, study, trial_id, number)
         timing["asked"] = time.time()
         trial_dir, dir_warning = _make_trial_dir(trial_dir, job)
+        claimed = True
         early_cuda = _cuda_before_placement(job)  # before _device() looks at the GPU
         storage.set_trial_system_attr(trial_id, _attrs.WORKER, jsonable(_placement(job, trial_dir)))
-        reruns = _rerun_folders(storage, study._study_id, trial_id)
-        if reruns and job.task is not None and job.resume_points:
-            _take_over_resume_point(reruns, trial_dir)
+        reruns, resume_warning = _take_over(job, storage, study._study_id, trial_id, trial_dir)
         ctx = TrialContext(study=study, trial=trial, number=number, params=params, metrics=job.metrics,
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=training_seed(job.seed, number),
                            num_threads=max(1, int(job.cpus)), prune=job.pruner != "none",
                            resumable=job.resume_points, resumed_from=reruns[0] if reruns else None)
-        if dir_warning:
-            ctx.warn(dir_warning)
+        for warning in (dir_warning, resume_warning):
+            if warning:
+                ctx.warn(warning)
         if early_cuda:
             ctx.warn(early_cuda)
         if job.trial_timeout:
             def timed_out(folder: Path = trial_dir) -> None:
-                _drop_resume_point(folder)
                 storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
                     "type": "TrialTimeout", "traceback": "",
                     "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"})
+                if builtin:  # last, just before the process exits: a timed-out trial is not run again
+                    _drop_resume_point(folder)
 
             watchdog = _Watchdog(job.trial_timeout, timed_out)
         result = _call(job, params, ctx)
@@ -303,62 +306,49 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, recorded with its traceback
         if isinstance(exc, KeyboardInterrupt):
             raise
-        _drop_resume_point(trial_dir)
         try:
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
-            _record_artifacts(storage, trial_id, trial_dir)
+            if claimed:
+                _record_artifacts(storage, trial_id, trial_dir)
             _record_timing(storage, trial_id, timing, ctx)
             if trial is not None:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then
-            pass
+            return {STATE_KEY: "FAIL", VALUES_KEY: None}
+        # This worker's FAIL took: the trial failed on its own and is not run again. (A trial a
+        # later run already stored as unfinished - a killed driver's orphan - refuses the write
+        # above and keeps its resume point for its rerun.)
+        if claimed and builtin:
+            _drop_resume_point(trial_dir)
         return {STATE_KEY: "FAIL", VALUES_KEY: None}
     finally:
         if watchdog is not None:
             watchdog.cancel()
 
 
-def _rerun_folders(storage: Any, study_id: int, trial_id: int) -> list[Path]:
-    """The folders of the unfinished trials this one runs again, nearest first, that still exist.
+def _take_over(job: JobInfo, storage: Any, study_id: int, trial_id: int, trial_dir: Path
+               ) -> tuple[list[Path], str | None]:
+    """The folders of the unfinished trials this one runs again (nearest first: the first is
+    ``ctx.resumed_from``), and a warning where they could not be read.
 
-    ``tuner:rerun_of`` names the trial whose parameters this one runs; if that one was a rerun
-    too, its own ``rerun_of`` names the one before (at most ``MAX_RERUNS`` deep). The first is
-    ``ctx.resumed_from``; a built-in task resumes from the nearest that holds a resume point,
-    which is not the first where that rerun was stopped before it started (it never had a folder).
+    A built-in task's rerun also gets the nearest resume point among them moved into its folder
+    here, before the task loads its data: a rerun stopped while it loads still holds the point
+    for the next. Resuming is a convenience: a storage or file error here costs the epochs the
+    point held, never the trial.
     """
-    from tuner.engine._study import MAX_RERUNS, _is_int
+    from tuner.engine._study import rerun_chain_folders
 
-    folders: list[Path] = []
-    origin = storage.get_trial_system_attrs(trial_id).get(_attrs.RERUN_OF)
-    seen: set[int] = set()
-    while _is_int(origin) and origin not in seen and len(seen) < MAX_RERUNS:
-        seen.add(origin)
-        try:
-            attrs = storage.get_trial_system_attrs(storage.get_trial_id_from_study_id_trial_number(study_id, origin))
-        except KeyError:
-            break
-        folder = (attrs.get(_attrs.WORKER) or {}).get("trial_dir")
-        if isinstance(folder, str) and _is_dir(Path(folder)):
-            folders.append(Path(folder))
-        origin = attrs.get(_attrs.RERUN_OF)
-    return folders
-
-
-def _is_dir(path: Path) -> bool:
     try:
-        return path.is_dir()
-    except OSError:  # a folder this worker may not read (Python 3.11 raises on EACCES)
-        return False
+        folders = rerun_chain_folders(storage, study_id, storage.get_trial_system_attrs(trial_id))
+        if folders and job.task is not None and job.resume_points:
+            from tuner.tasks._resume import take_over
 
-
-def _take_over_resume_point(folders: list[Path], trial_dir: Path) -> None:
-    """Move the interrupted trial's resume point into this trial's folder, before the task loads
-    its data: a rerun stopped while it loads still holds the point for the next rerun."""
-    from tuner.tasks._resume import take_over
-
-    take_over(folders, trial_dir)
+            take_over(folders, trial_dir)
+    except Exception as exc:  # noqa: BLE001 - see above
+        return [], f"the trial this one runs again could not be looked up ({type(exc).__name__}: {exc}"[:300] + ")"
+    return folders, None
 
 
 def _drop_resume_point(trial_dir: Path) -> None:

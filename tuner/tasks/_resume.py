@@ -1,7 +1,7 @@
 """Where a rerun trial picks up: the training state a built-in task saves between epochs.
 
-A Ctrl-C, a ``tuner stop``, a preempted node or a killed run ends the trials in flight; the next
-run runs their configurations again (``rerun_unfinished``). Without a saved state a rerun would
+A Ctrl-C, a ``tuner stop``, ``max_failures`` or a killed ``tuner run`` ends the trials in flight;
+the next run runs their configurations again (``rerun_unfinished``). Without a saved state a rerun would
 train from epoch 1 again, spending the epochs the interrupted trial had already paid for, which
 on an hour-long fine-tuning is the whole point of resuming. So the training loop writes
 ``resume.pt`` in its trial folder between epochs: the model, the optimizer, the learning-rate
@@ -21,13 +21,15 @@ them, a long epoch is always followed by one, and a trial of short epochs loses 
 
 The file is written aside and renamed (a kill mid-write leaves the previous point), is moved,
 not copied, from trial to trial (a rerun stopped before its first point still holds it, for the
-next rerun), and is deleted when a trial ends on its own (complete, pruned, diverged, failed).
+next rerun), and is deleted when nothing will resume it: the trial ended on its own (complete,
+pruned, diverged, failed, timed out, its worker died) or its configuration was given up. The
+rerun must see the interrupted trial's folder: one machine, or an ``artifacts_dir`` shared by
+the cluster's nodes; elsewhere it trains from epoch 1.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -41,6 +43,8 @@ __all__ = ["RESUME_FILE", "TIME_SHARE", "ResumePoint", "take_over", "drop"]
 RESUME_FILE = "resume.pt"
 #: The most of a trial's training time its resume points may take.
 TIME_SHARE = 0.05
+#: The layout of the saved state (part of every point's identity: a change makes old points unread).
+_FORMAT = 1
 
 
 class ResumePoint:
@@ -51,17 +55,22 @@ class ResumePoint:
     nothing. A file that cannot be written (a full disk) is told once and the trial goes on
     without resume points: they are a convenience, and the trial's values do not depend on them.
 
-    ``identity``: what a saved state must have been saved for to be resumed (the parameters, the
-    data's description, the steps per epoch, the model's tensor shapes): a data file edited in
-    place or a changed model passes the parameters' check alone, and would fail or, worse,
-    resume a state that does not belong to this training.
+    ``identity()``: what a saved state must have been saved for to be resumed (the parameters,
+    the data, the steps per epoch, the model's tensor shapes; called only where points are on):
+    a data file edited in place or a changed model passes the parameters' check alone, and
+    would fail or, worse, resume a state that does not belong to this training. The format of
+    the file and torch's version are part of it: a point an older tuner or torch saved is not
+    read as this one's.
     """
 
-    def __init__(self, ctx: Any, identity: Mapping[str, Any]) -> None:
+    def __init__(self, ctx: Any, identity: Callable[[], Mapping[str, Any]]) -> None:
+        import torch
+
         self._ctx = ctx
         folder = getattr(ctx, "trial_dir", None)
         self._file = Path(folder) / RESUME_FILE if getattr(ctx, "resumable", False) and folder is not None else None
-        self._identity = _fingerprint(identity) if self._file is not None else None
+        self._identity = _fingerprint({"format": _FORMAT, "torch": torch.__version__, **identity()}) \
+            if self._file is not None else None
         if self._identity is None:
             self._file = None  # parameters that cannot be told apart: no resume points, the trial runs
         self._since = time.perf_counter()  # the last point's end (or the training's start)
@@ -100,10 +109,11 @@ class ResumePoint:
             return
         try:
             _write(self._file, {**state(), "identity": self._identity})
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch reports a failed write of its own as a RuntimeError
             drop(self._file.parent, keep_point=True)
-            self._warn(f"{RESUME_FILE} not saved: {exc.strerror or exc} ({exc.filename or self._file.parent}); "
-                       f"a rerun of this trial would start from epoch 1")
+            reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc).splitlines()[0][:200]
+            where = (exc.filename if isinstance(exc, OSError) else None) or self._file.parent
+            self._warn(f"{RESUME_FILE} not saved: {reason} ({where}); a rerun of this trial would start from epoch 1")
             self._file = None
             return
         self._since = time.perf_counter()
@@ -186,13 +196,12 @@ def _plain(value: Any) -> Any:
 
 
 def _write(path: Path, state: dict[str, Any]) -> None:
-    """Serialised in memory, written aside and renamed: a kill or a full disk never leaves half a file."""
+    """Written aside and renamed: a kill or a full disk never leaves half a file. Straight to the
+    file, not through a buffer in memory: a large model's point would take its size twice."""
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        fh.write(buffer.getbuffer())
+        torch.save(state, fh)
     os.replace(tmp, path)
