@@ -112,8 +112,9 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
             subprocess.run(["umount", str(folder)], capture_output=True)
 
 
-def _run_warned(tmp_path: Path, spec_text: str, expected: str) -> str:
-    """Run a 2-trial spec quietly; it must succeed and print one warning per trial containing ``expected``."""
+def _run_warned(tmp_path: Path, spec_text: str, expected: str, per_trial: int = 1) -> str:
+    """Run a 2-trial spec quietly; it must succeed and print ``per_trial`` warnings per trial, each
+    containing ``expected``."""
     spec = tmp_path / "warned.yaml"
     spec.write_text(spec_text)
     url = f"sqlite:///{tmp_path / 'warned.db'}"
@@ -121,12 +122,13 @@ def _run_warned(tmp_path: Path, spec_text: str, expected: str) -> str:
                          cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: trial")]
-    assert len(warnings) == 2 and all(expected in w for w in warnings), out.stderr[-2000:]
+    assert len(warnings) == 2 * per_trial and all(expected in w for w in warnings), out.stderr[-2000:]
     return url
 
 
 def test_disk_full_keeps_the_trials_values_and_says_why(tmp_path: Path, full_disk: Path) -> None:
-    url = _run_warned(tmp_path, DISK_SPEC.format(artifacts=full_disk), "No space left on device")
+    # each trial says once that its resume points could not be saved, and that its checkpoint was not
+    url = _run_warned(tmp_path, DISK_SPEC.format(artifacts=full_disk), "No space left on device", per_trial=2)
     study = optuna.load_study(study_name="diskfull", storage=url)
     for t in study.get_trials():
         assert t.state == TrialState.COMPLETE and 0.0 < t.value <= 1.0  # the values are recorded
@@ -134,6 +136,7 @@ def test_disk_full_keeps_the_trials_values_and_says_why(tmp_path: Path, full_dis
         trial_dir = Path(t.system_attrs[_attrs.WORKER]["trial_dir"])
         assert not (trial_dir / "best.pt").exists()
         assert not any(p.name == "best.pt.tmp" and not p.is_symlink() for p in trial_dir.iterdir())
+        assert not any(p.name.startswith("resume.pt") for p in trial_dir.iterdir())
     export = subprocess.run(_faults.tuner_cmd("export", "diskfull", "--storage", url, "-o", str(tmp_path / "exp")),
                             cwd=_faults.ROOT, env=_faults.ENV, capture_output=True, text=True, timeout=300)
     assert export.returncode == 2 and export.stderr.count("\n") == 1, export.stderr[-2000:]

@@ -203,5 +203,29 @@ def _write(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        torch.save(state, fh)
+        writer = _Writes(fh)
+        try:
+            torch.save(state, writer)
+        except RuntimeError:
+            if writer.error is not None:  # torch rewords the file's own error ("unexpected pos ..."): say that one
+                raise writer.error from None
+            raise
     os.replace(tmp, path)
+
+
+class _Writes:
+    """A file as ``torch.save`` writes to it, keeping the first error of the file itself (ENOSPC)."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
