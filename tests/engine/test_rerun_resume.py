@@ -70,7 +70,7 @@ def test_a_trial_stopped_by_ctrl_c_goes_on_from_its_last_epoch_in_the_next_run(t
     assert rerun.state.name == "COMPLETE" and rerun.system_attrs["tuner:rerun_of"] == 0
     resumed_at = rerun.system_attrs["tuner:attr:resumed_at_epoch"]
     # it went on from the last point the interrupted trial saved (after epoch 1 always; then as often
-    # as 5% of the training pays for: tuner.tasks._resume.TIME_SHARE)
+    # as 2% of the training pays for: tuner.tasks._resume.TIME_SHARE)
     assert 1 <= resumed_at <= len(cut.intermediate_values), resumed_at
     assert sorted(rerun.intermediate_values) == list(range(1, 41))
     # the epochs it took over, and those it trained again after its point, as the cut trial had them

@@ -240,7 +240,8 @@ def test_the_loop_saves_after_every_epoch_but_the_last(tmp_path: pathlib.Path) -
 def test_a_point_is_saved_only_once_the_training_since_the_last_paid_for_it(tmp_path: pathlib.Path,
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """At most TIME_SHARE of the training goes to resume points: with 0.11 s epochs and points that
-    take 0.01 s, at 5% a point needs 0.2 s of training since the last, so every second epoch has one."""
+    take 0.01 s, at 5% a point needs 0.2 s of training since the last, so every second epoch has one
+    (the share is set here: the test is about the rule, not the default)."""
     monkeypatch.setattr(_resume, "TIME_SHARE", 0.05)
     clock = [100.0]
     monkeypatch.setattr(_resume.time, "perf_counter", lambda: clock[0])

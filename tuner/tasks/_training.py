@@ -58,7 +58,7 @@ the validation or test data), and ``param_groups`` splits the model's parameters
 with their own learning-rate multiplier (fine-tuning: a smaller lr for a pretrained backbone;
 every schedule scales each group's lr the same way, and the reported ``lr`` is the first group's).
 
-An engine trial (``ctx.resumable``) saves ``resume.pt`` between epochs (as often as 5% of its
+An engine trial (``ctx.resumable``) saves ``resume.pt`` between epochs (as often as 2% of its
 training time pays for), and the rerun of an interrupted trial, into whose folder the engine
 moved it, loads it, reports the epochs it had again and trains on from the next one
 (:mod:`tuner.tasks._resume`).
