@@ -171,6 +171,11 @@ def test_a_failed_built_in_trial_drops_its_resume_point_and_an_orphaned_one_keep
     assert result[_worker.STATE_KEY] == ("COMPLETE" if then == "return" else "FAIL")
     # a trial that returned: the probe wrote its point after the loop would have discarded it
     assert (tmp_path / "runs" / "s" / "trial_00000" / "resume.pt").exists() == (kept or then == "return")
+    if then == "fail":  # dropped before the trial's files were listed: no artifact that is gone
+        from tuner.engine import _attrs
+
+        listed = study._storage.get_trial_system_attrs(trial_id).get(_attrs.ARTIFACTS) or []
+        assert not any(a["name"].startswith("resume.pt") for a in listed), listed
     assert _ProbeTask.seen == {"resumable": True, "taken_over": False, "resumed_from": None}
 
 

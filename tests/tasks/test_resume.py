@@ -203,6 +203,21 @@ def test_a_resume_point_that_cannot_be_written_is_told_once_and_costs_nothing_el
     assert len(ctx.warnings) == 1 and ctx.warnings[0].startswith(f"{RESUME_FILE} not saved: ")
     assert (tmp_path / "full" / "best.pt").is_file()
 
+    # the disk fills after the first point: that older point goes too (the warning says a rerun
+    # starts from epoch 1), and the trial's end still clears the folder
+    later = RunContext(tmp_path / "later", seed=3)
+    report = later.report
+
+    def fill_after_first_point(step: int, metrics: dict[str, float]) -> None:
+        if step == 2:
+            assert (tmp_path / "later" / RESUME_FILE).is_file()
+            (tmp_path / "later" / (RESUME_FILE + ".tmp")).mkdir()
+        report(step, metrics)
+
+    later.report = fill_after_first_point  # type: ignore[method-assign]
+    assert _untimed(_mlp(later, MLP)) == _untimed(expected)
+    assert len(later.warnings) == 1 and not (tmp_path / "later" / RESUME_FILE).exists()
+
 
 def test_a_context_that_is_not_an_engine_trial_writes_no_resume_point(make_ctx) -> None:
     """A re-training for export, a test's bare context: nothing would ever resume from it."""

@@ -63,7 +63,7 @@ class TrialContext:
         #: ``trial_dir`` can load them from here and go on where the interrupted trial stopped.
         #: The built-in tasks do so from ``resume.pt`` (:mod:`tuner.tasks._resume`).
         self.resumed_from = resumed_from
-        #: Built-in tasks save a resume point after each epoch (off where the study never reruns a trial).
+        #: Built-in tasks save resume points between epochs (off where the study never reruns a trial).
         self.resumable = resumable
         self._prune = prune and len(metrics) == 1
         # A built-in task's study may rank trials by a metric known only at the end (test_accuracy,
@@ -172,7 +172,10 @@ class TrialContext:
     def warn(self, message: str) -> None:
         """Record a problem that leaves the trial's values valid (stored as ``artifact_warning``)."""
         self.warnings.append(message)
-        self.set_attr("artifact_warning", "; ".join(self.warnings))
+        try:
+            self.set_attr("artifact_warning", "; ".join(self.warnings))
+        except Exception:  # noqa: BLE001 - a warning must not cost the trial; the driver prints it anyway
+            pass
 
     def __repr__(self) -> str:
         return f"TrialContext(number={self.number}, device={self.device!r}, trial_dir={str(self.trial_dir)!r})"

@@ -258,8 +258,11 @@ def requeue_unfinished(study: "optuna.Study", spec: "StudySpec") -> tuple[list[i
         if _times_left_unfinished(trial.number, origins) >= MAX_RERUNS:
             given_up.append(trial.number)
             if spec.task is not None:  # a built-in task's resume point: nothing will resume it now
-                drop_resume_points([*_own_folder(trial.system_attrs),
-                                    *rerun_chain_folders(storage, study._study_id, trial.system_attrs)])
+                try:
+                    drop_resume_points([*_own_folder(trial.system_attrs),
+                                        *rerun_chain_folders(storage, study._study_id, trial.system_attrs)])
+                except Exception:  # noqa: BLE001 - disk housekeeping must never stop a run from starting
+                    pass
             storage.set_study_system_attr(study._study_id, _attrs.RERUN, sorted(given_up_before | set(given_up)))
             continue
         if len(rerun) >= room:

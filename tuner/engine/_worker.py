@@ -274,7 +274,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                            directions=job.directions, trial_dir=trial_dir, device=_device(job),
                            seed=training_seed(job.seed, number),
                            num_threads=max(1, int(job.cpus)), prune=job.pruner != "none",
-                           resumable=job.resume_points, resumed_from=reruns[0] if reruns else None)
+                           resumable=job.resume_points and builtin, resumed_from=reruns[0] if reruns else None)
         for warning in (dir_warning, resume_warning):
             if warning:
                 ctx.warn(warning)
@@ -307,7 +307,11 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(exc, KeyboardInterrupt):
             raise
         try:
+            # Refused for a trial a later run already stored as unfinished (a killed driver's
+            # orphaned worker): that trial keeps its resume point for its rerun.
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
+            if claimed and builtin:
+                _drop_resume_point(trial_dir)  # failed on its own: not run again
             if claimed:
                 _record_artifacts(storage, trial_id, trial_dir)
             _record_timing(storage, trial_id, timing, ctx)
@@ -315,13 +319,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then
-            return {STATE_KEY: "FAIL", VALUES_KEY: None}
-        # This worker's FAIL took: the trial failed on its own and is not run again. (A trial a
-        # later run already stored as unfinished - a killed driver's orphan - refuses the write
-        # above and keeps its resume point for its rerun.)
-        if claimed and builtin:
-            _drop_resume_point(trial_dir)
+        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then (Recorder.on_trial_complete)
+            pass
         return {STATE_KEY: "FAIL", VALUES_KEY: None}
     finally:
         if watchdog is not None:

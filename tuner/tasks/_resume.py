@@ -13,10 +13,10 @@ trains on from the next epoch. On a CPU the rerun ends with the same weights and
 for bit, as a trial never interrupted; on a GPU as exactly as its kernels repeat themselves.
 
 A point costs milliseconds (gathering and writing the model's and the optimizer's state: 3 to
-16 ms for the digits MLP and CNN on this project's 2-CPU VM), which on a 25 ms epoch was 18% of
+16 ms for the digits MLPs and CNN measured on this project's 2-CPU VM), which on a 25 ms epoch was 18% of
 the training. So a point is written only once the training since the last one took at least
 1 / :data:`TIME_SHARE` times what the last one took: at most 2% of the training time goes to
-them, an epoch 50 times longer than a point is always followed by one, and a trial of short
+them after the first (which is written before its cost is known), an epoch 50 times longer than a point is always followed by one, and a trial of short
 epochs loses at most 50 points' time of training (a fraction of a second for these models)
 when it is cut short. The first epoch is always followed by one. (At 5% whole runs on a
 2-CPU VM came out 5 to 9% slower: writing files costs more than the write's own time.)
@@ -71,6 +71,7 @@ class ResumePoint:
         self._ctx = ctx
         folder = getattr(ctx, "trial_dir", None)
         self._file = Path(folder) / RESUME_FILE if getattr(ctx, "resumable", False) and folder is not None else None
+        self._folder = self._file.parent if self._file is not None else None  # kept when saving stops
         self._identity = _fingerprint({"format": _FORMAT, "torch": torch.__version__, **identity()}) \
             if self._file is not None else None
         if self._identity is None:
@@ -112,7 +113,7 @@ class ResumePoint:
         try:
             _write(self._file, {**state(), "identity": self._identity})
         except (OSError, RuntimeError) as exc:  # torch reports a failed write of its own as a RuntimeError
-            drop(self._file.parent, keep_point=True)
+            drop(self._file.parent)  # an older point too: this trial will not keep one up to date
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc).splitlines()[0][:200]
             where = (exc.filename if isinstance(exc, OSError) else None) or self._file.parent
             self._warn(f"{RESUME_FILE} not saved: {reason} ({where}); a rerun of this trial would start from epoch 1")
@@ -123,8 +124,8 @@ class ResumePoint:
 
     def discard(self) -> None:
         """The trial ended on its own: nothing will resume it."""
-        if self._file is not None:
-            drop(self._file.parent)
+        if self._folder is not None:
+            drop(self._folder)
 
     def _warn(self, message: str) -> None:
         warn = getattr(self._ctx, "warn", None)
@@ -161,12 +162,12 @@ def take_over(folders: list[Path], folder: Path) -> Path | None:
     return None
 
 
-def drop(folder: Path, *, keep_point: bool = False) -> None:
-    """Delete ``folder``'s resume point and any half-written one (``keep_point``: that one only).
+def drop(folder: Path) -> None:
+    """Delete ``folder``'s resume point and any half-written one (that one first: a write being
+    renamed into place meanwhile then has nothing to rename).
 
     Never raises: a folder made read-only meanwhile keeps its file, and nothing else is lost."""
-    names = (RESUME_FILE + ".tmp",) if keep_point else (RESUME_FILE, RESUME_FILE + ".tmp")
-    for name in names:
+    for name in (RESUME_FILE + ".tmp", RESUME_FILE):
         try:
             (folder / name).unlink(missing_ok=True)
         except OSError:
