@@ -144,12 +144,7 @@ class Recorder(_Unpicklable, tune.Callback):
         for warning in result.get(WARNINGS_KEY) or ():
             # Printed even with --quiet: the run goes on, but a later export will miss the file.
             self._progress.warn(f"warning: trial {entry[1] if entry else '?'}: {warning}")
-        # A FAIL the worker reports may be one it could not store (the storage did not answer it):
-        # marked here, or the trial would stay RUNNING until the next run called it lost.
-        unstored = {"type": "WorkerError", "traceback": "",
-                    "message": "the trial failed, and its worker could not store why (the storage did not answer)"}
-        self._finish(trial, st, values, unstored if st == TrialState.FAIL else None,
-                     pruned_at=result.get(PRUNED_AT_KEY))
+        self._finish(trial, st, values, None, pruned_at=result.get(PRUNED_AT_KEY))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState

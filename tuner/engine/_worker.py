@@ -319,7 +319,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then (Recorder.on_trial_complete)
+        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then
             pass
         return {STATE_KEY: "FAIL", VALUES_KEY: None}
     finally:
