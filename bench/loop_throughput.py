@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     # yet paid for), and each write, to count the points.
     writes: list[float] = []
     saves: list[float] = []
-    write, save = _resume._write, _resume.ResumePoint.save
+    write, save = _resume.save_torch_file, _resume.ResumePoint.save
 
     def counted_write(path: Path, state: dict[str, Any]) -> None:
         writes.append(0.0)
@@ -138,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         if self._folder is not None:  # the variant with resume points (the other's calls return at once)
             saves.append(time.perf_counter() - start)
 
-    _resume._write = counted_write  # type: ignore[assignment]
+    _resume.save_torch_file = counted_write  # type: ignore[assignment]
     _resume.ResumePoint.save = timed_save  # type: ignore[method-assign]
     try:
         rows = _measure(models, params, args, lr, writes, saves)
     finally:
-        _resume._write, _resume.ResumePoint.save = write, save  # type: ignore[method-assign]
+        _resume.save_torch_file, _resume.ResumePoint.save = write, save  # type: ignore[method-assign]
     print(f"loop throughput, digits train split ({len(flat.train.y)} samples), batch {args.batch_size}, "
           f"{args.epochs} epochs, 1 thread, median of {args.repeats}\n")
     print("| model | bare loop (samples/s) | tuner loop (samples/s) | tuner / bare | with resume points "

@@ -257,8 +257,9 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
 
 def _target(spec: dict[str, Any]) -> int | None:
     """The stored spec's ``n_trials``, or None where it has none (a study no tuner run has driven)."""
-    n_trials = spec.get("n_trials")
-    return n_trials if isinstance(n_trials, int) and not isinstance(n_trials, bool) else None
+    from tuner.engine._study import _is_int
+
+    return spec["n_trials"] if _is_int(spec.get("n_trials")) else None
 
 
 class _RunView:

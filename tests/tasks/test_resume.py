@@ -266,7 +266,7 @@ def test_a_point_is_saved_only_once_the_training_since_the_last_paid_for_it(tmp_
         written.append(state["epoch"])
         clock[0] += 0.01
 
-    monkeypatch.setattr(_resume, "_write", write)
+    monkeypatch.setattr(_resume, "save_torch_file", write)
     point = ResumePoint(RunContext(tmp_path / "t"), lambda: {"lr": 0.1})
     for epoch in range(1, 8):
         clock[0] += 0.11  # the epoch's training

@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 from tuner.engine import _attrs
 from tuner._json import jsonable
 from tuner.engine._context import TrialContext, real_number
+from tuner.engine._study import drop_resume_points, rerun_chain_folders
 from tuner.exceptions import TrialPruned
 
 STATE_KEY = "tuner_state"
@@ -286,7 +287,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                     "type": "TrialTimeout", "traceback": "",
                     "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"})
                 if builtin:  # last, just before the process exits: a timed-out trial is not run again
-                    _drop_resume_point(folder)
+                    drop_resume_points([folder])
 
             watchdog = _Watchdog(job.trial_timeout, timed_out)
         result = _call(job, params, ctx)
@@ -311,7 +312,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
             # orphaned worker): that trial keeps its resume point for its rerun.
             storage.set_trial_system_attr(trial_id, _attrs.ERROR, _error_info(exc))
             if claimed and builtin:
-                _drop_resume_point(trial_dir)  # failed on its own: not run again
+                drop_resume_points([trial_dir])  # failed on its own: not run again
             if claimed:
                 _record_artifacts(storage, trial_id, trial_dir)
             _record_timing(storage, trial_id, timing, ctx)
@@ -337,8 +338,6 @@ def _take_over(job: JobInfo, storage: Any, study_id: int, trial_id: int, trial_d
     for the next. Resuming is a convenience: a storage or file error here costs the epochs the
     point held, never the trial.
     """
-    from tuner.engine._study import rerun_chain_folders
-
     try:
         folders = rerun_chain_folders(storage, study_id, storage.get_trial_system_attrs(trial_id))
         if folders and job.task is not None and job.resume_points:
@@ -348,13 +347,6 @@ def _take_over(job: JobInfo, storage: Any, study_id: int, trial_id: int, trial_d
     except Exception as exc:  # noqa: BLE001 - see above
         return [], f"the trial this one runs again could not be looked up ({type(exc).__name__}: {exc}"[:300] + ")"
     return folders, None
-
-
-def _drop_resume_point(trial_dir: Path) -> None:
-    """A failed trial is not run again: its resume point would only take disk space."""
-    from tuner.tasks._resume import drop
-
-    drop(trial_dir)
 
 
 def _pruned_at(ctx: TrialContext | None) -> dict[str, Any]:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import abc
 import difflib
+import os
 import pathlib
 from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from tuner.exceptions import SpecError
 from tuner.tasks._param_checks import is_int as _is_int
 
-__all__ = ["Task", "TrialContext", "mark", "write_artifacts"]
+__all__ = ["Task", "TrialContext", "mark", "write_artifacts", "save_torch_file"]
 
 
 class TrialContext(Protocol):
@@ -73,6 +74,44 @@ def write_artifacts(ctx: Any, what: str, write: Callable[[], Any]) -> None:
             warn(message)
         else:
             ctx.set_attr("artifact_warning", message)
+
+
+def save_torch_file(path: pathlib.Path, obj: Any) -> None:
+    """``torch.save(obj)`` to ``path``, written aside and renamed: a kill or a full disk never
+    leaves half a file. Straight to the file, not through a buffer in memory (a large model would
+    take its size twice), and a full disk raises the file's own ``OSError`` (``No space left on
+    device``), which torch's writer would reword as an opaque ``RuntimeError``."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        writer = _KeepsFileErrors(fh)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            if writer.error is not None:  # torch's rewording ("unexpected pos ..."): say the file's own error
+                raise writer.error from None
+            raise
+    os.replace(tmp, path)
+
+
+class _KeepsFileErrors:
+    """A file as ``torch.save`` writes to it (``write`` and ``flush``), keeping the file's first error."""
+
+    def __init__(self, fh: Any) -> None:
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self._fh.flush()
 
 
 class Task(abc.ABC):

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tuner.tasks._base import save_torch_file
+
 __all__ = ["RESUME_FILE", "TIME_SHARE", "ResumePoint", "take_over", "drop"]
 
 #: The file name, in a trial's folder.
@@ -111,7 +113,7 @@ class ResumePoint:
         if self._file is None or (started - self._since) * TIME_SHARE < self._cost:
             return
         try:
-            _write(self._file, {**state(), "identity": self._identity})
+            save_torch_file(self._file, {**state(), "identity": self._identity})
         except (OSError, RuntimeError) as exc:  # torch reports a failed write of its own as a RuntimeError
             drop(self._file.parent)  # an older point too: this trial will not keep one up to date
             reason = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc).splitlines()[0][:200]
@@ -196,39 +198,3 @@ def _plain(value: Any) -> Any:
     """NumPy scalars and arrays, tuples, paths: as JSON would hold them."""
     tolist = getattr(value, "tolist", None)
     return tolist() if callable(tolist) else str(value)
-
-
-def _write(path: Path, state: dict[str, Any]) -> None:
-    """Written aside and renamed: a kill or a full disk never leaves half a file. Straight to the
-    file, not through a buffer in memory: a large model's point would take its size twice."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        writer = _Writes(fh)
-        try:
-            torch.save(state, writer)
-        except RuntimeError:
-            if writer.error is not None:  # torch rewords the file's own error ("unexpected pos ..."): say that one
-                raise writer.error from None
-            raise
-    os.replace(tmp, path)
-
-
-class _Writes:
-    """A file as ``torch.save`` writes to it, keeping the first error of the file itself (ENOSPC)."""
-
-    def __init__(self, fh: Any) -> None:
-        self._fh = fh
-        self.error: OSError | None = None
-
-    def write(self, data: Any) -> int:
-        try:
-            return self._fh.write(data)
-        except OSError as exc:
-            self.error = self.error or exc
-            raise
-
-    def flush(self) -> None:
-        self._fh.flush()

@@ -72,9 +72,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import math
-import os
 import time
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Mapping, Sequence
 
@@ -84,7 +82,7 @@ from torch import nn
 
 from tuner.data import Part, Splits
 from tuner.exceptions import TrialPruned
-from tuner.tasks._base import TrialContext, mark, write_artifacts
+from tuner.tasks._base import TrialContext, mark, save_torch_file, write_artifacts
 from tuner.tasks._resume import ResumePoint
 from tuner.tasks._train_config import OPTIMIZERS, PRECISIONS, SCHEDULES, TrainConfig  # noqa: F401 - re-exported
 from tuner.tasks._metrics import (EPOCH_METRICS, REGRESSION_EPOCH_METRICS, REGRESSION_SCORES, SCORES,
@@ -162,6 +160,14 @@ def train_model(
                   **({"augment": augment.generator} if isinstance(getattr(augment, "generator", None),
                                                                   torch.Generator) else {})}
     saved_state = (lambda: checkpoint_state(model, model.state_dict())) if checkpoint_state else model.state_dict
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        try:
+            ctx.report(step, metrics)
+        except TrialPruned:  # pruned: nothing will resume it
+            resume.discard()
+            raise
+
     curve: list[tuple[int, dict[str, float]]] = []  # every epoch's reported metrics, for a rerun to report again
     time_before = 0.0  # training time of the epochs a rerun took over
     first_epoch = 1
@@ -178,12 +184,8 @@ def train_model(
         best_state.update({k: v.to(device) for k, v in (state["best_state"] or {}).items()})
         curve, time_before, first_epoch = list(state["curve"]), state["train_time_s"], state["epoch"] + 1
         ctx.set_attr("resumed_at_epoch", state["epoch"])
-        try:
-            for step, metrics in curve:  # the pruner sees the same values; it may stop the rerun here
-                ctx.report(step, metrics)
-        except TrialPruned:
-            resume.discard()
-            raise
+        for step, metrics in curve:  # the pruner sees the same values; it may stop the rerun here
+            report(step, metrics)
 
     # ---- loop ----------------------------------------------------------------------------
     epoch = first_epoch - 1
@@ -233,11 +235,7 @@ def train_model(
             "epoch_time_s": time.perf_counter() - epoch_start,
         }
         curve.append((epoch, metrics))
-        try:
-            ctx.report(epoch, metrics)  # may raise TrialPruned: let it propagate
-        except TrialPruned:
-            resume.discard()
-            raise
+        report(epoch, metrics)  # may raise TrialPruned: let it propagate
         if not math.isfinite(metrics["train_loss"]) or (len(y_val) and not math.isfinite(val_loss)):
             # Diverged (too high an lr, say): NaN weights never recover, so training on would only
             # spend the budget. Stop, as Lightning's EarlyStopping(check_finite=True) does: keep the
@@ -309,19 +307,7 @@ def train_model(
             **(checkpoint_extra or {}),
         }
 
-        def _save() -> None:
-            trial_dir.mkdir(parents=True, exist_ok=True)
-            # Serialised in memory, then written by Python (torch's own file writer turns ENOSPC
-            # into an opaque RuntimeError), aside and renamed: a full disk leaves no half-written
-            # best.pt behind.
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            tmp = trial_dir / "best.pt.tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(buffer.getbuffer())
-            os.replace(tmp, trial_dir / "best.pt")
-
-        write_artifacts(ctx, "checkpoint best.pt", _save)
+        write_artifacts(ctx, "checkpoint best.pt", lambda: save_torch_file(trial_dir / "best.pt", checkpoint))
     return final
 
 
