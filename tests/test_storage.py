@@ -405,10 +405,54 @@ def test_new_trials_are_created_as_optuna_creates_them_without_its_orm(
     with pytest.raises(KeyError):
         writer._create_new_trial(b._study_id + 100)
 
-    a.enqueue_trial({"x": 0.5})  # a trial from a template takes Optuna's own path
+    a.enqueue_trial({"x": 0.5})  # a trial from a template takes Optuna's row-building path
     assert len(through_orm) == 1
     waiting = plain.get_all_trials(a._study_id, states=(TrialState.WAITING,))
     assert [(t.number, t.system_attrs["fixed_params"]) for t in waiting] == [(3, {"x": 0.5})]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_enqueued_trial_whose_commit_landed_before_the_connection_was_lost_is_not_inserted_twice(
+        backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WAITING row runs: inserted twice, an enqueued point or a rerun of an unfinished trial
+    would run twice. The retry of an insert whose acknowledgement was lost finds its own row."""
+    import contextlib
+
+    import sqlalchemy.exc
+    from optuna.storages._rdb import storage as optuna_rdb
+    from optuna.trial import create_trial
+
+    from tuner._retry_storage import INSERT_TOKEN
+
+    url = f"sqlite:///{tmp_path / 'e.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    study = optuna.create_study(study_name="e", storage=st.open_storage(url))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    real_session = optuna_rdb._create_scoped_session
+    lost: list[str] = []
+
+    @contextlib.contextmanager
+    def acknowledgement_lost_once(scoped_session: object, ignore_integrity_error: bool = False) -> object:
+        with real_session(scoped_session, ignore_integrity_error) as session:
+            yield session
+        if not lost:  # committed: the database has the row; the client never hears so
+            lost.append("commit")
+            raise sqlalchemy.exc.OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(optuna_rdb, "_create_scoped_session", acknowledgement_lost_once)
+    study.enqueue_trial({"x": 0.5})
+    template = create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": {"x": 0.25}, _attrs.RERUN_OF: 0})
+    lost.clear()
+    study.add_trial(template)  # a rerun, as requeue_unfinished adds it
+    lost.clear()
+    study.add_trial(template)  # the same template added again on purpose: a second row, as in Optuna
+    monkeypatch.setattr(optuna_rdb, "_create_scoped_session", real_session)
+
+    waiting = optuna.storages.RDBStorage(url).get_all_trials(study._study_id, states=(TrialState.WAITING,))
+    assert [(t.number, t.system_attrs["fixed_params"]) for t in waiting] == [(1, {"x": 0.5}), (2, {"x": 0.25}),
+                                                                             (3, {"x": 0.25})]
+    assert waiting[1].system_attrs[_attrs.RERUN_OF] == 0
+    assert len({t.system_attrs[INSERT_TOKEN] for t in waiting}) == 3
+    assert study.ask().number == 1 and study.ask().number == 2  # the queue hands each out once
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

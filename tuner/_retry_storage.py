@@ -13,7 +13,10 @@ its own first attempt: a finished trial refuses a second ``tell``, a study its s
 Those answers, on a retry only, mean "already done" and are accepted (a parameter row written
 twice is already ignored by Optuna itself).
 The one write that cannot tell is ``create_new_trial``: a lost acknowledgement there leaves
-an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``).
+an extra RUNNING row, which the driver fails at the end of its run (see ``_driver``). A trial
+created from a template (an enqueued point, a rerun of an unfinished trial: WAITING rows that
+would each run) carries a token instead, and a retry that finds its token stored returns that
+trial rather than inserting it again (:func:`_create_from_template`).
 
 Both this writer and tuner's read-only storage (:class:`TrialReadingRDBStorage`) read trials
 through tuner's Core-query reader instead of Optuna's ORM (:func:`_get_trials`), and the writer
@@ -235,7 +238,7 @@ def _create_new_trial(self: optuna.storages.RDBStorage, study_id: int,
     from optuna.storages._rdb.models import NOT_FOUND_MSG
 
     if template_trial is not None:
-        return optuna.storages.RDBStorage._create_new_trial(self, study_id, template_trial)
+        return _create_from_template(self, study_id, template_trial)
     lock, insert, count, number = _create_statements()
     start_utc = datetime.datetime.now().astimezone(datetime.timezone.utc).replace(tzinfo=None)
     with self.engine.begin() as conn:
@@ -249,6 +252,64 @@ def _create_new_trial(self: optuna.storages.RDBStorage, study_id: int,
         datetime_start=start_utc.replace(tzinfo=datetime.timezone.utc).astimezone().replace(tzinfo=None),
         datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
         intermediate_values={}, trial_id=trial_id)
+
+
+#: The system attribute that tells a trial created from a template apart from a second insert of it.
+INSERT_TOKEN = "tuner:insert"
+# Where a template remembers, between the attempts of one call, the token its first attempt wrote.
+_PENDING_TOKEN = "_tuner_insert_token"
+
+
+def _create_from_template(self: optuna.storages.RDBStorage, study_id: int,
+                          template: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    """Optuna's insert of a trial from a template, made safe to retry.
+
+    ``enqueue_trial`` and ``add_trial`` come here: the spec's ``enqueue`` points and the reruns
+    of unfinished trials are WAITING rows, and each row runs. If the commit of one landed and its
+    acknowledgement was lost with the connection, a plain retry would insert it again and the
+    configuration would run twice. So the row is written with a fresh token, which the template
+    keeps until the call succeeds: a later attempt that finds the token in the study returns that
+    trial. The token is new per call, so adding one template twice on purpose still adds it twice.
+    Optuna's own method retries a failed statement five times inside, where no token is checked;
+    the same steps here leave retrying to :func:`_retrying`.
+    """
+    import copy
+    import uuid
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    token = template.__dict__.get(_PENDING_TOKEN)
+    retry = token is not None
+    if not retry:
+        token = template.__dict__[_PENDING_TOKEN] = uuid.uuid4().hex
+    tokened = copy.copy(template)
+    tokened._system_attrs = {**template.system_attrs, INSERT_TOKEN: token}
+    with _create_scoped_session(self.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers trials one at a time
+        landed = _trial_with_token(session, study_id, token) if retry else None
+        if landed is None:
+            row = self._get_prepared_new_trial(study_id, tokened, session)
+            trial_id, number, start = row.trial_id, row.number, row.datetime_start
+        else:
+            trial_id, number, start = landed
+    template.__dict__.pop(_PENDING_TOKEN, None)
+    frozen = copy.deepcopy(tokened)
+    frozen.number, frozen.datetime_start, frozen._trial_id = number, start, trial_id
+    return frozen
+
+
+def _trial_with_token(session: Any, study_id: int, token: str) -> tuple[int, int, Any] | None:
+    """(id, number, start) of the study's trial that carries ``token``, if an earlier attempt stored it."""
+    import json
+
+    from optuna.storages._rdb import models
+
+    t, a = models.TrialModel.__table__.c, models.TrialSystemAttributeModel.__table__.c
+    row = session.execute(sqlalchemy.select(t.trial_id, t.number, t.datetime_start).join_from(
+        models.TrialModel.__table__, models.TrialSystemAttributeModel.__table__, a.trial_id == t.trial_id).where(
+        t.study_id == study_id, a.key == INSERT_TOKEN, a.value_json == json.dumps(token))).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 @functools.lru_cache(maxsize=1)
