@@ -227,3 +227,23 @@ def saves_then_fails(params: dict[str, Any], ctx: Any) -> float:
     ctx.trial_dir.mkdir(parents=True, exist_ok=True)
     (ctx.trial_dir / "resume.pt").write_bytes(b"mine")
     raise RuntimeError("failed after saving")
+
+
+def fails_where_its_worker_cannot_store_it(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 raises with its worker's storage writes failing from then on (in that process
+    only), as in a storage outage longer than the worker's retries; later trials return."""
+    if ctx.number != 0:
+        return params["x"]
+    from tuner._retry_storage import RetryingRDBStorage
+    from tuner.exceptions import StorageError
+
+    def away_for_this_trial(real: Any) -> Any:
+        def write(self: Any, trial_id: int, *args: Any, **kwargs: Any) -> Any:
+            if trial_id == ctx._trial_id:
+                raise StorageError("lost the storage for 0s (test)")
+            return real(self, trial_id, *args, **kwargs)
+        return write
+
+    for name in ("set_trial_system_attr", "set_trial_state_values"):
+        setattr(RetryingRDBStorage, name, away_for_this_trial(getattr(RetryingRDBStorage, name)))
+    raise ValueError("the objective's own error, raised in a storage outage")

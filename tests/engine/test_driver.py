@@ -215,6 +215,22 @@ def test_max_failures_stops_the_run_cleanly(sqlite_url: str) -> None:
     assert [s.state for s in tuner.list_studies(sqlite_url)] == ["failed"]
 
 
+def test_a_failure_its_worker_could_not_store_is_stored_by_the_driver_with_its_own_error(sqlite_url: str) -> None:
+    """The worker's storage writes fail (an outage past its retries) as its trial fails: the
+    driver stores that trial FAIL with the objective's error and traceback once Tune's loop has
+    ended. Before, it stayed RUNNING until the end-of-run sweep called it a row created twice."""
+    tuner.run(_spec(n_trials=2), objectives.fails_where_its_worker_cannot_store_it, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    assert [(r["complete"], r["failed"]) for r in run_log(study._storage.get_study_system_attrs(study._study_id))] \
+        == [(2, 1)]  # failures do not count towards n_trials
+    assert _states(study) == {"FAIL": 1, "COMPLETE": 2}
+    trial = study.trials[0]
+    error = trial.system_attrs[_attrs.ERROR]
+    assert trial.state == TrialState.FAIL
+    assert (error["type"], error["message"]) == ("ValueError", "the objective's own error, raised in a storage outage")
+    assert "fails_where_its_worker_cannot_store_it" in error["traceback"]
+
+
 def test_the_run_log_says_how_a_run_ended_that_did_not_get_to_its_end() -> None:
     """A run that an error or a second Ctrl-C ended logs that, with the error's first words."""
     from tuner.engine._driver import _run_entry

@@ -94,6 +94,7 @@ class _RunState:
         self.failures_at_stop = 0  # state.failed when max_failures stopped the run
         self.cut_short_ids: set[str] = set()  # Tune trial ids whose workers the stop killed
         self.cut_short = 0  # trials the stop ended unfinished (stored FAIL with the stop as reason)
+        self.unstored_errors: dict[int, dict[str, str]] = {}  # Optuna trial id -> error its worker could not store
         self.preload_crash: str | None = None  # why Ray's workers die as they start, once one did
         self.preloaded_by_tuner: set[str] = set()  # what tuner itself has this run's workers preload
         self.grid = None
@@ -535,6 +536,7 @@ def _run_study(
                     raise
                 raise inner from None
         interrupted = bool(state.running) or (state.stop_reason is None and state.want_more())
+        _store_unstored_errors(state)
         _end_unfinished(state, progress)
         state.running.clear()
         state.started.clear()
@@ -598,6 +600,21 @@ def _run_entry(state: "_RunState | None", end: str | None, ended_by: BaseExcepti
         message = " ".join(str(ended_by).split())
         entry["error"] = f"{type(ended_by).__name__}: {message}"[:300] if message else type(ended_by).__name__
     return entry
+
+
+def _store_unstored_errors(state: _RunState) -> None:
+    """FAIL, with their own errors, the trials whose workers could not store that they failed.
+
+    The storage did not answer the worker (an outage longer than its retries). Left RUNNING, the
+    trial would be failed below as a row created twice that never ran, and its traceback lost.
+    Done once Tune's loop has ended, not in its callback: a storage still away must not hold up
+    Tune, nor raise into it. Still away now, the trial is left to that sweep or the next run.
+    """
+    for trial_id, error in state.unstored_errors.items():
+        try:
+            mark_failed(state.study, trial_id, error)  # a no-op for a trial finished meanwhile
+        except Exception:  # noqa: BLE001 - the storage is still away: nothing more to do here
+            break
 
 
 def _end_unfinished(state: _RunState, progress: Progress) -> None:

@@ -27,7 +27,7 @@ from ray.tune.search import Searcher  # noqa: E402
 from tuner.engine import _attrs, _preload_trace
 from tuner.engine._progress import Progress, failure_text
 from tuner.engine._study import mark_failed
-from tuner.engine._worker import PRUNED_AT_KEY, STATE_KEY, VALUES_KEY, WARNINGS_KEY
+from tuner.engine._worker import PRUNED_AT_KEY, STATE_KEY, UNSTORED_ERROR_KEY, VALUES_KEY, WARNINGS_KEY
 
 if TYPE_CHECKING:
     from tuner.engine._driver import _RunState
@@ -144,6 +144,11 @@ class Recorder(_Unpicklable, tune.Callback):
         for warning in result.get(WARNINGS_KEY) or ():
             # Printed even with --quiet: the run goes on, but a later export will miss the file.
             self._progress.warn(f"warning: trial {entry[1] if entry else '?'}: {warning}")
+        unstored = result.get(UNSTORED_ERROR_KEY)
+        if entry is not None and isinstance(unstored, dict):
+            # No storage call here: Tune's loop (and its stop) must not wait on a storage that
+            # just failed the worker. The driver stores it once the loop has ended.
+            self._state.unstored_errors[entry[0]] = unstored
         self._finish(trial, st, values, None, pruned_at=result.get(PRUNED_AT_KEY))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -41,6 +41,9 @@ WARNINGS_KEY = "tuner_warnings"
 #: Where a pruned trial stopped: ``{"step": ..., "value": ...}`` (the study metric at its last
 #: report; both None when the objective raised ``TrialPruned`` before reporting anything).
 PRUNED_AT_KEY = "tuner_pruned_at"
+#: A failed trial's error (``{type, message, traceback}``) that its worker could not store: the
+#: driver stores it once Tune's loop has ended (``_driver``), instead of losing the traceback.
+UNSTORED_ERROR_KEY = "tuner_unstored_error"
 
 
 @dataclass
@@ -320,8 +323,8 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                 study.tell(trial, state=TrialState.FAIL)
             else:
                 storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except Exception:  # noqa: BLE001 - the driver marks the trial FAIL then
-            pass
+        except Exception:  # noqa: BLE001 - the storage did not answer: the driver stores it (UNSTORED_ERROR_KEY)
+            return {STATE_KEY: "FAIL", VALUES_KEY: None, UNSTORED_ERROR_KEY: _error_info(exc)}
         return {STATE_KEY: "FAIL", VALUES_KEY: None}
     finally:
         if watchdog is not None:
