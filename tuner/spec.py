@@ -137,8 +137,7 @@ def _check_task_reads(task_obj: Any, task: str, space: Any) -> None:
         close = [_OTHER_NAMES[name]] if _OTHER_NAMES.get(name) in known else \
             difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise SpaceError(source, path, f"task {task} has no parameter {name!r}: it would be tuned for nothing",
-                         f"{hint}task {task} reads {', '.join(sorted(known))}")
+        raise SpaceError(source, path, *task_obj.unknown_param(name, known, hint))
 
 
 def _check_task_accepts(task_obj: Any, task: str, space: Any) -> None:

@@ -81,7 +81,7 @@ def test_a_parameter_the_task_never_reads_is_refused(param: str, hint: str) -> N
 
 def test_the_users_own_names_and_the_sklearn_estimators_pass() -> None:
     assert tuner.validate(_spec("mlp", {"_note": "kept for the user", "dropout": {"float": [0.0, 0.5]}}))
-    # scikit-learn's task hands its params to the estimator, which checks them itself.
+    # scikit-learn's task reads what its estimator's constructor takes (tests/tasks/test_sklearn.py).
     sk = {"name": "s", "task": "sklearn", "task_args": {"estimator": "sklearn.linear_model.LogisticRegression"},
           "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}}}}
     assert tuner.validate(sk).task == "sklearn"

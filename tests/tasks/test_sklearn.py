@@ -291,6 +291,29 @@ def test_unknown_params_fail_the_trial_naming_them(make_ctx) -> None:
     assert "did you mean 'gamma'" in message and "it takes C, break_ties" in message
 
 
+@pytest.mark.parametrize("param, spec, words", [
+    ("bogus_arg", 3, "LogisticRegression takes no parameter 'bogus_arg'; remove or rename it"),
+    ("mx_iter", {"int": [50, 200]}, "takes no parameter 'mx_iter'; did you mean 'max_iter'?"),
+    ("C", {"float": [-10.0, -1.0]}, "low -10.0 is refused by task sklearn; LogisticRegression's 'C' must be a "
+                                    "float in the range (0.0, inf]; change or remove it"),
+    ("solver", {"choice": ["saga", "bogus_solver"]}, "choice 'bogus_solver' is refused by task sklearn; "
+                                                     "LogisticRegression's 'solver' must be a str among"),
+    ("max_iter", {"float": [50.0, 200.0]}, "LogisticRegression's 'max_iter' must be an int"),
+])
+def test_a_parameter_or_value_the_estimator_refuses_is_a_spec_error_before_any_trial(
+        param: str, spec: Any, words: str) -> None:
+    """scikit-learn checks its arguments only in fit: without the spec's check, every trial
+    that drew such a value failed (11 of them, then max_failures stopped the run)."""
+    data = {"name": "s", "task": "sklearn", "task_args": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}, param: spec}}}
+    with pytest.raises(SpaceError) as info:
+        spec_from_mapping(data, source="k.yaml")
+    assert str(info.value).startswith(f"k.yaml: search_space: params.{param}") and words in str(info.value), info.value
+    fine = {**data, "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}, "max_iter": 200,
+                                                "solver": {"choice": ["lbfgs", "saga"]}, "class_weight": None}}}
+    assert spec_from_mapping(fine, source="k.yaml").task == "sklearn"
+
+
 def test_the_spec_validator_accepts_sklearn_studies(tmp_path: Path) -> None:
     base = {"name": "s", "task": "sklearn", "search_space": {"params": {"C": {"float": [0.1, 10], "log": True}}}}
     spec = spec_from_mapping({**base, "task_args": {"estimator": "sklearn.svm.SVC", "scale": True}})

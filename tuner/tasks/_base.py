@@ -151,10 +151,16 @@ class Task(abc.ABC):
 
         A parameter the task never reads is tuned for nothing: a typo (``droput``) or another
         task's name (``learning_rate`` for ``lr``) would spend the whole study's trials on a knob
-        that changes nothing, so the spec refuses it. None (the default) is for tasks that pass
-        names on, as the scikit-learn task passes them to its estimator, which checks them.
+        that changes nothing, so the spec refuses it. None (the default) is for tasks that take
+        any name (the scikit-learn task with an estimator whose constructor takes ``**kwargs``).
         """
         return None
+
+    def unknown_param(self, name: str, known: frozenset[str], hint: str) -> tuple[str, str]:
+        """(problem, fix) for a search-space parameter outside :meth:`param_names`; ``hint`` is a
+        "did you mean ...? " or empty."""
+        return (f"task {self.name} has no parameter {name!r}: it would be tuned for nothing",
+                f"{hint}task {self.name} reads {', '.join(sorted(known))}")
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """Raise ``SpaceError`` for a parameter value this task would refuse in a trial.

@@ -124,6 +124,48 @@ class SklearnTask(Task):
             raise self.arg_error("scale", f"expected true or false, got {args['scale']!r}", None)
         self.check_label_arg(args)
 
+    def param_names(self) -> frozenset[str] | None:
+        """The estimator's constructor arguments and the task's own (None for a ``**kwargs`` one).
+
+        Checked when the spec is read: a name the estimator does not take fails every trial."""
+        accepted = _accepted_params(self.estimator_cls)
+        return None if accepted is None else frozenset(accepted | set(RESERVED_PARAMS) | set(TASK_PARAMS))
+
+    def unknown_param(self, name: str, known: frozenset[str], hint: str) -> tuple[str, str]:
+        return (f"{self.args['estimator']} takes no parameter {name!r}",
+                f"{hint}remove or rename it in the search space; it takes "
+                f"{', '.join(sorted(known - set(RESERVED_PARAMS)))}")
+
+    def check_params(self, params: Mapping[str, Any]) -> None:
+        """The estimator's own check of each value (scikit-learn's ``_parameter_constraints``).
+
+        scikit-learn checks a constructor argument only in ``fit``, so without this a ``C`` range
+        reaching below zero or a misspelt ``solver`` choice failed each trial that drew it. Each
+        value is checked alone: constraints between arguments (a solver and a penalty) are
+        still the trial's. Estimators without declared constraints are left to the trial.
+        """
+        constraints = getattr(self.estimator_cls, "_parameter_constraints", None)
+        if not isinstance(constraints, dict):
+            return
+        try:
+            from sklearn.utils._param_validation import InvalidParameterError, validate_parameter_constraints
+        except ImportError:  # a scikit-learn that moved its private checks: the trial checks
+            return
+        for name, value in params.items():
+            if name not in constraints or name in RESERVED_PARAMS or name in TASK_PARAMS:
+                continue
+            try:
+                validate_parameter_constraints({name: constraints[name]}, {name: value},
+                                               caller_name=self.estimator_cls.__name__)
+            except InvalidParameterError as exc:
+                message = str(exc).strip()
+                found = re.search(r"parameter of \S+ (must be .*?)\.? Got ", message)
+                problem = (f"{self.estimator_cls.__name__}'s {name!r} {found.group(1)}" if found
+                           else message.rstrip("."))
+                raise SpaceError(self.source, f"search_space.params.{name}", problem, None) from None
+            except Exception:  # noqa: BLE001 - a constraint this check cannot evaluate: the trial's
+                continue
+
     def _task_type(self, args: dict[str, Any]) -> str:
         wanted = args["task_type"]
         if wanted not in TASK_TYPES:
