@@ -160,3 +160,45 @@ def test_real_number_takes_torch_scalars_and_not_torch_bools() -> None:
     assert real_number(torch.tensor(0.5)) == 0.5 and real_number(torch.tensor(3)) == 3.0
     assert real_number(torch.tensor(True)) is None and real_number(torch.tensor(1 + 1j)) is None
     assert real_number(torch.tensor([0.5, 0.6])) is None
+
+
+def test_a_step_reported_again_keeps_its_first_values_in_the_curve_as_optuna_keeps_them(tmp_path: Path) -> None:
+    """Before, the curve kept every report of a step while Optuna kept the first for the pruner:
+    `tuner trial` listed step 5 twice, with a value the pruner never saw."""
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    for step, value in [(5, 1.0), (3, 2.0), (5, 9.0), (5, 4.0)]:
+        ctx.report(step, {"val_loss": value})
+    ctx.store_curve()
+    stored = _trial(study, ctx.number)
+    assert stored.intermediate_values == {3: 2.0, 5: 1.0}
+    assert stored.system_attrs[_attrs.CURVE] == ctx.curve == [{"step": 5, "val_loss": 1.0}, {"step": 3, "val_loss": 2.0}]
+    assert len(ctx.warnings) == 1 and "step 5 was reported before" in ctx.warnings[0]
+
+
+def test_a_long_curve_is_not_rewritten_at_every_report_and_is_whole_once_the_trial_ends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curve is one attribute: stored at each of n reports it cost n writes of up to n rows
+    (13 s of a 3,000-report trial). Short curves are still stored at every report (a running
+    trial's view), long ones when the time since the last write covers 20 times its cost."""
+    study, ctx = _context(tmp_path, optuna.pruners.NopPruner())
+    writes: list[int] = []
+    storage = study._storage
+    real = storage.set_trial_system_attr
+
+    def counting(trial_id: int, key: str, value: object) -> None:
+        if key == _attrs.CURVE:
+            writes.append(len(value))  # type: ignore[arg-type]
+        real(trial_id, key, value)
+
+    monkeypatch.setattr(storage, "set_trial_system_attr", counting)
+    for step in range(1, 51):
+        ctx.report(step, {"val_loss": 1.0 / step})
+    assert writes == list(range(1, 51))  # short: every report, as before
+    for step in range(51, 2001):
+        ctx.report(step, {"val_loss": 1.0 / step})
+    assert 100 <= len(writes) < 130, len(writes)  # the first 100 reports, then about one a second at most
+    assert _trial(study, ctx.number).intermediate_values[2000] == 1.0 / 2000  # the pruner's values: every report
+    ctx.store_curve()
+    assert writes[-1] == 2000 and _trial(study, ctx.number).system_attrs[_attrs.CURVE] == ctx.curve
+    ctx.store_curve()  # nothing new: no write
+    assert writes[-1] == 2000 and writes.count(2000) == 1
