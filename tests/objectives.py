@@ -247,3 +247,24 @@ def fails_where_its_worker_cannot_store_it(params: dict[str, Any], ctx: Any) -> 
     for name in ("set_trial_system_attr", "set_trial_state_values"):
         setattr(RetryingRDBStorage, name, away_for_this_trial(getattr(RetryingRDBStorage, name)))
     raise ValueError("the objective's own error, raised in a storage outage")
+
+
+def prunes_the_optuna_way(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 reports, then raises Optuna's own TrialPruned, as objectives written for Optuna do."""
+    import optuna
+
+    ctx.report(0, params["x"])
+    if ctx.number == 0:
+        raise optuna.TrialPruned()
+    return params["x"]
+
+
+def raises_a_long_message_and_one_that_cannot_be_printed(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 raises with a 5 MB message; trial 1 with an exception whose __str__ raises."""
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no message")
+
+    if ctx.number == 0:
+        raise ValueError("y" * 5_000_000)
+    raise Unprintable()

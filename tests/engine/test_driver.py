@@ -231,6 +231,31 @@ def test_a_failure_its_worker_could_not_store_is_stored_by_the_driver_with_its_o
     assert "fails_where_its_worker_cannot_store_it" in error["traceback"]
 
 
+def test_optunas_own_trial_pruned_prunes_the_trial(sqlite_url: str) -> None:
+    """`raise optuna.TrialPruned()` (Optuna's idiom) was stored as a failure and counted towards max_failures."""
+    tuner.run(_spec(n_trials=2, max_failures=0), objectives.prunes_the_optuna_way, storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert study.trials[0].intermediate_values == {0: study.trials[0].params["x"]}
+
+
+def test_a_failed_trials_stored_traceback_keeps_its_frames_whatever_its_message(sqlite_url: str) -> None:
+    """A 5 MB message filled the 20,000 characters kept of the traceback and pushed every frame
+    out; an exception whose __str__ raises could not be recorded at all (the trial was stored as
+    cut short, and run again by the next resume)."""
+    with pytest.raises(tuner.TooManyFailuresError):
+        tuner.run(_spec(n_trials=2, max_failures=1), objectives.raises_a_long_message_and_one_that_cannot_be_printed,
+                  storage=sqlite_url)
+    study = optuna.load_study(study_name="s", storage=sqlite_url)
+    long, unprintable = (t.system_attrs[_attrs.ERROR] for t in study.trials[:2])
+    assert long["type"] == "ValueError" and len(long["message"]) == 2000
+    assert "raises_a_long_message_and_one_that_cannot_be_printed" in long["traceback"]
+    assert len(long["traceback"]) < 5000 and "(5,000,013 characters)" in long["traceback"]
+    assert unprintable["type"] == "Unprintable" and "could not be made" in unprintable["message"]
+    assert "raises_a_long_message_and_one_that_cannot_be_printed" in unprintable["traceback"]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+
+
 def test_the_run_log_says_how_a_run_ended_that_did_not_get_to_its_end() -> None:
     """A run that an error or a second Ctrl-C ended logs that, with the error's first words."""
     from tuner.engine._driver import _run_entry

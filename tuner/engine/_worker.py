@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from optuna.exceptions import TrialPruned as _OptunaTrialPruned
+
 from tuner.engine import _attrs
 from tuner._json import jsonable
 from tuner.engine._context import TrialContext, real_number
@@ -220,9 +222,25 @@ def _cuda_before_placement(job: JobInfo) -> str | None:
             "ahead of time")
 
 
+#: What is kept of a failed trial's traceback, and of any one piece of it (a frame, a message).
+_TRACEBACK_CHARS, _PIECE_CHARS = 20000, 2000
+
+
 def _error_info(exc: BaseException) -> dict[str, str]:
-    return {"type": type(exc).__name__, "message": str(exc)[:2000],
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-20000:]}
+    """The error stored with a failed trial: its type, message and traceback, always as text.
+
+    Each piece of the traceback is cut to its first ``_PIECE_CHARS``: cut only as a whole, a
+    long message (a shape-mismatch dump, a column list) filled the kept tail and pushed every
+    frame out. An exception whose ``__str__`` raises is described instead: recording it failed
+    before, and the trial was stored as if its run had been cut short."""
+    try:
+        message = str(exc)
+    except Exception as inner:  # noqa: BLE001 - the user's __str__ is broken; say so, keep the rest
+        message = f"<the exception's message could not be made: {type(inner).__name__}>"
+    pieces = traceback.TracebackException(type(exc), exc, exc.__traceback__).format()
+    text = "".join(p if len(p) <= _PIECE_CHARS else f"{p[:_PIECE_CHARS]}... ({len(p):,} characters)\n"
+                   for p in pieces)
+    return {"type": type(exc).__name__, "message": message[:2000], "traceback": text[-_TRACEBACK_CHARS:]}
 
 
 class _Watchdog:
@@ -286,6 +304,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
             ctx.warn(early_cuda)
         if job.trial_timeout:
             def timed_out(folder: Path = trial_dir) -> None:
+                _store_curve(ctx)
                 storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
                     "type": "TrialTimeout", "traceback": "",
                     "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"})
@@ -298,11 +317,13 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
         metrics = result if isinstance(result, Mapping) else {job.metrics[0]: result}
         storage.set_trial_system_attr(trial_id, _attrs.METRICS, jsonable(dict(metrics)))
         _record_artifacts(storage, trial_id, trial_dir)
+        _store_curve(ctx)
         _record_timing(storage, trial_id, timing, ctx)
         study.tell(trial, values)
         return {STATE_KEY: "COMPLETE", VALUES_KEY: values, WARNINGS_KEY: ctx.warnings}
-    except TrialPruned:
+    except (TrialPruned, _OptunaTrialPruned):  # Optuna's own, as objectives written for Optuna raise it
         _record_artifacts(storage, trial_id, trial_dir)
+        _store_curve(ctx)
         _record_timing(storage, trial_id, timing, ctx)
         study.tell(trial, state=TrialState.PRUNED)
         return {STATE_KEY: "PRUNED", VALUES_KEY: None, WARNINGS_KEY: ctx.warnings if ctx is not None else [],
@@ -318,6 +339,7 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
                 drop_resume_points([trial_dir])  # failed on its own: not run again
             if claimed:
                 _record_artifacts(storage, trial_id, trial_dir)
+            _store_curve(ctx)
             _record_timing(storage, trial_id, timing, ctx)
             if trial is not None:
                 study.tell(trial, state=TrialState.FAIL)
@@ -361,6 +383,16 @@ def _pruned_at(ctx: TrialContext | None) -> dict[str, Any]:
     if ctx is None:
         return {"step": None, "value": None}
     return {"step": ctx.last_step, "value": ctx.last_value}
+
+
+def _store_curve(ctx: TrialContext | None) -> None:
+    """Store the reports the curve's throttle held back (``TrialContext.store_curve``), as the trial ends."""
+    if ctx is None:
+        return
+    try:
+        ctx.store_curve()
+    except Exception:  # noqa: BLE001 - Optuna's intermediate values hold every report; a lost tail costs nothing else
+        pass
 
 
 def _record_timing(storage: Any, trial_id: int, timing: dict[str, Any], ctx: TrialContext | None) -> None:
