@@ -268,3 +268,14 @@ def raises_a_long_message_and_one_that_cannot_be_printed(params: dict[str, Any],
     if ctx.number == 0:
         raise ValueError("y" * 5_000_000)
     raise Unprintable()
+
+
+def holds_the_interpreter(params: dict[str, Any], ctx: Any) -> float:
+    """Trial 0 blocks for an hour in one C call that keeps the GIL (C's sleep through
+    ``ctypes.PyDLL``, which does not release it, unlike ``CDLL``): no other thread of the
+    process runs meanwhile, the trial_timeout watchdog included, and it burns no CPU."""
+    if ctx.number == 0:
+        import ctypes
+
+        ctypes.PyDLL(None).sleep(3600)
+    return params["x"]

@@ -336,6 +336,23 @@ def test_trial_timeout_fails_a_hanging_trial(sqlite_url: str) -> None:
     assert failed.number == 0 and failed.system_attrs[_attrs.ERROR]["type"] == "TrialTimeout"
 
 
+def test_a_trial_that_holds_the_interpreter_past_its_timeout_is_ended_by_the_driver(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's watchdog is a thread, which never runs while the trial holds the GIL in
+    one C call: the study hung until a Ctrl-C, which then stored the trial as cut short (and
+    the next run ran it again). The driver ends such a worker TIMEOUT_GRACE_S past the timeout."""
+    from tuner.engine import _tune_glue
+
+    monkeypatch.setattr(_tune_glue, "TIMEOUT_GRACE_S", 3.0)
+    started = time.monotonic()
+    study = tuner.run(_spec(n_trials=2, trial_timeout=2), objectives.holds_the_interpreter, storage=sqlite_url)
+    assert time.monotonic() - started < 60
+    assert _states(study) == {"COMPLETE": 2, "FAIL": 1}
+    error = study.trials[0].system_attrs[_attrs.ERROR]
+    assert study.trials[0].state == TrialState.FAIL and error["type"] == "TrialTimeout"
+    assert "trial_timeout=2s and did not stop" in error["message"] and "3s later" in error["message"]
+
+
 def test_trial_dir_device_and_attrs(sqlite_url: str, tmp_path: Path) -> None:
     study = tuner.run(_spec(n_trials=2, artifacts_dir=str(tmp_path / "art")), objectives.writes_checkpoint,
                       storage=sqlite_url)

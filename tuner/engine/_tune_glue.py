@@ -16,6 +16,7 @@ set before Tune is imported, whoever imports this.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,13 @@ class OptunaSearcher(_Unpicklable, Searcher):
 #: The reasons a run stops every running trial at once (others, timeout and done, let them finish).
 STOPS = ("max_failures", "interrupted", "stop_requested")
 
+#: How long past its ``trial_timeout`` a trial may run before the driver ends its worker. The
+#: worker's own watchdog ends it at the timeout, counted from when the trial started; it is a
+#: thread, which never runs while the trial's code holds the interpreter in one long C call (a
+#: regular expression that backtracks, ``sum(range(10**12))``). The driver counts from when Tune
+#: started the worker, before its imports: the margin covers a cold start.
+TIMEOUT_GRACE_S = 30.0
+
 
 class Recorder(_Unpicklable, tune.Callback):
     """Tells the study how each trial ended (worker deaths included) and shows progress."""
@@ -82,12 +90,15 @@ class Recorder(_Unpicklable, tune.Callback):
         self._state = state
         self._progress = progress
         self._tune_trials: dict[str, Any] = {}  # Tune's trial objects of the running trials, for their actors
+        self._started_at: dict[str, float] = {}  # Tune trial id -> time.monotonic() when it got its worker
+        self._overdue: set[str] = set()  # Tune trial ids whose workers the driver ended past trial_timeout
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         """A trial got its worker (a new actor or a reused one): it runs now, no longer queued."""
         if trial.trial_id in self._state.running:
             self._state.started.add(trial.trial_id)
             self._tune_trials[trial.trial_id] = trial
+            self._started_at[trial.trial_id] = time.monotonic()
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """Act on a Ctrl-C (:func:`tuner.engine._driver._interrupt_stops` only flags it) or a
@@ -107,6 +118,21 @@ class Recorder(_Unpicklable, tune.Callback):
             self._progress.warn(f"stopping: `tuner stop` from {request.get('by', '?')}; marking {n} running "
                                 f"trial{'s' if n != 1 else ''} stopped")
             self.cut_short()
+        else:
+            self._end_overdue()
+
+    def _end_overdue(self) -> None:
+        """End the workers of trials :data:`TIMEOUT_GRACE_S` past ``trial_timeout``: their own
+        watchdog could not (see there). Each is then stored as timed out (``on_trial_error``)."""
+        timeout = self._state.spec.trial_timeout
+        if not timeout:
+            return
+        now = time.monotonic()
+        for tune_id, started in list(self._started_at.items()):
+            if tune_id in self._overdue or now - started < timeout + TIMEOUT_GRACE_S:
+                continue
+            self._overdue.add(tune_id)
+            self._kill_worker(tune_id)
 
     def cut_short(self) -> None:
         """Kill the workers of the trials still running, now that the run stops (Ctrl-C, max_failures).
@@ -117,18 +143,22 @@ class Recorder(_Unpicklable, tune.Callback):
         ``state.running`` for the driver, which stores them with the stop as their reason
         (``_driver._end_unfinished``) unless their worker told the study first.
         """
-        import ray
-
         state = self._state
         for tune_id in list(state.running):
             state.cut_short_ids.add(tune_id)
-            actor = getattr(getattr(self._tune_trials.get(tune_id), "temporary_state", None), "ray_actor", None)
-            if actor is None:  # queued, never started: Tune's stop ends it
-                continue
-            try:
-                ray.kill(actor, no_restart=True)
-            except Exception:  # noqa: BLE001 - dead already, or Ray's private API changed: Tune stops it (slower)
-                pass
+            self._kill_worker(tune_id)  # one never started (queued) is ended by Tune's stop
+
+    def _kill_worker(self, tune_id: str) -> None:
+        """Kill the Ray actor running Tune trial ``tune_id``, if it has one; Tune then reports it errored."""
+        import ray
+
+        actor = getattr(getattr(self._tune_trials.get(tune_id), "temporary_state", None), "ray_actor", None)
+        if actor is None:
+            return
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - dead already, or Ray's private API changed: Tune stops it (slower)
+            pass
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         from optuna.trial import TrialState
@@ -156,6 +186,14 @@ class Recorder(_Unpicklable, tune.Callback):
 
         if trial.trial_id in getattr(self._state, "cut_short_ids", ()):
             return  # its worker was killed by the stop (cut_short): the driver settles it
+        if trial.trial_id in self._overdue:
+            timeout = self._state.spec.trial_timeout or 0.0
+            self._finish(trial, TrialState.FAIL, None, {
+                "type": "TrialTimeout", "traceback": "",
+                "message": f"trial exceeded trial_timeout={timeout:g}s and did not stop (its code held the "
+                           f"interpreter, where the timeout cannot act); the run ended its worker "
+                           f"{TIMEOUT_GRACE_S:g}s later"})
+            return
         message = "the worker process running this trial died"
         try:
             err = trial.get_error()
@@ -207,12 +245,13 @@ class Recorder(_Unpicklable, tune.Callback):
         entry = state.running.pop(tune_trial.trial_id, None)
         state.started.discard(tune_trial.trial_id)
         self._tune_trials.pop(tune_trial.trial_id, None)
+        self._started_at.pop(tune_trial.trial_id, None)
         if entry is None:
             return
         trial_id, number = entry
         if error is not None:  # the worker could not tell the study itself: it died or never ran the trial
             mark_failed(state.study, trial_id, error)
-            if error.get("type") == "WorkerDied" and state.spec.task is not None:
+            if error.get("type") in ("WorkerDied", "TrialTimeout") and state.spec.task is not None:
                 _drop_resume_point(state.study, trial_id)  # not run again: a killer or a crash may strike again
             # A worker can die (its node lost) after telling the study: count what the storage
             # holds, or a COMPLETE trial counted as failed is run again, one trial too many.
