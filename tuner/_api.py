@@ -56,8 +56,10 @@ def run(
 
     ``spec`` is a path to a study YAML, a mapping with the same keys, or a validated spec.
     ``objective`` is ``fn(params, ctx) -> float | dict``; it replaces the spec's ``objective:``
-    (and may be given instead of one). The study ends when ``n_trials`` trials have finished
-    (complete or pruned), counting those of earlier runs.
+    (and may be given instead of one): the study records the function as its objective. A study
+    resumed with another function than its earlier runs' is refused (by name, as with
+    ``objective:``). The study ends when ``n_trials`` trials have finished (complete or pruned),
+    counting those of earlier runs.
     """
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress

@@ -154,8 +154,9 @@ def load_spec(path: str | Path, overrides: Mapping[str, Any] | None = None, *,
               default_objective: str | None = None) -> StudySpec:
     """Read, validate and return the spec in ``path``, with ``overrides`` (CLI flags) applied.
 
-    ``default_objective`` names the objective of a spec that has neither ``task:`` nor
-    ``objective:`` (``tuner.run(path, objective=fn)`` passes the function's name)."""
+    ``default_objective`` names a function passed in (``tuner.run(path, objective=fn)`` passes
+    its ``module:name``): it stands for the spec's ``objective:``, or replaces it, so that the
+    study records the function that ran (a spec without ``task:``)."""
     p = Path(path)
     source = str(path)
     if not _is_file(p):
@@ -183,7 +184,9 @@ def spec_from_mapping(
     if overrides:
         merged = apply_overrides(merged, overrides, source=source)
     passed = None
-    if default_objective is not None and merged.get("task") is None and merged.get("objective") is None:
+    # Replaced, not only filled in: the spec's `objective:` did not run, and a study that stored
+    # it named a function its trials never ran (tuner show, the resume check).
+    if default_objective is not None and merged.get("task") is None:
         merged["objective"] = passed = default_objective
     # A storage URL typed on the command line (--set storage=...) is relative to where it was
     # typed, as --storage and $TUNER_STORAGE are; one written in the spec, to the spec's folder.

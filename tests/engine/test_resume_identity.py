@@ -96,3 +96,23 @@ def test_a_closure_or_a_lambda_passed_as_the_objective_is_a_label_not_an_import(
     assert tuner.validate(_spec(), objective=lambda p, c: p["x"]).objective.endswith(":<lambda>")
     study = tuner.run(spec, objective=make(2.0), storage=sqlite_url)
     assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "COMPLETE"]
+
+
+def test_a_function_passed_with_a_spec_that_names_another_objective_is_what_the_study_records(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """The function replaces the spec's `objective:`. Before, the study stored the spec's, which
+    its trials never ran, and a resume with another function under that spec passed unchecked."""
+    (tmp_path / "obj.py").write_text("def quadratic(params, ctx):\n    return params['x'] ** 2\n")
+    spec = tmp_path / "named.yaml"
+    spec.write_text("name: named\nobjective: obj.py:quadratic\nsearch_space:\n  params:\n    x: {float: [-5, 5]}\n"
+                    "n_trials: 2\npruner: none\nseed: 0\n")
+    tuner.run(spec, storage=sqlite_url)  # the file's objective
+    assert _stored_spec(sqlite_url, "named")["objective"] == f"{tmp_path / 'obj.py'}:quadratic"
+    with pytest.raises(tuner.UserInputError, match=r"objective '.*obj.py:quadratic' \(the spec says "
+                                                   r"'tests.objectives:always_fails'\)"):
+        tuner.run(spec, objective=objectives.always_fails, storage=sqlite_url, overrides={"n_trials": 4})
+    assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 2
+    # A function of the same name goes on (a moved or edited objective), and is what is recorded now.
+    tuner.run(spec, objective=objectives.quadratic, storage=sqlite_url, overrides={"n_trials": 3})
+    assert _stored_spec(sqlite_url, "named")["objective"] == "tests.objectives:quadratic"
+    assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 3
