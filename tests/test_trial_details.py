@@ -75,7 +75,10 @@ def test_json_has_everything_and_no_nan(ran: str) -> None:
     assert d["number"] == 0 and d["state"] == "COMPLETE" and d["objectives"] == ["loss"]
     assert [row["step"] for row in d["curve"]] == [1, 2, 3, 4] and d["attrs"]["confusion_matrix"] == [[5, 1], [2, 7]]
     assert d["artifacts"][0]["name"] == "best.pt" and d["phases"]["training"] >= 0
-    assert tuner.trial_details("td", ran, 0)["values"] == d["values"]
+    assert tuner.trial_details("td", 0, ran)["values"] == d["values"]
+    assert tuner.trial_details("td", 0, storage=ran)["values"] == d["values"]  # storage last, as in the rest of the API
+    with pytest.warns(DeprecationWarning, match=r"trial_details\(name, number, storage\)"):
+        assert tuner.trial_details("td", ran, 0)["values"] == d["values"]  # the order of before still reads
 
 
 def test_a_trial_that_is_not_there_is_one_line_naming_what_is(ran: str) -> None:

@@ -26,9 +26,18 @@ CURVE_ROWS = 25
 MATRIX_CLASSES = 20
 
 
-def trial_details(name: str, storage: str | None, number: int) -> dict[str, Any]:
+def trial_details(name: str, number: int, storage: str | None = None) -> dict[str, Any]:
     """Everything stored about trial ``number`` of study ``name`` (values as stored: a NaN stays
-    NaN for the text; ``tuner._json.jsonable`` makes it JSON)."""
+    NaN for the text; ``tuner._json.jsonable`` makes it JSON).
+
+    ``storage`` comes last and may be left out, as in every other function of the API; the
+    order of before (``name, storage, number``) is still read, with a DeprecationWarning."""
+    if isinstance(storage, int) and not isinstance(storage, bool) and (number is None or isinstance(number, str)):
+        import warnings
+
+        warnings.warn("trial_details(name, storage, number) is deprecated: call trial_details(name, number, storage)",
+                      DeprecationWarning, stacklevel=2)
+        number, storage = storage, number
     from tuner._api import _objective_names, _user_params, load_study
     from tuner._trial_read import read_trials
     from tuner.report._timing import trial_phases

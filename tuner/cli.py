@@ -333,7 +333,7 @@ def trial(study: str, number: int, storage: str | None, as_json: bool) -> None:
     from tuner._json import jsonable
     from tuner._trial_details import trial_details, trial_lines
 
-    d = trial_details(study, storage, number)
+    d = trial_details(study, number, storage)
     if as_json:
         _echo_json(jsonable(d))
         return
