@@ -131,3 +131,14 @@ def test_show_points_from_a_failure_to_tuner_trial(ran: str) -> None:
     out = CliRunner().invoke(main, ["show", "td", "--storage", ran])
     assert "  failed #3: RuntimeError: diverged in trial 3: loss is <nan> & rising\n" \
            "  (tuner trial td 3 prints a trial in full, a failure's traceback included)\n" in out.output, out.output
+
+
+def test_metrics_that_are_lists_or_dicts_are_shown_shortened_not_dropped(ran: str) -> None:
+    """A returned dict's extra values that are lists or dicts were left out of the text."""
+    from tuner._trial_details import trial_lines
+
+    d = tuner.trial_details("td", 0, ran)
+    d["metrics"] = {"loss": 0.25, "note": "hello", "lst": [1, 2], "nested": {"a": 1}, "long": list(range(100))}
+    line = next(line for line in trial_lines(d) if line.startswith("metrics: "))
+    assert line.startswith("metrics: loss 0.25, note hello, lst [1, 2], nested {'a': 1}, long [0, 1, 2")
+    assert line.endswith("...")

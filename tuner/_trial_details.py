@@ -98,9 +98,8 @@ def trial_lines(d: dict[str, Any]) -> list[str]:
     if d["params"]:
         lines.append("params:")
         lines += [f"  {k}: {_param(v)}" for k, v in d["params"].items()]
-    scalars = {k: v for k, v in d["metrics"].items() if not isinstance(v, (dict, list))}  # nested ones: --json
-    if scalars:
-        lines.append("metrics: " + ", ".join(f"{k} {_num(v)}" for k, v in scalars.items()))
+    if d["metrics"]:  # a list or dict the objective returned is shortened, as attributes are (--json: whole)
+        lines.append("metrics: " + ", ".join(f"{k} {_short(v)}" for k, v in d["metrics"].items()))
     lines += _curve(d)
     lines += _per_class(d["attrs"].get("per_class"))
     lines += _matrix(d["attrs"].get("confusion_matrix"))
