@@ -106,7 +106,7 @@ class TrialContext:
         ``step`` is a whole number >= 0 (a bool or a string is a mistake, refused with a
         TypeError); steps should increase. A step reported before keeps its first values, as
         Optuna keeps them for the pruner: the later report is left out of the curve too (once
-        kept there, the curve and what the pruner saw disagreed), with a warning the first time.
+        kept there, the curve and what the pruner saw disagreed), with a UserWarning the first time.
 
         When a pruner is on and a trial's first report lacks the study metric (``acc`` in a
         ``metric: loss`` study, a typo), the trial is warned, once (stored with it and printed):
@@ -135,10 +135,13 @@ class TrialContext:
         elif self._prune and not self._metric_reported:
             self._missing_metric(step, names)
         if step in self._steps:
-            if not self._repeat_warned:
+            if not self._repeat_warned:  # a Python warning, as Optuna's own for it: not the trial's stored warnings
                 self._repeat_warned = True
-                self.warn(f"ctx.report: step {step} was reported before; a step keeps its first values "
-                          f"(later reports of it are left out, as Optuna leaves them out for the pruner)")
+                import warnings
+
+                warnings.warn(f"ctx.report: step {step} was reported before; a step keeps its first values "
+                              f"(later reports of it are left out, as Optuna leaves them out for the pruner)",
+                              UserWarning, stacklevel=2)
             return
         self._steps.add(step)
         self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})
