@@ -237,3 +237,36 @@ def test_a_model_torch_export_cannot_capture_is_one_line_and_nothing_written(
                              f"(RuntimeError: data-dependent control flow); export the other formats with --format "
                              f"state_dict,torchscript,onnx, or use the torch version in constraints.txt\n")
     assert not out.exists()
+
+
+# ---- 5. the parity check of a regression model scales with its outputs -----------------------------------------
+
+
+def test_a_regression_model_with_large_targets_exports_and_a_real_difference_still_fails(
+        storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets around 1.5e6 (diabetes x 10,000): float32 keeps about 7 digits, so runtimes differ by
+    0.1 or more and the absolute 1e-4 refused every export (``onnx: outputs differ ... by 0.5``)."""
+    result = tuner.export("diabetes_big", tmp_path / "big", storage=storage, formats=["torchscript", "onnx"])
+    for check in result.checks.values():
+        assert 1e-4 < check["tolerance"] < 1e-4 * 1e6  # scaled to the outputs, yet far below their size
+        assert check["max_abs_diff"] <= check["tolerance"]
+    card = json.loads((tmp_path / "big" / CARD_JSON).read_text())
+    assert card["checks"]["onnx"]["tolerance"] == result.checks["onnx"]["tolerance"]
+
+    # float32 rounding of every output (a relative 2e-7) passes whatever the runtime; 1e-4 of it does not
+    exporter = EXPORTERS["onnx"]
+    runner = exporter.runner
+    for factor, passes in ((1 + 2e-7, True), (1 + 1e-4, False)):
+        monkeypatch.setattr(exporter, "runner", lambda path, f=factor: (lambda X, run=runner(path): run(X) * f))
+        if passes:
+            tuner.export("diabetes_big", tmp_path / "rounded", storage=storage, formats=["onnx"])
+        else:
+            with pytest.raises(ExportCheckError, match=r"onnx: outputs differ .* \(tolerance [0-9.]+ = 0.0001 \+ 1e-05 "
+                                                       r"x the largest output"):
+                tuner.export("diabetes_big", tmp_path / "off", storage=storage, formats=["onnx"])
+            assert not (tmp_path / "off").exists()
+
+    # a classifier's logits keep the absolute tolerance as given
+    monkeypatch.setattr(exporter, "runner", lambda path: (lambda X, run=runner(path): run(X) + 2e-4))
+    with pytest.raises(ExportCheckError, match=r"onnx: outputs differ .* \(tolerance 0.0001\)"):
+        tuner.export("quickstart", tmp_path / "logits", storage=storage, formats=["onnx"])
