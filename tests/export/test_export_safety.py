@@ -8,8 +8,10 @@ module works on its own copy of their storage and trains nothing itself.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import optuna
@@ -270,3 +272,48 @@ def test_a_regression_model_with_large_targets_exports_and_a_real_difference_sti
     monkeypatch.setattr(exporter, "runner", lambda path: (lambda X, run=runner(path): run(X) + 2e-4))
     with pytest.raises(ExportCheckError, match=r"onnx: outputs differ .* \(tolerance 0.0001\)"):
         tuner.export("quickstart", tmp_path / "logits", storage=storage, formats=["onnx"])
+
+
+# ---- 6. a full disk ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """``mount(KiB)``: a folder on a tmpfs of that size, unmounted afterwards.
+
+    Mounting needs root (which CI has here); elsewhere the test is skipped.
+    """
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted: list[bool] = []
+
+    def mount(kib: int) -> Path:
+        done = os.geteuid() == 0 and subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+        if not done:
+            pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
+        mounted.append(True)
+        return folder
+
+    try:
+        yield mount
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_export(storage: str, tmp_path: Path, small_disk: Callable[[int], Path]) -> None:
+    """torch's zip writer met a full disk with ``c10::Error ... unexpected pos`` and aborted the process
+    (rc 134, the work folder left behind); with some room, a traceback ending in ``No space left on device``."""
+    measure = tuner.export("quickstart", tmp_path / "measure", storage=storage, formats=["state_dict"]).folder
+    pages = [-(-p.stat().st_size // 4096) * 4 for p in measure.iterdir()]  # KiB a tmpfs gives each file
+    # room for a state-dict export and one more model.pt: the full export's next file does not fit
+    disk = small_disk(sum(pages) + max(pages))
+    out = disk / "out"
+    tuner.export("quickstart", out, storage=storage, formats=["state_dict"])
+    before = _snapshot(out)
+    for _ in range(2):  # the first failure leaves nothing that trips the next
+        run = _cli("export", "quickstart", "-o", str(out), "--storage", storage)
+        _one_line_error(run, f"-o {out}: No space left on device; nothing was exported")
+        assert _snapshot(out) == before
+        assert [p.name for p in disk.iterdir()] == ["out"]  # no work folder left beside it

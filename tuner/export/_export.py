@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
@@ -96,6 +97,7 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
     target = Path(os.path.abspath(folder))  # ".", "a/..": a name and a parent to put the work folder beside
 
     with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(_no_room_is_one_line(shown=str(output)))  # left last: after the work folder went
         stage = cleanup.enter_context(_staging(target, shown=str(output)))  # an unusable -o fails before training
         retrained: dict[str, Any] | None = None
         if retrain:
@@ -175,6 +177,23 @@ def _staging(target: Path, *, shown: str) -> Iterator[Path]:
         _remove_empty(missing)
         raise
     shutil.rmtree(work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _no_room_is_one_line(*, shown: str) -> Iterator[None]:
+    """A full disk (or quota) while the export is written: one line and exit 2, not a traceback.
+
+    It is the user's to fix (free space, or another disk), and nothing was lost: the work folder
+    is removed by :func:`_staging` before this says so, and the output folder was not touched.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        where = f" writing {Path(exc.filename).name}" if exc.filename else ""
+        raise UserInputError(f"-o {shown}: {exc.strerror or 'No space left on device'}{where}; {_NOTHING_WRITTEN}; "
+                             f"free space there or export to another disk with -o") from None
 
 
 def _why_not(target: Path, exc: OSError) -> str:
