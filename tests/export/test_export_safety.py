@@ -254,6 +254,9 @@ def test_a_regression_model_with_large_targets_exports_and_a_real_difference_sti
         assert check["max_abs_diff"] <= check["tolerance"]
     card = json.loads((tmp_path / "big" / CARD_JSON).read_text())
     assert card["checks"]["onnx"]["tolerance"] == result.checks["onnx"]["tolerance"]
+    # a table's rows are features as they are: the images' C, H, W note is not for it (it was on every torch card)
+    assert card["input"]["layout"] == "one row of raw features per sample"
+    assert "C, H, W" not in (tmp_path / "big" / CARD_MD).read_text()
 
     # float32 rounding of every output (a relative 2e-7) passes whatever the runtime; 1e-4 of it does not
     exporter = EXPORTERS["onnx"]

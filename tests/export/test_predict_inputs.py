@@ -203,6 +203,7 @@ def test_labels_keep_their_training_type(exports: dict[str, Path], tmp_path: Pat
     assert written == [int(v) for v in digits.predict(X[:3])]  # numbers in the JSON, not "3"
     card = json.loads((exports["digits"] / CARD_JSON).read_text())
     assert card["schema"]["label_type"] == "int"
+    assert card["input"]["layout"].endswith("(images flattened in C, H, W order)")  # digits are 1x8x8 images
 
 
 # ---- 7. which first row of a CSV is a header: never a row silently lost or added -------------------------

@@ -618,8 +618,7 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
                    "layout": "sentences tokenized with tokenizer/ (ids and attention mask); tuner.load takes the texts"}
                   if trained.kind == "text" else
                   {"shape": ["batch", n_features] if n_features else None, "dtype": "float32",
-                   "sample_shape": data.get("input_shape"), "layout": "one row of raw features per sample "
-                   "(images flattened in C, H, W order)" if trained.kind == "torch" else "one row per sample"}),
+                   "sample_shape": data.get("input_shape"), "layout": _layout(trained)}),
         "output": ("the target value" if trained.task_type == "regression" else
                    ("the class index" if trained.kind == "sklearn" else "one logit per class")),
         "class_names": data.get("class_names"),
@@ -634,6 +633,17 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         "checkpoint": str(checkpoint),
     }
     return jsonable(card)
+
+
+def _layout(trained: TrainedModel) -> str:
+    """How a sample is laid out in an input row: the C, H, W note only for images (a sample shape
+    of more than one axis), where the order matters; a table's row is its features as they are."""
+    if trained.kind != "torch":
+        return "one row per sample"
+    shape = trained.data.get("input_shape")
+    if isinstance(shape, (list, tuple)) and len(shape) > 1:
+        return "one row of raw features per sample (images flattened in C, H, W order)"
+    return "one row of raw features per sample"
 
 
 def _card_markdown(card: dict[str, Any]) -> str:
