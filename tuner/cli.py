@@ -519,7 +519,8 @@ def report(study: str, output: str, storage: str | None, top: int) -> None:
 @click.option("--format", "formats", help="Comma-separated: torchscript,onnx,state_dict,exported_program (torch tasks; "
                                           "default all) or sklearn.")
 @click.option("--tolerance", default=1e-4, show_default=True,
-              help="Largest output difference allowed vs the trial's model (>= 0).")
+              help="Largest output difference allowed vs the trial's model (>= 0); regression adds 1e-5 "
+                   "of the largest output's magnitude.")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Also write an int8 dynamically quantized TorchScript.")
 @click.option("--retrain", is_flag=True, help="Train the configuration again on train+validation (its best epoch count) first.")
 @click.option("--storage", help=_STORAGE_HELP)

@@ -65,7 +65,9 @@ class TinyStudies:
 
     Its studies: every ``TINY`` study but the slow ones; ``own_objective`` (a Python objective,
     no checkpoint); ``iris_csv`` (a scikit-learn classifier trained on ``iris.csv``, which has a
-    header and a string ``label`` column).
+    header and a string ``label`` column); ``diabetes_big`` (the tiny diabetes MLP, one trial, on
+    ``diabetes_big.csv``: the diabetes targets times 10,000, around 1.5e6, where float32 outputs
+    differ between runtimes by a tenth or more).
     """
 
     folder: Path
@@ -78,13 +80,16 @@ class TinyStudies:
 def _build(folder: Path) -> None:
     """Train the tiny studies into ``folder``, under one local Ray started (and stopped) here."""
     import ray
-    from sklearn.datasets import load_iris
+    from sklearn.datasets import load_diabetes, load_iris
 
     url = f"sqlite:///{folder / 'tuner.db'}"
     iris = load_iris(as_frame=True)
     frame = iris.data.set_axis(IRIS_FEATURES, axis=1)
     frame["label"] = [str(iris.target_names[i]) for i in iris.target]
     frame.to_csv(folder / "iris.csv", index=False)
+    diabetes = load_diabetes(as_frame=True)
+    big = diabetes.data.assign(label=diabetes.target * 10_000)
+    big.to_csv(folder / "diabetes_big.csv", index=False)
     started = not ray.is_initialized()  # as the module fixture ray_cluster starts it
     if started:
         start_test_ray(num_cpus=2)
@@ -99,6 +104,9 @@ def _build(folder: Path) -> None:
                    "task_args": {"estimator": "sklearn.linear_model.LogisticRegression",
                                  "dataset": str(folder / "iris.csv"), "cv": 3},
                    "search_space": {"params": {"C": {"float": [0.5, 5], "log": True}, "max_iter": 500}}}, storage=url)
+        tuner.run(STUDIES / "diabetes_mlp.yaml", storage=url, overrides={
+            **TINY["diabetes_mlp"][1], "name": "diabetes_big", "n_trials": 1, "concurrency": 1, "pruner": "none",
+            "artifacts_dir": str(folder / "runs"), "task_args.dataset": str(folder / "diabetes_big.csv")})
     finally:
         if started:
             shutdown_local_ray()

@@ -20,7 +20,7 @@ import pytest
 import tuner
 from tests.conftest import ROOT
 from tests.export.conftest import IRIS_FEATURES, TinyStudies, cli_in_process, copy_storage
-from tuner.export import load
+from tuner.export import load, read_inputs
 from tuner.export._export import CARD_JSON
 from tuner.exceptions import UserInputError
 
@@ -203,3 +203,95 @@ def test_labels_keep_their_training_type(exports: dict[str, Path], tmp_path: Pat
     assert written == [int(v) for v in digits.predict(X[:3])]  # numbers in the JSON, not "3"
     card = json.loads((exports["digits"] / CARD_JSON).read_text())
     assert card["schema"]["label_type"] == "int"
+    assert card["input"]["layout"].endswith("(images flattened in C, H, W order)")  # digits are 1x8x8 images
+
+
+# ---- 7. which first row of a CSV is a header: never a row silently lost or added -------------------------
+
+
+def _numbered_copy(exports: dict[str, Path], tmp_path: Path) -> Path:
+    """A copy of the iris export whose card names its features "0".."3", as a model trained on a CSV
+    with numbers for column names has them (the card is not checksummed; its model files are)."""
+    import shutil
+
+    out = shutil.copytree(exports["iris"], tmp_path / "numbered")
+    card = json.loads((out / CARD_JSON).read_text())
+    card["schema"]["feature_names"] = ["0", "1", "2", "3"]
+    (out / CARD_JSON).write_text(json.dumps(card))
+    return out
+
+
+def test_a_headerless_first_row_with_a_missing_value_is_refused_not_dropped(exports: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """It used to be taken as a header (a cell that is not a number) and dropped: one prediction fewer, exit 0."""
+    from sklearn.datasets import load_digits
+
+    rows = [",".join(str(int(v)) for v in x) for x in load_digits().data[:3]]
+    first = rows[0].split(",")
+    first[5] = ""
+    (tmp_path / "gap.csv").write_text("\n".join([",".join(first), *rows[1:]]) + "\n")
+    _one_line_error(_cli("predict", str(exports["digits"]), str(tmp_path / "gap.csv")),
+                    "gap.csv line 1", "column 6 is empty", "missing value")
+    (tmp_path / "gap_iris.csv").write_text("5.1,,1.4,0.2\n6.2,2.9,4.3,1.3\n")
+    with pytest.raises(UserInputError, match=r"gap_iris.csv line 1: column 2 is empty \(a missing value\)"):
+        read_inputs(tmp_path / "gap_iris.csv", n_features=4, feature_names=FEATURES)
+    (tmp_path / "gap_later.csv").write_text(",".join(FEATURES) + "\n5.1,3.5,1.4,0.2\n6.2,,4.3,1.3\n")
+    with pytest.raises(UserInputError, match=r"gap_later.csv line 3: column 'sepal_width' is empty"):
+        read_inputs(tmp_path / "gap_later.csv", n_features=4, feature_names=FEATURES)
+
+
+def test_pandas_numbered_header_is_a_header_and_never_a_sample(exports: dict[str, Path], tmp_path: Path) -> None:
+    """``pd.DataFrame(X).to_csv(index=False)`` writes ``0,1,...,63`` first: it was predicted as a sample."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:5]  # floats: pandas writes 5.0, the header 5
+    expected = [str(v) for v in load(exports["digits"]).predict(X)]
+    pd.DataFrame(X).to_csv(tmp_path / "numbered.csv", index=False)
+    assert _predictions(cli_in_process("predict", str(exports["digits"]), str(tmp_path / "numbered.csv"))) == expected
+    # integer data under the same header: either could be a sample, so it is refused with the ways out
+    pd.DataFrame(X.astype(int)).to_csv(tmp_path / "numbered_int.csv", index=False)
+    with pytest.raises(UserInputError, match="numbered_int.csv line 1: reads 0,1,...,63.*header=False"):
+        read_inputs(tmp_path / "numbered_int.csv", n_features=64)
+    pd.DataFrame(X.astype(int)).to_csv(tmp_path / "plain_int.csv", index=False, header=False)  # no header: all rows
+    assert read_inputs(tmp_path / "plain_int.csv", n_features=64).shape == (5, 64)
+    pd.DataFrame(X).to_csv(tmp_path / "with_index.csv")  # the index column is no feature
+    with pytest.raises(UserInputError, match=r"with_index.csv line 1: pandas' header with its index.*index=False"):
+        read_inputs(tmp_path / "with_index.csv", n_features=64)
+    # a model that takes its columns by name refuses numbered ones, as for a DataFrame made from an array
+    pd.DataFrame(pd.read_csv(exports["iris.csv"])[FEATURES].to_numpy()[:5]).to_csv(tmp_path / "iris_num.csv",
+                                                                                  index=False)
+    _one_line_error(_cli("predict", str(exports["iris"]), str(tmp_path / "iris_num.csv")),
+                    "iris_num.csv line 1", "numbered 0..3", "columns=model.feature_names")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_row(exports: dict[str, Path], tmp_path: Path) -> None:
+    """Excel's and pandas' ``utf-8-sig``: it made a numeric first row a header (a row lost) and a
+    header's first name ``\\ufeffsepal_length`` (a column "missing")."""
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data[:5]
+    expected = [str(v) for v in load(exports["digits"]).predict(X)]
+    pd.DataFrame(X).to_csv(tmp_path / "bom.csv", index=False, header=False, encoding="utf-8-sig")
+    assert (tmp_path / "bom.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    assert _predictions(cli_in_process("predict", str(exports["digits"]), str(tmp_path / "bom.csv"))) == expected
+    rows = pd.read_csv(exports["iris.csv"]).iloc[::15]
+    expected = [str(v) for v in load(exports["iris"]).predict(rows[FEATURES].to_numpy())]
+    rows.to_csv(tmp_path / "bom_header.csv", index=False, encoding="utf-8-sig")
+    assert _predictions(cli_in_process("predict", str(exports["iris"]), str(tmp_path / "bom_header.csv"))) == expected
+    assert [str(v) for v in load(exports["iris"]).predict(pd.read_csv(tmp_path / "bom_header.csv"))] == expected
+
+
+def test_numbers_as_feature_names_make_a_header(exports: dict[str, Path], tmp_path: Path) -> None:
+    """A model trained on a CSV whose columns are named 0..3: the same header on its inputs was read as a sample."""
+    out = _numbered_copy(exports, tmp_path)
+    data = pd.read_csv(exports["iris.csv"]).iloc[::15]
+    values = data[FEATURES].to_numpy()
+    expected = [str(v) for v in load(out).predict(values)]
+    frame = pd.DataFrame(values, columns=["0", "1", "2", "3"])
+    frame.to_csv(tmp_path / "named.csv", index=False)
+    frame[["3", "1", "0", "2"]].to_csv(tmp_path / "shuffled.csv", index=False)  # by name, in any order
+    for name in ("named.csv", "shuffled.csv"):
+        assert _predictions(cli_in_process("predict", str(out), str(tmp_path / name))) == expected, name
+        assert [str(v) for v in load(out).predict(pd.read_csv(tmp_path / name))] == expected, name
+    frame.assign(label=data["label"].to_numpy()).to_csv(tmp_path / "with_label.csv", index=False)
+    assert _predictions(cli_in_process("predict", str(out), str(tmp_path / "with_label.csv"))) == expected

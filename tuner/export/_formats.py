@@ -2,6 +2,12 @@
 
 An exporter writes one file for a :class:`TrainedModel` and can run that file again, so every
 export is checked by running what was written (not the model in memory) on held-out data.
+
+torch's own writers are never given a path: given one, its C++ zip writer meets a full disk
+with ``c10::Error ... unexpected pos`` and, from a destructor, aborts the whole process
+(``Aborted``, nothing cleaned up). Given a Python file instead (:func:`_save_through`), the
+file's own ``OSError`` (``No space left on device``) reaches ``tuner export``, which says it in
+one line and removes its work folder.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import IO, Any, Callable, ClassVar
 
 import numpy as np
 
@@ -56,10 +62,12 @@ class StateDictExporter(Exporter):
         path = folder / self.filename
         extra = {"model": trained.extra.get("encoder"), "max_length": trained.extra.get("max_length")} \
             if trained.kind == "text" else {}
-        torch.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                    "task": trained.task, "task_args": trained.task_args, "params": trained.params,
-                    "data": trained.data, "metrics": trained.metrics, "epoch": trained.extra.get("epoch"),
-                    "torch_version": str(torch.__version__), **extra}, path)
+        from tuner.tasks._base import save_torch_file  # through a Python file: see the module's docstring
+
+        save_torch_file(path, {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                               "task": trained.task, "task_args": trained.task_args, "params": trained.params,
+                               "data": trained.data, "metrics": trained.metrics, "epoch": trained.extra.get("epoch"),
+                               "torch_version": str(torch.__version__), **extra})
         return path
 
     def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -80,7 +88,7 @@ class TorchScriptExporter(Exporter):
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             traced = torch.jit.trace(trained.model, torch.from_numpy(example), check_trace=False)
-        traced.save(str(path))
+        _save_through(path, lambda fh: torch.jit.save(traced, fh))
         return path
 
     def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -117,7 +125,7 @@ class ExportedProgramExporter(Exporter):
             raise UserInputError(f"exported_program: torch {torch.__version__} could not capture the model "
                                  f"({type(exc).__name__}: {first}); export the other formats with --format "
                                  f"state_dict,torchscript,onnx, or use the torch version in constraints.txt") from None
-        torch.export.save(program, str(path))
+        _save_through(path, lambda fh: torch.export.save(program, fh))
         return path
 
     def runner(self, path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -171,6 +179,8 @@ class OnnxExporter(Exporter):
                 torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
                                   dynamic_shapes=(shapes,), dynamo=True,
                                   external_data=False)  # one self-contained file
+            except OSError:  # the file could not be written (a full disk): the other exporter would not do better
+                raise
             except Exception:  # noqa: BLE001 - the graph capture failed: use the TorchScript-based exporter
                 torch.onnx.export(trained.model, (x,), str(path), input_names=["input"], output_names=["output"],
                                   dynamic_axes=axes, dynamo=False)
@@ -223,6 +233,64 @@ def check_formats(formats: list[str], kind: str) -> list[str]:
         if f not in out:
             out.append(f)
     return out
+
+
+def _save_through(path: Path, save: Callable[[IO[bytes]], None]) -> None:
+    """``save(file)`` into ``path`` through a Python file, raising the file's own ``OSError``.
+
+    torch turns a failed write into ``RuntimeError: ... unexpected pos`` (or, writing to a path
+    itself, aborts the process); the first error the file raised is kept and raised instead, so a
+    full disk reads ``[Errno 28] No space left on device``.
+    """
+    with open(path, "wb") as fh:
+        writer = _KeepsFileErrors(fh)
+        try:
+            save(writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+    if writer.error is not None:  # swallowed on the way (a writer that ignores a failed write)
+        raise writer.error
+
+
+class _KeepsFileErrors(io.RawIOBase):
+    """A binary file as torch's savers write to it, keeping the first ``OSError`` it raised.
+
+    An ``io`` object (writable, seekable as the file is): ``torch.export.save`` warns about anything else.
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self._fh = fh
+        self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._fh.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def write(self, data: Any) -> int:
+        try:
+            return self._fh.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        if not self._fh.closed:  # io closes this wrapper when it is collected, after the file itself
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                self.error = self.error or exc
+                raise
 
 
 def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -261,12 +261,18 @@ def _check_magic(p: Path, magic: bytes, what: str, how: str) -> None:
 
 def _read_csv(p: Path, n_features: int | None, feature_names: Sequence[str] | None,
               label_column: str) -> tuple[np.ndarray, Callable[[int], str]]:
-    """The feature columns of a CSV as numbers, and how a message names row ``i`` (by its line in the file)."""
-    with open(p, newline="", encoding="utf-8") as fh:
+    """The feature columns of a CSV as numbers, and how a message names row ``i`` (by its line in the file).
+
+    Read as ``utf-8-sig``: a byte-order mark (Excel's and pandas' ``encoding="utf-8-sig"``) is not
+    part of the first cell, which would otherwise turn a numeric first row into a "header" (a row
+    lost) or rename a header's first column (a column "missing"). Whether the first row is a header
+    is decided by :func:`_is_header`.
+    """
+    with open(p, newline="", encoding="utf-8-sig") as fh:
         rows = [(n, r) for n, r in enumerate(csv.reader(fh), start=1) if r and any(c.strip() for c in r)]
     if not rows:
         raise UserInputError(f"no rows in {p}: the file is empty")
-    header = [c.strip() for c in rows[0][1]] if not all(_is_number(c) for c in rows[0][1]) else None
+    header = [c.strip() for c in rows[0][1]] if _is_header(p, rows, feature_names, label_column) else None
     if header is not None:
         rows = rows[1:]
         if not rows:
@@ -292,10 +298,61 @@ def _read_csv(p: Path, n_features: int | None, feature_names: Sequence[str] | No
         except ValueError:
             j = next(j for j in index if not _is_number(row[j]))
             column = f"column {header[j]!r}" if header is not None else f"column {j + 1}"
+            if not row[j].strip():
+                raise UserInputError(f"{p} line {line}: {column} is empty (a missing value); "
+                                     f"fill it or drop the row") from None
             raise UserInputError(f"{p} line {line}: {column}: {row[j]!r} is not a number; "
                                  f"give numeric feature columns") from None
     lines = [line for line, _ in rows]
     return X, lambda i: f"line {lines[i]}"
+
+
+def _is_header(p: Path, rows: list[tuple[int, list[str]]], feature_names: Sequence[str] | None,
+               label_column: str) -> bool:
+    """Whether the first of a CSV's ``(line, cells)`` rows is a header; refuses what cannot be told apart.
+
+    A wrong guess costs a row silently (a data row taken as a header, or a header predicted as a
+    sample), so the rules only say "header" or "data" where the file leaves no doubt:
+
+    1. Cells equal to the model's feature names (as a set; the label column may be there too) make
+       a header, numeric names ("0", ..., "63") included: the card says these are the columns.
+    2. A cell that is empty among cells that are numbers is a data row with a missing value, and
+       refused (a header names every column). Pandas' ``to_csv()`` with its index writes an empty
+       first cell before the numbered columns ``0, 1, ...``: that is refused with ``index=False``
+       as the fix, since the index column is not a feature.
+    3. Any other cell that is not a number makes a header (a name).
+    4. All numbers: a data row, unless it reads exactly ``0,1,...,k-1`` as bare integers, pandas'
+       header for a frame made from an array (``pd.DataFrame(X).to_csv(index=False)``). Such a
+       row is a header when the rows below are not all bare integers (pandas writes float data
+       as ``5.0``, so the first row's form sets it apart); over integer data it could be either,
+       and is refused with the ways out (``header=False``, or a ``.npy``). A model whose card
+       names its features takes columns by name, so numbered columns are refused for it as for
+       a DataFrame made from an array.
+    """
+    line, first = rows[0]
+    cells = [c.strip() for c in first]
+    if feature_names and set(cells) in (set(feature_names), set(feature_names) | {label_column}):
+        return True
+    numbers = [c for c in cells if c and _is_number(c)]
+    if "" in cells and len(numbers) == len(cells) - cells.count(""):
+        if cells[0] == "" and cells[1:] == [str(i) for i in range(len(cells) - 1)]:
+            raise UserInputError(f"{p} line {line}: pandas' header with its index column (an unnamed first column, "
+                                 f"then 0, 1, ...); write the file with to_csv(index=False)")
+        j = cells.index("")
+        raise UserInputError(f"{p} line {line}: column {j + 1} is empty (a missing value); fill it or drop the row")
+    if len(numbers) < len(cells):
+        return True
+    if cells != [str(i) for i in range(len(cells))]:
+        return False
+    if feature_names:
+        raise UserInputError(f"{p} line {line}: the columns are numbered 0..{len(cells) - 1} (pandas' header for a "
+                             f"frame made from an array) but the model takes them by name: name them "
+                             f"(pd.DataFrame(X, columns=model.feature_names)), or write no header (header=False)")
+    if any(not _INT_RE.fullmatch(c.strip()) for _, row in rows[1:] for c in row):
+        return True
+    raise UserInputError(f"{p} line {line}: reads 0,1,...,{len(cells) - 1}, which is both pandas' header for a frame "
+                         f"made from an array and a possible row of integer data; write the file with header=False "
+                         f"(or with named columns), or give the inputs as a .npy file")
 
 
 def _select_columns(header: list[str], feature_names: Sequence[str], source: str, *, hint: str = "") -> list[int]:
@@ -362,7 +419,7 @@ def _schema(trained: "TrainedModel") -> dict[str, Any]:
     if trained.kind == "text" or not dataset.lower().endswith(".csv"):
         return schema
     try:
-        with open(dataset, newline="", encoding="utf-8") as fh:
+        with open(dataset, newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is not part of a name
             first = next((r for r in csv.reader(fh) if r and any(c.strip() for c in r)), None)
     except (OSError, UnicodeDecodeError):
         return schema
