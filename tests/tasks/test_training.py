@@ -285,3 +285,17 @@ def test_invalid_params_name_the_parameter(make_ctx, params: dict[str, Any], key
         train(make_ctx(), base(**params))
     assert info.value.path == key
     assert str(info.value).startswith(f"params: {key}: invalid value")
+
+
+def test_batch_norm_trains_when_the_last_batch_would_hold_one_sample(make_ctx) -> None:
+    """420 training rows in batches of 419 left a batch of one, on which batch norm raised
+    ("Expected more than 1 value per channel") in every trial that drew batch_norm: true."""
+    from tuner.tasks._training import _slices
+
+    metrics = train(make_ctx(), base(batch_norm=True, batch_size=419, epochs=2, schedule="step",
+                                     early_stopping_patience=0))
+    assert math.isfinite(metrics["train_loss"]) and metrics["epochs_run"] == 2.0
+    assert _slices(420, 419, True) == [slice(0, 420)]  # the one row joins the batch before it: none is dropped
+    assert _slices(420, 419, False) == [slice(0, 419), slice(419, 420)]
+    assert _slices(421, 100, True) == [slice(0, 100), slice(100, 200), slice(200, 300), slice(300, 421)]
+    assert _slices(1, 100, True) == [slice(0, 1)]

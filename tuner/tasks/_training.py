@@ -139,7 +139,10 @@ def train_model(
     model = build_model().to(device)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     optimizer = make_optimizer(model, cfg, groups=param_groups(model) if param_groups is not None else None)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    # Batch norm cannot train on a batch of one sample ("Expected more than 1 value per channel"):
+    # a last batch of one joins the batch before it, in every epoch.
+    join_single = batches is None and n_train % cfg.batch_size == 1 and n_train > 1 and _has_batch_norm(model)
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size) - int(join_single)
     scheduler = make_scheduler(optimizer, cfg, steps_per_epoch)
     criterion = nn.MSELoss() if regression else nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     autocast = _autocast(device, cfg.precision)
@@ -195,7 +198,7 @@ def train_model(
         if batches is None:
             order = torch.randperm(n_train, generator=shuffle_generator).to(device)
             X_epoch, y_epoch = X_train[order], y_train[order]
-            epoch_batches: Iterable[Any] = (slice(s, s + cfg.batch_size) for s in range(0, n_train, cfg.batch_size))
+            epoch_batches: Iterable[Any] = _slices(n_train, cfg.batch_size, join_single)
         else:
             X_epoch, y_epoch = X_train, y_train
             epoch_batches = (idx.to(device) for idx in batches(n_train, cfg.batch_size, shuffle_generator))
@@ -336,6 +339,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig,
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _slices(n: int, batch_size: int, join_single: bool) -> list[slice]:
+    """An epoch's batches of ``batch_size`` rows; with ``join_single``, a last batch of one row is
+    given to the one before it (see where it is set)."""
+    starts = list(range(0, n, batch_size))
+    if join_single and len(starts) > 1:
+        starts.pop()
+    return [slice(s, e) for s, e in zip(starts, [*starts[1:], n])]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
