@@ -299,3 +299,16 @@ def test_batch_norm_trains_when_the_last_batch_would_hold_one_sample(make_ctx) -
     assert _slices(420, 419, False) == [slice(0, 419), slice(419, 420)]
     assert _slices(421, 100, True) == [slice(0, 100), slice(100, 200), slice(200, 300), slice(300, 421)]
     assert _slices(1, 100, True) == [slice(0, 1)]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "step"])
+def test_a_run_stopped_after_an_epoch_keeps_the_schedule_of_its_whole_epochs(make_ctx, schedule: str) -> None:
+    """`tuner export --retrain` trains for the trial's best epoch count: with `epochs` set to that
+    count the schedule was laid out over the shorter run (cosine at zero by its end, a step
+    schedule decayed 100-fold where the trial had not decayed yet)."""
+    whole, stopped = make_ctx(), make_ctx()
+    stopped.stop_after_epoch = 3
+    params = base(optimizer="sgd", lr=0.1, epochs=9, schedule=schedule, early_stopping_patience=0)
+    train(whole, params)
+    final = train(stopped, params)
+    assert stopped.series("lr") == whole.series("lr")[:3] and final["epochs_run"] == 3.0

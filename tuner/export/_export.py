@@ -318,9 +318,11 @@ class _RetrainContext:
 
     keep_last = True
 
-    def __init__(self, trial_dir: Path, seed: int, metric: str, direction: str) -> None:
+    def __init__(self, trial_dir: Path, seed: int, metric: str, direction: str, stop_after_epoch: int) -> None:
         import os
 
+        #: The loop ends after this epoch, its schedule still laid out over the trial's ``epochs``.
+        self.stop_after_epoch = stop_after_epoch
         self.trial_dir = trial_dir
         self.device = "cpu"
         self.seed = seed
@@ -337,7 +339,13 @@ class _RetrainContext:
 
 
 def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[TrainedModel, dict[str, Any]]:
-    """Train the trial's configuration on train + validation for its best epoch count (the last epoch kept)."""
+    """Train the trial's configuration on train + validation for its best epoch count (the last epoch kept).
+
+    The learning-rate schedule keeps the trial's horizon (its ``epochs``; a step schedule's
+    ``step_epochs``) and the training stops after the best epoch: rebuilt for the shorter run, a
+    cosine or one-cycle schedule decayed to nothing by then and a step schedule decayed 100-fold
+    where the trial had not decayed yet, so the weights exported were not the ones the best
+    epoch was chosen on."""
     import dataclasses
 
     from tuner.data import Part
@@ -364,11 +372,11 @@ def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[Trained
     else:
         merged = merge(task.load_data())
         task.load_data = lambda: merged  # type: ignore[method-assign]
-    params = {**trained.params, "epochs": epochs, "early_stopping_patience": 0}
+    params = {**trained.params, "early_stopping_patience": 0}
     metric = "val_rmse" if trained.task_type == "regression" else "val_accuracy"
     direction = "minimize" if trained.task_type == "regression" else "maximize"
     t0 = time.perf_counter()
-    ctx = _RetrainContext(workdir, seed=number, metric=metric, direction=direction)
+    ctx = _RetrainContext(workdir, seed=number, metric=metric, direction=direction, stop_after_epoch=epochs)
     try:
         final = task.run(params, ctx)
     except TrialPruned as exc:  # the training loop's answer to a divergence with no finite epoch to keep

@@ -259,6 +259,8 @@ def train_model(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif cfg.early_stopping_patience and epoch - best_epoch >= cfg.early_stopping_patience:
             break
+        if epoch == getattr(ctx, "stop_after_epoch", None):  # export --retrain: the trial's best epoch count
+            break
         if epoch < cfg.epochs:
             resume.save(lambda: {
                 "epoch": epoch, "model": _cpu(saved_state()), "optimizer": optimizer.state_dict(),
