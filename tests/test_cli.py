@@ -60,6 +60,9 @@ def test_ls_show_best_text_and_json(ran_study: tuple[Path, str]) -> None:
     assert show["counts"] == {"COMPLETE": 4} and len(show["top"]) == 2
     assert show["top"][0]["values"][0] <= show["top"][1]["values"][0]  # minimize: best first
     assert show["spec"]["n_trials"] == 4
+    for top in (str(2**63), "99999999999999999999"):  # more than SQL binds (OverflowError): all of them
+        every = runner.invoke(main, ["show", "clidemo", "--storage", url, "--json", "--top", top])
+        assert every.exit_code == 0 and len(json.loads(every.output)["top"]) == 4, every.output
     best = json.loads(runner.invoke(main, ["best", "clidemo", "--storage", url, "--json"]).output)
     assert best["values"][0] == pytest.approx(objectives.quadratic(best["params"], None))
     assert best["values"][0] == show["top"][0]["values"][0]
