@@ -230,6 +230,20 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     assert "Usage:" not in out.output
 
 
+@pytest.mark.parametrize("args", [["--num-cpus", "-1"], ["--num-cpus", "nan"], ["--num-cpus", "inf"],
+                                  ["--num-cpus", "1.5"], ["--num-gpus", "-1"], ["--num-gpus", "nan"]])
+def test_a_ray_size_ray_cannot_start_with_is_one_line_before_anything_starts(tmp_path: Path, args: list[str]) -> None:
+    # Ray's start raised a ValueError from deep inside ray.init (a 58-line traceback, exit 1).
+    spec = tmp_path / "s.yaml"
+    spec.write_text(GOOD)
+    db = tmp_path / "t.db"
+    out = CliRunner().invoke(main, ["run", str(spec), "--storage", f"sqlite:///{db}", *args], prog_name="tuner")
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith(f"error: {args[0]} {args[1]}: the local Ray instance declares a whole number of "), \
+        out.output
+    assert not db.exists()
+
+
 @pytest.mark.parametrize("flag", ["name=", "n_trials= "])
 def test_an_empty_set_value_is_refused_not_dropped(flag: str) -> None:
     # None is how an override says "not given", so `--set name=` used to leave the name as it was.

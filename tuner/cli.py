@@ -184,6 +184,8 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
     from tuner._api import validate
     from tuner.storage import resolve_url
 
+    _check_ray_count("--num-cpus", num_cpus, "CPUs")
+    _check_ray_count("--num-gpus", num_gpus, "GPUs")
     # The spec is checked before Ray and Tune are imported (1.5 s): a mistake is reported at once.
     checked = validate(spec, _overrides(**flags))
     url = resolve_url(storage, checked.storage)
@@ -210,6 +212,21 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
         sys.exit(130)
     if summary.stopped_reason == "stop_requested":
         sys.exit(1)  # stopped short of n_trials, as `tuner watch` says of such a run
+
+
+#: The most CPUs or GPUs --num-cpus / --num-gpus may declare (Ray's own limit is 1e14; no machine has this many).
+_MAX_RAY_COUNT = 1_000_000
+
+
+def _check_ray_count(option: str, value: float | None, what: str) -> None:
+    """Refuse a count Ray's start would fail on (negative, fractional, NaN, infinite) before anything
+    starts or is written: Ray raises a ValueError from deep inside ``ray.init``, a 58-line traceback."""
+    if value is None:
+        return
+    if not (0 <= value <= _MAX_RAY_COUNT and value == int(value)):  # NaN fails the range test, inf too
+        raise UserInputError(f"{option} {value:g}: the local Ray instance declares a whole number of {what} from 0 "
+                             f"to {_MAX_RAY_COUNT}; give one, e.g. {option} 2, or leave {option} out for "
+                             + ("all of them" if what == "CPUs" else "the ones detected"))
 
 
 @main.command()
