@@ -543,3 +543,31 @@ def test_stop_says_how_the_run_ended_and_names_a_run_that_started_meanwhile(tmp_
         "the run has stopped (stopped by `tuner stop`; this run: 3 complete, 1 pruned, 0 failed, 2 stopped unfinished); "
         "run its spec again to resume",
         f"another run holds study 'st' now (pid {second.pid} on {a['host']}); `tuner stop st` stops that one"]
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "inf", "86401"])
+def test_stop_refuses_a_bad_timeout_before_asking_the_run(tmp_path: Path, timeout: str) -> None:
+    """`tuner stop --timeout -1` (or nan) used to send the request and then say the run 'has not
+    stopped within -1s' (exit 1); the value is refused first, and the run is not asked."""
+    import subprocess
+
+    import optuna
+
+    from tuner.engine import _attrs
+    from tuner.engine._study import _own_record, _proc_start_time
+
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="st", storage=url)
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, {
+            **_own_record(), "pid": running.pid, "proc_start": _proc_start_time(running.pid), "started": 100.0})
+        out = CliRunner().invoke(main, ["stop", "st", "--storage", url, "--timeout", timeout])
+    finally:
+        running.kill()
+        running.wait()
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith(f"error: --timeout {timeout}: the seconds to wait for the run to stop must be from "
+                                 "0 to 86400 (a day)"), out.output
+    assert _attrs.STOP not in study._storage.get_study_system_attrs(study._study_id)

@@ -424,6 +424,10 @@ def watch(study: str, storage: str | None, interval: float, wait: bool) -> None:
     sys.exit({"finished": 0, "failed": 3}.get(summary.state, 1))
 
 
+#: The longest ``tuner stop --timeout``: a day (a run ends its trials within seconds of the request).
+_MAX_STOP_WAIT_S = 86_400.0
+
+
 @main.command()
 @click.argument("study")
 @click.option("--storage", help=_STORAGE_HELP)
@@ -442,6 +446,9 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     from tuner.engine._study import _lease_alive, _names_run, request_stop
     from tuner.storage import open_storage
 
+    if not 0 <= wait_s <= _MAX_STOP_WAIT_S:  # before asking: NaN and -1 used to wait not at all, after the request
+        raise UserInputError(f"--timeout {wait_s:g}: the seconds to wait for the run to stop must be from 0 to "
+                             f"{_MAX_STOP_WAIT_S:g} (a day); e.g. --timeout 120, or --no-wait not to wait")
     load_study(study, storage)  # read-only first: a missing study or database is one line, and nothing is created
     st = open_storage(storage)
     lease = request_stop(st, study)
@@ -453,7 +460,7 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     if no_wait:
         return
     study_id = st.get_study_id_from_name(study)
-    deadline = time.monotonic() + max(0.0, wait_s)
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         attrs = st.get_study_system_attrs(study_id)
         held = attrs.get(_attrs.DRIVER)
