@@ -181,6 +181,23 @@ def test_spec_errors_name_key_and_problem(change: dict[str, Any], where: str, pr
     assert where in message and problem in message, message
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"metric": "loss", "directions": ["minimize"]}, "directions: `directions` goes with `metrics`, and the spec has "
+     "`metric`; use `direction` with `metric` (one objective), or `metrics` with `directions` (several)"),
+    ({"metrics": ["loss", "acc"], "direction": "minimize"}, "direction: `direction` goes with `metric`, and the spec "
+     "has `metrics`; use `directions` (one per metric) with `metrics`, or `metric` with `direction` (one objective)"),
+    ({"metric": "loss", "metrics": ["loss"]}, "metrics: both `metric` and `metrics` are set; use `metric` with "
+     "`direction` (one objective), or `metrics` with `directions` (several)"),
+    ({"direction": "min", "directions": ["min"]}, "directions: both `direction` and `directions` are set; use "
+     "`metric` with `direction` (one objective), or `metrics` with `directions` (several)"),
+])
+def test_a_mix_of_one_and_several_objectives_names_the_keys_the_spec_has(change: dict[str, Any], message: str) -> None:
+    # `directions` beside `metric` was reported as "metrics: both metric and metrics are set": a key not in the file
+    with pytest.raises(SpecError) as info:
+        _spec(**change)
+    assert str(info.value) == f"t.yaml: {message}"
+
+
 def test_bad_task_args_fail_at_validation() -> None:
     with pytest.raises(SpecError, match=r"task_args.datset.*did you mean 'dataset'"):
         spec_from_mapping({"name": "q", "task": "mlp", "task_args": {"datset": "digits"}, "search_space": "mlp.yaml"},

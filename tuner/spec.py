@@ -413,7 +413,7 @@ class _Validator:
         d = self.data
         if "metrics" in d or "directions" in d:
             if "metric" in d or "direction" in d:
-                raise self.fail("metrics", "both metric and metrics are set", "use `metric`+`direction` or `metrics`+`directions`")
+                raise self._mixed_metric_keys()
             metrics, directions = d.get("metrics"), d.get("directions")
             if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
                 raise self.fail("metrics", "expected a non-empty list of metric names", "e.g. metrics: [val_accuracy, n_params]")
@@ -445,6 +445,21 @@ class _Validator:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
                     raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
         return names, dirs
+
+    def _mixed_metric_keys(self) -> SpecError:
+        """The error for a spec with keys of one objective (``metric``, ``direction``) and of several
+        (``metrics``, ``directions``), naming the keys the file has: ``directions`` beside
+        ``metric`` used to be reported as "both metric and metrics are set", a key not in the file."""
+        d = self.data
+        fix = "use `metric` with `direction` (one objective), or `metrics` with `directions` (several)"
+        for one, several in (("metric", "metrics"), ("direction", "directions")):
+            if one in d and several in d:
+                return self.fail(several, f"both `{one}` and `{several}` are set", fix)
+        if "directions" in d:  # with metric
+            return self.fail("directions", "`directions` goes with `metrics`, and the spec has `metric`",
+                             "use `direction` with `metric` (one objective), or `metrics` with `directions` (several)")
+        return self.fail("direction", "`direction` goes with `metric`, and the spec has `metrics`",  # with metrics
+                         "use `directions` (one per metric) with `metrics`, or `metric` with `direction` (one objective)")
 
     def _direction(self, path: str, value: Any) -> str:
         aliases = {"maximize": "maximize", "max": "maximize", "minimize": "minimize", "min": "minimize"}
