@@ -647,7 +647,17 @@ class _Validator:
             return None
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
-            raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+            # say what is wrong with a number the format refuses: 0, -5m, 1e99, nan
+            meant = _loose_seconds(value)
+            if meant is not None and math.isnan(meant):
+                raise self.fail(key, f"{_short(value)} is not a number of seconds",
+                                "use seconds (600) or a unit: 90s, 10m, 2h")
+            if meant is not None and meant <= 0:
+                raise self.fail(key, f"{_short(value)} is not a duration: it must be more than 0",
+                                f"use seconds (600) or a unit: 90s, 10m, 2h, or leave {key} out for no limit")
+            if meant is None or meant <= _MAX_DURATION_S:
+                raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+            seconds = meant  # too long (inf too): said below
         if seconds > _MAX_DURATION_S:
             raise self.fail(key, f"{_short(value)} is longer than a year", f"use at most {_MAX_DURATION_S // 86400}d, or leave {key} out for no limit")
         return seconds
@@ -668,6 +678,26 @@ def parse_duration(value: Any) -> float | None:
     except OverflowError:  # an integer beyond float range
         return None
     return None
+
+
+def _loose_seconds(value: Any) -> float | None:
+    """The seconds ``value`` reads as when a sign, an exponent, inf or nan is let in (``-5m``,
+    ``1e99``): only to say why :func:`parse_duration` refused it; None when it is no number at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            return math.inf
+    if not isinstance(value, str):
+        return None
+    m = re.match(r"^\s*(.*?)\s*(s|sec|m|min|h|hr|d)?\s*$", value)
+    try:
+        number = float(m.group(1)) if m else None
+    except ValueError:
+        return None
+    return None if number is None else number * _DURATION_UNITS[m.group(2)]  # type: ignore[union-attr]
 
 
 def resolve_space_path(ref: str, base_dir: Path) -> Path | None:
