@@ -604,6 +604,9 @@ def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, m
         target, folder = Path(output).resolve(), Path(export_dir).resolve()
         if target == folder or folder in target.parents:
             raise UserInputError(f"-o {output}: inside the export folder {export_dir}; write the predictions elsewhere")
+        if target.suffix.lower() not in (".csv", ".json"):  # anything else was written as CSV without a word
+            raise UserInputError(f"-o {output}: predictions are written as CSV or JSON, chosen by the extension; "
+                                 f"name the file e.g. {target.stem}.csv or {target.stem}.json")
         if not target.parent.is_dir():
             raise UserInputError(f"-o {output}: no such folder {target.parent}")
     predictor = load(export_dir, format=model_format)
