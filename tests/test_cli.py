@@ -306,6 +306,12 @@ def test_help_lists_commands() -> None:
         assert cmd in out.output
 
 
+def test_the_max_failures_help_says_what_the_run_does() -> None:
+    # It said "Stop after this many failed trials", but max_failures=1 lets two fail (the run stops past it).
+    out = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
+    assert "Stop a run once more than this many of its trials failed (0: at the first failure)." in out.output
+
+
 def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Path, str], tmp_path: Path) -> None:
     """`tuner dashboard` as a user starts it: a real process on a free port, then its user errors (exit 2)."""
     import socket

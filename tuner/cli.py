@@ -158,7 +158,7 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sampler", help="tpe, random, grid, cmaes, gp, qmc or nsga2."),
         click.option("--pruner", help="none, median, percentile, asha or hyperband."),
         click.option("--seed", type=int, help="Seed for the sampler and the trials."),
-        click.option("--max-failures", type=int, help="Stop after this many failed trials in a run."),
+        click.option("--max-failures", type=int, help="Stop a run once more than this many of its trials failed (0: at the first failure)."),
         click.option("--artifacts-dir", help="Folder for trial checkpoints (default: tuner_runs/ next to the database)."),
         click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="Override any spec key, e.g. task_args.max_samples=500."),
     ]
