@@ -181,14 +181,13 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
         force: bool, quiet: bool, as_json: bool, **flags: Any) -> None:
     """Run (or resume) the study described by SPEC until n_trials trials have finished."""
-    from tuner._api import validate
-    from tuner.storage import resolve_url
+    from tuner._api import run_storage_url, validate
 
     _check_ray_count("--num-cpus", num_cpus, "CPUs")
     _check_ray_count("--num-gpus", num_gpus, "GPUs")
     # The spec is checked before Ray and Tune are imported (1.5 s): a mistake is reported at once.
     checked = validate(spec, _overrides(**flags))
-    url = resolve_url(storage, checked.storage)
+    url = run_storage_url(checked, storage)
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress, format_summary
     from tuner.exceptions import TooManyFailuresError
