@@ -149,6 +149,19 @@ def test_bad_storage_urls_fail_fast_in_one_line(url: str, expected: list[str], s
     assert sorted(p.name for p in tmp_path.iterdir()) == files_before and spec_file.read_bytes() == spec_before
 
 
+def test_a_bad_storage_from_the_spec_names_the_spec_file_and_its_key(tmp_path: Path) -> None:
+    """The spec's `storage:` (made absolute from the spec's folder) failed as a bare URL, without
+    saying that it came from the spec; --storage, which names it itself, keeps the bare URL."""
+    spec = tmp_path / "study.yaml"
+    spec.write_text(SPEC + 'storage: "sqlite:///nodir/x.db"\n')
+    out, _ = _cli("run", str(spec))
+    _one_line_error(out, f"error: {spec}: storage: storage sqlite:///{tmp_path}/nodir/x.db: folder {tmp_path}/nodir "
+                         "does not exist")
+    out, _ = _cli("run", str(spec), "--storage", f"sqlite:///{tmp_path}/other/y.db")
+    _one_line_error(out, f"error: storage sqlite:///{tmp_path}/other/y.db: folder {tmp_path}/other does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
 @pytest.mark.parametrize("url,expected", [
     ("notadb://x", "unsupported database 'notadb'"),
     ("sqlite://", "in-memory database"),

@@ -60,6 +60,9 @@ def test_ls_show_best_text_and_json(ran_study: tuple[Path, str]) -> None:
     assert show["counts"] == {"COMPLETE": 4} and len(show["top"]) == 2
     assert show["top"][0]["values"][0] <= show["top"][1]["values"][0]  # minimize: best first
     assert show["spec"]["n_trials"] == 4
+    for top in (str(2**63), "99999999999999999999"):  # more than SQL binds (OverflowError): all of them
+        every = runner.invoke(main, ["show", "clidemo", "--storage", url, "--json", "--top", top])
+        assert every.exit_code == 0 and len(json.loads(every.output)["top"]) == 4, every.output
     best = json.loads(runner.invoke(main, ["best", "clidemo", "--storage", url, "--json"]).output)
     assert best["values"][0] == pytest.approx(objectives.quadratic(best["params"], None))
     assert best["values"][0] == show["top"][0]["values"][0]
@@ -227,6 +230,20 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], expected: str) -> None:
     assert "Usage:" not in out.output
 
 
+@pytest.mark.parametrize("args", [["--num-cpus", "-1"], ["--num-cpus", "nan"], ["--num-cpus", "inf"],
+                                  ["--num-cpus", "1.5"], ["--num-gpus", "-1"], ["--num-gpus", "nan"]])
+def test_a_ray_size_ray_cannot_start_with_is_one_line_before_anything_starts(tmp_path: Path, args: list[str]) -> None:
+    # Ray's start raised a ValueError from deep inside ray.init (a 58-line traceback, exit 1).
+    spec = tmp_path / "s.yaml"
+    spec.write_text(GOOD)
+    db = tmp_path / "t.db"
+    out = CliRunner().invoke(main, ["run", str(spec), "--storage", f"sqlite:///{db}", *args], prog_name="tuner")
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith(f"error: {args[0]} {args[1]}: the local Ray instance declares a whole number of "), \
+        out.output
+    assert not db.exists()
+
+
 @pytest.mark.parametrize("flag", ["name=", "n_trials= "])
 def test_an_empty_set_value_is_refused_not_dropped(flag: str) -> None:
     # None is how an override says "not given", so `--set name=` used to leave the name as it was.
@@ -287,6 +304,12 @@ def test_help_lists_commands() -> None:
     out = CliRunner().invoke(main, ["--help"])
     for cmd in ("run", "validate", "ls", "show", "best"):
         assert cmd in out.output
+
+
+def test_the_max_failures_help_says_what_the_run_does() -> None:
+    # It said "Stop after this many failed trials", but max_failures=1 lets two fail (the run stops past it).
+    out = CliRunner().invoke(main, ["run", "--help"], terminal_width=200)
+    assert "Stop a run once more than this many of its trials failed (0: at the first failure)." in out.output
 
 
 def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Path, str], tmp_path: Path) -> None:
@@ -526,3 +549,31 @@ def test_stop_says_how_the_run_ended_and_names_a_run_that_started_meanwhile(tmp_
         "the run has stopped (stopped by `tuner stop`; this run: 3 complete, 1 pruned, 0 failed, 2 stopped unfinished); "
         "run its spec again to resume",
         f"another run holds study 'st' now (pid {second.pid} on {a['host']}); `tuner stop st` stops that one"]
+
+
+@pytest.mark.parametrize("timeout", ["-1", "nan", "inf", "86401"])
+def test_stop_refuses_a_bad_timeout_before_asking_the_run(tmp_path: Path, timeout: str) -> None:
+    """`tuner stop --timeout -1` (or nan) used to send the request and then say the run 'has not
+    stopped within -1s' (exit 1); the value is refused first, and the run is not asked."""
+    import subprocess
+
+    import optuna
+
+    from tuner.engine import _attrs
+    from tuner.engine._study import _own_record, _proc_start_time
+
+    url = f"sqlite:///{tmp_path / 'stop.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="st", storage=url)
+    running = subprocess.Popen(["sleep", "60"])
+    try:
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, {
+            **_own_record(), "pid": running.pid, "proc_start": _proc_start_time(running.pid), "started": 100.0})
+        out = CliRunner().invoke(main, ["stop", "st", "--storage", url, "--timeout", timeout])
+    finally:
+        running.kill()
+        running.wait()
+    assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+    assert out.output.startswith(f"error: --timeout {timeout}: the seconds to wait for the run to stop must be from "
+                                 "0 to 86400 (a day)"), out.output
+    assert _attrs.STOP not in study._storage.get_study_system_attrs(study._study_id)

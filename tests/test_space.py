@@ -194,11 +194,24 @@ ERROR_CASES = [
     ("step-long-decimals", ["params:", "  x: {float: [0.8495084624623044, 1.6], step: 0.3}"],
      ["params.x.step: low 0.8495084624623044 + k * step 0.3 cannot end exactly", "fewer decimals"]),
     ("step-tiny", ["params:", "  x: {float: [0.0, 1.0], step: 1.0e-300}"], ["params.x.step", "more than"]),
+    # a step past the range made a constant of the param, with a note only; a fixed value says so
+    ("step-wider-than-range", ["params:", "  x: {float: [-3, 3], step: 10}"],
+     ["params.x.step: step 10.0 is wider than the range [-3.0, 3.0], so its grid holds one value, -3.0",
+      "use a smaller step or a wider range, or write {value: -3.0} for a fixed value"]),
+    ("int-step-wider-than-range", ["params:", "  n: {int: [1, 4], step: 5}"],
+     ["params.n.step: step 5 is wider than the range [1, 4], so its grid holds one value, 1"]),
     ("unknown-when-ref", ["params:", "  optimizer: {choice: [sgd]}", "  m: {float: [0.1, 0.9], when: {optimzer: sgd}}"],
      ["params.m.when.optimzer: unknown param 'optimzer'", "did you mean 'optimizer'"]),
     ("when-never-holds",
      ["params:", "  optimizer: {choice: [sgd, adam]}", "  m: {float: [0.1, 0.9], when: {optimizer: sgdd}}"],
      ["params.m.when.optimizer: optimizer is never sgdd", "one of sgd, adam"]),
+    # a sampled continuous float is never exactly 1: the condition was accepted and never fired
+    ("when-on-continuous-float", ["params:", "  x: {float: [-3, 3]}", "  y: {float: [0, 1], when: {x: 1}}"],
+     ["params.y.when.x: x is a continuous float (a number in [-3.0, 3.0]), which is never exactly 1, so the "
+      "condition never holds", "give x a step or make it a choice"]),
+    ("when-on-continuous-float-variant",
+     ["params:", "  o: {choice: [a, b]}", "  x:", "    - {float: [0, 3], when: {o: a}}", "    - {choice: [5, 6], when: {o: b}}",
+      "  y: {float: [0, 1], when: {x: 1}}"], ["params.y.when.x: x is a continuous float"]),
     ("when-not-mapping", ["params:", "  m: {float: [0.1, 0.9], when: optimizer}"],
      ["params.m.when: expected a non-empty mapping"]),
     ("when-empty-list", ["params:", "  o: {choice: [a]}", "  m: {float: [0.1, 0.9], when: {o: []}}"],
@@ -716,15 +729,18 @@ def valid_spaces(draw: st.DrawFn) -> dict[str, Any]:
                 low = draw(st.floats(-100, 100))
                 spec = {"float": [low, low + draw(st.floats(0, 2))]}
                 if draw(st.booleans()):  # stepped ranges as people write them: few decimals
-                    spec = {"float": [round(low, 2), round(low, 2) + draw(st.floats(0, 2))],
-                            "step": draw(st.sampled_from([0.25, 0.5, 0.1, 1, 0.3, 0.05]))}
+                    step = draw(st.sampled_from([0.25, 0.5, 0.1, 1, 0.3, 0.05]))
+                    # a step wider than the range is refused (one grid value), unless low == high
+                    width = draw(st.one_of(st.just(0.0), st.floats(1.01 * step, 2 + step)))
+                    spec = {"float": [round(low, 2), round(low, 2) + width], "step": step}
         elif kind in ("int", "count"):
             low = draw(st.integers(0, 2) if kind == "count" else st.integers(-50, 50))
             spec = {"int": [low, draw(st.integers(low, 3)) if kind == "count" else low + draw(st.integers(0, 3))]}
             if kind == "int" and low >= 1 and draw(st.booleans()):
                 spec["log"] = True
             elif kind == "int" and draw(st.booleans()):
-                spec["step"] = draw(st.integers(1, 3))
+                width = spec["int"][1] - spec["int"][0]  # a step past a width > 0 is refused (one grid value)
+                spec["step"] = draw(st.integers(1, 3 if width == 0 else width))
         elif kind == "choice":
             values = draw(st.lists(st.sampled_from(CHOICE_POOL), min_size=1, max_size=4, unique=True))
             spec = {"choice": values}

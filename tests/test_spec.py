@@ -181,6 +181,41 @@ def test_spec_errors_name_key_and_problem(change: dict[str, Any], where: str, pr
     assert where in message and problem in message, message
 
 
+@pytest.mark.parametrize("change,message", [
+    ({"metric": "loss", "directions": ["minimize"]}, "directions: `directions` goes with `metrics`, and the spec has "
+     "`metric`; use `direction` with `metric` (one objective), or `metrics` with `directions` (several)"),
+    ({"metrics": ["loss", "acc"], "direction": "minimize"}, "direction: `direction` goes with `metric`, and the spec "
+     "has `metrics`; use `directions` (one per metric) with `metrics`, or `metric` with `direction` (one objective)"),
+    ({"metric": "loss", "metrics": ["loss"]}, "metrics: both `metric` and `metrics` are set; use `metric` with "
+     "`direction` (one objective), or `metrics` with `directions` (several)"),
+    ({"direction": "min", "directions": ["min"]}, "directions: both `direction` and `directions` are set; use "
+     "`metric` with `direction` (one objective), or `metrics` with `directions` (several)"),
+])
+def test_a_mix_of_one_and_several_objectives_names_the_keys_the_spec_has(change: dict[str, Any], message: str) -> None:
+    # `directions` beside `metric` was reported as "metrics: both metric and metrics are set": a key not in the file
+    with pytest.raises(SpecError) as info:
+        _spec(**change)
+    assert str(info.value) == f"t.yaml: {message}"
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("timeout", "0", "timeout: '0' is not a duration: it must be more than 0; use seconds (600) or a unit: 90s, 10m, 2h, "
+     "or leave timeout out for no limit"),
+    ("trial_timeout", 0, "trial_timeout: 0 is not a duration: it must be more than 0;"),
+    ("trial_timeout", "-5m", "trial_timeout: '-5m' is not a duration: it must be more than 0;"),
+    ("timeout", "1e99", "timeout: '1e99' is longer than a year; use at most 366d, or leave timeout out for no limit"),
+    ("timeout", "inf", "timeout: 'inf' is longer than a year;"),
+    ("timeout", float("inf"), "timeout: inf is longer than a year;"),
+    ("timeout", "nan", "timeout: 'nan' is not a number of seconds; use seconds (600) or a unit: 90s, 10m, 2h"),
+    ("timeout", "soon", "timeout: invalid duration 'soon'; use seconds (600) or a unit: 90s, 10m, 2h"),
+])
+def test_a_bad_duration_says_what_is_wrong_with_it(key: str, value: Any, message: str) -> None:
+    # 0, -5m and 1e99 were all "invalid duration '0'; use seconds (600) or a unit", which 0 already is
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(BASE, source="t.yaml", base_dir=ROOT, overrides={key: value})
+    assert str(info.value).startswith(f"t.yaml: {message}"), str(info.value)
+
+
 def test_bad_task_args_fail_at_validation() -> None:
     with pytest.raises(SpecError, match=r"task_args.datset.*did you mean 'dataset'"):
         spec_from_mapping({"name": "q", "task": "mlp", "task_args": {"datset": "digits"}, "search_space": "mlp.yaml"},

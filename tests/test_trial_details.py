@@ -84,6 +84,10 @@ def test_json_has_everything_and_no_nan(ran: str) -> None:
 def test_a_trial_that_is_not_there_is_one_line_naming_what_is(ran: str) -> None:
     code, text = _show(ran, "9")
     assert code == 2 and text == "error: study 'td' has no trial 9; its trials are numbered 0 to 4 (tuner show td lists the best)\n"
+    for number in (str(2**63), "99999999999999999999"):  # past what SQLite binds: no OverflowError
+        code, text = _show(ran, number)
+        assert code == 2 and text == (f"error: study 'td' has no trial {number}; its trials are numbered 0 to 4 "
+                                      "(tuner show td lists the best)\n"), text
     out = CliRunner().invoke(main, ["trial", "nope", "0", "--storage", ran])
     assert out.exit_code == 2 and out.output.startswith("error: no study named 'nope'")
     out = CliRunner().invoke(main, ["trial", "td", "x", "--storage", ran])

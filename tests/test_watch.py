@@ -281,9 +281,11 @@ def test_a_storage_that_stops_answering_is_tried_again_with_one_line(tmp_path: P
 def test_a_bad_interval_is_one_line_and_exit_2(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     _study(url, running=False)
-    for bad in ("0", "-1"):
-        out = CliRunner().invoke(main, ["watch", "w", "--storage", url, "--interval", bad])
-        assert out.exit_code == 2 and out.output.startswith("error: --interval must be a number of seconds > 0")
+    for bad in ("0", "-1", "nan", "inf", "1e300", "86401"):  # inf and 1e300 overflowed time.sleep
+        for wait in ([], ["--wait"]):
+            out = CliRunner().invoke(main, ["watch", "w", "--storage", url, "--interval", bad, *wait])
+            assert out.exit_code == 2 and out.output.count("\n") == 1, out.output
+            assert out.output.startswith("error: --interval must be a number of seconds > 0 and at most 86400 (a day)")
 
 
 RUN_SPEC = """\

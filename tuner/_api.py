@@ -63,7 +63,6 @@ def run(
     """
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress
-    from tuner.storage import resolve_url
 
     checked = validate(spec, overrides, objective=objective)
     if objective is not None and checked.task is not None:
@@ -71,10 +70,30 @@ def run(
                         "drop `task:` from the spec or do not pass objective=")
     if objective is not None and not callable(objective):
         raise UserInputError(f"objective must be callable, got {type(objective).__name__}")
-    url = resolve_url(storage, checked.storage)
+    url = run_storage_url(checked, storage)
     study, _summary = run_study(checked, url, objective=objective, ray_address=ray_address, num_cpus=num_cpus,
                                 num_gpus=num_gpus, force=force, progress=progress or Progress(quiet=quiet))
     return study
+
+
+def run_storage_url(checked: StudySpec, storage: str | None) -> str:
+    """The storage URL a run of ``checked`` uses (the flag, ``TUNER_STORAGE``, the spec's ``storage:``,
+    the default). One taken from the spec's ``storage:`` is opened here, so that a bad one (a
+    missing folder, an unknown role) is an error that names the spec file and its key: the URL
+    alone, made absolute from the spec's folder, did not say where it came from."""
+    import os
+
+    from tuner.exceptions import StorageError
+    from tuner.storage import open_storage, resolve_url
+
+    url = resolve_url(storage, checked.storage)
+    if checked.storage is None or storage or os.environ.get("TUNER_STORAGE"):
+        return url
+    try:
+        open_storage(url)  # cached: the run opens the same storage object
+    except StorageError as exc:
+        raise SpecError(checked.source, "storage", str(exc)) from None
+    return url
 
 
 def load_study(name: str, storage: str | None = None) -> "optuna.Study":

@@ -80,12 +80,15 @@ def _trial_id(study: "optuna.Study", name: str, number: int) -> int:
 
     from tuner.exceptions import StudyNotFoundError
 
+    from tuner.storage import SQL_INT_MAX
+
     t = m.TrialModel
     engine = getattr(study._storage, "_backend", study._storage).engine
     with engine.connect() as conn:
-        found = conn.execute(sa.select(t.trial_id).where(t.study_id == study._study_id, t.number == number)).scalar()
-        if found is not None:
-            return int(found)
+        if 0 <= number <= SQL_INT_MAX:  # a bigger one names no trial, and SQLite cannot even bind it
+            found = conn.execute(sa.select(t.trial_id).where(t.study_id == study._study_id, t.number == number)).scalar()
+            if found is not None:
+                return int(found)
         last = conn.execute(sa.select(sa.func.max(t.number)).where(t.study_id == study._study_id)).scalar()
     held = "it has no trials yet" if last is None else f"its trials are numbered 0 to {last}"
     raise StudyNotFoundError(f"study {name!r} has no trial {number}; {held} (tuner show {name} lists the best)")

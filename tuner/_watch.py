@@ -125,6 +125,11 @@ class _Trials:
         return done
 
 
+#: The longest pause between two looks at the storage: a day (``time.sleep`` overflows on 1e300
+#: or inf, and a watch that looks less than daily watches nothing).
+_MAX_INTERVAL_S = 86_400.0
+
+
 def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait: bool = False,
           progress: "Progress | None" = None, sleep: Callable[[float], None] = time.sleep) -> WatchSummary:
     """Follow study ``name`` until the run that is running it ends; returns how the study stood then.
@@ -142,8 +147,9 @@ def watch(name: str, storage: str | None = None, *, interval: float = 2.0, wait:
     from tuner.exceptions import StorageError, StudyNotFoundError
     from tuner.storage import redact, resolve_url, sqlite_path
 
-    if not interval > 0:
-        raise UserInputError(f"--interval must be a number of seconds > 0, got {interval:g}")
+    if not 0 < interval <= _MAX_INTERVAL_S:  # NaN fails too; inf or 1e300 overflowed time.sleep
+        raise UserInputError(f"--interval must be a number of seconds > 0 and at most {_MAX_INTERVAL_S:g} (a day), "
+                             f"got {interval:g}; e.g. --interval 2")
     progress = progress or Progress()
     where = redact(resolve_url(storage))
     said: set[str] = set()  # what the watch has said it waits for (once each)

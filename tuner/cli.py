@@ -158,7 +158,7 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--sampler", help="tpe, random, grid, cmaes, gp, qmc or nsga2."),
         click.option("--pruner", help="none, median, percentile, asha or hyperband."),
         click.option("--seed", type=int, help="Seed for the sampler and the trials."),
-        click.option("--max-failures", type=int, help="Stop after this many failed trials in a run."),
+        click.option("--max-failures", type=int, help="Stop a run once more than this many of its trials failed (0: at the first failure)."),
         click.option("--artifacts-dir", help="Folder for trial checkpoints (default: tuner_runs/ next to the database)."),
         click.option("--set", "set_", multiple=True, metavar="KEY=VALUE", help="Override any spec key, e.g. task_args.max_samples=500."),
     ]
@@ -181,12 +181,13 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float | None, num_gpus: float | None,
         force: bool, quiet: bool, as_json: bool, **flags: Any) -> None:
     """Run (or resume) the study described by SPEC until n_trials trials have finished."""
-    from tuner._api import validate
-    from tuner.storage import resolve_url
+    from tuner._api import run_storage_url, validate
 
+    _check_ray_count("--num-cpus", num_cpus, "CPUs")
+    _check_ray_count("--num-gpus", num_gpus, "GPUs")
     # The spec is checked before Ray and Tune are imported (1.5 s): a mistake is reported at once.
     checked = validate(spec, _overrides(**flags))
-    url = resolve_url(storage, checked.storage)
+    url = run_storage_url(checked, storage)
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress, format_summary
     from tuner.exceptions import TooManyFailuresError
@@ -210,6 +211,21 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
         sys.exit(130)
     if summary.stopped_reason == "stop_requested":
         sys.exit(1)  # stopped short of n_trials, as `tuner watch` says of such a run
+
+
+#: The most CPUs or GPUs --num-cpus / --num-gpus may declare (Ray's own limit is 1e14; no machine has this many).
+_MAX_RAY_COUNT = 1_000_000
+
+
+def _check_ray_count(option: str, value: float | None, what: str) -> None:
+    """Refuse a count Ray's start would fail on (negative, fractional, NaN, infinite) before anything
+    starts or is written: Ray raises a ValueError from deep inside ``ray.init``, a 58-line traceback."""
+    if value is None:
+        return
+    if not (0 <= value <= _MAX_RAY_COUNT and value == int(value)):  # NaN fails the range test, inf too
+        raise UserInputError(f"{option} {value:g}: the local Ray instance declares a whole number of {what} from 0 "
+                             f"to {_MAX_RAY_COUNT}; give one, e.g. {option} 2, or leave {option} out for "
+                             + ("all of them" if what == "CPUs" else "the ones detected"))
 
 
 @main.command()
@@ -407,6 +423,10 @@ def watch(study: str, storage: str | None, interval: float, wait: bool) -> None:
     sys.exit({"finished": 0, "failed": 3}.get(summary.state, 1))
 
 
+#: The longest ``tuner stop --timeout``: a day (a run ends its trials within seconds of the request).
+_MAX_STOP_WAIT_S = 86_400.0
+
+
 @main.command()
 @click.argument("study")
 @click.option("--storage", help=_STORAGE_HELP)
@@ -425,6 +445,9 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     from tuner.engine._study import _lease_alive, _names_run, request_stop
     from tuner.storage import open_storage
 
+    if not 0 <= wait_s <= _MAX_STOP_WAIT_S:  # before asking: NaN and -1 used to wait not at all, after the request
+        raise UserInputError(f"--timeout {wait_s:g}: the seconds to wait for the run to stop must be from 0 to "
+                             f"{_MAX_STOP_WAIT_S:g} (a day); e.g. --timeout 120, or --no-wait not to wait")
     load_study(study, storage)  # read-only first: a missing study or database is one line, and nothing is created
     st = open_storage(storage)
     lease = request_stop(st, study)
@@ -436,7 +459,7 @@ def stop(study: str, storage: str | None, no_wait: bool, wait_s: float) -> None:
     if no_wait:
         return
     study_id = st.get_study_id_from_name(study)
-    deadline = time.monotonic() + max(0.0, wait_s)
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         attrs = st.get_study_system_attrs(study_id)
         held = attrs.get(_attrs.DRIVER)
@@ -581,6 +604,9 @@ def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, m
         target, folder = Path(output).resolve(), Path(export_dir).resolve()
         if target == folder or folder in target.parents:
             raise UserInputError(f"-o {output}: inside the export folder {export_dir}; write the predictions elsewhere")
+        if target.suffix.lower() not in (".csv", ".json"):  # anything else was written as CSV without a word
+            raise UserInputError(f"-o {output}: predictions are written as CSV or JSON, chosen by the extension; "
+                                 f"name the file e.g. {target.stem}.csv or {target.stem}.json")
         if not target.parent.is_dir():
             raise UserInputError(f"-o {output}: no such folder {target.parent}")
     predictor = load(export_dir, format=model_format)

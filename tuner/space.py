@@ -263,6 +263,11 @@ class _Dim:
     given_high: Any = field(default=None, compare=False)
 
     @property
+    def continuous(self) -> bool:
+        """A float range without a step: a sampled value equals a given number with probability 0."""
+        return self.kind == "float" and self.step is None and self.low != self.high
+
+    @property
     def cond(self) -> str:
         """The ``when`` rendered for Optuna names: ``optimizer=adam/adamw,schedule=step``."""
         return ",".join(f"{k}={'/'.join(_render(v) for v in vs)}" for k, vs in self.when)
@@ -610,6 +615,10 @@ def _parse_dim(raw: Mapping[Any, Any], source: str, path: str, variant: bool) ->
             given_high, high = high, low + (high - low) // step * step
         if given_high == high:
             given_high = None
+        if given_high is not None and high == low:  # a step past the whole range: a constant in disguise
+            raise _fail(source, spath, f"step {_render(step)} is wider than the range [{_render(low)}, "
+                        f"{_render(given_high)}], so its grid holds one value, {_render(low)}",
+                        f"use a smaller step or a wider range, or write {{value: {_render(low)}}} for a fixed value")
     return _Dim(kind, path, low=low, high=high, log=log, step=step, when=when, per=per, given_high=given_high)
 
 
@@ -849,6 +858,11 @@ class SearchSpace:
             if not any(t.accepts(v) for t in target.dims):
                 can = "; ".join(t.domain_text() for t in target.dims)
                 raise _fail(p.source, path, f"{key} is never {_render(v)}", f"{key} is {can}")
+            if not any(t.accepts(v) and not t.continuous for t in target.dims):  # only a continuous range holds it
+                raise _fail(p.source, path, f"{key} is a continuous float ({'; '.join(t.domain_text() for t in target.dims)}), "
+                            f"which is never exactly {_render(v)}, so the condition never holds",
+                            f"a condition tests a choice, an int, a fixed value or a float with a step: give {key} "
+                            "a step or make it a choice, or drop the condition")
 
     def _check_per_target(self, p: _Param, d: _Dim) -> None:
         target = self._params[d.per]  # type: ignore[index]

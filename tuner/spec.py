@@ -416,7 +416,7 @@ class _Validator:
         d = self.data
         if "metrics" in d or "directions" in d:
             if "metric" in d or "direction" in d:
-                raise self.fail("metrics", "both metric and metrics are set", "use `metric`+`direction` or `metrics`+`directions`")
+                raise self._mixed_metric_keys()
             metrics, directions = d.get("metrics"), d.get("directions")
             if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) and m for m in metrics):
                 raise self.fail("metrics", "expected a non-empty list of metric names", "e.g. metrics: [val_accuracy, n_params]")
@@ -448,6 +448,21 @@ class _Validator:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
                     raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
         return names, dirs
+
+    def _mixed_metric_keys(self) -> SpecError:
+        """The error for a spec with keys of one objective (``metric``, ``direction``) and of several
+        (``metrics``, ``directions``), naming the keys the file has: ``directions`` beside
+        ``metric`` used to be reported as "both metric and metrics are set", a key not in the file."""
+        d = self.data
+        fix = "use `metric` with `direction` (one objective), or `metrics` with `directions` (several)"
+        for one, several in (("metric", "metrics"), ("direction", "directions")):
+            if one in d and several in d:
+                return self.fail(several, f"both `{one}` and `{several}` are set", fix)
+        if "directions" in d:  # with metric
+            return self.fail("directions", "`directions` goes with `metrics`, and the spec has `metric`",
+                             "use `direction` with `metric` (one objective), or `metrics` with `directions` (several)")
+        return self.fail("direction", "`direction` goes with `metric`, and the spec has `metrics`",  # with metrics
+                         "use `directions` (one per metric) with `metrics`, or `metric` with `direction` (one objective)")
 
     def _direction(self, path: str, value: Any) -> str:
         aliases = {"maximize": "maximize", "max": "maximize", "minimize": "minimize", "min": "minimize"}
@@ -635,7 +650,17 @@ class _Validator:
             return None
         seconds = parse_duration(value)
         if seconds is None or seconds <= 0:
-            raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+            # say what is wrong with a number the format refuses: 0, -5m, 1e99, nan
+            meant = _loose_seconds(value)
+            if meant is not None and math.isnan(meant):
+                raise self.fail(key, f"{_short(value)} is not a number of seconds",
+                                "use seconds (600) or a unit: 90s, 10m, 2h")
+            if meant is not None and meant <= 0:
+                raise self.fail(key, f"{_short(value)} is not a duration: it must be more than 0",
+                                f"use seconds (600) or a unit: 90s, 10m, 2h, or leave {key} out for no limit")
+            if meant is None or meant <= _MAX_DURATION_S:
+                raise self.fail(key, f"invalid duration {_short(value)}", "use seconds (600) or a unit: 90s, 10m, 2h")
+            seconds = meant  # too long (inf too): said below
         if seconds > _MAX_DURATION_S:
             raise self.fail(key, f"{_short(value)} is longer than a year", f"use at most {_MAX_DURATION_S // 86400}d, or leave {key} out for no limit")
         return seconds
@@ -656,6 +681,26 @@ def parse_duration(value: Any) -> float | None:
     except OverflowError:  # an integer beyond float range
         return None
     return None
+
+
+def _loose_seconds(value: Any) -> float | None:
+    """The seconds ``value`` reads as when a sign, an exponent, inf or nan is let in (``-5m``,
+    ``1e99``): only to say why :func:`parse_duration` refused it; None when it is no number at all."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float range
+            return math.inf
+    if not isinstance(value, str):
+        return None
+    m = re.match(r"^\s*(.*?)\s*(s|sec|m|min|h|hr|d)?\s*$", value)
+    try:
+        number = float(m.group(1)) if m else None
+    except ValueError:
+        return None
+    return None if number is None else number * _DURATION_UNITS[m.group(2)]  # type: ignore[union-attr]
 
 
 def resolve_space_path(ref: str, base_dir: Path) -> Path | None:

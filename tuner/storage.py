@@ -28,9 +28,12 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "anchor_sqlite_url", "redact",
            "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
-           "ranked_trial_ids", "waiting_trial_ids"]
+           "ranked_trial_ids", "waiting_trial_ids", "SQL_INT_MAX"]
 
 DEFAULT_STORAGE = "sqlite:///tuner.db"
+#: The largest integer SQLite and PostgreSQL store; a bigger trial number or row count names
+#: nothing (and SQLite refuses to bind it: OverflowError), so it is refused or capped before any query.
+SQL_INT_MAX = 2**63 - 1
 _SQLITE_BUSY_TIMEOUT_S = 60.0
 _CACHE: dict[tuple[str, bool], "optuna.storages.RDBStorage"] = {}
 _INIT_RACE_WINDOW_S = 30.0
@@ -428,7 +431,8 @@ def ranked_trial_ids(conn: Any, study_id: int, state: str, direction: str | None
         rank = sa.case((v.value_type == first, 0), (v.value_type == last, 2), else_=1)
         query = (query.join(v, sa.and_(v.trial_id == t.trial_id, v.objective == 0))
                  .order_by(rank, v.value.desc() if direction == "maximize" else v.value.asc(), t.number))
-    return [int(i) for i in conn.execute(query.limit(limit)).scalars()]
+    # a limit past what SQL binds (``tuner show --top 10**20``) means all of them
+    return [int(i) for i in conn.execute(query.limit(min(limit, SQL_INT_MAX))).scalars()]
 
 
 def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:

@@ -164,6 +164,8 @@ def test_export_errors(storage: str, tmp_path: Path) -> None:
                     "does not apply to a sklearn model")
     _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "d"), "--storage", db, "--trial", "99"),
                     "no trial 99")
+    _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "d"), "--storage", db, "--trial", str(2**64)),
+                    f"no trial {2**64}")  # past what SQLite binds: not an OverflowError
     (tmp_path / "file").write_text("x")
     _one_line_error(_cli("export", "quickstart", "-o", str(tmp_path / "file"), "--storage", db), "it is a file")
     (tmp_path / "full").mkdir()

@@ -151,6 +151,11 @@ def test_predictions_are_never_written_into_the_export(exports: dict[str, Path],
     assert (out / CARD_JSON).read_bytes() == card and not (out / "preds.csv").exists()
     _one_line_error(_cli("predict", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / "nowhere" / "out.csv")),
                     "-o", "no such folder")
+    for name in ("out.xyz", "out"):  # written as CSV without a word, whatever the name said
+        _one_line_error(_cli("predict", str(out), str(tmp_path / "x.npy"), "-o", str(tmp_path / name)),
+                        f"-o {tmp_path / name}: predictions are written as CSV or JSON, chosen by the extension; "
+                        "name the file e.g. out.csv or out.json")
+        assert not (tmp_path / name).exists()
 
 
 # ---- 4. empty inputs --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from tuner._json import jsonable
 from tuner.engine import _attrs
 from tuner.engine._study import _is_int, _lease_alive, run_log, run_row, study_state
 from tuner.exceptions import UserInputError
-from tuner.storage import sqlite_path
+from tuner.storage import SQL_INT_MAX, sqlite_path
 
 if TYPE_CHECKING:
     import optuna
@@ -33,9 +33,6 @@ __all__ = ["DashboardData", "TrialQuery", "ParamFilter", "NotFound", "BadQuery",
            "SQL_INT_MAX"]
 
 MAX_PER_PAGE = 500
-#: The largest integer SQLite and PostgreSQL store; a bigger trial number or row offset names
-#: nothing (and SQLite refuses to bind it), so it is refused before any query.
-SQL_INT_MAX = 2**63 - 1
 _REVERSE_FROM = 2_500    # from this row on, a page sorted by value or parameter may be read from the far end
 _MEMOS = 64              # memoised answers kept (SQLite), least recently used dropped first
 _RUNS_SHOWN = 20         # a study page lists its latest runs, newest first

@@ -103,8 +103,12 @@ def Deployable(net: "nn.Module", data: Mapping[str, Any]) -> "nn.Module":  # noq
 
 def trial_by_number(study: "optuna.Study", number: int) -> "optuna.trial.FrozenTrial":
     """One trial, read alone (``study.get_trials`` would read every trial: minutes at 100,000)."""
+    from tuner.storage import SQL_INT_MAX
+
     storage = study._storage
     try:
+        if not 0 <= number <= SQL_INT_MAX:  # names no trial, and SQLite cannot even bind it (OverflowError)
+            raise KeyError(number)
         trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
     except KeyError:
         raise UserInputError(f"study {study.study_name!r} has no trial {number}") from None
