@@ -155,7 +155,7 @@ def test_a_bad_storage_from_the_spec_names_the_spec_file_and_its_key(tmp_path: P
     spec = tmp_path / "study.yaml"
     spec.write_text(SPEC + 'storage: "sqlite:///nodir/x.db"\n')
     out, _ = _cli("run", str(spec))
-    _one_line_error(out, f"error: {spec}: storage: storage sqlite:///{tmp_path}/nodir/x.db: folder {tmp_path}/nodir "
+    _one_line_error(out, f"error: {spec}: storage: sqlite:///{tmp_path}/nodir/x.db: folder {tmp_path}/nodir "
                          "does not exist")
     out, _ = _cli("run", str(spec), "--storage", f"sqlite:///{tmp_path}/other/y.db")
     _one_line_error(out, f"error: storage sqlite:///{tmp_path}/other/y.db: folder {tmp_path}/other does not exist")

@@ -92,7 +92,7 @@ def run_storage_url(checked: StudySpec, storage: str | None) -> str:
     try:
         open_storage(url)  # cached: the run opens the same storage object
     except StorageError as exc:
-        raise SpecError(checked.source, "storage", str(exc)) from None
+        raise SpecError(checked.source, "storage", str(exc).removeprefix("storage ")) from None  # said once
     return url
 
 
