@@ -145,6 +145,15 @@ def test_fine_tuning_rebuilds_the_architecture_and_replaces_the_head(pretrained:
     assert saved["pretrained_from"] == str(pretrained)
 
 
+def test_head_init_zeros_from_scratch_starts_with_a_zero_head(make_ctx) -> None:
+    """The fine-tuning params "work from scratch too", but head_init did nothing without `pretrained`."""
+    ctx = make_ctx()
+    ResNetTask(dict(PRE_ARGS, max_samples=200)).run({"n_stages": 1, "width": 8, "epochs": 1, "lr": 0.0,
+                                                     "head_init": "zeros"}, ctx)
+    saved = torch.load(ctx.trial_dir / "best.pt", weights_only=True)["state_dict"]
+    assert float(saved["head.weight"].abs().sum()) == 0.0 and float(saved["head.bias"].abs().sum()) == 0.0
+
+
 def test_freeze_stages_keeps_pretrained_weights_unchanged(pretrained: Path, make_ctx) -> None:
     ctx = make_ctx()
     ResNetTask({**FT_ARGS, "pretrained": str(pretrained)}).run(

@@ -141,6 +141,11 @@ def test_freeze_layers_freezes_embeddings_and_bottom_layers() -> None:
     everything = enc.TextClassifier(enc.load_pretrained("all-MiniLM-L6-v2")[1], 2, freeze_layers=0,
                                     freeze_embeddings=False)
     assert all(p.requires_grad for p in everything.parameters()) and not everything.frozen
+    # Every layer frozen but the embeddings asked to train: they train (it froze the whole encoder, unsaid).
+    embeddings_and_head = enc.TextClassifier(enc.load_pretrained("all-MiniLM-L6-v2")[1], 2, freeze_layers=6,
+                                             freeze_embeddings=False)
+    trainable = {n.split(".")[1] for n, p in embeddings_and_head.named_parameters() if p.requires_grad}
+    assert "embeddings" in trainable and "encoder" not in trainable
 
 
 @pytest.mark.parametrize("kwargs, key", [

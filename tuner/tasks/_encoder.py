@@ -145,7 +145,7 @@ class TextClassifier(nn.Module):
         if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and 0 <= k <= n_layers):
             raise SpaceError("params", "freeze_layers", f"invalid value {k!r}",
                              f"expected an integer from 0 (fine-tune every layer) to {n_layers} (train the head only)")
-        if k == n_layers and k > 0:
+        if k == n_layers and k > 0 and embeddings_too:
             self.frozen = [self.encoder]  # everything but the head
         else:
             if embeddings_too and embeddings is None:

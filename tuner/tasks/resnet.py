@@ -131,6 +131,8 @@ class ResNetTask(ImageClassifierTask):
         def build() -> "ResNet":
             if pretrained is None:
                 model = self.build_model(data, params)
+                if tuning["head_init"] == "zeros":  # from scratch too ("random" and "keep": the new head as built)
+                    model.reset_head(data.n_classes, "zeros")
             else:
                 model = pretrained.build(data, dropout=params.get("dropout"), head_init=tuning["head_init"])
             frac = tuning["backbone_lr_frac"]
