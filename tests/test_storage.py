@@ -108,6 +108,20 @@ def test_readonly_open_of_missing_file_says_run_first(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
+def test_reading_an_empty_file_leaves_it_empty(tmp_path: Path) -> None:
+    """`tuner show x --storage sqlite:///empty.db` said no study, and wrote a WAL header into the file."""
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    for command in (["show", "x"], ["ls"], ["trial", "x", "0"]):
+        out = CliRunner().invoke(main, [*command, "--storage", f"sqlite:///{empty}"])
+        assert out.exit_code in (0, 2) and "Traceback" not in out.output, out.output
+    assert empty.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+
+
 @pytest.mark.usefixtures("ray_cluster")
 def test_postgresql_end_to_end(postgres_url: str) -> None:
     spec = {"name": "pg", "search_space": {"params": {"x": {"float": [-5.0, 5.0]}}}, "n_trials": 6,

@@ -107,6 +107,8 @@ def _sqlite_engine_kwargs(path: Path, readonly: bool = False) -> dict[str, Any]:
     def connect() -> sqlite3.Connection:
         conn = sqlite3.connect(str(path), timeout=_SQLITE_BUSY_TIMEOUT_S, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {int(_SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        if readonly and _empty(path):
+            return conn  # switching an empty file to WAL writes its header: a read leaves the file as it was
         # WAL + NORMAL sync: readers never block the writer, and a killed process loses nothing
         # committed (only an OS crash can lose the last transactions).
         try:
@@ -124,6 +126,13 @@ def _sqlite_engine_kwargs(path: Path, readonly: bool = False) -> dict[str, Any]:
         return conn
 
     return {"creator": connect}
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError:
+        return False
 
 
 def _file_uri(path: Path, option: str) -> str:
