@@ -72,9 +72,9 @@ class TrialContext:
         self._metric_reported = False  # a report of this trial has carried the study metric
         self._missing_metric_warned = False
         self.curve: list[dict[str, Any]] = []
-        self._steps: set[int] = set()  # the steps reported so far
+        self._rows: dict[int, dict[str, Any]] = {}  # step -> its row of the curve
         self._repeat_warned = False
-        self._curve_stored = 0  # rows of the curve in storage
+        self._curve_changed = False  # reported since the curve was last stored
         self._curve_stored_at = 0.0  # when (time.monotonic()), and what that write cost
         self._curve_write_s = 0.0
         self.last_step: int | None = None
@@ -104,9 +104,11 @@ class TrialContext:
 
         ``value`` is the study metric itself, or a dict of metrics that contains it.
         ``step`` is a whole number >= 0 (a bool or a string is a mistake, refused with a
-        TypeError); steps should increase. A step reported before keeps its first values, as
-        Optuna keeps them for the pruner: the later report is left out of the curve too (once
-        kept there, the curve and what the pruner saw disagreed), with a UserWarning the first time.
+        TypeError); steps should increase. A step may be reported in several calls (the training
+        loss, then the validation metrics): the curve has one row per step, which gathers them. A
+        value reported again for a step keeps its first value, as Optuna keeps the first for the
+        pruner (once both were kept, the curve and what the pruner saw disagreed), with a
+        UserWarning the first time.
 
         When a pruner is on and a trial's first report lacks the study metric (``acc`` in a
         ``metric: loss`` study, a typo), the trial is warned, once (stored with it and printed):
@@ -134,17 +136,25 @@ class TrialContext:
             self._metric_reported = True  # present, if only as None ("not measured at this step")
         elif self._prune and not self._metric_reported:
             self._missing_metric(step, names)
-        if step in self._steps:
+        row = self._rows.get(step)
+        first = row is None
+        if row is None:
+            row = self._rows[step] = {"step": step}
+            self.curve.append(row)
+        again = [k for k in metrics if k in row]
+        if again:
             if not self._repeat_warned:  # a Python warning, as Optuna's own for it: not the trial's stored warnings
                 self._repeat_warned = True
                 import warnings
 
-                warnings.warn(f"ctx.report: step {step} was reported before; a step keeps its first values "
-                              f"(later reports of it are left out, as Optuna leaves them out for the pruner)",
+                warnings.warn(f"ctx.report: {', '.join(again)} at step {step} reported before; a step keeps its "
+                              f"first values (later ones are left out, as Optuna leaves them out for the pruner)",
                               UserWarning, stacklevel=2)
+            metrics = {k: v for k, v in metrics.items() if k not in row}
+        if not metrics and not first:
             return
-        self._steps.add(step)
-        self.curve.append({"step": step, **{k: jsonable(v) for k, v in metrics.items()}})
+        row.update({k: jsonable(v) for k, v in metrics.items()})
+        self._curve_changed = True
         self.last_step = step
         self.last_value = metrics.get(self.metric, self.last_value)
         if self._study is None or self._trial_id is None:
@@ -161,6 +171,9 @@ class TrialContext:
 
     #: Up to this many rows the curve is stored at every report; past it, see _store_curve.
     _CURVE_ALWAYS_ROWS = 100
+    #: The longest a long curve waits for its next write (one slow write, through a storage outage
+    #: the retries rode out, must not hold the curve back for 20 times that).
+    _CURVE_MAX_WAIT_S = 10.0
 
     def _store_curve(self, *, final: bool) -> None:
         """Store the curve (one attribute, the whole list): at every report while it is short,
@@ -170,17 +183,19 @@ class TrialContext:
         Written at every report, a curve of n steps cost n writes of up to n rows: a trial
         reporting per batch spent 13 s of 3,000 reports writing it (4.4 ms a report, growing).
         This way its writes take at most about 5% of the trial, and a viewer of a running trial
-        sees a curve at most a second or so old. Optuna's own intermediate values, which the
-        pruner reads, are still written at every report.
+        sees a curve a second or so old (at most ``_CURVE_MAX_WAIT_S``). Optuna's own intermediate
+        values, which the pruner reads, are still written at every report. A trial whose worker
+        is killed (a stop, its process lost) keeps the curve of its last write; the study metric
+        of every step is in its intermediate values.
         """
-        if self._study is None or self._trial_id is None or self._curve_stored == len(self.curve):
+        if self._study is None or self._trial_id is None or not self._curve_changed:
             return
         now = time.monotonic()
         if not final and len(self.curve) > self._CURVE_ALWAYS_ROWS and \
-                now - self._curve_stored_at < max(1.0, 20 * self._curve_write_s):
+                now - self._curve_stored_at < min(self._CURVE_MAX_WAIT_S, max(1.0, 20 * self._curve_write_s)):
             return
         self._study._storage.set_trial_system_attr(self._trial_id, _attrs.CURVE, self.curve)
-        self._curve_stored, self._curve_stored_at = len(self.curve), time.monotonic()
+        self._curve_changed, self._curve_stored_at = False, time.monotonic()
         self._curve_write_s = self._curve_stored_at - now
 
     def store_curve(self) -> None:
