@@ -610,11 +610,15 @@ def _store_unstored_errors(state: _RunState) -> None:
     Done once Tune's loop has ended, not in its callback: a storage still away must not hold up
     Tune, nor raise into it. Still away now, the trial is left to that sweep or the next run.
     """
+    from tuner.exceptions import StorageError
+
     for trial_id, error in state.unstored_errors.items():
         try:
             mark_failed(state.study, trial_id, error)  # a no-op for a trial finished meanwhile
-        except Exception:  # noqa: BLE001 - the storage is still away: nothing more to do here
+        except StorageError:  # still away (its retries spent): nothing more to do here
             break
+        except Exception:  # noqa: BLE001 - this trial's write failed otherwise: the others may still go in
+            continue
 
 
 def _end_unfinished(state: _RunState, progress: Progress) -> None:

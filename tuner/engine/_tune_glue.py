@@ -267,7 +267,8 @@ class Recorder(_Unpicklable, tune.Callback):
             pass
         reason = None
         if st not in (TrialState.COMPLETE, TrialState.PRUNED):
-            reason = self._stored_failure(trial_id)
+            # An error its worker could not store is still the trial's reason (stored at the run's end).
+            reason = self._stored_failure(trial_id) or failure_text(state.unstored_errors.get(trial_id))
             if state.grid is not None:  # grid search: a failed point is tried again
                 idx = state.study._storage.get_trial_system_attrs(trial_id).get("tuner:grid_index")
                 if idx is not None:

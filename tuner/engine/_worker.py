@@ -304,10 +304,10 @@ def run_trial(job: JobInfo, config: Mapping[str, Any]) -> dict[str, Any]:
             ctx.warn(early_cuda)
         if job.trial_timeout:
             def timed_out(folder: Path = trial_dir) -> None:
-                _store_curve(ctx)
                 storage.set_trial_system_attr(trial_id, _attrs.ERROR, {
                     "type": "TrialTimeout", "traceback": "",
                     "message": f"trial exceeded trial_timeout={job.trial_timeout:g}s and was stopped"})
+                _store_curve(ctx)  # after the error: the error is what must be stored if time runs out
                 if builtin:  # last, just before the process exits: a timed-out trial is not run again
                     drop_resume_points([folder])
 
