@@ -466,6 +466,10 @@ def test_an_enqueued_trial_whose_commit_landed_before_the_connection_was_lost_is
                                                                              (3, {"x": 0.25})]
     assert waiting[1].system_attrs[_attrs.RERUN_OF] == 0
     assert len({t.system_attrs[INSERT_TOKEN] for t in waiting}) == 3
+    returned = study._storage._backend._create_new_trial(study._study_id, template)  # the template, a 4th time
+    assert "_tuner_insert_token" not in returned.__dict__ and "_tuner_insert_token" not in template.__dict__
+    again = study._storage._backend._create_new_trial(study._study_id, returned)  # a returned trial as a template
+    assert again.number == returned.number + 1  # a new row, not taken for a retry of the call that made it
     assert study.ask().number == 1 and study.ask().number == 2  # the queue hands each out once
 
 

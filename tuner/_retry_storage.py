@@ -284,6 +284,7 @@ def _create_from_template(self: optuna.storages.RDBStorage, study_id: int,
     if not retry:
         token = template.__dict__[_PENDING_TOKEN] = uuid.uuid4().hex
     tokened = copy.copy(template)
+    tokened.__dict__.pop(_PENDING_TOKEN, None)  # the call's own note: not part of the trial it returns
     tokened._system_attrs = {**template.system_attrs, INSERT_TOKEN: token}
     with _create_scoped_session(self.scoped_session) as session:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)  # numbers trials one at a time
