@@ -159,6 +159,8 @@ def test_a_bad_storage_from_the_spec_names_the_spec_file_and_its_key(tmp_path: P
                          "does not exist")
     out, _ = _cli("run", str(spec), "--storage", f"sqlite:///{tmp_path}/other/y.db")
     _one_line_error(out, f"error: storage sqlite:///{tmp_path}/other/y.db: folder {tmp_path}/other does not exist")
+    out, _ = _cli("run", str(spec), "--set", f"storage=sqlite:///{tmp_path}/third/z.db")  # typed, not the file's
+    _one_line_error(out, f"error: storage sqlite:///{tmp_path}/third/z.db: folder {tmp_path}/third does not exist")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
 
 

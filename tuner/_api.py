@@ -27,13 +27,15 @@ __all__ = ["run", "validate", "load_study", "list_studies", "study_details", "be
 def validate(spec: str | Path | Mapping[str, Any] | StudySpec, overrides: Mapping[str, Any] | None = None,
              *, objective: Callable[..., Any] | None = None) -> StudySpec:
     """Parse and check a spec (and its search spaces, task and sampler settings) without running it."""
-    if isinstance(spec, StudySpec):
-        if overrides:
-            return spec_from_mapping(spec.raw, source=spec.source, base_dir=spec.base_dir, overrides=overrides)
-        return spec
-    # A function passed in stands for the spec's objective: a spec may leave `objective:` out then.
+    # A function passed in stands for the spec's objective (a spec may leave `objective:` out), or
+    # replaces it: the study records the function that runs.
     named = None if objective is None else \
         f"{getattr(objective, '__module__', 'python')}:{getattr(objective, '__name__', 'objective')}"
+    if isinstance(spec, StudySpec):
+        if overrides or (named is not None and spec.task is None and spec.objective != named):
+            return spec_from_mapping(spec.raw, source=spec.source, base_dir=spec.base_dir, overrides=overrides,
+                                     default_objective=named)
+        return spec
     if isinstance(spec, Mapping):
         return spec_from_mapping(dict(spec), source="<python>", overrides=overrides, default_objective=named)
     return load_spec(spec, overrides=overrides, default_objective=named)
@@ -70,13 +72,13 @@ def run(
                         "drop `task:` from the spec or do not pass objective=")
     if objective is not None and not callable(objective):
         raise UserInputError(f"objective must be callable, got {type(objective).__name__}")
-    url = run_storage_url(checked, storage)
+    url = run_storage_url(checked, storage, overrides)
     study, _summary = run_study(checked, url, objective=objective, ray_address=ray_address, num_cpus=num_cpus,
                                 num_gpus=num_gpus, force=force, progress=progress or Progress(quiet=quiet))
     return study
 
 
-def run_storage_url(checked: StudySpec, storage: str | None) -> str:
+def run_storage_url(checked: StudySpec, storage: str | None, overrides: Mapping[str, Any] | None = None) -> str:
     """The storage URL a run of ``checked`` uses (the flag, ``TUNER_STORAGE``, the spec's ``storage:``,
     the default). One taken from the spec's ``storage:`` is opened here, so that a bad one (a
     missing folder, an unknown role) is an error that names the spec file and its key: the URL
@@ -87,8 +89,8 @@ def run_storage_url(checked: StudySpec, storage: str | None) -> str:
     from tuner.storage import open_storage, resolve_url
 
     url = resolve_url(storage, checked.storage)
-    if checked.storage is None or storage or os.environ.get("TUNER_STORAGE"):
-        return url
+    if checked.storage is None or storage or os.environ.get("TUNER_STORAGE") or (overrides or {}).get("storage"):
+        return url  # not the file's (a --set storage= names itself, as --storage does)
     try:
         open_storage(url)  # cached: the run opens the same storage object
     except StorageError as exc:

@@ -186,8 +186,9 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
     _check_ray_count("--num-cpus", num_cpus, "CPUs")
     _check_ray_count("--num-gpus", num_gpus, "GPUs")
     # The spec is checked before Ray and Tune are imported (1.5 s): a mistake is reported at once.
-    checked = validate(spec, _overrides(**flags))
-    url = run_storage_url(checked, storage)
+    overrides = _overrides(**flags)
+    checked = validate(spec, overrides)
+    url = run_storage_url(checked, storage, overrides)
     from tuner.engine._driver import run_study
     from tuner.engine._progress import Progress, format_summary
     from tuner.exceptions import TooManyFailuresError

@@ -116,3 +116,12 @@ def test_a_function_passed_with_a_spec_that_names_another_objective_is_what_the_
     tuner.run(spec, objective=objectives.quadratic, storage=sqlite_url, overrides={"n_trials": 3})
     assert _stored_spec(sqlite_url, "named")["objective"] == "tests.objectives:quadratic"
     assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 3
+
+
+def test_a_validated_spec_run_with_a_function_records_the_function(sqlite_url: str) -> None:
+    """tuner.run(StudySpec, objective=fn) took the spec as it was, recording its objective."""
+    checked = tuner.validate(_spec(name="checked", objective="tests.objectives:always_fails"))
+    tuner.run(checked, objectives.quadratic, storage=sqlite_url)
+    assert _stored_spec(sqlite_url, "checked")["objective"] == "tests.objectives:quadratic"
+    assert {t.state for t in optuna.load_study(study_name="checked", storage=sqlite_url).trials} == {
+        optuna.trial.TrialState.COMPLETE}
