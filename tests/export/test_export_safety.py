@@ -320,3 +320,16 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_export(storage: str, tmp
         _one_line_error(run, f"-o {out}: No space left on device; nothing was exported")
         assert _snapshot(out) == before
         assert [p.name for p in disk.iterdir()] == ["out"]  # no work folder left beside it
+
+
+def test_a_full_disk_names_the_folder_that_filled(tmp_path: Path) -> None:
+    """--retrain trains in the temporary folder: a full disk there was blamed on -o."""
+    import errno
+
+    from tuner.export._export import _RETRAIN_PREFIX, _no_room_is_one_line
+
+    for written, says in [(f"/tmp/{_RETRAIN_PREFIX}x1/best.pt", "point TMPDIR at another disk"),
+                          (str(tmp_path / ".out.tuner-export-1" / "model.pt"), "export to another disk with -o")]:
+        with pytest.raises(tuner.UserInputError, match=says):
+            with _no_room_is_one_line(shown=str(tmp_path / "out")):
+                raise OSError(errno.ENOSPC, "No space left on device", written)

@@ -42,6 +42,8 @@ _RMSE_TOLERANCE = 0.005       # 0.5 % of the recorded test RMSE
 #: Regression parity: this fraction of the largest output's magnitude is allowed on top of ``tolerance``
 #: (float32 carries about 7 digits: 84 units in its last place).
 _REGRESSION_RTOL = 1e-5
+#: The name of the temporary folder ``--retrain`` trains in starts with this.
+_RETRAIN_PREFIX = "tuner-retrain-"
 
 
 class ExportCheckError(UserInputError):
@@ -101,7 +103,7 @@ def export(study_name: str, output: str | Path, *, trial: int | None = None, for
         stage = cleanup.enter_context(_staging(target, shown=str(output)))  # an unusable -o fails before training
         retrained: dict[str, Any] | None = None
         if retrain:
-            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="tuner-retrain-")))
+            workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=_RETRAIN_PREFIX)))
             trained, retrained = _retrain(trained, number, workdir)
         test_X, test_y = _test_data(trained)
         reference = _reference_outputs(trained, test_X[:_PARITY_BATCH])
@@ -191,7 +193,12 @@ def _no_room_is_one_line(*, shown: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
-        where = f" writing {Path(exc.filename).name}" if exc.filename else ""
+        written = Path(exc.filename) if exc.filename else None
+        where = f" writing {written.name}" if written else ""
+        if written is not None and any(part.startswith(_RETRAIN_PREFIX) for part in written.parts):  # --retrain's
+            raise UserInputError(f"{exc.strerror or 'No space left on device'} writing {written} (--retrain trains "
+                                 f"in the temporary folder {tempfile.gettempdir()}); {_NOTHING_WRITTEN}; free space "
+                                 f"there or point TMPDIR at another disk") from None
         raise UserInputError(f"-o {shown}: {exc.strerror or 'No space left on device'}{where}; {_NOTHING_WRITTEN}; "
                              f"free space there or export to another disk with -o") from None
 
