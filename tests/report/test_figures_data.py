@@ -110,3 +110,14 @@ def test_contour_grid_holds_the_best_value_per_cell() -> None:
     assert sum(v is not None for row in info.z for v in row) == 3
     with pytest.raises(NoData):
         _get_contour_info(study_data(trials), trials, ["x"])
+
+
+def test_a_null_choice_is_a_contour_category_of_its_own() -> None:
+    """`grad_clip: {choice: [null, 1.0, 5.0]}` among the two most important parameters failed the
+    whole report and the dashboard's figures (TypeError: list indices must be integers, not NoneType)."""
+    dists = {"x": FloatDistribution(0.0, 1.0), "clip": CategoricalDistribution([None, 1.0, 5.0])}
+    trials = [make_trial(i, {"x": x, "clip": c}, dists, [v]) for i, (x, c, v) in enumerate(
+        [(0.0, None, 5.0), (0.5, 1.0, 2.0), (1.0, None, 1.0), (0.2, 5.0, 3.0)])]
+    info = _get_contour_info(study_data(trials), trials, ["x", "clip"], bins=2)
+    assert info.y.categories == ["1", "5", "None"]
+    assert info.z[2] == [5.0, 1.0] and info.z[0] == [None, 2.0] and info.points_y.count("None") == 2

@@ -158,9 +158,11 @@ def _axis_cells(name: str, trials: Sequence[FrozenTrial], bins: int) -> tuple[Co
     raw = [t.params.get(name) for t in trials]
     categorical, log = _kind(trials, name)
     if categorical:
-        labels = _sorted_labels(raw)
+        # A choice of null (`grad_clip: {choice: [null, 1.0]}`) is a category of its own, "None",
+        # as in the slice plot: the trials here all have the parameter, so None is its value.
+        labels = _sorted_labels(raw) + ([fmt_value(None)] if any(v is None for v in raw) else [])
         index = {lab: i for i, lab in enumerate(labels)}
-        return ContourAxis(name, False, labels, None), [None if v is None else index[fmt_value(v)] for v in raw]
+        return ContourAxis(name, False, labels, None), [index[fmt_value(v)] for v in raw]
     vals = [None if v is None else float(v) for v in raw]
     if log and all(v is None or v > 0 for v in vals):
         tr = [None if v is None else math.log10(v) for v in vals]
