@@ -422,3 +422,32 @@ def test_a_run_stopped_by_tuner_stop_reads_without_the_terminals_quotes(tmp_path
         page = c.get("/studies/sr").text
         assert '<td class="run-stop_requested">stopped by tuner stop</td>' in page, page[-3000:]
         assert c.get("/api/studies/sr").json()["runs"][0]["stopped_unfinished"] == 2
+
+
+def test_the_trial_page_and_best_trials_show_the_params_as_the_objective_saw_them(tmp_path: Path) -> None:
+    """The pages showed Optuna's names (`width.0`, `lr|optimizer=adam/adamw`) without the fixed
+    values: nothing a user could paste into a spec's `enqueue`, and not what `tuner best` shows."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_mapping({"params": {"n": {"int": [2, 2]}, "width": {"int": [4, 64], "per": "n"},
+                                                 "act": {"choice": ["relu", "gelu"]}, "epochs": 3}}, source="t")
+    url = f"sqlite:///{tmp_path / 'up.db'}"
+    study = optuna.create_study(study_name="up", storage=url, sampler=optuna.samplers.RandomSampler(seed=0))
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPACE, space.to_dict())
+    study.optimize(lambda t: float(sum(space.suggest(t)["width"])), n_trials=3)
+    best = study.best_trial
+    seen = space.params_from_optuna(best.params)
+    assert "width.0" in best.params and seen["epochs"] == 3 and len(seen["width"]) == 2
+    with TestClient(create_app(url)) as c:
+        row = c.get(f"/api/studies/up/trials/{best.number}").json()
+        assert row["user_params"] == seen and "width.0" in row["params"]  # the table keeps Optuna's columns
+        page = c.get(f"/studies/up/trials/{best.number}").text
+        table = re.search(r'<table class="kv" id="params">(.*?)</table>', page, re.S).group(1)  # type: ignore[union-attr]
+        assert f"<th>width</th><td>[{seen['width'][0]}, {seen['width'][1]}]</td>" in table
+        assert "<th>epochs</th><td>3</td>" in table and "width.0" not in table
+        assert f"width=[{seen['width'][0]}, {seen['width'][1]}]" in c.get("/studies/up").text  # the best trials
+        assert "width" in c.get("/api/studies/up/compare", params={"trials": "0,1"}).json()["params"]

@@ -230,3 +230,24 @@ def test_the_slices_label_a_string_choice_as_itself_not_its_repr(tmp_path: Path)
     labels |= {x for key, axis in figure["layout"].items() if key.startswith("xaxis")
                for x in (axis.get("categoryarray") or [])}
     assert {"adam", "sgd"} <= labels and not any(x.startswith("'") for x in labels), labels
+
+
+def test_best_parameters_are_listed_as_the_objective_saw_them(tmp_path: Path) -> None:
+    """The table listed the report's axis names (`lr (optimizer=adam)`, `width.0`) without the
+    fixed values, where `tuner best` lists `lr`, `width: [...]` and `epochs`."""
+    from tuner.space import SearchSpace
+
+    space = SearchSpace.from_mapping({"params": {
+        "optimizer": {"choice": ["sgd", "adam"]},
+        "lr": [{"float": [0.01, 1.0], "when": {"optimizer": "sgd"}}, {"float": [1e-4, 1e-2], "when": {"optimizer": "adam"}}],
+        "n": {"int": [2, 2]}, "width": {"int": [4, 64], "per": "n"}, "epochs": 3}}, source="t")
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    study = optuna.create_study(study_name="u", storage=url, sampler=optuna.samplers.RandomSampler(seed=1))
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPACE, space.to_dict())
+    study.optimize(lambda t: float(sum(space.suggest(t)["width"])), n_trials=6)
+    seen = space.params_from_optuna(study.best_trial.params)
+    html = write_report("u", tmp_path / "u.html", storage=url).read_text(encoding="utf-8")
+    best = re.search(r"<h3>Best parameters</h3><table>(.*?)</table>", html, re.S).group(1)  # type: ignore[union-attr]
+    shown = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", best))
+    assert set(shown) == {"optimizer", "lr", "n", "width", "epochs"}, shown
+    assert shown["width"] == f"[{seen['width'][0]}, {seen['width'][1]}]" and shown["epochs"] == "3"

@@ -303,6 +303,8 @@ def _fmt(value: Any) -> str:
 def _fmt_param(value: Any) -> str:
     """A parameter's value: None is a value a choice can hold (``grad_clip: null``, no clipping),
     shown as ``None``; the dash is for what is missing (a value, a duration)."""
+    if isinstance(value, (list, tuple)):  # a per-layer list, as the objective saw it
+        return "[" + ", ".join(_fmt_param(v) for v in value) + "]"
     return "None" if value is None else _fmt(value)
 
 

@@ -10,6 +10,7 @@ SQL, and only the trials of the requested page are read in full (through the rep
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import sqlite3
 import threading
@@ -475,6 +476,8 @@ class DashboardData:
         if not 2 <= len(numbers) <= 5 or len(set(numbers)) != len(numbers):
             raise BadQuery("compare: give 2 to 5 different trial numbers, e.g. trials=3,7")
         trials = [self.trial(name, n) for n in numbers]
+        for t in trials:  # compared as the objective saw them, as the trial page shows them
+            t["params"] = t.get("user_params") or t["params"]
         names = sorted({k for t in trials for k in t["params"]})
         # inactive in one trial and None in another differ (a choice of None is a value)
         differ = [k for k in names if len({(k in t["params"], repr(t["params"].get(k))) for t in trials}) > 1]
@@ -642,6 +645,34 @@ class DashboardData:
         return [_trial_dict(t, info, full=full) for t in trials]
 
 
+def _objective_params(space: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    """A trial's params as its objective saw them, from the study's stored space (None without one)."""
+    import json
+
+    if not isinstance(space, dict):
+        return None
+    parsed = _parsed_space(json.dumps(space, sort_keys=True, default=str))
+    if parsed is None:
+        return None
+    try:
+        return parsed.params_from_optuna(dict(params))
+    except Exception:  # noqa: BLE001 - a trial the stored space cannot read: Optuna's names then
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_space(space_json: str) -> Any:
+    """The stored space, parsed once per study (a page of 50 rows, or every poll of a running study)."""
+    import json
+
+    from tuner.space import SearchSpace
+
+    try:
+        return SearchSpace.from_mapping(json.loads(space_json), source="<stored>")
+    except Exception:  # noqa: BLE001 - a stored space from another version
+        return None
+
+
 def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, Any]:
     sa_ = t.system_attrs
     start, end = t.datetime_start, t.datetime_complete
@@ -652,7 +683,10 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
         "number": t.number,
         "state": t.state.name,
         "values": list(t.values) if t.values is not None else None,
-        "params": {k: jsonable(v) for k, v in t.params.items()},
+        "params": {k: jsonable(v) for k, v in t.params.items()},  # Optuna's names: the table's sortable columns
+        # As the objective saw them (fixed values in, per-layer lists rebuilt): what `tuner best` shows
+        # and a spec's `enqueue` takes; the trial page and the best trials show these.
+        "user_params": jsonable(_objective_params(info.system_attrs.get(_attrs.SPACE), t.params)),
         "started": start.isoformat(timespec="seconds") if start else None,
         "completed": end.isoformat(timespec="seconds") if end else None,
         "duration_s": duration,

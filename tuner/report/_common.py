@@ -37,6 +37,8 @@ class StudyData:
     trials: list[FrozenTrial]
     spec: dict[str, Any] | None = None         # tuner:spec, when the study ran through tuner
     system_attrs: dict[str, Any] = field(default_factory=dict)
+    #: Optuna's names of the params of trials whose names were changed for display (by trial number).
+    optuna_params: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def multi_objective(self) -> bool:

@@ -80,6 +80,13 @@ def _fmt_values(values: list[float]) -> str:
     return ", ".join(fmt_value(v) for v in values)
 
 
+def _param_text(value: Any) -> str:
+    """A parameter's value; a per-layer list as ``[101, 380]``."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    return fmt_value(value)
+
+
 def _summary(report: "ReportData") -> str:
     s = report.summary
     rows: list[tuple[str, str]] = []
@@ -127,8 +134,11 @@ def _summary(report: "ReportData") -> str:
     out.append('<table class="kv">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
     if s.best and not s.n_pareto:
         b = s.best[0]
+        from tuner.report._report import objective_params
+
+        shown = objective_params(report.data, b)  # as the objective saw them: pasteable into a spec's enqueue
         out.append("<h3>Best parameters</h3><table>" + "".join(
-            f"<tr><th>{_e(k)}</th><td>{_e(fmt_value(v))}</td></tr>" for k, v in b.params.items()) + "</table>")
+            f"<tr><th>{_e(k)}</th><td>{_e(_param_text(v))}</td></tr>" for k, v in shown.items()) + "</table>")
         if b.metrics:
             out.append("<h3>Best trial's metrics</h3><table>" + "".join(
                 f"<tr><th>{_e(k)}</th><td>{_e(fmt_value(v))}</td></tr>" for k, v in sorted(b.metrics.items())) + "</table>")

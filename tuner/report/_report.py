@@ -74,34 +74,55 @@ def load_study_data(study: "optuna.Study") -> StudyData:
     if not names or len(names) != len(directions):
         names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
     trials = read_trials(study, skip_attr_prefixes=(_attrs.ATTR_PREFIX,))
-    _show_variant_names(trials, attrs.get(_attrs.SPACE))
+    optuna_params = _show_variant_names(trials, attrs.get(_attrs.SPACE))
     return StudyData(name=study.study_name, directions=directions, metric_names=[str(n) for n in names],
-                     trials=trials, spec=spec, system_attrs=attrs)
+                     trials=trials, spec=spec, system_attrs=attrs, optuna_params=optuna_params)
 
 
-def _show_variant_names(trials: list[Any], stored_space: Any) -> None:
+def _show_variant_names(trials: list[Any], stored_space: Any) -> dict[int, dict[str, Any]]:
     """Give the trials' variant params the names a reader sees on every axis, table and advice of
-    the report (``lr (optimizer=adam/adamw)``, not Optuna's ``lr|optimizer=adam/adamw``).
+    the report (``lr (optimizer=adam/adamw)``, not Optuna's ``lr|optimizer=adam/adamw``); returns
+    the Optuna-named params of the trials renamed, by number (the params as the objective saw
+    them are rebuilt from those: :func:`objective_params`).
 
     In place: the trials are the report's own copies (:func:`read_trials` builds them), and
     only trials holding such a param are touched. A space that cannot be read keeps Optuna's names.
     """
     if not isinstance(stored_space, dict):
-        return
+        return {}
     names = {name for t in trials for name in t.params if "|" in name}
     if not names:
-        return
+        return {}
     try:
         from tuner.space import SearchSpace
 
         shown = SearchSpace.from_mapping(stored_space, source="<stored>").display_names(names)
     except Exception:  # noqa: BLE001 - a stored space from another version: Optuna's names then
-        return
+        return {}
     renamed = {old: new for old, new in shown.items() if old != new}
+    originals: dict[int, dict[str, Any]] = {}
     for t in trials:
         if any(name in renamed for name in t.params):
+            originals[t.number] = dict(t._params)
             t._params = {renamed.get(k, k): v for k, v in t._params.items()}
             t._distributions = {renamed.get(k, k): v for k, v in t._distributions.items()}
+    return originals
+
+
+def objective_params(data: StudyData, trial: Any) -> dict[str, Any]:
+    """``trial``'s params as its objective saw them (``lr``, ``width: [101, 380]``, fixed values
+    included), as ``tuner best`` and ``tuner trial`` show them and a spec's ``enqueue`` takes them;
+    the report's own names where the stored space cannot rebuild them."""
+    space = data.system_attrs.get(_attrs.SPACE)
+    if isinstance(space, dict):
+        try:
+            from tuner.space import SearchSpace
+
+            parsed = SearchSpace.from_mapping(space, source="<stored>")
+            return parsed.params_from_optuna(data.optuna_params.get(trial.number, dict(trial.params)))
+        except Exception:  # noqa: BLE001 - a stored space from another version: the names of the figures then
+            pass
+    return dict(trial.params)
 
 
 def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
