@@ -451,3 +451,29 @@ def test_the_trial_page_and_best_trials_show_the_params_as_the_objective_saw_the
         assert "<th>epochs</th><td>3</td>" in table and "width.0" not in table
         assert f"width=[{seen['width'][0]}, {seen['width'][1]}]" in c.get("/studies/up").text  # the best trials
         assert "width" in c.get("/api/studies/up/compare", params={"trials": "0,1"}).json()["params"]
+
+
+def test_a_range_over_a_choice_compares_the_choices_values(tmp_path: Path) -> None:
+    """Choices are stored as their index: `batch_size:32:64` over [32, 64, 128] matched nothing,
+    `batch_size:0:1` matched 32 and 64, and a range over text choices matched by index too."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    study = optuna.create_study(study_name="r", storage=url)
+    sizes = optuna.distributions.CategoricalDistribution([32, 64, 128])
+    act = optuna.distributions.CategoricalDistribution(["relu", "gelu"])
+    for i, (bs, a) in enumerate([(32, "relu"), (64, "gelu"), (128, "relu"), (64, "relu")]):
+        study.add_trial(optuna.trial.create_trial(params={"bs": bs, "act": a}, distributions={"bs": sizes, "act": act},
+                                                  value=float(i)))
+    with TestClient(create_app(url)) as c:
+        def numbers(param: str) -> list[int]:
+            answer = c.get("/api/studies/r/trials", params={"param": param})
+            assert answer.status_code == 200, answer.text
+            return sorted(r["number"] for r in answer.json()["trials"])
+
+        assert numbers("bs:32:64") == [0, 1, 3] and numbers("bs:100:") == [2] and numbers("bs:0:1") == []
+        assert numbers("bs=64") == [1, 3]  # by value, as before
+        answer = c.get("/api/studies/r/trials", params={"param": "act:0:1"})
+        assert answer.status_code == 400 and "act=relu" in answer.json()["detail"]

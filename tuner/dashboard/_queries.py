@@ -601,14 +601,33 @@ class DashboardData:
 
         t, p = m.TrialModel, m.TrialParamModel
         cond = [p.param_name == f.name]
-        if f.choices:
-            # Categorical values are stored as the index of the choice: map each choice through
-            # every distribution the parameter had in this study (usually one).
-            djsons = conn.execute(sa.select(p.distribution_json).join(t, t.trial_id == p.trial_id)
-                                  .where(t.study_id == info.study_id, p.param_name == f.name).distinct()).scalars().all()
+        # Categorical values are stored as the index of the choice: map each choice (or range)
+        # through every distribution the parameter had in this study (usually one).
+        djsons = self._memo(("distributions", info.study_id, f.name), lambda: conn.execute(
+            sa.select(p.distribution_json).join(t, t.trial_id == p.trial_id)
+            .where(t.study_id == info.study_id, p.param_name == f.name).distinct()).scalars().all())
+        dists = {djson: json_to_distribution(djson) for djson in djsons}
+        if not f.choices and any(isinstance(d, CategoricalDistribution) for d in dists.values()):
+            # A range over a choice compares the choices' values, not their stored indexes (a range
+            # of 32 to 64 over [32, 64, 128] matched nothing, and 0 to 1 matched 32 and 64).
             ors = []
-            for djson in djsons:
-                dist = json_to_distribution(djson)
+            for djson, dist in dists.items():
+                if isinstance(dist, CategoricalDistribution):
+                    idx = [i for i, c in enumerate(dist.choices) if _in_range(c, f.low, f.high)]
+                    if idx:
+                        ors.append(sa.and_(p.distribution_json == djson, p.param_value.in_([float(i) for i in idx])))
+                else:
+                    ors.append(sa.and_(p.distribution_json == djson, *(
+                        [p.param_value >= f.low] if f.low is not None else []),
+                        *([p.param_value <= f.high] if f.high is not None else [])))
+            if not ors and not any(_in_range(c, None, None) for d in dists.values()
+                                   if isinstance(d, CategoricalDistribution) for c in d.choices):
+                raise BadQuery(f"param {f.name!r} is a choice of text: filter it by value, e.g. "
+                               f"{f.name}={next(str(c) for d in dists.values() if isinstance(d, CategoricalDistribution) for c in d.choices)}")
+            cond.append(sa.or_(*ors) if ors else sa.false())
+        elif f.choices:
+            ors = []
+            for djson, dist in dists.items():
                 if isinstance(dist, CategoricalDistribution):
                     idx = [i for i, c in enumerate(dist.choices) if str(c) in f.choices or repr(c) in f.choices]
                     if idx:
@@ -643,6 +662,13 @@ class DashboardData:
         study = optuna.Study(info.name, self.storage)
         trials = read_trials(study, trial_ids=trial_ids, skip_attr_prefixes=() if full else _HEAVY_ATTRS)
         return [_trial_dict(t, info, full=full) for t in trials]
+
+
+def _in_range(choice: Any, low: float | None, high: float | None) -> bool:
+    """A choice that is a number (not a bool) within ``[low, high]`` (open ends: None)."""
+    if isinstance(choice, bool) or not isinstance(choice, (int, float)) or choice != choice:
+        return False
+    return (low is None or choice >= low) and (high is None or choice <= high)
 
 
 def _objective_params(space: Any, params: dict[str, Any]) -> dict[str, Any] | None:
