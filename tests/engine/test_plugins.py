@@ -291,3 +291,27 @@ def test_a_negative_count_on_the_command_line_exits_2_in_one_line(tmp_path: Path
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert out.output.strip() == (f"error: {spec}: sampler.args.n_startup_trials: n_startup_trials -3 is out of "
                                   "range for tpe; use an integer >= 0")
+
+
+@pytest.mark.parametrize(("name", "args"), [
+    ("tpe", {"gamma": 0.1}), ("tpe", {"weights": 3}), ("tpe", {"constraints_func": "foo"}),
+    ("gp", {"constraints_func": "foo"}), ("cmaes", {"independent_sampler": "random"}),
+    ("nsga2", {"crossover": "uniform"}),
+])
+def test_arguments_that_take_a_python_function_or_object_are_refused(name: str, args: dict[str, Any]) -> None:
+    """A YAML number or name for TPE's gamma (a function) passed validation, then every trial failed
+    ('float' object is not callable) until max_failures stopped the run."""
+    from tuner.spec import spec_from_mapping
+
+    arg = next(iter(args))
+    with pytest.raises(tuner.SpecError) as info:
+        spec_from_mapping(_plugin_spec("sampler", name, args), source="t.yaml")
+    assert str(info.value) == (f"t.yaml: sampler.args.{arg}: {name}'s {arg} takes a Python function or object, "
+                               f"which a spec cannot give (got {args[arg]!r}); leave {arg} out")
+
+
+def test_a_mapping_argument_given_something_else_is_refused() -> None:
+    from tuner.spec import spec_from_mapping
+
+    with pytest.raises(tuner.SpecError, match=r"sampler\.args\.x0: cmaes expects a mapping or null, got 5"):
+        spec_from_mapping(_plugin_spec("sampler", "cmaes", {"x0": 5}), source="t.yaml")

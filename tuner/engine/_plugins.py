@@ -370,7 +370,18 @@ def _arg_type_problem(cls: Callable[..., Any], args: dict[str, Any]) -> tuple[st
         if text and all(t in _ARG_TYPES for t in parts) and not any(_ARG_TYPES[t](value) for t in parts):
             return str(arg), " or ".join({"int": "an integer", "float": "a number", "bool": "true or false",
                                           "str": "a string", "None": "null"}[t] for t in parts)
+        if any(word in text for word in _PYTHON_OBJECTS) and value is not None:
+            # A function or an Optuna object (TPE's gamma, a constraints_func): YAML gives a number
+            # or a name, which the sampler stores and calls in every trial ('float' object is not callable).
+            return str(arg), _A_PYTHON_OBJECT
+        if text.startswith("dict[") and not isinstance(value, (dict, type(None))):
+            return str(arg), "a mapping or null"
     return None
+
+
+_A_PYTHON_OBJECT = "a Python function or object"
+#: Words of an annotation that say the argument is a Python function or object (not YAML data).
+_PYTHON_OBJECTS = ("Callable", "BaseSampler", "BaseMutation", "BaseCrossover", "FrozenTrial", "Study")
 
 
 # The least value of each integer count argument of the samplers and pruners tuner offers.
@@ -422,6 +433,9 @@ def check_plugins(spec: "StudySpec") -> None:
     for kind, classes, name, args in (("sampler", _sampler_classes, spec.sampler, spec.sampler_args),
                                       ("pruner", _pruner_classes, spec.pruner, spec.pruner_args)):
         bad = _arg_type_problem(classes()[name], args)
+        if bad and bad[1] == _A_PYTHON_OBJECT:
+            raise SpecError(spec.source, f"{kind}.args.{bad[0]}", f"{name}'s {bad[0]} takes {_A_PYTHON_OBJECT}, "
+                            f"which a spec cannot give (got {args[bad[0]]!r})"[:200], f"leave {bad[0]} out")
         if bad:
             raise SpecError(spec.source, f"{kind}.args.{bad[0]}", f"{name} expects {bad[1]}, got {args[bad[0]]!r}"[:200],
                             f"give {bad[0]} as {bad[1]}")
