@@ -908,3 +908,22 @@ def test_property_arbitrary_documents_never_raise_anything_else(doc: Any) -> Non
     assert SearchSpace.from_mapping(sp.to_dict()) == sp
     for params, _ in sample(sp, optuna.samplers.RandomSampler(seed=0), 2):
         assert sp.contains(params)
+
+
+def test_a_stepped_float_is_drawn_on_its_grid_so_a_condition_on_it_holds() -> None:
+    """Optuna draws 0.30000000000000004 for the third step of 0.1: `when: {b: 0.3}` never held
+    outside grid search, so `a` was never tuned there, and the objective saw the noise."""
+    import optuna
+
+    space = SearchSpace.from_mapping({"params": {"b": {"float": [0.0, 0.5], "step": 0.1},
+                                                 "a": {"int": [1, 3], "when": {"b": [0.3, 0.5]}},
+                                                 "n": {"int": [2, 2]}, "d": {"float": [0.0, 0.5], "step": 0.1, "per": "n"}}},
+                                     source="t")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: list[dict] = []
+    study.optimize(lambda t: seen.append(space.suggest(t)) or 0.0, n_trials=30)
+    grid = {0.0, 0.1, 0.2, 0.3, 0.4, 0.5}
+    assert {d["b"] for d in seen} <= grid and all(x in grid for d in seen for x in d["d"])
+    assert all(("a" in d) == (d["b"] in (0.3, 0.5)) for d in seen) and any(d["b"] == 0.3 for d in seen)
+    assert any(t.params["b"] == 0.30000000000000004 for t in study.trials)  # what Optuna stores: read back on the grid
+    assert all(space.params_from_optuna(t.params) == d for t, d in zip(study.trials, seen))

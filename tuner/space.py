@@ -358,7 +358,19 @@ class _Dim:
             return trial.suggest_categorical(name, self.choices)
         if self.kind == "int":
             return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
-        return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
+        return self.on_grid(trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step))
+
+    def on_grid(self, value: Any) -> Any:
+        """A stepped float's value as the grid point it stands for: Optuna draws ``low + k * step``
+        in binary floating point (0.30000000000000004 for the third of step 0.1), which a
+        ``when: {b: 0.3}`` never equals and an objective prints as noise. Grid search and
+        ``enqueue`` give 0.3 (:meth:`grid_values`); so does this. Other values pass through."""
+        if self.kind != "float" or self.step is None or isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            return value
+        low, step = Decimal(str(self.low)), Decimal(str(self.step))
+        k = ((Decimal(repr(float(value))) - low) / step).to_integral_value()
+        return float(low + k * step)
 
     def distribution(self) -> BaseDistribution:
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -977,9 +989,9 @@ class SearchSpace:
             base = p.optuna_name(d)
             if n is None:
                 if base in optuna_params:
-                    values[p.name] = optuna_params[base]
+                    values[p.name] = d.on_grid(optuna_params[base])
             elif all(f"{base}.{i}" in optuna_params for i in range(n)):
-                values[p.name] = [optuna_params[f"{base}.{i}"] for i in range(n)]
+                values[p.name] = [d.on_grid(optuna_params[f"{base}.{i}"]) for i in range(n)]
         return values
 
     def _problem(self, params: Any) -> str | None:
