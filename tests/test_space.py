@@ -927,3 +927,22 @@ def test_a_stepped_float_is_drawn_on_its_grid_so_a_condition_on_it_holds() -> No
     assert all(("a" in d) == (d["b"] in (0.3, 0.5)) for d in seen) and any(d["b"] == 0.3 for d in seen)
     assert any(t.params["b"] == 0.30000000000000004 for t in study.trials)  # what Optuna stores: read back on the grid
     assert all(space.params_from_optuna(t.params) == d for t, d in zip(study.trials, seen))
+
+
+def test_narrowing_an_included_choice_leaves_out_what_only_the_dropped_values_used(tmp_path: Path) -> None:
+    """`optimizer: {choice: [adam, adamw]}` over the shipped optimizers.yaml failed, naming that
+    file (`optimizer is never sgd`), which the user cannot be asked to edit."""
+    shipped = Path(__file__).resolve().parents[1] / "search_spaces" / "optimizers.yaml"
+    space = SearchSpace.from_mapping({"include": [str(shipped)], "params": {"optimizer": {"choice": ["adam", "adamw"]}}},
+                                     source="mine.yaml")
+    assert sorted(space.names) == ["lr", "optimizer"]
+    notes = space.notes()
+    assert any("params.momentum left out: optimizer is never sgd (mine.yaml)" in n for n in notes), notes
+    assert any("params.lr[0] left out" in n for n in notes) and any("params.nesterov left out" in n for n in notes)
+    assert space.params_from_optuna({"optimizer": "adam", "lr|optimizer=adam/adamw": 0.001}) == {
+        "optimizer": "adam", "lr": 0.001}
+    # A condition of the user's own file on a value the included param never takes is still a typo.
+    with pytest.raises(SpaceError, match=r"mine.yaml: params.x.when.optimizer: optimizer is never sgdd"):
+        SearchSpace.from_mapping({"include": [str(shipped)], "params": {"x": {"float": [0, 1],
+                                                                              "when": {"optimizer": "sgdd"}}}},
+                                 source="mine.yaml")

@@ -681,6 +681,8 @@ class _Loader:
 
     def __init__(self) -> None:
         self.files = 0
+        #: Params a document redefined over an included one: name -> the redefining document.
+        self.overridden: dict[str, str] = {}
 
     def file(self, path: Path, chain: tuple[Path, ...]) -> dict[str, _Param]:
         self.files += 1
@@ -721,6 +723,7 @@ class _Loader:
         for name, raw in params.items():
             param = _parse_param(name, raw, source)
             own[param.name] = param
+        self.overridden.update({name: source for name in own if name in merged})
         merged.update(own)  # whole-param override; an overridden param keeps its first position
         return merged
 
@@ -766,11 +769,12 @@ class SearchSpace:
     equal :meth:`to_dict` forms, which is how a resumed study notices a changed space.
     """
 
-    def __init__(self, params: Mapping[str, _Param], *, source: str) -> None:
+    def __init__(self, params: Mapping[str, _Param], *, source: str, overridden: Mapping[str, str] | None = None) -> None:
         """Private: use :meth:`load` or :meth:`from_mapping`."""
         self.source = source
         self._params: dict[str, _Param] = dict(params)
         self._check_references()
+        self._left_out = self._drop_what_an_override_rules_out(overridden or {})
         self._order: list[_Param] = self._evaluation_order()
         self._check_semantics()
         #: Param names in evaluation order (dependencies first, otherwise as declared).
@@ -790,7 +794,8 @@ class SearchSpace:
         if not _is_file(p):
             raise _fail(source, "<file>", "no such search-space file",
                         f"check the path (shipped spaces live in {_display(SEARCH_SPACES_DIR)})")
-        return cls(_Loader().file(p.resolve(), ()), source=source)
+        loader = _Loader()
+        return cls(loader.file(p.resolve(), ()), source=source, overridden=loader.overridden)
 
     @classmethod
     def from_mapping(
@@ -798,7 +803,8 @@ class SearchSpace:
     ) -> SearchSpace:
         """Build a space from a mapping (inline in a spec); includes resolve from ``base_dir``."""
         base = Path(base_dir) if base_dir is not None else Path.cwd()
-        return cls(_Loader().document(data, source, base, ()), source=source)
+        loader = _Loader()
+        return cls(loader.document(data, source, base, ()), source=source, overridden=loader.overridden)
 
     def _check_references(self) -> None:
         for p in self._params.values():
@@ -810,6 +816,53 @@ class SearchSpace:
                 if d.per is not None and d.per not in self._params:
                     raise _fail(p.source, f"{d.path}.per", f"unknown param {d.per!r}",
                                 f"{_did_you_mean(d.per, self._params)}{_DEFINE_IT}")
+
+    def _drop_what_an_override_rules_out(self, overridden: Mapping[str, str]) -> list[str]:
+        """Narrowing an included param (``optimizer: {choice: [adam, adamw]}`` over the shipped
+        ``optimizers.yaml``) leaves the included file's conditions on values it no longer holds
+        (``momentum: when: {optimizer: sgd}``): those values are dropped from the conditions, and
+        a variant or param none of whose values can hold is left out, with a note, as are the
+        params that depend on one left out. Before, the included file, which the user should not
+        have to edit, was named in an error. A condition in the same file as its param, or on a
+        param nobody redefined, is still checked (a typo is an error, see _check_condition).
+        Returns the notes."""
+        import dataclasses
+
+        notes: list[str] = []
+        changed = True
+        while changed:
+            changed = False
+            for name, p in list(self._params.items()):
+                kept: list[_Dim] = []
+                for d in p.dims:
+                    when: list[tuple[str, tuple[Any, ...]]] = []
+                    dead = ""
+                    for key, options in d.when:
+                        target = self._params.get(key)
+                        if target is None:
+                            dead = f"{key} is left out"
+                            break
+                        if key not in overridden or target.source == p.source:
+                            when.append((key, options))
+                            continue
+                        live = tuple(v for v in options if any(t.accepts(v) for t in target.dims))
+                        if not live:
+                            dead = f"{key} is never {', '.join(_render(v) for v in options)} ({overridden[key]})"
+                            break
+                        when.append((key, live))
+                    if not dead and d.per is not None and d.per not in self._params:
+                        dead = f"{d.per} is left out"
+                    if dead:
+                        changed = True
+                        notes.append(f"{p.source}: {d.path} left out: {dead}")
+                        continue
+                    kept.append(d if tuple(when) == d.when else dataclasses.replace(d, when=tuple(when)))
+                if not kept:
+                    del self._params[name]
+                elif kept != list(p.dims):
+                    self._params[name] = dataclasses.replace(p, dims=tuple(kept))
+                    changed = changed or len(kept) != len(p.dims)
+        return notes
 
     def _evaluation_order(self) -> list[_Param]:
         """Topological order of the when/per dependencies; ties keep declaration order."""
@@ -1219,7 +1272,7 @@ class SearchSpace:
 
         Not errors: ``validate`` and the run header print them so that nothing changes silently.
         """
-        return [note for p in self._order for d in p.dims if (note := d.high_note()) is not None]
+        return [*self._left_out, *(note for p in self._order for d in p.dims if (note := d.high_note()) is not None)]
 
     def declared_params(self) -> Iterator[tuple[str, str, str]]:
         """``(source, path, name)`` of every parameter the space declares (its file, for messages)."""
