@@ -453,3 +453,9 @@ def test_a_spec_storage_that_moved_with_the_rule_change_is_refused_not_recreated
                                         rf"{tmp_path / 'old.db'} exists"):
         load_spec(spec)
 
+
+
+def test_sampler_null_is_the_default_sampler_as_pruner_null_is_no_pruner() -> None:
+    base = {"name": "s", "objective": "tests.objectives:quadratic", "search_space": {"params": {"x": {"float": [0, 1]}}}}
+    assert spec_from_mapping({**base, "sampler": None}).sampler == spec_from_mapping(base).sampler == "tpe"
+    assert spec_from_mapping({**base, "pruner": None}).pruner == "none"

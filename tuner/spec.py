@@ -500,8 +500,8 @@ class _Validator:
                 raise self.fail(f"{key}.args", f"expected a mapping, got {_kind(args)}", f"write {key}: {{name: ..., args: {{arg: value}}}}")
             args = dict(args)
             value = value.get("name", default)
-        if value is None and key == "pruner":
-            value = "none"
+        if value is None:  # pruner: null is no pruner; sampler: null, tuner's default (as `--set sampler=null`)
+            value = "none" if key == "pruner" else default
         if not isinstance(value, str) or value.lower() not in allowed:
             raise self.fail(key if not isinstance(self.data.get(key), Mapping) else f"{key}.name",
                             f"unknown {key} {_short(value)}", f"use one of {', '.join(allowed)}")
