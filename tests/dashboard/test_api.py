@@ -422,3 +422,20 @@ def test_a_run_stopped_by_tuner_stop_reads_without_the_terminals_quotes(tmp_path
         page = c.get("/studies/sr").text
         assert '<td class="run-stop_requested">stopped by tuner stop</td>' in page, page[-3000:]
         assert c.get("/api/studies/sr").json()["runs"][0]["stopped_unfinished"] == 2
+
+
+def test_studies_address_goes_to_the_list_of_studies(tmp_path: Path) -> None:
+    """``/studies`` was redirected to ``/studies/``, which the study route read as a study named "" (404)."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'list.db'}"
+    optuna.create_study(study_name="s1", storage=url)
+    with TestClient(create_app(url)) as c:
+        for address in ("/studies", "/studies/"):
+            res = c.get(address, follow_redirects=False)
+            assert res.status_code == 307 and res.headers["location"] == "/", (address, res.headers)
+            page = c.get(address)
+            assert page.status_code == 200 and 'href="/studies/s1"' in page.text, address
+        assert c.get("/studies/s1").status_code == 200 and c.get("/studies/nope").status_code == 404

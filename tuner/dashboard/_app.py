@@ -19,7 +19,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -176,6 +176,13 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     @app.get("/", response_class=HTMLResponse, response_model=None, include_in_schema=False)
     def page_studies(request: Request) -> Response:
         return _page(templates, "studies.html", request, studies=data.studies())
+
+    # ``/studies`` reads as the list of studies (the study pages sit under it): without these routes
+    # Starlette redirected it to ``/studies/``, which the study route took for a study named "" (404).
+    @app.get("/studies", response_model=None, include_in_schema=False)
+    @app.get("/studies/", response_model=None, include_in_schema=False)
+    def studies_redirect() -> Response:
+        return RedirectResponse("/", status_code=307)
 
     @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
     def page_trial(request: Request, name: str, number: int = _NUMBER) -> Response:
