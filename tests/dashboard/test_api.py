@@ -439,3 +439,29 @@ def test_studies_address_goes_to_the_list_of_studies(tmp_path: Path) -> None:
             page = c.get(address)
             assert page.status_code == 200 and 'href="/studies/s1"' in page.text, address
         assert c.get("/studies/s1").status_code == 200 and c.get("/studies/nope").status_code == 404
+
+
+def test_export_files_show_their_size_recorded_or_read_from_disk(tmp_path: Path) -> None:
+    """`tuner export` records no size for the model card (it cannot hold its own): the page showed an empty cell."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'exp.db'}"
+    study = optuna.create_study(study_name="ex", storage=url)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "model_card.md").write_text("# card\n")  # 7 bytes
+    study._storage.set_study_system_attr(study._study_id, _attrs.EXPORTS, [{
+        "trial": 0, "folder": str(folder), "exported_at": "2026-01-01T00:00:00+00:00",
+        "files": {"onnx": {"file": "model.onnx", "bytes": 4}, "model_card.md": {"file": "model_card.md"},
+                  "model_card.json": {"file": "model_card.json"}}}])  # the last one deleted since
+    with TestClient(create_app(url)) as c:
+        files = c.get("/api/studies/ex/trials/0").json()["exports"][0]["files"]
+        assert [(f["file"], f["bytes"], f["exists"]) for f in files] == [
+            ("model.onnx", 4, True), ("model_card.md", 7, True), ("model_card.json", None, False)]
+        sizes = re.findall(r'<td class="num">(.*?)</td></tr>', c.get("/studies/ex/trials/0").text.split('class="grid exports"')[1])
+        assert sizes == ["4", "7", "—"], sizes

@@ -488,9 +488,14 @@ class DashboardData:
             if not isinstance(entry, dict) or entry.get("trial") != number:
                 continue
             folder = Path(str(entry.get("folder", "")))
-            files = [{"format": fmt, "file": str(f.get("file", "")), "bytes": f.get("bytes"),
-                      "exists": _inside(folder / str(f.get("file", "")), folder)}
-                     for fmt, f in (entry.get("files") or {}).items() if isinstance(f, dict)]
+            files = []
+            for fmt, f in (entry.get("files") or {}).items():
+                if not isinstance(f, dict):
+                    continue
+                path = folder / str(f.get("file", ""))
+                exists = _inside(path, folder)
+                files.append({"format": fmt, "file": str(f.get("file", "")), "exists": exists,
+                              "bytes": f.get("bytes") if _is_int(f.get("bytes")) else _size(path) if exists else None})
             out.append({"index": index, "folder": str(folder), "exported_at": entry.get("exported_at"), "files": files})
         return out[::-1]
 
@@ -727,6 +732,15 @@ def _inside(path: Path, folder: Path | None) -> bool:
         return folder is None or path.is_relative_to(folder.resolve())
     except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable folder, a NUL byte
         return False
+
+
+def _size(path: Path) -> int | None:
+    """The size of a file on disk, None if it cannot be read (an export's model card is listed
+    without its size: the card cannot hold its own)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _iso_utc(value: Any) -> str | None:
