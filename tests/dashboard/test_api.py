@@ -465,3 +465,25 @@ def test_export_files_show_their_size_recorded_or_read_from_disk(tmp_path: Path)
             ("model.onnx", 4, True), ("model_card.md", 7, True), ("model_card.json", None, False)]
         sizes = re.findall(r'<td class="num">(.*?)</td></tr>', c.get("/studies/ex/trials/0").text.split('class="grid exports"')[1])
         assert sizes == ["4", "7", "—"], sizes
+
+
+def test_placement_shows_when_the_trial_started_as_a_date_and_time(tmp_path: Path) -> None:
+    """The worker records ``started`` as ``time.time()``: the page showed ``started 1.79667e+09``."""
+    import datetime
+
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'placed.db'}"
+    study = optuna.create_study(study_name="pl", storage=url)
+    started = 1796672376.28
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0, system_attrs={
+        _attrs.WORKER: {"host": "node-1", "pid": 11528, "started": started, "cpus": 1.0}}))
+    with TestClient(create_app(url)) as c:
+        placement = c.get("/studies/pl/trials/0").text.split('id="placement">')[1].split("</table>")[0]
+        when = datetime.datetime.fromtimestamp(started).isoformat(timespec="seconds")
+        assert f"<tr><th>started</th><td>{when}</td></tr>" in placement, placement
+        assert "<tr><th>pid</th><td>11528</td></tr>" in placement and "<tr><th>cpus</th><td>1</td></tr>" in placement
+        assert c.get("/api/studies/pl/trials/0").json()["worker"]["started"] == started  # the API keeps the number

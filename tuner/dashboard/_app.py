@@ -9,6 +9,7 @@ Study names travel URL-encoded in paths (``/studies/{name}``), so any name works
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import math
@@ -268,6 +269,7 @@ def _templates() -> Any:
     env.filters["fmt"] = _fmt
     env.filters["param"] = _fmt_param
     env.filters["duration"] = _fmt_duration
+    env.filters["epoch"] = _fmt_epoch
     env.filters["urlname"] = lambda name: __import__("urllib.parse").parse.quote(str(name), safe="")
     env.filters["tojson_text"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
     return env
@@ -311,6 +313,17 @@ def _fmt_param(value: Any) -> str:
     """A parameter's value: None is a value a choice can hold (``grad_clip: null``, no clipping),
     shown as ``None``; the dash is for what is missing (a value, a duration)."""
     return "None" if value is None else _fmt(value)
+
+
+def _fmt_epoch(value: Any) -> str:
+    """Seconds since the epoch (the placement's ``started``, from ``time.time()``) as the page shows
+    the trial's own times: ISO date and time to the second, local as Optuna's ``datetime_start``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            return datetime.datetime.fromtimestamp(value).isoformat(timespec="seconds")
+        except (ValueError, OverflowError, OSError):  # far outside the dates a clock gives
+            pass
+    return _fmt(value)
 
 
 def _fmt_duration(seconds: Any) -> str:
