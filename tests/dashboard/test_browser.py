@@ -353,3 +353,21 @@ def test_the_trials_table_shows_a_none_parameter_as_none_and_an_inactive_one_bla
         rows = p.locator("#trials tbody tr").evaluate_all(
             "rows => rows.map(r => [r.dataset.number, r.lastElementChild.textContent])")
         assert sorted(rows) == [["0", "None"], ["1", "1"], ["2", ""]], rows
+
+
+@pytest.mark.parametrize("query,message", [
+    ("page=-1", "page: Input should be greater than or equal to 1"),
+    ("order=sideways", "order: String should match pattern '^(asc|desc)$'"),
+])
+def test_a_refused_table_query_reads_as_text(page: Page, hostile_url: str, query: str, message: str) -> None:
+    """FastAPI's 422 puts a list in ``detail``: the page printed ``Could not load trials: [object Object]``."""
+    from urllib.parse import quote
+
+    _figures_not_drawn(page)
+    with LiveServer(hostile_url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/{quote(SCRIPT, safe='')}?{query}")
+        p.wait_for_function("document.querySelector('#table-info').textContent.startsWith('Could not load')")
+        assert p.inner_text("#table-info") == f"Could not load trials: {message}"
+        # the browser logs the refused request itself; nothing else went wrong
+        assert all("422" in e for e in page.errors), page.errors

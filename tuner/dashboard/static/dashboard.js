@@ -30,9 +30,22 @@
     if (s < 3600) return (s / 60).toFixed(1) + " min";
     return (s / 3600).toFixed(2) + " h";
   }
+  function errorText(body, fallback) {
+    // The API's own errors carry one message; FastAPI's 422 a list of {loc, msg}, one per bad
+    // parameter (shown as "[object Object]" before): each as "page: Input should be ...".
+    var d = body && body.detail;
+    if (Array.isArray(d)) {
+      return d.map(function (e) {
+        var loc = Array.isArray(e && e.loc) ? e.loc.slice(1).join(".") : "";  // less "query" / "path"
+        return (loc ? loc + ": " : "") + (e && e.msg !== undefined ? e.msg : JSON.stringify(e));
+      }).join("; ") || fallback;
+    }
+    return d ? String(d) : fallback;
+  }
   function getJSON(url) {
     return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) {
-      if (!r.ok) return r.json().then(function (b) { throw new Error(b.detail || r.statusText); });
+      if (!r.ok) return r.json().catch(function () { return null; })
+        .then(function (b) { throw new Error(errorText(b, r.statusText || "HTTP " + r.status)); });
       return r.json();
     });
   }
