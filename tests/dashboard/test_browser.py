@@ -371,3 +371,27 @@ def test_a_refused_table_query_reads_as_text(page: Page, hostile_url: str, query
         assert p.inner_text("#table-info") == f"Could not load trials: {message}"
         # the browser logs the refused request itself; nothing else went wrong
         assert all("422" in e for e in page.errors), page.errors
+
+
+def test_a_value_column_first_sorts_by_its_own_objectives_direction(page: Page, tmp_path: Path) -> None:
+    """Directions (maximize f1, minimize f2): the first click on f2 sorted it descending, worst
+    first, by the first objective's direction."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = optuna.create_study(study_name="mo", storage=url, directions=["maximize", "minimize"])
+    study.set_metric_names(["f1", "f2"])
+    for values in ((0.5, 3.0), (0.9, 1.0), (0.1, 2.0)):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=list(values)))
+    _figures_not_drawn(page)
+    with LiveServer(url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/mo")
+        _wait_numbers(p, [0, 1, 2])
+        p.click("a[data-sort='value:1']")
+        _wait_numbers(p, [1, 2, 0])  # f2 smallest first: its best
+        assert "sort=value%3A1" in p.url and "order=" not in p.url  # ascending, the default
+        p.click("a[data-sort=value]")
+        _wait_numbers(p, [1, 0, 2])  # f1 largest first: its best
+        assert "order=desc" in p.url
+        assert page.errors == []

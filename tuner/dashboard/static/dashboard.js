@@ -131,7 +131,11 @@
       a.addEventListener("click", function (ev) {
         ev.preventDefault();
         if (q.sort === key) q.order = q.order === "asc" ? "desc" : "asc";
-        else { q.sort = key; q.order = key.indexOf("value") === 0 && boot.directions[0] === "maximize" ? "desc" : "asc"; }
+        else {  // a value starts best first: by the direction of its own objective
+          q.sort = key;
+          var objective = key === "value" ? 0 : key.indexOf("value:") === 0 ? parseInt(key.slice(6), 10) : -1;
+          q.order = objective >= 0 && boot.directions[objective] === "maximize" ? "desc" : "asc";
+        }
         q.page = 1;
         loadTable();
       });
