@@ -487,3 +487,36 @@ def test_placement_shows_when_the_trial_started_as_a_date_and_time(tmp_path: Pat
         assert f"<tr><th>started</th><td>{when}</td></tr>" in placement, placement
         assert "<tr><th>pid</th><td>11528</td></tr>" in placement and "<tr><th>cpus</th><td>1</td></tr>" in placement
         assert c.get("/api/studies/pl/trials/0").json()["worker"]["started"] == started  # the API keeps the number
+
+
+def test_the_run_under_way_is_listed_with_the_logged_runs(tmp_path: Path) -> None:
+    """The run log records a run as it ends: while a run went on, the Runs list left it out."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+    from tuner.engine._study import _own_record, record_run
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    study = optuna.create_study(study_name="lv", storage=url)
+    record_run(study, {"started": 1.0, "ended": 5.0, "host": "h", "pid": 3, "end": "done", "complete": 1,
+                       "pruned": 0, "failed": 0, "stopped_unfinished": 0})
+    with TestClient(create_app(url)) as c:
+        idle = c.get("/api/studies/lv").json()
+        assert idle["n_runs"] == 1 and [r["end"] for r in idle["runs"]] == ["done"]
+        lease = _own_record()  # this process holds the study, as a run's driver does
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, lease)
+        s = c.get("/api/studies/lv").json()
+        assert s["state"] == "running" and s["n_runs"] == 2
+        run = s["runs"][0]  # newest first
+        assert (run["end"], run["end_text"], run["pid"], run["complete"]) == ("running", "running", os.getpid(), None)
+        assert run["started"].endswith("+00:00") and run["duration_s"] >= 0 and run["ended"] is None
+        assert s["runs"][1]["end"] == "done"
+        page = c.get("/studies/lv").text
+        assert '<span id="n-runs">2</span>' in page and '<td class="run-running">running</td>' in page
+        assert c.get("/api/studies/lv/version").json()["version"] != idle["version"]  # the open page refreshes
+        dead = {**lease, "pid": 2**22 + 7, "proc_start": "never"}  # a run that died holding the study: not under way
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, dead)
+        assert [r["end"] for r in c.get("/api/studies/lv").json()["runs"]] == ["done"]

@@ -13,6 +13,7 @@ import datetime as _dt
 import math
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,10 +229,13 @@ class DashboardData:
         summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
         summary["best_trials"] = best
         summary["spec"] = spec or None
-        # The latest runs, newest first: when the study ran, where, and how each run ended.
+        # The latest runs, newest first: when the study ran, where, and how each run ended. A run
+        # is logged only as it ends: the one under way is read from the lease it holds.
         runs = run_log(info.system_attrs)
-        summary["runs"] = [run_row(run, utc=True) for run in reversed(runs[-_RUNS_SHOWN:])]
-        summary["n_runs"] = len(runs)
+        lease = info.system_attrs.get(_attrs.DRIVER)
+        live = [_running_row(lease)] if isinstance(lease, dict) and _lease_alive(lease) else []
+        summary["runs"] = live + [run_row(run, utc=True) for run in reversed(runs[-_RUNS_SHOWN:])]
+        summary["n_runs"] = len(runs) + len(live)
         summary["version"] = self.version(name, info=info)
         return summary
 
@@ -708,6 +712,18 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any, runs: 
         "last_activity": _iso_utc(last),
         "task": spec.get("task"),
     }
+
+
+def _running_row(lease: dict[str, Any]) -> dict[str, Any]:
+    """The run holding the study's lease as a row of the runs table: when and where it started,
+    its length so far, ``running`` for how it ended, and no trial counts (the run log has them
+    once it ends; the study's counts show its trials meanwhile)."""
+    row = run_row({"started": lease.get("started"), "host": lease.get("host"), "pid": lease.get("pid"),
+                   "end": "running"}, utc=True)
+    started = lease.get("started")
+    if isinstance(started, (int, float)) and not isinstance(started, bool) and math.isfinite(started):
+        row["duration_s"] = max(0.0, time.time() - started)
+    return row
 
 
 def _file_exists(uri: Any, trial_dir: Any = None) -> bool:

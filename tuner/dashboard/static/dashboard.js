@@ -192,8 +192,35 @@
         });
         var pt = $("#progress-text");
         if (pt && s.target) pt.textContent = s.finished + " / " + s.target + " finished";
+        showBest(s);
         showRuns(s);
       });
+    }
+
+    function showBest(s) {  // as the page draws it: the best trial, or the first Pareto-optimal ones
+      var box = $("#best");
+      if (!box) return;
+      box.textContent = "";
+      var best = s.best_trials || [];
+      if (!best.length) { box.appendChild(el("p", "No complete trial yet.", "note")); return; }
+      var table = el("table", null, "kv");
+      best.slice(0, 5).forEach(function (b, i) {
+        var row = el("tr");
+        var th = el("th", (i === 0 && s.directions.length === 1 ? "Best" : "Pareto") + ": ");
+        var a = el("a", "trial " + b.number); a.href = page + "/trials/" + b.number; th.appendChild(a);
+        row.appendChild(th);
+        var values = el("td");
+        (s.metric_names || []).forEach(function (m, k) {
+          values.appendChild(document.createTextNode(m + " = "));
+          values.appendChild(el("b", fmt(b.values ? b.values[k] : null)));
+          values.appendChild(document.createTextNode(" "));
+        });
+        row.appendChild(values);
+        row.appendChild(el("td", Object.keys(b.params).map(function (k) { return k + "=" + fmtParam(b.params[k]); }).join(" "),
+                           "small"));
+        table.appendChild(row);
+      });
+      box.appendChild(table);
     }
 
     function showRuns(s) {  // a run that ended (or began) while the page was open
