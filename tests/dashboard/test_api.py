@@ -477,3 +477,101 @@ def test_a_range_over_a_choice_compares_the_choices_values(tmp_path: Path) -> No
         assert numbers("bs=64") == [1, 3]  # by value, as before
         answer = c.get("/api/studies/r/trials", params={"param": "act:0:1"})
         assert answer.status_code == 400 and "act=relu" in answer.json()["detail"]
+
+
+def test_studies_address_goes_to_the_list_of_studies(tmp_path: Path) -> None:
+    """``/studies`` was redirected to ``/studies/``, which the study route read as a study named "" (404)."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'list.db'}"
+    optuna.create_study(study_name="s1", storage=url)
+    with TestClient(create_app(url)) as c:
+        for address in ("/studies", "/studies/"):
+            res = c.get(address, follow_redirects=False)
+            assert res.status_code == 307 and res.headers["location"] == "/", (address, res.headers)
+            page = c.get(address)
+            assert page.status_code == 200 and 'href="/studies/s1"' in page.text, address
+        assert c.get("/studies/s1").status_code == 200 and c.get("/studies/nope").status_code == 404
+
+
+def test_export_files_show_their_size_recorded_or_read_from_disk(tmp_path: Path) -> None:
+    """`tuner export` records no size for the model card (it cannot hold its own): the page showed an empty cell."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'exp.db'}"
+    study = optuna.create_study(study_name="ex", storage=url)
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0))
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"onnx")
+    (folder / "model_card.md").write_text("# card\n")  # 7 bytes
+    study._storage.set_study_system_attr(study._study_id, _attrs.EXPORTS, [{
+        "trial": 0, "folder": str(folder), "exported_at": "2026-01-01T00:00:00+00:00",
+        "files": {"onnx": {"file": "model.onnx", "bytes": 4}, "model_card.md": {"file": "model_card.md"},
+                  "model_card.json": {"file": "model_card.json"}}}])  # the last one deleted since
+    with TestClient(create_app(url)) as c:
+        files = c.get("/api/studies/ex/trials/0").json()["exports"][0]["files"]
+        assert [(f["file"], f["bytes"], f["exists"]) for f in files] == [
+            ("model.onnx", 4, True), ("model_card.md", 7, True), ("model_card.json", None, False)]
+        sizes = re.findall(r'<td class="num">(.*?)</td></tr>', c.get("/studies/ex/trials/0").text.split('class="grid exports"')[1])
+        assert sizes == ["4", "7", "—"], sizes
+
+
+def test_placement_shows_when_the_trial_started_as_a_date_and_time(tmp_path: Path) -> None:
+    """The worker records ``started`` as ``time.time()``: the page showed ``started 1.79667e+09``."""
+    import datetime
+
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'placed.db'}"
+    study = optuna.create_study(study_name="pl", storage=url)
+    started = 1796672376.28
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=1.0, system_attrs={
+        _attrs.WORKER: {"host": "node-1", "pid": 11528, "started": started, "cpus": 1.0}}))
+    with TestClient(create_app(url)) as c:
+        placement = c.get("/studies/pl/trials/0").text.split('id="placement">')[1].split("</table>")[0]
+        when = datetime.datetime.fromtimestamp(started).isoformat(timespec="seconds")
+        assert f"<tr><th>started</th><td>{when}</td></tr>" in placement, placement
+        assert "<tr><th>pid</th><td>11528</td></tr>" in placement and "<tr><th>cpus</th><td>1</td></tr>" in placement
+        assert c.get("/api/studies/pl/trials/0").json()["worker"]["started"] == started  # the API keeps the number
+
+
+def test_the_run_under_way_is_listed_with_the_logged_runs(tmp_path: Path) -> None:
+    """The run log records a run as it ends: while a run went on, the Runs list left it out."""
+    import os
+
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+    from tuner.engine._study import _own_record, record_run
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    study = optuna.create_study(study_name="lv", storage=url)
+    record_run(study, {"started": 1.0, "ended": 5.0, "host": "h", "pid": 3, "end": "done", "complete": 1,
+                       "pruned": 0, "failed": 0, "stopped_unfinished": 0})
+    with TestClient(create_app(url)) as c:
+        idle = c.get("/api/studies/lv").json()
+        assert idle["n_runs"] == 1 and [r["end"] for r in idle["runs"]] == ["done"]
+        lease = _own_record()  # this process holds the study, as a run's driver does
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, lease)
+        s = c.get("/api/studies/lv").json()
+        assert s["state"] == "running" and s["n_runs"] == 2
+        run = s["runs"][0]  # newest first
+        assert (run["end"], run["end_text"], run["pid"], run["complete"]) == ("running", "running", os.getpid(), None)
+        assert run["started"].endswith("+00:00") and run["duration_s"] >= 0 and run["ended"] is None
+        assert s["runs"][1]["end"] == "done"
+        page = c.get("/studies/lv").text
+        assert '<span id="n-runs">2</span>' in page and '<td class="run-running">running</td>' in page
+        assert c.get("/api/studies/lv/version").json()["version"] != idle["version"]  # the open page refreshes
+        dead = {**lease, "pid": 2**22 + 7, "proc_start": "never"}  # a run that died holding the study: not under way
+        study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, dead)
+        assert [r["end"] for r in c.get("/api/studies/lv").json()["runs"]] == ["done"]

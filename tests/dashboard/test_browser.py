@@ -314,11 +314,16 @@ def test_study_page_updates_while_the_study_runs(page: Page, tmp_path: Path, scr
             _wait_numbers(p, [0])
             first = _counts(p)
             assert first == ["RUNNING: 1"] and p.inner_text("#study-state") == "running", first
+            # the run under way, read from the lease it holds (the run log records a run as it ends)
+            assert p.locator("#runs td.run-running").all_text_contents() == ["running"]  # in the closed Runs box
+            assert p.inner_text("#best") == "No complete trial yet."
             p.evaluate("window.notReloaded = true")  # gone if the page reloads
             gate.touch()
             p.wait_for_function("document.querySelector('#study-state').textContent === 'finished'", timeout=180_000)
             _wait_numbers(p, [0, 1, 2, 3, 4])  # 4 finished as asked, and trial 3 failed (dashboard_mix)
             assert sorted(_counts(p)) == ["COMPLETE: 4", "FAIL: 1"] and p.evaluate("window.notReloaded") is True
+            best = min((t for t in read_trials(url, "live") if t.state.name == "COMPLETE"), key=lambda t: t.value)
+            p.wait_for_function("n => document.querySelector('#best a').textContent === 'trial ' + n", arg=best.number)
             # the run's entry in the run log, written as it gave the study up, shown without a reload
             p.wait_for_function("document.querySelectorAll('#runs tbody tr').length === 1", timeout=60_000)
             cells = [c.strip() for c in p.locator("#runs tbody td").all_text_contents()]
@@ -353,3 +358,68 @@ def test_the_trials_table_shows_a_none_parameter_as_none_and_an_inactive_one_bla
         rows = p.locator("#trials tbody tr").evaluate_all(
             "rows => rows.map(r => [r.dataset.number, r.lastElementChild.textContent])")
         assert sorted(rows) == [["0", "None"], ["1", "1"], ["2", ""]], rows
+
+
+def test_the_best_box_follows_a_better_trial_without_a_reload(page: Page, tmp_path: Path) -> None:
+    """Counts, table and figures followed the study live, but the Best box kept the first best
+    trial (``Best: trial 1, loss = 0.159912``) until a reload."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'best.db'}"
+    study = optuna.create_study(study_name="best", storage=url)
+    x = optuna.distributions.FloatDistribution(0.0, 1.0)
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": x}, value=0.5))
+    _figures_not_drawn(page)
+    with LiveServer(url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/best")
+        _wait_rows(p)
+        assert p.inner_text("#best").split() == ["Best:", "trial", "0", "value", "=", "0.5", "x=0.5"]
+        p.evaluate("window.notReloaded = true")  # gone if the page reloads
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.25}, distributions={"x": x}, value=0.125))
+        p.wait_for_function("document.querySelector('#best').textContent.includes('trial 1')", timeout=30_000)
+        assert p.inner_text("#best").split() == ["Best:", "trial", "1", "value", "=", "0.125", "x=0.25"]
+        assert p.get_attribute("#best a", "href") == "/studies/best/trials/1"
+        assert p.evaluate("window.notReloaded") is True and page.errors == []
+
+
+@pytest.mark.parametrize("query,message", [
+    ("page=-1", "page: Input should be greater than or equal to 1"),
+    ("order=sideways", "order: String should match pattern '^(asc|desc)$'"),
+])
+def test_a_refused_table_query_reads_as_text(page: Page, hostile_url: str, query: str, message: str) -> None:
+    """FastAPI's 422 puts a list in ``detail``: the page printed ``Could not load trials: [object Object]``."""
+    from urllib.parse import quote
+
+    _figures_not_drawn(page)
+    with LiveServer(hostile_url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/{quote(SCRIPT, safe='')}?{query}")
+        p.wait_for_function("document.querySelector('#table-info').textContent.startsWith('Could not load')")
+        assert p.inner_text("#table-info") == f"Could not load trials: {message}"
+        # the browser logs the refused request itself; nothing else went wrong
+        assert all("422" in e for e in page.errors), page.errors
+
+
+def test_a_value_column_first_sorts_by_its_own_objectives_direction(page: Page, tmp_path: Path) -> None:
+    """Directions (maximize f1, minimize f2): the first click on f2 sorted it descending, worst
+    first, by the first objective's direction."""
+    import optuna
+
+    url = f"sqlite:///{tmp_path / 'mo.db'}"
+    study = optuna.create_study(study_name="mo", storage=url, directions=["maximize", "minimize"])
+    study.set_metric_names(["f1", "f2"])
+    for values in ((0.5, 3.0), (0.9, 1.0), (0.1, 2.0)):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, values=list(values)))
+    _figures_not_drawn(page)
+    with LiveServer(url) as s:
+        p = page.page
+        p.goto(f"{s.base}/studies/mo")
+        _wait_numbers(p, [0, 1, 2])
+        p.click("a[data-sort='value:1']")
+        _wait_numbers(p, [1, 2, 0])  # f2 smallest first: its best
+        assert "sort=value%3A1" in p.url and "order=" not in p.url  # ascending, the default
+        p.click("a[data-sort=value]")
+        _wait_numbers(p, [1, 0, 2])  # f1 largest first: its best
+        assert "order=desc" in p.url
+        assert page.errors == []

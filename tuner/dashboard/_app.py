@@ -9,6 +9,7 @@ Study names travel URL-encoded in paths (``/studies/{name}``), so any name works
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import math
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -177,6 +178,13 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
     def page_studies(request: Request) -> Response:
         return _page(templates, "studies.html", request, studies=data.studies())
 
+    # ``/studies`` reads as the list of studies (the study pages sit under it): without these routes
+    # Starlette redirected it to ``/studies/``, which the study route took for a study named "" (404).
+    @app.get("/studies", response_model=None, include_in_schema=False)
+    @app.get("/studies/", response_model=None, include_in_schema=False)
+    def studies_redirect() -> Response:
+        return RedirectResponse("/", status_code=307)
+
     @app.get("/studies/{name:path}/trials/{number}", response_class=HTMLResponse, response_model=None, include_in_schema=False)
     def page_trial(request: Request, name: str, number: int = _NUMBER) -> Response:
         trial = _clean({**data.trial(name, number), "exports": data.exports(name, number)})
@@ -261,6 +269,7 @@ def _templates() -> Any:
     env.filters["fmt"] = _fmt
     env.filters["param"] = _fmt_param
     env.filters["duration"] = _fmt_duration
+    env.filters["epoch"] = _fmt_epoch
     env.filters["urlname"] = lambda name: __import__("urllib.parse").parse.quote(str(name), safe="")
     env.filters["tojson_text"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
     return env
@@ -306,6 +315,17 @@ def _fmt_param(value: Any) -> str:
     if isinstance(value, (list, tuple)):  # a per-layer list, as the objective saw it
         return "[" + ", ".join(_fmt_param(v) for v in value) + "]"
     return "None" if value is None else _fmt(value)
+
+
+def _fmt_epoch(value: Any) -> str:
+    """Seconds since the epoch (the placement's ``started``, from ``time.time()``) as the page shows
+    the trial's own times: ISO date and time to the second, local as Optuna's ``datetime_start``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        try:
+            return datetime.datetime.fromtimestamp(value).isoformat(timespec="seconds")
+        except (ValueError, OverflowError, OSError):  # far outside the dates a clock gives
+            pass
+    return _fmt(value)
 
 
 def _fmt_duration(seconds: Any) -> str:

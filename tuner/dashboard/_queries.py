@@ -14,6 +14,7 @@ import functools
 import math
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,10 +230,13 @@ class DashboardData:
         summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
         summary["best_trials"] = best
         summary["spec"] = spec or None
-        # The latest runs, newest first: when the study ran, where, and how each run ended.
+        # The latest runs, newest first: when the study ran, where, and how each run ended. A run
+        # is logged only as it ends: the one under way is read from the lease it holds.
         runs = run_log(info.system_attrs)
-        summary["runs"] = [run_row(run, utc=True) for run in reversed(runs[-_RUNS_SHOWN:])]
-        summary["n_runs"] = len(runs)
+        lease = info.system_attrs.get(_attrs.DRIVER)
+        live = [_running_row(lease)] if isinstance(lease, dict) and _lease_alive(lease) else []
+        summary["runs"] = live + [run_row(run, utc=True) for run in reversed(runs[-_RUNS_SHOWN:])]
+        summary["n_runs"] = len(runs) + len(live)
         summary["version"] = self.version(name, info=info)
         return summary
 
@@ -491,9 +495,14 @@ class DashboardData:
             if not isinstance(entry, dict) or entry.get("trial") != number:
                 continue
             folder = Path(str(entry.get("folder", "")))
-            files = [{"format": fmt, "file": str(f.get("file", "")), "bytes": f.get("bytes"),
-                      "exists": _inside(folder / str(f.get("file", "")), folder)}
-                     for fmt, f in (entry.get("files") or {}).items() if isinstance(f, dict)]
+            files = []
+            for fmt, f in (entry.get("files") or {}).items():
+                if not isinstance(f, dict):
+                    continue
+                path = folder / str(f.get("file", ""))
+                exists = _inside(path, folder)
+                files.append({"format": fmt, "file": str(f.get("file", "")), "exists": exists,
+                              "bytes": f.get("bytes") if _is_int(f.get("bytes")) else _size(path) if exists else None})
             out.append({"index": index, "folder": str(folder), "exported_at": entry.get("exported_at"), "files": files})
         return out[::-1]
 
@@ -765,6 +774,18 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any, runs: 
     }
 
 
+def _running_row(lease: dict[str, Any]) -> dict[str, Any]:
+    """The run holding the study's lease as a row of the runs table: when and where it started,
+    its length so far, ``running`` for how it ended, and no trial counts (the run log has them
+    once it ends; the study's counts show its trials meanwhile)."""
+    row = run_row({"started": lease.get("started"), "host": lease.get("host"), "pid": lease.get("pid"),
+                   "end": "running"}, utc=True)
+    started = lease.get("started")
+    if isinstance(started, (int, float)) and not isinstance(started, bool) and math.isfinite(started):
+        row["duration_s"] = max(0.0, time.time() - started)
+    return row
+
+
 def _file_exists(uri: Any, trial_dir: Any = None) -> bool:
     """Whether a recorded ``file://`` artifact is still there and servable (checkpoints outside the best K are removed)."""
     parsed = urlparse(str(uri or ""))
@@ -787,6 +808,15 @@ def _inside(path: Path, folder: Path | None) -> bool:
         return folder is None or path.is_relative_to(folder.resolve())
     except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable folder, a NUL byte
         return False
+
+
+def _size(path: Path) -> int | None:
+    """The size of a file on disk, None if it cannot be read (an export's model card is listed
+    without its size: the card cannot hold its own)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _iso_utc(value: Any) -> str | None:

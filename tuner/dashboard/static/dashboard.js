@@ -30,9 +30,22 @@
     if (s < 3600) return (s / 60).toFixed(1) + " min";
     return (s / 3600).toFixed(2) + " h";
   }
+  function errorText(body, fallback) {
+    // The API's own errors carry one message; FastAPI's 422 a list of {loc, msg}, one per bad
+    // parameter (shown as "[object Object]" before): each as "page: Input should be ...".
+    var d = body && body.detail;
+    if (Array.isArray(d)) {
+      return d.map(function (e) {
+        var loc = Array.isArray(e && e.loc) ? e.loc.slice(1).join(".") : "";  // less "query" / "path"
+        return (loc ? loc + ": " : "") + (e && e.msg !== undefined ? e.msg : JSON.stringify(e));
+      }).join("; ") || fallback;
+    }
+    return d ? String(d) : fallback;
+  }
   function getJSON(url) {
     return fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}}).then(function (r) {
-      if (!r.ok) return r.json().then(function (b) { throw new Error(b.detail || r.statusText); });
+      if (!r.ok) return r.json().catch(function () { return null; })
+        .then(function (b) { throw new Error(errorText(b, r.statusText || "HTTP " + r.status)); });
       return r.json();
     });
   }
@@ -118,7 +131,11 @@
       a.addEventListener("click", function (ev) {
         ev.preventDefault();
         if (q.sort === key) q.order = q.order === "asc" ? "desc" : "asc";
-        else { q.sort = key; q.order = key.indexOf("value") === 0 && boot.directions[0] === "maximize" ? "desc" : "asc"; }
+        else {  // a value starts best first: by the direction of its own objective
+          q.sort = key;
+          var objective = key === "value" ? 0 : key.indexOf("value:") === 0 ? parseInt(key.slice(6), 10) : -1;
+          q.order = objective >= 0 && boot.directions[objective] === "maximize" ? "desc" : "asc";
+        }
         q.page = 1;
         loadTable();
       });
@@ -175,8 +192,35 @@
         });
         var pt = $("#progress-text");
         if (pt && s.target) pt.textContent = s.finished + " / " + s.target + " finished";
+        showBest(s);
         showRuns(s);
       });
+    }
+
+    function showBest(s) {  // as the page draws it: the best trial, or the first Pareto-optimal ones
+      var box = $("#best");
+      if (!box) return;
+      box.textContent = "";
+      var best = s.best_trials || [];
+      if (!best.length) { box.appendChild(el("p", "No complete trial yet.", "note")); return; }
+      var table = el("table", null, "kv");
+      best.slice(0, 5).forEach(function (b, i) {
+        var row = el("tr");
+        var th = el("th", (i === 0 && s.directions.length === 1 ? "Best" : "Pareto") + ": ");
+        var a = el("a", "trial " + b.number); a.href = page + "/trials/" + b.number; th.appendChild(a);
+        row.appendChild(th);
+        var values = el("td");
+        (s.metric_names || []).forEach(function (m, k) {
+          values.appendChild(document.createTextNode(m + " = "));
+          values.appendChild(el("b", fmt(b.values ? b.values[k] : null)));
+          values.appendChild(document.createTextNode(" "));
+        });
+        row.appendChild(values);
+        row.appendChild(el("td", Object.keys(b.params).map(function (k) { return k + "=" + fmtParam(b.params[k]); }).join(" "),
+                           "small"));
+        table.appendChild(row);
+      });
+      box.appendChild(table);
     }
 
     function showRuns(s) {  // a run that ended (or began) while the page was open
