@@ -51,6 +51,27 @@ def _start(tmp_path: Path, *, complete_first: int) -> tuple[list[str], str, subp
     return cmd, url, proc
 
 
+def test_sigterm_stops_the_run_as_a_ctrl_c_does(tmp_path: Path) -> None:
+    """`kill PID`, a batch scheduler or `timeout`: Ray's fault handler printed a stack dump and the
+    process died (exit 1), its running trials left RUNNING until the next run called them lost."""
+    from tests._study_read import read_trials
+
+    _cmd, url, proc = _start(tmp_path, complete_first=0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(t.state.name == "RUNNING" and t.intermediate_values
+                                                  for t in read_trials(url, "sigint")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopping (SIGTERM): marking " in err and "a second SIGTERM to quit at once" in err, err[-2000:]
+    assert "SIGTERM received" not in err and "Traceback" not in err, err[-2000:]
+    assert "RUNNING" not in _states(url)
+    errors = {(t.system_attrs.get("tuner:error") or {}).get("type") for t in read_trials(url, "sigint")
+              if t.state.name == "FAIL"}
+    assert errors == {"Interrupted"}, errors
+
+
 def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_once(tmp_path: Path) -> None:
     """One Ctrl-C: tuner says what it does at once (Tune's own handling waited 10 s, silent, for
     trials that answer its stop only when they end), kills the trials' workers, stores them as

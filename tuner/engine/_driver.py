@@ -90,6 +90,7 @@ class _RunState:
         self.deadline = deadline
         self.stop_reason: str | None = None
         self.interrupt_requested = False  # Ctrl-C, seen by the recorder at Tune's next step
+        self.interrupt_signal = "Ctrl-C"  # or SIGTERM: what the stopping line names
         self.lease: Any = None  # the run's DriverLease, whose stop_requested the recorder reads (`tuner stop`)
         self.failures_at_stop = 0  # state.failed when max_failures stopped the run
         self.cut_short_ids: set[str] = set()  # Tune trial ids whose workers the stop killed
@@ -682,18 +683,32 @@ def _interrupt_stops(state: _RunState) -> Iterator[None]:
         yield  # started with SIGINT ignored (`tuner run ... &` from a script): a Ctrl-C is not for this run
         return
     restore = previous if previous is not None else signal.default_int_handler
+    # SIGTERM (`kill PID`, a batch scheduler, `timeout`) stops the run as a Ctrl-C does: before,
+    # Ray's fault handler printed a stack dump and the process died, the running trials left
+    # RUNNING until the next run called them lost. A second SIGTERM ends the process at once.
+    previous_term = signal.getsignal(signal.SIGTERM)
+    restore_term = previous_term if previous_term not in (None, signal.SIG_IGN) else signal.SIG_DFL
 
     def on_sigint(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGINT, restore)
         state.interrupt_requested = True
 
+    def on_sigterm(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, restore_term)
+        state.interrupt_requested = True
+        state.interrupt_signal = "SIGTERM"
+
     tune_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # read by Tune when fit() starts
     signal.signal(signal.SIGINT, on_sigint)
+    if previous_term is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, restore)
+        if previous_term is not signal.SIG_IGN:
+            signal.signal(signal.SIGTERM, restore_term)
         if tune_handler is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:

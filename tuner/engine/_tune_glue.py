@@ -109,8 +109,10 @@ class Recorder(_Unpicklable, tune.Callback):
         if getattr(state, "interrupt_requested", False):
             state.stop_reason = "interrupted"
             n = len(state.running)
-            self._progress.note(f"stopping: marking {n} running trial{'s' if n != 1 else ''} interrupted; "
-                                f"press Ctrl-C again to quit at once")
+            by = getattr(state, "interrupt_signal", "Ctrl-C")
+            again = "press Ctrl-C again" if by == "Ctrl-C" else f"a second {by}"
+            self._progress.note(f"stopping{'' if by == 'Ctrl-C' else f' ({by})'}: marking {n} running "
+                                f"trial{'s' if n != 1 else ''} interrupted; {again} to quit at once")
             self.cut_short()
         elif request := getattr(getattr(state, "lease", None), "stop_requested", None):
             state.stop_reason = "stop_requested"
