@@ -112,9 +112,20 @@ def test_a_function_passed_with_a_spec_that_names_another_objective_is_what_the_
                                                    r"'tests.objectives:always_fails'\)"):
         tuner.run(spec, objective=objectives.always_fails, storage=sqlite_url, overrides={"n_trials": 4})
     assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 2
-    # A function of the same name goes on (a moved or edited objective), and is what is recorded now.
-    tuner.run(spec, objective=objectives.quadratic, storage=sqlite_url, overrides={"n_trials": 3})
-    assert _stored_spec(sqlite_url, "named")["objective"] == "tests.objectives:quadratic"
+    # Another file's function of the same name is another objective (obj3.py's `quadratic`).
+    (tmp_path / "obj3.py").write_text("def quadratic(params, ctx):\n    return params['x'] ** 4\n")
+    other = spec.with_name("other.yaml")
+    other.write_text(spec.read_text().replace("obj.py:quadratic", "obj3.py:quadratic"))
+    with pytest.raises(tuner.UserInputError, match=r"obj.py:quadratic' \(the spec says '.*obj3.py:quadratic'\)"):
+        tuner.run(other, storage=sqlite_url, overrides={"n_trials": 4})
+    # The same file's function passed in (imported, or moved with its folder) goes on, and is recorded.
+    import importlib.util
+
+    loaded = importlib.util.spec_from_file_location("obj", tmp_path / "obj.py")
+    module = importlib.util.module_from_spec(loaded)  # type: ignore[arg-type]
+    loaded.loader.exec_module(module)  # type: ignore[union-attr]
+    tuner.run(spec, objective=module.quadratic, storage=sqlite_url, overrides={"n_trials": 3})
+    assert _stored_spec(sqlite_url, "named")["objective"] == "obj:quadratic"
     assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 3
 
 

@@ -393,7 +393,7 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
     # against them). Only a spec stored by a tuner that recorded the field is compared.
     new = json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str))
     for key in _WHAT_IS_MEASURED:
-        if key == "objective" and _function_name(stored_spec.get(key)) == _function_name(new[key]):
+        if key == "objective" and _same_objective(stored_spec.get(key), new[key]):
             continue  # the same function from a moved folder, another machine or __main__: one objective
         if key in stored_spec and stored_spec[key] != new[key]:
             old = stored_spec[key]
@@ -408,11 +408,25 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
 _WHAT_IS_MEASURED = ("task", "objective", "task_args")
 
 
-def _function_name(reference: Any) -> Any:
-    """``objective`` by its function's name alone: a file objective is stored with its absolute path
-    and a passed function with its module (``__main__`` in a script), neither of which says
-    whether the objective itself changed."""
-    return reference.rpartition(":")[2] if isinstance(reference, str) else reference
+def _same_objective(old: Any, new: Any) -> bool:
+    """Whether two ``objective`` references name one objective: the same function in a file (or
+    module) of the same name. A file objective is stored with its absolute path, which a moved
+    folder or another machine changes, so only the file's name counts (``obj.py`` and the module
+    ``obj`` are one); a function passed from a script or notebook (``__main__``) says nothing of
+    where it came from, so its name alone counts. Compared by the function's name only, a resume
+    with ``obj3.py:objective`` in place of ``obj.py:objective`` mixed another formula's values
+    into the study."""
+    if not isinstance(old, str) or not isinstance(new, str):
+        return old == new
+    (old_file, old_fn), (new_file, new_fn) = _objective_parts(old), _objective_parts(new)
+    return old_fn == new_fn and (old_file is None or new_file is None or old_file == new_file)
+
+
+def _objective_parts(reference: str) -> tuple[str | None, str]:
+    """(the file's or module's last name, or None for ``__main__``; the function's name)."""
+    where, _, function = reference.rpartition(":")
+    stem = Path(where).stem if where.endswith(".py") else where.rpartition(".")[2]
+    return (None if stem in ("", "__main__", "python") else stem), function
 
 
 def _changed_values(old: dict[str, Any], new: dict[str, Any]) -> str:
