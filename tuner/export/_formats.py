@@ -243,7 +243,9 @@ def _save_through(path: Path, save: Callable[[IO[bytes]], None]) -> None:
     full disk reads ``[Errno 28] No space left on device``.
     """
     with open(path, "wb") as fh:
-        writer = _KeepsFileErrors(fh)
+        from tuner.tasks._base import KeepsFileErrors
+
+        writer = KeepsFileErrors(fh)
         try:
             save(writer)
         except RuntimeError:
@@ -252,45 +254,6 @@ def _save_through(path: Path, save: Callable[[IO[bytes]], None]) -> None:
             raise
     if writer.error is not None:  # swallowed on the way (a writer that ignores a failed write)
         raise writer.error
-
-
-class _KeepsFileErrors(io.RawIOBase):
-    """A binary file as torch's savers write to it, keeping the first ``OSError`` it raised.
-
-    An ``io`` object (writable, seekable as the file is): ``torch.export.save`` warns about anything else.
-    """
-
-    def __init__(self, fh: IO[bytes]) -> None:
-        super().__init__()
-        self._fh = fh
-        self.error: OSError | None = None
-
-    def writable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return self._fh.seekable()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._fh.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._fh.tell()
-
-    def write(self, data: Any) -> int:
-        try:
-            return self._fh.write(data)
-        except OSError as exc:
-            self.error = self.error or exc
-            raise
-
-    def flush(self) -> None:
-        if not self._fh.closed:  # io closes this wrapper when it is collected, after the file itself
-            try:
-                self._fh.flush()
-            except OSError as exc:
-                self.error = self.error or exc
-                raise
 
 
 def _torch_runner(module: Any) -> Callable[[np.ndarray], np.ndarray]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import difflib
+import io
 import os
 import pathlib
 from typing import Any, Callable, ClassVar, Mapping, Protocol
@@ -86,7 +87,7 @@ def save_torch_file(path: pathlib.Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        writer = _KeepsFileErrors(fh)
+        writer = KeepsFileErrors(fh)
         try:
             torch.save(obj, writer)
         except RuntimeError:
@@ -96,12 +97,31 @@ def save_torch_file(path: pathlib.Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-class _KeepsFileErrors:
-    """A file as ``torch.save`` writes to it (``write`` and ``flush``), keeping the file's first error."""
+class KeepsFileErrors(io.RawIOBase):
+    """A binary file as torch's savers write to it, keeping the first ``OSError`` it raised.
+
+    torch turns a failed write into ``RuntimeError: ... unexpected pos``; the file's own error
+    (``No space left on device``) is what a user can act on. An ``io`` object (writable,
+    seekable as the file is): ``torch.export.save`` warns about anything else. Used by
+    :func:`save_torch_file` and the exporters (``tuner.export._formats``).
+    """
 
     def __init__(self, fh: Any) -> None:
+        super().__init__()
         self._fh = fh
         self.error: OSError | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._fh.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
 
     def write(self, data: Any) -> int:
         try:
@@ -111,7 +131,12 @@ class _KeepsFileErrors:
             raise
 
     def flush(self) -> None:
-        self._fh.flush()
+        if not self._fh.closed:  # io closes this wrapper when it is collected, after the file itself
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                self.error = self.error or exc
+                raise
 
 
 class Task(abc.ABC):
