@@ -146,3 +146,11 @@ def test_metrics_that_are_lists_or_dicts_are_shown_shortened_not_dropped(ran: st
     line = next(line for line in trial_lines(d) if line.startswith("metrics: "))
     assert line.startswith("metrics: loss 0.25, note hello, lst [1, 2], nested {'a': 1}, long [0, 1, 2")
     assert line.endswith("...")
+
+
+def test_a_text_choice_that_reads_as_a_number_or_none_is_quoted() -> None:
+    """`b: {choice: [1, "1", null, "null"]}`: `tuner trial` printed the string "1" as 1 and "null" as null."""
+    from tuner._trial_details import _param
+
+    assert [_param(v) for v in (1, "1", None, "null", "true", True, "adam", 0.5, "0.5")] == [
+        "1", "'1'", "None", "'null'", "'true'", "True", "adam", "0.5", "'0.5'"]
