@@ -154,3 +154,10 @@ def test_a_text_choice_that_reads_as_a_number_or_none_is_quoted() -> None:
 
     assert [_param(v) for v in (1, "1", None, "null", "true", True, "adam", 0.5, "0.5")] == [
         "1", "'1'", "None", "'null'", "'true'", "True", "adam", "0.5", "'0.5'"]
+
+
+def test_tuner_show_and_best_print_a_one_layer_list_as_a_list() -> None:
+    """`tuner show` printed `width=298` for a one-layer trial and `width=[101, 380]` for others."""
+    from tuner.cli import _fmt_param
+
+    assert [_fmt_param(v) for v in ([298], [101, 380], None, "1")] == ["[298]", "[101, 380]", "None", "'1'"]

@@ -65,9 +65,12 @@ def _fmt(value: Any) -> str:
 
 
 def _fmt_param(value: Any) -> str:
-    """A parameter's value: None is one a choice can hold (``grad_clip: null``), printed as None;
-    ``-`` stays for what is missing."""
-    return "None" if value is None else _fmt(value)
+    """A parameter's value as ``tuner trial`` prints it: None is one a choice can hold
+    (``grad_clip: null``), a per-layer list stays a list however long (``[298]``), and text
+    that reads as a number or None is quoted; ``-`` stays for what is missing."""
+    from tuner._trial_details import _param
+
+    return _param(value)
 
 
 class _UsageLine(click.UsageError):
