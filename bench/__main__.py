@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "soak": ("bench.soak", "long fault forms: kill -9 x10, PostgreSQL restarts, 2,000 trials at concurrency 16"),
     "gpu_packing": ("bench.gpu_packing", "small CNN trials at 1, 1/2, 1/4, 1/8 GPU each: trials/hour, GPU utilisation"),
     "loop_throughput": ("bench.loop_throughput", "built-in training loop vs a bare PyTorch loop (samples/s)"),
+    "report_throughput": ("bench.report_throughput", "ctx.report of a trial reporting thousands of steps: cost per report"),
     "efficiency": ("bench.efficiency", "sample efficiency: best value vs epochs spent, vs random, Optuna, Ray Tune"),
     "efficiency_sweep": ("bench.efficiency_sweep", "replay tuner's sampler/pruner settings over many seeds (choosing defaults)"),
 }
