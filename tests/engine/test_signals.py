@@ -108,7 +108,9 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     sent = time.monotonic()
     _out, err = proc.communicate(timeout=60)
     assert time.monotonic() - sent < 10
-    assert proc.returncode == 130, err[-2000:]
+    # 130, or ended by the SIGINT itself when it came as the process was already exiting (its
+    # handlers gone): a shell reports both as 130, and either way the second Ctrl-C quit at once.
+    assert proc.returncode in (130, -signal.SIGINT), err[-2000:]
     # The first Ctrl-C's orderly stop takes about a second now, so the second may find it done.
     last = err.rstrip().splitlines()[-1]
     assert last == "error: interrupted; run the same command again to resume" or (
