@@ -37,7 +37,10 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except TunerError as exc:
             _fail(str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("error: interrupted; run the same command again to resume", err=True)
+            from tuner.engine._progress import Progress
+
+            if not Progress.said_how_it_ended:  # the run's own last line said it already
+                click.echo("error: interrupted; run the same command again to resume", err=True)
             # Everything this run stores is stored by now. Leave at once: a Ray interrupted while
             # starting can still have threads that crash the interpreter's finalisation (exit 139);
             # the processes it started share this one's fate and end with it.
@@ -211,6 +214,7 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
         _echo_json({**summary.__dict__, "finished_total": summary.finished_total})
     elif quiet:
         click.echo(format_summary(summary))
+        Progress.said_how_it_ended = True
     if summary.stopped_reason == "interrupted":
         sys.exit(130)
     if summary.stopped_reason == "stop_requested":

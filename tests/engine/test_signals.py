@@ -115,6 +115,7 @@ def test_sigint_says_so_stops_marks_and_resumes_and_a_second_sigint_exits_at_onc
     last = err.rstrip().splitlines()[-1]
     assert last == "error: interrupted; run the same command again to resume" or (
         last.startswith("interrupted: study 'sigint'") and last.endswith("run the same command again to resume")), last
+    assert err.count("run the same command again to resume") == 1, err[-2000:]  # said once, whichever said it
     assert "Traceback" not in err
 
     # The next resume is stopped from another process by `tuner stop`, as at a Ctrl-C: exit 1,

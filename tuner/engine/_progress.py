@@ -159,6 +159,11 @@ class Progress:
     def end(self, summary: Any) -> None:
         if not self.quiet:
             self._write(format_summary(summary))
+            Progress.said_how_it_ended = True
+
+    #: Set once a run's last line (how it ended, how to resume) is on the console: a second
+    #: Ctrl-C that lands after it need not say "interrupted; run the same command again" twice.
+    said_how_it_ended = False
 
 
 def format_summary(summary: Any) -> str:
