@@ -946,3 +946,12 @@ def test_narrowing_an_included_choice_leaves_out_what_only_the_dropped_values_us
         SearchSpace.from_mapping({"include": [str(shipped)], "params": {"x": {"float": [0, 1],
                                                                               "when": {"optimizer": "sgdd"}}}},
                                  source="mine.yaml")
+
+
+def test_messages_quote_a_text_choice_that_reads_as_a_number_or_null() -> None:
+    """`b: {choice: ["1", 2]}` with `when: {b: 1}` said "b is never 1; b is one of 1, 2", which
+    read as if 1 were allowed."""
+    with pytest.raises(SpaceError) as info:
+        SearchSpace.from_mapping({"params": {"b": {"choice": ["1", 2, None, "null", "adam"]},
+                                             "a": {"int": [1, 2], "when": {"b": 1}}}}, source="t")
+    assert str(info.value).endswith("b is never 1; b is one of '1', 2, null, 'null', adam")

@@ -180,6 +180,25 @@ def _as_drawn(d: _Dim, value: Any) -> Any:
     return value
 
 
+def _say(x: Any) -> str:
+    """A scalar as :func:`_render` shows it, quoted where a string would read as another type
+    (``'1'``, ``'null'``), for messages only (Optuna names keep :func:`_render`'s form): the
+    choices ``[1, "1"]`` read "one of 1, 1" and a ``when: {b: 1}`` seemed allowed."""
+    if isinstance(x, str) and isinstance(_yaml_scalar(x), (int, float, bool, type(None))):
+        return repr(x)
+    return _render(x)
+
+
+def _yaml_scalar(text: str) -> Any:
+    """What a bare YAML scalar ``text`` reads as."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def _render(x: Any) -> str:
     """A scalar as YAML would show it; used in Optuna names and messages."""
     if x is None:
@@ -305,9 +324,9 @@ class _Dim:
     def domain_text(self) -> str:
         """What values this spec can take, for messages."""
         if self.kind == "value":
-            return f"only {_render(self.value) if _is_scalar(self.value) else _show(self.value)}"
+            return f"only {_say(self.value) if _is_scalar(self.value) else _show(self.value)}"
         if self.kind == "choice":
-            return "one of " + ", ".join(_render(c) for c in self.choices)
+            return "one of " + ", ".join(_say(c) for c in self.choices)
         extra = " (log)" if self.log else ""
         if self.step is not None and not (self.kind == "int" and self.step == 1):
             extra += f" in steps of {_render(self.step)}"
@@ -922,7 +941,7 @@ class SearchSpace:
         for v in options:
             if not any(t.accepts(v) for t in target.dims):
                 can = "; ".join(t.domain_text() for t in target.dims)
-                raise _fail(p.source, path, f"{key} is never {_render(v)}", f"{key} is {can}")
+                raise _fail(p.source, path, f"{key} is never {_say(v)}", f"{key} is {can}")
             if not any(t.accepts(v) and not t.continuous for t in target.dims):  # only a continuous range holds it
                 raise _fail(p.source, path, f"{key} is a continuous float ({'; '.join(t.domain_text() for t in target.dims)}), "
                             f"which is never exactly {_render(v)}, so the condition never holds",
