@@ -297,22 +297,7 @@ def _user_params(study: "optuna.Study") -> Callable[[Any], dict[str, Any] | None
     """A function giving a trial's parameter dict as the objective saw it (fixed values included,
     per-layer lists rebuilt), or None. The stored space is read and parsed once, not per trial
     (``tuner show --top 100`` parsed it a hundred times)."""
-    space = study._storage.get_study_system_attrs(study._study_id).get(_attrs.SPACE)
-    parsed = None
-    if space:
-        try:
-            from tuner.space import SearchSpace
+    from tuner.space import stored_params_reader
 
-            parsed = SearchSpace.from_mapping(space, source="<stored>")
-        except Exception:  # noqa: BLE001 - a stored space from another version must not break `best`
-            parsed = None
-
-    def convert(t: Any) -> dict[str, Any] | None:
-        if parsed is None:
-            return None
-        try:
-            return parsed.params_from_optuna(dict(t.params))
-        except Exception:  # noqa: BLE001 - as above, for a trial the stored space cannot read
-            return None
-
-    return convert
+    read = stored_params_reader(study._storage.get_study_system_attrs(study._study_id).get(_attrs.SPACE))
+    return lambda t: read(t.params)

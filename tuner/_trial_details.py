@@ -217,20 +217,11 @@ def _param(value: Any) -> str:
         return "None"
     if isinstance(value, list):
         return "[" + ", ".join(_param(v) for v in value) + "]"
-    if isinstance(value, str) and _reads_as_another_type(value):
+    from tuner.space import reads_as_another_type
+
+    if isinstance(value, str) and reads_as_another_type(value):
         return repr(value)  # the choice "1" is not the choice 1, nor "null" None
     return _num(value)
-
-
-def _reads_as_another_type(text: str) -> bool:
-    """Whether a string would print like a number, a boolean or None."""
-    if text.strip().lower() in ("none", "null", "true", "false", "nan", "inf", "-inf"):
-        return True
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _short(value: Any) -> str:

@@ -49,7 +49,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from tuner._yaml import load_yaml_file
 from tuner.exceptions import SpaceError
@@ -180,11 +180,49 @@ def _as_drawn(d: _Dim, value: Any) -> Any:
     return value
 
 
+def stored_params_reader(stored_space: Any) -> "Callable[[Mapping[str, Any]], dict[str, Any] | None]":
+    """A function turning a trial's Optuna-named params into the params its objective saw
+    (fixed values included, per-layer lists rebuilt), from a study's stored space (``tuner:space``);
+    it answers None where that cannot be done (no stored space, one from another version, a trial
+    recorded under another space). The space is parsed once, here: ``tuner best``, ``tuner
+    trial``, the report and the dashboard's pages call the reader once per trial."""
+    parsed: SearchSpace | None = None
+    if isinstance(stored_space, dict):
+        try:
+            parsed = SearchSpace.from_mapping(stored_space, source="<stored>")
+        except Exception:  # noqa: BLE001 - a stored space from another version must not break a reader
+            parsed = None
+
+    def read(optuna_params: Mapping[str, Any]) -> dict[str, Any] | None:
+        if parsed is None:
+            return None
+        try:
+            return parsed.params_from_optuna(dict(optuna_params))
+        except Exception:  # noqa: BLE001 - as above, for a trial the stored space cannot read
+            return None
+
+    return read
+
+
+def reads_as_another_type(text: str) -> bool:
+    """Whether the string ``text`` would print like a number, a boolean or None (``"1"``, ``"null"``,
+    ``"inf"``): where messages and listings show it, it is quoted so as not to be taken for one."""
+    if text.strip().lower() in ("none", "nan", "inf", "-inf", "+inf"):
+        return True
+    if isinstance(_yaml_scalar(text), (int, float, bool, type(None))):
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _say(x: Any) -> str:
     """A scalar as :func:`_render` shows it, quoted where a string would read as another type
     (``'1'``, ``'null'``), for messages only (Optuna names keep :func:`_render`'s form): the
     choices ``[1, "1"]`` read "one of 1, 1" and a ``when: {b: 1}`` seemed allowed."""
-    if isinstance(x, str) and isinstance(_yaml_scalar(x), (int, float, bool, type(None))):
+    if isinstance(x, str) and reads_as_another_type(x):
         return repr(x)
     return _render(x)
 

@@ -10,7 +10,6 @@ SQL, and only the trials of the requested page are read in full (through the rep
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import math
 import sqlite3
 import threading
@@ -670,7 +669,10 @@ class DashboardData:
 
         study = optuna.Study(info.name, self.storage)
         trials = read_trials(study, trial_ids=trial_ids, skip_attr_prefixes=() if full else _HEAVY_ATTRS)
-        return [_trial_dict(t, info, full=full) for t in trials]
+        from tuner.space import stored_params_reader
+
+        as_seen = stored_params_reader(info.system_attrs.get(_attrs.SPACE))  # the space parsed once per read
+        return [_trial_dict(t, info, full=full, as_seen=as_seen) for t in trials]
 
 
 def _in_range(choice: Any, low: float | None, high: float | None) -> bool:
@@ -680,35 +682,8 @@ def _in_range(choice: Any, low: float | None, high: float | None) -> bool:
     return (low is None or choice >= low) and (high is None or choice <= high)
 
 
-def _objective_params(space: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-    """A trial's params as its objective saw them, from the study's stored space (None without one)."""
-    import json
-
-    if not isinstance(space, dict):
-        return None
-    parsed = _parsed_space(json.dumps(space, sort_keys=True, default=str))
-    if parsed is None:
-        return None
-    try:
-        return parsed.params_from_optuna(dict(params))
-    except Exception:  # noqa: BLE001 - a trial the stored space cannot read: Optuna's names then
-        return None
-
-
-@functools.lru_cache(maxsize=16)
-def _parsed_space(space_json: str) -> Any:
-    """The stored space, parsed once per study (a page of 50 rows, or every poll of a running study)."""
-    import json
-
-    from tuner.space import SearchSpace
-
-    try:
-        return SearchSpace.from_mapping(json.loads(space_json), source="<stored>")
-    except Exception:  # noqa: BLE001 - a stored space from another version
-        return None
-
-
-def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, Any]:
+def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool,
+                as_seen: Callable[[Any], dict[str, Any] | None] = lambda params: None) -> dict[str, Any]:
     sa_ = t.system_attrs
     start, end = t.datetime_start, t.datetime_complete
     duration = (end - start).total_seconds() if start and end else (
@@ -721,7 +696,7 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool) -> dict[str, A
         "params": {k: jsonable(v) for k, v in t.params.items()},  # Optuna's names: the table's sortable columns
         # As the objective saw them (fixed values in, per-layer lists rebuilt): what `tuner best` shows
         # and a spec's `enqueue` takes; the trial page and the best trials show these.
-        "user_params": jsonable(_objective_params(info.system_attrs.get(_attrs.SPACE), t.params)),
+        "user_params": jsonable(as_seen(t.params)),
         "started": start.isoformat(timespec="seconds") if start else None,
         "completed": end.isoformat(timespec="seconds") if end else None,
         "duration_s": duration,

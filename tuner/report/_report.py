@@ -113,16 +113,10 @@ def objective_params(data: StudyData, trial: Any) -> dict[str, Any]:
     """``trial``'s params as its objective saw them (``lr``, ``width: [101, 380]``, fixed values
     included), as ``tuner best`` and ``tuner trial`` show them and a spec's ``enqueue`` takes them;
     the report's own names where the stored space cannot rebuild them."""
-    space = data.system_attrs.get(_attrs.SPACE)
-    if isinstance(space, dict):
-        try:
-            from tuner.space import SearchSpace
+    from tuner.space import stored_params_reader
 
-            parsed = SearchSpace.from_mapping(space, source="<stored>")
-            return parsed.params_from_optuna(data.optuna_params.get(trial.number, dict(trial.params)))
-        except Exception:  # noqa: BLE001 - a stored space from another version: the names of the figures then
-            pass
-    return dict(trial.params)
+    read = stored_params_reader(data.system_attrs.get(_attrs.SPACE))
+    return read(data.optuna_params.get(trial.number, trial.params)) or dict(trial.params)
 
 
 def _timed(timings: dict[str, float], key: str, fn: Callable[[], Any]) -> Any:
