@@ -128,7 +128,7 @@ def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_pat
     runner = CliRunner()
     listing = runner.invoke(main, ["ls", "--storage", url]).output.splitlines()
     assert listing[0].split()[-4:] == ["best", "metric", "last", "activity"]
-    assert listing[1].split()[:10] == ["mo", "finished", "4", "0", "0", "0", "0.95", "acc", "(max)", "+1"]
+    assert listing[1].split()[:11] == ["mo", "finished", "4", "0", "0", "0", "0", "0.95", "acc", "(max)", "+1"]
     best = runner.invoke(main, ["best", "mo", "--storage", url])
     heads = [line for line in best.output.splitlines() if not line.startswith(" ")]
     assert heads == ["pareto front of 3 trials (maximize acc, minimize size):", "trial 0: acc 0.9, size 100",

@@ -161,6 +161,7 @@ class StudyInfo:
     last_activity: str | None
     running: bool
     state: str = "stopped"  # running / finished / failed / stopped, as the dashboard says
+    stopped_unfinished: int = 0  # of the FAIL trials, those their run ended unfinished (not failures of their own)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -178,7 +179,8 @@ def list_studies(storage: str | None = None) -> list[StudyInfo]:
         out.append(StudyInfo(
             name=row["name"], directions=row["directions"], metrics=list(spec.get("metrics") or row["metrics"] or []),
             counts=row["counts"], n_trials_target=spec.get("n_trials"), best=row["best"],
-            last_activity=_iso(row["last_activity"]), running=state == "running", state=state))
+            last_activity=_iso(row["last_activity"]), running=state == "running", state=state,
+            stopped_unfinished=row.get("stopped_unfinished", 0)))
     return out
 
 
@@ -217,7 +219,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
     from tuner._trial_read import read_trials
-    from tuner.engine._study import run_log, run_row, study_state
+    from tuner.engine._study import run_log, run_row, stopped_counts, study_state
     from tuner.storage import ranked_trial_ids
 
     study = load_study(name, storage)
@@ -226,6 +228,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     directions = [d.name.lower() for d in study.directions]
     with database.engine.connect() as conn:
         counts = _state_counts(conn, study._study_id)
+        stopped = stopped_counts(conn, study._study_id).get(study._study_id, 0)
         failed_ids = ranked_trial_ids(conn, study._study_id, "FAIL", None, limit=5)[::-1]  # the last five, in order
         top_ids = (ranked_trial_ids(conn, study._study_id, "COMPLETE", directions[0], limit=top)
                    if len(directions) == 1 else [])
@@ -239,6 +242,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
         "directions": directions,
         "metrics": study.metric_names,
         "counts": counts,
+        "stopped_unfinished": stopped,  # of the FAIL trials, those their run ended unfinished
         "n_trials": sum(counts.values()),
         "spec": attrs.get(_attrs.SPEC),
         "runs": [run_row(run) for run in runs],

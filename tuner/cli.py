@@ -273,11 +273,14 @@ def ls(storage: str | None, as_json: bool) -> None:
     if not studies:
         click.echo("no studies yet")
         return
-    click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'running':>7} {'best':>12} "
-               f"{'metric':24} last activity")
+    # "failed" counts the trials that failed on their own; "stopped" those a run's stop (Ctrl-C,
+    # `tuner stop`, max_failures) or death ended unfinished, which a resume runs again.
+    click.echo(f"{'study':30} {'state':9} {'complete':>8} {'pruned':>6} {'failed':>6} {'stopped':>7} {'running':>7} "
+               f"{'best':>12} {'metric':24} last activity")
     for s in studies:
         c = s.counts
-        click.echo(f"{s.name[:30]:30} {s.state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} {c.get('FAIL', 0):>6} "
+        click.echo(f"{s.name[:30]:30} {s.state:9} {c.get('COMPLETE', 0):>8} {c.get('PRUNED', 0):>6} "
+                   f"{c.get('FAIL', 0) - s.stopped_unfinished:>6} {s.stopped_unfinished:>7} "
                    f"{c.get('RUNNING', 0):>7} {_fmt(s.best):>12} {_metric_label(s.metrics, s.directions):24} "
                    f"{s.last_activity or '-'}")
 
@@ -302,7 +305,7 @@ def _metric_label(metrics: list[str], directions: list[str]) -> str:
 def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
     """Show a study: counts by state, best trial, top trials and recent failures."""
     from tuner._api import study_details
-    from tuner.engine._study import run_line
+    from tuner.engine._study import run_line, shown_counts
 
     if top < 0:
         raise UserInputError("--top must be >= 0")
@@ -310,7 +313,8 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
     if as_json:
         _echo_json(d)
         return
-    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(d["counts"].items())) or "no trials"
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(shown_counts(d["counts"], d["stopped_unfinished"]).items())) \
+        or "no trials"
     metrics = d["metrics"] or ["value"] * len(d["directions"])
     click.echo(f"study {d['name']} ({d['state']}): {counts}; "
                f"{', '.join(f'{m} ({x})' for m, x in zip(metrics, d['directions']))}")

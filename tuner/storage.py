@@ -445,7 +445,8 @@ def ranked_trial_ids(conn: Any, study_id: int, state: str, direction: str | None
 
 
 def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]]:
-    """All studies with trial counts by state, best first-objective value and last activity.
+    """All studies with trial counts by state, best first-objective value and last activity, and
+    ``stopped_unfinished``: how many of the FAIL trials their run ended unfinished.
 
     A fixed number of grouped queries whatever the number of studies and trials (``tuner ls``
     and the dashboard's studies page must stay fast at 100,000 trials).
@@ -460,7 +461,7 @@ def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]
     with storage.engine.connect() as conn:
         for sid, name in conn.execute(sa.select(m.StudyModel.study_id, m.StudyModel.study_name).order_by(m.StudyModel.study_id)):
             out[sid] = {"study_id": sid, "name": name, "directions": [], "counts": {}, "best": None,
-                        "last_activity": None, "system_attrs": {}, "metrics": None}
+                        "last_activity": None, "system_attrs": {}, "metrics": None, "stopped_unfinished": 0}
         for sid, objective, direction in conn.execute(sa.select(
                 m.StudyDirectionModel.study_id, m.StudyDirectionModel.objective, m.StudyDirectionModel.direction)
                 .order_by(m.StudyDirectionModel.study_id, m.StudyDirectionModel.objective)):
@@ -489,6 +490,11 @@ def study_overview(storage: "optuna.storages.RDBStorage") -> list[dict[str, Any]
             if sid in out and out[sid]["directions"]:
                 maximize = out[sid]["directions"][0] == StudyDirection.MAXIMIZE.name.lower()
                 out[sid]["best"] = hi if maximize else lo
+        from tuner.engine._study import stopped_counts
+
+        for sid, n in stopped_counts(conn).items():
+            if sid in out:
+                out[sid]["stopped_unfinished"] = n
     for row in out.values():
         row["metrics"] = row["system_attrs"].get("study:metric_names")
     return list(out.values())

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import _is_int, _lease_alive, run_log, run_row, study_state
+from tuner.engine._study import _is_int, _lease_alive, run_log, run_row, shown_counts, stopped_counts, study_state
 from tuner.exceptions import UserInputError
 from tuner.storage import SQL_INT_MAX, sqlite_path
 
@@ -204,10 +204,11 @@ class DashboardData:
         info = self._study_row(name)
         t = m.TrialModel
 
-        def read() -> tuple[dict[str, int], Any, list[int]]:
+        def read() -> tuple[dict[str, int], Any, list[int], int]:
             counts: dict[str, int] = {}
             last = None
             with self.engine.connect() as conn:
+                stopped = stopped_counts(conn, info.study_id).get(info.study_id, 0)
                 for state, n, last_start, last_end in conn.execute(
                         sa.select(t.state, sa.func.count(), sa.func.max(t._datetime_start_utc),
                                   sa.func.max(t._datetime_complete_utc))
@@ -216,14 +217,14 @@ class DashboardData:
                     for ts in (last_start, last_end):
                         if ts is not None and (last is None or ts > last):
                             last = ts
-                return counts, last, self._best_trial_ids(conn, info)
+                return counts, last, self._best_trial_ids(conn, info), stopped
 
-        counts, last, best_ids = self._memo(("study", info.study_id), read)
+        counts, last, best_ids, stopped = self._memo(("study", info.study_id), read)
         counts = dict(counts)
         spec = info.system_attrs.get(_attrs.SPEC) if isinstance(info.system_attrs.get(_attrs.SPEC), dict) else {}
         summary = _study_summary({"study_id": info.study_id, "name": info.name, "directions": info.directions,
                                   "counts": counts, "best": None, "last_activity": last,
-                                  "metrics": info.metric_names}, spec, info.system_attrs.get(_attrs.DRIVER),
+                                  "metrics": info.metric_names, "stopped_unfinished": stopped}, spec, info.system_attrs.get(_attrs.DRIVER),
                                  info.system_attrs.get(_attrs.RUN_LOG))
         best = self._read(info, best_ids) if best_ids else []
         summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
@@ -739,6 +740,9 @@ def _study_summary(row: dict[str, Any], spec: dict[str, Any], lease: Any, runs: 
         "directions": row["directions"],
         "metric_names": row.get("metrics") or (spec.get("metrics") if isinstance(spec.get("metrics"), list) else None),
         "counts": counts,
+        # of the FAIL trials, those their run ended unfinished; ``shown_counts`` lists them apart
+        "stopped_unfinished": int(row.get("stopped_unfinished") or 0),
+        "shown_counts": shown_counts(counts, int(row.get("stopped_unfinished") or 0)),
         "n_trials": sum(counts.values()),
         "finished": finished,
         "target": target,

@@ -522,6 +522,40 @@ def ended_unfinished(error: Any) -> bool:
     return isinstance(error, dict) and error.get("type") in UNFINISHED_ERRORS and not error.get("traceback")
 
 
+def stopped_counts(conn: Any, study_id: int | None = None) -> dict[int, int]:
+    """Per study id, how many of its FAIL trials their run ended unfinished (:func:`ended_unfinished`):
+    ``tuner ls``, ``tuner show`` and the dashboard count them apart from the trials that failed
+    on their own, which a Ctrl-C leaving ten trials "failed" made look like a broken objective.
+    One query over such trials' errors alone (not every failure's traceback)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    t, a = m.TrialModel, m.TrialSystemAttributeModel
+    where = [t.state == m.TrialState.FAIL, unfinished_error_rows(a)]
+    if study_id is not None:
+        where.append(t.study_id == study_id)
+    out: dict[int, int] = {}
+    for sid, text in conn.execute(sa.select(t.study_id, a.value_json).join(t, t.trial_id == a.trial_id).where(*where)):
+        if ended_unfinished(_loads(text)):
+            out[sid] = out.get(sid, 0) + 1
+    return out
+
+
+def shown_counts(counts: dict[str, int], stopped: int) -> dict[str, int]:
+    """Trial counts by state as people read them: ``FAIL`` the trials that failed on their own,
+    ``STOPPED`` (after it) those their run ended unfinished, which a resume runs again."""
+    out: dict[str, int] = {}
+    for state, n in counts.items():
+        if state == "FAIL":
+            if n - stopped:
+                out["FAIL"] = n - stopped
+            if stopped:
+                out["STOPPED"] = stopped
+        else:
+            out[state] = n
+    return out
+
+
 #: The run log keeps the latest runs (about 50 kB at most): a study resumed every hour for a
 #: month stays one small row.
 RUN_LOG_KEEP = 100

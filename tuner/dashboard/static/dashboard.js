@@ -187,8 +187,8 @@
         var st = $("#study-state");
         st.textContent = s.state; st.className = "state state-" + s.state;
         var counts = $("#counts"); counts.textContent = "";
-        Object.keys(s.counts).forEach(function (k) {
-          var c = el("span", k + ": ", "count"); c.appendChild(el("b", s.counts[k])); counts.appendChild(c);
+        Object.keys(s.shown_counts).forEach(function (k) {
+          var c = el("span", k + ": ", "count"); c.appendChild(el("b", s.shown_counts[k])); counts.appendChild(c);
         });
         var pt = $("#progress-text");
         if (pt && s.target) pt.textContent = s.finished + " / " + s.target + " finished";
