@@ -44,6 +44,9 @@ def test_sqlite_is_wal_with_busy_timeout(tmp_path: Path) -> None:
     ("postgresql+asyncpg://u@h/db", "driver 'asyncpg' is not installed"),
     ("sqlite:////nonexistent-dir/x.db", "does not exist"),
     ("postgresql+psycopg://postgres@127.0.0.1:1/test", "cannot open storage"),
+    # tuner opens SQLite files itself: an option SQLAlchemy would only warn about and ignore is refused
+    ("sqlite:////tmp/x.db?timeout=5", r"takes no options \(timeout\); drop the '\?\.\.\.' part"),
+    ("sqlite:////tmp/x.db?mode=ro&uri=true", r"no options \(mode, uri\)"),
 ])
 def test_bad_storage_urls_are_one_line_errors(url: str, match: str) -> None:
     with pytest.raises(tuner.StorageError, match=match) as info:

@@ -98,6 +98,11 @@ def _check_url(url: str) -> None:
         raise StorageError(f"storage URL {redact(url)!r}: driver {parsed.get_driver_name()!r} is not installed; use postgresql+psycopg://...")
     if backend == "sqlite" and parsed.host:
         raise StorageError(f"storage URL {url!r} is not valid; use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+    if backend == "sqlite" and parsed.query:
+        # tuner opens SQLite files itself (WAL, its own busy timeout, read-only reads): an option
+        # in the URL would be ignored, as SQLAlchemy only warns, so a `?timeout=` seemed to hold.
+        raise StorageError(f"storage URL {url!r}: tuner opens SQLite files itself and takes no options "
+                           f"({', '.join(sorted(parsed.query))}); drop the '?...' part")
     if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise StorageError(f"storage URL {url!r} is an in-memory database, which trial workers and later commands "
                            "cannot see; use a file: sqlite:///tuner.db")
