@@ -30,7 +30,7 @@ def _stored_spec(url: str, name: str = "same") -> dict[str, Any]:
 def test_another_objective_under_the_same_name_is_refused(sqlite_url: str) -> None:
     tuner.run(_spec(), objectives.quadratic, storage=sqlite_url)
     before = _stored_spec(sqlite_url)
-    with pytest.raises(tuner.UserInputError, match=r"objective 'tests.objectives:quadratic' \(the spec says "
+    with pytest.raises(tuner.UserInputError, match=r"objective 'tests.objectives:quadratic' \(this run has "
                                                    r"'tests.objectives:always_fails'\).*--force"):
         tuner.run(_spec(n_trials=4), objectives.always_fails, storage=sqlite_url)
     assert _stored_spec(sqlite_url) == before
@@ -75,7 +75,7 @@ def test_the_same_objective_from_a_moved_folder_resumes(tmp_path: Path, sqlite_u
     tuner.run(first, storage=sqlite_url)
     moved = _spec(objective=f"{tmp_path / 'b' / 'obj.py'}:f", n_trials=3)
     assert len(tuner.run(moved, storage=sqlite_url).get_trials()) == 3
-    with pytest.raises(tuner.UserInputError, match=r"objective .*obj.py:f' \(the spec says .*obj.py:g'\)"):
+    with pytest.raises(tuner.UserInputError, match=r"objective .*obj.py:f' \(this run has .*obj.py:g'\)"):
         (tmp_path / "b" / "obj.py").write_text(code + "g = f\n")
         tuner.run(_spec(objective=f"{tmp_path / 'b' / 'obj.py'}:g", n_trials=4), storage=sqlite_url)
 
@@ -108,7 +108,7 @@ def test_a_function_passed_with_a_spec_that_names_another_objective_is_what_the_
                     "n_trials: 2\npruner: none\nseed: 0\n")
     tuner.run(spec, storage=sqlite_url)  # the file's objective
     assert _stored_spec(sqlite_url, "named")["objective"] == f"{tmp_path / 'obj.py'}:quadratic"
-    with pytest.raises(tuner.UserInputError, match=r"objective '.*obj.py:quadratic' \(the spec says "
+    with pytest.raises(tuner.UserInputError, match=r"objective '.*obj.py:quadratic' \(this run has "
                                                    r"'tests.objectives:always_fails'\)"):
         tuner.run(spec, objective=objectives.always_fails, storage=sqlite_url, overrides={"n_trials": 4})
     assert len(optuna.load_study(study_name="named", storage=sqlite_url).get_trials()) == 2
@@ -116,7 +116,7 @@ def test_a_function_passed_with_a_spec_that_names_another_objective_is_what_the_
     (tmp_path / "obj3.py").write_text("def quadratic(params, ctx):\n    return params['x'] ** 4\n")
     other = spec.with_name("other.yaml")
     other.write_text(spec.read_text().replace("obj.py:quadratic", "obj3.py:quadratic"))
-    with pytest.raises(tuner.UserInputError, match=r"obj.py:quadratic' \(the spec says '.*obj3.py:quadratic'\)"):
+    with pytest.raises(tuner.UserInputError, match=r"obj.py:quadratic' \(this run has '.*obj3.py:quadratic'\)"):
         tuner.run(other, storage=sqlite_url, overrides={"n_trials": 4})
     # The same file's function passed in (imported, or moved with its folder) goes on, and is recorded.
     import importlib.util

@@ -384,10 +384,10 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
         changed = _diff_keys(stored_space.get("params", stored_space), spec.search_space.to_dict().get("params", {}))
         return f"a different search space ({changed})"
     if directions != list(spec.directions):
-        return f"directions {directions} (the spec says {list(spec.directions)})"
+        return f"directions {directions} (this run has {list(spec.directions)})"
     stored_spec = attrs.get(_attrs.SPEC) or {}
     if stored_spec.get("metrics") and list(stored_spec["metrics"]) != list(spec.metrics):
-        return f"metrics {stored_spec['metrics']} (the spec says {list(spec.metrics)})"
+        return f"metrics {stored_spec['metrics']} (this run has {list(spec.metrics)})"
     # What the trials train and measure: a resumed study whose later trials ran another objective,
     # task or data would rank values that cannot be compared (and the pruner would cut trials
     # against them). Only a spec stored by a tuner that recorded the field is compared.
@@ -399,7 +399,7 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
             old = stored_spec[key]
             if isinstance(old, dict) and isinstance(new[key], dict):
                 return f"other {key} ({_changed_values(old, new[key])})"
-            return f"{key} {old!r} (the spec says {new[key]!r})"
+            return f"{key} {old!r} (this run has {new[key]!r})"
     return None
 
 
