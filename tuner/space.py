@@ -1360,6 +1360,13 @@ class SearchSpace:
                     yield p.source, d.path, p.name, "low", d.low
                     yield p.source, d.path, p.name, "high", d.high
 
+    def ranges_in_every_trial(self) -> dict[str, BaseDistribution]:
+        """Optuna's name and distribution of each number range every trial draws (no ``when``, no
+        ``per``): the space CMA-ES models, so the names its ``x0`` must give, each in its range."""
+        return {p.name: p.dims[0].distribution() for p in self._order
+                if len(p.dims) == 1 and not p.dims[0].when and not p.dims[0].per
+                and p.dims[0].kind in ("float", "int") and p.dims[0].low != p.dims[0].high}
+
     def has_categorical(self) -> bool:
         """Whether any parameter is a choice among two or more values.
 

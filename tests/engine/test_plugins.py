@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +249,47 @@ def test_integer_counts_below_their_range_fail_in_one_line(kind: str, name: str,
                                f"use an integer {allowed}")
     low = int(allowed.split()[-1])
     spec_from_mapping(_plugin_spec(kind, name, {arg: low}), source="t.yaml")  # the least value is accepted
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    # Optuna 5.0 takes these unchecked: x0 off the space fails every trial on an AssertionError at
+    # its first CMA-ES draw, sigma0 <= 0 is clipped to 1e-8, restarts are ignored since 4.4.
+    ({"x0": {"x": 5}}, "sampler.args.x0.x: 5 is outside x's range [-1.0, 1.0]; give a number in the range"),
+    ({"x0": {"x": "a"}}, "sampler.args.x0.x: 'a' is outside x's range [-1.0, 1.0]; give a number in the range"),
+    ({"x0": {"x": 0.5, "y": 0.1}}, "sampler.args.x0.y: 'y' is not a number range every trial draws "
+                                   "(those are: x, n); give x0 a value for each of those"),
+    ({"x0": {"x": 0.5}}, "sampler.args.x0: x0 gives no value for n; give x0 a value for each of: x, n"),
+    ({"sigma0": 0}, "sampler.args.sigma0: sigma0 0 is not a positive step size; use a number > 0 or leave sigma0 out"),
+    ({"sigma0": -0.5}, "sampler.args.sigma0: sigma0 -0.5 is not a positive step size; use a number > 0 or leave "
+                       "sigma0 out"),
+    ({"restart_strategy": "ipop"}, "sampler.args.restart_strategy: Optuna ignores restart_strategy since 4.4 "
+                                   "(restarts moved to OptunaHub); leave restart_strategy out"),
+    ({"inc_popsize": 2}, "sampler.args.inc_popsize: Optuna ignores inc_popsize since 4.4 (restarts moved to "
+                         "OptunaHub); leave inc_popsize out"),
+])
+def test_cmaes_arguments_optuna_takes_unchecked_are_refused_in_one_line(args: dict[str, Any], message: str) -> None:
+    from tuner.spec import spec_from_mapping
+
+    space = {"params": {"x": {"float": [-1.0, 1.0]}, "n": {"int": [1, 4]}, "c": {"choice": ["a", "b"]},
+                        "y": {"float": [0.0, 1.0], "when": {"c": "a"}}, "k": {"value": 3}}}
+    spec = {**_SPEC_BASE, "search_space": space, "sampler": {"name": "cmaes", "args": args}}
+    with pytest.raises(tuner.SpecError) as info:
+        spec_from_mapping(spec, source="t.yaml")
+    assert str(info.value) == f"t.yaml: {message}"
+
+
+def test_cmaes_x0_and_sigma0_on_the_space_are_accepted_and_used() -> None:
+    import optuna
+
+    from tuner.spec import spec_from_mapping
+
+    spec = spec_from_mapping({**_SPEC_BASE, "sampler": {"name": "cmaes", "args": {
+        "x0": {"x": 0.75}, "sigma0": 1e-6, "n_startup_trials": 0}}}, source="t.yaml")
+    sampler = make_sampler(spec.sampler, spec.sampler_args, seed=0, space=spec.search_space)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: spec.search_space.suggest(t)["x"] ** 2, n_trials=3)
+    # the first trial is CMA-ES's and, with a tiny sigma0, lands at x0
+    assert study.trials[1].params["x"] == pytest.approx(0.75, abs=1e-3)
 
 
 def test_hyperband_max_resource_below_min_resource_is_refused() -> None:

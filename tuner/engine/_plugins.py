@@ -7,12 +7,14 @@ constructor signatures without importing Ray.
 from __future__ import annotations
 
 import inspect
+import math
 import zlib
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import optuna
 
+    from tuner.space import SearchSpace
     from tuner.spec import StudySpec
 
 
@@ -430,6 +432,41 @@ def _arg_range_problem(kind: str, name: str, args: dict[str, Any]) -> tuple[str,
     return None
 
 
+def _cmaes_arg_problem(args: dict[str, Any], space: "SearchSpace | None") -> tuple[str, str, str] | None:
+    """(arg, problem, fix) for a CMA-ES argument Optuna 5.0 takes unchecked: ``x0`` off the space
+    fails every trial on an AssertionError at its first CMA-ES draw ("Parameter configuration must
+    contain all distributions", "invalid bounds"); a ``sigma0`` of 0 or below is clipped to 1e-8,
+    a search that cannot move; ``restart_strategy`` and ``inc_popsize`` are ignored since Optuna 4.4,
+    so an `ipop` asked for never happens."""
+    for arg in ("restart_strategy", "inc_popsize"):
+        if arg in args:
+            return arg, f"Optuna ignores {arg} since 4.4 (restarts moved to OptunaHub)", f"leave {arg} out"
+    sigma0 = args.get("sigma0")
+    if _is_number(sigma0) and not (math.isfinite(sigma0) and sigma0 > 0):
+        return "sigma0", f"sigma0 {sigma0!r} is not a positive step size", "use a number > 0 or leave sigma0 out"
+    x0 = args.get("x0")
+    if isinstance(x0, dict) and space is not None:
+        ranges = space.ranges_in_every_trial()
+        names = ", ".join(ranges) or "none"
+        for key, value in x0.items():
+            if key not in ranges:
+                return (f"x0.{key}", f"{key!r} is not a number range every trial draws (those are: {names})"[:200],
+                        "give x0 a value for each of those")
+            dist = ranges[key]
+            if not _is_number(value) or not dist.low <= value <= dist.high:
+                return (f"x0.{key}", f"{value!r} is outside {key}'s range [{dist.low}, {dist.high}]"[:200],
+                        "give a number in the range")
+        missing = [name for name in ranges if name not in x0]
+        if missing:
+            return ("x0", f"x0 gives no value for {', '.join(missing)}"[:200],
+                    f"give x0 a value for each of: {names}"[:200])
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_plugins(spec: "StudySpec") -> None:
     """Check argument types and build the sampler and pruner once, so that a bad value fails before any trial."""
     from tuner.exceptions import SpecError
@@ -447,6 +484,8 @@ def check_plugins(spec: "StudySpec") -> None:
         if bad:
             raise SpecError(spec.source, f"{kind}.args.{bad[0]}",
                             f"{bad[0]} {args[bad[0]]!r} is out of range for {name}", f"use {bad[1]}")
+        if kind == "sampler" and name == "cmaes" and (cmaes_bad := _cmaes_arg_problem(args, spec.search_space)):
+            raise SpecError(spec.source, f"sampler.args.{cmaes_bad[0]}", cmaes_bad[1], cmaes_bad[2])
     for kind, build in (("sampler", lambda: make_sampler(spec.sampler, spec.sampler_args, seed=spec.seed,
                                                           space=spec.search_space,
                                                           study_seed=qmc_study_seed(spec.seed, spec.name))),
