@@ -96,9 +96,12 @@ def test_a_built_in_metric_without_direction_goes_the_right_way(task_args: dict[
                            "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
     assert s.directions == (direction,)
     explicit = spec_from_mapping({"name": "q", "task": "mlp", "task_args": task_args, "metric": metric,
-                                  "direction": "maximize" if direction == "minimize" else "minimize",
-                                  "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
-    assert explicit.directions != (direction,)  # what the spec says always wins
+                                  "direction": direction[:3], "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
+    assert explicit.directions == (direction,)
+    with pytest.raises(SpecError, match=f"direction: {metric} is better .*; use {direction}"):  # the other way: a typo
+        spec_from_mapping({"name": "q", "task": "mlp", "task_args": task_args, "metric": metric,
+                           "direction": "maximize" if direction == "minimize" else "minimize",
+                           "search_space": "mlp.yaml"}, source="t.yaml", base_dir=ROOT)
 
 
 def test_every_shipped_study_validates() -> None:
@@ -289,6 +292,34 @@ def test_metric_the_task_does_not_report() -> None:
     with pytest.raises(SpecError, match=r"metric: task mlp does not report 'val_acuracy'.*did you mean 'val_accuracy'"):
         spec_from_mapping({"name": "q", "task": "mlp", "metric": "val_acuracy", "search_space": "mlp.yaml"},
                           source="t.yaml", base_dir=ROOT)
+
+
+@pytest.mark.parametrize(("keys", "message"), [
+    # Selecting on the test part: the model card then called the selection criterion a held-out score.
+    ({"metric": "test_accuracy"}, "t.yaml: metric: test_accuracy is measured on the test part, which is held out to "
+                                  "estimate the chosen model: selecting on it leaks the test part into the choice; "
+                                  "use val_accuracy"),
+    ({"metrics": ["val_accuracy", "test_loss"], "directions": ["maximize", "minimize"]},
+     "t.yaml: metrics[1]: test_loss is measured on the test part"),
+    # A direction against the metric's meaning: each trial kept its worst epoch's weights.
+    ({"metric": "val_accuracy", "direction": "minimize"},
+     "t.yaml: direction: val_accuracy is better higher, and minimize would rank the worst trials best, keeping each "
+     "one's worst epoch; use maximize (or leave direction out)"),
+    ({"metric": "val_loss", "direction": "max"}, "t.yaml: direction: val_loss is better lower, and maximize"),
+    ({"metrics": ["val_accuracy", "n_params"], "directions": ["maximize", "maximize"]},
+     "t.yaml: directions[1]: n_params is better lower, and maximize would rank the worst trials best; use minimize"),
+])
+def test_a_built_in_tasks_metric_is_not_selected_on_the_test_part_nor_turned_the_wrong_way(
+        keys: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml", **keys}, source="t.yaml", base_dir=ROOT)
+    assert str(info.value).startswith(message)
+
+
+def test_a_user_objective_names_and_turns_its_metrics_as_it_likes() -> None:
+    # Only a built-in task's metrics have a known meaning: an objective's 'test_accuracy' is its own.
+    spec = _spec(metric="test_accuracy", direction="minimize")
+    assert spec.metrics == ("test_accuracy",) and spec.directions == ("minimize",)
 
 
 def test_file_level_errors(tmp_path: Path) -> None:

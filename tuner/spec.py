@@ -447,7 +447,32 @@ class _Validator:
                 if m not in known:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
                     raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
+            self._check_selection(names, dirs, known)
         return names, dirs
+
+    def _check_selection(self, names: tuple[str, ...], dirs: tuple[str, ...], known: Any) -> None:
+        """Refuse a built-in task's metric the study must not select on, or one turned the wrong way.
+
+        A ``test_*`` metric ranks trials by the held-out test part, which then no longer estimates
+        anything: the model card and ``tuner best`` presented as a held-out score what had been
+        the selection criterion. A direction against the metric's meaning (``val_accuracy``
+        minimized) is a typo whose cost is silent: the worst trial ranks best, and each trial
+        keeps its worst epoch's weights."""
+        several = "metrics" in self.data
+        for i, (metric, direction) in enumerate(zip(names, dirs)):
+            if metric.startswith("test_"):
+                val = "val_" + metric[len("test_"):]
+                raise self.fail(f"metrics[{i}]" if several else "metric",
+                                f"{metric} is measured on the test part, which is held out to estimate the chosen "
+                                "model: selecting on it leaks the test part into the choice",
+                                f"use {val}" if val in known else "use a val_ metric")
+            natural = _natural_direction(metric)
+            if natural and natural != direction:
+                better = "higher" if natural == "maximize" else "lower"
+                epochs = ", keeping each one's worst epoch" if metric.startswith("val_") else ""
+                raise self.fail(f"directions[{i}]" if several else "direction",
+                                f"{metric} is better {better}, and {direction} would rank the worst trials best{epochs}",
+                                f"use {natural}" + ("" if several else " (or leave direction out)"))
 
     def _mixed_metric_keys(self) -> SpecError:
         """The error for a spec with keys of one objective (``metric``, ``direction``) and of several
