@@ -50,11 +50,28 @@ def test_a_complete_trial_shows_its_values_params_curve_matrix_placement_and_fil
     for step in range(1, 5):
         loss = abs(stored.params["x"] - 2.0) + 1.0 / step
         assert lines[start + 1 + step].split() == [str(step), f"{loss:.6g}", f"{1.0 / (1.0 + loss):.6g}"]
-    matrix = lines.index("confusion matrix (rows: true class, columns: predicted):")
+    matrix = lines.index("confusion matrix (test part; rows: true class, columns: predicted):")
     assert [line.split() for line in lines[matrix + 1:matrix + 4]] == [["0", "1"], ["0", "5", "1"], ["1", "2", "7"]]
     checkpoint = Path(worker["trial_dir"]) / "best.pt"
     assert lines[lines.index("files:") + 1] == f"  {checkpoint} ({checkpoint.stat().st_size} B)"
     assert "error:" not in text
+
+
+def test_the_confusion_matrix_is_labelled_by_the_per_class_tables_class_names() -> None:
+    # A fine-tuning on digits 5..9 printed its per-class table as 5..9 and its matrix as 0..4.
+    from tuner._trial_details import _matrix, _per_class
+
+    per_class = {name: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": n}
+                 for name, n in (("5", 3), ("6", 4), ("a-very-long-class-name", 2))}
+    matrix = [[3, 0, 0], [0, 4, 0], [1, 0, 1]]
+    lines = _matrix(matrix, per_class)
+    assert lines[0] == "confusion matrix (test part; rows: true class, columns: predicted):"
+    assert [line.split() for line in lines[1:]] == [["5", "6", "a-very-long~"], ["5", "3", "0", "0"],
+                                                    ["6", "0", "4", "0"], ["a-very-long~", "1", "0", "1"]]
+    assert _per_class(per_class)[0] == "per class (test part):"
+    assert [line.split()[0] for line in _per_class(per_class)[2:]] == ["5", "6", "a-very-l"]
+    # without names (an objective's own matrix) the classes are numbered
+    assert [line.split() for line in _matrix([[1, 2], [3, 4]])[1:]] == [["0", "1"], ["0", "1", "2"], ["1", "3", "4"]]
 
 
 def test_a_failed_trial_shows_its_whole_traceback(ran: str) -> None:

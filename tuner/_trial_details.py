@@ -105,7 +105,7 @@ def trial_lines(d: dict[str, Any]) -> list[str]:
         lines.append("metrics: " + ", ".join(f"{k} {_short(v)}" for k, v in d["metrics"].items()))
     lines += _curve(d)
     lines += _per_class(d["attrs"].get("per_class"))
-    lines += _matrix(d["attrs"].get("confusion_matrix"))
+    lines += _matrix(d["attrs"].get("confusion_matrix"), d["attrs"].get("per_class"))
     others = {k: v for k, v in {**d["attrs"], **d["user_attrs"]}.items() if k not in ("per_class", "confusion_matrix")}
     if others:
         lines.append("attributes: " + ", ".join(f"{k} {_short(v)}" for k, v in others.items()))
@@ -180,7 +180,7 @@ def _curve(d: dict[str, Any]) -> list[str]:
 def _per_class(per_class: Any) -> list[str]:
     if not isinstance(per_class, dict) or not per_class:
         return []
-    lines = ["per class:", f"  {'class':>8}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>7}"]
+    lines = ["per class (test part):", f"  {'class':>8}  {'precision':>9}  {'recall':>9}  {'f1':>9}  {'support':>7}"]
     for label, scores in per_class.items():
         if isinstance(scores, dict):
             lines.append(f"  {str(label)[:8]:>8}  " + "  ".join(
@@ -188,16 +188,22 @@ def _per_class(per_class: Any) -> list[str]:
     return lines
 
 
-def _matrix(matrix: Any) -> list[str]:
-    """The confusion matrix (rows: true class, columns: predicted), up to :data:`MATRIX_CLASSES`."""
+def _matrix(matrix: Any, per_class: Any = None) -> list[str]:
+    """The test part's confusion matrix (rows: true class, columns: predicted), up to
+    :data:`MATRIX_CLASSES`, labelled by the class names the per-class table uses (its keys, in
+    the matrix's order): labelled 0..n-1, the matrix of classes 5..9 read as another one's."""
     if not (isinstance(matrix, list) and matrix and all(isinstance(r, list) and len(r) == len(matrix) for r in matrix)):
         return []
     if len(matrix) > MATRIX_CLASSES:
-        return [f"confusion matrix: {len(matrix)} x {len(matrix)} (--json has it)"]
-    width = max(3, *(len(_short(v)) for row in matrix for v in row))
-    lines = ["confusion matrix (rows: true class, columns: predicted):",
-             "  " + " " * 4 + " ".join(f"{j:>{width}}" for j in range(len(matrix)))]
-    lines += [f"  {i:>3} " + " ".join(f"{_short(v):>{width}}" for v in row) for i, row in enumerate(matrix)]
+        return [f"confusion matrix (test part): {len(matrix)} x {len(matrix)} (--json has it)"]
+    names = [str(k) for k in per_class] if isinstance(per_class, dict) and len(per_class) == len(matrix) else \
+        [str(i) for i in range(len(matrix))]
+    names = [name if len(name) <= 12 else name[:11] + "~" for name in names]
+    width = max(3, *(len(_short(v)) for row in matrix for v in row), *(len(name) for name in names))
+    label = max(3, *(len(name) for name in names))
+    lines = ["confusion matrix (test part; rows: true class, columns: predicted):",
+             "  " + " " * (label + 1) + " ".join(f"{name:>{width}}" for name in names)]
+    lines += [f"  {name:>{label}} " + " ".join(f"{_short(v):>{width}}" for v in row) for name, row in zip(names, matrix)]
     return lines
 
 
