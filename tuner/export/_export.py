@@ -362,7 +362,7 @@ def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[Trained
         return trained, {"note": "scikit-learn trials already refit their estimator on train + validation; "
                                  "exported as trained"}
     epochs = int(trained.extra.get("epoch") or trained.metrics.get("best_epoch") or trained.params.get("epochs") or 1)
-    task = get_task(trained.task)(trained.task_args, source="export --retrain")
+    task = get_task(trained.task)(_retrain_task_args(trained, number), source="export --retrain")
 
     def merge(data: Any) -> Any:  # train + val as the training part; test reported each epoch, never chosen on
         a, b = data.train.X, data.val.X
@@ -398,6 +398,25 @@ def _retrain(trained: TrainedModel, number: int, workdir: Path) -> tuple[Trained
         info["note"] = (f"training diverged at epoch {ctx.attrs['diverged_at_epoch']} of {epochs}; "
                         f"the last finite epoch's weights are exported")
     return new, info
+
+
+def _retrain_task_args(trained: TrainedModel, number: int) -> dict[str, Any]:
+    """The trial's task arguments, with ``pretrained`` set to the very checkpoint the trial
+    fine-tuned from (its ``best.pt`` records it). A ``pretrained: {study: NAME}`` reference would
+    be looked up again: outside a run there is no storage to look it up in (the export failed),
+    and the study's best trial may have changed since, which would retrain from other weights."""
+    args = dict(trained.task_args)
+    if args.get("pretrained") is None:
+        return args
+    used = trained.extra.get("pretrained_from")
+    if not used:
+        raise UserInputError(f"--retrain: trial {number}'s checkpoint does not say which weights it fine-tuned "
+                             "from; export it without --retrain")
+    if not Path(used).is_file():
+        raise UserInputError(f"--retrain: trial {number} fine-tuned from {used}, which is no longer there; put it "
+                             "back, or export the trial without --retrain")
+    args["pretrained"] = str(used)
+    return args
 
 
 def _record(study: "optuna.Study", number: int, folder: Path, card: dict[str, Any], *, keep: int = 50) -> None:

@@ -206,7 +206,8 @@ def load_trained(path: Path) -> TrainedModel:
                              f"({str(exc).splitlines()[0]})") from None
     model = Deployable(net, data).eval()
     return TrainedModel("torch", task, dict(ckpt.get("task_args") or {}), params, data,
-                        dict(ckpt.get("metrics") or {}), model, path, {"epoch": ckpt.get("epoch")})
+                        dict(ckpt.get("metrics") or {}), model, path,
+                        {"epoch": ckpt.get("epoch"), "pretrained_from": ckpt.get("pretrained_from")})
 
 
 def _load_sklearn(path: Path) -> TrainedModel:
