@@ -281,6 +281,16 @@ def test_bare_tuner_prints_the_help() -> None:
     assert "Usage: tuner [OPTIONS] COMMAND" in out.output and "run" in out.output
 
 
+def test_python_dash_m_tuner_is_the_tuner_command(tmp_path: Path) -> None:
+    # For a venv used without activating it: `python -m tuner` said "No module named tuner.__main__".
+    out = subprocess.run([sys.executable, "-m", "tuner", "--help"], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("Usage: tuner [OPTIONS] COMMAND"), out.stderr[-2000:]
+    out = subprocess.run([sys.executable, "-m", "tuner", "ls", "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: no storage at")
+
+
 def test_objective_that_cannot_be_imported_is_refused_before_running(tmp_path: Path) -> None:
     spec = tmp_path / "imp.yaml"
     spec.write_text(GOOD.replace("tests.objectives:quadratic", "no_such_module_xyz:f"))
