@@ -222,6 +222,14 @@ def test_int8_quantization_reports_size_and_accuracy_change(storage: str, tmp_pa
     X = _test_inputs(result.card)
     agree = np.mean(predictor.predict(X) == load(out, format="torchscript").predict(X))
     assert agree >= 0.8
+    # An export of int8 alone is loaded from it ("the model card lists no model file" before).
+    tuner.export(study, tmp_path / "q8", storage=storage, formats=["torchscript_int8"])
+    alone = load(tmp_path / "q8")
+    assert alone.format == "torchscript_int8"
+    assert np.array_equal(alone.predict(X), predictor.predict(X))
+    np.save(tmp_path / "in.npy", X)
+    run = _cli("predict", str(tmp_path / "q8"), str(tmp_path / "in.npy"))
+    assert run.returncode == 0 and len(run.stdout.splitlines()) == len(X) + 1, run.stderr  # a header line, then rows
     # --quantize on a sklearn model: test_export_safety.py
 
 

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Predictor", "load", "read_inputs", "read_texts"]
 
-_PREFERENCE = ("torchscript", "state_dict", "onnx", "exported_program", "sklearn")
+#: The file a folder is loaded from when no format is named: the exact ones first, int8 (not
+#: bit-exact) last, but it too: an export of int8 alone was unusable ("lists no model file").
+_PREFERENCE = ("torchscript", "state_dict", "onnx", "exported_program", "sklearn", "torchscript_int8")
 #: The label column's name when the card names none (tuner's CSV convention, see tuner.data.tabular).
 _DEFAULT_LABEL = "label"
 _INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
