@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from optuna.trial import FrozenTrial
 
+from tests.conftest import ROOT
 from tuner.exceptions import SpaceError
 from tuner.space import MAX_GRID_POINTS, SEARCH_SPACES_DIR, SearchSpace
 
@@ -331,6 +332,29 @@ def test_include_falls_back_to_shipped_spaces(tmp_path: Path, monkeypatch: pytes
     assert sp.to_dict()["params"]["momentum"] == {"value": 0.9}
     assert sp.suggest(optuna.trial.FixedTrial({"optimizer": "adam", "lr|optimizer=adam/adamw": 1e-3})) == {
         "optimizer": "adam", "lr": 1e-3, "momentum": 0.9}
+
+
+def test_a_study_spec_of_the_same_name_does_not_hide_a_shipped_space(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # studies/sklearn_gbm.yaml hid search_spaces/sklearn_gbm.yaml from every study written next to
+    # the shipped ones: "studies/sklearn_gbm.yaml: name: unknown top-level key".
+    from tuner.spec import spec_from_mapping
+
+    monkeypatch.chdir(tmp_path)
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    for name in ("sklearn_gbm.yaml", "mlp_pareto.yaml"):
+        (studies / name).write_text((ROOT / "studies" / name).read_text())
+    shipped = SearchSpace.load(SEARCH_SPACES_DIR / "sklearn_gbm.yaml")
+    by_name = spec_from_mapping({"name": "m", "task": "sklearn", "task_args": {"dataset": "digits"},
+                                 "search_space": "sklearn_gbm.yaml"}, source="m.yaml", base_dir=studies)
+    assert by_name.search_space == shipped
+    included = SearchSpace.from_mapping({"include": ["mlp_pareto.yaml"], "params": {}}, base_dir=studies)
+    assert included.names == SearchSpace.load(SEARCH_SPACES_DIR / "mlp_pareto.yaml").names
+    # A space of that name next to the spec still comes first.
+    write(studies, "own.yaml", "params:\n  k: {choice: [1, 2]}\n")
+    write(studies, "sklearn_gbm.yaml", "params:\n  k: {choice: [3, 4]}\n")
+    assert SearchSpace.from_mapping({"include": ["sklearn_gbm.yaml"], "params": {}}, base_dir=studies).names == ["k"]
 
 
 def test_inline_include_resolves_from_base_dir(tmp_path: Path) -> None:

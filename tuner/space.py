@@ -66,8 +66,10 @@ SPACE_VERSION = 1
 MAX_GRID_POINTS = 1_000_000
 #: Largest count a ``per`` param may repeat to (each index is its own Optuna param).
 MAX_PER = 1024
-#: The shipped spaces; the last place an ``include`` is looked up.
-SEARCH_SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+#: The shipped spaces; the last place an ``include`` is looked up. ``tuner/search_spaces`` is a
+#: link to the checkout's ``search_spaces/`` that a wheel holds as a copy: an installed tuner had
+#: none, and ``include: [optimizers.yaml]`` failed outside a checkout.
+SEARCH_SPACES_DIR = Path(__file__).resolve().parent / "search_spaces"
 
 # Optuna keeps every param value as a float internally: larger ints would lose precision.
 _MAX_INT = 2**53
@@ -800,13 +802,38 @@ class _Loader:
     @staticmethod
     def _resolve(ref: str, source: str, where: str, base_dir: Path) -> Path:
         """Next to the including file, then the working directory, then ``search_spaces/``."""
-        p = Path(ref)
-        candidates = [p] if p.is_absolute() else [base_dir / p, Path.cwd() / p, SEARCH_SPACES_DIR / p]
-        for c in candidates:
-            if _is_file(c):
-                return c.resolve()
-        raise _fail(source, where, f"file {ref!r} not found",
-                    f"looked in {_display(base_dir) or '.'}, the working directory and {_display(SEARCH_SPACES_DIR)}")
+        found = find_space_file(ref, base_dir)
+        if found is None:
+            raise _fail(source, where, f"file {ref!r} not found",
+                        f"looked in {_display(base_dir) or '.'}, the working directory and {_display(SEARCH_SPACES_DIR)}")
+        return found
+
+
+def find_space_file(ref: str, base_dir: Path) -> Path | None:
+    """The search-space file ``ref`` names: as given when absolute, else next to the file that names
+    it, in the working directory, in the shipped ``search_spaces/``, then ``search_spaces/`` of the
+    working directory. A study spec found on the way is passed over while a later place has the
+    file: ``studies/sklearn_gbm.yaml`` hid the shipped space of that name from every study written
+    next to the shipped ones ("name: unknown top-level key")."""
+    p = Path(ref)
+    candidates = [p] if p.is_absolute() else [base_dir / p, Path.cwd() / p, SEARCH_SPACES_DIR / p,
+                                              Path.cwd() / "search_spaces" / p]
+    found = [c for c in candidates if _is_file(c)]
+    spaces = [c for c in found if not _is_study_spec(c)]
+    chosen = spaces or found
+    return chosen[0].resolve() if chosen else None
+
+
+#: A top-level key only a study spec has (a search space's are version, include and params).
+_STUDY_KEY_RE = re.compile(r"^(search_space|objective|task|n_trials|metrics?|directions?)\s*:", re.MULTILINE)
+
+
+def _is_study_spec(path: Path) -> bool:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")[:100_000]
+    except OSError:
+        return False
+    return _STUDY_KEY_RE.search(text) is not None
 
 
 def _add_group(groups: dict[tuple[Any, ...], tuple[dict[str, Any], int]], values: dict[str, Any], count: int) -> None:

@@ -730,13 +730,9 @@ def _loose_seconds(value: Any) -> float | None:
 
 def resolve_space_path(ref: str, base_dir: Path) -> Path | None:
     """Find a search-space file: as given, next to the spec, in the cwd, then in search_spaces/."""
-    candidates = [Path(ref)] if Path(ref).is_absolute() else [
-        base_dir / ref,
-        Path.cwd() / ref,
-        Path(__file__).resolve().parent.parent / "search_spaces" / ref,
-        Path.cwd() / "search_spaces" / ref,
-    ]
-    return next((c.resolve() for c in candidates if _is_file(c)), None)
+    from tuner.space import find_space_file
+
+    return find_space_file(ref, base_dir)
 
 
 def _is_file(path: Path) -> bool:
