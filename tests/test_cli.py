@@ -310,6 +310,16 @@ def test_ls_on_empty_or_missing_storage(tmp_path: Path) -> None:
     assert out.returncode == 2 and "no storage at" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["ls", "show", "trial", "best", "watch", "stop", "rm", "report", "export",
+                                     "dashboard"])
+def test_only_run_says_its_storage_defaults_to_the_specs(command: str) -> None:
+    # These commands take no spec: "the spec's storage:" sent users looking for a study in the wrong file.
+    text = " ".join(CliRunner().invoke(main, [command, "--help"]).output.split())
+    assert "--storage TEXT Storage URL (default: $TUNER_STORAGE, or sqlite:///tuner.db in the working directory)" in text
+    assert "spec's storage" not in text
+    assert "the spec's storage:" in " ".join(CliRunner().invoke(main, ["run", "--help"]).output.split())
+
+
 def test_help_lists_commands() -> None:
     out = CliRunner().invoke(main, ["--help"])
     for cmd in ("run", "validate", "ls", "show", "best"):

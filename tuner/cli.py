@@ -17,7 +17,10 @@ import click
 
 from tuner.exceptions import TunerError, UserInputError
 
-_STORAGE_HELP = "Storage URL (default: $TUNER_STORAGE, the spec's storage:, or sqlite:///tuner.db)."
+_STORAGE_HELP = "Storage URL (default: $TUNER_STORAGE, or sqlite:///tuner.db in the working directory)."
+#: `tuner run` alone reads a spec, so only its default includes the spec's storage: (the others
+#: said so too, and a study run with `storage: sub.db` was then "not found" by `tuner show`).
+_SPEC_STORAGE_HELP = "Storage URL (default: $TUNER_STORAGE, the spec's storage:, or sqlite:///tuner.db)."
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -176,11 +179,12 @@ def _spec_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_spec_options
-@click.option("--storage", help=_STORAGE_HELP)
+@click.option("--storage", help=_SPEC_STORAGE_HELP)
 @click.option("--ray-address", help="Join this Ray cluster (e.g. auto or 10.0.0.1:6379) instead of starting one (local: start one, the default).")
 @click.option("--num-cpus", type=float, help="CPUs the local Ray instance declares (default: all).")
 @click.option("--num-gpus", type=float, help="GPUs the local Ray instance declares (default: detected).")
-@click.option("--force", is_flag=True, help="Delete an existing study of this name that has another search space.")
+@click.option("--force", is_flag=True, help="Delete an existing study of this name that has another search space, metric, direction, "
+                   "objective, task or task_args, and start it over.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the final line.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON at the end.")
 @_guard
