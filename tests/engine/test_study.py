@@ -374,3 +374,24 @@ def test_a_configuration_given_up_loses_its_built_in_resume_point_wherever_its_c
     objective_spec = SimpleNamespace(**{**vars(spec), "task": None})
     assert _study.requeue_unfinished(study, objective_spec) == ([], [2])  # type: ignore[arg-type]
     assert (folder / "resume.pt").exists()
+
+
+def test_a_missing_studys_hint_names_the_closest_studies_first_and_counts_the_ones_left_out() -> None:
+    # It listed the first 20 names in order and silently dropped the rest.
+    import optuna
+
+    from tuner.engine._study import load_study
+    from tuner.exceptions import StudyNotFoundError
+
+    storage = optuna.storages.InMemoryStorage()
+    for i in range(25):
+        optuna.create_study(study_name=f"s{i:02d}", storage=storage)
+    optuna.create_study(study_name="resnet_pretrain", storage=storage)
+    with pytest.raises(StudyNotFoundError) as info:
+        load_study(storage, "resnet_pretrian")
+    message = str(info.value)
+    assert message.startswith("no study named 'resnet_pretrian' in this storage; did you mean 'resnet_pretrain'? "
+                              "existing studies: resnet_pretrain, s00, s01,")
+    assert message.endswith(", s18 and 6 more (tuner ls lists them)")
+    with pytest.raises(StudyNotFoundError, match=r"; the storage holds no studies yet$"):
+        load_study(optuna.storages.InMemoryStorage(), "x")

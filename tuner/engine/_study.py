@@ -53,9 +53,22 @@ def load_study(storage: "optuna.storages.BaseStorage", name: str) -> "optuna.Stu
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        names = sorted(s.study_name for s in storage.get_all_studies())
-        hint = f"existing studies: {', '.join(names[:20])}" if names else "the storage holds no studies yet"
-        raise StudyNotFoundError(f"no study named {name!r} in this storage; {hint}") from None
+        raise StudyNotFoundError(f"no study named {name!r} in this storage; "
+                                 f"{_existing_studies_hint(name, [s.study_name for s in storage.get_all_studies()])}") from None
+
+
+def _existing_studies_hint(name: str, names: list[str], shown: int = 20) -> str:
+    """The studies there are: the names closest to ``name`` first, then the rest in order, cut at
+    ``shown`` with a count of the others (a list cut silently read as if they did not exist)."""
+    import difflib
+
+    if not names:
+        return "the storage holds no studies yet"
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    ordered = close + sorted(n for n in names if n not in close)
+    more = f" and {len(ordered) - shown} more (tuner ls lists them)" if len(ordered) > shown else ""
+    prefix = f"did you mean {close[0]!r}? " if close else ""
+    return f"{prefix}existing studies: {', '.join(ordered[:shown])}{more}"
 
 
 def open_for_run(storage: "optuna.storages.BaseStorage", spec: "StudySpec", *, force: bool,
