@@ -366,6 +366,34 @@ def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Pat
     assert "Traceback" not in missing.stderr
 
 
+def test_dashboard_on_port_0_serves_on_the_free_port_it_prints(ran_study: tuple[Path, str]) -> None:
+    # It printed http://127.0.0.1:0/ and listened on a port nobody was told.
+    import re
+    import time
+    import urllib.request
+
+    _folder, url = ran_study
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", url, "--port", "0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        found = re.match(r"tuner dashboard on http://127\.0\.0\.1:(\d+)/ over ", line)
+        assert found and int(found.group(1)) > 0, line
+        body = None
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/api/studies", timeout=2) as res:
+                    body = json.loads(res.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None and [s["name"] for s in body["studies"]] == ["clidemo"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 def test_ls_and_the_dashboard_give_a_study_the_same_state(tmp_path: Path) -> None:
     # `tuner ls` and the dashboard used to judge states apart: a study stopped by its failures was
     # "stopped" in one and "failed" in the other, a plain Optuna study "stopped" and "finished".

@@ -663,7 +663,8 @@ def predict_cmd(export_dir: str, inputs: str, output: str | None, proba: bool, m
 @click.option("--storage", help=_STORAGE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but a loopback address exposes every study (use --token).")
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: a free one, printed).")
 @click.option("--token", envvar="TUNER_DASHBOARD_TOKEN", show_envvar=True,
               help="Require this token on every request (header 'Authorization: Bearer TOKEN', or ?token= once in a browser).")
 @_guard
@@ -680,6 +681,8 @@ def dashboard(storage: str | None, host: str, port: int, token: str | None) -> N
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host, port))
+            # --port 0: a free port, the one printed and served (it printed :0 and served elsewhere)
+            port = probe.getsockname()[1]
     except OSError as exc:
         raise UserInputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pass another --port or --host") from None
     shown = f"[{host}]" if ":" in host else host
