@@ -194,6 +194,25 @@ def test_download_from_a_base_url(tmp_path: Path) -> None:
     assert not (tmp_path / "dl2" / "t10k-images-idx3-ubyte.gz").exists()  # an invalid download is not kept
 
 
+def test_a_failed_download_names_the_url_and_leaves_no_empty_folder(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # It said "error: <urlopen error [Errno -2] Name or service not known>" and left an empty
+    # folder, which then read as a half-done download ("lacks train-images-idx3-ubyte").
+    from tuner.data.idx import _main
+
+    target = tmp_path / "data" / "fashion-mnist"
+    with pytest.raises(OSError, match=r"^cannot download http://127\.0\.0\.1:1/train-images-idx3-ubyte\.gz: .*; "
+                                      r"check the network, or fetch the files train-images-idx3-ubyte\.gz, .* into "
+                                      rf"{target} by hand$"):
+        download_idx("http://127.0.0.1:1/", target, timeout=5)
+    assert not (tmp_path / "data").exists()
+    (tmp_path / "mine").mkdir()  # a folder the user had stays, empty or not
+    assert _main(["download", "http://127.0.0.1:1", str(tmp_path / "mine")]) == 1
+    assert (tmp_path / "mine").is_dir()
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot download http://127.0.0.1:1/train-images-idx3-ubyte.gz") and err.count("\n") == 1
+
+
 # ---- .npz images -----------------------------------------------------------------------------------
 
 

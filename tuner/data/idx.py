@@ -17,6 +17,8 @@ uint32 sizes, then the data in C order.
 
 from __future__ import annotations
 
+import contextlib
+
 import gzip
 import os
 import struct
@@ -267,18 +269,33 @@ def download_idx(name_or_url: str, folder: str | Path, *, timeout: float = 60.0)
     if not base.endswith("/"):
         base += "/"
     folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in IDX_FILES.values():
-        target = folder / f"{name}.gz"
-        if not target.is_file():
-            with urllib.request.urlopen(base + target.name, timeout=timeout) as response:
-                data = response.read()
-            _parse_idx(_gunzip(data, target), target)  # keep only a valid file
-            partial = target.with_name(target.name + ".part")
-            partial.write_bytes(data)
-            os.replace(partial, target)
-        paths.append(target)
+    try:
+        for name in IDX_FILES.values():
+            target = folder / f"{name}.gz"
+            if not target.is_file():
+                url = base + target.name
+                try:
+                    with urllib.request.urlopen(url, timeout=timeout) as response:
+                        data = response.read()
+                except OSError as exc:  # URLError, a timeout, a refused connection
+                    reason = getattr(exc, "reason", None) or exc.strerror or exc
+                    raise OSError(f"cannot download {url}: {reason}; check the network, or fetch the files "
+                                  f"{', '.join(n + '.gz' for n in IDX_FILES.values())} into {folder} by hand") from None
+                _parse_idx(_gunzip(data, target), target)  # keep only a valid file
+                partial = target.with_name(target.name + ".part")
+                partial.write_bytes(data)
+                os.replace(partial, target)
+            paths.append(target)
+    except BaseException:
+        # The folders this call made, left empty: an empty data/fashion-mnist turned the study's
+        # "not found" into "lacks train-images-idx3-ubyte", as if the download had half worked.
+        for made_folder in made:
+            with contextlib.suppress(OSError):
+                made_folder.rmdir()
+        raise
     return paths
 
 
