@@ -215,7 +215,7 @@ def test_a_mix_of_one_and_several_objectives_names_the_keys_the_spec_has(change:
 def test_a_bad_duration_says_what_is_wrong_with_it(key: str, value: Any, message: str) -> None:
     # 0, -5m and 1e99 were all "invalid duration '0'; use seconds (600) or a unit", which 0 already is
     with pytest.raises(SpecError) as info:
-        spec_from_mapping(BASE, source="t.yaml", base_dir=ROOT, overrides={key: value})
+        spec_from_mapping({**BASE, key: value}, source="t.yaml", base_dir=ROOT)
     assert str(info.value).startswith(f"t.yaml: {message}"), str(info.value)
 
 
@@ -490,3 +490,20 @@ def test_sampler_null_is_the_default_sampler_as_pruner_null_is_no_pruner() -> No
     base = {"name": "s", "objective": "tests.objectives:quadratic", "search_space": {"params": {"x": {"float": [0, 1]}}}}
     assert spec_from_mapping({**base, "sampler": None}).sampler == spec_from_mapping(base).sampler == "tpe"
     assert spec_from_mapping({**base, "pruner": None}).pruner == "none"
+
+
+def test_an_error_in_a_value_given_on_the_command_line_says_so(tmp_path: Path) -> None:
+    # "studies/mlp_pareto.yaml: pruner: ... set pruner: none" sent users to a file that said pruner: none.
+    from tuner.spec import load_spec
+
+    with pytest.raises(SpecError) as info:
+        load_spec(ROOT / "studies" / "mlp_pareto.yaml", {"pruner": "median"})
+    assert str(info.value) == (f"{ROOT / 'studies' / 'mlp_pareto.yaml'}: pruner: pruning is not supported for "
+                               "multi-objective studies (pruner='median' given on the command line); set pruner: none")
+    with pytest.raises(SpecError, match=r"task_args\.datset: unknown key \(task_args\.datset='x' given on the command "
+                                        r"line\); did you mean 'dataset'\?"):
+        load_spec(ROOT / "studies" / "quickstart.yaml", {"task_args.datset": "x"})
+    with pytest.raises(SpecError) as info:  # an error in the file itself, with an unrelated override, is left as it was
+        spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml", "metric": "val_acuracy"},
+                          source="t.yaml", base_dir=ROOT, overrides={"n_trials": 3})
+    assert "command line" not in str(info.value)

@@ -191,8 +191,24 @@ def spec_from_mapping(
     # A storage URL typed on the command line (--set storage=...) is relative to where it was
     # typed, as --storage and $TUNER_STORAGE are; one written in the spec, to the spec's folder.
     typed_here = bool(overrides) and overrides.get("storage") not in (None, SET_NULL)  # type: ignore[union-attr]
-    return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here,
-                      passed_objective=passed).build()
+    try:
+        return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here,
+                          passed_objective=passed).build()
+    except SpecError as exc:
+        raise _blame_the_override(exc, overrides or {}) from None
+
+
+def _blame_the_override(exc: SpecError, overrides: Mapping[str, Any]) -> SpecError:
+    """``exc``, saying so when the value it refuses came from the command line (``--pruner median``,
+    ``--set task_args.x=1``): "studies/mlp_pareto.yaml: pruner: ... set pruner: none" sent users to
+    a file that already said ``pruner: none``."""
+    given = [key for key, value in overrides.items() if value is not None and (
+        key == exc.path or exc.path.startswith(key + ".") or key.startswith(exc.path + "."))]
+    if not given or type(exc) is not SpecError:
+        return exc
+    key = max(given, key=len)
+    value = overrides[key]
+    return SpecError(exc.source, exc.path, f"{exc.problem} ({key}={_short(value)} given on the command line)", exc.fix)
 
 
 class _SetNull:

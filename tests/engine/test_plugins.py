@@ -332,7 +332,8 @@ def test_a_negative_count_on_the_command_line_exits_2_in_one_line(tmp_path: Path
     out = CliRunner().invoke(main, ["validate", str(spec), "--set", "sampler.args.n_startup_trials=-3"])
     assert out.exit_code == 2 and "Traceback" not in out.output
     assert out.output.strip() == (f"error: {spec}: sampler.args.n_startup_trials: n_startup_trials -3 is out of "
-                                  "range for tpe; use an integer >= 0")
+                                  "range for tpe (sampler.args.n_startup_trials=-3 given on the command line); "
+                                  "use an integer >= 0")
 
 
 @pytest.mark.parametrize(("name", "args"), [
