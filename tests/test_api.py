@@ -86,3 +86,25 @@ def test_study_details_parses_the_stored_space_once_and_gives_each_shown_trial_i
     for row in d["top"]:
         assert row["objective_params"] == {"x": row["params"]["x"], "epochs": 3}
     assert d["best"]["params_user"] == {"x": d["best"]["params"]["x"], "epochs": 3}
+
+
+@pytest.mark.parametrize("directions", [["minimize"], ["maximize", "minimize"]])
+def test_best_of_a_study_with_no_complete_trial_says_what_its_trials_are(tmp_path: Path,
+                                                                         directions: list[str]) -> None:
+    # "has no complete trial yet; run it first" for a study whose every trial had run and been pruned.
+    from tuner._api import best_trial
+    from tuner.engine._progress import format_best
+    from tuner.exceptions import StudyNotFoundError
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    study = optuna.create_study(study_name="p", storage=st.open_storage(url), directions=directions)
+    with pytest.raises(StudyNotFoundError, match=r"^study 'p' has no trial yet; run it first \(tuner run SPEC\)$"):
+        best_trial("p", url)
+    for state in (TrialState.PRUNED, TrialState.PRUNED, TrialState.FAIL):
+        study.add_trial(create_trial(params={}, distributions={}, state=state))
+    with pytest.raises(StudyNotFoundError, match=r"^study 'p' has no complete trial \(2 pruned, 1 fail\); see why with "
+                                                 r"tuner show p, or run more trials$"):
+        best_trial("p", url)
+    # the run's last line: no front to point `tuner best` at
+    assert format_best([], "p") == "no pareto front: no trial completed"
+    assert format_best([[0.9, 3.0]], "p") == "pareto front of 1 trial (tuner best p lists them)"

@@ -272,14 +272,29 @@ def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | 
     if len(study.directions) > 1:
         front = study.best_trials
         if not front:
-            raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first")
+            raise _no_complete_trial(study, name)
         user_params = _user_params(study)
         return {"name": name, **goal, "pareto_front": [_best_row(study, t, user_params) for t in front]}
     try:
         t = study.best_trial
     except ValueError:
-        raise StudyNotFoundError(f"study {name!r} has no complete trial yet; run it first (tuner run ...)") from None
+        raise _no_complete_trial(study, name) from None
     return {"name": name, **goal, **_best_row(study, t)}
+
+
+def _no_complete_trial(study: "optuna.Study", name: str) -> Exception:
+    """The error for a study with nothing to rank, saying what its trials are: "run it first" was
+    wrong for a study that had run and whose every trial was pruned or failed."""
+    from tuner.exceptions import StudyNotFoundError
+
+    database = getattr(study._storage, "_backend", study._storage)
+    with database.engine.connect() as conn:
+        counts = _state_counts(conn, study._study_id)
+    if not counts:
+        return StudyNotFoundError(f"study {name!r} has no trial yet; run it first (tuner run SPEC)")
+    held = ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
+    return StudyNotFoundError(f"study {name!r} has no complete trial ({held}); see why with tuner show {name}, "
+                              "or run more trials")
 
 
 def _objective_names(study: "optuna.Study") -> list[str]:

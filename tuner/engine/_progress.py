@@ -192,6 +192,8 @@ def goal_text(metrics: Any, directions: Any) -> str:
 def format_best(best: Any, study_name: str) -> str:
     """``best 0.98``, or with several objectives how many trials are Pareto-optimal and where to see them."""
     if _is_front(best):
+        if not best:  # no trial completed: there is nothing for `tuner best` to list
+            return "no pareto front: no trial completed"
         return (f"pareto front of {len(best)} trial{'s' if len(best) != 1 else ''} "
                 f"(tuner best {study_name} lists them)")
     return f"best {_fmt(best)}"
