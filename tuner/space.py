@@ -1387,6 +1387,12 @@ class SearchSpace:
                     yield p.source, d.path, p.name, "low", d.low
                     yield p.source, d.path, p.name, "high", d.high
 
+    def distributions_in_every_trial(self) -> dict[str, BaseDistribution]:
+        """Optuna's name and distribution of each parameter every trial draws (no ``when``, no
+        ``per``, not fixed): the space a sampler modelling all trials alike can lay out up front."""
+        return {p.name: p.dims[0].distribution() for p in self._order
+                if len(p.dims) == 1 and not p.dims[0].when and not p.dims[0].per and p.dims[0].kind != "value"}
+
     def ranges_in_every_trial(self) -> dict[str, BaseDistribution]:
         """Optuna's name and distribution of each number range every trial draws (no ``when``, no
         ``per``): the space CMA-ES models, so the names its ``x0`` must give, each in its range."""

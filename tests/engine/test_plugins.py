@@ -194,6 +194,42 @@ def test_scrambled_qmc_draws_one_sequence_across_per_trial_samplers() -> None:
     assert plain == _qmc_points(lambda k: make_sampler("qmc", {}, seed=trial_seed(5, k), space=NUMBERS), 9)
 
 
+def _qmc_points_in_parallel(make: Any, n: int, order: list[int]) -> list[tuple[float, int]]:
+    """The same study with every trial asked before any is told, in ``order``: trials in parallel."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study()
+    trials = [study.ask() for _ in range(n)]  # numbers 0..n-1, all RUNNING
+    drawn: dict[int, tuple[float, int]] = {}
+    for number in order:
+        trial = trials[number]
+        study.sampler = make(number)
+        params = NUMBERS.suggest(trial)
+        drawn[number] = (params["x"], params["n"])
+    for trial in trials:
+        study.tell(trial, drawn[trial.number][0])
+    return [drawn[k] for k in range(n)]
+
+
+@pytest.mark.parametrize("scramble", [True, False])
+def test_qmc_gives_trial_k_the_same_point_whatever_the_concurrency(scramble: bool) -> None:
+    # Optuna numbers the points in the order trials ask, and learns the space from completed
+    # trials: at concurrency 2 one seed gave other trials other points, some off the sequence.
+    args = {"scramble": scramble}
+    sequential = _qmc_points(lambda k: make_sampler("qmc", args, seed=trial_seed(5, k), space=NUMBERS,
+                                                    study_seed=5), 6)
+    for order in ([0, 1, 2, 3, 4, 5], [2, 0, 5, 1, 4, 3]):
+        assert _qmc_points_in_parallel(lambda k: make_sampler("qmc", args, seed=trial_seed(5, k), space=NUMBERS,
+                                                              study_seed=5), 6, order) == sequential
+    import optuna
+
+    single = optuna.samplers.QMCSampler(scramble=scramble, seed=5)
+    assert _qmc_points(lambda k: single, 6)[1:] == sequential[1:]  # a sequential Optuna run's points
+    plain = optuna.samplers.QMCSampler(scramble=scramble, seed=5)  # what tuner ran before: points by asking order
+    assert _qmc_points_in_parallel(lambda k: plain, 6, [2, 0, 5, 1, 4, 3])[1:] != sequential[1:]
+
+
 def test_qmc_study_seed_is_the_studys_or_one_every_worker_derives_alike() -> None:
     from tuner.engine._plugins import qmc_study_seed
 

@@ -23,6 +23,7 @@ def _sampler_classes() -> dict[str, Callable[..., Any]]:
 
     from tuner.engine._cmaes import CmaEsSampler
     from tuner.engine._grid import SpaceGridSampler
+    from tuner.engine._qmc import QMCSampler
     from tuner.engine._tpe import TPESampler
 
     return {
@@ -31,7 +32,7 @@ def _sampler_classes() -> dict[str, Callable[..., Any]]:
         "grid": SpaceGridSampler,
         "cmaes": CmaEsSampler,
         "gp": optuna.samplers.GPSampler,
-        "qmc": optuna.samplers.QMCSampler,
+        "qmc": QMCSampler,
         "nsga2": optuna.samplers.NSGAIISampler,
     }
 
@@ -343,7 +344,10 @@ def make_sampler(name: str, args: dict[str, Any], *, seed: int | None, space: An
         kwargs.setdefault("warn_independent_sampling", False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return cls(**kwargs)
+        sampler = cls(**kwargs)
+    if name == "qmc" and space is not None:
+        sampler.space_distributions = space.distributions_in_every_trial()  # trial k: the k-th point
+    return sampler
 
 
 def make_pruner(name: str, args: dict[str, Any], *, space: Any) -> "optuna.pruners.BasePruner":
