@@ -134,6 +134,8 @@ def test_pagination_covers_every_trial_once(client: Any) -> None:
     ({"per_page": 501}, 422, ""),
     ({"value_min": "nan"}, 400, "finite"),
     ({"sort": "param:nosuch"}, 400, "the study has no parameter 'nosuch'; it has tag, width, x"),
+    # a filter on a name the study lacks matched nothing, silently
+    ({"param": "nosuch:0:1"}, 400, "param filter: the study has no parameter 'nosuch'; it has tag, width, x"),
 ])
 def test_bad_table_queries_are_client_errors(client: Any, params: dict[str, Any], status: int, words: str) -> None:
     res = client.get(f"/api/studies/{STUDY}/trials", params=params)
@@ -575,3 +577,32 @@ def test_the_run_under_way_is_listed_with_the_logged_runs(tmp_path: Path) -> Non
         dead = {**lease, "pid": 2**22 + 7, "proc_start": "never"}  # a run that died holding the study: not under way
         study._storage.set_study_system_attr(study._study_id, _attrs.DRIVER, dead)
         assert [r["end"] for r in c.get("/api/studies/lv").json()["runs"]] == ["done"]
+
+
+def test_a_parameter_filter_by_the_objectives_name_matches_every_variant_of_it(tmp_path: Path) -> None:
+    # The filter took Optuna's names only: `lr:0.001:0.01` matched nothing where the space's lr has
+    # variants (`lr|optimizer=adam/adamw`, `lr|optimizer=sgd`), the name README and `tuner best` use.
+    from fastapi.testclient import TestClient
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+    from tuner.dashboard import create_app
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    study = optuna.create_study(study_name="v", storage=url)
+    opt = CategoricalDistribution(["adam", "sgd"])
+    for number, (optimizer, lr) in enumerate([("adam", 0.005), ("sgd", 0.05), ("sgd", 0.002), ("adam", 0.5)]):
+        name = f"lr|optimizer={optimizer}"
+        study.add_trial(optuna.trial.create_trial(
+            params={"optimizer": optimizer, name: lr}, value=float(number),
+            distributions={"optimizer": opt, name: FloatDistribution(1e-4, 1.0, log=True)}))
+    with TestClient(create_app(url)) as client:
+        def numbers(param: str) -> list[int]:
+            res = client.get("/api/studies/v/trials", params={"param": param, "per_page": 50})
+            assert res.status_code == 200, res.text
+            return sorted(r["number"] for r in res.json()["trials"])
+
+        assert numbers("lr:0.001:0.01") == [0, 2]
+        assert numbers("lr|optimizer=sgd:0.001:0.01") == [2]  # Optuna's own name still works
+        assert numbers("optimizer=adam") == [0, 3]
+        bad = client.get("/api/studies/v/trials", params={"param": "lrr:0:1"})
+        assert bad.status_code == 400 and "no parameter 'lrr'; it has lr, optimizer" in bad.text

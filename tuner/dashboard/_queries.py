@@ -602,6 +602,28 @@ class DashboardData:
                 front.append((point, tid))
         return [tid for _, tid in front[:limit]]
 
+    def _param_names_for(self, conn: Any, info: _StudyRow, name: str) -> tuple[str, ...]:
+        """Optuna's names of the parameter a filter names: the name itself, or for a parameter with
+        variants its every variant (``lr`` is ``lr|optimizer=adam/adamw`` and ``lr|optimizer=sgd``),
+        the name the objective, `tuner best` and README use. A name the study does not have is a
+        422 listing the ones it has (it matched nothing, silently); () for a study with no
+        parameters yet."""
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models as m
+
+        t, p = m.TrialModel, m.TrialParamModel
+        names = self._memo(("param_names", info.study_id), lambda: tuple(sorted(conn.execute(
+            sa.select(p.param_name).join(t, t.trial_id == p.trial_id).where(t.study_id == info.study_id)
+            .distinct()).scalars().all())))
+        if name in names:
+            return (name,)
+        variants = tuple(n for n in names if n.startswith(name + "|"))
+        if variants or not names:
+            return variants
+        shown = sorted({n.split("|")[0] for n in names})
+        raise BadQuery(f"param filter: the study has no parameter {name!r}; it has "
+                       f"{', '.join(shown[:30])}{' ...' if len(shown) > 30 else ''}")
+
     def _param_condition(self, conn: Any, info: _StudyRow, f: ParamFilter) -> Any:
         """SQL condition ``the trial's parameter f.name passes the filter`` (on Optuna's internal values)."""
         import sqlalchemy as sa
@@ -609,12 +631,15 @@ class DashboardData:
         from optuna.storages._rdb import models as m
 
         t, p = m.TrialModel, m.TrialParamModel
-        cond = [p.param_name == f.name]
+        matched = self._param_names_for(conn, info, f.name)
+        if not matched:
+            return sa.false()
+        cond = [p.param_name.in_(matched)]
         # Categorical values are stored as the index of the choice: map each choice (or range)
         # through every distribution the parameter had in this study (usually one).
-        djsons = self._memo(("distributions", info.study_id, f.name), lambda: conn.execute(
+        djsons = self._memo(("distributions", info.study_id, matched), lambda: conn.execute(
             sa.select(p.distribution_json).join(t, t.trial_id == p.trial_id)
-            .where(t.study_id == info.study_id, p.param_name == f.name).distinct()).scalars().all())
+            .where(t.study_id == info.study_id, p.param_name.in_(matched)).distinct()).scalars().all())
         dists = {djson: json_to_distribution(djson) for djson in djsons}
         if not f.choices and any(isinstance(d, CategoricalDistribution) for d in dists.values()):
             # A range over a choice compares the choices' values, not their stored indexes (a range
