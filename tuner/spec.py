@@ -350,6 +350,8 @@ class _Validator:
         from tuner.engine._plugins import check_plugins
 
         check_plugins(spec)  # argument values Optuna rejects fail here, not after Ray has started
+        if task_obj is not None:
+            task_obj.check_data()  # last: it reads files, and every cheaper mistake is said first
         return spec
 
     # -- fields

@@ -349,3 +349,48 @@ def test_shipped_spaces_fit_their_estimators(space: str, estimator: str, args: d
     metric = "val_rmse" if task.task_type == "regression" else "val_accuracy"
     final = task.run(params, make_ctx(metric=metric))
     assert math.isfinite(final[metric])
+
+
+# ---- the data, read once when the spec is validated ----------------------------------------------------
+
+
+def _study(tmp_path: Path, rows: list[str], **task_args: Any) -> dict[str, Any]:
+    """A spec of ``task: sklearn`` on ``x.csv`` (``rows`` under a header) beside ``s.yaml`` in ``tmp_path``
+    (the file the spec names as its source: relative data paths are read from its folder)."""
+    (tmp_path / "x.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "s.yaml").touch()
+    return {"name": "s", "task": "sklearn", "task_args": {"estimator": LOGREG, "dataset": "x.csv", **task_args},
+            "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}}}, "n_trials": 1}
+
+
+@pytest.mark.parametrize("estimator, rows, cv, words", [
+    # 6 rows: 5 in the cross-validated part, 3 of one class and 2 of the other
+    (LOGREG, [f"{i},{i % 3},{i % 2}" for i in range(6)], 5,
+     "task_args.cv: 5 folds, but no class of the cross-validated part of x.csv (train+val, 5 rows) has 5 samples "
+     "(the largest has 3); use cv: 3 or fewer, or more data"),
+    ("sklearn.linear_model.Ridge", [f"{i},{i % 3},{i * 0.5}" for i in range(6)], 6,
+     "task_args.cv: 6 folds, but the cross-validated part of x.csv (train+val) has 5 rows; use cv: 5 or fewer"),
+])
+def test_more_folds_than_the_data_holds_is_refused_when_the_spec_is_validated(
+        tmp_path: Path, estimator: str, rows: list[str], cv: int, words: str) -> None:
+    """Every trial failed with scikit-learn's bare ``ValueError: n_splits=5 cannot be greater than the
+    number of members in each class.``, which names no key of the spec."""
+    spec = _study(tmp_path, rows, estimator=estimator, cv=cv)
+    if estimator != LOGREG:
+        spec = {**spec, "search_space": {"params": {"alpha": {"float": [0.1, 10.0], "log": True}}}}
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert words in str(info.value), info.value
+    fewer = {**spec, "task_args": {**spec["task_args"], "cv": cv - 2}}
+    assert spec_from_mapping(fewer, source=str(tmp_path / "s.yaml"), base_dir=tmp_path).task_args["cv"] == cv - 2
+
+
+def test_a_csv_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tmp_path: Path) -> None:
+    spec = _study(tmp_path, [f"{i},{i % 3},0" for i in range(11)], cv=2)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert info.value.path == "task_args.dataset" and "has a single class" in str(info.value)
+    _study(tmp_path, ["1,2,0", "3,x,1"] + [f"{i},{i % 3},{i % 2}" for i in range(8)])
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert info.value.path == "task_args.dataset" and "line 3: feature 'x' is not a number" in str(info.value)

@@ -322,6 +322,62 @@ def test_bad_params_are_space_errors(easy: Path, make_ctx, params: dict[str, Any
     assert info.value.path == key
 
 
+def _model_folder(folder: Path, files: dict[str, str], *, bundled: tuple[str, ...] = ()) -> Path:
+    """A model folder with ``files`` (name: text) and copies of the bundled model's ``bundled`` files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in bundled:
+        (folder / name).write_bytes((enc.model_path("all-MiniLM-L6-v2") / name).read_bytes())
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _text_spec(tmp_path: Path, **task_args: Any) -> dict[str, Any]:
+    """text_finetune's study, small: 200 sentences of rt-polarity."""
+    return {"name": "t", "task": "text", "search_space": str(ROOT / "search_spaces" / "text.yaml"), "n_trials": 1,
+            "task_args": {"dataset": str(RT_POLARITY), "max_samples": 200, **task_args}}
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"config.json": "{}"}, "config.json names no model_type (transformers cannot tell which model it is)"),
+    ({"config.json": "{not json"}, "config.json is not valid JSON"),
+    ({"config.json": "[1, 2]"}, "config.json holds list, not a JSON object"),
+    ({"config.json": '{"model_type": "bert"}'}, "holds no tokenizer (tokenizer.json, or a vocabulary: vocab.txt"),
+    ({"config.json": '{"model_type": "bert"}', "tokenizer.json": "{}"}, "tokenizer.json is not a tokenizer file"),
+])
+def test_a_model_folder_transformers_cannot_load_is_refused_when_the_spec_is_validated(
+        tmp_path: Path, files: dict[str, str], words: str) -> None:
+    """Every trial failed with transformers' own ``ValueError: Couldn't instantiate the backend tokenizer``
+    (or ``Unrecognized model``), naming no key of the spec; validate said ok."""
+    from tuner.spec import spec_from_mapping
+
+    model = _model_folder(tmp_path / "model", files)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(_text_spec(tmp_path, model=str(model)), source="t.yaml")
+    assert info.value.path == "task_args.model" and words in str(info.value), info.value
+
+
+def test_a_model_folder_is_checked_without_torch_transformers_or_its_weights(tmp_path: Path) -> None:
+    """Its config and tokenizer files are opened (tokenizers, 0.1 s), not the model (seconds of imports)."""
+    model = _model_folder(tmp_path / "model", {}, bundled=("config.json", "tokenizer.json", "tokenizer_config.json"))
+    vocab_only = _model_folder(tmp_path / "vocab", {}, bundled=("config.json", "vocab.txt"))
+    code = ("import sys; from tuner.tasks import get_task\n"
+            f"for m in ({str(model)!r}, {str(vocab_only)!r}):\n"
+            f"    get_task('text')({{'dataset': {str(RT_POLARITY)!r}, 'model': m}}).check_data()\n"
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_data_set_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tmp_path: Path) -> None:
+    from tuner.spec import spec_from_mapping
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "good.txt").write_text("a fine film\na good plot\n" * 10)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**_text_spec(tmp_path), "task_args": {"dataset": str(tmp_path / "one")}}, source="t.yaml")
+    assert info.value.path == "task_args.dataset" and "has a single class 'good'" in str(info.value)
+
+
 # ---- the shipped study, for real ----------------------------------------------------------------------
 
 

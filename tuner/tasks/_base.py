@@ -196,6 +196,16 @@ class Task(abc.ABC):
         draws it. Must not import torch or load data (the driver runs it). Default: no check.
         """
 
+    def check_data(self) -> None:
+        """Read, once before any trial, what every trial reads (a data file, a model folder), and raise
+        :class:`SpecError` at ``task_args.<key>`` for what every trial would fail on.
+
+        Called by the spec's validation (``tuner validate``, the start of ``tuner run``), never by a
+        trial: a CSV with one class or a word among its numbers used to pass validation and fail
+        each of ``max_failures + 1`` trials with the same error. Not in :meth:`check_args`, which
+        every trial runs again when it builds its task. Default: no check.
+        """
+
     @abc.abstractmethod
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         """Train one trial with ``params``, calling ``ctx.report`` once per epoch.

@@ -199,6 +199,26 @@ class SklearnTask(Task):
                                  f"use one of {', '.join(BUNDLED_DATASETS)} or a path to a .csv or .npz file")
         return check_dataset(dataset, base_dir=_spec_dir(self.source), source=self.source, key="task_args.dataset")
 
+    def check_data(self) -> None:
+        """Read the data once and check that it holds ``cv`` folds, before any trial.
+
+        The loader's own refusals (one class, a word among the features, an empty test part) and
+        scikit-learn's splitter's (more folds than samples, or than the largest class has) used to
+        fail every trial, the latter with a bare ``ValueError`` naming no key of the spec.
+        """
+        data = self.load_data()
+        cv, n = self.args["cv"], len(data.y)
+        if self.task_type == "regression":
+            if cv > n:
+                raise self.arg_error("cv", f"{cv} folds, but the cross-validated part of {data.name} (train+val) "
+                                     f"has {n} rows", _fewer_folds(n))
+            return
+        most = int(np.bincount(np.asarray(data.y, dtype=np.int64)).max()) if n else 0
+        if cv > most:  # StratifiedKFold refuses this; fewer members in some classes only warns
+            raise self.arg_error("cv", f"{cv} folds, but no class of the cross-validated part of {data.name} "
+                                 f"(train+val, {n} rows) has {cv} samples (the largest has {most})",
+                                 _fewer_folds(most))
+
     def metric_names(self) -> list[str]:
         """Every metric the task reports, for classifiers and regressors (the spec validator asks
         a task built without arguments); :meth:`reported_metrics` is this estimator's list."""
@@ -530,6 +550,11 @@ def _latency_ms(model: Any, X: np.ndarray, repeats: int = 5) -> float:
         model.predict(batch)
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
+
+
+def _fewer_folds(most: int) -> str:
+    """The fix for more folds than the data allows (``most``: the most folds it allows)."""
+    return f"use cv: {most} or fewer, or more data" if most >= 2 else "give the data set more samples"
 
 
 def _names(scores: Sequence[str]) -> list[str]:

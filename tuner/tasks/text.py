@@ -40,7 +40,7 @@ from tuner.data._splits import DEFAULT_SPLIT
 from tuner.data.text import check_encoding, check_text_dataset
 from tuner.exceptions import SpaceError
 from tuner.tasks._base import Task, TrialContext
-from tuner.tasks._hf import check_model
+from tuner.tasks._hf import check_model, check_model_files
 from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS
 from tuner.tasks._param_checks import is_int as _is_int
 
@@ -108,6 +108,14 @@ class TextTask(Task):
         self.check_split_args(args, unit="sentence")
         args["model"] = check_model(args["model"], base_dir=base_dir, source=self.source, key="task_args.model")
 
+    def check_data(self) -> None:
+        """Read the sentences once and open the model folder's config and tokenizer (no weights, no
+        torch): one class, a missing column or a folder transformers cannot load used to fail each
+        trial, the last with transformers' own ``ValueError``. Not cached: the validating process trains nothing."""
+        if self.args["dataset"] is not None:
+            self._read_texts()
+        check_model_files(self.args["model"], source=self.source, key="task_args.model")
+
     def metric_names(self) -> list[str]:
         from tuner.tasks._metrics import OPTIONAL_METRICS
 
@@ -166,17 +174,18 @@ class TextTask(Task):
 
     def load_texts(self) -> Any:
         """The data set's sentences split as ``task_args`` say (a :class:`tuner.data.TextSplits`)."""
-        from tuner.data.text import load_text
         from tuner.tasks._encoder import cached
 
+        return cached(self._texts_key(), self._read_texts)
+
+    def _read_texts(self) -> Any:
+        """:meth:`load_texts` without the process cache."""
+        from tuner.data.text import load_text
+
         a = self.args
-
-        def load() -> Any:
-            return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
-                             split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
-                             key="task_args.dataset")
-
-        return cached(self._texts_key(), load)
+        return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
+                         split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
+                         key="task_args.dataset")
 
     def _texts_key(self) -> tuple[Any, ...]:
         a = self.args
