@@ -448,7 +448,9 @@ class _Validator:
             for i, m in enumerate(names):
                 if m not in known:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
-                    raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
+                    said = task_obj.unknown_metric(m, known) or (f"task {task} does not report {m!r}",
+                                                                 _suggest(m, known))
+                    raise self.fail(key, *said)
         return names, dirs
 
     def _mixed_metric_keys(self) -> SpecError:

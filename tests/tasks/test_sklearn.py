@@ -60,10 +60,10 @@ def test_registered_and_constructible_without_arguments() -> None:
     assert cls is SklearnTask and issubclass(cls, Task)
     task = cls()  # the spec validator does this to ask for metric names
     assert task.args["estimator"] == HGB and task.task_type == "classification"
-    names = task.metric_names()
+    names = task.metric_names()  # a classifier's: a regressor's metric is refused (see below)
     assert cls.default_metric in names and cls.default_direction == "maximize"
-    assert {"val_accuracy", "val_f1", "test_accuracy", "val_rmse", "val_mae", "val_r2", "test_r2",
-            "latency_ms", "fold_time_s"} <= set(names)
+    assert {"val_accuracy", "val_f1", "test_accuracy", "latency_ms", "fold_time_s"} <= set(names)
+    assert not {"val_rmse", "val_mae", "val_r2", "test_r2"} & set(names)
 
 
 def test_looking_up_the_task_does_not_import_sklearn() -> None:
@@ -394,3 +394,28 @@ def test_a_csv_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tm
     with pytest.raises(SpecError) as info:
         spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
     assert info.value.path == "task_args.dataset" and "line 3: feature 'x' is not a number" in str(info.value)
+
+
+def test_a_regressor_s_metric_defaults_to_rmse_and_accuracy_is_refused_when_the_spec_is_validated() -> None:
+    """validate printed ``metric val_accuracy (maximize)`` for a regressor, and every trial then failed
+    with ``metric: task sklearn with the regression estimator ... does not report 'val_accuracy'``."""
+    ridge = {"name": "r", "task": "sklearn", "n_trials": 1,
+             "task_args": {"estimator": "sklearn.linear_model.Ridge", "dataset": "diabetes"},
+             "search_space": {"params": {"alpha": {"float": [0.1, 10.0], "log": True}}}}
+    spec = spec_from_mapping(ridge, source="r.yaml")
+    assert spec.metrics == ("val_rmse",) and spec.directions == ("minimize",)
+    assert spec_from_mapping({**ridge, "metric": "val_r2"}, source="r.yaml").directions == ("maximize",)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**ridge, "metric": "val_accuracy"}, source="r.yaml")
+    assert str(info.value).startswith("r.yaml: metric: task sklearn with the regression estimator "
+                                      "sklearn.linear_model.Ridge does not report 'val_accuracy'; use e.g. "
+                                      "metric: val_rmse, direction: minimize; it reports val_rmse, "), info.value
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**ridge, "metrics": ["val_rmse", "test_f1"], "directions": ["minimize", "maximize"]},
+                          source="r.yaml")
+    assert info.value.path == "metrics[1]" and "does not report 'test_f1'" in str(info.value)
+    logreg = {**ridge, "task_args": {"estimator": LOGREG, "dataset": "iris"},
+              "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}}}}
+    assert spec_from_mapping(logreg, source="r.yaml").metrics == ("val_accuracy",)
+    with pytest.raises(SpecError, match="classification estimator .* does not report 'val_rmse'"):
+        spec_from_mapping({**logreg, "metric": "val_rmse"}, source="r.yaml")

@@ -16,7 +16,7 @@ import difflib
 import io
 import os
 import pathlib
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from tuner.exceptions import SpecError
 from tuner.tasks._param_checks import is_int as _is_int
@@ -205,6 +205,11 @@ class Task(abc.ABC):
         each of ``max_failures + 1`` trials with the same error. Not in :meth:`check_args`, which
         every trial runs again when it builds its task. Default: no check.
         """
+
+    def unknown_metric(self, metric: str, known: Sequence[str]) -> tuple[str, str] | None:
+        """(problem, fix) for a study metric outside :meth:`metric_names`, or None for the spec's
+        own ("task T does not report M; did you mean ...? known: ...")."""
+        return None
 
     @abc.abstractmethod
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
