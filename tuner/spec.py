@@ -19,7 +19,8 @@ from tuner._yaml import load_yaml_file
 from tuner.engine._plugins import default_pruner
 from tuner.exceptions import SpaceError, SpecError
 
-__all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "SAMPLERS", "PRUNERS"]
+__all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "check_task_storage",
+           "SAMPLERS", "PRUNERS"]
 
 SPEC_VERSION = 1
 
@@ -193,6 +194,21 @@ def spec_from_mapping(
     typed_here = bool(overrides) and overrides.get("storage") not in (None, SET_NULL)  # type: ignore[union-attr]
     return _Validator(merged, source, Path(base_dir) if base_dir else Path.cwd(), storage_from_cwd=typed_here,
                       passed_objective=passed).build()
+
+
+def check_task_storage(spec: StudySpec, storage_url: str) -> None:
+    """Raise :class:`SpecError` for a study the spec's built-in task would look up in the storage at
+    ``storage_url`` and not find (``Task.check_storage``: ``pretrained: {study: NAME}``).
+
+    Not part of :func:`spec_from_mapping`, which knows no storage (``--storage`` is the run's): called
+    by ``tuner validate`` and by the run before it writes anything, so that such a spec is one line,
+    not a failure in every trial.
+    """
+    if spec.task is None:
+        return
+    from tuner.tasks import get_task
+
+    get_task(spec.task, source=spec.source)(spec.task_args, source=spec.source).check_storage(storage_url)
 
 
 class _SetNull:

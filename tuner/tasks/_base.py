@@ -206,6 +206,14 @@ class Task(abc.ABC):
         every trial runs again when it builds its task. Default: no check.
         """
 
+    def check_storage(self, storage_url: str) -> None:
+        """Raise :class:`SpecError` for a study this task would look up in the storage at
+        ``storage_url`` (the run's) and not find (``task: resnet``'s ``pretrained: {study: NAME}``).
+
+        Called by ``tuner validate`` and by the run before anything is written; opens the storage
+        read-only, if at all. Default: no check.
+        """
+
     def unknown_metric(self, metric: str, known: Sequence[str]) -> tuple[str, str] | None:
         """(problem, fix) for a study metric outside :meth:`metric_names`, or None for the spec's
         own ("task T does not report M; did you mean ...? known: ...")."""
