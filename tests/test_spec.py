@@ -507,3 +507,23 @@ def test_an_error_in_a_value_given_on_the_command_line_says_so(tmp_path: Path) -
         spec_from_mapping({"name": "q", "task": "mlp", "search_space": "mlp.yaml", "metric": "val_acuracy"},
                           source="t.yaml", base_dir=ROOT, overrides={"n_trials": 3})
     assert "command line" not in str(info.value)
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_data_every_trial_would_refuse_is_one_line_before_the_run_stores_anything(tmp_path: Path,
+                                                                                 command: str) -> None:
+    """A built-in task's data is read once when the spec is validated (``Task.check_data``): a CSV with
+    one class used to pass ``tuner validate`` and fail every trial of the run, which stopped with exit 3."""
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    (tmp_path / "one.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},0\n" for i in range(11)))
+    spec_file = _write(tmp_path, "name: one\ntask: mlp\ntask_args: {dataset: one.csv}\nn_trials: 1\nsearch_space:\n"
+                                 "  params: {n_layers: 1, width: [8], lr: 0.01, batch_size: 32, epochs: 1}\n")
+    db = tmp_path / "t.db"
+    args = [command, str(spec_file)] + (["--storage", f"sqlite:///{db}"] if command == "run" else [])
+    out = CliRunner().invoke(main, args)
+    assert out.exit_code == 2 and len(out.output.splitlines()) == 1, out.output
+    assert f"{spec_file}: task_args.dataset: {tmp_path / 'one.csv'} has a single class" in out.output
+    assert not db.exists()

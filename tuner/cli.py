@@ -243,14 +243,19 @@ def _check_ray_count(option: str, value: float | None, what: str) -> None:
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_spec_options
+@click.option("--storage", help="Where a run would look a task's pretrained: {study: NAME} up (as tuner run's "
+              "--storage; nothing is written). " + _SPEC_STORAGE_HELP.removeprefix("Storage URL "))
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved spec as JSON.")
 @_guard
-def validate(spec: str, as_json: bool, **flags: Any) -> None:
+def validate(spec: str, storage: str | None, as_json: bool, **flags: Any) -> None:
     """Check SPEC and its search spaces without running anything."""
     from tuner._api import validate as _validate
     from tuner.engine._plugins import plugins_text
+    from tuner.spec import check_task_storage
+    from tuner.storage import resolve_url
 
     checked = _validate(spec, _overrides(**flags))
+    check_task_storage(checked, resolve_url(storage, checked.storage))
     if as_json:
         _echo_json({**checked.to_dict(), "notes": list(checked.notes)})  # notes: what validation adjusted
         return

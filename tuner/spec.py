@@ -19,7 +19,8 @@ from tuner._yaml import load_yaml_file
 from tuner.engine._plugins import default_pruner
 from tuner.exceptions import SpaceError, SpecError
 
-__all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "SAMPLERS", "PRUNERS"]
+__all__ = ["StudySpec", "Resources", "load_spec", "spec_from_mapping", "apply_overrides", "check_task_storage",
+           "SAMPLERS", "PRUNERS"]
 
 SPEC_VERSION = 1
 
@@ -211,6 +212,21 @@ def _blame_the_override(exc: SpecError, overrides: Mapping[str, Any]) -> SpecErr
     return SpecError(exc.source, exc.path, f"{exc.problem} ({key}={_short(value)} given on the command line)", exc.fix)
 
 
+def check_task_storage(spec: StudySpec, storage_url: str) -> None:
+    """Raise :class:`SpecError` for a study the spec's built-in task would look up in the storage at
+    ``storage_url`` and not find (``Task.check_storage``: ``pretrained: {study: NAME}``).
+
+    Not part of :func:`spec_from_mapping`, which knows no storage (``--storage`` is the run's): called
+    by ``tuner validate`` and by the run before it writes anything, so that such a spec is one line,
+    not a failure in every trial.
+    """
+    if spec.task is None:
+        return
+    from tuner.tasks import get_task
+
+    get_task(spec.task, source=spec.source)(spec.task_args, source=spec.source).check_storage(storage_url)
+
+
 class _SetNull:
     """An override that sets its key to null (``--set KEY=null``).
 
@@ -366,6 +382,8 @@ class _Validator:
         from tuner.engine._plugins import check_plugins
 
         check_plugins(spec)  # argument values Optuna rejects fail here, not after Ray has started
+        if task_obj is not None:
+            task_obj.check_data()  # last: it reads files, and every cheaper mistake is said first
         return spec
 
     # -- fields
@@ -462,7 +480,9 @@ class _Validator:
             for i, m in enumerate(names):
                 if m not in known:
                     key = "metric" if "metric" in d or "metrics" not in d else f"metrics[{i}]"
-                    raise self.fail(key, f"task {task} does not report {m!r}", _suggest(m, known))
+                    said = task_obj.unknown_metric(m, known) or (f"task {task} does not report {m!r}",
+                                                                 _suggest(m, known))
+                    raise self.fail(key, *said)
             self._check_selection(names, dirs, known)
         return names, dirs
 

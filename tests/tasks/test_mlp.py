@@ -199,3 +199,29 @@ def test_build_mlp_rejects_bad_params(params: dict[str, Any], key: str) -> None:
     with pytest.raises(SpaceError) as info:
         build_mlp(4, 3, params)
     assert info.value.path == key
+
+
+# ---- the data, read once when the spec is validated ------------------------------------------------
+
+ONE_CLASS = "a,b,label\n" + "".join(f"{i},{i % 3},0\n" for i in range(11))
+A_WORD = "a,b,label\n1,2,0\n3,x,1\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(8))
+
+
+@pytest.mark.parametrize("csv, words", [
+    (ONE_CLASS, "has a single class; a classification data set needs at least 2 labels"),
+    (A_WORD, "line 3: feature 'x' is not a number; encode categorical features as numbers"),
+])
+def test_a_csv_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tmp_path: Path, csv: str,
+                                                                             words: str) -> None:
+    """Found only inside each trial before: validate said ok, and max_failures + 1 trials failed the same way."""
+    from tuner.spec import load_spec
+
+    (tmp_path / "x.csv").write_text(csv)
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ntask: mlp\ntask_args: {dataset: x.csv}\nn_trials: 1\nsearch_space:\n"
+                    "  params: {n_layers: 1, width: [8], lr: 0.01, batch_size: 32, epochs: 1}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(spec)
+    assert info.value.path == "task_args.dataset" and words in str(info.value), info.value
+    (tmp_path / "x.csv").write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(11)))
+    assert load_spec(spec).task == "mlp"

@@ -335,6 +335,69 @@ def test_pretrained_study_reference_uses_the_best_trials_checkpoint(pretrained: 
         ResNetTask({**FT_ARGS, "pretrained": {"study": "pre"}}).run({"epochs": 1}, make_ctx())
 
 
+def _sqlite_with_pretraining(tmp_path: Path) -> str:
+    """A real SQLite storage holding study ``pre`` (one complete trial, whose folder holds best.pt) and ``empty``."""
+    import optuna
+
+    from tuner.engine._attrs import WORKER
+    from tuner.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'pre.db'}"
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="pre", storage=storage, direction="maximize")
+    trial = study.ask()
+    (tmp_path / "trial_0").mkdir()
+    (tmp_path / "trial_0" / "best.pt").write_bytes(b"PK")  # looked up, not loaded, before the trials
+    storage.set_trial_system_attr(trial._trial_id, WORKER, {"trial_dir": str(tmp_path / "trial_0")})
+    study.tell(trial, 0.9)
+    optuna.create_study(study_name="empty", storage=storage)
+    return url
+
+
+def test_a_pretrained_study_the_storage_lacks_is_refused_before_any_trial(tmp_path: Path) -> None:
+    """``pretrained: {study: nosuch}`` passed tuner validate and failed every trial of the run."""
+    url = _sqlite_with_pretraining(tmp_path)
+    ResNetTask({**FT_ARGS, "pretrained": {"study": "pre"}}).check_storage(url)
+    for name, words in (("nosuch", f"no study 'nosuch' in the storage {url}; run the pretraining study first"),
+                        ("empty", "study 'empty' has no complete trial yet")):
+        with pytest.raises(SpecError) as info:
+            ResNetTask({**FT_ARGS, "pretrained": {"study": name}}, source="f.yaml").check_storage(url)
+        assert info.value.path == "task_args.pretrained.study" and words in str(info.value), info.value
+    missing = tmp_path / "none.db"
+    with pytest.raises(SpecError, match=f"no study 'pre': there is no storage at {missing}"):
+        ResNetTask({**FT_ARGS, "pretrained": {"study": "pre"}}).check_storage(f"sqlite:///{missing}")
+    assert not missing.exists()  # read-only: nothing is created
+    # pretrained.storage, when given, is where the study is looked up
+    ResNetTask({**FT_ARGS, "pretrained": {"study": "pre", "storage": url}}).check_storage(f"sqlite:///{missing}")
+    ResNetTask(FT_ARGS).check_storage(f"sqlite:///{missing}")  # from scratch: nothing to look up
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_tuner_validate_and_run_refuse_a_missing_pretrained_study_in_one_line(tmp_path: Path, command: str) -> None:
+    from click.testing import CliRunner
+
+    from tuner.cli import main
+
+    url = _sqlite_with_pretraining(tmp_path)
+    before = (tmp_path / "pre.db").read_bytes()
+    spec = tmp_path / "ft.yaml"
+    spec.write_text((Path(__file__).parents[2] / "studies" / "resnet_finetune.yaml").read_text()
+                    .replace("search_space: ../search_spaces/", "search_space: ")
+                    .replace("{study: resnet_pretrain}", "{study: nosuch}"))
+    out = CliRunner().invoke(main, [command, str(spec), "--storage", url, "--set", "n_trials=1"])
+    assert out.exit_code == 2 and len(out.output.splitlines()) == 1, out.output
+    assert f"{spec}: task_args.pretrained.study: no study 'nosuch' in the storage {url}" in out.output
+    assert (tmp_path / "pre.db").read_bytes() == before
+    fresh = tmp_path / "fresh.db"
+    out = CliRunner().invoke(main, [command, str(spec), "--storage", f"sqlite:///{fresh}"])
+    assert out.exit_code == 2 and f"no study 'nosuch': there is no storage at {fresh}" in out.output, out.output
+    assert not fresh.exists()
+    if command == "validate":
+        spec.with_name("ok.yaml").write_text(spec.read_text().replace("{study: nosuch}", "{study: pre}"))
+        ok = CliRunner().invoke(main, [command, str(spec.with_name("ok.yaml")), "--storage", url])
+        assert ok.exit_code == 0 and "ok: study 'resnet_finetune'" in ok.output, ok.output
+
+
 def test_a_relative_pretrained_storage_is_read_from_the_spec_folder_then_the_working_directory(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The trials run in Ray workers with another working directory: a relative SQLite path must

@@ -60,10 +60,10 @@ def test_registered_and_constructible_without_arguments() -> None:
     assert cls is SklearnTask and issubclass(cls, Task)
     task = cls()  # the spec validator does this to ask for metric names
     assert task.args["estimator"] == HGB and task.task_type == "classification"
-    names = task.metric_names()
+    names = task.metric_names()  # a classifier's: a regressor's metric is refused (see below)
     assert cls.default_metric in names and cls.default_direction == "maximize"
-    assert {"val_accuracy", "val_f1", "test_accuracy", "val_rmse", "val_mae", "val_r2", "test_r2",
-            "latency_ms", "fold_time_s"} <= set(names)
+    assert {"val_accuracy", "val_f1", "test_accuracy", "latency_ms", "fold_time_s"} <= set(names)
+    assert not {"val_rmse", "val_mae", "val_r2", "test_r2"} & set(names)
 
 
 def test_looking_up_the_task_does_not_import_sklearn() -> None:
@@ -349,3 +349,73 @@ def test_shipped_spaces_fit_their_estimators(space: str, estimator: str, args: d
     metric = "val_rmse" if task.task_type == "regression" else "val_accuracy"
     final = task.run(params, make_ctx(metric=metric))
     assert math.isfinite(final[metric])
+
+
+# ---- the data, read once when the spec is validated ----------------------------------------------------
+
+
+def _study(tmp_path: Path, rows: list[str], **task_args: Any) -> dict[str, Any]:
+    """A spec of ``task: sklearn`` on ``x.csv`` (``rows`` under a header) beside ``s.yaml`` in ``tmp_path``
+    (the file the spec names as its source: relative data paths are read from its folder)."""
+    (tmp_path / "x.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    (tmp_path / "s.yaml").touch()
+    return {"name": "s", "task": "sklearn", "task_args": {"estimator": LOGREG, "dataset": "x.csv", **task_args},
+            "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}}}, "n_trials": 1}
+
+
+@pytest.mark.parametrize("estimator, rows, cv, words", [
+    # 6 rows: 5 in the cross-validated part, 3 of one class and 2 of the other
+    (LOGREG, [f"{i},{i % 3},{i % 2}" for i in range(6)], 5,
+     "task_args.cv: 5 folds, but no class of the cross-validated part of x.csv (train+val, 5 rows) has 5 samples "
+     "(the largest has 3); use cv: 3 or fewer, or more data"),
+    ("sklearn.linear_model.Ridge", [f"{i},{i % 3},{i * 0.5}" for i in range(6)], 6,
+     "task_args.cv: 6 folds, but the cross-validated part of x.csv (train+val) has 5 rows; use cv: 5 or fewer"),
+])
+def test_more_folds_than_the_data_holds_is_refused_when_the_spec_is_validated(
+        tmp_path: Path, estimator: str, rows: list[str], cv: int, words: str) -> None:
+    """Every trial failed with scikit-learn's bare ``ValueError: n_splits=5 cannot be greater than the
+    number of members in each class.``, which names no key of the spec."""
+    spec = _study(tmp_path, rows, estimator=estimator, cv=cv)
+    if estimator != LOGREG:
+        spec = {**spec, "search_space": {"params": {"alpha": {"float": [0.1, 10.0], "log": True}}}}
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert words in str(info.value), info.value
+    fewer = {**spec, "task_args": {**spec["task_args"], "cv": cv - 2}}
+    assert spec_from_mapping(fewer, source=str(tmp_path / "s.yaml"), base_dir=tmp_path).task_args["cv"] == cv - 2
+
+
+def test_a_csv_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tmp_path: Path) -> None:
+    spec = _study(tmp_path, [f"{i},{i % 3},0" for i in range(11)], cv=2)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert info.value.path == "task_args.dataset" and "has a single class" in str(info.value)
+    _study(tmp_path, ["1,2,0", "3,x,1"] + [f"{i},{i % 3},{i % 2}" for i in range(8)])
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(spec, source=str(tmp_path / "s.yaml"), base_dir=tmp_path)
+    assert info.value.path == "task_args.dataset" and "line 3: feature 'x' is not a number" in str(info.value)
+
+
+def test_a_regressor_s_metric_defaults_to_rmse_and_accuracy_is_refused_when_the_spec_is_validated() -> None:
+    """validate printed ``metric val_accuracy (maximize)`` for a regressor, and every trial then failed
+    with ``metric: task sklearn with the regression estimator ... does not report 'val_accuracy'``."""
+    ridge = {"name": "r", "task": "sklearn", "n_trials": 1,
+             "task_args": {"estimator": "sklearn.linear_model.Ridge", "dataset": "diabetes"},
+             "search_space": {"params": {"alpha": {"float": [0.1, 10.0], "log": True}}}}
+    spec = spec_from_mapping(ridge, source="r.yaml")
+    assert spec.metrics == ("val_rmse",) and spec.directions == ("minimize",)
+    assert spec_from_mapping({**ridge, "metric": "val_r2"}, source="r.yaml").directions == ("maximize",)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**ridge, "metric": "val_accuracy"}, source="r.yaml")
+    assert str(info.value).startswith("r.yaml: metric: task sklearn with the regression estimator "
+                                      "sklearn.linear_model.Ridge does not report 'val_accuracy'; use e.g. "
+                                      "metric: val_rmse, direction: minimize; it reports val_rmse, "), info.value
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**ridge, "metrics": ["val_rmse", "test_f1"], "directions": ["minimize", "maximize"]},
+                          source="r.yaml")
+    assert info.value.path == "metrics[1]" and "does not report 'test_f1'" in str(info.value)
+    logreg = {**ridge, "task_args": {"estimator": LOGREG, "dataset": "iris"},
+              "search_space": {"params": {"C": {"float": [0.1, 10.0], "log": True}}}}
+    assert spec_from_mapping(logreg, source="r.yaml").metrics == ("val_accuracy",)
+    with pytest.raises(SpecError, match="classification estimator .* does not report 'val_rmse'"):
+        spec_from_mapping({**logreg, "metric": "val_rmse"}, source="r.yaml")

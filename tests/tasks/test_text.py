@@ -12,6 +12,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
+import json  # noqa: E402
 import random  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -320,6 +321,103 @@ def test_bad_params_are_space_errors(easy: Path, make_ctx, params: dict[str, Any
     with pytest.raises(SpaceError) as info:
         TextTask({"dataset": str(easy)}).run({**FAST, "epochs": 1, **params}, make_ctx())
     assert info.value.path == key
+
+
+def _model_folder(folder: Path, files: dict[str, str], *, bundled: tuple[str, ...] = ()) -> Path:
+    """A model folder with ``files`` (name: text) and copies of the bundled model's ``bundled`` files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in bundled:
+        (folder / name).write_bytes((enc.model_path("all-MiniLM-L6-v2") / name).read_bytes())
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def _text_spec(tmp_path: Path, **task_args: Any) -> dict[str, Any]:
+    """text_finetune's study, small: 200 sentences of rt-polarity."""
+    return {"name": "t", "task": "text", "search_space": str(ROOT / "search_spaces" / "text.yaml"), "n_trials": 1,
+            "task_args": {"dataset": str(RT_POLARITY), "max_samples": 200, **task_args}}
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"config.json": "{}"}, "config.json names no model_type (transformers cannot tell which model it is)"),
+    ({"config.json": "{not json"}, "config.json is not valid JSON"),
+    ({"config.json": "[1, 2]"}, "config.json holds list, not a JSON object"),
+    ({"config.json": '{"model_type": "bert"}'}, "holds no tokenizer (tokenizer.json, or a vocabulary: vocab.txt"),
+    ({"config.json": '{"model_type": "bert"}', "tokenizer.json": "{}"}, "tokenizer.json is not a tokenizer file"),
+])
+def test_a_model_folder_transformers_cannot_load_is_refused_when_the_spec_is_validated(
+        tmp_path: Path, files: dict[str, str], words: str) -> None:
+    """Every trial failed with transformers' own ``ValueError: Couldn't instantiate the backend tokenizer``
+    (or ``Unrecognized model``), naming no key of the spec; validate said ok."""
+    from tuner.spec import spec_from_mapping
+
+    model = _model_folder(tmp_path / "model", files)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping(_text_spec(tmp_path, model=str(model)), source="t.yaml")
+    assert info.value.path == "task_args.model" and words in str(info.value), info.value
+
+
+def test_a_model_folder_is_checked_without_torch_transformers_or_its_weights(tmp_path: Path) -> None:
+    """Its config and tokenizer files are opened (tokenizers, 0.1 s), not the model (seconds of imports)."""
+    model = _model_folder(tmp_path / "model", {}, bundled=("config.json", "tokenizer.json", "tokenizer_config.json"))
+    vocab_only = _model_folder(tmp_path / "vocab", {}, bundled=("config.json", "vocab.txt"))
+    code = ("import sys; from tuner.tasks import get_task\n"
+            f"for m in ({str(model)!r}, {str(vocab_only)!r}):\n"
+            f"    get_task('text')({{'dataset': {str(RT_POLARITY)!r}, 'model': m}}).check_data()\n"
+            "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_a_data_set_every_trial_would_refuse_is_refused_when_the_spec_is_validated(tmp_path: Path) -> None:
+    from tuner.spec import spec_from_mapping
+
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "good.txt").write_text("a fine film\na good plot\n" * 10)
+    with pytest.raises(SpecError) as info:
+        spec_from_mapping({**_text_spec(tmp_path), "task_args": {"dataset": str(tmp_path / "one")}}, source="t.yaml")
+    assert info.value.path == "task_args.dataset" and "has a single class 'good'" in str(info.value)
+
+
+@pytest.mark.parametrize("param, values, words", [
+    ("freeze_layers", 9, "value 9 is refused by task text; expected an integer from 0 (fine-tune every layer) "
+                         "to 6 (train the head only)"),
+    ("freeze_layers", {"int": [0, 8]}, "high 8 is refused by task text; expected an integer from 0"),
+    ("pooling", {"choice": ["mean", "sum"]}, "choice 'sum' is refused by task text; expected one of mean, cls, max"),
+    ("dropout", {"float": [0.0, 1.0]}, "high 1.0 is refused by task text; expected a number in [0, 1)"),
+    ("freeze_embeddings", {"choice": [True, "no"]}, "choice 'no' is refused by task text; expected true or false"),
+])
+def test_model_params_the_trial_would_refuse_are_refused_when_the_spec_is_validated(
+        tmp_path: Path, param: str, values: Any, words: str) -> None:
+    """check_params checked max_length and the training loop's params only: these failed each trial that drew them."""
+    from tuner.exceptions import SpaceError
+    from tuner.spec import spec_from_mapping
+
+    spec = {**_text_spec(tmp_path), "search_space": {"include": [str(ROOT / "search_spaces" / "text.yaml")],
+                                                      "params": {param: values}}}
+    with pytest.raises(SpaceError) as info:
+        spec_from_mapping(spec, source="t.yaml")
+    assert str(info.value).startswith(f"t.yaml: search_space: params.{param}: ") and words in str(info.value), info.value
+
+
+def test_freeze_layers_and_max_length_are_checked_against_the_model_folders_config(tmp_path: Path) -> None:
+    """The bounds are the model's (config.json, read without torch), not MiniLM's."""
+    from tuner.exceptions import SpaceError
+    from tuner.spec import spec_from_mapping
+
+    config = json.loads((enc.model_path("all-MiniLM-L6-v2") / "config.json").read_text())
+    model = _model_folder(tmp_path / "small", {"config.json": json.dumps({**config, "num_hidden_layers": 2,
+                                                                          "max_position_embeddings": 128})},
+                          bundled=("tokenizer.json",))
+    task = TextTask({"dataset": str(RT_POLARITY), "model": str(model)})
+    task.check_params({"freeze_layers": 2, "max_length": 128})
+    with pytest.raises(SpaceError, match="freeze_layers: invalid value 3; expected an integer from 0 .* to 2"):
+        task.check_params({"freeze_layers": 3})
+    with pytest.raises(SpaceError, match="max_length: invalid value 256; the model takes at most 128 tokens"):
+        task.check_params({"max_length": 256})
+    spec = {**_text_spec(tmp_path, model=str(model)), "search_space": {"params": {"freeze_layers": {"int": [0, 4]}}}}
+    with pytest.raises(SpaceError, match="params.freeze_layers: high 4 is refused by task text"):
+        spec_from_mapping(spec, source="t.yaml")
 
 
 # ---- the shipped study, for real ----------------------------------------------------------------------

@@ -396,6 +396,7 @@ def _run_study(
 ) -> tuple["optuna.Study", RunSummary]:
     from optuna.trial import TrialState
 
+    from tuner.spec import check_task_storage
     from tuner.storage import fold_in_sqlite_log, open_storage, sqlite_path
 
     import optuna
@@ -403,6 +404,7 @@ def _run_study(
     started, started_at = time.monotonic(), time.time()
     ray_address = cluster_address(ray_address)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tuner reports progress itself
+    check_task_storage(spec, storage_url)  # a pretrained study not in the storage, before anything is created
     storage = open_storage(storage_url)
     refuse_incompatible(storage, spec, force=force)  # a changed space is refused before Ray starts
     refuse_if_running(storage, spec.name)  # so is a study another run drives (the lease below decides)

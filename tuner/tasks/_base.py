@@ -16,7 +16,7 @@ import difflib
 import io
 import os
 import pathlib
-from typing import Any, Callable, ClassVar, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
 
 from tuner.exceptions import SpecError
 from tuner.tasks._param_checks import is_int as _is_int
@@ -195,6 +195,29 @@ class Task(abc.ABC):
         error at ``tuner validate`` and ``tuner run`` instead of a failure in every trial that
         draws it. Must not import torch or load data (the driver runs it). Default: no check.
         """
+
+    def check_data(self) -> None:
+        """Read, once before any trial, what every trial reads (a data file, a model folder), and raise
+        :class:`SpecError` at ``task_args.<key>`` for what every trial would fail on.
+
+        Called by the spec's validation (``tuner validate``, the start of ``tuner run``), never by a
+        trial: a CSV with one class or a word among its numbers used to pass validation and fail
+        each of ``max_failures + 1`` trials with the same error. Not in :meth:`check_args`, which
+        every trial runs again when it builds its task. Default: no check.
+        """
+
+    def check_storage(self, storage_url: str) -> None:
+        """Raise :class:`SpecError` for a study this task would look up in the storage at
+        ``storage_url`` (the run's) and not find (``task: resnet``'s ``pretrained: {study: NAME}``).
+
+        Called by ``tuner validate`` and by the run before anything is written; opens the storage
+        read-only, if at all. Default: no check.
+        """
+
+    def unknown_metric(self, metric: str, known: Sequence[str]) -> tuple[str, str] | None:
+        """(problem, fix) for a study metric outside :meth:`metric_names`, or None for the spec's
+        own ("task T does not report M; did you mean ...? known: ...")."""
+        return None
 
     @abc.abstractmethod
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from tuner.data import DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset, load_regression_dataset
+from tuner.data import (BUILTIN_TASK_TYPES, DEFAULT_SPLIT, TASK_TYPES, Splits, check_dataset, load_dataset,
+                        load_regression_dataset)
 from tuner.tasks._base import Task, TrialContext
 from tuner.tasks._metrics import (EPOCH_METRICS, FINAL_METRICS, OPTIONAL_METRICS, REGRESSION_EPOCH_METRICS,
                                   REGRESSION_FINAL_METRICS)
@@ -73,12 +74,23 @@ class TorchClassifierTask(Task):
         self.check_label_arg(args)
 
     def load_data(self) -> Splits:
-        """The data set split and standardised as ``task_args`` say."""
+        """The data set split and standardised as ``task_args`` say (once per process)."""
+        return cached_splits(f"{self.name}:{self.task_type}", self.args, self.read_data)
+
+    def read_data(self) -> Splits:
+        """:meth:`load_data` without the process cache."""
         a = self.args
         load = load_regression_dataset if self.task_type == "regression" else load_dataset
-        return cached_splits(f"{self.name}:{self.task_type}", a, lambda: load(
-            a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-            label=a["label"], source=self.source, key="task_args.dataset"))
+        return load(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+                    label=a["label"], source=self.source, key="task_args.dataset")
+
+    def check_data(self) -> None:
+        """Read a data set on disk once, so that what its loader refuses (one class, a word among
+        the features, a missing label column) is said before any trial. Built-in data sets are
+        known good, and are not read. Not cached: the process that validates trains nothing.
+        """
+        if self.args["dataset"] not in BUILTIN_TASK_TYPES:
+            self.read_data()
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """The training parameters' checks (optimizer, schedule, learning rate, ...), without torch."""

@@ -34,12 +34,12 @@ from torch import nn
 from tuner._process_cache import cached, remember
 from tuner.exceptions import SpaceError
 from tuner.tasks._hf import BUNDLED_MODELS, DEFAULT_MODEL, check_model, model_path
+from tuner.tasks._model_params import POOLINGS
 
 __all__ = ["BUNDLED_MODELS", "DEFAULT_MODEL", "POOLINGS", "TextClassifier", "check_model", "model_path", "pretrained",
            "load_pretrained", "tokenize", "cached", "pool", "length_bucketed_batches", "load_text_classifier",
            "predict"]
 
-POOLINGS = ("mean", "cls", "max")
 
 _LOCK = threading.Lock()
 _ENCODERS: "OrderedDict[str, tuple[Any, nn.Module]]" = OrderedDict()

@@ -1,20 +1,24 @@
-"""The model parameters of the MLP, CNN and ResNet tasks, checked without torch.
+"""The model parameters of the MLP, CNN, ResNet and text tasks, checked without torch.
 
 The builders (``_models.build_mlp``, ``_vision_models.build_cnn`` and ``build_resnet``) take
 their settings from here, and the tasks' ``check_params`` runs the same functions on every value
 a search space can produce before any trial (``tuner validate``, the driver), where torch is not
-imported. What each parameter does is in the builders' module docstrings.
+imported. What each parameter does is in the builders' module docstrings (the text task's:
+:mod:`tuner.tasks._encoder`, whose ``TextClassifier`` checks the same values again).
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
+import numpy as np
+
 from tuner.tasks._param_checks import is_int as _is_int
 from tuner.tasks._param_checks import is_number as _is_number
 from tuner.tasks._param_checks import param_error as _error
 
-__all__ = ["ACTIVATION_NAMES", "INITS", "POOLS", "HEAD_INITS", "mlp_settings", "cnn_settings", "resnet_settings"]
+__all__ = ["ACTIVATION_NAMES", "INITS", "POOLS", "HEAD_INITS", "POOLINGS", "mlp_settings", "cnn_settings",
+           "resnet_settings", "text_settings"]
 
 ACTIVATION_NAMES = ("relu", "gelu", "tanh", "silu")
 INITS = ("default", "he", "xavier")
@@ -22,6 +26,8 @@ POOLS = ("max", "avg", "none")
 #: How a fine-tuned ResNet's new head starts: PyTorch's default init, zeros, or the pretrained head
 #: (only when the number of classes is the same).
 HEAD_INITS = ("random", "zeros", "keep")
+#: How the text task makes one sentence vector of its encoder's token vectors.
+POOLINGS = ("mean", "cls", "max")
 
 
 def mlp_settings(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,6 +69,26 @@ def resnet_settings(params: Mapping[str, Any]) -> dict[str, Any]:
     n_stages = _int(params, "n_stages", 3, low=1)
     return {"n_stages": n_stages, "blocks": _per(params, "blocks", 1, n_stages, "n_stages"),
             "width": _int(params, "width", 16, low=1), "dropout": _dropout(params)}
+
+
+def text_settings(params: Mapping[str, Any], *, n_layers: int | None = None) -> dict[str, Any]:
+    """``pooling``, ``dropout``, ``freeze_embeddings`` and ``freeze_layers`` (0 to the encoder's
+    ``n_layers``, where known), checked; ``params`` holds the text task's defaults already."""
+    pooling = params["pooling"]
+    if pooling not in POOLINGS:
+        raise _error("pooling", pooling, f"one of {', '.join(POOLINGS)}")
+    dropout = params["dropout"]
+    if not _is_number(dropout) or not 0 <= dropout < 1:
+        raise _error("dropout", dropout, "a number in [0, 1)")
+    freeze_embeddings = params["freeze_embeddings"]
+    if not isinstance(freeze_embeddings, (bool, np.bool_)):
+        raise _error("freeze_embeddings", freeze_embeddings, "true or false")
+    freeze = params["freeze_layers"]
+    if not _is_int(freeze) or freeze < 0 or (n_layers is not None and freeze > n_layers):
+        raise _error("freeze_layers", freeze, "an integer >= 0" if n_layers is None else
+                     f"an integer from 0 (fine-tune every layer) to {n_layers} (train the head only)")
+    return {"pooling": pooling, "dropout": float(dropout), "freeze_embeddings": bool(freeze_embeddings),
+            "freeze_layers": int(freeze)}
 
 
 def _widths(params: Mapping[str, Any]) -> list[int]:

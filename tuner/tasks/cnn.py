@@ -85,11 +85,15 @@ class ImageClassifierTask(TorchClassifierTask):
                                  "true only when a mirrored image keeps its class")
 
     def load_data(self) -> Splits:
-        """The images split and normalised as ``task_args`` say; ``input_shape`` is (C, H, W)."""
+        """The images split and normalised as ``task_args`` say; ``input_shape`` is (C, H, W) (once per process)."""
+        return cached_splits(self.name, self.args, self.read_data)
+
+    def read_data(self) -> Splits:
+        """:meth:`load_data` without the process cache."""
         a = self.args
-        return cached_splits(self.name, a, lambda: load_images(
-            a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-            classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset"))
+        return load_images(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+                           classes=a["classes"], normalize=a["normalize"], source=self.source,
+                           key="task_args.dataset")
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         from tuner.tasks._training import train_classifier

@@ -12,7 +12,9 @@ With ``task_args.pretrained`` it fine-tunes a network trained before:
 ``pretrained: {study: resnet_pretrain}``
     the checkpoint of the best complete trial of that study, looked up when a trial starts in
     the storage of the running study (or ``storage: URL`` given next to ``study:``). Run the
-    pretraining study first: ``tuner run studies/resnet_pretrain.yaml``.
+    pretraining study first: ``tuner run studies/resnet_pretrain.yaml``; ``tuner validate`` and
+    the run's start refuse a study the storage lacks, or whose best trial left no checkpoint
+    (:meth:`ResNetTask.check_storage`).
 
 The head is replaced for the new classes. Fine-tuning params (they work from scratch too)::
 
@@ -48,6 +50,13 @@ if TYPE_CHECKING:
 __all__ = ["ResNetTask", "load_checkpoint"]
 
 _PRETRAINED_FIX = "give a file written by torch.save (a tuner best.pt or a state dict) or {study: NAME}"
+_STUDY_KEY = "task_args.pretrained.study"
+
+
+def _run_first(name: str) -> str:
+    """The fix for a pretraining study that is not in the storage."""
+    return (f"run the pretraining study first (e.g. tuner run studies/{name}.yaml) with the same storage, "
+            "or name its storage: next to study:")
 
 
 class ResNetTask(ImageClassifierTask):
@@ -169,8 +178,39 @@ class ResNetTask(ImageClassifierTask):
         if pretrained is None:
             return None
         if isinstance(pretrained, Mapping):
-            return self._best_checkpoint_of_study(pretrained["study"], pretrained.get("storage"), ctx)
+            name, url = pretrained["study"], pretrained.get("storage")
+            if url:
+                return self._best_checkpoint_of_study(name, self._open_storage(name, url), url)
+            storage = getattr(ctx, "storage", None)
+            if storage is None:
+                raise SpecError(self.source, _STUDY_KEY, f"no storage to look study {name!r} up in",
+                                "add storage: URL next to study: (e.g. sqlite:///tuner.db)")
+            return self._best_checkpoint_of_study(name, storage, getattr(storage, "url", None))
         return Path(pretrained)
+
+    def check_storage(self, storage_url: str) -> None:
+        """Look ``pretrained: {study: NAME}`` up before any trial, in ``pretrained.storage`` or the
+        run's storage: a study that is not there (not run yet, a typo, another storage) or whose
+        best trial left no checkpoint used to pass ``tuner validate`` and fail every trial."""
+        pretrained = self.args["pretrained"]
+        if isinstance(pretrained, Mapping):
+            url = pretrained.get("storage") or storage_url
+            self._best_checkpoint_of_study(pretrained["study"], self._open_storage(pretrained["study"], url), url)
+
+    def _open_storage(self, name: str, url: str) -> Any:
+        """The storage at ``url``, read-only (nothing is created); its problems are errors at ``pretrained.study``."""
+        from tuner.exceptions import StorageError
+        from tuner.storage import open_storage, redact, sqlite_path
+
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            raise SpecError(self.source, _STUDY_KEY, f"no study {name!r}: there is no storage at {path.absolute()}",
+                            _run_first(name))
+        try:
+            return open_storage(url, readonly=True)
+        except StorageError as exc:
+            raise SpecError(self.source, _STUDY_KEY, f"cannot look study {name!r} up in {redact(url)}: {exc}",
+                            None) from None
 
     def read_pretrained(self, path: Path, data: Splits) -> "_Pretrained":
         """The checkpoint's weights and architecture, checked against ``data`` (no model built yet).
@@ -198,27 +238,19 @@ class ResNetTask(ImageClassifierTask):
                                    f"{data.input_shape[0]} channels", "fine-tune on images like those it learned")
         return _Pretrained(path, state, arch, int(state["head.weight"].shape[0]), self)
 
-    def _best_checkpoint_of_study(self, name: str, storage_url: str | None, ctx: TrialContext) -> Path:
+    def _best_checkpoint_of_study(self, name: str, storage: Any, url: str | None) -> Path:
+        """The ``best.pt`` of study ``name``'s best complete trial in ``storage`` (at ``url``, for messages)."""
         from optuna.trial import TrialState
 
         from tuner.engine._attrs import WORKER
+        from tuner.storage import redact
 
-        key = "task_args.pretrained.study"
-        if storage_url:
-            from tuner.storage import open_storage
-
-            storage = open_storage(storage_url, readonly=True)
-        else:
-            storage = getattr(ctx, "storage", None)
-        if storage is None:
-            raise SpecError(self.source, key, f"no storage to look study {name!r} up in",
-                            "add storage: URL next to study: (e.g. sqlite:///tuner.db)")
+        key = _STUDY_KEY
         try:
             study_id = storage.get_study_id_from_name(name)
         except KeyError:
-            raise SpecError(self.source, key, f"no study {name!r} in the storage",
-                            f"run the pretraining study first (e.g. tuner run studies/{name}.yaml) "
-                            f"with the same storage") from None
+            raise SpecError(self.source, key, f"no study {name!r} in the storage" + (f" {redact(url)}" if url else ""),
+                            _run_first(name)) from None
         directions = storage.get_study_directions(study_id)
         if len(directions) != 1:
             raise SpecError(self.source, key, f"study {name!r} has {len(directions)} objectives",

@@ -34,8 +34,9 @@ Metrics ("val" is the cross-validation estimate): classification ``val_accuracy`
 per fold and ``n_folds``, ``fit_time_s`` (mean fold fit), ``refit_time_s``, ``train_time_s``
 and ``latency_ms`` (median time to predict a batch of up to 256 test rows) at the end.
 
-A regression study must say ``metric: val_rmse`` (or val_mae/val_r2) and its direction: the
-default metric of a task is ``val_accuracy``, and a regression trial refuses it with that fix.
+A regression study's metric defaults to ``val_rmse`` (minimised), as task mlp's does; asking a
+regressor for a classifier's metric (``val_accuracy``), or the other way round, is refused when
+the spec is validated.
 """
 
 from __future__ import annotations
@@ -109,12 +110,17 @@ class SklearnTask(Task):
         "label": None,
     }
 
-    # ---- validation (spec time: imports the estimator's module, loads no data) ---------------------
+    # ---- validation (spec time: check_args imports the estimator's module, check_data reads the data) ---
 
     def check_args(self, args: dict[str, Any]) -> None:
         self.estimator_cls = _resolve_estimator(args["estimator"], self)
         self.task_type = self._task_type(args)
         args["task_type"] = self.task_type
+        if self.task_type == "regression":
+            # The spec's metric when it names none, as for task mlp's regression: the class's
+            # val_accuracy made a regressor's study validate, then fail every trial.
+            self.default_metric = "val_rmse"  # type: ignore[misc]
+            self.default_direction = "minimize"  # type: ignore[misc]
         args["dataset"] = self._check_dataset(args["dataset"])
         self.check_split_args(args)
         cv = args["cv"]
@@ -199,11 +205,30 @@ class SklearnTask(Task):
                                  f"use one of {', '.join(BUNDLED_DATASETS)} or a path to a .csv or .npz file")
         return check_dataset(dataset, base_dir=_spec_dir(self.source), source=self.source, key="task_args.dataset")
 
+    def check_data(self) -> None:
+        """Read the data once and check that it holds ``cv`` folds, before any trial.
+
+        The loader's own refusals (one class, a word among the features, an empty test part) and
+        scikit-learn's splitter's (more folds than samples, or than the largest class has) used to
+        fail every trial, the latter with a bare ``ValueError`` naming no key of the spec.
+        """
+        data = self.load_data()
+        cv, n = self.args["cv"], len(data.y)
+        if self.task_type == "regression":
+            if cv > n:
+                raise self.arg_error("cv", f"{cv} folds, but the cross-validated part of {data.name} (train+val) "
+                                     f"has {n} rows", _fewer_folds(n))
+            return
+        most = int(np.bincount(np.asarray(data.y, dtype=np.int64)).max()) if n else 0
+        if cv > most:  # StratifiedKFold refuses this; fewer members in some classes only warns
+            raise self.arg_error("cv", f"{cv} folds, but no class of the cross-validated part of {data.name} "
+                                 f"(train+val, {n} rows) has {cv} samples (the largest has {most})",
+                                 _fewer_folds(most))
+
     def metric_names(self) -> list[str]:
-        """Every metric the task reports, for classifiers and regressors (the spec validator asks
-        a task built without arguments); :meth:`reported_metrics` is this estimator's list."""
-        names = [*_names(CLASSIFICATION_METRICS), *_names(REGRESSION_METRICS), *STEP_EXTRAS, *FINAL_EXTRAS]
-        return list(dict.fromkeys(names))
+        """The metrics a trial of this estimator reports: a regressor's study asking for
+        ``val_accuracy`` is refused when the spec is validated (it failed every trial)."""
+        return self.reported_metrics()
 
     def reported_metrics(self) -> list[str]:
         """The metrics a trial of this task (with its estimator's task type) returns."""
@@ -276,16 +301,18 @@ class SklearnTask(Task):
         return final
 
     def _check_study_metrics(self, metrics: Sequence[str]) -> None:
+        """The spec's check again, for a task run without a validated spec (from Python)."""
         known = self.reported_metrics()
         for i, metric in enumerate(metrics):
             if metric not in known:
                 key = "metric" if len(metrics) == 1 else f"metrics[{i}]"
-                first = "val_accuracy (maximize)" if self.task_type == "classification" else \
-                    "val_rmse, direction: minimize"
-                raise SpecError(self.source, key,
-                                f"task sklearn with the {self.task_type} estimator {self.args['estimator']} "
-                                f"does not report {metric!r}",
-                                f"use e.g. metric: {first}; it reports {', '.join(known)}")
+                raise SpecError(self.source, key, *self.unknown_metric(metric, known))
+
+    def unknown_metric(self, metric: str, known: Sequence[str]) -> tuple[str, str]:
+        """Names the estimator and its kind: a classifier's metric asked of a regressor is the usual slip."""
+        first = "val_accuracy (maximize)" if self.task_type == "classification" else "val_rmse, direction: minimize"
+        return (f"task sklearn with the {self.task_type} estimator {self.args['estimator']} does not report "
+                f"{metric!r}", f"use e.g. metric: {first}; it reports {', '.join(known)}")
 
     def build(self, params: Mapping[str, Any], *, seed: int = 0, n_jobs: int = 1
               ) -> tuple["BaseEstimator", dict[str, Any]]:
@@ -530,6 +557,11 @@ def _latency_ms(model: Any, X: np.ndarray, repeats: int = 5) -> float:
         model.predict(batch)
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
+
+
+def _fewer_folds(most: int) -> str:
+    """The fix for more folds than the data allows (``most``: the most folds it allows)."""
+    return f"use cv: {most} or fewer, or more data" if most >= 2 else "give the data set more samples"
 
 
 def _names(scores: Sequence[str]) -> list[str]:

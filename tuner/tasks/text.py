@@ -33,6 +33,7 @@ are the pretrained ones), the parameters, the task arguments and the model: relo
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -40,7 +41,7 @@ from tuner.data._splits import DEFAULT_SPLIT
 from tuner.data.text import check_encoding, check_text_dataset
 from tuner.exceptions import SpaceError
 from tuner.tasks._base import Task, TrialContext
-from tuner.tasks._hf import check_model
+from tuner.tasks._hf import check_model, check_model_files, model_config, model_layers
 from tuner.tasks._metrics import EPOCH_METRICS, FINAL_METRICS
 from tuner.tasks._param_checks import is_int as _is_int
 
@@ -108,6 +109,14 @@ class TextTask(Task):
         self.check_split_args(args, unit="sentence")
         args["model"] = check_model(args["model"], base_dir=base_dir, source=self.source, key="task_args.model")
 
+    def check_data(self) -> None:
+        """Read the sentences once and open the model folder's config and tokenizer (no weights, no
+        torch): one class, a missing column or a folder transformers cannot load used to fail each
+        trial, the last with transformers' own ``ValueError``. Not cached: the validating process trains nothing."""
+        if self.args["dataset"] is not None:
+            self._read_texts()
+        check_model_files(self.args["model"], source=self.source, key="task_args.model")
+
     def metric_names(self) -> list[str]:
         from tuner.tasks._metrics import OPTIONAL_METRICS
 
@@ -125,10 +134,28 @@ class TextTask(Task):
         return merged
 
     def check_params(self, params: Mapping[str, Any]) -> None:
-        """``max_length`` and the training parameters' checks, without torch."""
+        """Every parameter's check, without torch: the training loop's, ``max_length`` (also against
+        the model's positions), ``pooling``, ``dropout``, ``freeze_embeddings`` and ``freeze_layers``
+        against the model's layer count, from its ``config.json``.
+
+        Only the first two were checked here: ``freeze_layers: 9`` on the 6 layers of MiniLM or
+        ``pooling: sum`` passed ``tuner validate`` and failed each trial that drew it.
+        """
+        from tuner.tasks._model_params import text_settings
         from tuner.tasks._train_config import TrainConfig
 
-        TrainConfig.from_params(self.params_with_defaults(params))
+        p = self.params_with_defaults(params)
+        TrainConfig.from_params(p)
+        text_settings(p, n_layers=model_layers(self._model_config))
+        max_positions = self._model_config.get("max_position_embeddings")
+        if _is_int(max_positions) and p["max_length"] > max_positions:
+            raise SpaceError("params", "max_length", f"invalid value {p['max_length']!r}",
+                             f"the model takes at most {max_positions} tokens")
+
+    @functools.cached_property
+    def _model_config(self) -> dict[str, Any]:
+        """The model's ``config.json`` (empty where unreadable: :meth:`check_data` says why), read once."""
+        return model_config(self.args["model"])
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         import numpy as np
@@ -166,17 +193,18 @@ class TextTask(Task):
 
     def load_texts(self) -> Any:
         """The data set's sentences split as ``task_args`` say (a :class:`tuner.data.TextSplits`)."""
-        from tuner.data.text import load_text
         from tuner.tasks._encoder import cached
 
+        return cached(self._texts_key(), self._read_texts)
+
+    def _read_texts(self) -> Any:
+        """:meth:`load_texts` without the process cache."""
+        from tuner.data.text import load_text
+
         a = self.args
-
-        def load() -> Any:
-            return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
-                             split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
-                             key="task_args.dataset")
-
-        return cached(self._texts_key(), load)
+        return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
+                         split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
+                         key="task_args.dataset")
 
     def _texts_key(self) -> tuple[Any, ...]:
         a = self.args
