@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.data import check_dataset, load_dataset, load_tabular
+from tuner.data import check_dataset, load_dataset, load_tabular, make_regression_splits, make_splits, split_sizes
+from tuner.data.text import split_indices
 from tuner.exceptions import SpecError
 
 
@@ -109,6 +110,18 @@ def test_bad_csv_is_a_spec_error(tmp_path: Path, content: str, words: str) -> No
     with pytest.raises(SpecError) as info:
         load_tabular(path, source="s.yaml", key="task_args.dataset")
     assert info.value.path == "task_args.dataset" and words in str(info.value)
+
+
+@pytest.mark.parametrize("split", [(0.7, 0.15, 0.15), (0.9, 0.05, 0.05), (0.5, 0.25, 0.25), (0.8, 0.15, 0.05)])
+def test_split_sizes_are_the_parts_every_split_cuts(split: tuple[float, float, float]) -> None:
+    # One rule: validation's check of a built-in set and the scikit-learn task count with it.
+    for n in range(2, 41):
+        X, y = np.zeros((n, 1)), np.arange(n) % 2
+        sizes = split_sizes(n, split)
+        s = make_splits(X, y, name="t", class_names=["a", "b"], split=split)
+        r = make_regression_splits(X, y.astype(float), name="t", split=split)
+        for parts in ((s.train, s.val, s.test), (r.train, r.val, r.test), split_indices(y, split=split)):
+            assert tuple(len(p) for p in parts) == sizes, (n, split)
 
 
 def test_check_dataset_resolves_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -76,9 +76,14 @@ class TorchClassifierTask(Task):
         """The data set split and standardised as ``task_args`` say."""
         a = self.args
         load = load_regression_dataset if self.task_type == "regression" else load_dataset
-        return cached_splits(f"{self.name}:{self.task_type}", a, lambda: load(
+        return cached_splits(f"{self.name}:{self.task_type}", a, lambda: self.checked_parts(load(
             a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-            label=a["label"], source=self.source, key="task_args.dataset"))
+            label=a["label"], source=self.source, key="task_args.dataset")))
+
+    def checked_parts(self, data: Splits) -> Splits:
+        """``data``, refused when its split left a part empty (it would be scored on no samples)."""
+        self.check_part_sizes(data.name, {"train": len(data.train), "val": len(data.val), "test": len(data.test)})
+        return data
 
     def check_params(self, params: Mapping[str, Any]) -> None:
         """The training parameters' checks (optimizer, schedule, learning rate, ...), without torch."""

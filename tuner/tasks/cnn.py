@@ -87,9 +87,9 @@ class ImageClassifierTask(TorchClassifierTask):
     def load_data(self) -> Splits:
         """The images split and normalised as ``task_args`` say; ``input_shape`` is (C, H, W)."""
         a = self.args
-        return cached_splits(self.name, a, lambda: load_images(
+        return cached_splits(self.name, a, lambda: self.checked_parts(load_images(
             a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-            classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset"))
+            classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset")))
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         from tuner.tasks._training import train_classifier

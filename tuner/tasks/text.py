@@ -172,9 +172,12 @@ class TextTask(Task):
         a = self.args
 
         def load() -> Any:
-            return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
-                             split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
-                             key="task_args.dataset")
+            texts = load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
+                              split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
+                              key="task_args.dataset")
+            self.check_part_sizes(texts.name, {"train": len(texts.train), "val": len(texts.val),
+                                               "test": len(texts.test)})
+            return texts
 
         return cached(self._texts_key(), load)
 
