@@ -213,6 +213,16 @@ def test_npz_images_hw_and_chw_with_an_official_test_part(tmp_path: Path) -> Non
         load_images(tmp_path / "flat.npz")
 
 
+def test_a_missing_label_in_an_npz_of_images_is_a_spec_error(tmp_path: Path) -> None:
+    X = np.zeros((6, 4, 4))
+    np.savez(tmp_path / "a.npz", X=X, y=np.array([0, 1, np.nan, 0, 1, 0]))
+    with pytest.raises(SpecError, match=r"a.npz: y\[2\] is a missing label \('nan'\)"):
+        load_images(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", X=X, y=np.arange(6) % 2, X_test=X[:2], y_test=np.array(["1", " "]))
+    with pytest.raises(SpecError, match=r"b.npz: y_test\[1\] is a missing label \(' '\)"):
+        load_images(tmp_path / "b.npz")
+
+
 def test_digits_class_subset_and_same_split_as_the_mlp() -> None:
     from tuner.data import load_digits
 

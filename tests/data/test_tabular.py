@@ -99,7 +99,13 @@ def test_csv_numeric_labels_written_differently_are_one_class(tmp_path: Path) ->
 @pytest.mark.parametrize("content, words", [
     ("a,label\n1,x\nfoo,y\n", "line 3: feature 'foo' is not a number"),
     ("a,b,label\n1,2,x\n1,y\n", "line 3: 2 fields, expected 3"),
-    ("a,b,label\n1,,x\n2,3,y\n", "feature '' is not a number"),
+    # A missing value or label is named as one (an empty label was a class '', a 'nan' label a class 'nan').
+    ("a,b,label\n1,,x\n2,3,y\n", "line 2: missing value in feature 'b'; fill or drop rows with missing values"),
+    ("a,b,label\n1,2,x\n\n2,nan,y\n", "line 4: missing value (NaN) in feature 'b'; fill or drop rows"),
+    ("1,2,0\n3,4,1\n,5,1\n", "line 3: missing value in column 1; fill or drop rows"),
+    ("a,b,label\n1,2,x\n2,inf,y\n", "line 3: feature 'b' is infinite"),
+    ("a,label\n1,0\n2,0\n3,\n4,0\n", "line 4: empty label; give every row a label"),
+    ("a,label\n1,0\n2,1\n3,nan\n4,0\n", "line 4: label 'nan' is a missing value; give every row a label"),
     ("", "is empty"),
     ("label\nx\n", "needs at least one feature column"),
     ("a,label\n1,x\n2,x\n3,x\n", "single class"),
@@ -110,6 +116,13 @@ def test_bad_csv_is_a_spec_error(tmp_path: Path, content: str, words: str) -> No
     with pytest.raises(SpecError) as info:
         load_tabular(path, source="s.yaml", key="task_args.dataset")
     assert info.value.path == "task_args.dataset" and words in str(info.value)
+
+
+@pytest.mark.parametrize("y", [[0.0, 1.0, np.nan, 1.0], ["a", "b", "", "a"]])
+def test_a_missing_label_in_an_npz_is_a_spec_error(tmp_path: Path, y: list) -> None:
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)), y=np.asarray(y))
+    with pytest.raises(SpecError, match=r"d.npz: y\[2\] is a missing label \('(nan)?'\); give every sample a label"):
+        load_tabular(tmp_path / "d.npz")
 
 
 @pytest.mark.parametrize("split", [(0.7, 0.15, 0.15), (0.9, 0.05, 0.05), (0.5, 0.25, 0.25), (0.8, 0.15, 0.05)])

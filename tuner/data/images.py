@@ -94,7 +94,7 @@ def load_images(
 
 def _read_image_npz(path: Path, source: str, key: str
                     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, list[str]]:
-    from tuner.data.tabular import _encode_labels
+    from tuner.data.tabular import _encode_labels, check_labels_present
 
     if not path.is_file():
         raise SpecError(source, key, f"file {path} not found", "give an existing .npz file")
@@ -120,6 +120,7 @@ def _read_image_npz(path: Path, source: str, key: str
                             "give one label per image")
         if not np.isfinite(images).all():
             raise SpecError(source, key, f"{path}: {what} contains NaN or infinite values", None)
+        check_labels_present(labels, f"{path}: {'y' if what == 'X' else 'y_test'}", source, key)
     if test is not None and test[0].shape[1:] != X.shape[1:]:
         raise SpecError(source, key, f"{path}: X images are {X.shape[1:]} but X_test images {test[0].shape[1:]}", None)
     all_labels = np.concatenate([y, test[1]]) if test is not None else y
