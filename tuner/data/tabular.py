@@ -1,8 +1,10 @@
 """Tables from local files: NumPy ``.npz`` (arrays ``X``/``y`` or ``x``/``y``) and ``.csv``.
 
-CSV files may have a header row (detected: a first row that is not all numbers). The label
-column is ``label`` (a column name or a 0-based index, negative counts from the end); by
-default the column named ``label`` if the header has one, else the last column. Labels may be
+CSV files may have a header row (detected: a first row with a name, text that is not a number and
+that the rows below do not repeat in its column as a headerless file's text labels repeat; see
+:func:`first_row_is_header`). The label column is ``label`` (a column name or a 0-based index,
+negative counts from the end); by default the column named ``label`` if the header has one,
+else the last column. Labels may be
 numbers or strings; they are mapped to 0..K-1 in sorted order and their text kept as class
 names. Features must be numbers with no missing values. A missing value (an empty cell, ``nan``) or
 a missing label (an empty cell, ``nan``; NaN or empty text in an ``.npz``'s ``y``) is refused in one
@@ -21,7 +23,8 @@ import numpy as np
 from tuner.data._splits import DEFAULT_SPLIT, Splits, make_splits
 from tuner.exceptions import SpecError
 
-__all__ = ["load_tabular", "read_table", "read_regression_table", "TABULAR_SUFFIXES"]
+__all__ = ["load_tabular", "read_table", "read_regression_table", "read_csv_header", "first_row_is_header",
+           "check_labels_present", "TABULAR_SUFFIXES"]
 
 TABULAR_SUFFIXES = (".npz", ".csv")
 
@@ -130,9 +133,12 @@ def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tup
     numbered = _csv_rows(path)
     if not numbered:
         raise SpecError(source, key, f"{path} is empty", None)
-    header = [h.strip() for h in numbered[0][1]] if not all(_is_number(c) for c in numbered[0][1]) else None
+    header = [h.strip() for h in numbered[0][1]] if first_row_is_header([row for _, row in numbered]) else None
     if header is not None:
         numbered = numbered[1:]
+    elif _is_pandas_index_header(numbered[0][1]):
+        raise SpecError(source, key, f"{path} line {numbered[0][0]}: pandas' header with its index column (an unnamed "
+                        "first column, then 0, 1, ...)", "write the file with to_csv(index=False)")
     n_cols = len(header) if header is not None else len(numbered[0][1])
     if n_cols < 2:
         raise SpecError(source, key, f"{path} needs at least one feature column and a label column", None)
@@ -171,10 +177,49 @@ def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tup
 
 
 def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
-    """The CSV's non-blank rows with the line each ends on (what a message names)."""
+    """The CSV's non-blank rows with the line each ends on (what a message names).
+
+    A byte-order mark (Excel's, pandas' ``utf-8-sig``) is not part of the first cell: it made a
+    headerless file's first row text, so a header (a sample lost).
+    """
     with path.open(newline="") as f:
         reader = csv.reader(f)
-        return [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    if rows and rows[0][1][0].startswith("\ufeff"):
+        rows[0][1][0] = rows[0][1][0][1:]
+    return rows
+
+
+def first_row_is_header(rows: Sequence[Sequence[str]]) -> bool:
+    """Whether the first of a CSV's (non-blank) rows names its columns rather than holding a sample.
+
+    A cell that is not a number is a name, unless a row below holds the same text in its column:
+    then it is a value of a text column, such as a headerless file's class labels
+    (``5.1,3.5,1.4,0.2,Iris-setosa``), and the row is a sample. "Any text makes a header" lost
+    that sample and made its numbers the feature names. Empty cells name nothing (a sample with
+    a missing value, refused as one). A headerless file whose first row is the only sample of its
+    class still reads as having a header: nothing in the file tells the two apart.
+    ``tuner export`` reads the training file's column names with this rule too.
+    """
+    first = [cell.strip() for cell in rows[0]]
+    for j, cell in enumerate(first):
+        if not cell or _is_number(cell):
+            continue
+        if not any(j < len(row) and row[j].strip() == cell for row in rows[1:]):
+            return True
+    return False
+
+
+def _is_pandas_index_header(cells: Sequence[str]) -> bool:
+    """``,0,1,...``: what ``DataFrame(X).to_csv()`` writes first. It names no column, so it reads as a
+    sample with a missing value; the index column it announces is no feature (it was trained on)."""
+    return [c.strip() for c in cells] == ["", *(str(i) for i in range(len(cells) - 1))]
+
+
+def read_csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV (stripped), or None when its first row is a sample."""
+    rows = [row for _, row in _csv_rows(path)]
+    return [cell.strip() for cell in rows[0]] if rows and first_row_is_header(rows) else None
 
 
 #: What to do about a missing value (tuner fills none in: any guess would be trained on as data).
