@@ -246,7 +246,7 @@ def test_a_value_the_task_refuses_fails_validation_not_every_trial(task: str, pa
     """Every choice, range end and fixed value goes through the task's own checks before any trial runs."""
     args = {}
     if task == "text":
-        (tmp_path / "s.csv").write_text("text,label\na fine film,1\na dull film,0\n")
+        (tmp_path / "s.csv").write_text("text,label\n" + "".join(f"film {i},{i % 2}\n" for i in range(20)))
         args = {"dataset": str(tmp_path / "s.csv")}
     params = {"lr": {"float": [1.0e-4, 1.0e-1], "log": True}, param: domain}
     with pytest.raises(SpecError) as info:

@@ -232,6 +232,32 @@ def test_npz_images_hw_and_chw_with_an_official_test_part(tmp_path: Path) -> Non
         load_images(tmp_path / "flat.npz")
 
 
+def test_a_missing_label_in_an_npz_of_images_is_a_spec_error(tmp_path: Path) -> None:
+    X = np.zeros((6, 4, 4))
+    np.savez(tmp_path / "a.npz", X=X, y=np.array([0, 1, np.nan, 0, 1, 0]))
+    with pytest.raises(SpecError, match=r"a.npz: y\[2\] is a missing label \('nan'\)"):
+        load_images(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", X=X, y=np.arange(6) % 2, X_test=X[:2], y_test=np.array(["1", " "]))
+    with pytest.raises(SpecError, match=r"b.npz: y_test\[1\] is a missing label \(' '\)"):
+        load_images(tmp_path / "b.npz")
+
+
+def test_channels_last_images_are_refused_with_the_transpose(tmp_path: Path) -> None:
+    # (N, 8, 8, 3) was read as 8 channels of 8 x 3 pixels and trained on without a word.
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "hwc.npz", X=rng.random((20, 8, 8, 3)), y=np.arange(20) % 2)
+    with pytest.raises(SpecError) as info:
+        load_images(tmp_path / "hwc.npz", source="s.yaml", key="task_args.dataset")
+    assert str(info.value) == (f"s.yaml: task_args.dataset: {tmp_path / 'hwc.npz'}: X of shape (20, 8, 8, 3) looks "
+                               "channels-last (N, H, W, C), but the layout is (N, C, H, W); save "
+                               "np.transpose(X, (0, 3, 1, 2)) instead")
+    np.savez(tmp_path / "chw.npz", X=rng.random((20, 3, 8, 8)), y=np.arange(20) % 2,
+             X_test=rng.random((4, 3, 8, 8)), y_test=np.arange(4) % 2)
+    assert load_images(tmp_path / "chw.npz").input_shape == (3, 8, 8)  # (N, C, H, W) as before
+    np.savez(tmp_path / "small.npz", X=rng.random((20, 3, 4, 4)), y=np.arange(20) % 2)  # C = H = W: as documented
+    assert load_images(tmp_path / "small.npz").input_shape == (3, 4, 4)
+
+
 def test_digits_class_subset_and_same_split_as_the_mlp() -> None:
     from tuner.data import load_digits
 

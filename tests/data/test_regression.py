@@ -107,6 +107,13 @@ def test_a_text_target_is_a_spec_error(tmp_path: Path) -> None:
         load_regression_dataset(path, source="s.yaml", key="task_args.dataset")
 
 
+def test_a_missing_target_is_named_as_one(tmp_path: Path) -> None:
+    # An empty target cell read as "target '' is not a number".
+    (tmp_path / "t.csv").write_text("a,label\n1,0.5\n2,\n3,1.5\n")
+    with pytest.raises(SpecError, match="t.csv line 3: empty label; give every row a label"):
+        load_regression_dataset(tmp_path / "t.csv")
+
+
 def test_describe_carries_the_target_statistics() -> None:
     s = load_regression_dataset("diabetes", max_samples=100)
     d = s.describe()

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuner.data import check_dataset, load_dataset, load_tabular
+from tuner.data import check_dataset, load_dataset, load_tabular, make_regression_splits, make_splits, split_sizes
+from tuner.data.tabular import read_csv_header
+from tuner.data.text import split_indices
 from tuner.exceptions import SpecError
 
 
@@ -95,12 +97,54 @@ def test_csv_numeric_labels_written_differently_are_one_class(tmp_path: Path) ->
     assert s.class_names == ("1", "10")
 
 
+def test_a_headerless_csv_with_text_labels_keeps_its_first_sample(tmp_path: Path) -> None:
+    # Its first row (5.1,3.5,1.4,0.2,Iris-setosa) was taken for a header: 149 samples, features named 5.1, ...
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    names = ["Iris-setosa", "Iris-versicolor", "Iris-virginica"]
+    path = _write_csv(tmp_path / "iris.csv", None, [",".join(f"{v:g}" for v in x) + f",{names[t]}"
+                                                    for x, t in zip(iris.data, iris.target)])
+    s = load_tabular(path, standardize=False)
+    assert len(s.train) + len(s.val) + len(s.test) == 150 and s.class_names == tuple(names)
+    assert read_csv_header(path) is None
+    X = np.concatenate([s.train.X, s.val.X, s.test.X])
+    assert any(np.allclose(row, [5.1, 3.5, 1.4, 0.2]) for row in X)
+
+
+@pytest.mark.parametrize("first, header", [
+    ("a,b,label", ["a", "b", "label"]),
+    ("0,1,label", ["0", "1", "label"]),  # numbered features (pandas) and a named label
+    ("0,1,species", ["0", "1", "species"]),  # a name the label column does not hold
+    ("id,1.5,cat", ["id", "1.5", "cat"]),  # 'id' names its column even though 'cat' is a class
+    (",a,b", ["", "a", "b"]),  # pandas' index column
+    ("1.5,2.5,cat", None),  # a sample: 'cat' is a class of the rows below
+    ("\ufeff1.5,2.5,cat", None),  # a byte-order mark is not part of the first cell
+    ("1.5,2.5,0", None),
+])
+def test_the_header_is_told_by_its_names(tmp_path: Path, first: str, header: list[str] | None) -> None:
+    rows = [f"{i}.5,{-i},{'cat' if i % 2 else 'dog'}" for i in range(20)]
+    path = tmp_path / "t.csv"
+    path.write_text(first + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert read_csv_header(path) == header
+    s = load_tabular(path, label=2 if header and header[0] == "" else None)
+    assert len(s.train) + len(s.val) + len(s.test) == (20 if header else 21)
+
+
 @pytest.mark.parametrize("content, words", [
     ("a,label\n1,x\nfoo,y\n", "line 3: feature 'foo' is not a number"),
     ("a,b,label\n1,2,x\n1,y\n", "line 3: 2 fields, expected 3"),
-    ("a,b,label\n1,,x\n2,3,y\n", "feature '' is not a number"),
+    # A missing value or label is named as one (an empty label was a class '', a 'nan' label a class 'nan').
+    ("a,b,label\n1,,x\n2,3,y\n", "line 2: missing value in feature 'b'; fill or drop rows with missing values"),
+    ("a,b,label\n1,2,x\n\n2,nan,y\n", "line 4: missing value (NaN) in feature 'b'; fill or drop rows"),
+    ("1,2,0\n3,4,1\n,5,1\n", "line 3: missing value in column 1; fill or drop rows"),
+    ("a,b,label\n1,2,x\n2,inf,y\n", "line 3: feature 'b' is infinite"),
+    ("a,label\n1,0\n2,0\n3,\n4,0\n", "line 4: empty label; give every row a label"),
+    ("a,label\n1,0\n2,1\n3,nan\n4,0\n", "line 4: label 'nan' is a missing value; give every row a label"),
     ("", "is empty"),
     ("label\nx\n", "needs at least one feature column"),
+    (",0,1\n0,1.5,x\n1,2.5,y\n", "line 1: pandas' header with its index column (an unnamed first column, then 0, "
+                                  "1, ...); write the file with to_csv(index=False)"),
     ("a,label\n1,x\n2,x\n3,x\n", "single class"),
 ])
 def test_bad_csv_is_a_spec_error(tmp_path: Path, content: str, words: str) -> None:
@@ -109,6 +153,25 @@ def test_bad_csv_is_a_spec_error(tmp_path: Path, content: str, words: str) -> No
     with pytest.raises(SpecError) as info:
         load_tabular(path, source="s.yaml", key="task_args.dataset")
     assert info.value.path == "task_args.dataset" and words in str(info.value)
+
+
+@pytest.mark.parametrize("y", [[0.0, 1.0, np.nan, 1.0], ["a", "b", "", "a"]])
+def test_a_missing_label_in_an_npz_is_a_spec_error(tmp_path: Path, y: list) -> None:
+    np.savez(tmp_path / "d.npz", X=np.zeros((4, 2)), y=np.asarray(y))
+    with pytest.raises(SpecError, match=r"d.npz: y\[2\] is a missing label \('(nan)?'\); give every sample a label"):
+        load_tabular(tmp_path / "d.npz")
+
+
+@pytest.mark.parametrize("split", [(0.7, 0.15, 0.15), (0.9, 0.05, 0.05), (0.5, 0.25, 0.25), (0.8, 0.15, 0.05)])
+def test_split_sizes_are_the_parts_every_split_cuts(split: tuple[float, float, float]) -> None:
+    # One rule: validation's check of a built-in set and the scikit-learn task count with it.
+    for n in range(2, 41):
+        X, y = np.zeros((n, 1)), np.arange(n) % 2
+        sizes = split_sizes(n, split)
+        s = make_splits(X, y, name="t", class_names=["a", "b"], split=split)
+        r = make_regression_splits(X, y.astype(float), name="t", split=split)
+        for parts in ((s.train, s.val, s.test), (r.train, r.val, r.test), split_indices(y, split=split)):
+            assert tuple(len(p) for p in parts) == sizes, (n, split)
 
 
 def test_check_dataset_resolves_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

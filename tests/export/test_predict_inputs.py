@@ -245,6 +245,39 @@ def test_a_headerless_first_row_with_a_missing_value_is_refused_not_dropped(expo
         read_inputs(tmp_path / "gap_later.csv", n_features=4, feature_names=FEATURES)
 
 
+def test_a_headerless_training_file_with_text_labels_gives_no_feature_names(exports: dict[str, Path],
+                                                                            tmp_path: Path) -> None:
+    """Its first sample was read as the header: the card named the features 5.1, 3.5, ..., so an input whose
+    first row was that sample lost it (4 predictions for 5 rows)."""
+    from types import SimpleNamespace
+
+    from tuner.export._predictor import _schema
+
+    data = pd.read_csv(exports["iris.csv"])
+    data.to_csv(tmp_path / "train.csv", index=False, header=False)  # 5.1,3.5,1.4,0.2,Iris-setosa ...
+    data.to_csv(tmp_path / "train_header.csv", index=False)
+
+    def feature_names(dataset: str) -> list[str] | None:
+        trained = SimpleNamespace(task_type="classification", kind="torch", task_args={"dataset": dataset},
+                                  data={"class_names": ["a"], "n_features": 4})
+        return _schema(trained)["feature_names"]  # type: ignore[arg-type]
+
+    assert feature_names(str(tmp_path / "train.csv")) is None
+    assert feature_names(str(tmp_path / "train_header.csv")) == FEATURES
+
+
+def test_a_headerless_input_with_its_text_labels_is_refused_for_its_width(exports: dict[str, Path],
+                                                                          tmp_path: Path) -> None:
+    """Its first row (the features and a class name) was taken for a header: a sample lost, then the label
+    column reported as a feature that is not a number."""
+    from sklearn.datasets import load_digits
+
+    rows = [",".join(str(int(v)) for v in x) + ",seven" for x in load_digits().data[:5]]
+    (tmp_path / "labelled.csv").write_text("\n".join(rows) + "\n")
+    _one_line_error(_cli("predict", str(exports["digits"]), str(tmp_path / "labelled.csv")),
+                    "labelled.csv: 65 columns per row but the model takes 64 features")
+
+
 def test_pandas_numbered_header_is_a_header_and_never_a_sample(exports: dict[str, Path], tmp_path: Path) -> None:
     """``pd.DataFrame(X).to_csv(index=False)`` writes ``0,1,...,63`` first: it was predicted as a sample."""
     from sklearn.datasets import load_digits

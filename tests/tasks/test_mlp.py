@@ -135,6 +135,43 @@ def test_bad_task_args_raise_spec_errors_at_the_key(args: dict[str, Any], key: s
     assert str(info.value).startswith(f"studies/x.yaml: {key}: ")
 
 
+def _small_csv(path: Path, n: int) -> Path:
+    """``n`` rows of 4 features and a 0/1 label (also a number, for regression), half of each class."""
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.3f}" for v in rng.normal(i % 2 * 1.5, 1, 4)) + f",{i % 2}" for i in range(n)]
+    path.write_text("a,b,c,d,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("task_type", ["classification", "regression"])
+@pytest.mark.parametrize("n, split, part", [(10, [0.9, 0.05, 0.05], "val"), (4, [0.7, 0.15, 0.15], "test")])
+def test_a_split_that_leaves_a_part_empty_fails_the_trial_at_task_args_split(
+        tmp_path: Path, make_ctx, task_type: str, n: int, split: list[float], part: str) -> None:
+    # Scored on no samples, the part read as val_accuracy 0 in a COMPLETE trial (or failed on a NaN).
+    path = _small_csv(tmp_path / "small.csv", n)
+    task = MLPTask({"dataset": str(path), "split": split, "task_type": task_type}, source="s.yaml")
+    with pytest.raises(SpecError) as info:
+        task.run({"epochs": 1, "width": 8, "n_layers": 1}, make_ctx())
+    assert info.value.path == "task_args.split"
+    assert str(info.value) == (f"s.yaml: task_args.split: the {part} part of small.csv is empty ({n} samples split "
+                               f"[{', '.join(f'{f:g}' for f in split)}]); give the {part} part a larger fraction "
+                               f"or use more samples")
+
+
+@pytest.mark.parametrize("name, args", [
+    ("mlp", {}), ("mlp", {"dataset": "diabetes", "task_type": "regression"}), ("cnn", {}), ("resnet", {}),
+    ("sklearn", {"dataset": "iris", "estimator": "sklearn.linear_model.LogisticRegression"}),
+])
+def test_a_built_in_data_set_split_with_an_empty_part_is_refused_at_validation(name: str, args: dict[str, Any]
+                                                                                ) -> None:
+    # 10 samples split [0.8, 0.15, 0.05] leave the test part none: known without reading the data.
+    with pytest.raises(SpecError) as info:
+        get_task(name)({**args, "max_samples": 10, "split": [0.8, 0.15, 0.05]}, source="s.yaml")
+    assert info.value.path == "task_args.split"
+    assert "the test part of" in str(info.value) and "is empty (10 samples split [0.8, 0.15, 0.05])" in str(info.value)
+    get_task(name)({**args, "max_samples": 20, "split": [0.8, 0.15, 0.05]}, source="s.yaml")  # 16, 3, 1: fine
+
+
 def test_task_args_must_be_a_mapping() -> None:
     with pytest.raises(SpecError) as info:
         MLPTask(["digits"], source="s.yaml")  # type: ignore[arg-type]

@@ -155,6 +155,15 @@ def test_csv_classification_with_text_labels(tmp_path: Path, make_ctx) -> None:
     assert sorted(ctx.attrs["per_class"]) == ["down", "up"]
 
 
+def test_an_empty_test_part_of_a_csv_fails_the_trial_at_task_args_split(tmp_path: Path, make_ctx) -> None:
+    (tmp_path / "t.csv").write_text("a,label\n1,x\n2,x\n3,y\n4,y\n")  # 4 rows: 3 train, 1 val, 0 test
+    task = SklearnTask({"estimator": LOGREG, "dataset": str(tmp_path / "t.csv"), "cv": 2}, source="s.yaml")
+    with pytest.raises(SpecError) as info:
+        task.run({}, make_ctx())
+    assert str(info.value) == ("s.yaml: task_args.split: the test part of t.csv is empty (4 samples split "
+                               "[0.7, 0.15, 0.15]); give the test part a larger fraction or use more samples")
+
+
 # ---- regression --------------------------------------------------------------------------------------
 
 

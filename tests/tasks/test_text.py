@@ -267,6 +267,13 @@ def test_csv_next_to_the_spec_and_null_params_take_text_defaults(tmp_path: Path,
     assert sorted(ctx.attrs["per_class"]) == ["1", "5"]
 
 
+def test_a_split_that_leaves_a_part_empty_is_refused_when_the_sentences_are_read(tmp_path: Path) -> None:
+    task = TextTask({"dataset": str(_easy_folder(tmp_path / "tiny", n=2))}, source="s.yaml")  # 4 sentences
+    with pytest.raises(SpecError) as info:
+        task.load_texts()
+    assert info.value.path == "task_args.split" and "the test part of tiny/ is empty (4 samples" in str(info.value)
+
+
 # ---- task arguments ---------------------------------------------------------------------------------
 
 

@@ -10,9 +10,9 @@ Importing this package does not import torch or scikit-learn.
 from typing import TYPE_CHECKING, Any
 
 from tuner.data._load import BUILTIN_DATASETS, BUILTIN_TASK_TYPES, check_dataset, load_dataset, load_regression_dataset
-from tuner.data._splits import (DEFAULT_SPLIT, TASK_TYPES, Part, Splits, check_split, make_regression_splits,
-                                make_splits, stratified_order)
-from tuner.data.bundled import BUNDLED_DATASETS, BundledTable, load_bundled
+from tuner.data._splits import (DEFAULT_SPLIT, PART_NAMES, TASK_TYPES, Part, Splits, check_parts, check_split,
+                                make_regression_splits, make_splits, split_sizes, stratified_order)
+from tuner.data.bundled import BUNDLED_DATASETS, BUNDLED_SIZES, BundledTable, load_bundled
 from tuner.data.digits import load_digits
 from tuner.data.images import load_images
 from tuner.data.tabular import TABULAR_SUFFIXES, load_tabular, read_regression_table, read_table
@@ -22,8 +22,10 @@ __all__ = [
     "BUILTIN_DATASETS",
     "BUILTIN_TASK_TYPES",
     "BUNDLED_DATASETS",
+    "BUNDLED_SIZES",
     "BundledTable",
     "DEFAULT_SPLIT",
+    "PART_NAMES",
     "TABULAR_SUFFIXES",
     "TASK_TYPES",
     "TEXT_SUFFIXES",
@@ -32,6 +34,7 @@ __all__ = [
     "Part",
     "Splits",
     "check_dataset",
+    "check_parts",
     "check_split",
     "load_bundled",
     "load_dataset",
@@ -47,6 +50,7 @@ __all__ = [
     "read_regression_table",
     "read_table",
     "read_texts",
+    "split_sizes",
     "stratified_order",
     "write_idx",
 ]

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from tuner.exceptions import SpecError
 
-__all__ = ["Part", "Splits", "make_splits", "make_regression_splits", "check_split", "stratified_order",
-           "DEFAULT_SPLIT", "TASK_TYPES"]
+__all__ = ["Part", "Splits", "make_splits", "make_regression_splits", "check_split", "check_parts", "split_sizes",
+           "stratified_order", "DEFAULT_SPLIT", "PART_NAMES", "TASK_TYPES"]
 
 #: Fractions of the data for train, validation and test.
 DEFAULT_SPLIT: tuple[float, float, float] = (0.7, 0.15, 0.15)
+#: The parts, in the order ``split`` gives their fractions.
+PART_NAMES: tuple[str, str, str] = ("train", "val", "test")
 #: What a data set's ``y`` holds: class indices or a number to predict.
 TASK_TYPES = ("classification", "regression")
 
@@ -106,6 +108,32 @@ def check_split(split: Any, *, source: str = "<spec>", key: str = "split") -> tu
     return (float(split[0]), float(split[1]), float(split[2]))
 
 
+def split_sizes(n: int, split: Sequence[float]) -> tuple[int, int, int]:
+    """How many of ``n`` samples go to train, val and test: the one cut every split makes.
+
+    The loaders, the scikit-learn task and ``tuner validate`` (for a data set whose size it
+    knows) count with it, so that they agree on which part a small data set leaves empty.
+    """
+    n_train = round(split[0] * n)
+    n_val = round(split[1] * n)
+    return n_train, n_val, n - n_train - n_val
+
+
+def check_parts(sizes: Mapping[str, int], *, n: int, name: str, split: Sequence[float], source: str,
+                key: str) -> None:
+    """Refuse a split that leaves a part of ``sizes`` (``{"val": 0, ...}``) with no samples.
+
+    A part with no samples has no score: scored anyway, it read as an accuracy of 0 (a COMPLETE
+    trial ranked on nothing) or failed every trial on a NaN. Each task names the parts it needs
+    (the torch tasks all three, the scikit-learn task its test part).
+    """
+    for part, size in sizes.items():
+        if size == 0:
+            fractions = ", ".join(f"{f:g}" for f in split)
+            raise SpecError(source, key, f"the {part} part of {name} is empty ({n} samples split [{fractions}])",
+                            f"give the {part} part a larger fraction or use more samples")
+
+
 def stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A permutation of ``range(len(y))`` in which every prefix holds each class in proportion.
 
@@ -148,8 +176,7 @@ def make_splits(
         X, y = X[keep], y[keep]
 
     order = stratified_order(y, rng)
-    n_train = round(fractions[0] * len(y))
-    n_val = round(fractions[1] * len(y))
+    n_train, n_val, _ = split_sizes(len(y), fractions)
     parts = np.split(order, [n_train, n_train + n_val])
     train_idx, val_idx, test_idx = (np.sort(p) for p in parts)
 
@@ -203,8 +230,7 @@ def make_regression_splits(
         X, y = X[keep], y[keep]
 
     order = rng.permutation(len(y))
-    n_train = round(fractions[0] * len(y))
-    n_val = round(fractions[1] * len(y))
+    n_train, n_val, _ = split_sizes(len(y), fractions)
     train_idx, val_idx, test_idx = (np.sort(p) for p in np.split(order, [n_train, n_train + n_val]))
 
     n_features = X.shape[1]

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["BUNDLED_DATASETS", "BundledTable", "load_bundled"]
+__all__ = ["BUNDLED_DATASETS", "BUNDLED_SIZES", "BundledTable", "load_bundled"]
 
 #: Name -> ``"classification"`` or ``"regression"``.
 BUNDLED_DATASETS: dict[str, str] = {
@@ -24,6 +24,9 @@ BUNDLED_DATASETS: dict[str, str] = {
     "breast_cancer": "classification",
     "diabetes": "regression",
 }
+
+#: Name -> number of samples, known without reading the data (``tuner validate`` checks a split with it).
+BUNDLED_SIZES: dict[str, int] = {"digits": 1797, "iris": 150, "wine": 178, "breast_cancer": 569, "diabetes": 442}
 
 
 class BundledTable(NamedTuple):

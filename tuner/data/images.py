@@ -13,7 +13,9 @@
   flat images the same way whatever the mode.
 
 An ``.npz`` file holds ``X`` (or ``x``/``images``) of shape ``(N, H, W)`` or ``(N, C, H, W)``
-and labels ``y`` (or ``labels``); optionally ``X_test``/``y_test``.
+and labels ``y`` (or ``labels``); optionally ``X_test``/``y_test``. Channels last
+``(N, H, W, C)`` (a last axis of 1, 3 or 4 after a second that is not) is refused with the
+transpose that fixes it.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def load_images(
 
 def _read_image_npz(path: Path, source: str, key: str
                     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, list[str]]:
-    from tuner.data.tabular import _encode_labels
+    from tuner.data.tabular import _encode_labels, check_labels_present
 
     if not path.is_file():
         raise SpecError(source, key, f"file {path} not found", "give an existing .npz file")
@@ -115,11 +117,16 @@ def _read_image_npz(path: Path, source: str, key: str
                             f"got shape {images.shape}", "reshape the array before saving it")
         if not np.issubdtype(images.dtype, np.number) or np.issubdtype(images.dtype, np.complexfloating):
             raise SpecError(source, key, f"{path}: {what} must be numeric, got dtype {images.dtype}", None)
+        if _channels_last(images.shape):
+            raise SpecError(source, key, f"{path}: {what} of shape {images.shape} looks channels-last (N, H, W, C), "
+                            f"but the layout is (N, C, H, W)",
+                            f"save np.transpose({what}, (0, 3, 1, 2)) instead")
         if len(images) != len(labels):
             raise SpecError(source, key, f"{path}: {len(images)} images in {what} but {len(labels)} labels",
                             "give one label per image")
         if not np.isfinite(images).all():
             raise SpecError(source, key, f"{path}: {what} contains NaN or infinite values", None)
+        check_labels_present(labels, f"{path}: {'y' if what == 'X' else 'y_test'}", source, key)
     if test is not None and test[0].shape[1:] != X.shape[1:]:
         raise SpecError(source, key, f"{path}: X images are {X.shape[1:]} but X_test images {test[0].shape[1:]}", None)
     all_labels = np.concatenate([y, test[1]]) if test is not None else y
@@ -128,6 +135,16 @@ def _read_image_npz(path: Path, source: str, key: str
         raise SpecError(source, key, f"{path} has a single class", "a classification data set needs at least 2 labels")
     y_enc = encoded[:len(y)]
     return X, y_enc, ((test[0], encoded[len(y):]) if test is not None else None), class_names
+
+
+def _channels_last(shape: tuple[int, ...]) -> bool:
+    """(N, H, W, C) images: a last axis of 1, 3 or 4 (grey, RGB, RGBA) after a second that is not.
+
+    Read as (N, C, H, W) they trained without a word on 8 "channels" of 8 x 3 pixels. Refused
+    rather than transposed: an exported model takes its inputs flattened in the layout it was
+    trained on, so one layout everywhere keeps ``tuner predict`` from the same mistake.
+    """
+    return len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4)
 
 
 def image_splits(

@@ -1,15 +1,20 @@
 """Tables from local files: NumPy ``.npz`` (arrays ``X``/``y`` or ``x``/``y``) and ``.csv``.
 
-CSV files may have a header row (detected: a first row that is not all numbers). The label
-column is ``label`` (a column name or a 0-based index, negative counts from the end); by
-default the column named ``label`` if the header has one, else the last column. Labels may be
+CSV files may have a header row (detected: a first row with a name, text that is not a number and
+that the rows below do not repeat in its column as a headerless file's text labels repeat; see
+:func:`first_row_is_header`). The label column is ``label`` (a column name or a 0-based index,
+negative counts from the end); by default the column named ``label`` if the header has one,
+else the last column. Labels may be
 numbers or strings; they are mapped to 0..K-1 in sorted order and their text kept as class
-names. Features must be numbers with no missing values.
+names. Features must be numbers with no missing values. A missing value (an empty cell, ``nan``) or
+a missing label (an empty cell, ``nan``; NaN or empty text in an ``.npz``'s ``y``) is refused in one
+line naming it and its line: tuner fills nothing in, and a missing label used to become a class.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +23,8 @@ import numpy as np
 from tuner.data._splits import DEFAULT_SPLIT, Splits, make_splits
 from tuner.exceptions import SpecError
 
-__all__ = ["load_tabular", "read_table", "read_regression_table", "TABULAR_SUFFIXES"]
+__all__ = ["load_tabular", "read_table", "read_regression_table", "read_csv_header", "first_row_is_header",
+           "check_labels_present", "TABULAR_SUFFIXES"]
 
 TABULAR_SUFFIXES = (".npz", ".csv")
 
@@ -84,6 +90,8 @@ def read_table(
 ) -> tuple[np.ndarray, np.ndarray, list[str], tuple[int, ...]]:
     """``(X (n, n_features) float32, y (n,) int64 in 0..K-1, class names, input shape)``."""
     X, labels, input_shape = _read_features_and_labels(path, label, source, key)
+    if path.suffix.lower() == ".npz":  # a CSV's labels were checked row by row
+        check_labels_present(labels, f"{path}: y", source, key)
     class_names, y = _encode_labels(labels)
     return X, y, class_names, input_shape
 
@@ -122,15 +130,16 @@ def _read_npz(path: Path, source: str, key: str) -> tuple[np.ndarray, np.ndarray
 
 
 def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    with path.open(newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    if not rows:
+    numbered = _csv_rows(path)
+    if not numbered:
         raise SpecError(source, key, f"{path} is empty", None)
-    header = rows[0] if not all(_is_number(cell) for cell in rows[0]) else None
+    header = [h.strip() for h in numbered[0][1]] if first_row_is_header([row for _, row in numbered]) else None
     if header is not None:
-        header = [h.strip() for h in header]
-        rows = rows[1:]
-    n_cols = len(header) if header is not None else len(rows[0]) if rows else 0
+        numbered = numbered[1:]
+    elif _is_pandas_index_header(numbered[0][1]):
+        raise SpecError(source, key, f"{path} line {numbered[0][0]}: pandas' header with its index column (an unnamed "
+                        "first column, then 0, 1, ...)", "write the file with to_csv(index=False)")
+    n_cols = len(header) if header is not None else len(numbered[0][1])
     if n_cols < 2:
         raise SpecError(source, key, f"{path} needs at least one feature column and a label column", None)
 
@@ -146,21 +155,121 @@ def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tup
         known = f"columns are {header}" if header is not None else f"{path} has no header row; give a column index"
         raise SpecError(source, _sibling(key, "label"), f"no column named {label!r}", known)
 
-    features = np.empty((len(rows), n_cols - 1), dtype=np.float32)
+    names = [h for j, h in enumerate(header) if j != col] if header is not None else None
+    features = np.empty((len(numbered), n_cols - 1), dtype=np.float32)
     labels = []
-    for i, row in enumerate(rows):
-        line = i + 2 if header is not None else i + 1
+    for i, (line, row) in enumerate(numbered):
         if len(row) != n_cols:
             raise SpecError(source, key, f"{path} line {line}: {len(row)} fields, expected {n_cols}", None)
-        labels.append(row[col].strip())
+        labels.append(_label(row[col], path, line, source, key))
         cells = row[:col] + row[col + 1:]
         try:
             features[i] = [float(c) for c in cells]
         except ValueError:
-            bad = next(c for c in cells if not _is_number(c))
-            raise SpecError(source, key, f"{path} line {line}: feature {bad!r} is not a number",
+            j = next(j for j, c in enumerate(cells) if not _is_number(c))
+            if not cells[j].strip():
+                raise SpecError(source, key, f"{path} line {line}: missing value in {_feature(names, j, col)}",
+                                _MISSING_FIX) from None
+            raise SpecError(source, key, f"{path} line {line}: feature {cells[j]!r} is not a number",
                             "encode categorical features as numbers") from None
+    _check_finite(features, names, col, [line for line, _ in numbered], path, source, key)
     return features, np.asarray(labels)
+
+
+def _csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The CSV's non-blank rows with the line each ends on (what a message names).
+
+    A byte-order mark (Excel's, pandas' ``utf-8-sig``) is not part of the first cell: it made a
+    headerless file's first row text, so a header (a sample lost).
+    """
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        rows = [(reader.line_num, row) for row in reader if row and any(cell.strip() for cell in row)]
+    if rows and rows[0][1][0].startswith("\ufeff"):
+        rows[0][1][0] = rows[0][1][0][1:]
+    return rows
+
+
+def first_row_is_header(rows: Sequence[Sequence[str]]) -> bool:
+    """Whether the first of a CSV's (non-blank) rows names its columns rather than holding a sample.
+
+    A cell that is not a number is a name, unless a row below holds the same text in its column:
+    then it is a value of a text column, such as a headerless file's class labels
+    (``5.1,3.5,1.4,0.2,Iris-setosa``), and the row is a sample. "Any text makes a header" lost
+    that sample and made its numbers the feature names. Empty cells name nothing (a sample with
+    a missing value, refused as one). A headerless file whose first row is the only sample of its
+    class still reads as having a header: nothing in the file tells the two apart.
+    ``tuner export`` reads the training file's column names with this rule too.
+    """
+    first = [cell.strip() for cell in rows[0]]
+    for j, cell in enumerate(first):
+        if not cell or _is_number(cell):
+            continue
+        if not any(j < len(row) and row[j].strip() == cell for row in rows[1:]):
+            return True
+    return False
+
+
+def _is_pandas_index_header(cells: Sequence[str]) -> bool:
+    """``,0,1,...``: what ``DataFrame(X).to_csv()`` writes first. It names no column, so it reads as a
+    sample with a missing value; the index column it announces is no feature (it was trained on)."""
+    return [c.strip() for c in cells] == ["", *(str(i) for i in range(len(cells) - 1))]
+
+
+def read_csv_header(path: Path) -> list[str] | None:
+    """The column names of a CSV (stripped), or None when its first row is a sample."""
+    rows = [row for _, row in _csv_rows(path)]
+    return [cell.strip() for cell in rows[0]] if rows and first_row_is_header(rows) else None
+
+
+#: What to do about a missing value (tuner fills none in: any guess would be trained on as data).
+_MISSING_FIX = "fill or drop rows with missing values"
+
+
+def _label(cell: str, path: Path, line: int, source: str, key: str) -> str:
+    """A row's label text; an empty or NaN label is refused (it was a class of its own, '' or 'nan')."""
+    label = cell.strip()
+    if not label:
+        raise SpecError(source, key, f"{path} line {line}: empty label", "give every row a label")
+    if _is_number(label) and math.isnan(float(label)):
+        raise SpecError(source, key, f"{path} line {line}: label {label!r} is a missing value",
+                        "give every row a label")
+    return label
+
+
+def check_labels_present(labels: np.ndarray, what: str, source: str, key: str) -> None:
+    """Refuse a missing label in an array of labels (NaN, or empty text): it became a class of its own."""
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels)
+    elif labels.dtype.kind in "US":
+        missing = np.char.strip(labels) == ""
+    else:
+        return
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise SpecError(source, key, f"{what}[{i}] is a missing label ({str(labels[i])!r})", "give every sample a label")
+
+
+def _feature(names: list[str] | None, j: int, col: int) -> str:
+    """How a message names feature ``j`` (of the row without its label column ``col``)."""
+    if names is not None:
+        return f"feature {names[j]!r}"
+    return f"column {j + 1 if j < col else j + 2}"
+
+
+def _check_finite(features: np.ndarray, names: list[str] | None, col: int, lines: list[int], path: Path,
+                  source: str, key: str) -> None:
+    """Refuse the first NaN ('nan', 'NaN': a missing value) or infinite feature value, naming its line."""
+    bad = ~np.isfinite(features)
+    if not bad.any():
+        return
+    i, j = (int(k) for k in np.argwhere(bad)[0])
+    line = lines[i]
+    if np.isnan(features[i, j]):
+        raise SpecError(source, key, f"{path} line {line}: missing value (NaN) in {_feature(names, j, col)}",
+                        _MISSING_FIX)
+    raise SpecError(source, key, f"{path} line {line}: {_feature(names, j, col)} is infinite",
+                    "give finite numbers")
 
 
 def _sibling(key: str, name: str) -> str:

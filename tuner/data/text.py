@@ -29,7 +29,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from tuner.data._paths import candidate_paths
-from tuner.data._splits import DEFAULT_SPLIT, check_split, stratified_order
+from tuner.data._splits import DEFAULT_SPLIT, check_split, split_sizes, stratified_order
 from tuner.exceptions import SpecError
 
 __all__ = ["TextPart", "TextSplits", "TEXT_SUFFIXES", "check_text_dataset", "check_encoding", "read_texts",
@@ -310,7 +310,6 @@ def split_indices(y: np.ndarray, *, split: Sequence[float] = DEFAULT_SPLIT, spli
     if max_samples is not None and max_samples < len(y):
         keep = np.sort(stratified_order(y, rng)[:max_samples])
     order = keep[stratified_order(y[keep], rng)]
-    n_train = round(fractions[0] * len(keep))
-    n_val = round(fractions[1] * len(keep))
+    n_train, n_val, _ = split_sizes(len(keep), fractions)
     parts = np.split(order, [n_train, n_train + n_val])
     return tuple(np.sort(p) for p in parts)  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from tuner.exceptions import UserInputError
-from tuner.data.tabular import _is_number
+from tuner.data.tabular import _is_number, first_row_is_header, read_csv_header
 from tuner.export._export import CARD_JSON, _sha256
 from tuner.export._formats import EXPORTERS
 
@@ -322,7 +322,11 @@ def _is_header(p: Path, rows: list[tuple[int, list[str]]], feature_names: Sequen
        refused (a header names every column). Pandas' ``to_csv()`` with its index writes an empty
        first cell before the numbered columns ``0, 1, ...``: that is refused with ``index=False``
        as the fix, since the index column is not a feature.
-    3. Any other cell that is not a number makes a header (a name).
+    3. Any other cell that is not a number makes a header (a name), unless the rows below repeat it
+       in its column: a text column of samples, such as a headerless file's labels
+       (``5.1,3.5,1.4,0.2,Iris-setosa``), as the training loader reads it
+       (:func:`tuner.data.tabular.first_row_is_header`). That row is a sample, and the file's
+       width is refused (taken for a header, the sample was lost without a word).
     4. All numbers: a data row, unless it reads exactly ``0,1,...,k-1`` as bare integers, pandas'
        header for a frame made from an array (``pd.DataFrame(X).to_csv(index=False)``). Such a
        row is a header when the rows below are not all bare integers (pandas writes float data
@@ -343,7 +347,7 @@ def _is_header(p: Path, rows: list[tuple[int, list[str]]], feature_names: Sequen
         j = cells.index("")
         raise UserInputError(f"{p} line {line}: column {j + 1} is empty (a missing value); fill it or drop the row")
     if len(numbers) < len(cells):
-        return True
+        return first_row_is_header([row for _, row in rows])
     if cells != [str(i) for i in range(len(cells))]:
         return False
     if feature_names:
@@ -420,14 +424,12 @@ def _schema(trained: "TrainedModel") -> dict[str, Any]:
     dataset = str(trained.task_args.get("dataset") or "")
     if trained.kind == "text" or not dataset.lower().endswith(".csv"):
         return schema
-    try:
-        with open(dataset, newline="", encoding="utf-8-sig") as fh:  # a byte-order mark is not part of a name
-            first = next((r for r in csv.reader(fh) if r and any(c.strip() for c in r)), None)
-    except (OSError, UnicodeDecodeError):
+    try:  # the training loader's own rule: a headerless file's first sample is no header here either
+        header = read_csv_header(Path(dataset))
+    except (OSError, UnicodeDecodeError, csv.Error):
         return schema
-    if first is None or all(_is_number(c) for c in first):
+    if header is None:
         return schema  # no header: nothing to select by
-    header = [c.strip() for c in first]
     label = trained.task_args.get("label")
     if isinstance(label, int) and not isinstance(label, bool) and -len(header) <= label < len(header):
         col = label % len(header)

@@ -155,6 +155,9 @@ class Task(abc.ABC):
     default_direction: ClassVar[str] = "maximize"
     #: Allowed ``task_args`` and their defaults; any other key is an error.
     args_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: The parts of a split that must hold samples (see :meth:`check_part_sizes`): a part with no
+    #: samples has no score.
+    needed_parts: ClassVar[tuple[str, ...]] = ("train", "val", "test")
 
     def __init__(self, task_args: Mapping[str, Any] | None = None, *, source: str = "<spec>") -> None:
         self.source = source
@@ -236,8 +239,14 @@ class Task(abc.ABC):
         return SpecError(self.source, f"task_args.{key}", problem, fix)
 
     def check_split_args(self, args: dict[str, Any], *, unit: str = "sample") -> None:
-        """Check the arguments every data-backed task shares: ``split``, ``split_seed``, ``max_samples``."""
-        from tuner.data._splits import check_split
+        """Check the arguments every data-backed task shares: ``split``, ``split_seed``, ``max_samples``.
+
+        A built-in data set's size is known without reading it, so a split that leaves one of
+        :attr:`needed_parts` empty is refused here rather than in every trial (a file's size is
+        only known once a trial reads it: :meth:`check_part_sizes` refuses it there).
+        """
+        from tuner.data._splits import PART_NAMES, check_split, split_sizes
+        from tuner.data.bundled import BUNDLED_SIZES
 
         args["split"] = list(check_split(args["split"], source=self.source, key="task_args.split"))
         if not _is_int(args["split_seed"]):
@@ -246,6 +255,23 @@ class Task(abc.ABC):
         if max_samples is not None and (not _is_int(max_samples) or max_samples < 10):
             raise self.arg_error("max_samples", f"expected an integer >= 10, got {max_samples!r}",
                                  f"remove it to use every {unit}")
+        dataset = args.get("dataset")
+        n = BUNDLED_SIZES.get(dataset) if isinstance(dataset, str) else None
+        if n is not None and args.get("classes") is None:  # a class subset's size is the data's to say
+            n = min(n, max_samples) if max_samples is not None else n
+            self.check_part_sizes(dataset, dict(zip(PART_NAMES, split_sizes(n, args["split"]))))
+
+    def check_part_sizes(self, name: str, sizes: Mapping[str, int]) -> None:
+        """Refuse data ``name`` whose split leaves one of :attr:`needed_parts` without samples.
+
+        ``sizes`` maps part names (``train``, ``val``, ``test``) to their sizes; the parts this
+        task does not need are not checked. The error is at ``task_args.split``.
+        """
+        from tuner.data._splits import check_parts
+
+        check_parts({part: size for part, size in sizes.items() if part in self.needed_parts},
+                    n=sum(sizes.values()), name=name, split=self.args["split"], source=self.source,
+                    key="task_args.split")
 
     def check_label_arg(self, args: dict[str, Any], key: str = "label", *, optional: bool = True) -> None:
         """A column given by name or index (``None`` allowed when ``optional``)."""

@@ -81,13 +81,20 @@ class TorchClassifierTask(Task):
         """:meth:`load_data` without the process cache."""
         a = self.args
         load = load_regression_dataset if self.task_type == "regression" else load_dataset
-        return load(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-                    label=a["label"], source=self.source, key="task_args.dataset")
+        return self.checked_parts(load(a["dataset"], split=a["split"], split_seed=a["split_seed"],
+                                       max_samples=a["max_samples"], label=a["label"], source=self.source,
+                                       key="task_args.dataset"))
+
+    def checked_parts(self, data: Splits) -> Splits:
+        """``data``, refused when its split left a part empty (it would be scored on no samples)."""
+        self.check_part_sizes(data.name, {"train": len(data.train), "val": len(data.val), "test": len(data.test)})
+        return data
 
     def check_data(self) -> None:
         """Read a data set on disk once, so that what its loader refuses (one class, a word among
-        the features, a missing label column) is said before any trial. Built-in data sets are
-        known good, and are not read. Not cached: the process that validates trains nothing.
+        the features, a missing label column, a split that leaves a part empty) is said before any
+        trial. Built-in data sets are known good, and are not read (their sizes are checked
+        without reading them). Not cached: the process that validates trains nothing.
         """
         if self.args["dataset"] not in BUILTIN_TASK_TYPES:
             self.read_data()

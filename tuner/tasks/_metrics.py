@@ -54,15 +54,20 @@ def _per_class_arrays(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def scores(cm: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro precision, recall and F1 of a confusion matrix."""
+    """Accuracy and macro precision, recall and F1 of a confusion matrix (NaN for no samples).
+
+    No samples give no score: NaN, as :func:`regression_scores`, never 0, which a study would
+    rank as a (bad) result of a trial that was measured on nothing.
+    """
+    if not cm.sum():
+        return {name: math.nan for name in SCORES}
     precision, recall, f1, support = _per_class_arrays(cm)
     present = (support + cm.sum(axis=0)) > 0
-    total = cm.sum()
     return {
-        "accuracy": float(np.trace(cm) / total) if total else 0.0,
-        "precision": float(precision[present].mean()) if present.any() else 0.0,
-        "recall": float(recall[present].mean()) if present.any() else 0.0,
-        "f1": float(f1[present].mean()) if present.any() else 0.0,
+        "accuracy": float(np.trace(cm) / cm.sum()),
+        "precision": float(precision[present].mean()),
+        "recall": float(recall[present].mean()),
+        "f1": float(f1[present].mean()),
     }
 
 

@@ -91,9 +91,9 @@ class ImageClassifierTask(TorchClassifierTask):
     def read_data(self) -> Splits:
         """:meth:`load_data` without the process cache."""
         a = self.args
-        return load_images(a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
-                           classes=a["classes"], normalize=a["normalize"], source=self.source,
-                           key="task_args.dataset")
+        return self.checked_parts(load_images(
+            a["dataset"], split=a["split"], split_seed=a["split_seed"], max_samples=a["max_samples"],
+            classes=a["classes"], normalize=a["normalize"], source=self.source, key="task_args.dataset"))
 
     def run(self, params: dict[str, Any], ctx: TrialContext) -> dict[str, float]:
         from tuner.tasks._training import train_classifier

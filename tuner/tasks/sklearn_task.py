@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 import numpy as np
 
 from tuner.data import (BUNDLED_DATASETS, DEFAULT_SPLIT, check_dataset, load_bundled, make_splits,
-                        read_regression_table, read_table)
+                        read_regression_table, read_table, split_sizes)
 from tuner._json import jsonable
 from tuner.exceptions import SpaceError, SpecError
 from tuner.tasks._base import Task, TrialContext, mark, write_artifacts
@@ -98,6 +98,8 @@ class SklearnTask(Task):
     """
 
     name = "sklearn"
+    #: Train and val are cross-validated on as one; the test part is scored alone.
+    needed_parts: ClassVar[tuple[str, ...]] = ("test",)
     args_defaults: ClassVar[Mapping[str, Any]] = {
         "estimator": DEFAULT_ESTIMATOR,
         "dataset": "digits",
@@ -377,9 +379,7 @@ class SklearnTask(Task):
             X_test, y_test = splits.test.X, splits.test.y
         else:
             X_fit, y_fit, X_test, y_test = _random_split(X, y, a["split"], a["split_seed"], a["max_samples"])
-        if len(y_test) == 0:
-            raise SpecError(self.source, "task_args.split", f"the test part of {name} is empty",
-                            "give the test part a larger fraction or use more samples")
+        self.check_part_sizes(name, {"train and val": len(y_fit), "test": len(y_test)})
         return _Data(name, X_fit, y_fit, X_test, y_test, class_names,
                      tuple(features) if features is not None else None)
 
@@ -542,7 +542,8 @@ def _random_split(X: np.ndarray, y: np.ndarray, split: Sequence[float], split_se
         keep = np.sort(rng.permutation(len(y))[:max_samples])
         X, y = X[keep], y[keep]
     order = rng.permutation(len(y))
-    n_fit = round(split[0] * len(y)) + round(split[1] * len(y))
+    n_train, n_val, _ = split_sizes(len(y), split)
+    n_fit = n_train + n_val
     fit, test = np.sort(order[:n_fit]), np.sort(order[n_fit:])
     return X[fit], y[fit], X[test], y[test]
 

@@ -202,9 +202,11 @@ class TextTask(Task):
         from tuner.data.text import load_text
 
         a = self.args
-        return load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
-                         split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
-                         key="task_args.dataset")
+        texts = load_text(a["dataset"], text=a["text"], label=a["label"], encoding=a["encoding"], split=a["split"],
+                          split_seed=a["split_seed"], max_samples=a["max_samples"], source=self.source,
+                          key="task_args.dataset")
+        self.check_part_sizes(texts.name, {"train": len(texts.train), "val": len(texts.val), "test": len(texts.test)})
+        return texts
 
     def _texts_key(self) -> tuple[Any, ...]:
         a = self.args
