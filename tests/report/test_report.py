@@ -103,6 +103,8 @@ def test_summary_lists_the_runs_and_the_trials_a_run_ended_apart_from_the_failur
     assert re.search(r"<th>ended unfinished</th><td>1 trial\(s\) a Ctrl-C, a stop or a lost run ended .*?; 10\)</td>",
                      summary), summary
     assert "<th>runs</th><td>3: interrupted 1, stopped by tuner stop 1, done 1 (listed below)</td>" in summary
+    # the counts line too: "fail 2" read as two broken trials
+    assert re.search(r"<th>trials</th><td>12: complete \d+, (pruned \d+, )?fail 1, stopped 1[ <]", summary), summary
     failures = re.search(r"<h3>Failures</h3>(.*?)</table>", summary, flags=re.S).group(1)
     assert "ValueError: boom" in failures and "Interrupted" not in failures
     runs = summary[summary.index("<summary>Runs, newest first</summary>"):]

@@ -14,7 +14,7 @@ import html
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from tuner.engine._study import RUN_LOG_KEEP
+from tuner.engine._study import RUN_LOG_KEEP, shown_counts
 from tuner.report._common import fmt_duration, fmt_time, fmt_value
 
 if TYPE_CHECKING:
@@ -92,7 +92,8 @@ def _summary(report: "ReportData") -> str:
     rows: list[tuple[str, str]] = []
     objectives = ", ".join(f"{_e(m)} ({_e(d)})" for m, d in zip(s.metric_names, s.directions))
     rows.append(("objective" + ("s" if len(s.directions) > 1 else ""), objectives))
-    counts = ", ".join(f"{_e(k.lower())} {v:,}" for k, v in s.counts.items()) or "none"
+    # the trials a run's stop ended are counted apart from the failures, as `tuner ls` counts them
+    counts = ", ".join(f"{_e(k.lower())} {v:,}" for k, v in shown_counts(s.counts, len(s.unfinished)).items()) or "none"
     target = f" (the spec asks for {s.n_trials_target:,} finished)" if s.n_trials_target else ""
     rows.append(("trials", f"{s.n_trials:,}: {counts}{_e(target)}"))
     if s.best and not s.n_pareto:
