@@ -219,7 +219,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
     from tuner._trial_read import read_trials
-    from tuner.engine._study import run_log, run_row, stopped_counts, study_state
+    from tuner.engine._study import run_log, run_row, shown_spec, stopped_counts, study_state
     from tuner.storage import ranked_trial_ids
 
     study = load_study(name, storage)
@@ -244,7 +244,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
         "counts": counts,
         "stopped_unfinished": stopped,  # of the FAIL trials, those their run ended unfinished
         "n_trials": sum(counts.values()),
-        "spec": attrs.get(_attrs.SPEC),
+        "spec": shown_spec(attrs),
         "runs": [run_row(run) for run in runs],
         "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
         "top": [{**_trial_row(t), "objective_params": user_params(t)} for t in ranked[:top]],

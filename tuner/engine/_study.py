@@ -176,9 +176,13 @@ def record_spec(study: "optuna.Study", spec: "StudySpec") -> None:
     """Store the spec this run drives the study with (reports and ``tuner show`` read it).
 
     Written only once the run holds the lease: a run refused because another one drives the
-    study must not leave its own spec behind."""
+    study must not leave its own spec behind. Any password in a URL of it (``storage:``) is
+    hidden first: the dashboard, reports and ``tuner show --json`` show the stored spec, and
+    nothing reads a URL back from it (a run is given its storage)."""
+    from tuner.storage import redact_urls
+
     study._storage.set_study_system_attr(study._study_id, _attrs.SPEC,
-                                         json.loads(json.dumps(spec.to_dict(), default=str)))
+                                         redact_urls(json.loads(json.dumps(spec.to_dict(), default=str))))
 
 
 def enqueue_points(study: "optuna.Study", spec: "StudySpec") -> int:
@@ -379,19 +383,22 @@ def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec
 
 
 def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[str]) -> str | None:
+    from tuner.storage import redact_urls
+
     stored_space = attrs.get(_attrs.SPACE)
     if stored_space is not None and stored_space != spec.search_space.to_dict():
         changed = _diff_keys(stored_space.get("params", stored_space), spec.search_space.to_dict().get("params", {}))
         return f"a different search space ({changed})"
     if directions != list(spec.directions):
         return f"directions {directions} (this run has {list(spec.directions)})"
-    stored_spec = attrs.get(_attrs.SPEC) or {}
+    stored_spec = shown_spec(attrs) or {}
     if stored_spec.get("metrics") and list(stored_spec["metrics"]) != list(spec.metrics):
         return f"metrics {stored_spec['metrics']} (this run has {list(spec.metrics)})"
     # What the trials train and measure: a resumed study whose later trials ran another objective,
     # task or data would rank values that cannot be compared (and the pruner would cut trials
     # against them). Only a spec stored by a tuner that recorded the field is compared.
-    new = json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str))
+    # Compared with their passwords hidden, as they are stored (a `pretrained: {storage: URL}`).
+    new = redact_urls(json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str)))
     for key in _WHAT_IS_MEASURED:
         if key == "objective" and _same_objective(stored_spec.get(key), new[key]):
             continue  # the same function from a moved folder, another machine or __main__: one objective
@@ -456,6 +463,16 @@ def _lease_alive(lease: dict[str, Any] | None) -> bool:
         pid = int(lease.get("pid", -1))
         return pid > 0 and _proc_start_time(pid) == lease.get("proc_start")
     return time.time() - float(lease.get("heartbeat", 0)) < LEASE_STALE_S
+
+
+def shown_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec the study last ran with (``tuner:spec``), as it may be shown: with the password of
+    any URL in it hidden. tuner stores it so (:func:`record_spec`); a study run by an older tuner
+    kept its ``storage:`` as typed, which the dashboard served to anyone who could reach it."""
+    from tuner.storage import redact_urls
+
+    spec = attrs.get(_attrs.SPEC)
+    return redact_urls(spec) if isinstance(spec, dict) else None
 
 
 def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None, runs: Any = None) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tuner.engine import _attrs
+from tuner.engine._study import shown_spec
 from tuner.exceptions import UserInputError
 from tuner.report._advice import AdviceInfo, _get_advice_info
 from tuner.report._common import NoData, StudyData, complete_trials
@@ -69,7 +70,7 @@ def load_study_data(study: "optuna.Study") -> StudyData:
     """Everything a report needs from ``study``, read in a fixed number of queries."""
     attrs = study._storage.get_study_system_attrs(study._study_id)
     directions = [d.name.lower() for d in study.directions]
-    spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else None
+    spec = shown_spec(attrs)  # the report is a file people pass around: no password in it
     names = study.metric_names or (spec or {}).get("metrics")
     if not names or len(names) != len(directions):
         names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
