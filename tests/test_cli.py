@@ -142,6 +142,26 @@ def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_pat
     assert full[1] == "pareto front: all 3:" and len(full) == 6
 
 
+def test_ls_show_and_best_name_a_metric_the_spec_names_and_optuna_does_not_alike(tmp_path: Path) -> None:
+    """A plain Optuna study an older tuner adopted keeps no metric names of Optuna's: `tuner ls`
+    said `loss (min)` from the stored spec while `show` and `best` said `value (minimize)`."""
+    import optuna
+
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'adopted.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="adopted", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, {"metrics": ["loss"], "n_trials": 2})
+    runner = CliRunner()
+    assert "loss (min)" in runner.invoke(main, ["ls", "--storage", url]).output.splitlines()[1]
+    assert runner.invoke(main, ["show", "adopted", "--storage", url]).output.splitlines()[0] == \
+        "study adopted (finished): complete 2; loss (minimize)"
+    assert runner.invoke(main, ["best", "adopted", "--storage", url]).output.startswith(
+        f"trial {study.best_trial.number}: loss ")
+
+
 def test_rerun_of_finished_study_does_nothing(ran_study: tuple[Path, str]) -> None:
     spec, url = ran_study
     out = _cli("run", str(spec), "--storage", url, "--quiet")
