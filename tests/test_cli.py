@@ -142,6 +142,26 @@ def test_ls_show_best_name_the_objectives_and_give_a_pareto_front_as_one(tmp_pat
     assert full[1] == "pareto front: all 3:" and len(full) == 6
 
 
+def test_ls_show_and_best_name_a_metric_the_spec_names_and_optuna_does_not_alike(tmp_path: Path) -> None:
+    """A plain Optuna study an older tuner adopted keeps no metric names of Optuna's: `tuner ls`
+    said `loss (min)` from the stored spec while `show` and `best` said `value (minimize)`."""
+    import optuna
+
+    from tuner.engine import _attrs
+
+    url = f"sqlite:///{tmp_path / 'adopted.db'}"
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="adopted", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, {"metrics": ["loss"], "n_trials": 2})
+    runner = CliRunner()
+    assert "loss (min)" in runner.invoke(main, ["ls", "--storage", url]).output.splitlines()[1]
+    assert runner.invoke(main, ["show", "adopted", "--storage", url]).output.splitlines()[0] == \
+        "study adopted (finished): complete 2; loss (minimize)"
+    assert runner.invoke(main, ["best", "adopted", "--storage", url]).output.startswith(
+        f"trial {study.best_trial.number}: loss ")
+
+
 def test_rerun_of_finished_study_does_nothing(ran_study: tuple[Path, str]) -> None:
     spec, url = ran_study
     out = _cli("run", str(spec), "--storage", url, "--quiet")
@@ -425,6 +445,41 @@ def test_ls_and_the_dashboard_give_a_study_the_same_state(tmp_path: Path) -> Non
     assert {line.split()[0]: line.split()[1] for line in text.splitlines()[1:]} == expected
     dashboard = DashboardData(open_storage(url, readonly=True)).studies()
     assert {s["name"]: s["state"] for s in dashboard} == expected
+
+
+def test_a_database_password_is_never_stored_nor_shown(tmp_path: Path, postgres_url: str) -> None:
+    """A password in `storage:` (or --storage) was stored with the spec, so the dashboard served it
+    (no token by default), the report and `tuner show --json` showed it, `tuner run --json` printed it."""
+    import optuna
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+    from tuner.engine import _attrs
+
+    url = postgres_url.replace("postgres@", "postgres:S3cretPw@", 1)  # trust auth: the password is not checked
+    hidden = url.replace("S3cretPw", "***")
+    spec = tmp_path / "pw.yaml"
+    spec.write_text(GOOD.replace("n_trials: 4", "n_trials: 2") + f"storage: {url}\n")
+    ran = _cli("run", str(spec), "--storage", url, "--num-cpus", "2", "--json")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "S3cretPw" not in ran.stdout + ran.stderr and json.loads(ran.stdout)["storage_url"] == hidden
+    study = optuna.load_study(study_name="clidemo", storage=url)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert "S3cretPw" not in json.dumps(attrs) and attrs[_attrs.SPEC]["storage"] == hidden
+    # A study run by an older tuner holds the URL as typed: whatever shows its spec hides the password.
+    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC, {**attrs[_attrs.SPEC], "storage": url})
+    runner = CliRunner()
+    shown = runner.invoke(main, ["show", "clidemo", "--storage", url, "--json"])
+    assert shown.exit_code == 0 and json.loads(shown.output)["spec"]["storage"] == hidden, shown.output
+    report = tmp_path / "report.html"
+    assert runner.invoke(main, ["report", "clidemo", "--storage", url, "-o", str(report)]).exit_code == 0
+    assert "S3cretPw" not in report.read_text() and "postgres:***@" in report.read_text()
+    with TestClient(create_app(url)) as client:
+        api, page = client.get("/api/studies/clidemo"), client.get("/studies/clidemo")
+    assert api.json()["spec"]["storage"] == hidden and "S3cretPw" not in api.text + page.text
+    # The stored spec still resumes the study (its storage is no part of what must match).
+    more = _cli("run", str(spec), "--storage", url, "--num-cpus", "2", "--n-trials", "3", "--quiet")
+    assert more.returncode == 0 and "3/3 finished" in more.stdout, more.stderr[-3000:]
 
 
 PER_LAYER = """\

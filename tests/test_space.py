@@ -979,3 +979,22 @@ def test_messages_quote_a_text_choice_that_reads_as_a_number_or_null() -> None:
         SearchSpace.from_mapping({"params": {"b": {"choice": ["1", 2, None, "null", "adam"]},
                                              "a": {"int": [1, 2], "when": {"b": 1}}}}, source="t")
     assert str(info.value).endswith("b is never 1; b is one of '1', 2, null, 'null', adam")
+
+
+def test_optuna_distribution_names_every_param_a_trial_of_the_space_can_draw() -> None:
+    """What a plain Optuna study's trials are checked against (they store names and distributions
+    only): every Optuna name suggest gives, a variant's and a per-layer one's included."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    sp = SearchSpace.from_mapping({"params": {
+        "opt": {"choice": ["adam", "sgd"]}, "n": {"int": [1, 3]}, "w": {"int": [8, 64], "log": True, "per": "n"},
+        "lr": [{"float": [1e-4, 1e-2], "log": True, "when": {"opt": "adam"}}, {"value": 0.1, "when": {"opt": "sgd"}}],
+        "fixed": {"value": 3}}})
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    sp.suggest(trial)
+    assert all(sp.optuna_distribution(name) == d for name, d in trial.distributions.items())
+    assert sp.optuna_distribution("opt") == CategoricalDistribution(["adam", "sgd"])
+    assert sp.optuna_distribution("w.2") == IntDistribution(8, 64, log=True)
+    assert sp.optuna_distribution("lr|opt=adam") == FloatDistribution(1e-4, 1e-2, log=True)
+    assert [sp.optuna_distribution(n) for n in ("w", "w.x", "lr|opt=sgd", "lr", "fixed", "k")] == [None] * 6
+    assert sorted(sp.drawn_by_every_trial()) == ["n", "opt"]

@@ -28,6 +28,22 @@ def test_resolve_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert st.resolve_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
 
 
+def test_redact_urls_hides_every_password_and_leaves_other_text_as_it_is() -> None:
+    # What a study stores of its spec: a password as user:pw@ or libpq's ?password= was kept as typed.
+    spec = {"storage": "postgresql+psycopg://tuner:S3cret@db:5432/studies",
+            "task_args": {"pretrained": {"study": "pre", "storage": "postgresql+psycopg://u@db/s?password=S3cret"},
+                          "dataset": "data/my%20file.csv", "tags": ["sqlite:////tmp/a b.db", "obj.py:f"]},
+            "objective": "tests.objectives:quadratic", "n_trials": 3}
+    shown = st.redact_urls(spec)
+    assert "S3cret" not in str(shown)
+    assert shown["storage"] == "postgresql+psycopg://tuner:***@db:5432/studies"
+    assert shown["task_args"]["pretrained"]["storage"] == "postgresql+psycopg://u@db/s?password=***"
+    assert {k: v for k, v in shown.items() if k not in ("storage", "task_args")} == \
+        {k: v for k, v in spec.items() if k not in ("storage", "task_args")}
+    assert shown["task_args"]["dataset"] == "data/my%20file.csv"
+    assert shown["task_args"]["tags"] == spec["task_args"]["tags"]
+
+
 def test_sqlite_is_wal_with_busy_timeout(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'w.db'}"
     storage = st.open_storage(url)

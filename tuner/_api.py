@@ -167,7 +167,7 @@ class StudyInfo:
 
 def list_studies(storage: str | None = None) -> list[StudyInfo]:
     """Every study in the storage with trial counts by state and its best value."""
-    from tuner.engine._study import study_state
+    from tuner.engine._study import metric_names, study_state
     from tuner.storage import open_storage, study_overview
 
     st = open_storage(storage, readonly=True)
@@ -177,7 +177,7 @@ def list_studies(storage: str | None = None) -> list[StudyInfo]:
         spec = attrs.get(_attrs.SPEC) or {}
         state = study_state(row["counts"], spec, attrs.get(_attrs.DRIVER), attrs.get(_attrs.RUN_LOG))
         out.append(StudyInfo(
-            name=row["name"], directions=row["directions"], metrics=list(spec.get("metrics") or row["metrics"] or []),
+            name=row["name"], directions=row["directions"], metrics=metric_names(attrs, len(row["directions"])) or [],
             counts=row["counts"], n_trials_target=spec.get("n_trials"), best=row["best"],
             last_activity=_iso(row["last_activity"]), running=state == "running", state=state,
             stopped_unfinished=row.get("stopped_unfinished", 0)))
@@ -219,7 +219,7 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
     through Optuna took 8 s at 20,000 trials. A Pareto front still needs every complete trial.
     """
     from tuner._trial_read import read_trials
-    from tuner.engine._study import run_log, run_row, stopped_counts, study_state
+    from tuner.engine._study import metric_names, run_log, run_row, shown_spec, stopped_counts, study_state
     from tuner.storage import ranked_trial_ids
 
     study = load_study(name, storage)
@@ -240,11 +240,11 @@ def study_details(name: str, storage: str | None = None, *, top: int = 10) -> di
         "name": name,
         "state": study_state(counts, attrs.get(_attrs.SPEC), attrs.get(_attrs.DRIVER), runs),
         "directions": directions,
-        "metrics": study.metric_names,
+        "metrics": metric_names(attrs, len(directions)),
         "counts": counts,
         "stopped_unfinished": stopped,  # of the FAIL trials, those their run ended unfinished
         "n_trials": sum(counts.values()),
-        "spec": attrs.get(_attrs.SPEC),
+        "spec": shown_spec(attrs),
         "runs": [run_row(run) for run in runs],
         "best": best_trial(name, storage, study=study) if counts.get("COMPLETE") else None,
         "top": [{**_trial_row(t), "objective_params": user_params(t)} for t in ranked[:top]],
@@ -298,10 +298,13 @@ def _no_complete_trial(study: "optuna.Study", name: str) -> Exception:
 
 
 def _objective_names(study: "optuna.Study") -> list[str]:
-    """The study's metric names (``value``, ``value_1`` ... for a study stored without them)."""
-    names = study.metric_names
-    if names and len(names) == len(study.directions):
-        return [str(n) for n in names]
+    """The study's metric names (:func:`~tuner.engine._study.metric_names`; ``value``, ``value_1`` ...
+    for a study stored without them)."""
+    from tuner.engine._study import metric_names
+
+    names = metric_names(study._storage.get_study_system_attrs(study._study_id), len(study.directions))
+    if names:
+        return names
     return ["value"] if len(study.directions) == 1 else [f"value_{i}" for i in range(len(study.directions))]
 
 

@@ -257,7 +257,10 @@ def validate(spec: str, storage: str | None, as_json: bool, **flags: Any) -> Non
     checked = _validate(spec, _overrides(**flags))
     check_task_storage(checked, resolve_url(storage, checked.storage))
     if as_json:
-        _echo_json({**checked.to_dict(), "notes": list(checked.notes)})  # notes: what validation adjusted
+        from tuner.storage import redact_urls
+
+        # notes: what validation adjusted; a password in storage: is not echoed into CI logs
+        _echo_json({**redact_urls(checked.to_dict()), "notes": list(checked.notes)})
         return
     space = checked.search_space
     what = f"task {checked.task}" if checked.task else f"objective {checked.objective}"

@@ -1258,6 +1258,26 @@ class SearchSpace:
         """
         return {name: d.distribution() for name, d, _ in self._flat(params)}
 
+    def optuna_distribution(self, name: str) -> BaseDistribution | None:
+        """The distribution this space draws the Optuna-named param ``name`` from (``lr``, the
+        variant ``lr|optimizer=adam/adamw``, ``w.2`` of a per-layer ``w``), or None when it draws
+        no such param. A study tuner did not create (plain Optuna) stores no space: its trials'
+        names and distributions are all there is to check a resume against."""
+        dims = {p.optuna_name(d): d for p in self._order for d in p.dims if d.kind != "value"}
+        d = dims.get(name)
+        if d is not None and d.per is None:
+            return d.distribution()
+        head, _, tail = name.rpartition(".")
+        d = dims.get(head)
+        if d is not None and d.per is not None and tail.isdigit() and int(tail) < MAX_PER:
+            return d.distribution()
+        return None
+
+    def drawn_by_every_trial(self) -> list[str]:
+        """Optuna names of the params every trial draws (no ``when``, no ``per``, not a fixed value)."""
+        return [p.optuna_name(p.dims[0]) for p in self._order
+                if len(p.dims) == 1 and not p.dims[0].when and not p.dims[0].per and p.dims[0].kind != "value"]
+
     def grid(self) -> list[dict[str, Any]]:
         """Every point of a finite space, as Optuna-named flat dicts of the active params.
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "anchor_sqlite_url", "redact",
-           "ensure_indexes", "init_rdb_storage",
+           "redact_urls", "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
            "ranked_trial_ids", "waiting_trial_ids", "SQL_INT_MAX"]
 
@@ -73,14 +73,49 @@ def anchor_sqlite_url(url: str, base_dir: Path) -> str:
     return "sqlite:///" + os.path.normpath(Path(base_dir) / path) + "".join(query)
 
 
+#: Query options of a database URL that carry a password (libpq reads ``?password=``).
+_PASSWORD_OPTIONS = frozenset({"password", "passwd", "pwd"})
+
+
 def redact(url: str) -> str:
-    """The URL with any password hidden, for messages."""
+    """The URL with any password hidden (``user:***@``, ``?password=***``), for messages."""
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        if any(k.lower() in _PASSWORD_OPTIONS for k in parsed.query):
+            parsed = parsed.set(query={k: "***" if k.lower() in _PASSWORD_OPTIONS else v
+                                       for k, v in parsed.query.items()})
+        return parsed.render_as_string(hide_password=True).replace("=%2A%2A%2A", "=***")  # as the user:*** reads
     except Exception:  # noqa: BLE001 - a message helper must never fail
         return url
+
+
+def redact_urls(value: Any) -> Any:
+    """A JSON value (a stored spec) with the password of every URL in it hidden (:func:`redact`).
+
+    The spec a study records (``tuner:spec``) is served by the dashboard, written into reports
+    and printed by ``tuner show --json``: its ``storage:`` (or a ``pretrained: {storage: ...}``)
+    once kept the database password as typed. A string without a password is left as it is
+    (:func:`redact` would rewrite some of them, ``%``-quoting included).
+    """
+    if isinstance(value, dict):
+        return {k: redact_urls(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_urls(v) for v in value]
+    if isinstance(value, str) and "://" in value and _has_password(value):
+        return redact(value)
+    return value
+
+
+def _has_password(url: str) -> bool:
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - not a URL: nothing to hide
+        return False
+    return parsed.password is not None or any(k.lower() in _PASSWORD_OPTIONS for k in parsed.query)
 
 
 def _check_url(url: str) -> None:

@@ -136,3 +136,54 @@ def test_a_validated_spec_run_with_a_function_records_the_function(sqlite_url: s
     assert _stored_spec(sqlite_url, "checked")["objective"] == "tests.objectives:quadratic"
     assert {t.state for t in optuna.load_study(study_name="checked", storage=sqlite_url).trials} == {
         optuna.trial.TrialState.COMPLETE}
+
+
+def _plain_study(url: str, objective: Any, *, metric_names: list[str] | None = None) -> None:
+    """A study plain Optuna created under the name tuner's specs here use: it stores no tuner spec or space."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(study_name="same", storage=url)
+    if metric_names:
+        study.set_metric_names(metric_names)
+    study.optimize(objective, n_trials=3)
+
+
+def test_a_plain_optuna_study_over_other_parameters_or_metrics_is_refused_and_left_as_it_was(sqlite_url: str) -> None:
+    """A plain Optuna study of the same name was adopted whatever it held: one ranking then mixed
+    trials over x and k with trials over x and y, and TPE learnt from both."""
+    _plain_study(sqlite_url, lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2 + t.suggest_int("k", 1, 3))
+    before = optuna.load_study(study_name="same", storage=sqlite_url)
+    attrs = before._storage.get_study_system_attrs(before._study_id)
+    xy = {"params": {"x": {"float": [-5.0, 5.0]}, "y": {"float": [-5.0, 5.0]}}}
+    with pytest.raises(tuner.UserInputError, match=r"study 'same' already exists with a different search space "
+                                                   r"than its trials' \(added: y; removed: k\); .*--force"):
+        tuner.run(_spec(search_space=xy, metric="loss"), objectives.quadratic, storage=sqlite_url)
+    narrow = {"params": {"x": {"float": [-1.0, 1.0]}, "k": {"int": [1, 3]}}}
+    with pytest.raises(tuner.UserInputError, match=r"\(changed: x float \[-5.0, 5.0\] -> float \[-1.0, 1.0\]\)"):
+        tuner.run(_spec(search_space=narrow), objectives.quadratic, storage=sqlite_url)
+    after = optuna.load_study(study_name="same", storage=sqlite_url)
+    assert after._storage.get_study_system_attrs(after._study_id) == attrs and len(after.trials) == 3
+
+
+def test_a_plain_optuna_study_whose_metric_optuna_named_otherwise_is_refused(sqlite_url: str) -> None:
+    _plain_study(sqlite_url, lambda t: t.suggest_float("x", -5, 5) ** 2, metric_names=["acc"])
+    with pytest.raises(tuner.UserInputError, match=r"metrics \['acc'\] \(this run has \['loss'\]\)"):
+        tuner.run(_spec(metric="loss"), objectives.quadratic, storage=sqlite_url)
+    assert len(optuna.load_study(study_name="same", storage=sqlite_url).trials) == 3
+
+
+def test_a_plain_optuna_study_whose_trials_fit_the_space_is_resumed_and_then_compared_as_tuners_own(
+        sqlite_url: str) -> None:
+    from tuner._api import best_trial, list_studies, study_details
+
+    _plain_study(sqlite_url, lambda t: (t.suggest_float("x", -5, 5) - 2) ** 2)
+    study = tuner.run(_spec(n_trials=5, metric="loss"), objectives.quadratic, storage=sqlite_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert attrs[_attrs.SPACE] == tuner.validate(_spec(), objective=objectives.quadratic).search_space.to_dict()
+    # Its values are `loss` wherever they are shown (Optuna called them `value`).
+    assert study.metric_names == ["loss"] and list_studies(sqlite_url)[0].metrics == ["loss"]
+    assert study_details("same", sqlite_url)["metrics"] == ["loss"]
+    assert best_trial("same", sqlite_url)["objectives"] == ["loss"]
+    with pytest.raises(tuner.UserInputError, match=r"a different search space \(added: y\)"):
+        tuner.run(_spec(n_trials=6, metric="loss", search_space={"params": {**SPACE["params"], "y": {"float": [0, 1]}}}),
+                  objectives.quadratic, storage=sqlite_url)

@@ -22,7 +22,8 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import _is_int, _lease_alive, run_log, run_row, shown_counts, stopped_counts, study_state
+from tuner.engine._study import (_is_int, _lease_alive, metric_names, run_log, run_row, shown_counts, shown_spec,
+                                 stopped_counts, study_state)
 from tuner.exceptions import UserInputError
 from tuner.storage import SQL_INT_MAX, sqlite_path
 
@@ -229,7 +230,7 @@ class DashboardData:
         best = self._read(info, best_ids) if best_ids else []
         summary["best"] = best[0]["values"][0] if len(info.directions) == 1 and best and best[0]["values"] else None
         summary["best_trials"] = best
-        summary["spec"] = spec or None
+        summary["spec"] = shown_spec(info.system_attrs)  # served to anyone who reaches the dashboard
         # The latest runs, newest first: when the study ran, where, and how each run ended. A run
         # is logged only as it ends: the one under way is read from the lease it holds.
         runs = run_log(info.system_attrs)
@@ -557,11 +558,8 @@ class DashboardData:
             attrs = {k: _loads(val) for k, val in conn.execute(
                 sa.select(m.StudySystemAttributeModel.key, m.StudySystemAttributeModel.value_json)
                 .where(m.StudySystemAttributeModel.study_id == sid))}
-        names = attrs.get("study:metric_names")
-        if not isinstance(names, list) or len(names) != len(directions):
-            spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else {}
-            names = spec.get("metrics") if isinstance(spec.get("metrics"), list) else None
-        if not names or len(names) != len(directions):
+        names = metric_names(attrs, len(directions))
+        if not names:
             names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
         return _StudyRow(sid, name, directions, [str(n) for n in names], attrs)
 

@@ -53,7 +53,7 @@ class RunSummary:
     """What one ``tuner run`` did (the study itself holds the trials)."""
 
     study_name: str
-    storage_url: str
+    storage_url: str  # its password hidden: `tuner run --json` prints the summary
     resumed: bool
     recovered: list[int]
     finished_before: int
@@ -397,7 +397,7 @@ def _run_study(
     from optuna.trial import TrialState
 
     from tuner.spec import check_task_storage
-    from tuner.storage import fold_in_sqlite_log, open_storage, sqlite_path
+    from tuner.storage import fold_in_sqlite_log, open_storage, redact, sqlite_path
 
     import optuna
 
@@ -457,7 +457,7 @@ def _run_study(
         state.lease = lease
         if preload:
             state.preloaded_by_tuner = set(tuners_choice(spec.resources.gpus, spec.concurrency, num_cpus))
-        summary = RunSummary(spec.name, storage_url, resumed, recovered, finished_before, spec.n_trials)
+        summary = RunSummary(spec.name, redact(storage_url), resumed, recovered, finished_before, spec.n_trials)
         if deleted:
             summary.extra["force_deleted"] = deleted[0]
         progress.start(spec, summary, state)

@@ -189,9 +189,21 @@ def record_spec(study: "optuna.Study", spec: "StudySpec") -> None:
     """Store the spec this run drives the study with (reports and ``tuner show`` read it).
 
     Written only once the run holds the lease: a run refused because another one drives the
-    study must not leave its own spec behind."""
-    study._storage.set_study_system_attr(study._study_id, _attrs.SPEC,
-                                         json.loads(json.dumps(spec.to_dict(), default=str)))
+    study must not leave its own spec behind. Any password in a URL of it (``storage:``) is
+    hidden first: the dashboard, reports and ``tuner show --json`` show the stored spec, and
+    nothing reads a URL back from it (a run is given its storage)."""
+    from tuner.storage import redact_urls
+
+    storage = study._storage
+    storage.set_study_system_attr(study._study_id, _attrs.SPEC,
+                                  redact_urls(json.loads(json.dumps(spec.to_dict(), default=str))))
+    attrs = storage.get_study_system_attrs(study._study_id)
+    # A study tuner did not create (plain Optuna), whose trials fit the space: adopted, it gets the
+    # space later runs are compared with, and names for its values (Optuna called them `value`).
+    if _attrs.SPACE not in attrs:
+        storage.set_study_system_attr(study._study_id, _attrs.SPACE, spec.search_space.to_dict())
+    if not attrs.get(_OPTUNA_METRIC_NAMES):
+        storage.set_study_system_attr(study._study_id, _OPTUNA_METRIC_NAMES, list(spec.metrics))
 
 
 def enqueue_points(study: "optuna.Study", spec: "StudySpec") -> int:
@@ -383,8 +395,10 @@ def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec
         study_id = storage.get_study_id_from_name(spec.name)
     except KeyError:
         return None
-    problem = _incompatibility(storage.get_study_system_attrs(study_id), spec,
-                               [d.name.lower() for d in storage.get_study_directions(study_id)])
+    attrs = storage.get_study_system_attrs(study_id)
+    # A study tuner did not create (plain Optuna) stores no space: what its trials drew is compared.
+    problem = (_unlike_trials(storage, study_id, spec) if _attrs.SPACE not in attrs else None) \
+        or _incompatibility(attrs, spec, [d.name.lower() for d in storage.get_study_directions(study_id)])
     if problem and not force:
         raise UserInputError(f"{spec.source}: study {spec.name!r} already exists with {problem}; "
                              f"use a new `name:` (or --name), or --force to delete it and start over")
@@ -392,19 +406,25 @@ def refuse_incompatible(storage: "optuna.storages.BaseStorage", spec: "StudySpec
 
 
 def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[str]) -> str | None:
+    from tuner.storage import redact_urls
+
     stored_space = attrs.get(_attrs.SPACE)
     if stored_space is not None and stored_space != spec.search_space.to_dict():
         changed = _diff_keys(stored_space.get("params", stored_space), spec.search_space.to_dict().get("params", {}))
         return f"a different search space ({changed})"
     if directions != list(spec.directions):
         return f"directions {directions} (this run has {list(spec.directions)})"
-    stored_spec = attrs.get(_attrs.SPEC) or {}
+    stored_spec = shown_spec(attrs) or {}
     if stored_spec.get("metrics") and list(stored_spec["metrics"]) != list(spec.metrics):
         return f"metrics {stored_spec['metrics']} (this run has {list(spec.metrics)})"
+    named = attrs.get(_OPTUNA_METRIC_NAMES)  # Optuna's own names: all a plain Optuna study says of its values
+    if isinstance(named, list) and named and named != list(spec.metrics):
+        return f"metrics {named} (this run has {list(spec.metrics)})"
     # What the trials train and measure: a resumed study whose later trials ran another objective,
     # task or data would rank values that cannot be compared (and the pruner would cut trials
     # against them). Only a spec stored by a tuner that recorded the field is compared.
-    new = json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str))
+    # Compared with their passwords hidden, as they are stored (a `pretrained: {storage: URL}`).
+    new = redact_urls(json.loads(json.dumps({k: getattr(spec, k) for k in _WHAT_IS_MEASURED}, default=str)))
     for key in _WHAT_IS_MEASURED:
         if key == "objective" and _same_objective(stored_spec.get(key), new[key]):
             continue  # the same function from a moved folder, another machine or __main__: one objective
@@ -414,6 +434,74 @@ def _incompatibility(attrs: dict[str, Any], spec: "StudySpec", directions: list[
                 return f"other {key} ({_changed_values(old, new[key])})"
             return f"{key} {old!r} (this run has {new[key]!r})"
     return None
+
+
+#: Where Optuna keeps ``study.metric_names`` (set_metric_names) among the study's system attributes.
+_OPTUNA_METRIC_NAMES = "study:metric_names"
+
+
+def _unlike_trials(storage: "optuna.storages.BaseStorage", study_id: int, spec: "StudySpec") -> str | None:
+    """How the trials of a study tuner did not create differ from the spec's space (None when they
+    fit it): a parameter the space does not draw, or draws from another distribution, and one every
+    trial of the space draws that its complete trials lack. Such a study (a plain Optuna one of the
+    same name) was adopted whatever it held: TPE then learnt from trials over other parameters, and
+    one ranking mixed them. Two grouped queries, no trial read."""
+    from optuna.distributions import json_to_distribution
+
+    space = spec.search_space
+    drawn, complete, counts = _trial_param_rows(storage, study_id)
+    removed: set[str] = set()
+    changed: set[str] = set()
+    for name, text in drawn:
+        expected, found = space.optuna_distribution(name), json_to_distribution(text)
+        if expected is None:
+            removed.add(name)
+        elif found != expected:
+            changed.add(f"{name} {_domain(found)} -> {_domain(expected)}")
+    added = [name for name in space.drawn_by_every_trial() if complete and counts.get(name, 0) < complete]
+    parts = [f"{label}: {', '.join(sorted(names)[:5])}" for label, names in
+             (("added", added), ("removed", removed), ("changed", changed)) if names]
+    return f"a different search space than its trials' ({'; '.join(parts)})" if parts else None
+
+
+def _trial_param_rows(storage: "optuna.storages.BaseStorage",
+                      study_id: int) -> tuple[list[tuple[str, str]], int, dict[str, int]]:
+    """The study's distinct (param name, distribution JSON) pairs, its number of complete trials
+    that drew any parameter, and of those, how many drew each parameter."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    engine = _engine(storage)
+    if engine is None:  # a storage without SQL tables (none that tuner opens): nothing to compare
+        return [], 0, {}
+    t, p = m.TrialModel, m.TrialParamModel
+    done = sa.and_(t.study_id == study_id, t.state == m.TrialState.COMPLETE)
+    with engine.connect() as conn:
+        drawn = [(str(name), str(text)) for name, text in conn.execute(
+            sa.select(p.param_name, p.distribution_json).join(t, t.trial_id == p.trial_id)
+            .where(t.study_id == study_id).distinct())]
+        complete = conn.execute(sa.select(sa.func.count(sa.distinct(p.trial_id)))
+                                .join(t, t.trial_id == p.trial_id).where(done)).scalar() or 0
+        counts = {str(name): int(n) for name, n in conn.execute(
+            sa.select(p.param_name, sa.func.count(sa.distinct(p.trial_id))).join(t, t.trial_id == p.trial_id)
+            .where(done).group_by(p.param_name))}
+    return drawn, int(complete), counts
+
+
+def _domain(distribution: Any) -> str:
+    """An Optuna distribution as a space file writes it: ``float [-5.0, 5.0] log``, ``choice [a, b]``."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(distribution, CategoricalDistribution):
+        return f"choice {list(distribution.choices)}"
+    kind = "int" if type(distribution).__name__ == "IntDistribution" else "float"
+    text = f"{kind} [{distribution.low}, {distribution.high}]"
+    if getattr(distribution, "log", False):
+        text += " log"
+    step = getattr(distribution, "step", None)
+    if step is not None and not (kind == "int" and step == 1):
+        text += f" step {step}"
+    return text
 
 
 # The spec's fields that decide what a trial's value means; the others (n_trials, concurrency,
@@ -469,6 +557,29 @@ def _lease_alive(lease: dict[str, Any] | None) -> bool:
         pid = int(lease.get("pid", -1))
         return pid > 0 and _proc_start_time(pid) == lease.get("proc_start")
     return time.time() - float(lease.get("heartbeat", 0)) < LEASE_STALE_S
+
+
+def shown_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec the study last ran with (``tuner:spec``), as it may be shown: with the password of
+    any URL in it hidden. tuner stores it so (:func:`record_spec`); a study run by an older tuner
+    kept its ``storage:`` as typed, which the dashboard served to anyone who could reach it."""
+    from tuner.storage import redact_urls
+
+    spec = attrs.get(_attrs.SPEC)
+    return redact_urls(spec) if isinstance(spec, dict) else None
+
+
+def metric_names(attrs: dict[str, Any], n_objectives: int) -> list[str] | None:
+    """What the study's values are called, from its system attributes: Optuna's own names
+    (``study.metric_names``), else the metrics of the spec tuner last ran it with; None when
+    neither names each objective. One rule for ``tuner ls``, ``show``, ``best``, ``watch``, the
+    dashboard and the report: ``ls`` read the spec first and ``show`` Optuna alone, so a study
+    adopted from plain Optuna was ``loss (min)`` in one and ``value (minimize)`` in the other."""
+    spec = attrs.get(_attrs.SPEC)
+    for names in (attrs.get(_OPTUNA_METRIC_NAMES), spec.get("metrics") if isinstance(spec, dict) else None):
+        if isinstance(names, list) and names and len(names) == n_objectives:
+            return [str(n) for n in names]
+    return None
 
 
 def study_state(counts: dict[str, int], spec: Any, lease: dict[str, Any] | None, runs: Any = None) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tuner.engine import _attrs
+from tuner.engine._study import metric_names, shown_spec
 from tuner.exceptions import UserInputError
 from tuner.report._advice import AdviceInfo, _get_advice_info
 from tuner.report._common import NoData, StudyData, complete_trials
@@ -69,9 +70,9 @@ def load_study_data(study: "optuna.Study") -> StudyData:
     """Everything a report needs from ``study``, read in a fixed number of queries."""
     attrs = study._storage.get_study_system_attrs(study._study_id)
     directions = [d.name.lower() for d in study.directions]
-    spec = attrs.get(_attrs.SPEC) if isinstance(attrs.get(_attrs.SPEC), dict) else None
-    names = study.metric_names or (spec or {}).get("metrics")
-    if not names or len(names) != len(directions):
+    spec = shown_spec(attrs)  # the report is a file people pass around: no password in it
+    names = metric_names(attrs, len(directions))
+    if not names:
         names = ["value"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
     trials = read_trials(study, skip_attr_prefixes=(_attrs.ATTR_PREFIX,))
     optuna_params = _show_variant_names(trials, attrs.get(_attrs.SPACE))
