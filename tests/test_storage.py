@@ -627,6 +627,46 @@ def test_a_lost_storage_gets_one_retry_window_per_outage_not_one_per_call(tmp_pa
     assert 10 <= attempts[-1] - attempts[0] <= 16
 
 
+def test_a_refused_statement_is_raised_at_once_and_a_spent_window_is_said_once(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite reports "no such column" as an OperationalError, as it does a lost connection: it was
+    retried for the whole window and then reported as a lost database. And a retried call over a
+    retried call (Optuna's ``create_new_trial`` calls ``_create_new_trial``) wrapped the inner
+    call's "lost the storage" in a second one."""
+    import sqlalchemy as sa
+
+    from tuner import _retry_storage
+    from tuner._retry_storage import call_with_retries
+    from tuner.exceptions import StorageError
+
+    clock = _Clock()
+    monkeypatch.setattr(_retry_storage, "time", clock)
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "10")
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    attempts: list[float] = []
+
+    def bad_statement(db: optuna.storages.RDBStorage) -> None:
+        attempts.append(clock.now)
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT no_such_column FROM trials"))
+
+    with pytest.raises(sa.exc.OperationalError, match="no such column"):
+        call_with_retries(storage, "bad statement", bad_statement)
+    assert len(attempts) == 1
+
+    def lost(db: optuna.storages.RDBStorage) -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    def outer(db: optuna.storages.RDBStorage) -> None:
+        attempts.append(clock.now)
+        call_with_retries(db, "inner", lost)
+
+    attempts.clear()
+    with pytest.raises(StorageError) as info:
+        call_with_retries(storage, "outer", outer)
+    assert len(attempts) == 1 and str(info.value).count("lost the storage") == 1, str(info.value)
+
+
 def _comparable(trials: list) -> list[dict[str, str]]:
     return [{k: repr(v) for k, v in t.__dict__.items()} for t in trials]  # NaN != NaN: compare reprs
 
