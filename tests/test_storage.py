@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing.synchronize
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
@@ -665,6 +667,47 @@ def test_a_refused_statement_is_raised_at_once_and_a_spent_window_is_said_once(t
     with pytest.raises(StorageError) as info:
         call_with_retries(storage, "outer", outer)
     assert len(attempts) == 1 and str(info.value).count("lost the storage") == 1, str(info.value)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 400 KiB tmpfs: room for a storage and a few hundred writes (as tests/engine/test_faults.py's)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
+    try:
+        yield folder
+    finally:
+        for key in [k for k in st._CACHE if str(folder) in k[0]]:
+            st._CACHE.pop(key).engine.dispose()
+        # lazy: a connection the failed open left to the collector must not keep the tmpfs mounted
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_under_sqlite_fails_at_once_and_says_where_to_free_space(small_disk: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's "database or disk is full" is an OperationalError, as a lost connection is: it was
+    retried for TUNER_STORAGE_RETRY_S, then reported as a lost database to "bring back"."""
+    from tuner import _retry_storage
+    from tuner.exceptions import StorageError
+
+    clock = _Clock()
+    monkeypatch.setattr(_retry_storage, "time", clock)
+    url = f"sqlite:///{small_disk / 'f.db'}"
+    study = optuna.create_study(storage=st.open_storage(url), study_name="full")
+    trial = study.ask()
+    with pytest.raises(StorageError) as info:
+        for step in range(100_000):
+            trial.report(float(step), step)
+    message = str(info.value)
+    assert f"folder {small_disk} has no room left" in message and "free space there" in message, message
+    assert "finished trials are kept" in message and "lost" not in message
+    assert clock.now == 1000.0  # no retry waited
+    with pytest.raises(StorageError, match=f"disk is full; folder {small_disk} has no room left; free space there"):
+        st.open_storage(f"sqlite:///{small_disk / 'new.db'}")  # a new storage on the full disk, at its open
 
 
 def _comparable(trials: list) -> list[dict[str, str]]:

@@ -63,6 +63,8 @@ def retry_window_s() -> float:
 
 #: SQLite's primary result code for an SQL error: no such table or column, a syntax error.
 _SQLITE_ERROR = 1
+#: SQLite's primary result code for "database or disk is full".
+_SQLITE_FULL = 13
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -73,10 +75,25 @@ def _is_transient(exc: BaseException) -> bool:
     SQLite reports "no such column" as an ``OperationalError`` too, and retrying that for the
     whole window read as a lost database (PostgreSQL reports it as a ``ProgrammingError``).
     """
-    if isinstance(exc, StorageError) or _sqlite_code(exc) == _SQLITE_ERROR:
+    if isinstance(exc, StorageError) or _sqlite_code(exc) in (_SQLITE_ERROR, _SQLITE_FULL):
         return False
     # Optuna wraps SQLAlchemy errors (StorageInternalError from OperationalError).
     return any(isinstance(e, _TRANSIENT) for e in exception_chain(exc))
+
+
+def disk_full_error(url: str) -> StorageError:
+    """The one line for a SQLite storage whose disk is full.
+
+    SQLite says "database or disk is full" as an ``OperationalError``, as it says a lost
+    connection: it was retried for the whole window, then reported as a lost database to "bring
+    back". Waiting does not free space, so it ends the command at once and says where to free it.
+    """
+    from tuner.storage import sqlite_path
+
+    path = sqlite_path(url)
+    where = f"folder {path.parent}" if path is not None else "the database"
+    return StorageError(f"storage {url}: the disk is full ({where} has no room left); free space there and run "
+                        "the same command again to resume: finished trials are kept")
 
 
 def _sqlite_code(exc: BaseException) -> int | None:
@@ -128,6 +145,8 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
                     if name == "create_new_study":
                         return self.get_study_id_from_name(kwargs.get("study_name") or args[1])
                     return True if name == "set_trial_state_values" else None
+                if _sqlite_code(exc) == _SQLITE_FULL:
+                    raise disk_full_error(self.url) from None
                 if not _is_transient(exc):
                     raise
                 now = time.monotonic()

@@ -312,7 +312,7 @@ def _database_problem(exc: BaseException, path: Path | None, readonly: bool) -> 
     """What the database said (its first line) and the fix, for a database error of ``exc``'s chain."""
     import sqlalchemy.exc
 
-    from tuner._retry_storage import _SQLITE_ERROR, _sqlite_code
+    from tuner._retry_storage import _SQLITE_ERROR, _SQLITE_FULL, _sqlite_code
 
     cause = next((e for e in exception_chain(exc) if isinstance(e, sqlalchemy.exc.SQLAlchemyError)), exc)
     lines = str(getattr(cause, "orig", None) or cause).strip().splitlines()
@@ -321,6 +321,9 @@ def _database_problem(exc: BaseException, path: Path | None, readonly: bool) -> 
         fix = "it holds no tuner studies; run a study first or correct the URL"
     elif "database" in reason and "does not exist" in reason:
         fix = "create it first (e.g. createdb) or correct the URL"
+    elif _sqlite_code(cause) == _SQLITE_FULL:
+        fix = (f"folder {path.parent if path else '?'} has no room left; free space there and run the command "
+               "again: finished trials are kept")
     elif isinstance(cause, sqlalchemy.exc.OperationalError) and _sqlite_code(cause) == _SQLITE_ERROR:
         fix = "check that the URL points at a tuner (Optuna) database"  # no such table or column: not an open problem
     elif path is not None and isinstance(cause, sqlalchemy.exc.OperationalError):
