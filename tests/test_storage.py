@@ -82,6 +82,36 @@ def test_anchor_sqlite_url_makes_relative_sqlite_paths_absolute(tmp_path: Path) 
         assert st.anchor_sqlite_url(url, tmp_path) == url
 
 
+def test_sqlite_pysqlite_urls_are_sqlite_urls_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite+pysqlite://`` names SQLite's default driver, as ``sqlite://`` does: tuner's SQLite
+    handling skipped it, so ``tuner ls`` left an empty file behind, a missing folder was "check
+    that the database is running", and runs got no WAL, no busy timeout and no anchoring of a
+    relative path to the spec's folder."""
+    from tuner._api import validate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    assert st.resolve_url("sqlite+pysqlite:///x.db") == "sqlite:///x.db"
+    assert st.sqlite_path("SQLite+PySQLite:///x.db") == Path("x.db")
+    assert st.anchor_sqlite_url("sqlite+pysqlite:///x.db", tmp_path / "s") == f"sqlite:///{tmp_path / 's' / 'x.db'}"
+    with pytest.raises(tuner.StorageError, match="no storage at"):
+        st.open_storage("sqlite+pysqlite:///none.db", readonly=True)
+    assert not (tmp_path / "none.db").exists()
+    with pytest.raises(tuner.StorageError, match="folder no does not exist"):
+        st.open_storage("sqlite+pysqlite:///no/x.db")
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    (spec_dir / "s.yaml").write_text("name: s\nobjective: tests.objectives:quadratic\n"
+                                     "storage: sqlite+pysqlite:///s.db\nsearch_space: {params: {x: {float: [0, 1]}}}\n")
+    url = validate(spec_dir / "s.yaml").storage
+    assert st.sqlite_path(url) == spec_dir / "s.db"
+    optuna.create_study(storage=st.open_storage(url), study_name="x")
+    with sqlite3.connect(spec_dir / "s.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with st.open_storage(url).engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
 def test_read_only_database_file(tmp_path: Path) -> None:
     """A database file the user cannot write: a clear error, the file untouched.
 

@@ -43,15 +43,29 @@ _INIT_RACE_WINDOW_S = 30.0
 def resolve_url(url: str | None = None, spec_url: str | None = None) -> str:
     """The storage URL to use: flag, then ``TUNER_STORAGE``, then the spec, then ``sqlite:///tuner.db``."""
     chosen = url or os.environ.get("TUNER_STORAGE") or spec_url or DEFAULT_STORAGE
-    chosen = chosen.strip()
+    chosen = _plain_sqlite(chosen.strip())
     if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
         # psycopg (v3) is what tuner installs; SQLAlchemy's bare scheme would look for psycopg2.
         chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
     return chosen
 
 
+def _plain_sqlite(url: str) -> str:
+    """``url`` with SQLite's default driver named the plain way: ``sqlite+pysqlite://`` is ``sqlite://``.
+
+    SQLAlchemy takes both for the same driver; tuner's SQLite handling (WAL, busy timeout, read-only
+    reads that create no file, paths anchored to the spec's folder, one-line errors) keys on the
+    plain form, and skipped the other: ``tuner ls`` left an empty file behind, a missing folder
+    was "a database not running". Normalised once, where a URL comes in (:func:`resolve_url`) and
+    where a spec's URL is read (:func:`sqlite_path`, :func:`anchor_sqlite_url`).
+    """
+    scheme, sep, rest = url.partition("://")
+    return "sqlite://" + rest if sep and scheme.lower() == "sqlite+pysqlite" else url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases or in-memory SQLite)."""
+    url = _plain_sqlite(url)
     if not url.startswith("sqlite:///"):
         return None
     path = url[len("sqlite:///"):].split("?", 1)[0]
@@ -66,7 +80,7 @@ def anchor_sqlite_url(url: str, base_dir: Path) -> str:
     A spec's ``storage: sqlite:///studies.db`` must name one file whatever folder the run starts
     in (resuming is rerunning the spec), as the spec's search space and objective paths do.
     """
-    text = url.strip()
+    text = _plain_sqlite(url.strip())
     path = sqlite_path(text)
     if path is None or path.is_absolute() or "uri=true" in text.partition("?")[2].lower():
         return url  # (a file: URI of SQLite's own is passed to it as written)
