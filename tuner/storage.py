@@ -349,13 +349,13 @@ def _database_problem(exc: BaseException, path: Path | None, readonly: bool) -> 
     return reason, fix
 
 
-def storage_failure(exc: BaseException, flag: str | None = None) -> StorageError | None:
+def storage_failure(exc: BaseException, flag: str | None = None, *, url: str | None = None) -> StorageError | None:
     """A database error that reached a command, as one line naming the storage; None when ``exc`` is none.
 
     Readers (``tuner ls``, ``show``, ``best``, the dashboard) ask the database after it opened,
     and a database that lost its server, or whose tables are not quite Optuna's (a column
-    dropped by hand), failed them with SQLAlchemy's traceback. The storage named is the one
-    this process opened last (a command opens one), else the one ``flag`` resolves to.
+    dropped by hand), failed them with SQLAlchemy's traceback. The storage named is ``url``,
+    else the one this process opened last (a command opens one), else the one ``flag`` resolves to.
     """
     if "sqlalchemy" not in sys.modules:  # nothing has touched a database (and the CLI stays light)
         return None
@@ -363,7 +363,7 @@ def storage_failure(exc: BaseException, flag: str | None = None) -> StorageError
 
     if not any(isinstance(e, sqlalchemy.exc.SQLAlchemyError) for e in exception_chain(exc)):
         return None
-    url = next(reversed(_CACHE))[0] if _CACHE else resolve_url(flag)
+    url = url or (next(reversed(_CACHE))[0] if _CACHE else resolve_url(flag))
     reason, fix = _database_problem(exc, sqlite_path(url), readonly=True)
     return StorageError(f"storage {redact(url)}: {reason}; {fix}")
 
