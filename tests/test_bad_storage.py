@@ -298,3 +298,60 @@ def test_objective_that_cannot_be_imported(objective: str, expected: list[str], 
     line = _one_line_error(out, f"{spec}: objective: ", *expected)
     assert "second line" not in line  # a multi-line exception message is cut to its first line
     assert _snapshot(db) == before
+
+
+# --------------------------------------------------------------------------- another application's database
+
+
+APP_TABLES = "CREATE TABLE trials (id INTEGER PRIMARY KEY, patient TEXT); INSERT INTO trials (patient) VALUES ('p1');"
+
+
+def _pg_tables(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_database_of_another_application_is_refused_and_left_untouched(backend: str, spec_file: Path,
+                                                                         tmp_path: Path,
+                                                                         request: pytest.FixtureRequest) -> None:
+    """A database whose `trials` table is an application's own: `tuner run` used to add Optuna's
+    other tables, a study and a lease to a SQLite file (and switch it to WAL), retry "no such
+    column: trials.trial_id" for two minutes as a lost database and print that message nested in
+    itself; readers then failed with SQLAlchemy's traceback. Now every command refuses it in
+    one line, at once, on SQLite and PostgreSQL alike, and writes nothing."""
+    if backend == "sqlite":
+        db = tmp_path / "app.db"
+        with closing(sqlite3.connect(db)) as conn:
+            conn.executescript(APP_TABLES)
+        url = f"sqlite:///{db}"
+        before: Any = db.read_bytes()
+    else:
+        import psycopg
+
+        url = request.getfixturevalue("postgres_url")
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+            conn.execute(APP_TABLES.replace("INTEGER PRIMARY KEY", "SERIAL PRIMARY KEY"))
+        before = _pg_tables(url)
+    for args in (["run", str(spec_file)], ["ls"], ["show", STUDY]):
+        out, seconds = _cli(*args, "--storage", url)
+        _one_line_error(out, "belongs to another application", "table trials has no column trial_id",
+                        "a database of its own")
+        assert seconds < 30
+    if backend == "sqlite":
+        assert db.read_bytes() == before and sorted(p.name for p in tmp_path.glob("app.db*")) == ["app.db"]
+    else:
+        assert _pg_tables(url) == before == ["trials"]
+
+
+def test_readers_say_a_database_error_in_one_line_naming_the_storage(storage: tuple[str, Path]) -> None:
+    """A tuner database whose tables lost a column (edited by hand, half-migrated) opens, then
+    fails every read: each reader said so with SQLAlchemy's traceback, exit 1."""
+    url, db = storage
+    with closing(sqlite3.connect(db)) as conn:
+        conn.executescript("DROP INDEX ix_tuner_trials_study_state; ALTER TABLE trials DROP COLUMN datetime_complete;")
+    for args in (["ls"], ["show", STUDY], ["best", STUDY], ["trial", STUDY, "0"], ["rm", STUDY]):
+        out, _ = _cli(*args, "--storage", url)
+        _one_line_error(out, f"storage {url}: no such column: trials.datetime_complete", "tuner (Optuna) database")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import multiprocessing.synchronize
 import os
 import sqlite3
+import subprocess
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 import pytest
@@ -94,6 +96,36 @@ def test_anchor_sqlite_url_makes_relative_sqlite_paths_absolute(tmp_path: Path) 
     for url in ("sqlite:////abs/x.db", "sqlite:///:memory:", "sqlite://", "postgresql+psycopg://u@h/db",
                 "sqlite:///file:x.db?mode=ro&uri=true"):
         assert st.anchor_sqlite_url(url, tmp_path) == url
+
+
+def test_sqlite_pysqlite_urls_are_sqlite_urls_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqlite+pysqlite://`` names SQLite's default driver, as ``sqlite://`` does: tuner's SQLite
+    handling skipped it, so ``tuner ls`` left an empty file behind, a missing folder was "check
+    that the database is running", and runs got no WAL, no busy timeout and no anchoring of a
+    relative path to the spec's folder."""
+    from tuner._api import validate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    assert st.resolve_url("sqlite+pysqlite:///x.db") == "sqlite:///x.db"
+    assert st.sqlite_path("SQLite+PySQLite:///x.db") == Path("x.db")
+    assert st.anchor_sqlite_url("sqlite+pysqlite:///x.db", tmp_path / "s") == f"sqlite:///{tmp_path / 's' / 'x.db'}"
+    with pytest.raises(tuner.StorageError, match="no storage at"):
+        st.open_storage("sqlite+pysqlite:///none.db", readonly=True)
+    assert not (tmp_path / "none.db").exists()
+    with pytest.raises(tuner.StorageError, match="folder no does not exist"):
+        st.open_storage("sqlite+pysqlite:///no/x.db")
+    spec_dir = tmp_path / "specs"
+    spec_dir.mkdir()
+    (spec_dir / "s.yaml").write_text("name: s\nobjective: tests.objectives:quadratic\n"
+                                     "storage: sqlite+pysqlite:///s.db\nsearch_space: {params: {x: {float: [0, 1]}}}\n")
+    url = validate(spec_dir / "s.yaml").storage
+    assert st.sqlite_path(url) == spec_dir / "s.db"
+    optuna.create_study(storage=st.open_storage(url), study_name="x")
+    with sqlite3.connect(spec_dir / "s.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with st.open_storage(url).engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
 
 
 def test_read_only_database_file(tmp_path: Path) -> None:
@@ -641,6 +673,87 @@ def test_a_lost_storage_gets_one_retry_window_per_outage_not_one_per_call(tmp_pa
     with pytest.raises(StorageError):
         call_with_retries(storage, "keeps failing", failing_while_others_succeed)
     assert 10 <= attempts[-1] - attempts[0] <= 16
+
+
+def test_a_refused_statement_is_raised_at_once_and_a_spent_window_is_said_once(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite reports "no such column" as an OperationalError, as it does a lost connection: it was
+    retried for the whole window and then reported as a lost database. And a retried call over a
+    retried call (Optuna's ``create_new_trial`` calls ``_create_new_trial``) wrapped the inner
+    call's "lost the storage" in a second one."""
+    import sqlalchemy as sa
+
+    from tuner import _retry_storage
+    from tuner._retry_storage import call_with_retries
+    from tuner.exceptions import StorageError
+
+    clock = _Clock()
+    monkeypatch.setattr(_retry_storage, "time", clock)
+    monkeypatch.setenv("TUNER_STORAGE_RETRY_S", "10")
+    storage = st.open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    attempts: list[float] = []
+
+    def bad_statement(db: optuna.storages.RDBStorage) -> None:
+        attempts.append(clock.now)
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT no_such_column FROM trials"))
+
+    with pytest.raises(sa.exc.OperationalError, match="no such column"):
+        call_with_retries(storage, "bad statement", bad_statement)
+    assert len(attempts) == 1
+
+    def lost(db: optuna.storages.RDBStorage) -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    def outer(db: optuna.storages.RDBStorage) -> None:
+        attempts.append(clock.now)
+        call_with_retries(db, "inner", lost)
+
+    attempts.clear()
+    with pytest.raises(StorageError) as info:
+        call_with_retries(storage, "outer", outer)
+    assert len(attempts) == 1 and str(info.value).count("lost the storage") == 1, str(info.value)
+
+
+@pytest.fixture()
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 400 KiB tmpfs: room for a storage and a few hundred writes (as tests/engine/test_faults.py's)."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
+    try:
+        yield folder
+    finally:
+        for key in [k for k in st._CACHE if str(folder) in k[0]]:
+            st._CACHE.pop(key).engine.dispose()
+        # lazy: a connection the failed open left to the collector must not keep the tmpfs mounted
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_under_sqlite_fails_at_once_and_says_where_to_free_space(small_disk: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's "database or disk is full" is an OperationalError, as a lost connection is: it was
+    retried for TUNER_STORAGE_RETRY_S, then reported as a lost database to "bring back"."""
+    from tuner import _retry_storage
+    from tuner.exceptions import StorageError
+
+    clock = _Clock()
+    monkeypatch.setattr(_retry_storage, "time", clock)
+    url = f"sqlite:///{small_disk / 'f.db'}"
+    study = optuna.create_study(storage=st.open_storage(url), study_name="full")
+    trial = study.ask()
+    with pytest.raises(StorageError) as info:
+        for step in range(100_000):
+            trial.report(float(step), step)
+    message = str(info.value)
+    assert f"folder {small_disk} has no room left" in message and "free space there" in message, message
+    assert "finished trials are kept" in message and "lost" not in message
+    assert clock.now == 1000.0  # no retry waited
+    with pytest.raises(StorageError, match=f"disk is full; folder {small_disk} has no room left; free space there"):
+        st.open_storage(f"sqlite:///{small_disk / 'new.db'}")  # a new storage on the full disk, at its open
 
 
 def _comparable(trials: list) -> list[dict[str, str]]:

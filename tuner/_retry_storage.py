@@ -61,9 +61,50 @@ def retry_window_s() -> float:
         return 120.0
 
 
+#: SQLite's primary result code for an SQL error: no such table or column, a syntax error.
+_SQLITE_ERROR = 1
+#: SQLite's primary result code for "database or disk is full".
+_SQLITE_FULL = 13
+
+
 def _is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lost or refused connection, which another try may get past.
+
+    Not a :class:`StorageError`: a nested call already spent the outage's window and said so
+    (retried, it was said twice, one message inside the other). Not a statement SQLite refused:
+    SQLite reports "no such column" as an ``OperationalError`` too, and retrying that for the
+    whole window read as a lost database (PostgreSQL reports it as a ``ProgrammingError``).
+    """
+    if isinstance(exc, StorageError) or _sqlite_code(exc) in (_SQLITE_ERROR, _SQLITE_FULL):
+        return False
     # Optuna wraps SQLAlchemy errors (StorageInternalError from OperationalError).
     return any(isinstance(e, _TRANSIENT) for e in exception_chain(exc))
+
+
+def disk_full_error(url: str) -> StorageError:
+    """The one line for a SQLite storage whose disk is full.
+
+    SQLite says "database or disk is full" as an ``OperationalError``, as it says a lost
+    connection: it was retried for the whole window, then reported as a lost database to "bring
+    back". Waiting does not free space, so it ends the command at once and says where to free it.
+    """
+    from tuner.storage import sqlite_path
+
+    path = sqlite_path(url)
+    where = f"folder {path.parent}" if path is not None else "the database"
+    return StorageError(f"storage {url}: the disk is full ({where} has no room left); free space there and run "
+                        "the same command again to resume: finished trials are kept")
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of the first SQLite error in ``exc``'s chain (None if there is none)."""
+    import sqlite3
+
+    for e in exception_chain(exc):
+        orig = getattr(e, "orig", e)  # SQLAlchemy keeps the driver's error as .orig
+        if isinstance(orig, sqlite3.Error) and getattr(orig, "sqlite_errorcode", None) is not None:
+            return orig.sqlite_errorcode & 0xFF  # the extended code's low byte is the primary code
+    return None
 
 
 def _already_done(name: str, exc: BaseException) -> bool:
@@ -84,8 +125,8 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
 
     The window counts from the first failed call of the outage, for every call on that storage
     object, in any thread; any call that reaches the database ends the outage. A call also gives
-    up a window after its own first failure, so one whose statement keeps failing (SQLite's "no
-    such table" is an OperationalError too) ends while other threads' calls succeed. Counted
+    up a window after its own first failure, so one that keeps failing ends while other threads'
+    calls succeed (a statement the database refuses is not retried at all: :func:`_is_transient`). Counted
     per call, the driver's clean-up after a lost database (each call the storage's own, each
     waiting its own window before it gave up) took six windows to end a run that said "lost the
     storage for 10s": 60 s after the server stopped, and with the default window twelve minutes.
@@ -104,6 +145,8 @@ def _retrying(name: str, method: Callable[..., _T]) -> Callable[..., _T]:
                     if name == "create_new_study":
                         return self.get_study_id_from_name(kwargs.get("study_name") or args[1])
                     return True if name == "set_trial_state_values" else None
+                if _sqlite_code(exc) == _SQLITE_FULL:
+                    raise disk_full_error(self.url) from None
                 if not _is_transient(exc):
                     raise
                 now = time.monotonic()

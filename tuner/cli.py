@@ -30,7 +30,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn tuner's errors into one-line messages and exit codes."""
+    """Turn tuner's errors, and database errors no command explained, into one-line messages and exit codes."""
     import functools
 
     @functools.wraps(fn)
@@ -39,6 +39,13 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except TunerError as exc:
             _fail(str(exc), exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - a database error becomes one line; anything else is raised
+            from tuner.storage import storage_failure
+
+            failure = storage_failure(exc, kwargs.get("storage"))
+            if failure is None:
+                raise
+            _fail(str(failure), failure.exit_code)
         except KeyboardInterrupt:
             from tuner.engine._progress import Progress
 

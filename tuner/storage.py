@@ -13,6 +13,7 @@ import gc
 import os
 import random
 import sqlite3
+import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -25,8 +26,8 @@ if TYPE_CHECKING:
 
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "sqlite_path", "anchor_sqlite_url", "redact",
-           "redact_urls", "ensure_indexes", "init_rdb_storage",
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "storage_failure", "sqlite_path", "anchor_sqlite_url",
+           "redact", "redact_urls", "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
            "ranked_trial_ids", "waiting_trial_ids", "SQL_INT_MAX"]
 
@@ -42,15 +43,29 @@ _INIT_RACE_WINDOW_S = 30.0
 def resolve_url(url: str | None = None, spec_url: str | None = None) -> str:
     """The storage URL to use: flag, then ``TUNER_STORAGE``, then the spec, then ``sqlite:///tuner.db``."""
     chosen = url or os.environ.get("TUNER_STORAGE") or spec_url or DEFAULT_STORAGE
-    chosen = chosen.strip()
+    chosen = _plain_sqlite(chosen.strip())
     if chosen.startswith("postgresql://") or chosen.startswith("postgres://"):
         # psycopg (v3) is what tuner installs; SQLAlchemy's bare scheme would look for psycopg2.
         chosen = "postgresql+psycopg://" + chosen.split("://", 1)[1]
     return chosen
 
 
+def _plain_sqlite(url: str) -> str:
+    """``url`` with SQLite's default driver named the plain way: ``sqlite+pysqlite://`` is ``sqlite://``.
+
+    SQLAlchemy takes both for the same driver; tuner's SQLite handling (WAL, busy timeout, read-only
+    reads that create no file, paths anchored to the spec's folder, one-line errors) keys on the
+    plain form, and skipped the other: ``tuner ls`` left an empty file behind, a missing folder
+    was "a database not running". Normalised once, where a URL comes in (:func:`resolve_url`) and
+    where a spec's URL is read (:func:`sqlite_path`, :func:`anchor_sqlite_url`).
+    """
+    scheme, sep, rest = url.partition("://")
+    return "sqlite://" + rest if sep and scheme.lower() == "sqlite+pysqlite" else url
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for other databases or in-memory SQLite)."""
+    url = _plain_sqlite(url)
     if not url.startswith("sqlite:///"):
         return None
     path = url[len("sqlite:///"):].split("?", 1)[0]
@@ -65,7 +80,7 @@ def anchor_sqlite_url(url: str, base_dir: Path) -> str:
     A spec's ``storage: sqlite:///studies.db`` must name one file whatever folder the run starts
     in (resuming is rerunning the spec), as the spec's search space and objective paths do.
     """
-    text = url.strip()
+    text = _plain_sqlite(url.strip())
     path = sqlite_path(text)
     if path is None or path.is_absolute() or "uri=true" in text.partition("?")[2].lower():
         return url  # (a file: URI of SQLite's own is passed to it as written)
@@ -240,6 +255,61 @@ def _sqlite_open_problem(path: Path, readonly: bool) -> str:
             f"files SQLite keeps beside it); {where}")
 
 
+def _refuse_foreign_tables(url: str, path: Path | None, connect_args: dict[str, Any]) -> None:
+    """Refuse a database whose tables under Optuna's names are another application's, before anything is written.
+
+    Optuna creates only the tables that are missing and then reads and writes the ones it found:
+    pointed at an application's database with a ``trials`` table of its own, a run added eleven
+    tables, a study and a lease to it (and switched a SQLite file to WAL), then failed on
+    ``no such column: trials.trial_id`` in every statement. A table of Optuna's needs at least
+    its key columns, which every Optuna schema since 1.0 has had; an ``alembic_version`` table
+    with no Optuna ``version_info`` beside it is another application's migrations (Optuna
+    creates ``version_info`` first). Checked on every open but a trial worker's (the driver
+    checked), on a connection of its own that changes nothing: read-only for a SQLite file.
+    """
+    clashes = _foreign_tables(url, path, connect_args)
+    if clashes:
+        raise StorageError(f"storage {redact(url)} belongs to another application ({'; '.join(clashes)}), "
+                           "so tuner leaves it untouched; give tuner a database of its own, e.g. sqlite:///tuner.db")
+
+
+def _foreign_tables(url: str, path: Path | None, connect_args: dict[str, Any]) -> list[str]:
+    """What makes the database another application's (see :func:`_refuse_foreign_tables`); [] when nothing does."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from sqlalchemy.pool import NullPool
+
+    if path is not None:
+        if not path.is_file() or _empty(path):
+            return []  # a new database: nothing to clash with
+        uri = _file_uri(path, "mode=ro")
+        engine = sa.create_engine("sqlite://", poolclass=NullPool,
+                                  creator=lambda: sqlite3.connect(uri, uri=True, timeout=_SQLITE_BUSY_TIMEOUT_S))
+    else:
+        engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            present = set(inspector.get_table_names())
+            clashes = []
+            for table in models.BaseModel.metadata.sorted_tables:
+                if table.name in present:
+                    keys = [*(c.name for c in table.primary_key.columns),
+                            *sorted({f.parent.name for f in table.foreign_keys})]
+                    have = {c["name"] for c in inspector.get_columns(table.name)}
+                    if missing := [k for k in keys if k not in have]:
+                        clashes.append(f"its table {table.name} has no column {', '.join(missing)}")
+            if "alembic_version" in present and "version_info" not in present:
+                clashes.append("its table alembic_version records migrations that are not Optuna's")
+            return clashes
+    except sa.exc.SQLAlchemyError:
+        if path is not None:
+            return []  # SQLite could not read the file this way: the open that follows says why
+        raise  # a server that cannot be reached: reported as the open would report it
+    finally:
+        engine.dispose()
+
+
 def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool = False) -> "optuna.storages.RDBStorage":
     """Open (and create, unless ``readonly``) the storage at ``url``; cached per process.
 
@@ -268,23 +338,13 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
 
     storage_cls: type[optuna.storages.RDBStorage] = TrialReadingRDBStorage if readonly else RetryingRDBStorage
     try:
+        if not worker:
+            _refuse_foreign_tables(url, path, engine_kwargs.get("connect_args", {}))
         storage = init_rdb_storage(storage_cls, url, engine_kwargs=engine_kwargs,
                                    skip_compatibility_check=worker, skip_table_creation=worker or readonly)
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         # Optuna wraps the driver's error in StorageInternalError when it reads the schema version.
-        cause = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) and exc.__cause__ else exc
-        lines = str(getattr(cause, "orig", None) or cause).strip().splitlines()
-        reason = lines[0] if lines else type(cause).__name__
-        if "version_info" in reason:  # Optuna's first table is missing
-            fix = "it holds no tuner studies; run a study first or correct the URL"
-        elif "database" in reason and "does not exist" in reason:
-            fix = "create it first (e.g. createdb) or correct the URL"
-        elif path is not None and isinstance(cause, sqlalchemy.exc.OperationalError):
-            fix = _sqlite_open_problem(path, readonly)
-        elif isinstance(cause, sqlalchemy.exc.OperationalError):
-            fix = "check that the database is running and reachable"
-        else:
-            fix = "check that the URL points at a tuner (Optuna) database"
+        reason, fix = _database_problem(exc, path, readonly)
         raise StorageError(f"cannot open storage {redact(url)}: {reason}; {fix}") from None
     except ImportError:  # Optuna's message when the URL's database driver is missing
         raise StorageError(f"storage URL {redact(url)!r}: its database driver is not installed; "
@@ -295,6 +355,52 @@ def open_storage(url: str | None = None, *, readonly: bool = False, worker: bool
         ensure_indexes(storage)
     _CACHE[key] = storage
     return storage
+
+
+def _database_problem(exc: BaseException, path: Path | None, readonly: bool) -> tuple[str, str]:
+    """What the database said (its first line) and the fix, for a database error of ``exc``'s chain."""
+    import sqlalchemy.exc
+
+    from tuner._retry_storage import _SQLITE_ERROR, _SQLITE_FULL, _sqlite_code
+
+    cause = next((e for e in exception_chain(exc) if isinstance(e, sqlalchemy.exc.SQLAlchemyError)), exc)
+    lines = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+    reason = lines[0] if lines else type(cause).__name__
+    if "version_info" in reason:  # Optuna's first table is missing
+        fix = "it holds no tuner studies; run a study first or correct the URL"
+    elif "database" in reason and "does not exist" in reason:
+        fix = "create it first (e.g. createdb) or correct the URL"
+    elif _sqlite_code(cause) == _SQLITE_FULL:
+        fix = (f"folder {path.parent if path else '?'} has no room left; free space there and run the command "
+               "again: finished trials are kept")
+    elif isinstance(cause, sqlalchemy.exc.OperationalError) and _sqlite_code(cause) == _SQLITE_ERROR:
+        fix = "check that the URL points at a tuner (Optuna) database"  # no such table or column: not an open problem
+    elif path is not None and isinstance(cause, sqlalchemy.exc.OperationalError):
+        fix = _sqlite_open_problem(path, readonly)
+    elif isinstance(cause, sqlalchemy.exc.OperationalError):
+        fix = "check that the database is running and reachable"
+    else:
+        fix = "check that the URL points at a tuner (Optuna) database"
+    return reason, fix
+
+
+def storage_failure(exc: BaseException, flag: str | None = None, *, url: str | None = None) -> StorageError | None:
+    """A database error that reached a command, as one line naming the storage; None when ``exc`` is none.
+
+    Readers (``tuner ls``, ``show``, ``best``, the dashboard) ask the database after it opened,
+    and a database that lost its server, or whose tables are not quite Optuna's (a column
+    dropped by hand), failed them with SQLAlchemy's traceback. The storage named is ``url``,
+    else the one this process opened last (a command opens one), else the one ``flag`` resolves to.
+    """
+    if "sqlalchemy" not in sys.modules:  # nothing has touched a database (and the CLI stays light)
+        return None
+    import sqlalchemy.exc
+
+    if not any(isinstance(e, sqlalchemy.exc.SQLAlchemyError) for e in exception_chain(exc)):
+        return None
+    url = url or (next(reversed(_CACHE))[0] if _CACHE else resolve_url(flag))
+    reason, fix = _database_problem(exc, sqlite_path(url), readonly=True)
+    return StorageError(f"storage {redact(url)}: {reason}; {fix}")
 
 
 def fold_in_sqlite_log(storage: "optuna.storages.RDBStorage", *, wait_s: float = 2.0) -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import re
+import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -606,3 +610,107 @@ def test_a_parameter_filter_by_the_objectives_name_matches_every_variant_of_it(t
         assert numbers("optimizer=adam") == [0, 3]
         bad = client.get("/api/studies/v/trials", params={"param": "lrr:0:1"})
         assert bad.status_code == 400 and "no parameter 'lrr'; it has lr, optimizer" in bad.text
+
+
+class _Proxy:
+    """A TCP forwarder to the PostgreSQL server on 127.0.0.1:5432: ``stop`` makes the database
+    unreachable as a server gone away does (every connection cut, new ones refused), ``start``
+    brings it back on the same port."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._links: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def start(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port, self._listener = listener.getsockname()[1], listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def stop(self) -> None:
+        assert self._listener is not None
+        self._listener.close()
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+            link.close()
+        self._links.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # stopped
+                return
+            server = socket.create_connection(("127.0.0.1", 5432))
+            self._links += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+
+def test_an_unreachable_database_is_a_503_in_one_line_and_service_resumes_when_it_is_back(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """While PostgreSQL could not be reached every route answered a bare "Internal Server Error"
+    and logged a full traceback per request; readers are to answer at once with what is wrong."""
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    study = optuna.create_study(study_name="pg", storage=postgres_url)
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+    proxy = _Proxy()
+    proxy.start()
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    routes = ("/api/studies/pg/trials", "/api/studies/pg/trials/0", "/studies/pg", "/studies/pg/trials/0")
+    try:
+        client = TestClient(create_app(url), raise_server_exceptions=False)
+        assert [client.get(r).status_code for r in routes] == [200] * 4
+        proxy.stop()
+        caplog.clear()
+        for route in routes:
+            res = client.get(route)
+            assert res.status_code == 503, (route, res.text[:300])
+            line = res.json()["detail"] if route.startswith("/api/") else res.text
+            assert f"storage {url}: " in line and "Connection refused" in line, line[:2000]
+            assert "check that the database is running and reachable" in line
+        logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(logged) == len(routes) and all(r.exc_info is None for r in logged)
+        assert all("\n" not in r.getMessage() and "503" in r.getMessage() for r in logged)
+        proxy.start()  # the database is back
+        assert [client.get(r).status_code for r in routes] == [200] * 4
+        assert {"500", "503"} <= set(client.get("/openapi.json").json()["paths"]["/api/studies"]["get"]["responses"])
+    finally:
+        proxy.stop()
+
+
+def test_a_query_the_database_refuses_is_a_500_in_one_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Tables that are not quite Optuna's (a column dropped by hand): one line, not a bare 500 and a traceback."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    db = tmp_path / "t.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=1)
+    client = TestClient(create_app(f"sqlite:///{db}"), raise_server_exceptions=False)
+    with sqlite3.connect(db) as conn:
+        conn.executescript("DROP INDEX ix_tuner_trials_study_state; ALTER TABLE trials DROP COLUMN datetime_complete;")
+    caplog.clear()
+    res = client.get("/api/studies/s/trials")
+    assert res.status_code == 500
+    assert res.json()["detail"] == (f"storage sqlite:///{db}: no such column: trials.datetime_complete; "
+                                    "check that the URL points at a tuner (Optuna) database")
+    assert [r.exc_info for r in caplog.records if r.levelno >= logging.WARNING] == [None]

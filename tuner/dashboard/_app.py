@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import logging
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -44,10 +45,16 @@ class ErrorBody(BaseModel):
 
 
 # Every status the API can answer is declared in the schema, so clients (and the schema fuzz test)
-# can rely on it: 401 on every route (when a token is set), 404 where a path names a study, trial
+# can rely on it: 401 on every route (when a token is set), 503/500 on every route (a storage that
+# fails), 404 where a path names a study, trial
 # or file, 400 where a query parameter is parsed beyond its type; FastAPI adds 422 itself.
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "a token is set and the request does not carry it"}}
+# Every route reads the storage: 503 while its database cannot be reached, 500 for a query the
+# database refused (tables that are not quite Optuna's), each with one line saying what is wrong.
+_STORAGE_FAILED: dict[int | str, dict[str, Any]] = {
+    500: {"model": ErrorBody, "description": "the storage's database refused the query"},
+    503: {"model": ErrorBody, "description": "the storage's database cannot be reached; try again once it is back"}}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such study or trial"}}
 _BAD_QUERY: dict[int | str, dict[str, Any]] = {
@@ -77,7 +84,7 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
 
     app = FastAPI(title="tuner dashboard", version=__version__, docs_url=None, redoc_url=None,
                   description="Read-only JSON API over a tuner storage: studies, trials, figures and artifacts.",
-                  responses=_UNAUTHORIZED)
+                  responses={**_UNAUTHORIZED, **_STORAGE_FAILED})
     app.add_middleware(SecurityMiddleware, token=token)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
@@ -97,6 +104,12 @@ def create_app(storage: "str | optuna.storages.RDBStorage | None" = None, *, tok
             return await http_exception_handler(request, exc)
         message = f"no such page: {request.url.path}" if exc.status_code == 404 else str(exc.detail)
         return _error(request, templates, exc.status_code, message)
+
+    async def _storage_failed(request: Request, exc: Exception) -> Response:
+        return _storage_error(request, templates, exc, rdb.url)
+
+    for kind in _storage_errors():
+        app.add_exception_handler(kind, _storage_failed)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -288,6 +301,37 @@ def _validation_message(exc: Any) -> str:
     where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "address"
     got = f" (got {first['input']!r})" if "input" in first else ""
     return f"{where}: {first.get('msg', 'invalid')}{got}"
+
+
+#: Where the dashboard logs a request its storage failed: uvicorn's own log, shown at its default level.
+_LOG = logging.getLogger("uvicorn.error")
+
+
+def _storage_errors() -> tuple[type[Exception], ...]:
+    """The errors a read of the storage raises: SQLAlchemy's, and Optuna's wrapper around them."""
+    import optuna
+    import sqlalchemy.exc
+
+    return (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
+def _storage_error(request: Any, env: Any, exc: Exception, url: str) -> Any:
+    """A request its storage failed: 503 while the database cannot be reached, 500 for a query it refused.
+
+    Unhandled, each such request was a bare ``Internal Server Error`` and a full traceback in the
+    log, on every route while a PostgreSQL server was down. Now the answer says what the
+    database said and the fix, in one line (JSON ``detail`` under /api/, the error page
+    elsewhere), and the log gets that line once per request. Nothing is kept of the failure:
+    the storage's pool reconnects, so the next request after the database is back is served.
+    """
+    from tuner._retry_storage import _is_transient
+    from tuner.storage import redact, storage_failure
+
+    failure = storage_failure(exc, url=url)
+    message = str(failure) if failure is not None else f"storage {redact(url)}: {' '.join(str(exc).split())}"
+    status = 503 if _is_transient(exc) else 500
+    _LOG.warning("%s %s: %s %s", request.method, request.url.path, status, message)
+    return _error(request, env, status, message)
 
 
 def _error(request: Any, env: Any, status: int, message: str) -> Any:
