@@ -57,3 +57,19 @@ def test_retrain_fine_tunes_again_from_the_checkpoint_the_trial_used(tmp_path: P
     with pytest.raises(UserInputError, match=rf"^--retrain: trial 0 fine-tuned from {used}, which is no longer "
                                              r"there; put it back, or export the trial without --retrain$"):
         _retrain(load_trained(ft.trial_dir / "best.pt"), 0, tmp_path / "work2")
+
+
+def test_the_model_card_hides_a_password_in_the_task_args(tmp_path: Path) -> None:
+    # A `pretrained: {study:, storage: URL}` with a password went into the card shared with the model.
+    from tuner.export._export import _card
+
+    pre = FakeContext(tmp_path / "pre0", seed=0)
+    ResNetTask({"classes": [0, 1, 2, 3, 4]}).run({**_ARCH, "epochs": 1}, pre)
+    trained = load_trained(pre.trial_dir / "best.pt")
+    trained.task_args = {**trained.task_args, "pretrained": {
+        "study": "pre", "storage": "postgresql+psycopg://tuner:S3cretPw@db.example:5432/hpo"}}
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=0.5))
+    card = _card(trained, study, 0, {}, {}, {}, None, pre.trial_dir / "best.pt")
+    assert "S3cretPw" not in repr(card)
+    assert card["data"]["task_args"]["pretrained"]["storage"] == "postgresql+psycopg://tuner:***@db.example:5432/hpo"

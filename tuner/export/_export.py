@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import numpy as np
 
 from tuner.exceptions import TrialPruned, UserInputError
+from tuner.storage import redact_urls
 from tuner.export._formats import EXPORTERS, TORCH_FORMATS, check_formats
 from tuner.export._trained import TrainedModel, find_checkpoint, load_trained, trial_by_number
 
@@ -643,7 +644,8 @@ def _card(trained: TrainedModel, study: "optuna.Study", number: int, written: di
         "recorded_test": recorded,
         "checked_against": _checked_against(retrained),
         "compared_with": _compared_with(trained, retrained),
-        "data": {"dataset": data.get("dataset"), "task_args": trained.task_args,
+        # a `pretrained: {storage: URL}` with a password: the card is shared with the model
+        "data": {"dataset": data.get("dataset"), "task_args": redact_urls(trained.task_args),
                  "split": trained.task_args.get("split"), "split_seed": trained.task_args.get("split_seed"),
                  "sizes": data.get("sizes"),
                  **({"sizes_note": "train: the trial's train and validation parts, retrained on both"}
