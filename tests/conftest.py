@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -169,3 +171,19 @@ def trial_counts(url: str, study_name: str) -> dict[str, int]:
     for t in trials:
         out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
+
+
+@contextlib.contextmanager
+def small_disk_at(folder: Path, kib: int) -> Iterator[Path]:
+    """``folder`` (made) on a tmpfs of ``kib`` KiB, a disk that fills up; the test is skipped where
+    mounting is impossible (it needs root, which CI has here). Unmounted lazily afterwards: a
+    connection or file a failed write left to the collector must not keep it mounted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)

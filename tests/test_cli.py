@@ -352,11 +352,23 @@ def test_the_max_failures_help_says_what_the_run_does() -> None:
     assert "Stop a run once more than this many of its trials failed (0: at the first failure)." in out.output
 
 
+def _served_studies(port: int) -> list[str] | None:
+    """The names /api/studies lists once the dashboard on ``port`` answers (None if it never does in 20 s)."""
+    import time
+    import urllib.request
+
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as res:
+                return [s["name"] for s in json.loads(res.read())["studies"]]
+        except OSError:
+            time.sleep(0.2)
+    return None
+
+
 def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Path, str], tmp_path: Path) -> None:
     """`tuner dashboard` as a user starts it: a real process on a free port, then its user errors (exit 2)."""
     import socket
-    import time
-    import urllib.request
 
     _folder, url = ran_study
     with socket.socket() as s:
@@ -365,15 +377,7 @@ def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Pat
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", url, "--port", str(port)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        body = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as res:
-                    body = json.loads(res.read())
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert body is not None and [s["name"] for s in body["studies"]] == ["clidemo"]
+        assert _served_studies(port) == ["clidemo"]
         busy = _cli("dashboard", "--storage", url, "--port", str(port))  # the port is taken now
         assert busy.returncode == 2 and busy.stderr.strip() == \
             f"error: cannot listen on 127.0.0.1:{port}: Address already in use; pass another --port or --host"
@@ -389,8 +393,6 @@ def test_dashboard_serves_the_storage_and_refuses_bad_input(ran_study: tuple[Pat
 def test_dashboard_on_port_0_serves_on_the_free_port_it_prints(ran_study: tuple[Path, str]) -> None:
     # It printed http://127.0.0.1:0/ and listened on a port nobody was told.
     import re
-    import time
-    import urllib.request
 
     _folder, url = ran_study
     proc = subprocess.Popen([sys.executable, "-m", "tuner.cli", "dashboard", "--storage", url, "--port", "0"],
@@ -400,15 +402,7 @@ def test_dashboard_on_port_0_serves_on_the_free_port_it_prints(ran_study: tuple[
         line = proc.stderr.readline()
         found = re.match(r"tuner dashboard on http://127\.0\.0\.1:(\d+)/ over ", line)
         assert found and int(found.group(1)) > 0, line
-        body = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/api/studies", timeout=2) as res:
-                    body = json.loads(res.read())
-                break
-            except OSError:
-                time.sleep(0.2)
-        assert body is not None and [s["name"] for s in body["studies"]] == ["clidemo"]
+        assert _served_studies(int(found.group(1))) == ["clidemo"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import multiprocessing.synchronize
 import os
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 import tuner
 from tests import objectives
 from tests._study_read import refuse_optuna_trial_reads
+from tests.conftest import small_disk_at
 from tuner import storage as st
 from tuner.engine import _attrs
 
@@ -718,19 +718,12 @@ def test_a_refused_statement_is_raised_at_once_and_a_spent_window_is_said_once(t
 @pytest.fixture()
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a 400 KiB tmpfs: room for a storage and a few hundred writes (as tests/engine/test_faults.py's)."""
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True).returncode == 0
-    if not mounted:
-        pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
-    try:
-        yield folder
-    finally:
-        for key in [k for k in st._CACHE if str(folder) in k[0]]:
-            st._CACHE.pop(key).engine.dispose()
-        # lazy: a connection the failed open left to the collector must not keep the tmpfs mounted
-        subprocess.run(["umount", "--lazy", str(folder)], capture_output=True)
+    with small_disk_at(tmp_path / "small_disk", 400) as folder:
+        try:
+            yield folder
+        finally:
+            for key in [k for k in st._CACHE if str(folder) in k[0]]:
+                st._CACHE.pop(key).engine.dispose()
 
 
 def test_a_full_disk_under_sqlite_fails_at_once_and_says_where_to_free_space(small_disk: Path,

@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from tests.conftest import small_disk_at
 from tests.engine import _faults
 from tuner.engine import _attrs
 
@@ -99,17 +100,8 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
     trial folders whose checkpoint name linked to /dev/full, but a trial never takes a folder
     that exists (another study's), so it cannot be handed one prepared in advance.
     """
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(folder)], capture_output=True).returncode == 0
-    if not mounted:
-        pytest.skip("a full disk is a 16 KiB tmpfs, and mounting one needs root")
-    try:
+    with small_disk_at(tmp_path / "small_disk", 16) as folder:
         yield folder
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(folder)], capture_output=True)
 
 
 def _run_warned(tmp_path: Path, spec_text: str, expected: str, per_trial: int = 1) -> str:

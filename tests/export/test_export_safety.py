@@ -8,8 +8,7 @@ module works on its own copy of their storage and trains nothing itself.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
+import contextlib
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -18,6 +17,7 @@ import optuna
 import pytest
 
 import tuner
+from tests.conftest import small_disk_at
 from tests.export.conftest import TinyStudies, copy_storage
 from tests.export.test_export import _cli, _one_line_error
 from tuner.export import EXPORTERS
@@ -286,23 +286,8 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
 
     Mounting needs root (which CI has here); elsewhere the test is skipped.
     """
-    folder = tmp_path / "small_disk"
-    folder.mkdir()
-    mounted: list[bool] = []
-
-    def mount(kib: int) -> Path:
-        done = os.geteuid() == 0 and subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)], capture_output=True).returncode == 0
-        if not done:
-            pytest.skip("a full disk is a small tmpfs, and mounting one needs root")
-        mounted.append(True)
-        return folder
-
-    try:
-        yield mount
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(folder)], capture_output=True)
+    with contextlib.ExitStack() as stack:
+        yield lambda kib: stack.enter_context(small_disk_at(tmp_path / "small_disk", kib))
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_previous_export(storage: str, tmp_path: Path, small_disk: Callable[[int], Path]) -> None:
