@@ -127,7 +127,11 @@ def test_the_header_is_told_by_its_names(tmp_path: Path, first: str, header: lis
     path = tmp_path / "t.csv"
     path.write_text(first + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     assert read_csv_header(path) == header
-    s = load_tabular(path, label=2 if header and header[0] == "" else None)
+    if header and header[0] == "":  # pandas' index column: refused, not trained on (the test below)
+        with pytest.raises(SpecError, match="the first column has no name: pandas' index column"):
+            load_tabular(path, label=2)
+        return
+    s = load_tabular(path)
     assert len(s.train) + len(s.val) + len(s.test) == (20 if header else 21)
 
 
@@ -193,3 +197,34 @@ def test_check_dataset_resolves_paths(tmp_path: Path, monkeypatch: pytest.Monkey
         check_dataset(3)
     s = load_dataset("in_cwd.npz", max_samples=60, split_seed=4)
     assert len(s.train) + len(s.val) + len(s.test) == 60
+
+
+def test_pandas_csvs_of_an_array_or_with_the_index_are_read_as_pandas_wrote_them(tmp_path: Path) -> None:
+    """`pd.DataFrame(np.c_[X, y]).to_csv(index=False)` writes the header 0,1,...,k: it was trained on as
+    a sample (a class '4' of one); `df.to_csv(path)` writes the index as an unnamed first column: it
+    was trained on as a feature."""
+    import pandas as pd
+
+    from tuner.data.tabular import read_table
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 4))
+    y = (X[:, 0] > 0).astype(int)
+    pd.DataFrame(np.c_[X, y]).to_csv(tmp_path / "numbered.csv", index=False)
+    features, labels, names, _ = read_table(tmp_path / "numbered.csv", source="s.yaml", key="task_args.dataset")
+    assert features.shape == (40, 4) and len(names) == 2 and len(labels) == 40
+    np.testing.assert_allclose(features, X, rtol=1e-6)
+    assert read_csv_header(tmp_path / "numbered.csv") == ["0", "1", "2", "3", "4"]  # the card's names: the same rule
+    # over integer data the first row could be a sample: refused with the ways out
+    pd.DataFrame(np.c_[(X * 10).astype(int), y]).to_csv(tmp_path / "ints.csv", index=False)
+    with pytest.raises(SpecError, match=r"line 1: the first row reads 0, 1, \.\.\. over integer data: .*; name the "
+                                        r"columns \(a header of names\) or write the file with to_csv\(header=False\)"):
+        read_table(tmp_path / "ints.csv", source="s.yaml", key="task_args.dataset")
+    frame = pd.DataFrame(X[:, :2], columns=["a", "b"])
+    frame["label"] = np.where(y == 1, "pos", "neg")
+    frame.to_csv(tmp_path / "indexed.csv")
+    with pytest.raises(SpecError, match=r"indexed\.csv line 1: the first column has no name: pandas' index column\?; "
+                                        r"write the file with to_csv\(index=False\), or name it"):
+        read_table(tmp_path / "indexed.csv", source="s.yaml", key="task_args.dataset")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    assert read_table(tmp_path / "plain.csv")[0].shape == (40, 2)

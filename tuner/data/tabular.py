@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -133,9 +134,20 @@ def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tup
     numbered = _csv_rows(path)
     if not numbered:
         raise SpecError(source, key, f"{path} is empty", None)
-    header = [h.strip() for h in numbered[0][1]] if first_row_is_header([row for _, row in numbered]) else None
+    rows = [row for _, row in numbered]
+    numbered_header = _numbered_header(rows)
+    if numbered_header is None:
+        raise SpecError(source, key, f"{path} line {numbered[0][0]}: the first row reads 0, 1, ... over integer "
+                        "data: pandas' header of a frame made from an array, or a sample",
+                        "name the columns (a header of names) or write the file with to_csv(header=False)")
+    header = [h.strip() for h in numbered[0][1]] if numbered_header or first_row_is_header(rows) else None
     if header is not None:
         numbered = numbered[1:]
+        if header[0] == "" and len(header) > 1:
+            # pandas' default to_csv() writes its index as an unnamed first column; trained on as a
+            # feature, it leaks the row order (and with it, in a sorted file, the label)
+            raise SpecError(source, key, f"{path} line {numbered[0][0] - 1 if numbered else 1}: the first column has "
+                            "no name: pandas' index column?", "write the file with to_csv(index=False), or name it")
     elif _is_pandas_index_header(numbered[0][1]):
         raise SpecError(source, key, f"{path} line {numbered[0][0]}: pandas' header with its index column (an unnamed "
                         "first column, then 0, 1, ...)", "write the file with to_csv(index=False)")
@@ -210,6 +222,23 @@ def first_row_is_header(rows: Sequence[Sequence[str]]) -> bool:
     return False
 
 
+def _numbered_header(rows: Sequence[Sequence[str]]) -> bool | None:
+    """Whether a first row reading exactly ``0,1,...,k-1`` is pandas' header of a frame made from an
+    array (``pd.DataFrame(np.c_[X, y]).to_csv(index=False)``): True over rows that are not all bare
+    integers (pandas writes floats as ``5.0``), None (cannot be told) over integer rows, False for
+    any other first row. Read as a sample, it was a class of one (``'4'``) and a row of data, and
+    ``tuner predict`` already read it as a header (the same rule)."""
+    first = [cell.strip() for cell in rows[0]]
+    if first != [str(i) for i in range(len(first))]:
+        return False
+    if all(_INT_RE.fullmatch(cell.strip()) for row in rows[1:] for cell in row):
+        return None
+    return True
+
+
+_INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
+
+
 def _is_pandas_index_header(cells: Sequence[str]) -> bool:
     """``,0,1,...``: what ``DataFrame(X).to_csv()`` writes first. It names no column, so it reads as a
     sample with a missing value; the index column it announces is no feature (it was trained on)."""
@@ -219,7 +248,8 @@ def _is_pandas_index_header(cells: Sequence[str]) -> bool:
 def read_csv_header(path: Path) -> list[str] | None:
     """The column names of a CSV (stripped), or None when its first row is a sample."""
     rows = [row for _, row in _csv_rows(path)]
-    return [cell.strip() for cell in rows[0]] if rows and first_row_is_header(rows) else None
+    return [cell.strip() for cell in rows[0]] if rows and (_numbered_header(rows) or first_row_is_header(rows)) \
+        else None
 
 
 #: What to do about a missing value (tuner fills none in: any guess would be trained on as data).
