@@ -63,6 +63,9 @@ def test_show_says_how_many_trials_failed_and_how_many_were_stopped(url: str) ->
     assert "complete 2, fail 2, stopped 3;" in out.output.splitlines()[0]
     d = json.loads(runner.invoke(main, ["show", "s", "--storage", url, "--json"]).output)
     assert d["counts"] == {"COMPLETE": 2, "FAIL": 5} and d["stopped_unfinished"] == 3
+    lines = out.output.splitlines()
+    assert [line.split(":")[0].strip() for line in lines if "#" in line and ("failed #" in line or "stopped #" in line)] \
+        == ["failed #2", "failed #3", "stopped #4", "stopped #5", "stopped #6"]
     only_stopped = runner.invoke(main, ["show", "clean", "--storage", url]).output
     assert "complete 1;" in only_stopped and "fail" not in only_stopped.splitlines()[0]
 
@@ -84,3 +87,14 @@ def test_the_dashboard_counts_them_apart_on_the_studies_and_study_pages(url: str
         assert cells == ["2", "0", "2", "3", "0"]  # complete, pruned, failed, stopped, running
         counts = re.search(r'<span id="counts">(.*?)</span>\n', client.get("/studies/s").text, re.S).group(1)
         assert re.findall(r'(\w+): <b>(\d+)</b>', counts) == [("COMPLETE", "2"), ("FAIL", "2"), ("STOPPED", "3")]
+
+
+def test_best_of_a_study_whose_only_trials_a_stop_ended_says_to_resume(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    study = optuna.create_study(study_name="b", storage=st.open_storage(url))
+    for _ in range(2):
+        study.add_trial(create_trial(params={}, distributions={}, state=TrialState.FAIL, system_attrs=_error("Interrupted")))
+    out = CliRunner().invoke(main, ["best", "b", "--storage", url])
+    assert out.exit_code == 2
+    assert out.output.strip() == ("error: study 'b' has no complete trial (2 stopped); its run was stopped before one "
+                                  "finished: run the same spec again to resume")

@@ -194,6 +194,8 @@ def _trial_row(t: Any) -> dict[str, Any]:
     duration = None
     if t.datetime_start and t.datetime_complete:
         duration = (t.datetime_complete - t.datetime_start).total_seconds()
+    from tuner.engine._study import ended_unfinished
+
     worker = t.system_attrs.get(_attrs.WORKER) or {}
     error = t.system_attrs.get(_attrs.ERROR)
     return {
@@ -209,6 +211,7 @@ def _trial_row(t: Any) -> dict[str, Any]:
         "host": worker.get("host"),
         "gpu_ids": worker.get("gpu_ids"),
         "error": (f"{error.get('type')}: {error.get('message')}" if error else None),
+        "stopped_unfinished": ended_unfinished(error),  # FAIL as its run's stop or death ended it, no failure
     }
 
 
@@ -285,6 +288,7 @@ def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | 
 def _no_complete_trial(study: "optuna.Study", name: str) -> Exception:
     """The error for a study with nothing to rank, saying what its trials are: "run it first" was
     wrong for a study that had run and whose every trial was pruned or failed."""
+    from tuner.engine._study import shown_counts, stopped_counts
     from tuner.exceptions import StudyNotFoundError
 
     database = getattr(study._storage, "_backend", study._storage)
@@ -292,7 +296,13 @@ def _no_complete_trial(study: "optuna.Study", name: str) -> Exception:
         counts = _state_counts(conn, study._study_id)
     if not counts:
         return StudyNotFoundError(f"study {name!r} has no trial yet; run it first (tuner run SPEC)")
-    held = ", ".join(f"{n} {state.lower()}" for state, n in counts.items())
+    with database.engine.connect() as conn:
+        stopped = stopped_counts(conn, study._study_id).get(study._study_id, 0)
+    held = ", ".join(f"{n} {state.lower()}" for state, n in shown_counts(counts, stopped).items())
+    if stopped and stopped == sum(counts.values()) - counts.get("RUNNING", 0):
+        # nothing but trials a stop ended: nothing went wrong, the study was stopped before one finished
+        return StudyNotFoundError(f"study {name!r} has no complete trial ({held}); its run was stopped before one "
+                                  "finished: run the same spec again to resume")
     return StudyNotFoundError(f"study {name!r} has no complete trial ({held}); see why with tuner show {name}, "
                               "or run more trials")
 

@@ -353,7 +353,9 @@ def show(study: str, storage: str | None, top: int, as_json: bool) -> None:
             params = ", ".join(f"{k}={_fmt_param(v)}" for k, v in (row.get("objective_params") or row["params"]).items())
             click.echo(f"  {row['number']:>5} {value:>{width}} {_fmt(row['duration_s']):>9}  {params}")
     for row in d["recent_failures"]:
-        click.echo(f"  failed #{row['number']}: {row['error'] or 'no error recorded'}")
+        # a trial its run's stop ended is no failure (tuner ls and the counts above say "stopped")
+        what = "stopped" if row.get("stopped_unfinished") else "failed"
+        click.echo(f"  {what} #{row['number']}: {row['error'] or 'no error recorded'}")
     if d["recent_failures"]:
         last = d["recent_failures"][-1]["number"]
         click.echo(f"  (tuner trial {shlex.quote(d['name'])} {last} prints a trial in full, a failure's traceback "
