@@ -291,7 +291,9 @@ def test_integer_counts_below_their_range_fail_in_one_line(kind: str, name: str,
     # Optuna 5.0 takes these unchecked: x0 off the space fails every trial on an AssertionError at
     # its first CMA-ES draw, sigma0 <= 0 is clipped to 1e-8, restarts are ignored since 4.4.
     ({"x0": {"x": 5}}, "sampler.args.x0.x: 5 is outside x's range [-1.0, 1.0]; give a number in the range"),
-    ({"x0": {"x": "a"}}, "sampler.args.x0.x: 'a' is outside x's range [-1.0, 1.0]; give a number in the range"),
+    ({"x0": {"x": "a"}}, "sampler.args.x0.x: 'a' is not a number; give a number in the range"),
+    ({"x0": {"x": "5e-1"}}, "sampler.args.x0.x: YAML reads 5e-1 as text (a number needs a dot and a signed "
+                            "exponent); write 0.5"),
     ({"x0": {"x": 0.5, "y": 0.1}}, "sampler.args.x0.y: 'y' is not a number range every trial draws "
                                    "(those are: x, n); give x0 a value for each of those"),
     ({"x0": {"x": 0.5}}, "sampler.args.x0: x0 gives no value for n; give x0 a value for each of: x, n"),

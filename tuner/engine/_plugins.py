@@ -457,7 +457,13 @@ def _cmaes_arg_problem(args: dict[str, Any], space: "SearchSpace | None") -> tup
                 return (f"x0.{key}", f"{key!r} is not a number range every trial draws (those are: {names})"[:200],
                         "give x0 a value for each of those")
             dist = ranges[key]
-            if not _is_number(value) or not dist.low <= value <= dist.high:
+            if isinstance(value, str) and _reads_as_number(value):
+                return (f"x0.{key}", f"YAML reads {value} as text (a number needs a dot and a signed exponent)",
+                        f"write {float(value)!r}" if "e" not in repr(float(value)) else
+                        f"write {repr(float(value)).replace('e-', '.0e-').replace('e+', '.0e+')}")
+            if not _is_number(value):
+                return f"x0.{key}", f"{value!r} is not a number"[:200], "give a number in the range"
+            if not dist.low <= value <= dist.high:
                 return (f"x0.{key}", f"{value!r} is outside {key}'s range [{dist.low}, {dist.high}]"[:200],
                         "give a number in the range")
         missing = [name for name in ranges if name not in x0]
@@ -465,6 +471,13 @@ def _cmaes_arg_problem(args: dict[str, Any], space: "SearchSpace | None") -> tup
             return ("x0", f"x0 gives no value for {', '.join(missing)}"[:200],
                     f"give x0 a value for each of: {names}"[:200])
     return None
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _is_number(value: Any) -> bool:
