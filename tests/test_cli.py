@@ -674,3 +674,18 @@ def test_stop_refuses_a_bad_timeout_before_asking_the_run(tmp_path: Path, timeou
     assert out.output.startswith(f"error: --timeout {timeout}: the seconds to wait for the run to stop must be from "
                                  "0 to 86400 (a day)"), out.output
     assert _attrs.STOP not in study._storage.get_study_system_attrs(study._study_id)
+
+
+def test_validate_refuses_a_storage_url_run_would_refuse_and_creates_nothing(tmp_path: Path) -> None:
+    # `tuner validate` said ok to `storage: "sqlite:///x.db?timeout=30"` and `mongodb://...`, which
+    # `tuner run` then refused.
+    spec = tmp_path / "s.yaml"
+    for url, said in (("sqlite:///x.db?timeout=30", "takes no options (timeout); drop the '?...' part"),
+                      ("mongodb://h/db", "unsupported database 'mongodb'")):
+        spec.write_text(GOOD + f'storage: "{url}"\n')
+        out = CliRunner().invoke(main, ["validate", str(spec)])
+        assert out.exit_code == 2 and out.output.startswith(f"error: {spec}: storage: URL ") and said in out.output
+    spec.write_text(GOOD)
+    out = CliRunner().invoke(main, ["validate", str(spec), "--storage", f"sqlite:///{tmp_path / 'y.db'}?mode=ro"])
+    assert out.exit_code == 2 and "takes no options (mode)" in out.output
+    assert not list(tmp_path.glob("*.db"))

@@ -236,6 +236,24 @@ def run(spec: str, storage: str | None, ray_address: str | None, num_cpus: float
 _MAX_RAY_COUNT = 1_000_000
 
 
+def _check_storage_form(checked: Any, storage: str | None, flags: dict[str, Any]) -> None:
+    """Refuse in `tuner validate` a storage URL `tuner run` would refuse (`sqlite:///x.db?timeout=5`,
+    `mongodb://...`), naming the spec's `storage:` key when the URL is the file's; nothing is opened."""
+    import os
+
+    from tuner.exceptions import SpecError, StorageError
+    from tuner.storage import check_url, resolve_url
+
+    url = resolve_url(storage, checked.storage)
+    try:
+        check_url(url)
+    except StorageError as exc:
+        typed = storage or os.environ.get("TUNER_STORAGE") or "storage" in _parse_set(flags.get("set_", ()) or ())
+        if checked.storage is None or typed:
+            raise
+        raise SpecError(checked.source, "storage", str(exc).removeprefix("storage ")) from None
+
+
 def _check_ray_count(option: str, value: float | None, what: str) -> None:
     """Refuse a count Ray's start would fail on (negative, fractional, NaN, infinite) before anything
     starts or is written: Ray raises a ValueError from deep inside ``ray.init``, a 58-line traceback."""
@@ -262,6 +280,7 @@ def validate(spec: str, storage: str | None, as_json: bool, **flags: Any) -> Non
     from tuner.storage import resolve_url
 
     checked = _validate(spec, _overrides(**flags))
+    _check_storage_form(checked, storage, flags)
     check_task_storage(checked, resolve_url(storage, checked.storage))
     if as_json:
         from tuner.storage import redact_urls

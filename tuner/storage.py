@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     import optuna
 
-__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "storage_failure", "sqlite_path", "anchor_sqlite_url",
+__all__ = ["DEFAULT_STORAGE", "resolve_url", "open_storage", "check_url", "storage_failure", "sqlite_path", "anchor_sqlite_url",
            "redact", "redact_urls", "ensure_indexes", "init_rdb_storage",
            "fold_in_sqlite_log", "trial_outcomes", "TrialOutcome",
            "ranked_trial_ids", "waiting_trial_ids", "SQL_INT_MAX"]
@@ -83,7 +83,7 @@ def anchor_sqlite_url(url: str, base_dir: Path) -> str:
     text = _plain_sqlite(url.strip())
     path = sqlite_path(text)
     if path is None or path.is_absolute() or "uri=true" in text.partition("?")[2].lower():
-        return url  # (a file: URI of SQLite's own is passed to it as written)
+        return url  # (a URI option is left as written for open_storage to refuse: tuner takes none)
     query = text[len("sqlite:///"):].partition("?")[1:]
     return "sqlite:///" + os.path.normpath(Path(base_dir) / path) + "".join(query)
 
@@ -131,6 +131,12 @@ def _has_password(url: str) -> bool:
     except Exception:  # noqa: BLE001 - not a URL: nothing to hide
         return False
     return parsed.password is not None or any(k.lower() in _PASSWORD_OPTIONS for k in parsed.query)
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`StorageError` for a URL tuner would refuse to open (its form alone: nothing is
+    opened or created), for ``tuner validate`` to say what ``tuner run`` would."""
+    _check_url(resolve_url(url))
 
 
 def _check_url(url: str) -> None:
