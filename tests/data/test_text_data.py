@@ -188,3 +188,14 @@ def test_split_indices_match_make_splits() -> None:
     s = make_splits(X, y, name="x", class_names=list("abcd"), split_seed=5, max_samples=60, standardize=False)
     idx = split_indices(y, split_seed=5, max_samples=60)
     assert [p.X[:, 0].astype(int).tolist() for p in (s.train, s.val, s.test)] == [i.tolist() for i in idx]
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column_name_whatever_the_encoding(tmp_path: Path) -> None:
+    # Excel's "CSV UTF-8": with encoding utf-8 the first column was '\ufefftext', "no column named 'text'".
+
+
+    rows = "".join(f"film number {i},{i % 2}\n" for i in range(40))
+    (tmp_path / "bom.csv").write_bytes(("\ufefftext,label\n" + rows).encode("utf-8"))
+    for encoding in ("utf-8", "auto"):
+        data = load_text(str(tmp_path / "bom.csv"), text="text", label="label", encoding=encoding)
+        assert len(data.train) + len(data.val) + len(data.test) == 40

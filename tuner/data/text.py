@@ -209,7 +209,9 @@ def _read_folder(folder: Path, encoding: str, source: str, key: str) -> tuple[li
 
 def _read_table(path: Path, text: str | int, label: str | int, encoding: str, source: str,
                 key: str) -> tuple[list[str], list[str]]:
-    content = _read(path, encoding, source, key)
+    # Excel's "CSV UTF-8" starts with a byte-order mark, which utf-8 (unlike auto) keeps: the first
+    # column was then named '\ufefftext' and "not found".
+    content = _read(path, encoding, source, key).removeprefix("\ufeff")
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
     header = next(reader, None)
