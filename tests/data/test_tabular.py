@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +229,24 @@ def test_pandas_csvs_of_an_array_or_with_the_index_are_read_as_pandas_wrote_them
         read_table(tmp_path / "indexed.csv", source="s.yaml", key="task_args.dataset")
     frame.to_csv(tmp_path / "plain.csv", index=False)
     assert read_table(tmp_path / "plain.csv")[0].shape == (40, 2)
+
+
+@pytest.mark.parametrize(("cell", "where"), [("NA", "label"), ("N/A", "label"), ("NULL", "label"), ("NA", "feature"),
+                                              ("None", "feature"), ("?", "feature")])
+def test_missing_values_as_r_excel_and_pandas_write_them_are_refused_as_missing(tmp_path: Path, cell: str,
+                                                                               where: str) -> None:
+    # R's write.csv writes NA: as a label it was a class of its own; as a feature it was "not a number".
+    rows = [f"{i}.5,{i % 3}.0,{'cat' if i % 2 else 'dog'}" for i in range(12)]
+    rows[3] = f"3.5,1.0,{cell}" if where == "label" else f"3.5,{cell},cat"
+    path = tmp_path / "na.csv"
+    path.write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    said = f"label {cell!r} is a missing value; give every row a label" if where == "label" else \
+        f"missing value ({cell!r}) in feature 'b'; fill or drop rows with missing values"
+    with pytest.raises(SpecError, match=rf"na\.csv line 5: {re.escape(said)}$"):
+        load_tabular(path)
+
+
+def test_a_label_none_is_a_class(tmp_path: Path) -> None:
+    rows = [f"{i}.5,{i % 3}.0,{'none' if i % 2 else 'defect'}" for i in range(12)]
+    (tmp_path / "n.csv").write_text("a,b,label\n" + "\n".join(rows) + "\n")
+    assert load_tabular(tmp_path / "n.csv").class_names == ("defect", "none")

@@ -179,8 +179,9 @@ def _read_csv(path: Path, label: str | int | None, source: str, key: str) -> tup
             features[i] = [float(c) for c in cells]
         except ValueError:
             j = next(j for j, c in enumerate(cells) if not _is_number(c))
-            if not cells[j].strip():
-                raise SpecError(source, key, f"{path} line {line}: missing value in {_feature(names, j, col)}",
+            if not cells[j].strip() or cells[j].strip().lower() in _MISSING_FEATURE_TOKENS:
+                shown = f" ({cells[j].strip()!r})" if cells[j].strip() else ""
+                raise SpecError(source, key, f"{path} line {line}: missing value{shown} in {_feature(names, j, col)}",
                                 _MISSING_FIX) from None
             raise SpecError(source, key, f"{path} line {line}: feature {cells[j]!r} is not a number",
                             "encode categorical features as numbers") from None
@@ -254,6 +255,11 @@ def read_csv_header(path: Path) -> list[str] | None:
 
 #: What to do about a missing value (tuner fills none in: any guess would be trained on as data).
 _MISSING_FIX = "fill or drop rows with missing values"
+#: How R (write.csv), Excel and pandas write a missing value (lower case): in a label it was a
+#: class of its own ('NA'), in a feature "not a number; encode categorical features as numbers".
+#: A label may still be 'none' or 'null' (a class "nothing found"); a number column may not.
+_MISSING_LABEL_TOKENS = frozenset({"na", "n/a", "#n/a", "<na>", "nan", "-nan", "null", "#null!"})
+_MISSING_FEATURE_TOKENS = _MISSING_LABEL_TOKENS | {"none", "nil", "?"}
 
 
 def _label(cell: str, path: Path, line: int, source: str, key: str) -> str:
@@ -261,7 +267,7 @@ def _label(cell: str, path: Path, line: int, source: str, key: str) -> str:
     label = cell.strip()
     if not label:
         raise SpecError(source, key, f"{path} line {line}: empty label", "give every row a label")
-    if _is_number(label) and math.isnan(float(label)):
+    if (_is_number(label) and math.isnan(float(label))) or label.lower() in _MISSING_LABEL_TOKENS:
         raise SpecError(source, key, f"{path} line {line}: label {label!r} is a missing value",
                         "give every row a label")
     return label
