@@ -6,8 +6,9 @@ that the rows below do not repeat in its column as a headerless file's text labe
 negative counts from the end); by default the column named ``label`` if the header has one,
 else the last column. Labels may be
 numbers or strings; they are mapped to 0..K-1 in sorted order and their text kept as class
-names. Features must be numbers with no missing values. A missing value (an empty cell, ``nan``) or
-a missing label (an empty cell, ``nan``; NaN or empty text in an ``.npz``'s ``y``) is refused in one
+names. Features must be numbers with no missing values. A missing value (an empty cell, ``nan``,
+``NA``, ``N/A``, ``NULL``, ``None``, ``?``) or a missing label (an empty cell, ``nan``, ``NA``, ``N/A``,
+``NULL``; NaN or empty text in an ``.npz``'s ``y``) is refused in one
 line naming it and its line: tuner fills nothing in, and a missing label used to become a class.
 """
 
