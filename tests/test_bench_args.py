@@ -50,6 +50,8 @@ def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None
     ("scale", ["--trials", "0"], "argument --trials: 0 is below 1"),
     ("scale", ["--concurrency", "2,abc"], "argument --concurrency: 'abc' is not a whole number"),
     ("scale", ["--storage", "mysql"], "--storage mysql: give sqlite, postgres or sqlite,postgres"),
+    # an unknown name was ignored, so the scenario meant to be skipped ran (here: nothing, a report of nothing)
+    ("soak", ["--skip", "kill,pg,load,lod"], "--skip kill,pg,load,lod: unknown scenario lod; give any of kill, pg, load"),
     ("efficiency", ["--from", "/nonexistent/efficiency.json"], "--from: cannot read earlier results (FileNotFoundError"),
 ])
 def test_a_benchmark_refuses_a_bad_number_before_it_runs(
