@@ -167,6 +167,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sampler", default="tpe", help="the resumed run's sampler (default tpe, tuner's default)")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)
+    if len(set(args.trials)) < len(args.trials):  # a repeated size refilled the first one's SQLite file
+        p.error(f"--trials {' '.join(map(str, args.trials))}: a size is given twice; give each once")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     from bench.overhead import facts_text, machine_facts

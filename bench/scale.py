@@ -118,6 +118,11 @@ def _check(url: str, trials: int) -> tuple[int, bool]:
     return complete, numbers == list(range(trials)) and complete == trials
 
 
+def _repeated(values: list[Any]) -> list[Any]:
+    """The values given more than once (each run is named by its level, so a repeat reuses its files)."""
+    return sorted({v for v in values if values.count(v) > 1}, key=str)
+
+
 def run_one(kind: str, concurrency: int, trials: int, sampler: str, workdir: Path, log: Path) -> Result:
     spec = workdir / f"scale-{kind}-{concurrency}.yaml"
     spec.write_text(_SPEC.format(objective=OBJECTIVE_REF, trials=trials, concurrency=concurrency, sampler=sampler))
@@ -182,6 +187,11 @@ def main(argv: list[str]) -> int:
     kinds = [k.strip() for k in args.storage.split(",")]
     if any(k not in ("sqlite", "postgres") for k in kinds):
         p.error(f"--storage {args.storage}: give sqlite, postgres or sqlite,postgres")
+    # A repeated level reused the first run's SQLite file and log, so its row measured a no-op
+    # resume of a finished study as if it were a fresh run.
+    for flag, given, values in (("--concurrency", ",".join(map(str, levels)), levels), ("--storage", args.storage, kinds)):
+        if _repeated(values):
+            p.error(f"{flag} {given}: {', '.join(map(str, _repeated(values)))} given twice; give each once")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     from bench.overhead import facts_text, machine_facts
