@@ -55,6 +55,10 @@ def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None
     ("scale", ["--trials", "4", "--concurrency", "1", "--storage", "sqlite,sqlite"],
      "--storage sqlite,sqlite: sqlite given twice; give each once"),
     ("resume_scale", ["--trials", "100", "100", "--more", "1"], "--trials 100 100: a size is given twice"),
+    # tuner's own message went to the child's log only, then a traceback (scale) or a FAILED row (resume_scale)
+    ("scale", ["--sampler", "bogus", "--trials", "4", "--concurrency", "1", "--storage", "sqlite"],
+     "--sampler bogus: unknown sampler 'bogus'; use one of tpe, random"),
+    ("resume_scale", ["--sampler", "bogus", "--trials", "100"], "--sampler bogus: unknown sampler 'bogus'; use one of"),
     ("scale", ["--storage", "mysql"], "--storage mysql: give sqlite, postgres or sqlite,postgres"),
     # an unknown name was ignored, so the scenario meant to be skipped ran (here: nothing, a report of nothing)
     ("soak", ["--skip", "kill,pg,load,lod"], "--skip kill,pg,load,lod: unknown scenario lod; give any of kill, pg, load"),
