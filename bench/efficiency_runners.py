@@ -157,7 +157,15 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         make_pruner(p, pargs, space=None)
     except KeyError as exc:
         raise ValueError(f"setting {text!r}: unknown sampler or pruner {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        # A value that is no Python literal is kept as text, and Optuna's comparison of it with a
+        # number said only "'<' not supported between instances of 'str' and 'int'".
+        words = [f"{k}={v}" for k, v in {**sargs, **pargs}.items() if isinstance(v, str)]
+        if words:
+            raise ValueError(f"setting {text!r}: {', '.join(words)}: the argument needs a number "
+                             f"(e.g. {words[0].split('=')[0]}=3)") from None
+        raise ValueError(f"setting {text!r}: {exc}") from None
+    except ValueError as exc:
         raise ValueError(f"setting {text!r}: {exc}") from None
     if prune_on != "last":
         pargs["prune_on"] = prune_on

@@ -239,3 +239,15 @@ def test_the_benchs_qmc_is_scrambled_so_that_each_seed_is_a_replicate() -> None:
     assert contender_named("tuner:qmc/none").sampler_args == (("scramble", True),)
     assert _qmc_second_point(0) != _qmc_second_point(1)
     assert _qmc_second_point(3) == _qmc_second_point(3)
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("tpe/asha:reduction_factor=x", "reduction_factor=x: the argument needs a number"),
+    ("tpe/median:n_warmup_steps=q", "n_warmup_steps=q: the argument needs a number"),
+])
+def test_an_argument_that_is_not_a_number_is_named(setting: str, says: str) -> None:
+    # Optuna's own comparison said only "'<' not supported between instances of 'str' and 'int'".
+    with pytest.raises(ValueError, match=says):
+        parse_setting(setting)
+    with pytest.raises(ValueError, match=says):
+        contender_named(f"tuner:{setting}")
