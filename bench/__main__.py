@@ -28,10 +28,14 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
-        print("usage: python -m bench <benchmark> [options]\n\nbenchmarks:")
+        asked = bool(argv) and argv[0] in ("-h", "--help")
+        out = sys.stdout if asked else sys.stderr
+        print("usage: python -m bench <benchmark> [options]\n\nbenchmarks:", file=out)
         for name, (_module, text) in BENCHMARKS.items():
-            print(f"  {name:<14} {text}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+            print(f"  {name:<14} {text}", file=out)
+        if argv and not asked:  # the list alone did not say what was wrong with the command
+            print(f"\npython -m bench: error: unknown benchmark {argv[0]!r}; give one of those above", file=out)
+        return 0 if asked else 2
     module, _text = BENCHMARKS[argv[0]]
     fn: Callable[[list[str]], int] = importlib.import_module(module).main
     return fn(argv[1:])

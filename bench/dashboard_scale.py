@@ -100,7 +100,7 @@ def _varying(client: Any, urls: list[str]) -> Callable[[], Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dashboard_scale", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench dashboard_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=count(1), default=100_000)
     parser.add_argument("--repeats", type=count(1), default=30, help="timed requests per row (after 2 warm-ups)")
     parser.add_argument("--dir", type=Path, default=None, help="keep the database here (default: a temp dir)")

@@ -303,7 +303,7 @@ def markdown(summary: dict[str, Any], facts: dict[str, Any], runs: Sequence[dict
             k, n = row["reached_seeds"]
             lines.append(
                 f"| {row['label']} | {_pm(row['at']['0.25'])} | {_pm(row['at']['0.5'])} | {_pm(row['at']['1.0'])} "
-                f"| {reach} | {frac} | {k}/{n} | {row['trials']['mean']:.0f} ({row['completed']['mean']:.0f}) "
+                f"| {reach} | {frac} | {k}/{n} | {row['trials']['mean']:.1f} ({row['completed']['mean']:.1f}) "
                 f"| {row['wall_s']['mean']:.1f} ({row['budget_wall_s']['mean']:.1f}) |")
         lines.append("")
         for c in s["checks"]:

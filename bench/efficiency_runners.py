@@ -46,6 +46,11 @@ __all__ = ["Contender", "contender_named", "contenders", "init_ray", "parse_sett
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp", "qmc")
 PRUNERS = ("none", "median", "percentile", "asha", "hyperband")
+# Arguments the bench gives a sampler unless a setting names them. Optuna's QMCSampler is
+# unscrambled by default: one fixed sequence whatever the seed, so its "mean over seeds" was not
+# over independent replicates (only the pruner and the first, random, trial varied). Scrambled,
+# tuner scrambles it with the study's seed (the same for every trial of a study).
+_SAMPLER_PRESETS: dict[str, dict[str, Any]] = {"qmc": {"scramble": True}}
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def contenders(grid: str = "oat") -> list[Contender]:
     for s, p in pairs:
         if (s, p) not in seen:
             seen.add((s, p))
-            out.append(Contender(f"tuner:{s}/{p}", "tuner", s, p))
+            out.append(Contender(f"tuner:{s}/{p}", "tuner", s, p, tuple(sorted(_SAMPLER_PRESETS.get(s, {}).items()))))
     return out
 
 
@@ -125,6 +130,7 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
     if not slash:
         raise ValueError(f"setting {text!r}: write SAMPLER[:ARG=VALUE,...]/PRUNER[:ARG=VALUE,...], e.g. tpe/asha")
     s, sargs = part(sampler)
+    sargs = {**_SAMPLER_PRESETS.get(s, {}), **sargs}
     p, pargs = part(pruner)
     prune_on = pargs.pop("prune_on", "last")
     if prune_on not in ("last", "best"):
@@ -151,7 +157,15 @@ def parse_setting(text: str) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
         make_pruner(p, pargs, space=None)
     except KeyError as exc:
         raise ValueError(f"setting {text!r}: unknown sampler or pruner {exc}") from None
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        # A value that is no Python literal is kept as text, and Optuna's comparison of it with a
+        # number said only "'<' not supported between instances of 'str' and 'int'".
+        words = [f"{k}={v}" for k, v in {**sargs, **pargs}.items() if isinstance(v, str)]
+        if words:
+            raise ValueError(f"setting {text!r}: {', '.join(words)}: the argument needs a number "
+                             f"(e.g. {words[0].split('=')[0]}=3)") from None
+        raise ValueError(f"setting {text!r}: {exc}") from None
+    except ValueError as exc:
         raise ValueError(f"setting {text!r}: {exc}") from None
     if prune_on != "last":
         pargs["prune_on"] = prune_on

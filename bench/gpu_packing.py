@@ -184,7 +184,10 @@ def _gpu_count() -> int:
 
 def _concurrency(gpus: float, n_gpus: int) -> int:
     """Trials at once at ``gpus`` per trial: as many as fit on the machine's GPUs (one GPU's worth on a CPU check)."""
-    per_gpu = int(round(1 / gpus)) if gpus > 0 else 1
+    # Rounded down: round() gave 2 trials at 0.6 GPU (1.2 GPUs asked of one) and 3 at 0.35, so
+    # Ray held the extra one back and the row's "trials at once" was not what ran. The tolerance
+    # keeps shares written in decimals whole (1/0.125 = 8, 1/0.1 = 10) against float error.
+    per_gpu = math.floor(1 / gpus + 1e-9) if gpus > 0 else 1
     return max(1, per_gpu * max(n_gpus, 1))
 
 

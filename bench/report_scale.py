@@ -158,7 +158,7 @@ def fill(url: str, name: str, n_trials: int, *, curve_fraction: float = 0.1, ste
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="report_scale", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench report_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=count(1), nargs="+", default=[100_000], help="study sizes to measure (default: 100000)")
     parser.add_argument("--curve-fraction", type=share, default=0.1, help="share of trials with a learning curve")
     parser.add_argument("--steps", type=count(1), default=10, help="epochs per learning curve")

@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from bench._args import count
-from bench.scale import _CHILD
+from bench.scale import _CHILD, sampler_error
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -167,6 +167,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sampler", default="tpe", help="the resumed run's sampler (default tpe, tuner's default)")
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)
+    problem = sampler_error(args.sampler)  # else the child failed into a FAILED row, its reason in the log only
+    if problem:
+        p.error(f"--sampler {args.sampler}: {problem}")
+    if len(set(args.trials)) < len(args.trials):  # a repeated size refilled the first one's SQLite file
+        p.error(f"--trials {' '.join(map(str, args.trials))}: a size is given twice; give each once")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     from bench.overhead import facts_text, machine_facts

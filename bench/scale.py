@@ -118,6 +118,34 @@ def _check(url: str, trials: int) -> tuple[int, bool]:
     return complete, numbers == list(range(trials)) and complete == trials
 
 
+def sampler_error(sampler: str) -> str | None:
+    """Why tuner refuses ``sampler`` (its own one-line message), or None when it takes it.
+
+    A bad ``--sampler`` used to reach the child ``tuner run``, whose message went to the log
+    file only, and the benchmark then ended in a traceback (or a FAILED row) reading a study
+    that was never created: it is checked here, the way ``tuner validate`` checks a spec.
+    """
+    import yaml
+
+    import tuner
+    from tuner.exceptions import SpecError, UserInputError
+
+    try:  # the very text the child reads: a name that breaks the YAML is refused too
+        tuner.validate(yaml.safe_load(_SPEC.format(objective=OBJECTIVE_REF, trials=1, concurrency=1, sampler=sampler)))
+    except SpecError as exc:
+        return f"{exc.problem}; {exc.fix}" if exc.fix else exc.problem
+    except yaml.YAMLError:
+        return "not a sampler name (it breaks the study's YAML); give one such as tpe or random"
+    except UserInputError as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def _repeated(values: list[Any]) -> list[Any]:
+    """The values given more than once (each run is named by its level, so a repeat reuses its files)."""
+    return sorted({v for v in values if values.count(v) > 1}, key=str)
+
+
 def run_one(kind: str, concurrency: int, trials: int, sampler: str, workdir: Path, log: Path) -> Result:
     spec = workdir / f"scale-{kind}-{concurrency}.yaml"
     spec.write_text(_SPEC.format(objective=OBJECTIVE_REF, trials=trials, concurrency=concurrency, sampler=sampler))
@@ -182,6 +210,14 @@ def main(argv: list[str]) -> int:
     kinds = [k.strip() for k in args.storage.split(",")]
     if any(k not in ("sqlite", "postgres") for k in kinds):
         p.error(f"--storage {args.storage}: give sqlite, postgres or sqlite,postgres")
+    # A repeated level reused the first run's SQLite file and log, so its row measured a no-op
+    # resume of a finished study as if it were a fresh run.
+    for flag, given, values in (("--concurrency", ",".join(map(str, levels)), levels), ("--storage", args.storage, kinds)):
+        if _repeated(values):
+            p.error(f"{flag} {given}: {', '.join(map(str, _repeated(values)))} given twice; give each once")
+    problem = sampler_error(args.sampler)
+    if problem:
+        p.error(f"--sampler {args.sampler}: {problem}")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     args.out.mkdir(parents=True, exist_ok=True)
     from bench.overhead import facts_text, machine_facts

@@ -24,6 +24,7 @@ from typing import Any
 from bench._args import count
 
 BENCH_DIR = Path(__file__).resolve().parent
+SCENARIOS = ("kill", "pg", "load")
 
 
 def _pg_database() -> tuple[str, str]:
@@ -45,6 +46,11 @@ def main(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, default=BENCH_DIR / "results")
     args = p.parse_args(argv)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    # A misspelt name used to be ignored, so the scenario meant to be skipped ran (a typo in
+    # `pg` restarted the shared PostgreSQL server): refuse it before anything runs.
+    unknown = sorted(skip - set(SCENARIOS))
+    if unknown:
+        p.error(f"--skip {args.skip}: unknown scenario {', '.join(unknown)}; give any of {', '.join(SCENARIOS)}")
     from bench.scale import _pg, run_one
     from tests.engine import _faults
 

@@ -114,7 +114,7 @@ def _versions() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tasks_tabular", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench tasks_tabular", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=STUDIES)
     parser.add_argument("--n-trials", type=count(1), default=None, help="override every study's n_trials (quick checks)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results")

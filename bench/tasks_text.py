@@ -177,7 +177,7 @@ def render(rows: list[dict[str, Any]], facts: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tasks_text", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench tasks_text", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="*", default=list(DEFAULT_CONFIGS), choices=sorted(CONFIGS))
     parser.add_argument("--skip-fixed", action="store_true")
     parser.add_argument("--skip-study", action="store_true")

@@ -69,7 +69,7 @@ def _row(name: str, storage: str, wall: float) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/tasks_vision.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench tasks_vision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--studies", default=",".join(ALL), help=f"comma-separated, from {', '.join(ALL)}")
     parser.add_argument("--n-trials", type=count(1), default=None, help="override every study's n_trials")
     parser.add_argument("--num-cpus", type=positive, default=None, help="size of the local Ray instance")

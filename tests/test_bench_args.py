@@ -49,7 +49,19 @@ def test_a_bad_number_is_named_with_the_fix(parse, text: str, says: str) -> None
     ("report_scale", ["--curve-fraction", "1.5"], "argument --curve-fraction: 1.5 must be from 0 to 1"),
     ("scale", ["--trials", "0"], "argument --trials: 0 is below 1"),
     ("scale", ["--concurrency", "2,abc"], "argument --concurrency: 'abc' is not a whole number"),
+    # a repeated level reused the first run's SQLite file: its row measured a no-op resume
+    ("scale", ["--trials", "4", "--concurrency", "1,1", "--storage", "sqlite"],
+     "--concurrency 1,1: 1 given twice; give each once"),
+    ("scale", ["--trials", "4", "--concurrency", "1", "--storage", "sqlite,sqlite"],
+     "--storage sqlite,sqlite: sqlite given twice; give each once"),
+    ("resume_scale", ["--trials", "100", "100", "--more", "1"], "--trials 100 100: a size is given twice"),
+    # tuner's own message went to the child's log only, then a traceback (scale) or a FAILED row (resume_scale)
+    ("scale", ["--sampler", "bogus", "--trials", "4", "--concurrency", "1", "--storage", "sqlite"],
+     "--sampler bogus: unknown sampler 'bogus'; use one of tpe, random"),
+    ("resume_scale", ["--sampler", "bogus", "--trials", "100"], "--sampler bogus: unknown sampler 'bogus'; use one of"),
     ("scale", ["--storage", "mysql"], "--storage mysql: give sqlite, postgres or sqlite,postgres"),
+    # an unknown name was ignored, so the scenario meant to be skipped ran (here: nothing, a report of nothing)
+    ("soak", ["--skip", "kill,pg,load,lod"], "--skip kill,pg,load,lod: unknown scenario lod; give any of kill, pg, load"),
     ("efficiency", ["--from", "/nonexistent/efficiency.json"], "--from: cannot read earlier results (FileNotFoundError"),
 ])
 def test_a_benchmark_refuses_a_bad_number_before_it_runs(

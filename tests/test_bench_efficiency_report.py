@@ -36,3 +36,22 @@ def test_a_contender_that_never_reaches_the_target_gets_an_infinite_upper_end() 
     low, high = reach_interval(random, slow, 60, "maximize")
     assert math.isinf(high)
     assert reach_interval(random[:2], slow[:2], 60, "minimize") is None  # too few seeds to resample
+
+
+def test_the_trial_counts_are_means_with_one_decimal() -> None:
+    # `:.0f` rounds half to even: a mean of 6.5 completed trials showed as 6, one of 11.5 as 12.
+    from bench.efficiency_report import markdown
+
+    def run(contender: str, seed: int, trials: int, completed: int) -> dict:
+        r = _run(contender, seed, [(10 * (i + 1), 1.0 - 0.1 * i) for i in range(completed)])
+        r["curve"]["trials"] = trials
+        return r
+
+    runs = [run(c, s, 11 + s, 6 + s) for c in ("random", "tuner") for s in range(2)]
+    problems = {"p": {"budget": 100, "direction": "minimize", "metric": "loss", "steps": 10, "step_unit": "epoch",
+                      "optimum": None, "note": "a test problem"}}
+    facts = {"date": "today", "command": "python -m bench efficiency", "seeds": 2, "concurrency": 1,
+             "machine": "here", "optuna": "5", "ray": "2"}
+    text = markdown(summarise(runs, problems), facts, runs)
+    row = next(line for line in text.splitlines() if line.startswith("| tuner |"))
+    assert "| 11.5 (6.5) |" in row

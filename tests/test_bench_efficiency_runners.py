@@ -207,3 +207,47 @@ def _replay_final(setting: str) -> float:
     from bench.efficiency_sweep import replay
 
     return float(replay(setting, "branin", 5, budget_scale=0.4)["curve"]["points"][-1][1])
+
+
+def _qmc_second_point(study_seed: int) -> dict:
+    """Trial 1's parameters under the sweep's qmc/none, drawn the way its replay draws them."""
+    from tuner.engine._plugins import make_sampler, trial_seed
+    from tuner.space import SearchSpace
+
+    name, args, _pruner, _pargs = parse_setting("qmc/none")
+    space = SearchSpace.from_mapping(PROBLEMS["branin"].space, source="bench:branin")
+    study = optuna.create_study()
+    for number in range(2):
+        study.sampler = make_sampler(name, args, seed=trial_seed(study_seed, number), space=space,
+                                     study_seed=study_seed)
+        trial = study.ask()
+        params = space.suggest(trial)
+        study.tell(trial, 0.0)
+    return params
+
+
+def test_the_benchs_qmc_is_scrambled_so_that_each_seed_is_a_replicate() -> None:
+    # Optuna's default, unscrambled, drew the same points for every seed: a mean over seeds of
+    # one sequence. The bench's qmc (contender and sweep setting) is scrambled with the study's seed.
+    from bench.efficiency_runners import contenders, tuner_spec
+
+    assert parse_setting("qmc/asha")[1] == {"scramble": True}
+    assert parse_setting("qmc:scramble=False/asha")[1] == {"scramble": False}  # named: kept
+    qmc = next(c for c in contenders() if c.sampler == "qmc")
+    assert tuner_spec(qmc, PROBLEMS["branin"], seed=0, concurrency=1)["sampler"] == \
+        {"name": "qmc", "args": {"scramble": True}}
+    assert contender_named("tuner:qmc/none").sampler_args == (("scramble", True),)
+    assert _qmc_second_point(0) != _qmc_second_point(1)
+    assert _qmc_second_point(3) == _qmc_second_point(3)
+
+
+@pytest.mark.parametrize(("setting", "says"), [
+    ("tpe/asha:reduction_factor=x", "reduction_factor=x: the argument needs a number"),
+    ("tpe/median:n_warmup_steps=q", "n_warmup_steps=q: the argument needs a number"),
+])
+def test_an_argument_that_is_not_a_number_is_named(setting: str, says: str) -> None:
+    # Optuna's own comparison said only "'<' not supported between instances of 'str' and 'int'".
+    with pytest.raises(ValueError, match=says):
+        parse_setting(setting)
+    with pytest.raises(ValueError, match=says):
+        contender_named(f"tuner:{setting}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import _cold_start
-from bench.gpu_packing import mean_util_between
+from bench.gpu_packing import _concurrency, mean_util_between
 
 
 def test_utilisation_is_averaged_over_the_window_only() -> None:
@@ -16,6 +16,15 @@ def test_utilisation_is_averaged_over_the_window_only() -> None:
     assert mean_util_between(samples, 1.0, 3.0) == pytest.approx(220 / 3)
     assert mean_util_between(samples, 2.5, 3.5) == 100.0
     assert mean_util_between(samples, 5.0, 6.0) is None
+
+
+@pytest.mark.parametrize(("gpus", "n_gpus", "at_once"), [
+    (1.0, 1, 1), (0.5, 1, 2), (0.25, 1, 4), (0.125, 1, 8), (0.1, 1, 10), (1 / 3, 1, 3),
+    (0.6, 1, 1), (0.35, 1, 2),  # round() gave 2 and 3: more GPU than there is (1.2, 1.05)
+    (0.6, 2, 2), (0.35, 4, 8), (0.125, 2, 16), (0.5, 0, 2),  # per GPU, times the GPUs (a CPU check: one)
+])
+def test_trials_at_once_are_as_many_as_fit_whole_on_a_gpu(gpus: float, n_gpus: int, at_once: int) -> None:
+    assert _concurrency(gpus, n_gpus) == at_once
 
 
 def test_cold_start_probe_times_each_step_of_a_fresh_process() -> None:
