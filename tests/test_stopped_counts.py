@@ -98,3 +98,24 @@ def test_best_of_a_study_whose_only_trials_a_stop_ended_says_to_resume(tmp_path:
     assert out.exit_code == 2
     assert out.output.strip() == ("error: study 'b' has no complete trial (2 stopped); its run was stopped before one "
                                   "finished: run the same spec again to resume")
+
+
+def test_the_dashboards_trials_table_filters_and_shows_stopped_trials_apart_from_failed_ones(url: str) -> None:
+    # ?state=STOPPED was a 400 and ?state=FAIL listed the trials a stop ended among the failures.
+    from fastapi.testclient import TestClient
+
+    from tuner.dashboard import create_app
+
+    with TestClient(create_app(url)) as client:
+        def rows(state: str) -> list[tuple[int, str]]:
+            res = client.get("/api/studies/s/trials", params={"state": state, "per_page": 50})
+            assert res.status_code == 200, res.text
+            return [(r["number"], r["state"]) for r in res.json()["trials"]]
+
+        assert rows("FAIL") == [(2, "FAIL"), (3, "FAIL")]  # the objective's own errors (#3: its own `Interrupted`)
+        assert rows("STOPPED") == [(4, "STOPPED"), (5, "STOPPED"), (6, "STOPPED")]
+        assert [n for n, _ in rows("FAIL,STOPPED")] == [2, 3, 4, 5, 6]
+        assert [n for n, _ in rows("COMPLETE,STOPPED")] == [0, 1, 4, 5, 6]
+        trial = client.get("/api/studies/s/trials/4").json()
+        assert trial["state"] == "STOPPED" and trial["optuna_state"] == "FAIL"
+        assert 'value="STOPPED"' in client.get("/studies/s").text

@@ -22,8 +22,8 @@ from urllib.parse import unquote, urlparse
 
 from tuner._json import jsonable
 from tuner.engine import _attrs
-from tuner.engine._study import (_is_int, _lease_alive, metric_names, run_log, run_row, shown_counts, shown_spec,
-                                 stopped_counts, study_state)
+from tuner.engine._study import (_is_int, _lease_alive, ended_unfinished, metric_names, run_log, run_row,
+                                 shown_counts, shown_spec, stopped_counts, study_state)
 from tuner.exceptions import UserInputError
 from tuner.storage import SQL_INT_MAX, sqlite_path
 
@@ -40,7 +40,9 @@ _MEMOS = 64              # memoised answers kept (SQLite), least recently used d
 _RUNS_SHOWN = 20         # a study page lists its latest runs, newest first
 #: Sort keys of the trials table besides ``value`` / ``value:K`` and ``param:NAME``.
 SORT_KEYS = ("number", "state", "value", "duration", "started", "completed")
-_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING")
+#: The states a trial filter takes: Optuna's, and STOPPED, the FAIL trials a run's stop or death
+#: ended unfinished (a FAIL filter leaves them out, as the counts do).
+_STATES = ("RUNNING", "COMPLETE", "PRUNED", "FAIL", "STOPPED", "WAITING")
 # Per-trial attributes left out of table rows (they can be large: curves, confusion matrices).
 _HEAVY_ATTRS = (_attrs.CURVE, _attrs.ATTR_PREFIX)
 
@@ -295,7 +297,7 @@ class DashboardData:
         t, v = m.TrialModel, m.TrialValueModel
         where = [t.study_id == info.study_id]
         if query.states:
-            where.append(t.state.in_([m.TrialState[s] for s in query.states]))
+            where.append(_state_condition(query.states))
         value = sa.orm.aliased(v)
         joined_value = False
         if query.value_min is not None or query.value_max is not None:
@@ -699,6 +701,30 @@ class DashboardData:
         return [_trial_dict(t, info, full=full, as_seen=as_seen) for t in trials]
 
 
+def _state_condition(states: tuple[str, ...]) -> Any:
+    """SQL condition: the trial is in one of ``states`` (:data:`_STATES`). FAIL and STOPPED split
+    Optuna's FAIL by the stored error, as ``ended_unfinished`` does (a stop's error has no
+    traceback; an objective's own ``Interrupted`` has one)."""
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models as m
+
+    from tuner.engine._study import unfinished_error_rows
+
+    t, a = m.TrialModel, m.TrialSystemAttributeModel
+    stopped = sa.select(a.trial_id).where(unfinished_error_rows(a), a.value_json.like('%"traceback": ""%'))
+    ors: list[Any] = []
+    plain = [m.TrialState[s] for s in states if s not in ("FAIL", "STOPPED")]
+    if plain:
+        ors.append(t.state.in_(plain))
+    if "FAIL" in states and "STOPPED" in states:
+        ors.append(t.state == m.TrialState.FAIL)
+    elif "FAIL" in states:
+        ors.append(sa.and_(t.state == m.TrialState.FAIL, t.trial_id.not_in(stopped)))
+    elif "STOPPED" in states:
+        ors.append(sa.and_(t.state == m.TrialState.FAIL, t.trial_id.in_(stopped)))
+    return sa.or_(*ors)
+
+
 def _in_range(choice: Any, low: float | None, high: float | None) -> bool:
     """A choice that is a number (not a bool) within ``[low, high]`` (open ends: None)."""
     if isinstance(choice, bool) or not isinstance(choice, (int, float)) or choice != choice:
@@ -715,7 +741,9 @@ def _trial_dict(t: "FrozenTrial", info: _StudyRow, *, full: bool,
     row: dict[str, Any] = {
         "trial_id": t._trial_id,
         "number": t.number,
-        "state": t.state.name,
+        # STOPPED: a FAIL its run's stop or death ended unfinished (optuna_state keeps Optuna's name)
+        "state": "STOPPED" if ended_unfinished(sa_.get(_attrs.ERROR)) else t.state.name,
+        "optuna_state": t.state.name,
         "values": list(t.values) if t.values is not None else None,
         "params": {k: jsonable(v) for k, v in t.params.items()},  # Optuna's names: the table's sortable columns
         # As the objective saw them (fixed values in, per-layer lists rebuilt): what `tuner best` shows
