@@ -267,8 +267,6 @@ def _state_counts(conn: Any, study_id: int) -> dict[str, int]:
 
 def best_trial(name: str, storage: str | None = None, *, study: "optuna.Study | None" = None) -> dict[str, Any]:
     """The best trial (or the Pareto front for several objectives) with parameters and metrics."""
-    from tuner.exceptions import StudyNotFoundError
-
     study = study or load_study(name, storage)
     # What the values are: ``metrics`` is taken (a trial's own metrics), so the study's are ``objectives``.
     goal = {"objectives": _objective_names(study), "directions": [d.name.lower() for d in study.directions]}
@@ -294,10 +292,9 @@ def _no_complete_trial(study: "optuna.Study", name: str) -> Exception:
     database = getattr(study._storage, "_backend", study._storage)
     with database.engine.connect() as conn:
         counts = _state_counts(conn, study._study_id)
+        stopped = stopped_counts(conn, study._study_id).get(study._study_id, 0) if counts else 0
     if not counts:
         return StudyNotFoundError(f"study {name!r} has no trial yet; run it first (tuner run SPEC)")
-    with database.engine.connect() as conn:
-        stopped = stopped_counts(conn, study._study_id).get(study._study_id, 0)
     held = ", ".join(f"{n} {state.lower()}" for state, n in shown_counts(counts, stopped).items())
     if stopped and stopped == sum(counts.values()) - counts.get("RUNNING", 0):
         # nothing but trials a stop ended: nothing went wrong, the study was stopped before one finished

@@ -297,7 +297,7 @@ class DashboardData:
         t, v = m.TrialModel, m.TrialValueModel
         where = [t.study_id == info.study_id]
         if query.states:
-            where.append(_state_condition(query.states))
+            where.append(_state_condition(query.states, info.study_id))
         value = sa.orm.aliased(v)
         joined_value = False
         if query.value_min is not None or query.value_max is not None:
@@ -701,7 +701,7 @@ class DashboardData:
         return [_trial_dict(t, info, full=full, as_seen=as_seen) for t in trials]
 
 
-def _state_condition(states: tuple[str, ...]) -> Any:
+def _state_condition(states: tuple[str, ...], study_id: int) -> Any:
     """SQL condition: the trial is in one of ``states`` (:data:`_STATES`). FAIL and STOPPED split
     Optuna's FAIL by the stored error, as ``ended_unfinished`` does (a stop's error has no
     traceback; an objective's own ``Interrupted`` has one)."""
@@ -711,7 +711,10 @@ def _state_condition(states: tuple[str, ...]) -> Any:
     from tuner.engine._study import unfinished_error_rows
 
     t, a = m.TrialModel, m.TrialSystemAttributeModel
-    stopped = sa.select(a.trial_id).where(unfinished_error_rows(a), a.value_json.like('%"traceback": ""%'))
+    # this study's stopped trials only: the error rows of every study's failures are not scanned
+    mine = sa.orm.aliased(t)
+    stopped = (sa.select(a.trial_id).join(mine, mine.trial_id == a.trial_id)
+               .where(mine.study_id == study_id, unfinished_error_rows(a), a.value_json.like('%"traceback": ""%')))
     ors: list[Any] = []
     plain = [m.TrialState[s] for s in states if s not in ("FAIL", "STOPPED")]
     if plain:
